@@ -1,0 +1,179 @@
+//! Opening a library folder: its database (pragmas, migrations, schema
+//! version guard) and the lock that keeps two imports from racing.
+
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use rusqlite_migration::{M, Migrations};
+
+use crate::error::{Result, StoreError};
+
+/// The database file inside a library folder.
+pub const DATABASE_FILE: &str = "library.sqlite3";
+const IMPORT_LOCK_FILE: &str = "import.lock";
+
+/// How long a statement waits for another connection's write lock before
+/// giving up (an import in another process commits in small batches).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every schema change, oldest first. Never edit a released migration; add
+/// a new one. The schema version (`user_version`) is the count applied.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/01-library.sql")];
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
+}
+
+/// The newest schema version this build knows.
+fn known_schema_version() -> usize {
+    MIGRATIONS.len()
+}
+
+/// A person's library: one folder, one database, thumbnails beside it.
+#[derive(Debug)]
+pub struct Library {
+    root: PathBuf,
+    pub(crate) conn: Connection,
+}
+
+impl Library {
+    /// Where the library lives unless the person says otherwise: the
+    /// platform data directory (`~/.local/share/hearth` on Linux).
+    pub fn default_location() -> Option<PathBuf> {
+        dirs::data_dir().map(|dir| dir.join("hearth"))
+    }
+
+    /// Opens the library in `root`, creating the folder and database if
+    /// needed and bringing the schema up to date in one transaction.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root =
+            std::path::absolute(root.as_ref()).map_err(|e| StoreError::io(root.as_ref(), e))?;
+        std::fs::create_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        let db_path = root.join(DATABASE_FILE);
+        let mut conn = Connection::open(&db_path)?;
+        configure(&conn)?;
+
+        let found: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if found > known_schema_version() {
+            return Err(StoreError::NewerSchema {
+                path: db_path,
+                found,
+                known: known_schema_version(),
+            });
+        }
+        migrations().to_latest(&mut conn)?;
+        Ok(Library { root, conn })
+    }
+
+    /// The library folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs SQLite's full integrity check.
+    pub fn integrity_check(&self) -> Result<()> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let problems: Vec<String> = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match problems.as_slice() {
+            [ok] if ok == "ok" => Ok(()),
+            _ => Err(StoreError::Corrupt(problems.join("; "))),
+        }
+    }
+
+    /// Takes the library's import lock, or says another import holds it.
+    /// The lock is released when the returned file is dropped (or the
+    /// process dies, however it dies).
+    pub(crate) fn lock_for_import(&self) -> Result<File> {
+        let path = self.root.join(IMPORT_LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(TryLockError::WouldBlock) => Err(StoreError::Busy(self.root.clone())),
+            Err(TryLockError::Error(e)) => Err(StoreError::io(path, e)),
+        }
+    }
+}
+
+/// Per-connection settings. These must run outside any transaction.
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers (the app, `hearth library list`) see committed items
+    // while an import writes; NORMAL sync is durable against process kills.
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().expect("migrations validate");
+        let mut conn = Connection::open_in_memory().expect("memory db");
+        migrations().to_latest(&mut conn).expect("migrate");
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("user_version");
+        assert_eq!(version, known_schema_version());
+    }
+
+    #[test]
+    fn opens_creates_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("nested/library");
+        let library = Library::open(&root).expect("open");
+        assert!(root.join(DATABASE_FILE).is_file());
+        library.integrity_check().expect("integrity");
+        let fk: bool = library
+            .conn
+            .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+            .expect("pragma");
+        assert!(fk);
+        let mode: String = library
+            .conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+        drop(library);
+        Library::open(&root).expect("reopen");
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Library::open(dir.path()).expect("open"));
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).expect("raw open");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(conn);
+        let err = Library::open(dir.path()).expect_err("newer schema must be refused");
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 99, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_import_lock_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let library = Library::open(dir.path()).expect("open");
+        let held = library.lock_for_import().expect("first lock");
+        assert!(matches!(
+            library.lock_for_import(),
+            Err(StoreError::Busy(_))
+        ));
+        drop(held);
+        library.lock_for_import().expect("lock again after release");
+    }
+}

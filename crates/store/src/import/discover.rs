@@ -1,0 +1,183 @@
+//! Finding what to import: walks the given paths (following symbolic links,
+//! with loop detection), sorts files into photos, texts and the rest, and
+//! reports what cannot even be looked at.
+
+use std::path::{Path, PathBuf};
+
+use walkdir::WalkDir;
+
+use super::problem::FileProblem;
+use crate::items::ItemKind;
+use crate::progress::CancelToken;
+
+/// A file worth opening.
+#[derive(Debug)]
+pub(crate) struct Candidate {
+    pub path: PathBuf,
+    /// The path as stored in the library (absolute, valid UTF-8).
+    pub path_text: String,
+    pub kind: ItemKind,
+    /// Media type a text file gets (photos are typed by content).
+    pub text_media_type: &'static str,
+}
+
+/// Something the walk itself settled.
+#[derive(Debug)]
+pub(crate) enum Settled {
+    Skipped { path: String, reason: String },
+    Failed { path: String, problem: FileProblem },
+}
+
+enum Class {
+    Photo,
+    Text(&'static str),
+    Unsupported(&'static str),
+    Other,
+}
+
+fn classify(path: &Path) -> Class {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match extension.as_str() {
+        "jpg" | "jpeg" | "jpe" | "jfif" | "png" | "webp" | "gif" | "bmp" | "dib" | "tif"
+        | "tiff" => Class::Photo,
+        "txt" | "text" => Class::Text("text/plain"),
+        "md" | "markdown" => Class::Text("text/markdown"),
+        "heic" | "heif" | "hif" => Class::Unsupported("HEIC/HEIF"),
+        "avif" => Class::Unsupported("AVIF"),
+        _ => Class::Other,
+    }
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+/// Walks `roots`, never descending into the library folder itself or into
+/// hidden files and folders (`.git`, `.thumbnails`, ...).
+pub(crate) fn discover(
+    roots: &[PathBuf],
+    library_root: &Path,
+    cancel: &CancelToken,
+    mut found: impl FnMut(usize),
+) -> (Vec<Candidate>, Vec<Settled>) {
+    let mut candidates = Vec::new();
+    let mut settled = Vec::new();
+    for root in roots {
+        // Canonical roots give every file one stable path to remember.
+        let root = match std::fs::canonicalize(root) {
+            Ok(root) => root,
+            Err(error) => {
+                settled.push(Settled::Failed {
+                    path: root.display().to_string(),
+                    problem: FileProblem::Unreadable(error),
+                });
+                continue;
+            }
+        };
+        let walk = WalkDir::new(&root)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|entry| {
+                entry.path() != library_root
+                    && (entry.depth() == 0 || !is_hidden(entry.file_name()))
+            });
+        for entry in walk {
+            if cancel.is_cancelled() {
+                return (candidates, settled);
+            }
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    let path = error.path().unwrap_or(&root).display().to_string();
+                    let problem = match error.loop_ancestor() {
+                        Some(ancestor) => FileProblem::SymlinkLoop(ancestor.to_path_buf()),
+                        None => FileProblem::Unreadable(
+                            error
+                                .into_io_error()
+                                .unwrap_or_else(|| std::io::Error::other("unreadable")),
+                        ),
+                    };
+                    settled.push(Settled::Failed { path, problem });
+                    continue;
+                }
+            };
+            if entry.file_type().is_dir() {
+                continue;
+            }
+            let regular = entry.file_type().is_file();
+            let path = entry.into_path();
+            let display = path.display().to_string();
+            let class = classify(&path);
+            if matches!(class, Class::Other) {
+                let reason = match path.extension() {
+                    Some(ext) => format!("not a photo or text file (.{})", ext.to_string_lossy()),
+                    None => "not a photo or text file (no extension)".to_owned(),
+                };
+                settled.push(Settled::Skipped {
+                    path: display,
+                    reason,
+                });
+                continue;
+            }
+            let Some(path_text) = path.to_str().map(str::to_owned) else {
+                settled.push(Settled::Failed {
+                    path: display,
+                    problem: FileProblem::NonUtf8Name,
+                });
+                continue;
+            };
+            if !regular {
+                settled.push(Settled::Failed {
+                    path: display,
+                    problem: FileProblem::NotRegularFile,
+                });
+                continue;
+            }
+            let (kind, text_media_type) = match class {
+                Class::Photo => (ItemKind::Photo, ""),
+                Class::Text(media_type) => (ItemKind::Text, media_type),
+                Class::Unsupported(format) => {
+                    settled.push(Settled::Skipped {
+                        path: display,
+                        reason: FileProblem::UnsupportedFormat(format).to_string(),
+                    });
+                    continue;
+                }
+                Class::Other => continue,
+            };
+            candidates.push(Candidate {
+                path,
+                path_text,
+                kind,
+                text_media_type,
+            });
+            found(candidates.len());
+        }
+    }
+    (candidates, settled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_extension_case_insensitively() {
+        assert!(matches!(classify(Path::new("a/B.JPG")), Class::Photo));
+        assert!(matches!(
+            classify(Path::new("notes.md")),
+            Class::Text("text/markdown")
+        ));
+        assert!(matches!(
+            classify(Path::new("x.HEIC")),
+            Class::Unsupported("HEIC/HEIF")
+        ));
+        assert!(matches!(classify(Path::new("movie.mp4")), Class::Other));
+        assert!(matches!(classify(Path::new("README")), Class::Other));
+    }
+}

@@ -1,0 +1,44 @@
+//! Hearth's personal library: the photos and text a person imported, kept in
+//! one folder on their own device.
+//!
+//! A [`Library`] is a folder holding a SQLite database (items, labels, and in
+//! later versions runs, adapters and lineage) and content-addressed
+//! thumbnails. Originals are referenced by path and never modified or
+//! deleted. [`Library::import`] walks folders, hashes, decodes and
+//! thumbnails files on all cores, and commits them from a single writer, so
+//! a kill at any moment leaves no partial item.
+//!
+//! ```
+//! use hearth_store::{CancelToken, ImportOptions, ItemFilter, Library, NoProgress};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("note.txt"), "Rex likes the garden.")?;
+//!
+//! let mut library = Library::open(dir.path().join("library"))?;
+//! let report = library.import(&[dir.path().to_path_buf()], &ImportOptions::default(),
+//!                             &NoProgress, &CancelToken::new())?;
+//! assert_eq!(report.imported, 1);
+//!
+//! let items = library.items(&ItemFilter::default())?;
+//! library.add_label(items[0].id, "Rex")?;
+//! assert_eq!(library.items(&ItemFilter { label: Some("rex".into()), ..Default::default() })?.len(), 1);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod db;
+mod error;
+pub mod import;
+mod items;
+mod labels;
+mod progress;
+mod thumbnails;
+
+pub use db::{DATABASE_FILE, Library};
+pub use error::{Result, StoreError};
+pub use import::{FileReport, ImportOptions, ImportReport, Outcome};
+pub use items::{Item, ItemFilter, ItemId, ItemKind, LibraryStats};
+pub use labels::LabelSummary;
+pub use progress::{CancelToken, NoProgress, Progress};
+pub use thumbnails::THUMBNAIL_MAX_SIDE;
