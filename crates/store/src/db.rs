@@ -48,9 +48,11 @@ impl Library {
     /// Opens the library in `root`, creating the folder and database if
     /// needed and bringing the schema up to date in one transaction.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
-        let root =
-            std::path::absolute(root.as_ref()).map_err(|e| StoreError::io(root.as_ref(), e))?;
-        std::fs::create_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        let given = root.as_ref();
+        std::fs::create_dir_all(given).map_err(|e| StoreError::io(given, e))?;
+        // Canonical, so the importer can recognise the library folder and
+        // never import its own thumbnails.
+        let root = std::fs::canonicalize(given).map_err(|e| StoreError::io(given, e))?;
         let db_path = root.join(DATABASE_FILE);
         let mut conn = Connection::open(&db_path)?;
         configure(&conn)?;

@@ -113,6 +113,11 @@ pub(crate) fn decode_photo(bytes: &[u8], max_pixels: u64) -> Result<DecodedPhoto
         })?
     } else {
         let reader = || ImageReader::with_format(Cursor::new(bytes), format);
+        // A PNG states its size in the first chunk; check it before the
+        // decoder reads further (a bomb need not be well-formed beyond it).
+        if let Some((width, height)) = png_header_size(bytes) {
+            check_pixels(width, height, max_pixels)?;
+        }
         let (width, height) = reader().into_dimensions().map_err(|e| corrupt(&e))?;
         check_pixels(width, height, max_pixels)?;
         let mut limits = Limits::default();
@@ -140,6 +145,18 @@ pub(crate) fn decode_photo(bytes: &[u8], max_pixels: u64) -> Result<DecodedPhoto
         captured_at,
         thumbnail: thumbnail(image).map_err(|e| corrupt(&e))?,
     })
+}
+
+/// Width and height from a PNG's IHDR chunk, which must come first.
+fn png_header_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let header = bytes.get(8..24)?;
+    if &header[4..8] != b"IHDR" {
+        return None;
+    }
+    let word = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    Some((word(8), word(12)))
 }
 
 fn check_pixels(width: u32, height: u32, max_pixels: u64) -> Result<(), FileProblem> {
