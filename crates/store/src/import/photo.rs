@@ -294,14 +294,13 @@ fn capture_time(exif: &exif::Exif) -> Option<String> {
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         time.year, time.month, time.day, time.hour, time.minute, time.second
     );
-    if let Some(offset) = ascii(offset_tag) {
-        if time.parse_offset(&offset).is_ok() {
-            if let Some(minutes) = time.offset {
-                let sign = if minutes < 0 { '-' } else { '+' };
-                let minutes = minutes.unsigned_abs();
-                iso.push_str(&format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60));
-            }
-        }
+    if let Some(offset) = ascii(offset_tag)
+        && time.parse_offset(&offset).is_ok()
+        && let Some(minutes) = time.offset
+    {
+        let sign = if minutes < 0 { '-' } else { '+' };
+        let minutes = minutes.unsigned_abs();
+        iso.push_str(&format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60));
     }
     Some(iso)
 }

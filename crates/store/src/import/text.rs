@@ -22,7 +22,7 @@ fn utf8(bytes: &[u8], bom_len: usize) -> Result<String, FileProblem> {
 }
 
 fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String, FileProblem> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(FileProblem::InvalidUtf16("odd number of bytes"));
     }
     let units = bytes.chunks_exact(2).map(|pair| unit([pair[0], pair[1]]));

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building and testing Hearth needs on Debian/Ubuntu: a C
+# compiler (SQLite is compiled in) and a Rust toolchain. Safe to run again;
+# it only installs what is missing. Sourced by scripts/demo.sh and
+# scripts/test.sh.
+set -euo pipefail
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "setup: need root (or sudo) to run: $*" >&2; return 1
+    fi
+}
+
+apt_packages=(build-essential pkg-config ca-certificates curl)
+missing=()
+for package in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if command -v apt-get >/dev/null; then
+        echo "setup: installing ${missing[*]}" >&2
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        echo "setup: not a Debian/Ubuntu system; make sure these are installed: ${missing[*]}" >&2
+    fi
+fi
+
+# Rust: the edition-2024 toolchain from rustup (Debian's own cargo is too old).
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null; then
+    echo "setup: installing the Rust toolchain with rustup" >&2
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if command -v rustup >/dev/null; then
+    for component in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+    done
+fi
