@@ -32,7 +32,6 @@ mod error;
 pub mod import;
 mod items;
 mod labels;
-mod progress;
 mod thumbnails;
 
 pub use db::{DATABASE_FILE, Library};
@@ -40,5 +39,5 @@ pub use error::{Result, StoreError};
 pub use import::{FileReport, ImportOptions, ImportReport, Outcome};
 pub use items::{Item, ItemFilter, ItemId, ItemKind, LibraryStats};
 pub use labels::LabelSummary;
-pub use progress::{CancelToken, NoProgress, Progress};
+pub use hearth_progress::{CancelToken, NoProgress, Progress};
 pub use thumbnails::THUMBNAIL_MAX_SIDE;

@@ -8,7 +8,7 @@ use walkdir::WalkDir;
 
 use super::problem::FileProblem;
 use crate::items::ItemKind;
-use crate::progress::CancelToken;
+use hearth_progress::CancelToken;
 
 /// A file worth opening.
 #[derive(Debug)]

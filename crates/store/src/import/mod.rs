@@ -30,7 +30,7 @@ pub use problem::FileProblem;
 use crate::db::Library;
 use crate::error::Result;
 use crate::items::{ItemId, ItemKind};
-use crate::progress::{CancelToken, Progress};
+use hearth_progress::{CancelToken, Progress};
 use discover::{Settled, discover};
 use examine::{Examined, NewItem, examine};
 

@@ -1,8 +1,34 @@
-//! How long work (import today; download, training and aggregation later)
-//! tells its caller how far it got, and how the caller asks it to stop.
+//! How Hearth's long work (import, download, training, aggregation) tells
+//! its caller how far it got, and how the caller asks it to stop.
 //!
-//! One small trait keeps the library free of any UI: the CLI renders it with
-//! indicatif, the app forwards it over a Tauri channel, tests record it.
+//! One small trait keeps the libraries free of any UI: the CLI renders it
+//! with indicatif, the app forwards it over a Tauri channel, tests record
+//! it. A [`CancelToken`] asks the work to stop at its next safe point.
+//!
+//! ```
+//! use hearth_progress::{CancelToken, Progress};
+//!
+//! struct Print;
+//! impl Progress for Print {
+//!     fn metric(&self, name: &str, step: u64, value: f64) {
+//!         println!("{step}: {name} = {value}");
+//!     }
+//! }
+//!
+//! fn work(progress: &dyn Progress, cancel: &CancelToken) {
+//!     progress.begin("Training", Some(3));
+//!     for step in 1..=3 {
+//!         if cancel.is_cancelled() {
+//!             break;
+//!         }
+//!         progress.metric("loss", step, 1.0 / step as f64);
+//!         progress.advance(step);
+//!     }
+//!     progress.end();
+//! }
+//! work(&Print, &CancelToken::new());
+//! ```
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +47,11 @@ pub trait Progress: Send + Sync {
     /// Something the person may want to read now (a skipped file, say).
     fn note(&self, message: &str) {
         let _ = message;
+    }
+    /// A measured value at a step of the current task (training loss,
+    /// learning rate, tokens/s), for curves and logs.
+    fn metric(&self, name: &str, step: u64, value: f64) {
+        let _ = (name, step, value);
     }
     /// The current task has ended, completed or not.
     fn end(&self) {}

@@ -1,0 +1,25 @@
+//! Hearth's on-device machine learning, on candle (CPU, CUDA or Metal).
+//!
+//! - [`models::llama`]: a Llama-family decoder whose frozen weights are
+//!   shared by the base model and any [`LoraAdapter`].
+//! - [`ops`]: the decoder's ops in a differentiable flavour for training and
+//!   a fused flavour for inference.
+#![deny(missing_docs)]
+
+pub mod device;
+mod error;
+pub mod generate;
+pub mod loaders;
+pub mod lora;
+pub mod models;
+pub mod ops;
+pub mod registry;
+pub mod rng;
+pub mod tokenizer;
+
+pub use device::DeviceChoice;
+pub use error::{MlError, Result};
+pub use lora::{LoraAdapter, LoraConfig, Target};
+pub use loaders::{LoadedModel, ModelInfo, load};
+pub use models::llama::{Config, Forward, KvCache, Llama};
+pub use tokenizer::TextTokenizer;

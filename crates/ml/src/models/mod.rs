@@ -1,0 +1,8 @@
+//! Model architectures, one file each (config, blocks, `new(cfg, vb)`,
+//! `forward`), in the manner of candle-transformers.
+//!
+//! - [`llama`]: the Llama family (SmolLM2, Llama 2/3, TinyLlama, Mistral
+//!   without sliding windows, Qwen2 with its q/k/v biases), with LoRA and a
+//!   differentiable training forward.
+
+pub mod llama;

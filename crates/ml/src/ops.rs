@@ -1,0 +1,148 @@
+//! The normalisation, attention and position ops of a decoder, in two
+//! flavours chosen by [`Mode`].
+//!
+//! candle's fused `rms_norm`, `softmax_last_dim` and `rope` are fast but have
+//! no backward pass: gradients silently stop at them (candle issues #2168,
+//! #3569). Training therefore uses compositions of differentiable ops;
+//! inference, which needs no gradients, uses the fused kernels. The two are
+//! checked against each other in the tests below.
+
+use candle_core::{D, DType, Device, Tensor};
+
+use crate::error::Result;
+
+/// Whether gradients must flow through the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Differentiable ops only.
+    Train,
+    /// Fused kernels, no backward.
+    Infer,
+}
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
+    Ok(match mode {
+        Mode::Infer => candle_nn::ops::rms_norm(x, weight, eps as f32)?,
+        Mode::Train => {
+            let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
+            let inverse_rms = (mean_square + eps)?.sqrt()?.recip()?;
+            x.broadcast_mul(&inverse_rms)?.broadcast_mul(weight)?
+        }
+    })
+}
+
+/// Softmax over the last dimension.
+pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
+    Ok(match mode {
+        Mode::Infer => candle_nn::ops::softmax_last_dim(x)?,
+        Mode::Train => {
+            // Subtracting the row maximum changes nothing mathematically, so
+            // it needs no gradient of its own.
+            let max = x.max_keepdim(D::Minus1)?.detach();
+            let exp = x.broadcast_sub(&max)?.exp()?;
+            let sum = exp.sum_keepdim(D::Minus1)?;
+            exp.broadcast_div(&sum)?
+        }
+    })
+}
+
+/// Rotary position tables for head dimension `head_dim`, positions
+/// `0..max_positions`: `cos` and `sin` of shape `(max_positions, head_dim/2)`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    /// Tables for the half-split ("rotate half") convention of Hugging Face
+    /// Llama checkpoints.
+    pub fn new(head_dim: usize, max_positions: usize, theta: f64, device: &Device) -> Result<Self> {
+        let half = head_dim / 2;
+        let inverse_frequencies: Vec<f32> = (0..half)
+            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
+            .collect();
+        let inverse_frequencies = Tensor::from_vec(inverse_frequencies, (1, half), device)?;
+        let positions = Tensor::arange(0u32, max_positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((max_positions, 1))?;
+        let angles = positions.broadcast_mul(&inverse_frequencies)?;
+        Ok(Rope {
+            cos: angles.cos()?,
+            sin: angles.sin()?,
+        })
+    }
+
+    /// The longest sequence the tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dims()[0]
+    }
+
+    /// Rotates `x` of shape `(batch, heads, seq, head_dim)` whose first
+    /// position is `offset`.
+    pub fn apply(&self, x: &Tensor, offset: usize, mode: Mode) -> Result<Tensor> {
+        let (_, _, seq, head_dim) = x.dims4()?;
+        let cos = self.cos.narrow(0, offset, seq)?;
+        let sin = self.sin.narrow(0, offset, seq)?;
+        Ok(match mode {
+            Mode::Infer => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?,
+            Mode::Train => {
+                let half = head_dim / 2;
+                let cos = Tensor::cat(&[&cos, &cos], D::Minus1)?;
+                let sin = Tensor::cat(&[&sin, &sin], D::Minus1)?;
+                let x1 = x.narrow(D::Minus1, 0, half)?;
+                let x2 = x.narrow(D::Minus1, half, half)?;
+                let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+                (x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?
+            }
+        })
+    }
+}
+
+/// An additive causal mask for `seq` new positions after `offset` cached
+/// ones: 0 where a query may attend, -inf where it may not. Shape
+/// `(seq, offset + seq)`.
+pub fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let total = offset + seq;
+    let mask: Vec<f32> = (0..seq)
+        .flat_map(|i| (0..total).map(move |j| if j > i + offset { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (seq, total), device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("diff")
+    }
+
+    #[test]
+    fn train_and_infer_flavours_agree() {
+        let device = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 5, 8), &device).expect("randn");
+        let weight = Tensor::randn(0f32, 1.0, 8, &device).expect("randn");
+        let norm = |mode| rms_norm(&x, &weight, 1e-5, mode).expect("rms_norm");
+        assert!(max_abs_diff(&norm(Mode::Train), &norm(Mode::Infer)) < 1e-5);
+        let soft = |mode| softmax(&x, mode).expect("softmax");
+        assert!(max_abs_diff(&soft(Mode::Train), &soft(Mode::Infer)) < 1e-6);
+        let rope = Rope::new(8, 16, 10_000.0, &device).expect("rope");
+        let rot = |mode| rope.apply(&x, 3, mode).expect("rope");
+        assert!(max_abs_diff(&rot(Mode::Train), &rot(Mode::Infer)) < 1e-5);
+    }
+
+    #[test]
+    fn mask_hides_the_future_only() {
+        let mask = causal_mask(2, 1, &Device::Cpu).expect("mask");
+        let rows: Vec<Vec<f32>> = mask.to_vec2().expect("vec");
+        assert_eq!(rows[0], vec![0.0, 0.0, f32::NEG_INFINITY]);
+        assert_eq!(rows[1], vec![0.0, 0.0, 0.0]);
+    }
+}
