@@ -31,7 +31,9 @@ impl FromStr for DeviceChoice {
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" => Ok(DeviceChoice::Cuda),
             "metal" => Ok(DeviceChoice::Metal),
-            other => Err(format!("unknown device {other:?} (expected auto, cpu, cuda or metal)")),
+            other => Err(format!(
+                "unknown device {other:?} (expected auto, cpu, cuda or metal)"
+            )),
         }
     }
 }
@@ -94,11 +96,18 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_cpu_always_opens() {
-        for choice in [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda, DeviceChoice::Metal] {
+        for choice in [
+            DeviceChoice::Auto,
+            DeviceChoice::Cpu,
+            DeviceChoice::Cuda,
+            DeviceChoice::Metal,
+        ] {
             assert_eq!(choice.to_string().parse::<DeviceChoice>(), Ok(choice));
         }
         assert!("tpu".parse::<DeviceChoice>().is_err());
         assert!(DeviceChoice::Cpu.open().expect("cpu").is_cpu());
-        DeviceChoice::Auto.open().expect("auto always finds a device");
+        DeviceChoice::Auto
+            .open()
+            .expect("auto always finds a device");
     }
 }

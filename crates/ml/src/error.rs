@@ -47,7 +47,9 @@ pub enum MlError {
     #[error("training data: {0}")]
     Data(String),
     /// Training diverged.
-    #[error("training stopped at step {step}: the loss became {loss} (the last good checkpoint is kept)")]
+    #[error(
+        "training stopped at step {step}: the loss became {loss} (the last good checkpoint is kept)"
+    )]
     Diverged {
         /// The step whose loss was not finite.
         step: u64,

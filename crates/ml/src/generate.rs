@@ -4,9 +4,9 @@
 use candle_core::{D, DType, Tensor};
 
 use crate::error::{MlError, Result};
+use crate::loaders::LoadedModel;
 use crate::lora::LoraAdapter;
 use crate::models::llama::KvCache;
-use crate::loaders::LoadedModel;
 use crate::rng::SplitMix64;
 
 /// How to pick each next token.
@@ -88,7 +88,9 @@ pub fn generate(
         })
     };
     for _ in 0..budget {
-        let logits = model.forward_cached(&input, &mut cache, adapter)?.squeeze(0)?;
+        let logits = model
+            .forward_cached(&input, &mut cache, adapter)?
+            .squeeze(0)?;
         if decode_start.is_none() {
             decode_start = Some(std::time::Instant::now());
         }
@@ -121,7 +123,8 @@ fn pick(logits: &Tensor, sampling: &Sampling, rng: &mut SplitMix64) -> Result<u3
     if sampling.temperature <= 0.0 {
         return Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?);
     }
-    let probabilities = candle_nn::ops::softmax_last_dim(&(logits.to_dtype(DType::F32)? / sampling.temperature)?)?;
+    let probabilities =
+        candle_nn::ops::softmax_last_dim(&(logits.to_dtype(DType::F32)? / sampling.temperature)?)?;
     let probabilities: Vec<f32> = probabilities.to_vec1()?;
     let mut order: Vec<usize> = (0..probabilities.len()).collect();
     order.sort_unstable_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
@@ -153,7 +156,10 @@ mod tests {
     fn greedy_takes_the_argmax_and_sampling_respects_top_p() {
         let logits = Tensor::new(&[0.0f32, 5.0, 1.0, 4.9], &Device::Cpu).expect("logits");
         let mut rng = SplitMix64::new(1);
-        assert_eq!(pick(&logits, &Sampling::default(), &mut rng).expect("pick"), 1);
+        assert_eq!(
+            pick(&logits, &Sampling::default(), &mut rng).expect("pick"),
+            1
+        );
         let nucleus = Sampling {
             temperature: 1.0,
             top_p: 0.5,

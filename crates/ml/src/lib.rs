@@ -13,13 +13,16 @@ pub mod loaders;
 pub mod lora;
 pub mod models;
 pub mod ops;
+pub mod peft;
 pub mod registry;
 pub mod rng;
 pub mod tokenizer;
+pub mod train;
 
 pub use device::DeviceChoice;
 pub use error::{MlError, Result};
-pub use lora::{LoraAdapter, LoraConfig, Target};
+pub use hearth_progress::{CancelToken, NoProgress, Progress};
 pub use loaders::{LoadedModel, ModelInfo, load};
+pub use lora::{LoraAdapter, LoraConfig, Target};
 pub use models::llama::{Config, Forward, KvCache, Llama};
 pub use tokenizer::TextTokenizer;

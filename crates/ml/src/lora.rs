@@ -79,7 +79,10 @@ impl Target {
     /// `(in_features, out_features)` of this projection in a model.
     pub fn shape(self, cfg: &Config) -> (usize, usize) {
         let head_dim = cfg.head_dim();
-        let (q, kv) = (cfg.num_attention_heads * head_dim, cfg.num_key_value_heads * head_dim);
+        let (q, kv) = (
+            cfg.num_attention_heads * head_dim,
+            cfg.num_key_value_heads * head_dim,
+        );
         match self {
             Target::QProj => (cfg.hidden_size, q),
             Target::KProj | Target::VProj => (cfg.hidden_size, kv),
@@ -108,7 +111,9 @@ impl FromStr for Target {
         Target::ALL
             .into_iter()
             .find(|t| t.name().trim_end_matches("_proj") == name)
-            .ok_or_else(|| format!("unknown LoRA target {s:?} (expected q, k, v, o, gate, up or down)"))
+            .ok_or_else(|| {
+                format!("unknown LoRA target {s:?} (expected q, k, v, o, gate, up or down)")
+            })
     }
 }
 
@@ -145,13 +150,21 @@ impl LoraConfig {
     /// Checks the values make sense.
     pub fn validate(&self) -> Result<()> {
         if self.rank == 0 || self.rank > 1024 {
-            return Err(MlError::InvalidRequest(format!("LoRA rank {} is out of range 1..=1024", self.rank)));
+            return Err(MlError::InvalidRequest(format!(
+                "LoRA rank {} is out of range 1..=1024",
+                self.rank
+            )));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(MlError::InvalidRequest(format!("LoRA dropout {} is out of range [0, 1)", self.dropout)));
+            return Err(MlError::InvalidRequest(format!(
+                "LoRA dropout {} is out of range [0, 1)",
+                self.dropout
+            )));
         }
         if self.targets.is_empty() {
-            return Err(MlError::InvalidRequest("LoRA needs at least one target projection".into()));
+            return Err(MlError::InvalidRequest(
+                "LoRA needs at least one target projection".into(),
+            ));
         }
         Ok(())
     }
@@ -176,7 +189,10 @@ pub struct Dropout {
 impl Dropout {
     /// Dropout with probability `p`, drawing from `rng`.
     pub fn new(p: f32, rng: SplitMix64) -> Self {
-        Dropout { p, rng: Cell::new(rng) }
+        Dropout {
+            p,
+            rng: Cell::new(rng),
+        }
     }
 
     /// The generator's current state (for checkpoints).
@@ -248,7 +264,13 @@ impl LoraAdapter {
 
     /// `(alpha/r)·B·A·dropout(x)` for `x` of shape `(tokens, in)`, or `None`
     /// when this projection is not adapted.
-    pub fn delta(&self, layer: usize, target: Target, x: &Tensor, dropout: Option<&Dropout>) -> Result<Option<Tensor>> {
+    pub fn delta(
+        &self,
+        layer: usize,
+        target: Target,
+        x: &Tensor,
+        dropout: Option<&Dropout>,
+    ) -> Result<Option<Tensor>> {
         let Some(pair) = self.pair(layer, target) else {
             return Ok(None);
         };
@@ -259,6 +281,33 @@ impl LoraAdapter {
         let low = x.matmul(&pair.a.as_tensor().t()?)?;
         let up = low.matmul(&pair.b.as_tensor().t()?)?;
         Ok(Some((up * self.config.scale())?))
+    }
+
+    /// A copy with every tensor converted to `dtype` (gradient checks run
+    /// in f64).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let convert =
+            |var: &Var| -> Result<Var> { Ok(Var::from_tensor(&var.as_tensor().to_dtype(dtype)?)?) };
+        let layers = self
+            .layers
+            .iter()
+            .map(|pairs| {
+                let mut out: [Option<LoraPair>; 7] = Default::default();
+                for (slot, pair) in out.iter_mut().zip(pairs) {
+                    if let Some(pair) = pair {
+                        *slot = Some(LoraPair {
+                            a: convert(&pair.a)?,
+                            b: convert(&pair.b)?,
+                        });
+                    }
+                }
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        Ok(LoraAdapter {
+            config: self.config.clone(),
+            layers,
+        })
     }
 
     /// Every trainable tensor with its PEFT name, in a stable order.
@@ -274,6 +323,15 @@ impl LoraAdapter {
             }
         }
         out
+    }
+
+    /// [`LoraAdapter::named_vars`] with owned handles (a `Var` is a cheap,
+    /// shared reference to its storage).
+    pub fn named_vars_owned(&self) -> Vec<(String, Var)> {
+        self.named_vars()
+            .into_iter()
+            .map(|(n, v)| (n, v.clone()))
+            .collect()
     }
 
     /// Number of trainable parameters.
@@ -306,9 +364,9 @@ impl LoraAdapter {
                 let (fan_in, fan_out) = target.shape(model);
                 let base = format!("{PEFT_PREFIX}.{layer}.{}", target.module());
                 let get = |name: &str, shape: (usize, usize)| -> Result<Var> {
-                    let tensor = tensors
-                        .get(name)
-                        .ok_or_else(|| MlError::AdapterMismatch(format!("tensor {name} is missing")))?;
+                    let tensor = tensors.get(name).ok_or_else(|| {
+                        MlError::AdapterMismatch(format!("tensor {name} is missing"))
+                    })?;
                     if tensor.dims() != [shape.0, shape.1] {
                         return Err(MlError::AdapterMismatch(format!(
                             "{name} has shape {:?}, this model needs {:?}",
@@ -316,7 +374,9 @@ impl LoraAdapter {
                             [shape.0, shape.1]
                         )));
                     }
-                    Ok(Var::from_tensor(&tensor.to_dtype(DType::F32)?.to_device(device)?)?)
+                    Ok(Var::from_tensor(
+                        &tensor.to_dtype(DType::F32)?.to_device(device)?,
+                    )?)
                 };
                 pairs[target.index()] = Some(LoraPair {
                     a: get(&format!("{base}.lora_A.weight"), (config.rank, fan_in))?,
@@ -362,7 +422,14 @@ mod tests {
             .delta(0, Target::QProj, &x, None)
             .expect("delta")
             .expect("adapted");
-        assert_eq!(delta.sum_all().expect("sum").to_scalar::<f32>().expect("scalar"), 0.0);
+        assert_eq!(
+            delta
+                .sum_all()
+                .expect("sum")
+                .to_scalar::<f32>()
+                .expect("scalar"),
+            0.0
+        );
         let tensors = adapter.tensors().expect("tensors");
         assert_eq!(tensors.len(), cfg.num_hidden_layers * 7 * 2);
         let back = LoraAdapter::from_tensors(&lora, &cfg, &tensors, &device).expect("from tensors");

@@ -58,7 +58,13 @@ pub struct Rope {
 impl Rope {
     /// Tables for the half-split ("rotate half") convention of Hugging Face
     /// Llama checkpoints.
-    pub fn new(head_dim: usize, max_positions: usize, theta: f64, device: &Device) -> Result<Self> {
+    pub fn new(
+        head_dim: usize,
+        max_positions: usize,
+        theta: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let half = head_dim / 2;
         let inverse_frequencies: Vec<f32> = (0..half)
             .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
@@ -69,8 +75,8 @@ impl Rope {
             .reshape((max_positions, 1))?;
         let angles = positions.broadcast_mul(&inverse_frequencies)?;
         Ok(Rope {
-            cos: angles.cos()?,
-            sin: angles.sin()?,
+            cos: angles.cos()?.to_dtype(dtype)?,
+            sin: angles.sin()?.to_dtype(dtype)?,
         })
     }
 
@@ -103,12 +109,20 @@ impl Rope {
 /// An additive causal mask for `seq` new positions after `offset` cached
 /// ones: 0 where a query may attend, -inf where it may not. Shape
 /// `(seq, offset + seq)`.
-pub fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
+pub fn causal_mask(seq: usize, offset: usize, dtype: DType, device: &Device) -> Result<Tensor> {
     let total = offset + seq;
     let mask: Vec<f32> = (0..seq)
-        .flat_map(|i| (0..total).map(move |j| if j > i + offset { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > i + offset {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
-    Ok(Tensor::from_vec(mask, (seq, total), device)?)
+    Ok(Tensor::from_vec(mask, (seq, total), device)?.to_dtype(dtype)?)
 }
 
 #[cfg(test)]
@@ -133,14 +147,14 @@ mod tests {
         assert!(max_abs_diff(&norm(Mode::Train), &norm(Mode::Infer)) < 1e-5);
         let soft = |mode| softmax(&x, mode).expect("softmax");
         assert!(max_abs_diff(&soft(Mode::Train), &soft(Mode::Infer)) < 1e-6);
-        let rope = Rope::new(8, 16, 10_000.0, &device).expect("rope");
+        let rope = Rope::new(8, 16, 10_000.0, DType::F32, &device).expect("rope");
         let rot = |mode| rope.apply(&x, 3, mode).expect("rope");
         assert!(max_abs_diff(&rot(Mode::Train), &rot(Mode::Infer)) < 1e-5);
     }
 
     #[test]
     fn mask_hides_the_future_only() {
-        let mask = causal_mask(2, 1, &Device::Cpu).expect("mask");
+        let mask = causal_mask(2, 1, DType::F32, &Device::Cpu).expect("mask");
         let rows: Vec<Vec<f32>> = mask.to_vec2().expect("vec");
         assert_eq!(rows[0], vec![0.0, 0.0, f32::NEG_INFINITY]);
         assert_eq!(rows[1], vec![0.0, 0.0, 0.0]);

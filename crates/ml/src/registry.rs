@@ -88,10 +88,20 @@ pub fn entries() -> Result<Vec<ModelEntry>> {
 
 /// The entry named `name`.
 pub fn entry(name: &str) -> Result<ModelEntry> {
-    entries()?.into_iter().find(|e| e.name == name).ok_or_else(|| {
-        let known: Vec<String> = entries().unwrap_or_default().into_iter().map(|e| e.name).collect();
-        MlError::Registry(format!("no model named {name:?} (known: {})", known.join(", ")))
-    })
+    entries()?
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| {
+            let known: Vec<String> = entries()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            MlError::Registry(format!(
+                "no model named {name:?} (known: {})",
+                known.join(", ")
+            ))
+        })
 }
 
 /// The default model of `kind`.
@@ -138,7 +148,10 @@ impl ModelEntry {
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|| hub.revision.clone());
         let snapshot = repo_dir.join("snapshots").join(commit);
-        hub.files.iter().all(|f| snapshot.join(f).exists()).then_some(snapshot)
+        hub.files
+            .iter()
+            .all(|f| snapshot.join(f).exists())
+            .then_some(snapshot)
     }
 
     /// Where the package file of this model is, if present.
@@ -229,6 +242,9 @@ mod tests {
         let default = default_model("text").expect("default");
         assert_eq!(default.name, "smollm2-135m-instruct");
         assert_eq!(default.package.as_ref().map(|p| p.sha256.len()), Some(64));
-        assert!(matches!(resolve("no-such-model"), Err(MlError::Registry(_))));
+        assert!(matches!(
+            resolve("no-such-model"),
+            Err(MlError::Registry(_))
+        ));
     }
 }

@@ -38,8 +38,16 @@ fn tokenizer_error(e: impl std::fmt::Display) -> MlError {
 impl TextTokenizer {
     /// Wraps a Hugging Face tokenizer; `bos`, `stop` and the chat template
     /// come from the model's configuration files.
-    pub fn from_hf(tokenizer: tokenizers::Tokenizer, bos: Option<u32>, stop: Vec<u32>, chat_template: Option<String>) -> Self {
-        let text = |id: Option<u32>| id.and_then(|id| tokenizer.id_to_token(id)).unwrap_or_default();
+    pub fn from_hf(
+        tokenizer: tokenizers::Tokenizer,
+        bos: Option<u32>,
+        stop: Vec<u32>,
+        chat_template: Option<String>,
+    ) -> Self {
+        let text = |id: Option<u32>| {
+            id.and_then(|id| tokenizer.id_to_token(id))
+                .unwrap_or_default()
+        };
         let (bos_text, eos_text) = (text(bos), text(stop.first().copied()));
         TextTokenizer {
             inner: Inner::Hf(Box::new(tokenizer)),
@@ -84,7 +92,10 @@ impl TextTokenizer {
         let byte_level = ByteLevel::new(false, true, true);
         // llama.cpp's pre-tokenizer names: "smollm" (and several others)
         // split digits one by one before the GPT-2 regex.
-        let digits_first = matches!(vocabulary.pre.as_str(), "smollm" | "llama-bpe" | "starcoder" | "qwen2" | "deepseek-llm");
+        let digits_first = matches!(
+            vocabulary.pre.as_str(),
+            "smollm" | "llama-bpe" | "starcoder" | "qwen2" | "deepseek-llm"
+        );
         if digits_first {
             let steps: Vec<PreTokenizerWrapper> = vec![Digits::new(true).into(), byte_level.into()];
             tokenizer.with_pre_tokenizer(Some(Sequence::new(steps)));
@@ -100,7 +111,9 @@ impl TextTokenizer {
             .filter(|(_, kind)| matches!(kind, 3 | 4))
             .map(|(token, _)| AddedToken::from(token.clone(), true))
             .collect();
-        tokenizer.add_special_tokens(specials).map_err(tokenizer_error)?;
+        tokenizer
+            .add_special_tokens(specials)
+            .map_err(tokenizer_error)?;
         Ok(Self::from_hf(
             tokenizer,
             vocabulary.bos,
@@ -133,7 +146,12 @@ impl TextTokenizer {
             ids.push(bos);
         }
         match &self.inner {
-            Inner::Hf(tokenizer) => ids.extend(tokenizer.encode(text, false).map_err(tokenizer_error)?.get_ids()),
+            Inner::Hf(tokenizer) => ids.extend(
+                tokenizer
+                    .encode(text, false)
+                    .map_err(tokenizer_error)?
+                    .get_ids(),
+            ),
             Inner::Llama2c(tokenizer) => ids.extend(tokenizer.encode(text)),
         }
         Ok(ids)
@@ -245,8 +263,16 @@ impl Llama2cTokenizer {
             pieces.push(take(len)?.to_vec());
             scores.push(score);
         }
-        let lookup = pieces.iter().enumerate().map(|(id, piece)| (piece.clone(), id as u32)).collect();
-        Ok(Llama2cTokenizer { pieces, scores, lookup })
+        let lookup = pieces
+            .iter()
+            .enumerate()
+            .map(|(id, piece)| (piece.clone(), id as u32))
+            .collect();
+        Ok(Llama2cTokenizer {
+            pieces,
+            scores,
+            lookup,
+        })
     }
 
     fn encode(&self, text: &str) -> Vec<u32> {
@@ -254,7 +280,12 @@ impl Llama2cTokenizer {
             return Vec::new();
         }
         // sentencepiece adds a dummy space in front of the text.
-        let mut tokens: Vec<u32> = self.lookup.get(b" ".as_slice()).copied().into_iter().collect();
+        let mut tokens: Vec<u32> = self
+            .lookup
+            .get(b" ".as_slice())
+            .copied()
+            .into_iter()
+            .collect();
         let mut buffer = [0u8; 4];
         for ch in text.chars() {
             let encoded = ch.encode_utf8(&mut buffer).as_bytes();
@@ -271,7 +302,9 @@ impl Llama2cTokenizer {
                 .filter_map(|(i, pair)| {
                     let mut merged = self.pieces[pair[0] as usize].clone();
                     merged.extend_from_slice(&self.pieces[pair[1] as usize]);
-                    self.lookup.get(&merged).map(|&id| (i, id, self.scores[id as usize]))
+                    self.lookup
+                        .get(&merged)
+                        .map(|&id| (i, id, self.scores[id as usize]))
                 })
                 .fold(None::<(usize, u32, f32)>, |best, candidate| match best {
                     Some(b) if b.2 >= candidate.2 => Some(b),
@@ -291,7 +324,9 @@ impl Llama2cTokenizer {
         let mut bytes = Vec::new();
         let mut previous = None;
         for &id in ids {
-            let Some(piece) = self.pieces.get(id as usize) else { continue };
+            let Some(piece) = self.pieces.get(id as usize) else {
+                continue;
+            };
             if id <= 2 {
                 previous = Some(id);
                 continue;
@@ -328,8 +363,16 @@ mod tests {
             pieces.push(piece.as_bytes().to_vec());
         }
         let scores = (0..pieces.len()).map(|i| i as f32).collect();
-        let lookup = pieces.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
-        Llama2cTokenizer { pieces, scores, lookup }
+        let lookup = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as u32))
+            .collect();
+        Llama2cTokenizer {
+            pieces,
+            scores,
+            lookup,
+        }
     }
 
     #[test]

@@ -22,7 +22,8 @@ fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
 }
 
 fn stories() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/models/stories260K/stories260K.bin");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/models/stories260K/stories260K.bin");
     require(path, "the shared stories260K model")
 }
 
@@ -30,7 +31,10 @@ fn smollm2() -> Option<PathBuf> {
     let path = hearth_ml::registry::models_dir()
         .join("smollm2-135m-instruct")
         .join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    require(path, "the SmolLM2 GGUF (scripts/fetch-models.sh fetches it)")
+    require(
+        path,
+        "the SmolLM2 GGUF (scripts/fetch-models.sh fetches it)",
+    )
 }
 
 #[test]
@@ -44,10 +48,14 @@ fn stories260k_tells_its_story() {
         ..Sampling::default()
     };
     let mut streamed = String::new();
-    let out = generate(&loaded, None, &prompt, &sampling, |piece| streamed.push_str(piece)).expect("generate");
+    let out = generate(&loaded, None, &prompt, &sampling, |piece| {
+        streamed.push_str(piece)
+    })
+    .expect("generate");
     assert_eq!(streamed, out.text);
     assert!(
-        out.text.starts_with("Once upon a time, there was a little girl named Lily."),
+        out.text
+            .starts_with("Once upon a time, there was a little girl named Lily."),
         "{:?}",
         out.text
     );
@@ -80,7 +88,11 @@ fn truncated_model_files_are_clear_errors() {
         let bytes = std::fs::read(&stories).expect("read");
         let cut = dir.path().join("stories260K.bin");
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
-        std::fs::copy(stories.with_file_name("tok512.bin"), dir.path().join("tok512.bin")).expect("copy");
+        std::fs::copy(
+            stories.with_file_name("tok512.bin"),
+            dir.path().join("tok512.bin"),
+        )
+        .expect("copy");
         let err = hearth_ml::load(&cut, &Device::Cpu).expect_err("truncated llama2.c");
         assert!(err.to_string().contains("truncated"), "{err}");
     }
@@ -98,7 +110,8 @@ fn truncated_model_files_are_clear_errors() {
         r#"{"vocab_size": 64, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1, "num_attention_heads": 4}"#,
     )
     .expect("write");
-    let mut header = br#"{"model.norm.weight":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}}"#.to_vec();
+    let mut header =
+        br#"{"model.norm.weight":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}}"#.to_vec();
     while header.len() % 8 != 0 {
         header.push(b' ');
     }

@@ -36,8 +36,8 @@ mod thumbnails;
 
 pub use db::{DATABASE_FILE, Library};
 pub use error::{Result, StoreError};
+pub use hearth_progress::{CancelToken, NoProgress, Progress};
 pub use import::{FileReport, ImportOptions, ImportReport, Outcome};
 pub use items::{Item, ItemFilter, ItemId, ItemKind, LibraryStats};
 pub use labels::LabelSummary;
-pub use hearth_progress::{CancelToken, NoProgress, Progress};
 pub use thumbnails::THUMBNAIL_MAX_SIDE;

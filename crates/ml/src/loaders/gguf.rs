@@ -23,11 +23,13 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     let file = File::open(path).map_err(|e| MlError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| MlError::io(path, e))?.len();
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|e| MlError::bad_model(path, format!("GGUF header: {e}")))?;
+    let content = Content::read(&mut reader)
+        .map_err(|e| MlError::bad_model(path, format!("GGUF header: {e}")))?;
     check_extent(&content, file_len).map_err(|reason| MlError::bad_model(path, reason))?;
 
     let metadata = &content.metadata;
-    let architecture = string(metadata, "general.architecture").map_err(|r| MlError::bad_model(path, r))?;
+    let architecture =
+        string(metadata, "general.architecture").map_err(|r| MlError::bad_model(path, r))?;
     if !matches!(architecture.as_str(), "llama" | "qwen2") {
         return Err(MlError::bad_model(
             path,
@@ -35,11 +37,14 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
         ));
     }
     let vocabulary = vocabulary(metadata).map_err(|r| MlError::bad_model(path, r))?;
-    let cfg = config(metadata, &architecture, &content, vocabulary.tokens.len()).map_err(|r| MlError::bad_model(path, r))?;
+    let cfg = config(metadata, &architecture, &content, vocabulary.tokens.len())
+        .map_err(|r| MlError::bad_model(path, r))?;
 
     let mut weights = HashMap::new();
     for (name, _) in content.tensor_infos.iter() {
-        let Some(hf_name) = hf_name(name) else { continue };
+        let Some(hf_name) = hf_name(name) else {
+            continue;
+        };
         let tensor = content
             .tensor(&mut reader, name, device)
             .and_then(|q| q.dequantize(device))
@@ -58,7 +63,10 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     let model = Llama::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, device))
         .map_err(|e| MlError::bad_model(path, e.to_string()))?;
     let tokenizer = TextTokenizer::from_gguf_vocabulary(&vocabulary)?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -118,11 +126,16 @@ fn hf_name(name: &str) -> Option<String> {
 }
 
 fn get<'a>(metadata: &'a HashMap<String, Value>, key: &str) -> Result<&'a Value, String> {
-    metadata.get(key).ok_or_else(|| format!("metadata {key} is missing"))
+    metadata
+        .get(key)
+        .ok_or_else(|| format!("metadata {key} is missing"))
 }
 
 fn string(metadata: &HashMap<String, Value>, key: &str) -> Result<String, String> {
-    get(metadata, key)?.to_string().map(Clone::clone).map_err(|e| format!("{key}: {e}"))
+    get(metadata, key)?
+        .to_string()
+        .map(Clone::clone)
+        .map_err(|e| format!("{key}: {e}"))
 }
 
 fn number(metadata: &HashMap<String, Value>, key: &str) -> Result<usize, String> {
@@ -136,10 +149,18 @@ fn number(metadata: &HashMap<String, Value>, key: &str) -> Result<usize, String>
 }
 
 fn float(metadata: &HashMap<String, Value>, key: &str) -> Result<f64, String> {
-    get(metadata, key)?.to_f32().map(f64::from).map_err(|e| format!("{key}: {e}"))
+    get(metadata, key)?
+        .to_f32()
+        .map(f64::from)
+        .map_err(|e| format!("{key}: {e}"))
 }
 
-fn config(metadata: &HashMap<String, Value>, arch: &str, content: &Content, vocab: usize) -> Result<Config, String> {
+fn config(
+    metadata: &HashMap<String, Value>,
+    arch: &str,
+    content: &Content,
+    vocab: usize,
+) -> Result<Config, String> {
     let heads = number(metadata, &format!("{arch}.attention.head_count"))?;
     let cfg = Config {
         vocab_size: vocab,
@@ -147,8 +168,12 @@ fn config(metadata: &HashMap<String, Value>, arch: &str, content: &Content, voca
         intermediate_size: number(metadata, &format!("{arch}.feed_forward_length"))?,
         num_hidden_layers: number(metadata, &format!("{arch}.block_count"))?,
         num_attention_heads: heads,
-        num_key_value_heads: number(metadata, &format!("{arch}.attention.head_count_kv")).unwrap_or(heads),
-        rms_norm_eps: float(metadata, &format!("{arch}.attention.layer_norm_rms_epsilon"))?,
+        num_key_value_heads: number(metadata, &format!("{arch}.attention.head_count_kv"))
+            .unwrap_or(heads),
+        rms_norm_eps: float(
+            metadata,
+            &format!("{arch}.attention.layer_norm_rms_epsilon"),
+        )?,
         rope_theta: float(metadata, &format!("{arch}.rope.freq_base")).unwrap_or(10_000.0),
         max_position_embeddings: number(metadata, &format!("{arch}.context_length"))?,
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
@@ -163,7 +188,11 @@ fn strings(metadata: &HashMap<String, Value>, key: &str) -> Result<Vec<String>, 
         .to_vec()
         .map_err(|e| format!("{key}: {e}"))?
         .iter()
-        .map(|v| v.to_string().map(Clone::clone).map_err(|e| format!("{key}: {e}")))
+        .map(|v| {
+            v.to_string()
+                .map(Clone::clone)
+                .map_err(|e| format!("{key}: {e}"))
+        })
         .collect()
 }
 
@@ -197,12 +226,18 @@ mod tests {
 
     #[test]
     fn names_map_to_hugging_face() {
-        assert_eq!(hf_name("token_embd.weight").as_deref(), Some("model.embed_tokens.weight"));
+        assert_eq!(
+            hf_name("token_embd.weight").as_deref(),
+            Some("model.embed_tokens.weight")
+        );
         assert_eq!(
             hf_name("blk.12.attn_k.weight").as_deref(),
             Some("model.layers.12.self_attn.k_proj.weight")
         );
-        assert_eq!(hf_name("blk.0.attn_q.bias").as_deref(), Some("model.layers.0.self_attn.q_proj.bias"));
+        assert_eq!(
+            hf_name("blk.0.attn_q.bias").as_deref(),
+            Some("model.layers.0.self_attn.q_proj.bias")
+        );
         assert_eq!(hf_name("rope_freqs.weight"), None);
     }
 
@@ -211,6 +246,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("model.gguf");
         std::fs::write(&path, b"GGUFnot really").expect("write");
-        assert!(matches!(load(&path, &Device::Cpu), Err(MlError::BadModel { .. })));
+        assert!(matches!(
+            load(&path, &Device::Cpu),
+            Err(MlError::BadModel { .. })
+        ));
     }
 }

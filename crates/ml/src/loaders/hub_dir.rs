@@ -28,10 +28,13 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
 pub fn load(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let config_path = dir.join("config.json");
     let config: HfConfig = match read_json(&config_path)? {
-        Some(value) => serde_json::from_value(value).map_err(|e| MlError::bad_model(&config_path, e.to_string()))?,
+        Some(value) => serde_json::from_value(value)
+            .map_err(|e| MlError::bad_model(&config_path, e.to_string()))?,
         None => return Err(MlError::bad_model(dir, "no config.json")),
     };
-    let cfg = config.into_config().map_err(|reason| MlError::bad_model(&config_path, reason))?;
+    let cfg = config
+        .into_config()
+        .map_err(|reason| MlError::bad_model(&config_path, reason))?;
 
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| MlError::io(dir, e))?
@@ -60,12 +63,17 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let tokenizer_config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
     let generation_config = read_json(&dir.join("generation_config.json"))?.unwrap_or(Value::Null);
     let token_id = |value: &Value| -> Option<u32> {
-        let text = value.as_str().or_else(|| value.get("content").and_then(Value::as_str))?;
+        let text = value
+            .as_str()
+            .or_else(|| value.get("content").and_then(Value::as_str))?;
         hf.token_to_id(text)
     };
     let bos = tokenizer_config.get("bos_token").and_then(token_id);
     let mut stop: Vec<u32> = match generation_config.get("eos_token_id") {
-        Some(Value::Array(ids)) => ids.iter().filter_map(|v| v.as_u64().map(|v| v as u32)).collect(),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .filter_map(|v| v.as_u64().map(|v| v as u32))
+            .collect(),
         Some(Value::Number(id)) => id.as_u64().map(|v| v as u32).into_iter().collect(),
         _ => Vec::new(),
     };
@@ -78,7 +86,10 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedModel> {
         .get("chat_template")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(LoadedModel {
         model,
         tokenizer: TextTokenizer::from_hf(hf, bos, stop, template),
@@ -103,10 +114,13 @@ pub(crate) fn check_safetensors_extent(path: &Path) -> Result<()> {
         .map_err(|_| bad("shorter than its header".into()))?;
     let header_len = u64::from_le_bytes(length);
     if header_len > 100_000_000 || 8 + header_len > file_len {
-        return Err(bad(format!("truncated: the header claims {header_len} bytes")));
+        return Err(bad(format!(
+            "truncated: the header claims {header_len} bytes"
+        )));
     }
     let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(|e| MlError::io(path, e))?;
+    file.read_exact(&mut header)
+        .map_err(|e| MlError::io(path, e))?;
     let header: serde_json::Map<String, Value> =
         serde_json::from_slice(&header).map_err(|e| bad(format!("invalid header: {e}")))?;
     let end = header

@@ -19,14 +19,18 @@ use crate::tokenizer::TextTokenizer;
 /// `tokenizer.bin` beside the model).
 pub fn load(path: &Path, tokenizer: Option<&Path>, device: &Device) -> Result<LoadedModel> {
     let bytes = std::fs::read(path).map_err(|e| MlError::io(path, e))?;
-    let (cfg, weights) = parse(&bytes, device).map_err(|reason| MlError::bad_model(path, reason))?;
+    let (cfg, weights) =
+        parse(&bytes, device).map_err(|reason| MlError::bad_model(path, reason))?;
     let tokenizer_path = match tokenizer {
         Some(path) => path.to_path_buf(),
         None => find_tokenizer(path)?,
     };
     let tokenizer = TextTokenizer::from_llama2c_file(&tokenizer_path, cfg.vocab_size)?;
     let model = Llama::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, device))?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -45,8 +49,13 @@ fn find_tokenizer(model: &Path) -> Result<PathBuf> {
         .map_err(|e| MlError::io(dir, e))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            p != model && name.ends_with(".bin") && (name.starts_with("tok") || name == "tokenizer.bin")
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            p != model
+                && name.ends_with(".bin")
+                && (name.starts_with("tok") || name == "tokenizer.bin")
         })
         .collect();
     candidates.sort();
@@ -63,14 +72,22 @@ fn parse(bytes: &[u8], device: &Device) -> Result<(Config, HashMap<String, Tenso
         .chunks_exact(4)
         .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let positive = |v: i32, what: &str| usize::try_from(v).ok().filter(|&v| v > 0).ok_or(format!("bad {what} {v}"));
+    let positive = |v: i32, what: &str| {
+        usize::try_from(v)
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or(format!("bad {what} {v}"))
+    };
     let dim = positive(header[0], "dim")?;
     let hidden = positive(header[1], "hidden_dim")?;
     let layers = positive(header[2], "n_layers")?;
     let heads = positive(header[3], "n_heads")?;
     let kv_heads = positive(header[4], "n_kv_heads")?;
     let shared = header[5] > 0;
-    let vocab = positive(header[5].checked_abs().ok_or("bad vocab_size")?, "vocab_size")?;
+    let vocab = positive(
+        header[5].checked_abs().ok_or("bad vocab_size")?,
+        "vocab_size",
+    )?;
     let seq_len = positive(header[6], "seq_len")?;
     let cfg = Config {
         vocab_size: vocab,
@@ -108,7 +125,9 @@ fn parse(bytes: &[u8], device: &Device) -> Result<(Config, HashMap<String, Tenso
     ];
     let needed: usize = sizes.iter().sum();
     if floats < needed {
-        return Err(format!("truncated: holds {floats} weights, the header needs {needed}"));
+        return Err(format!(
+            "truncated: holds {floats} weights, the header needs {needed}"
+        ));
     }
     let mut at = 28;
     let mut next = |n: usize, shape: &[usize]| -> Result<Tensor, String> {
@@ -133,7 +152,11 @@ fn parse(bytes: &[u8], device: &Device) -> Result<(Config, HashMap<String, Tenso
     let final_norm = next(dim, &[dim])?;
     next(seq_len * head_dim / 2, &[seq_len * head_dim / 2])?;
     next(seq_len * head_dim / 2, &[seq_len * head_dim / 2])?;
-    let classifier = if shared { None } else { Some(next(vocab * dim, &[vocab, dim])?) };
+    let classifier = if shared {
+        None
+    } else {
+        Some(next(vocab * dim, &[vocab, dim])?)
+    };
 
     let mut weights = HashMap::new();
     let layer = |t: &Tensor, i: usize| t.get(i).map_err(|e| e.to_string());
@@ -150,7 +173,10 @@ fn parse(bytes: &[u8], device: &Device) -> Result<(Config, HashMap<String, Tenso
         );
         weights.insert(format!("{p}.self_attn.v_proj.weight"), layer(&wv, i)?);
         weights.insert(format!("{p}.self_attn.o_proj.weight"), layer(&wo, i)?);
-        weights.insert(format!("{p}.post_attention_layernorm.weight"), layer(&ffn_norm, i)?);
+        weights.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            layer(&ffn_norm, i)?,
+        );
         weights.insert(format!("{p}.mlp.gate_proj.weight"), layer(&w1, i)?);
         weights.insert(format!("{p}.mlp.down_proj.weight"), layer(&w2, i)?);
         weights.insert(format!("{p}.mlp.up_proj.weight"), layer(&w3, i)?);
@@ -171,11 +197,17 @@ mod tests {
     fn truncated_and_garbage_files_are_refused() {
         let device = Device::Cpu;
         assert!(parse(b"short", &device).is_err());
-        let mut header: Vec<u8> = [8i32, 16, 1, 2, 2, 32, 16].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut header: Vec<u8> = [8i32, 16, 1, 2, 2, 32, 16]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         header.extend_from_slice(&[0u8; 64]);
         let err = parse(&header, &device).expect_err("truncated");
         assert!(err.starts_with("truncated"), "{err}");
-        let negative: Vec<u8> = [-8i32, 16, 1, 2, 2, 32, 16].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let negative: Vec<u8> = [-8i32, 16, 1, 2, 2, 32, 16]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         assert!(parse(&negative, &device).is_err());
     }
 }

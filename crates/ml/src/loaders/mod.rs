@@ -56,7 +56,10 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     if path.is_dir() {
         return hub_dir::load(path, device);
     }
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
     match extension.to_ascii_lowercase().as_str() {
         "gguf" => gguf::load(path, device),
         "bin" => llama2c::load(path, None, device),
@@ -88,7 +91,10 @@ fn combined_sha256(files: &[PathBuf]) -> Result<String> {
     }
     let mut lines = String::new();
     for file in files {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         lines.push_str(&format!("{name} {}\n", sha256_file(file)?));
     }
     Ok(hex::encode(Sha256::digest(lines.as_bytes())))
@@ -124,6 +130,9 @@ mod tests {
             .and_then(|t| t.reshape((8, 3)))
             .expect("permute");
         let back = unpermute_rotary_rows(&permuted, heads).expect("unpermute");
-        assert_eq!(back.to_vec2::<f32>().expect("vec"), hf.to_vec2::<f32>().expect("vec"));
+        assert_eq!(
+            back.to_vec2::<f32>().expect("vec"),
+            hf.to_vec2::<f32>().expect("vec")
+        );
     }
 }

@@ -149,7 +149,9 @@ impl HfConfig {
     pub fn into_config(self) -> Result<Config, String> {
         let model_type = self.model_type.as_deref().unwrap_or("llama");
         if !matches!(model_type, "llama" | "mistral" | "qwen2") {
-            return Err(format!("model_type {model_type:?} is not a Llama-family model"));
+            return Err(format!(
+                "model_type {model_type:?} is not a Llama-family model"
+            ));
         }
         if let Some(act) = self.hidden_act.as_deref()
             && act != "silu"
@@ -186,7 +188,11 @@ impl Linear {
         let vb = vb.pp(name);
         Ok(Linear {
             weight: vb.get((out_dim, in_dim), "weight")?,
-            bias: if bias { Some(vb.get(out_dim, "bias")?) } else { None },
+            bias: if bias {
+                Some(vb.get(out_dim, "bias")?)
+            } else {
+                None
+            },
         })
     }
 
@@ -314,7 +320,9 @@ impl Llama {
         cfg.validate().map_err(MlError::InvalidRequest)?;
         let device = vb.device().clone();
         let model = vb.pp("model");
-        let embed = model.pp("embed_tokens").get((cfg.vocab_size, cfg.hidden_size), "weight")?;
+        let embed = model
+            .pp("embed_tokens")
+            .get((cfg.vocab_size, cfg.hidden_size), "weight")?;
         let blocks = (0..cfg.num_hidden_layers)
             .map(|i| Block::new(cfg, &model.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
@@ -322,10 +330,17 @@ impl Llama {
         let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
             embed.clone()
         } else {
-            vb.pp("lm_head").get((cfg.vocab_size, cfg.hidden_size), "weight")?
+            vb.pp("lm_head")
+                .get((cfg.vocab_size, cfg.hidden_size), "weight")?
         };
         let positions = cfg.max_position_embeddings.min(MAX_ROPE_POSITIONS);
-        let rope = Rope::new(cfg.head_dim(), positions, cfg.rope_theta, &device)?;
+        let rope = Rope::new(
+            cfg.head_dim(),
+            positions,
+            cfg.rope_theta,
+            vb.dtype(),
+            &device,
+        )?;
         Ok(Llama {
             cfg: cfg.clone(),
             embed,
@@ -358,7 +373,7 @@ impl Llama {
         self.check_length(seq, 0)?;
         let mut x = self.embed.index_select(&tokens.flatten_all()?, 0)?;
         let mask = (seq > 1)
-            .then(|| ops::causal_mask(seq, 0, &self.device))
+            .then(|| ops::causal_mask(seq, 0, self.embed.dtype(), &self.device))
             .transpose()?;
         for (index, block) in self.blocks.iter().enumerate() {
             x = self.block(index, block, &x, batch, seq, 0, mask.as_ref(), None, how)?;
@@ -370,7 +385,12 @@ impl Llama {
 
     /// Logits `(batch, vocab)` of the last position, appending the new
     /// tokens' keys and values to `cache`.
-    pub fn forward_cached(&self, tokens: &Tensor, cache: &mut KvCache, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
+    pub fn forward_cached(
+        &self,
+        tokens: &Tensor,
+        cache: &mut KvCache,
+        adapter: Option<&LoraAdapter>,
+    ) -> Result<Tensor> {
         let (batch, seq) = tokens.dims2()?;
         let offset = cache.len;
         self.check_length(seq, offset)?;
@@ -380,14 +400,27 @@ impl Llama {
         let how = Forward::infer(adapter);
         let mut x = self.embed.index_select(&tokens.flatten_all()?, 0)?;
         let mask = (seq > 1)
-            .then(|| ops::causal_mask(seq, offset, &self.device))
+            .then(|| ops::causal_mask(seq, offset, self.embed.dtype(), &self.device))
             .transpose()?;
         for (index, block) in self.blocks.iter().enumerate() {
             let slot = &mut cache.layers[index];
-            x = self.block(index, block, &x, batch, seq, offset, mask.as_ref(), Some(slot), how)?;
+            x = self.block(
+                index,
+                block,
+                &x,
+                batch,
+                seq,
+                offset,
+                mask.as_ref(),
+                Some(slot),
+                how,
+            )?;
         }
         cache.len += seq;
-        let last = x.reshape((batch, seq, self.cfg.hidden_size))?.narrow(1, seq - 1, 1)?.squeeze(1)?;
+        let last = x
+            .reshape((batch, seq, self.cfg.hidden_size))?
+            .narrow(1, seq - 1, 1)?
+            .squeeze(1)?;
         let last = ops::rms_norm(&last, &self.norm, self.cfg.rms_norm_eps, Mode::Infer)?;
         Ok(last.matmul(&self.lm_head.t()?)?)
     }
@@ -407,7 +440,14 @@ impl Llama {
     }
 
     /// One projection, plus the adapter's low-rank update when it has one.
-    fn project(&self, layer: usize, block: &Block, target: Target, x: &Tensor, how: Forward<'_>) -> Result<Tensor> {
+    fn project(
+        &self,
+        layer: usize,
+        block: &Block,
+        target: Target,
+        x: &Tensor,
+        how: Forward<'_>,
+    ) -> Result<Tensor> {
         let y = block.linear(target).forward(x)?;
         match how.adapter {
             Some(adapter) => match adapter.delta(layer, target, x, how.dropout)? {
@@ -433,15 +473,27 @@ impl Llama {
         how: Forward<'_>,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
-        let (heads, kv_heads, head_dim) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
+        let (heads, kv_heads, head_dim) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim(),
+        );
 
         let h = ops::rms_norm(x, &block.input_norm, cfg.rms_norm_eps, how.mode)?;
         let split = |t: Tensor, n: usize| -> Result<Tensor> {
-            Ok(t.reshape((batch, seq, n, head_dim))?.transpose(1, 2)?.contiguous()?)
+            Ok(t.reshape((batch, seq, n, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
         };
         let q = split(self.project(layer, block, Target::QProj, &h, how)?, heads)?;
-        let k = split(self.project(layer, block, Target::KProj, &h, how)?, kv_heads)?;
-        let v = split(self.project(layer, block, Target::VProj, &h, how)?, kv_heads)?;
+        let k = split(
+            self.project(layer, block, Target::KProj, &h, how)?,
+            kv_heads,
+        )?;
+        let v = split(
+            self.project(layer, block, Target::VProj, &h, how)?,
+            kv_heads,
+        )?;
         let q = self.rope.apply(&q, offset, how.mode)?;
         let mut k = self.rope.apply(&k, offset, how.mode)?;
         let mut v = v;
@@ -468,7 +520,9 @@ impl Llama {
         let x = (x + self.project(layer, block, Target::OProj, &y, how)?)?;
 
         let h = ops::rms_norm(&x, &block.post_norm, cfg.rms_norm_eps, how.mode)?;
-        let gate = self.project(layer, block, Target::GateProj, &h, how)?.silu()?;
+        let gate = self
+            .project(layer, block, Target::GateProj, &h, how)?
+            .silu()?;
         let up = self.project(layer, block, Target::UpProj, &h, how)?;
         let mlp = self.project(layer, block, Target::DownProj, &(gate * up)?, how)?;
         Ok((x + mlp)?)
@@ -482,7 +536,9 @@ fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
         return Ok(x);
     }
     let (b, kv, t, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?.broadcast_as((b, kv, n, t, d))?.reshape((b, kv * n, t, d))?)
+    Ok(x.unsqueeze(2)?
+        .broadcast_as((b, kv, n, t, d))?
+        .reshape((b, kv * n, t, d))?)
 }
 
 /// Mean cross-entropy of `logits` `(batch, seq, vocab)` against `targets`
@@ -491,12 +547,21 @@ pub fn causal_lm_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let (batch, seq, vocab) = logits.dims3()?;
     let logits = logits.reshape((batch * seq, vocab))?;
     let targets = targets.reshape(batch * seq)?;
-    Ok(candle_nn::loss::cross_entropy(&logits.to_dtype(DType::F32)?, &targets)?)
+    // Half-precision logits are scored in f32; f32 and f64 stay as they are.
+    let logits = match logits.dtype() {
+        DType::F16 | DType::BF16 => logits.to_dtype(DType::F32)?,
+        _ => logits,
+    };
+    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
 }
 
 /// Random weights for `cfg` in Hugging Face naming, for tests and
 /// benchmarks that need the shape of a model but not its knowledge.
-pub fn random_weights(cfg: &Config, seed: u64, device: &Device) -> Result<std::collections::HashMap<String, Tensor>> {
+pub fn random_weights(
+    cfg: &Config,
+    seed: u64,
+    device: &Device,
+) -> Result<std::collections::HashMap<String, Tensor>> {
     use crate::rng::SplitMix64;
     let mut rng = SplitMix64::new(seed);
     let mut tensor = |shape: &[usize], std: f32| -> Result<Tensor> {
@@ -509,21 +574,43 @@ pub fn random_weights(cfg: &Config, seed: u64, device: &Device) -> Result<std::c
     };
     let h = cfg.hidden_size;
     let mut weights = std::collections::HashMap::new();
-    weights.insert("model.embed_tokens.weight".to_owned(), tensor(&[cfg.vocab_size, h], 0.5)?);
-    weights.insert("model.norm.weight".to_owned(), Tensor::ones(h, DType::F32, device)?);
+    weights.insert(
+        "model.embed_tokens.weight".to_owned(),
+        tensor(&[cfg.vocab_size, h], 0.5)?,
+    );
+    weights.insert(
+        "model.norm.weight".to_owned(),
+        Tensor::ones(h, DType::F32, device)?,
+    );
     if !cfg.tie_word_embeddings {
-        weights.insert("lm_head.weight".to_owned(), tensor(&[cfg.vocab_size, h], 0.1)?);
+        weights.insert(
+            "lm_head.weight".to_owned(),
+            tensor(&[cfg.vocab_size, h], 0.1)?,
+        );
     }
     for layer in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{layer}");
-        weights.insert(format!("{p}.input_layernorm.weight"), (Tensor::ones(h, DType::F32, device)? + tensor(&[h], 0.1)?)?);
-        weights.insert(format!("{p}.post_attention_layernorm.weight"), (Tensor::ones(h, DType::F32, device)? + tensor(&[h], 0.1)?)?);
+        weights.insert(
+            format!("{p}.input_layernorm.weight"),
+            (Tensor::ones(h, DType::F32, device)? + tensor(&[h], 0.1)?)?,
+        );
+        weights.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            (Tensor::ones(h, DType::F32, device)? + tensor(&[h], 0.1)?)?,
+        );
         for target in Target::ALL {
             let (fan_in, fan_out) = target.shape(cfg);
             let std = 1.0 / (fan_in as f32).sqrt();
-            weights.insert(format!("{p}.{}.weight", target.module()), tensor(&[fan_out, fan_in], std)?);
-            if cfg.attention_bias && matches!(target, Target::QProj | Target::KProj | Target::VProj) {
-                weights.insert(format!("{p}.{}.bias", target.module()), tensor(&[fan_out], 0.1)?);
+            weights.insert(
+                format!("{p}.{}.weight", target.module()),
+                tensor(&[fan_out, fan_in], std)?,
+            );
+            if cfg.attention_bias && matches!(target, Target::QProj | Target::KProj | Target::VProj)
+            {
+                weights.insert(
+                    format!("{p}.{}.bias", target.module()),
+                    tensor(&[fan_out], 0.1)?,
+                );
             }
         }
     }
@@ -532,7 +619,10 @@ pub fn random_weights(cfg: &Config, seed: u64, device: &Device) -> Result<std::c
 
 /// Log-softmax of logits in f32, last dimension.
 pub fn log_probs(logits: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?)
+    Ok(candle_nn::ops::log_softmax(
+        &logits.to_dtype(DType::F32)?,
+        D::Minus1,
+    )?)
 }
 
 #[cfg(test)]
@@ -572,17 +662,42 @@ mod tests {
             let mut last = first.clone();
             for position in 4..6 {
                 last = model
-                    .forward_cached(&tokens.narrow(1, position, 1).expect("narrow"), &mut cache, None)
+                    .forward_cached(
+                        &tokens.narrow(1, position, 1).expect("narrow"),
+                        &mut cache,
+                        None,
+                    )
                     .expect("step");
             }
-            let expect_last = full.narrow(1, 5, 1).expect("narrow").squeeze(1).expect("squeeze");
-            let expect_first = full.narrow(1, 3, 1).expect("narrow").squeeze(1).expect("squeeze");
+            let expect_last = full
+                .narrow(1, 5, 1)
+                .expect("narrow")
+                .squeeze(1)
+                .expect("squeeze");
+            let expect_first = full
+                .narrow(1, 3, 1)
+                .expect("narrow")
+                .squeeze(1)
+                .expect("squeeze");
             for (a, b) in [(&last, &expect_last), (&first, &expect_first)] {
-                let diff = (a - b).expect("diff").abs().expect("abs").max_all().expect("max");
+                let diff = (a - b)
+                    .expect("diff")
+                    .abs()
+                    .expect("abs")
+                    .max_all()
+                    .expect("max");
                 assert!(diff.to_scalar::<f32>().expect("scalar") < 1e-4);
             }
-            let diff = (&full - &train).expect("diff").abs().expect("abs").max_all().expect("max");
-            assert!(diff.to_scalar::<f32>().expect("scalar") < 1e-4, "train and infer flavours agree");
+            let diff = (&full - &train)
+                .expect("diff")
+                .abs()
+                .expect("abs")
+                .max_all()
+                .expect("max");
+            assert!(
+                diff.to_scalar::<f32>().expect("scalar") < 1e-4,
+                "train and infer flavours agree"
+            );
         }
     }
 
@@ -590,18 +705,29 @@ mod tests {
     fn context_overflow_is_an_error() {
         let model = tiny_model(&Config::tiny());
         let tokens = Tensor::zeros((1, 65), DType::U32, &Device::Cpu).expect("tokens");
-        assert!(matches!(model.forward(&tokens, Forward::BASE), Err(MlError::InvalidRequest(_))));
+        assert!(matches!(
+            model.forward(&tokens, Forward::BASE),
+            Err(MlError::InvalidRequest(_))
+        ));
     }
 
     #[test]
     fn zero_adapter_leaves_logits_unchanged() {
         let cfg = Config::tiny();
         let model = tiny_model(&cfg);
-        let adapter = LoraAdapter::new(&LoraConfig::default(), &cfg, 9, &Device::Cpu).expect("adapter");
+        let adapter =
+            LoraAdapter::new(&LoraConfig::default(), &cfg, 9, &Device::Cpu).expect("adapter");
         let tokens = Tensor::new(&[[1u32, 2, 3]], &Device::Cpu).expect("tokens");
         let base = model.forward(&tokens, Forward::BASE).expect("base");
-        let adapted = model.forward(&tokens, Forward::infer(Some(&adapter))).expect("adapted");
-        let diff = (&base - &adapted).expect("diff").abs().expect("abs").max_all().expect("max");
+        let adapted = model
+            .forward(&tokens, Forward::infer(Some(&adapter)))
+            .expect("adapted");
+        let diff = (&base - &adapted)
+            .expect("diff")
+            .abs()
+            .expect("abs")
+            .max_all()
+            .expect("max");
         assert_eq!(diff.to_scalar::<f32>().expect("scalar"), 0.0);
     }
 }

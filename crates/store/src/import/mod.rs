@@ -30,9 +30,9 @@ pub use problem::FileProblem;
 use crate::db::Library;
 use crate::error::Result;
 use crate::items::{ItemId, ItemKind};
-use hearth_progress::{CancelToken, Progress};
 use discover::{Settled, discover};
 use examine::{Examined, NewItem, examine};
+use hearth_progress::{CancelToken, Progress};
 
 /// Limits that keep one hostile or huge file from hurting the import.
 #[derive(Debug, Clone)]
