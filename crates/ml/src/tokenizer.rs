@@ -280,21 +280,39 @@ impl Llama2cTokenizer {
             return Vec::new();
         }
         // sentencepiece adds a dummy space in front of the text.
-        let mut tokens: Vec<u32> = self
-            .lookup
-            .get(b" ".as_slice())
-            .copied()
-            .into_iter()
-            .collect();
+        let mut tokens: Vec<u32> = self.lookup.get(b" ".as_slice()).copied().into_iter().collect();
+        // No piece spans a line break, so lines merge independently; this
+        // keeps the quadratic merge loop cheap on long documents.
+        for (index, line) in text.split('\n').enumerate() {
+            if index > 0 {
+                self.push_text(&mut tokens, "\n");
+            }
+            let mut line_tokens = Vec::new();
+            self.push_text(&mut line_tokens, line);
+            if index == 0 {
+                line_tokens.splice(0..0, tokens.drain(..));
+            }
+            self.merge(&mut line_tokens);
+            tokens.extend(line_tokens);
+        }
+        tokens
+    }
+
+    /// Characters as pieces, with byte fallback (`<0x00>`..`<0xFF>` are
+    /// ids 3..=258).
+    fn push_text(&self, tokens: &mut Vec<u32>, text: &str) {
         let mut buffer = [0u8; 4];
         for ch in text.chars() {
             let encoded = ch.encode_utf8(&mut buffer).as_bytes();
             match self.lookup.get(encoded) {
                 Some(&id) => tokens.push(id),
-                // Byte fallback: <0x00>..<0xFF> are ids 3..=258.
                 None => tokens.extend(encoded.iter().map(|&b| u32::from(b) + 3)),
             }
         }
+    }
+
+    /// Repeatedly merges the adjacent pair whose union scores best.
+    fn merge(&self, tokens: &mut Vec<u32>) {
         loop {
             let best = tokens
                 .windows(2)
@@ -302,9 +320,7 @@ impl Llama2cTokenizer {
                 .filter_map(|(i, pair)| {
                     let mut merged = self.pieces[pair[0] as usize].clone();
                     merged.extend_from_slice(&self.pieces[pair[1] as usize]);
-                    self.lookup
-                        .get(&merged)
-                        .map(|&id| (i, id, self.scores[id as usize]))
+                    self.lookup.get(&merged).map(|&id| (i, id, self.scores[id as usize]))
                 })
                 .fold(None::<(usize, u32, f32)>, |best, candidate| match best {
                     Some(b) if b.2 >= candidate.2 => Some(b),
@@ -315,7 +331,7 @@ impl Llama2cTokenizer {
                     tokens[i] = id;
                     tokens.remove(i + 1);
                 }
-                None => return tokens,
+                None => return,
             }
         }
     }
@@ -384,6 +400,16 @@ mod tests {
         let mut with_bos = vec![1];
         with_bos.extend(ids);
         assert_eq!(tokenizer.decode(&with_bos), "abé");
+    }
+
+    #[test]
+    fn llama2c_lines_are_joined_by_a_newline_byte() {
+        let tokenizer = tiny_llama2c();
+        let ids = tokenizer.encode("ab\nab");
+        assert_eq!(ids, vec![263, 0x0A + 3, 262]);
+        let mut with_bos = vec![1];
+        with_bos.extend(ids);
+        assert_eq!(tokenizer.decode(&with_bos), "ab\nab");
     }
 
     #[test]

@@ -262,75 +262,25 @@ pub fn train(
         }
         let dropout = Dropout::new(config.lora.dropout, state.dropout_rng);
         let mut cursor = state.cursor;
-        let mut summed: Option<Vec<Tensor>> = None;
-        let mut loss_total = 0f32;
-        for _ in 0..config.grad_accumulation {
-            let (inputs, targets) =
-                dataset.next_batch(&mut cursor, config.batch_size, config.seed, device)?;
-            let how = Forward {
-                adapter: Some(&adapter),
-                dropout: Some(&dropout),
-                mode: Mode::Train,
-            };
-            let loss = causal_lm_loss(&model.forward(&inputs, how)?, &targets)?;
-            let loss = (loss / config.grad_accumulation as f64)?;
-            loss_total += loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-            let grads = loss.backward()?;
-            let step_grads = vars
-                .iter()
-                .map(|(_, var)| match grads.get(var.as_tensor()) {
-                    Some(grad) => Ok(grad.clone()),
-                    None => Ok(var.as_tensor().zeros_like()?),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            summed = Some(match summed {
-                None => step_grads,
-                Some(previous) => previous
-                    .iter()
-                    .zip(&step_grads)
-                    .map(|(a, b)| Ok((a + b)?))
-                    .collect::<Result<_>>()?,
-            });
-        }
-        if !loss_total.is_finite() {
-            return Err(MlError::Diverged {
-                step: state.step + 1,
-                loss: loss_total,
-            });
-        }
-        let mut grads = summed.unwrap_or_default();
-        if config.max_grad_norm > 0.0 {
-            let norm = global_norm(&grads)?;
-            if !norm.is_finite() {
-                return Err(MlError::Diverged {
-                    step: state.step + 1,
-                    loss: norm as f32,
-                });
-            }
-            if norm > config.max_grad_norm {
-                let scale = config.max_grad_norm / (norm + 1e-6);
-                grads = grads
-                    .iter()
-                    .map(|g| Ok((g * scale)?))
-                    .collect::<Result<_>>()?;
-            }
-        }
-        let lr = learning_rate(
+        let (loss, lr) = optimizer_step(
+            model,
+            &adapter,
+            &vars,
+            &mut optimizer,
+            dataset,
+            &mut cursor,
+            &dropout,
+            config,
             state.step,
-            config.steps,
-            config.warmup_steps,
-            config.learning_rate,
-            config.min_lr_ratio,
-        );
-        optimizer.step(&vars, &grads, lr)?;
+        )?;
 
         state.step += 1;
         state.cursor = cursor;
         state.dropout_rng = dropout.rng();
-        state.losses.push(loss_total);
+        state.losses.push(loss);
         tokens_this_call += tokens_per_step;
         let step = state.step;
-        progress.metric("loss", step, f64::from(loss_total));
+        progress.metric("loss", step, f64::from(loss));
         progress.metric("learning_rate", step, lr);
         progress.metric(
             "tokens_per_second",
@@ -385,6 +335,128 @@ pub fn train(
         tokens_per_second: tokens_this_call as f64 / started.elapsed().as_secs_f64().max(1e-9),
         adapter,
         state,
+    })
+}
+
+/// One optimizer step at `step` (0-based): forward, loss and backward over
+/// `grad_accumulation` micro-batches, clipping, AdamW. Returns the loss and
+/// the learning rate used. Nothing is updated if the loss is not finite.
+#[allow(clippy::too_many_arguments)]
+fn optimizer_step(
+    model: &Llama,
+    adapter: &LoraAdapter,
+    vars: &[(String, candle_core::Var)],
+    optimizer: &mut AdamW,
+    dataset: &TextDataset,
+    cursor: &mut DataCursor,
+    dropout: &Dropout,
+    config: &TrainConfig,
+    step: u64,
+) -> Result<(f32, f64)> {
+    let mut summed: Option<Vec<Tensor>> = None;
+    let mut loss_total = 0f32;
+    for _ in 0..config.grad_accumulation {
+        let (inputs, targets) = dataset.next_batch(cursor, config.batch_size, config.seed, model.device())?;
+        let how = Forward {
+            adapter: Some(adapter),
+            dropout: Some(dropout),
+            mode: Mode::Train,
+        };
+        let loss = causal_lm_loss(&model.forward(&inputs, how)?, &targets)?;
+        let loss = (loss / config.grad_accumulation as f64)?;
+        loss_total += loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let grads = loss.backward()?;
+        let step_grads = vars
+            .iter()
+            .map(|(_, var)| match grads.get(var.as_tensor()) {
+                Some(grad) => Ok(grad.clone()),
+                None => Ok(var.as_tensor().zeros_like()?),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        summed = Some(match summed {
+            None => step_grads,
+            Some(previous) => previous
+                .iter()
+                .zip(&step_grads)
+                .map(|(a, b)| Ok((a + b)?))
+                .collect::<Result<_>>()?,
+        });
+    }
+    if !loss_total.is_finite() {
+        return Err(MlError::Diverged {
+            step: step + 1,
+            loss: loss_total,
+        });
+    }
+    let mut grads = summed.unwrap_or_default();
+    if config.max_grad_norm > 0.0 {
+        let norm = global_norm(&grads)?;
+        if !norm.is_finite() {
+            return Err(MlError::Diverged {
+                step: step + 1,
+                loss: norm as f32,
+            });
+        }
+        if norm > config.max_grad_norm {
+            let scale = config.max_grad_norm / (norm + 1e-6);
+            grads = grads.iter().map(|g| Ok((g * scale)?)).collect::<Result<_>>()?;
+        }
+    }
+    let lr = learning_rate(step, config.steps, config.warmup_steps, config.learning_rate, config.min_lr_ratio);
+    optimizer.step(vars, &grads, lr)?;
+    Ok((loss_total, lr))
+}
+
+/// Wall-clock seconds of training steps, for `hearth bench train`.
+#[derive(Debug, Clone)]
+pub struct StepTimings {
+    /// Seconds of each measured step (warm-up excluded).
+    pub seconds: Vec<f64>,
+    /// Tokens each step trains on.
+    pub tokens_per_step: usize,
+}
+
+impl StepTimings {
+    /// Median step time in seconds.
+    pub fn median(&self) -> f64 {
+        let mut sorted = self.seconds.clone();
+        sorted.sort_by(f64::total_cmp);
+        match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        }
+    }
+}
+
+/// Runs `warmup + steps` real training steps on random token sequences and
+/// times the last `steps`, exactly as [`train`] runs them (no validation or
+/// checkpoints).
+pub fn measure_steps(model: &Llama, config: &TrainConfig, warmup: usize, steps: usize) -> Result<StepTimings> {
+    config.validate()?;
+    let total = warmup + steps;
+    let mut rng = SplitMix64::new(config.seed);
+    let vocab = model.config().vocab_size;
+    let documents: Vec<Vec<u32>> = (0..total * config.batch_size * config.grad_accumulation + 2)
+        .map(|_| (0..config.seq_len).map(|_| rng.below(vocab) as u32).collect())
+        .collect();
+    let dataset = TextDataset::pack(&documents, None, config.seq_len, 0.0, config.seed)?;
+    let adapter = LoraAdapter::new(&config.lora, model.config(), config.seed, model.device())?;
+    let vars = adapter.named_vars_owned();
+    let mut optimizer = AdamW::new(config.optimizer, &vars)?;
+    let dropout = Dropout::new(config.lora.dropout, SplitMix64::new(config.seed));
+    let mut cursor = DataCursor::default();
+    let mut seconds = Vec::with_capacity(steps);
+    for step in 0..total {
+        let started = Instant::now();
+        optimizer_step(model, &adapter, &vars, &mut optimizer, &dataset, &mut cursor, &dropout, config, step as u64)?;
+        if step >= warmup {
+            seconds.push(started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(StepTimings {
+        seconds,
+        tokens_per_step: config.batch_size * config.seq_len * config.grad_accumulation,
     })
 }
 
