@@ -19,6 +19,7 @@ pub mod rng;
 pub mod tokenizer;
 pub mod train;
 
+pub use candle_core as candle;
 pub use device::DeviceChoice;
 pub use error::{MlError, Result};
 pub use hearth_progress::{CancelToken, NoProgress, Progress};

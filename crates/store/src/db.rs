@@ -20,7 +20,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every schema change, oldest first. Never edit a released migration; add
 /// a new one. The schema version (`user_version`) is the count applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/01-library.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/01-library.sql"),
+    include_str!("../migrations/02-personalization.sql"),
+];
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
@@ -129,6 +132,32 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .expect("user_version");
         assert_eq!(version, known_schema_version());
+    }
+
+    #[test]
+    fn upgrades_a_version_1_library_keeping_its_items() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let mut conn = Connection::open(&path).expect("open");
+        Migrations::new(vec![M::up(MIGRATIONS[0])]).to_latest(&mut conn).expect("v1");
+        conn.execute(
+            "INSERT INTO items (kind, sha256, path, size_bytes, media_type, text_chars) \
+             VALUES ('text', ?1, '/notes/a.txt', 5, 'text/plain', 5)",
+            [&"a".repeat(64)],
+        )
+        .expect("insert");
+        drop(conn);
+        let library = Library::open(dir.path()).expect("upgrade");
+        let version: usize = library
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("version");
+        assert_eq!(version, MIGRATIONS.len());
+        let items: i64 = library
+            .conn
+            .query_row("SELECT count(*) FROM items", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(items, 1);
     }
 
     #[test]

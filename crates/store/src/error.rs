@@ -43,6 +43,12 @@ pub enum StoreError {
     /// No item has this id.
     #[error("no item with id {0}")]
     NoSuchItem(i64),
+    /// No run has this id.
+    #[error("no training run with id {0}")]
+    NoSuchRun(i64),
+    /// No adapter has this id.
+    #[error("no adapter with id {0}")]
+    NoSuchAdapter(i64),
     /// A label name that cannot be stored.
     #[error("invalid label name {0:?}: it must not be empty or longer than 100 characters")]
     InvalidLabel(String),

@@ -1,9 +1,9 @@
 //! Hearth's personal library: the photos and text a person imported, kept in
 //! one folder on their own device.
 //!
-//! A [`Library`] is a folder holding a SQLite database (items, labels, and in
-//! later versions runs, adapters and lineage) and content-addressed
-//! thumbnails. Originals are referenced by path and never modified or
+//! A [`Library`] is a folder holding a SQLite database (items, labels,
+//! training runs with the items they used, adapters) and content-addressed
+//! thumbnails, run checkpoints and adapter folders. Originals are referenced by path and never modified or
 //! deleted. [`Library::import`] walks folders, hashes, decodes and
 //! thumbnails files on all cores, and commits them from a single writer, so
 //! a kill at any moment leaves no partial item.
@@ -32,6 +32,7 @@ mod error;
 pub mod import;
 mod items;
 mod labels;
+mod runs;
 mod thumbnails;
 
 pub use db::{DATABASE_FILE, Library};
@@ -40,4 +41,5 @@ pub use hearth_progress::{CancelToken, NoProgress, Progress};
 pub use import::{FileReport, ImportOptions, ImportReport, Outcome};
 pub use items::{Item, ItemFilter, ItemId, ItemKind, LibraryStats};
 pub use labels::LabelSummary;
+pub use runs::{Adapter, AdapterId, NewAdapter, NewRun, Run, RunId, RunStatus, RunUpdate};
 pub use thumbnails::THUMBNAIL_MAX_SIDE;

@@ -1,0 +1,20 @@
+//! Personalization workflows: the library ([`hearth_store`]) and the models
+//! ([`hearth_ml`]) working together. The CLI and the app are two faces over
+//! these calls.
+//!
+//! - [`train_text`] / [`resume_text`]: train a LoRA adapter on the
+//!   library's texts (all, or those with a label), record the run with the
+//!   items it used, and store the adapter in PEFT layout in the library.
+//! - [`load_model`], [`load_adapter`]: a base model by registry name or
+//!   path; a library adapter checked against it.
+//! - [`evaluate`]: held-out perplexity, base versus adapter.
+//! - [`export_adapter`], [`import_adapter`]: PEFT folders in and out.
+#![deny(missing_docs)]
+
+mod adapters;
+mod error;
+mod text;
+
+pub use adapters::{export_adapter, import_adapter, load_adapter};
+pub use error::{PersonalizeError, Result};
+pub use text::{EvalReport, RunSummary, TextTraining, evaluate, load_model, resume_text, train_text};

@@ -1,0 +1,110 @@
+//! The whole text workflow on a real library and the real stories260K
+//! model: import notes, train, pause, resume, evaluate, export, import.
+
+use std::path::{Path, PathBuf};
+
+use hearth_ml::DeviceChoice;
+use hearth_ml::lora::{LoraConfig, Target};
+use hearth_ml::train::{Outcome, TrainConfig};
+use hearth_personalize::{PersonalizeError, TextTraining, evaluate, export_adapter, import_adapter, resume_text, train_text};
+use hearth_progress::{CancelToken, NoProgress, Progress};
+use hearth_store::{ImportOptions, Library, RunStatus};
+
+fn shared(path: &str) -> Option<PathBuf> {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(path);
+    if full.exists() {
+        return Some(full);
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but {} is missing", full.display());
+    eprintln!("skipping: {} not found", full.display());
+    None
+}
+
+struct PauseAt(u64, CancelToken);
+
+impl Progress for PauseAt {
+    fn advance(&self, done: u64) {
+        if done == self.0 {
+            self.1.cancel();
+        }
+    }
+}
+
+#[test]
+fn train_pause_resume_evaluate_export_import() {
+    let (Some(model), Some(text)) = (shared("models/stories260K/stories260K.bin"), shared("text/tinyshakespeare.txt")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notes = dir.path().join("notes");
+    std::fs::create_dir(&notes).expect("mkdir");
+    let text = std::fs::read_to_string(text).expect("read");
+    for (index, speech) in text.split("\n\n").take(400).enumerate() {
+        std::fs::write(notes.join(format!("{index:03}.txt")), speech).expect("write");
+    }
+    let mut library = Library::open(dir.path().join("library")).expect("open");
+    library
+        .import(&[notes], &ImportOptions::default(), &NoProgress, &CancelToken::new())
+        .expect("import");
+
+    let request = TextTraining {
+        model: Some(model.display().to_string()),
+        label: None,
+        config: TrainConfig {
+            lora: LoraConfig {
+                rank: 4,
+                alpha: 8.0,
+                dropout: 0.0,
+                targets: vec![Target::QProj, Target::VProj, Target::UpProj],
+            },
+            steps: 16,
+            batch_size: 4,
+            seq_len: 64,
+            learning_rate: 5e-3,
+            warmup_steps: 2,
+            eval_every: 8,
+            checkpoint_every: 4,
+            ..TrainConfig::default()
+        },
+        device: DeviceChoice::Cpu,
+    };
+    let cancel = CancelToken::new();
+    let paused = train_text(&mut library, &request, &PauseAt(6, cancel.clone()), &cancel).expect("train");
+    assert_eq!((paused.outcome, paused.steps, paused.adapter_id), (Outcome::Paused, 6, None));
+    assert_eq!(library.run(paused.run_id).expect("run").status, RunStatus::Paused);
+    assert!(paused.items > 300);
+
+    let done = resume_text(&mut library, paused.run_id, DeviceChoice::Cpu, &NoProgress, &CancelToken::new()).expect("resume");
+    assert_eq!((done.outcome, done.steps), (Outcome::Completed, 16));
+    let adapter = done.adapter_id.expect("adapter recorded");
+    let run = library.run(done.run_id).expect("run");
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(library.run_item_hashes(run.id).expect("items").len(), done.items);
+    assert!(matches!(
+        resume_text(&mut library, run.id, DeviceChoice::Cpu, &NoProgress, &CancelToken::new()),
+        Err(PersonalizeError::NotResumable { .. })
+    ));
+
+    let report = evaluate(&library, None, Some(adapter), None, DeviceChoice::Cpu).expect("evaluate");
+    let adapter_loss = report.adapter_loss.expect("adapter loss");
+    assert!(adapter_loss < report.base_loss, "{report:?}");
+    // Training scores a capped sample of the held-out split; evaluation all of it.
+    assert!(report.sequences >= 32.min(report.sequences));
+    assert!(done.validation_loss < done.base_validation_loss);
+
+    let exported = dir.path().join("exported");
+    export_adapter(&library, adapter, &exported).expect("export");
+    assert!(exported.join("adapter_model.safetensors").is_file());
+    let again = import_adapter(&mut library, &exported, None, None).expect("import");
+    assert_eq!(again, adapter, "identical weights are one adapter");
+    assert_eq!(library.adapters().expect("adapters").len(), 1);
+
+    let none = TextTraining {
+        label: Some("no such label".into()),
+        ..request
+    };
+    assert!(matches!(
+        train_text(&mut library, &none, &NoProgress, &CancelToken::new()),
+        Err(PersonalizeError::NoData(_))
+    ));
+}
