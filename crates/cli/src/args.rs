@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use hearth_ml::{DeviceChoice, Target};
 use hearth_store::ItemKind;
 
 /// Hearth: personalize a small model on your own photos and text, on your
@@ -30,9 +31,221 @@ pub enum Command {
     /// Put labels on items and take them off.
     #[command(subcommand)]
     Label(LabelCommand),
+    /// Base models: what is known, what is on this machine, fetch one.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Personalize a model on your library.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Training runs: history, status, results.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Adapters (what training produces): list, export, import (PEFT format).
+    #[command(subcommand)]
+    Adapters(AdaptersCommand),
+    /// Write with the base model or a personalized adapter (streams tokens).
+    Generate(GenerateArgs),
+    /// Held-out perplexity of the base model and an adapter on your texts.
+    Eval(EvalArgs),
     /// Measure Hearth's speed and memory (not a test).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Every model in the registry, and whether it is on this machine.
+    List,
+    /// Download a model from the hub into the standard cache (verifying it).
+    Pull {
+        /// Registry name, e.g. smollm2-135m-instruct.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Fine-tune LoRA adapters on your texts (all, or those with a label).
+    /// Ctrl-C pauses at the next step with a checkpoint; `--resume RUN`
+    /// continues.
+    Text(TrainTextArgs),
+}
+
+fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    s.parse()
+}
+
+/// A comma-separated list of LoRA targets.
+#[derive(Debug, Clone)]
+pub struct Targets(pub Vec<Target>);
+
+fn parse_targets(s: &str) -> Result<Targets, String> {
+    s.split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map(Targets)
+}
+
+#[derive(Debug, Args)]
+pub struct TrainTextArgs {
+    /// Continue this paused or interrupted run (other options are taken
+    /// from the run).
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<i64>,
+    /// Train only on texts with this label.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    /// Base model: registry name or path [default: the default text model].
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 100)]
+    pub steps: u64,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
+    #[arg(long, default_value_t = 16.0)]
+    pub alpha: f64,
+    /// LoRA dropout.
+    #[arg(long, default_value_t = 0.05)]
+    pub dropout: f32,
+    /// Projections to adapt, comma-separated (q,k,v,o,gate,up,down).
+    #[arg(long, value_parser = parse_targets, default_value = "q,k,v,o,gate,up,down")]
+    pub targets: Targets,
+    /// Sequences per micro-batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Micro-batches per step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accumulation: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// Warm-up steps.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u64,
+    /// Steps between held-out evaluations.
+    #[arg(long, default_value_t = 25)]
+    pub eval_every: u64,
+    /// Stop after this many evaluations without improvement.
+    #[arg(long)]
+    pub patience: Option<u64>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 10)]
+    pub checkpoint_every: u64,
+    /// Seed for initialisation, data order and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Every training run, newest first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run in full.
+    Show {
+        /// The run's id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdaptersCommand {
+    /// Every adapter, newest first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy an adapter out as a PEFT folder (adapter_model.safetensors +
+    /// adapter_config.json).
+    Export {
+        /// The adapter's id.
+        id: i64,
+        /// Destination folder.
+        dir: PathBuf,
+    },
+    /// Bring in a PEFT LoRA folder.
+    Import {
+        /// The PEFT folder.
+        dir: PathBuf,
+        /// A name for it.
+        #[arg(long)]
+        name: Option<String>,
+        /// Check it fits this base model (registry name or path) first.
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write about (a user turn for chat models; raw text with --raw).
+    pub prompt: String,
+    /// Use this adapter.
+    #[arg(long, value_name = "ID")]
+    pub adapter: Option<i64>,
+    /// Show the base model's answer and the adapter's, one after the other.
+    #[arg(long, requires = "adapter")]
+    pub compare: bool,
+    /// Base model: registry name or path [default: the adapter's, else the
+    /// default text model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Continue the prompt as raw text, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// 0 for greedy.
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f64,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 299_792_458)]
+    pub seed: u64,
+    /// Most new tokens.
+    #[arg(long, default_value_t = 200)]
+    pub max_tokens: usize,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Compare this adapter with its base model (on its run's held-out text).
+    #[arg(long, value_name = "ID")]
+    pub adapter: Option<i64>,
+    /// Base model: registry name or path.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Score texts with this label (without an adapter).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +336,41 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 12.0)]
         megapixels: f64,
     },
+    /// LoRA training steps/s and peak RSS against PyTorch + PEFT on the same
+    /// workload (and generation speed with the KV cache).
+    Train(BenchTrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// Base model: registry name or path [default: the default text model
+    /// when present, else random weights of its shape].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    pub seq: usize,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// Projections to adapt.
+    #[arg(long, value_parser = parse_targets, default_value = "q,k,v,o,gate,up,down")]
+    pub targets: Targets,
+    /// Warm-up steps (not timed).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// New tokens for the generation benchmark (0 skips it).
+    #[arg(long, default_value_t = 32)]
+    pub generate: usize,
+    /// Skip the PyTorch + PEFT reference.
+    #[arg(long)]
+    pub no_reference: bool,
 }
 
 fn parse_kind(s: &str) -> Result<ItemKind, String> {

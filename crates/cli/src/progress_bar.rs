@@ -48,6 +48,19 @@ impl Progress for Bar {
         self.bar.suspend(|| eprintln!("  {message}"));
     }
 
+    fn metric(&self, name: &str, step: u64, value: f64) {
+        match name {
+            "loss" => self.bar.set_message(format!("loss {value:.3}")),
+            "validation_loss" => self.bar.suspend(|| {
+                eprintln!(
+                    "  step {step}: held-out loss {value:.4} (perplexity {:.2})",
+                    value.exp()
+                )
+            }),
+            _ => {}
+        }
+    }
+
     fn end(&self) {
         self.bar.disable_steady_tick();
         self.bar.finish_and_clear();

@@ -20,6 +20,7 @@ pub mod tokenizer;
 pub mod train;
 
 pub use candle_core as candle;
+pub use candle_nn;
 pub use device::DeviceChoice;
 pub use error::{MlError, Result};
 pub use hearth_progress::{CancelToken, NoProgress, Progress};

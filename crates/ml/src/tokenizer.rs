@@ -280,7 +280,12 @@ impl Llama2cTokenizer {
             return Vec::new();
         }
         // sentencepiece adds a dummy space in front of the text.
-        let mut tokens: Vec<u32> = self.lookup.get(b" ".as_slice()).copied().into_iter().collect();
+        let mut tokens: Vec<u32> = self
+            .lookup
+            .get(b" ".as_slice())
+            .copied()
+            .into_iter()
+            .collect();
         // No piece spans a line break, so lines merge independently; this
         // keeps the quadratic merge loop cheap on long documents.
         for (index, line) in text.split('\n').enumerate() {
@@ -320,7 +325,9 @@ impl Llama2cTokenizer {
                 .filter_map(|(i, pair)| {
                     let mut merged = self.pieces[pair[0] as usize].clone();
                     merged.extend_from_slice(&self.pieces[pair[1] as usize]);
-                    self.lookup.get(&merged).map(|&id| (i, id, self.scores[id as usize]))
+                    self.lookup
+                        .get(&merged)
+                        .map(|&id| (i, id, self.scores[id as usize]))
                 })
                 .fold(None::<(usize, u32, f32)>, |best, candidate| match best {
                     Some(b) if b.2 >= candidate.2 => Some(b),

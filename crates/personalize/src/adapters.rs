@@ -31,7 +31,15 @@ pub(crate) fn store_trained(
         std::fs::remove_dir_all(&temp).map_err(io(&temp))?;
     }
     let files = peft::save(adapter, &temp, base, Some(lineage))?;
-    record(library, &temp, files, format!("run {run_id}"), Some(run_id), Some(base_name.to_owned()), false)
+    record(
+        library,
+        &temp,
+        files,
+        format!("run {run_id}"),
+        Some(run_id),
+        Some(base_name.to_owned()),
+        false,
+    )
 }
 
 /// Moves a complete PEFT folder into its content-addressed place and
@@ -64,7 +72,12 @@ fn record(
         sha256: files.weights_sha256,
         rank: files.config.rank as u32,
         alpha: files.config.alpha,
-        targets: files.config.targets.iter().map(|t| t.name().to_owned()).collect(),
+        targets: files
+            .config
+            .targets
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect(),
         path: relative,
     })?;
     Ok(id)
@@ -91,7 +104,12 @@ pub fn export_adapter(library: &Library, id: AdapterId, destination: &Path) -> R
 
 /// Imports a PEFT LoRA folder. When `model` is given the adapter must fit
 /// it (shapes, and the base model hash when the adapter records one).
-pub fn import_adapter(library: &mut Library, source: &Path, name: Option<String>, model: Option<&LoadedModel>) -> Result<AdapterId> {
+pub fn import_adapter(
+    library: &mut Library,
+    source: &Path,
+    name: Option<String>,
+    model: Option<&LoadedModel>,
+) -> Result<AdapterId> {
     let files = peft::read_files(source)?;
     if let Some(model) = model {
         peft::load(source, model)?;

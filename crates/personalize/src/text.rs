@@ -97,7 +97,9 @@ fn prepare(
     if texts.is_empty() {
         return Err(PersonalizeError::NoData(match label {
             Some(label) => format!("no text in the library has the label {label:?}"),
-            None => "the library has no text to learn from; import some .txt or .md notes first".into(),
+            None => {
+                "the library has no text to learn from; import some .txt or .md notes first".into()
+            }
         }));
     }
     let documents = texts
@@ -113,7 +115,10 @@ fn prepare(
     )?;
     let mut item_hashes: Vec<String> = texts.into_iter().map(|(item, _)| item.sha256).collect();
     item_hashes.sort();
-    Ok(Prepared { dataset, item_hashes })
+    Ok(Prepared {
+        dataset,
+        item_hashes,
+    })
 }
 
 /// A hash binding an adapter to what produced it: base model, configuration
@@ -131,15 +136,27 @@ fn lineage_hash(base_sha256: &str, config: &str, item_hashes: &[String]) -> Stri
 }
 
 fn config_json(config: &TrainConfig) -> Result<String> {
-    serde_json::to_string(config).map_err(|e| PersonalizeError::Inconsistent(format!("configuration: {e}")))
+    serde_json::to_string(config)
+        .map_err(|e| PersonalizeError::Inconsistent(format!("configuration: {e}")))
 }
 
 /// Starts a new text run.
-pub fn train_text(library: &mut Library, request: &TextTraining, progress: &dyn Progress, cancel: &CancelToken) -> Result<RunSummary> {
+pub fn train_text(
+    library: &mut Library,
+    request: &TextTraining,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<RunSummary> {
     request.config.validate()?;
     let device = request.device.open()?;
     let (name, loaded) = load_model(request.model.as_deref(), &device)?;
-    let prepared = prepare(library, &loaded, request.label.as_deref(), None, &request.config)?;
+    let prepared = prepare(
+        library,
+        &loaded,
+        request.label.as_deref(),
+        None,
+        &request.config,
+    )?;
     let run_id = library.create_run(&NewRun {
         base_model: name.clone(),
         base_model_sha256: loaded.info.sha256.clone(),
@@ -149,7 +166,17 @@ pub fn train_text(library: &mut Library, request: &TextTraining, progress: &dyn 
         token_count: prepared.dataset.tokens() as u64,
         device: hearth_ml::device::device_name(&device).to_owned(),
     })?;
-    run(library, run_id, &name, &loaded, &prepared, &request.config, false, progress, cancel)
+    run(
+        library,
+        run_id,
+        &name,
+        &loaded,
+        &prepared,
+        &request.config,
+        false,
+        progress,
+        cancel,
+    )
 }
 
 /// Continues a paused or interrupted run from its last checkpoint.
@@ -178,7 +205,13 @@ pub fn resume_text(
         )));
     }
     let items: HashSet<String> = library.run_item_hashes(run_id)?.into_iter().collect();
-    let prepared = prepare(library, &loaded, record.label.as_deref(), Some(&items), &config)?;
+    let prepared = prepare(
+        library,
+        &loaded,
+        record.label.as_deref(),
+        Some(&items),
+        &config,
+    )?;
     // Killed before its first checkpoint: start the same run afresh.
     let resume = train::checkpoint::exists(&train::checkpoint_dir(&library.run_dir(run_id)));
     library.update_run(
@@ -188,7 +221,9 @@ pub fn resume_text(
             ..RunUpdate::default()
         },
     )?;
-    run(library, run_id, &name, &loaded, &prepared, &config, resume, progress, cancel)
+    run(
+        library, run_id, &name, &loaded, &prepared, &config, resume, progress, cancel,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -236,8 +271,19 @@ fn run(
     let adapter_id = match report.outcome {
         Outcome::Paused => None,
         Outcome::Completed | Outcome::EarlyStopped => {
-            let lineage = lineage_hash(&loaded.info.sha256, &config_json(config)?, &prepared.item_hashes);
-            Some(store_trained(library, &report.adapter, &loaded.info, name, run_id, &lineage)?)
+            let lineage = lineage_hash(
+                &loaded.info.sha256,
+                &config_json(config)?,
+                &prepared.item_hashes,
+            );
+            Some(store_trained(
+                library,
+                &report.adapter,
+                &loaded.info,
+                name,
+                run_id,
+                &lineage,
+            )?)
         }
     };
     library.update_run(
@@ -295,15 +341,27 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let device = device.open()?;
     let record = adapter.map(|id| library.adapter(id)).transpose()?;
-    let run = record.as_ref().and_then(|a| a.run_id).map(|id| library.run(id)).transpose()?;
-    let model = model.map(str::to_owned).or_else(|| run.as_ref().map(|r| r.base_model.clone()));
+    let run = record
+        .as_ref()
+        .and_then(|a| a.run_id)
+        .map(|id| library.run(id))
+        .transpose()?;
+    let model = model
+        .map(str::to_owned)
+        .or_else(|| run.as_ref().map(|r| r.base_model.clone()));
     let (_, loaded) = load_model(model.as_deref(), &device)?;
     let (config, label, items) = match &run {
         Some(run) => (
-            serde_json::from_str::<TrainConfig>(&run.config)
-                .map_err(|e| PersonalizeError::Inconsistent(format!("run {} configuration: {e}", run.id)))?,
+            serde_json::from_str::<TrainConfig>(&run.config).map_err(|e| {
+                PersonalizeError::Inconsistent(format!("run {} configuration: {e}", run.id))
+            })?,
             run.label.clone(),
-            Some(library.run_item_hashes(run.id)?.into_iter().collect::<HashSet<_>>()),
+            Some(
+                library
+                    .run_item_hashes(run.id)?
+                    .into_iter()
+                    .collect::<HashSet<_>>(),
+            ),
         ),
         None => (TrainConfig::default(), label.map(str::to_owned), None),
     };
@@ -313,7 +371,12 @@ pub fn evaluate(
     let adapter_loss = match adapter {
         Some(id) => {
             let adapter = load_adapter(library, id, &loaded)?;
-            Some(train::mean_loss(&loaded.model, Some(&adapter), &sequences, config.batch_size)?)
+            Some(train::mean_loss(
+                &loaded.model,
+                Some(&adapter),
+                &sequences,
+                config.batch_size,
+            )?)
         }
         None => None,
     };

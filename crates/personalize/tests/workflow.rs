@@ -6,16 +6,25 @@ use std::path::{Path, PathBuf};
 use hearth_ml::DeviceChoice;
 use hearth_ml::lora::{LoraConfig, Target};
 use hearth_ml::train::{Outcome, TrainConfig};
-use hearth_personalize::{PersonalizeError, TextTraining, evaluate, export_adapter, import_adapter, resume_text, train_text};
+use hearth_personalize::{
+    PersonalizeError, TextTraining, evaluate, export_adapter, import_adapter, resume_text,
+    train_text,
+};
 use hearth_progress::{CancelToken, NoProgress, Progress};
 use hearth_store::{ImportOptions, Library, RunStatus};
 
 fn shared(path: &str) -> Option<PathBuf> {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(path);
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(path);
     if full.exists() {
         return Some(full);
     }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but {} is missing", full.display());
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {} is missing",
+        full.display()
+    );
     eprintln!("skipping: {} not found", full.display());
     None
 }
@@ -32,7 +41,10 @@ impl Progress for PauseAt {
 
 #[test]
 fn train_pause_resume_evaluate_export_import() {
-    let (Some(model), Some(text)) = (shared("models/stories260K/stories260K.bin"), shared("text/tinyshakespeare.txt")) else {
+    let (Some(model), Some(text)) = (
+        shared("models/stories260K/stories260K.bin"),
+        shared("text/tinyshakespeare.txt"),
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -44,7 +56,12 @@ fn train_pause_resume_evaluate_export_import() {
     }
     let mut library = Library::open(dir.path().join("library")).expect("open");
     library
-        .import(&[notes], &ImportOptions::default(), &NoProgress, &CancelToken::new())
+        .import(
+            &[notes],
+            &ImportOptions::default(),
+            &NoProgress,
+            &CancelToken::new(),
+        )
         .expect("import");
 
     let request = TextTraining {
@@ -69,23 +86,47 @@ fn train_pause_resume_evaluate_export_import() {
         device: DeviceChoice::Cpu,
     };
     let cancel = CancelToken::new();
-    let paused = train_text(&mut library, &request, &PauseAt(6, cancel.clone()), &cancel).expect("train");
-    assert_eq!((paused.outcome, paused.steps, paused.adapter_id), (Outcome::Paused, 6, None));
-    assert_eq!(library.run(paused.run_id).expect("run").status, RunStatus::Paused);
+    let paused =
+        train_text(&mut library, &request, &PauseAt(6, cancel.clone()), &cancel).expect("train");
+    assert_eq!(
+        (paused.outcome, paused.steps, paused.adapter_id),
+        (Outcome::Paused, 6, None)
+    );
+    assert_eq!(
+        library.run(paused.run_id).expect("run").status,
+        RunStatus::Paused
+    );
     assert!(paused.items > 300);
 
-    let done = resume_text(&mut library, paused.run_id, DeviceChoice::Cpu, &NoProgress, &CancelToken::new()).expect("resume");
+    let done = resume_text(
+        &mut library,
+        paused.run_id,
+        DeviceChoice::Cpu,
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("resume");
     assert_eq!((done.outcome, done.steps), (Outcome::Completed, 16));
     let adapter = done.adapter_id.expect("adapter recorded");
     let run = library.run(done.run_id).expect("run");
     assert_eq!(run.status, RunStatus::Completed);
-    assert_eq!(library.run_item_hashes(run.id).expect("items").len(), done.items);
+    assert_eq!(
+        library.run_item_hashes(run.id).expect("items").len(),
+        done.items
+    );
     assert!(matches!(
-        resume_text(&mut library, run.id, DeviceChoice::Cpu, &NoProgress, &CancelToken::new()),
+        resume_text(
+            &mut library,
+            run.id,
+            DeviceChoice::Cpu,
+            &NoProgress,
+            &CancelToken::new()
+        ),
         Err(PersonalizeError::NotResumable { .. })
     ));
 
-    let report = evaluate(&library, None, Some(adapter), None, DeviceChoice::Cpu).expect("evaluate");
+    let report =
+        evaluate(&library, None, Some(adapter), None, DeviceChoice::Cpu).expect("evaluate");
     let adapter_loss = report.adapter_loss.expect("adapter loss");
     assert!(adapter_loss < report.base_loss, "{report:?}");
     // Training scores a capped sample of the held-out split; evaluation all of it.

@@ -139,7 +139,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         let mut conn = Connection::open(&path).expect("open");
-        Migrations::new(vec![M::up(MIGRATIONS[0])]).to_latest(&mut conn).expect("v1");
+        Migrations::new(vec![M::up(MIGRATIONS[0])])
+            .to_latest(&mut conn)
+            .expect("v1");
         conn.execute(
             "INSERT INTO items (kind, sha256, path, size_bytes, media_type, text_chars) \
              VALUES ('text', ?1, '/notes/a.txt', 5, 'text/plain', 5)",

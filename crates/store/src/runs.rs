@@ -47,7 +47,10 @@ impl RunStatus {
 
     /// Whether `--resume` can continue it.
     pub fn resumable(self) -> bool {
-        matches!(self, RunStatus::Running | RunStatus::Paused | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::Paused | RunStatus::Failed
+        )
     }
 }
 
@@ -237,8 +240,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
     })
 }
 
-const ADAPTER_COLUMNS: &str =
-    "id, name, run_id, source, base_model, base_model_sha256, sha256, rank, alpha, targets, path, created_at";
+const ADAPTER_COLUMNS: &str = "id, name, run_id, source, base_model, base_model_sha256, sha256, rank, alpha, targets, path, created_at";
 
 fn adapter_from_row(row: &Row<'_>) -> rusqlite::Result<Adapter> {
     Ok(Adapter {
@@ -265,7 +267,9 @@ impl Library {
             kind: Some(ItemKind::Text),
             label: label.map(str::to_owned),
         })?;
-        let mut stmt = self.conn.prepare_cached("SELECT body FROM item_texts WHERE item_id = ?1")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT body FROM item_texts WHERE item_id = ?1")?;
         items
             .into_iter()
             .map(|item| {
@@ -293,8 +297,9 @@ impl Library {
         )?;
         let id = tx.last_insert_rowid();
         {
-            let mut insert =
-                tx.prepare_cached("INSERT OR IGNORE INTO run_items (run_id, item_sha256) VALUES (?1, ?2)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO run_items (run_id, item_sha256) VALUES (?1, ?2)",
+            )?;
             for sha in &run.item_sha256s {
                 insert.execute(params![id, sha])?;
             }
@@ -329,7 +334,9 @@ impl Library {
 
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<Run>> {
-        let mut stmt = self.conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC"))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC"))?;
         let rows = stmt.query_map([], run_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -345,9 +352,9 @@ impl Library {
 
     /// sha256 of every item a run trained on, sorted.
     pub fn run_item_hashes(&self, id: RunId) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT item_sha256 FROM run_items WHERE run_id = ?1 ORDER BY item_sha256")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT item_sha256 FROM run_items WHERE run_id = ?1 ORDER BY item_sha256",
+        )?;
         let rows = stmt.query_map([id], |row| row.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -385,9 +392,9 @@ impl Library {
 
     /// Every adapter, newest first.
     pub fn adapters(&self) -> Result<Vec<Adapter>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {ADAPTER_COLUMNS} FROM adapters ORDER BY id DESC"))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ADAPTER_COLUMNS} FROM adapters ORDER BY id DESC"
+        ))?;
         let rows = stmt.query_map([], adapter_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -395,7 +402,9 @@ impl Library {
     /// The adapter with this id.
     pub fn adapter(&self, id: AdapterId) -> Result<Adapter> {
         self.conn
-            .prepare_cached(&format!("SELECT {ADAPTER_COLUMNS} FROM adapters WHERE id = ?1"))?
+            .prepare_cached(&format!(
+                "SELECT {ADAPTER_COLUMNS} FROM adapters WHERE id = ?1"
+            ))?
             .query_row([id], adapter_from_row)
             .optional()?
             .ok_or(StoreError::NoSuchAdapter(id))
@@ -405,7 +414,9 @@ impl Library {
     pub fn adapter_by_sha256(&self, sha256: &str) -> Result<Option<Adapter>> {
         Ok(self
             .conn
-            .prepare_cached(&format!("SELECT {ADAPTER_COLUMNS} FROM adapters WHERE sha256 = ?1"))?
+            .prepare_cached(&format!(
+                "SELECT {ADAPTER_COLUMNS} FROM adapters WHERE sha256 = ?1"
+            ))?
             .query_row([sha256], adapter_from_row)
             .optional()?)
     }
@@ -436,7 +447,10 @@ mod tests {
             })
             .expect("run");
         assert_eq!(library.run(id).expect("run").status, RunStatus::Running);
-        assert_eq!(library.run_item_hashes(id).expect("items"), vec!["1".repeat(64), "2".repeat(64)]);
+        assert_eq!(
+            library.run_item_hashes(id).expect("items"),
+            vec!["1".repeat(64), "2".repeat(64)]
+        );
         library
             .update_run(
                 id,
@@ -449,8 +463,14 @@ mod tests {
             )
             .expect("update");
         let run = library.run(id).expect("run");
-        assert_eq!((run.status, run.steps_done, run.validation_loss), (RunStatus::Completed, 50, Some(1.5)));
-        assert!(matches!(library.update_run(99, &RunUpdate::default()), Err(StoreError::NoSuchRun(99))));
+        assert_eq!(
+            (run.status, run.steps_done, run.validation_loss),
+            (RunStatus::Completed, 50, Some(1.5))
+        );
+        assert!(matches!(
+            library.update_run(99, &RunUpdate::default()),
+            Err(StoreError::NoSuchRun(99))
+        ));
 
         let adapter = library
             .add_adapter(&NewAdapter {
@@ -467,8 +487,20 @@ mod tests {
             })
             .expect("adapter");
         let stored = library.adapter(adapter).expect("adapter");
-        assert_eq!((stored.source.as_str(), stored.targets.as_str()), ("trained", "q_proj,v_proj"));
-        assert_eq!(library.adapter_by_sha256(&"c".repeat(64)).expect("by sha").map(|a| a.id), Some(adapter));
-        assert!(matches!(library.adapter(7), Err(StoreError::NoSuchAdapter(7))));
+        assert_eq!(
+            (stored.source.as_str(), stored.targets.as_str()),
+            ("trained", "q_proj,v_proj")
+        );
+        assert_eq!(
+            library
+                .adapter_by_sha256(&"c".repeat(64))
+                .expect("by sha")
+                .map(|a| a.id),
+            Some(adapter)
+        );
+        assert!(matches!(
+            library.adapter(7),
+            Err(StoreError::NoSuchAdapter(7))
+        ));
     }
 }

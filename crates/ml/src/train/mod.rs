@@ -356,7 +356,8 @@ fn optimizer_step(
     let mut summed: Option<Vec<Tensor>> = None;
     let mut loss_total = 0f32;
     for _ in 0..config.grad_accumulation {
-        let (inputs, targets) = dataset.next_batch(cursor, config.batch_size, config.seed, model.device())?;
+        let (inputs, targets) =
+            dataset.next_batch(cursor, config.batch_size, config.seed, model.device())?;
         let how = Forward {
             adapter: Some(adapter),
             dropout: Some(dropout),
@@ -399,10 +400,19 @@ fn optimizer_step(
         }
         if norm > config.max_grad_norm {
             let scale = config.max_grad_norm / (norm + 1e-6);
-            grads = grads.iter().map(|g| Ok((g * scale)?)).collect::<Result<_>>()?;
+            grads = grads
+                .iter()
+                .map(|g| Ok((g * scale)?))
+                .collect::<Result<_>>()?;
         }
     }
-    let lr = learning_rate(step, config.steps, config.warmup_steps, config.learning_rate, config.min_lr_ratio);
+    let lr = learning_rate(
+        step,
+        config.steps,
+        config.warmup_steps,
+        config.learning_rate,
+        config.min_lr_ratio,
+    );
     optimizer.step(vars, &grads, lr)?;
     Ok((loss_total, lr))
 }
@@ -432,13 +442,22 @@ impl StepTimings {
 /// Runs `warmup + steps` real training steps on random token sequences and
 /// times the last `steps`, exactly as [`train`] runs them (no validation or
 /// checkpoints).
-pub fn measure_steps(model: &Llama, config: &TrainConfig, warmup: usize, steps: usize) -> Result<StepTimings> {
+pub fn measure_steps(
+    model: &Llama,
+    config: &TrainConfig,
+    warmup: usize,
+    steps: usize,
+) -> Result<StepTimings> {
     config.validate()?;
     let total = warmup + steps;
     let mut rng = SplitMix64::new(config.seed);
     let vocab = model.config().vocab_size;
     let documents: Vec<Vec<u32>> = (0..total * config.batch_size * config.grad_accumulation + 2)
-        .map(|_| (0..config.seq_len).map(|_| rng.below(vocab) as u32).collect())
+        .map(|_| {
+            (0..config.seq_len)
+                .map(|_| rng.below(vocab) as u32)
+                .collect()
+        })
         .collect();
     let dataset = TextDataset::pack(&documents, None, config.seq_len, 0.0, config.seed)?;
     let adapter = LoraAdapter::new(&config.lora, model.config(), config.seed, model.device())?;
@@ -449,7 +468,17 @@ pub fn measure_steps(model: &Llama, config: &TrainConfig, warmup: usize, steps: 
     let mut seconds = Vec::with_capacity(steps);
     for step in 0..total {
         let started = Instant::now();
-        optimizer_step(model, &adapter, &vars, &mut optimizer, &dataset, &mut cursor, &dropout, config, step as u64)?;
+        optimizer_step(
+            model,
+            &adapter,
+            &vars,
+            &mut optimizer,
+            &dataset,
+            &mut cursor,
+            &dropout,
+            config,
+            step as u64,
+        )?;
         if step >= warmup {
             seconds.push(started.elapsed().as_secs_f64());
         }

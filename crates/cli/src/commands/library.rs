@@ -1,40 +1,18 @@
-//! One function per command: open the library, call it, print the result.
+//! `hearth import`, `hearth library ...` and `hearth label ...`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hearth_store::{CancelToken, ImportOptions, Item, ItemFilter, ItemKind, Library, Outcome};
 
-use crate::args::{BenchCommand, Cli, Command, ImportArgs, LabelCommand, LibraryCommand};
+use crate::args::{ImportArgs, LabelCommand, LibraryCommand};
 use crate::output;
 use crate::progress_bar::Bar;
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<ExitCode> {
-    let location = match cli.library {
-        Some(path) => path,
-        None => Library::default_location().context(
-            "no data directory on this platform; pass --library PATH or set HEARTH_LIBRARY",
-        )?,
-    };
-    let open = || {
-        Library::open(&location)
-            .with_context(|| format!("opening the library at {}", location.display()))
-    };
-    match cli.command {
-        Command::Import(args) => import(open()?, args),
-        Command::Library(command) => library(open()?, command),
-        Command::Label(command) => label(open()?, command),
-        Command::Bench(BenchCommand::Import { photos, megapixels }) => {
-            crate::bench::import(photos, megapixels)
-        }
-    }
-}
-
-fn import(mut library: Library, args: ImportArgs) -> Result<ExitCode> {
+pub fn import(mut library: Library, args: ImportArgs) -> Result<ExitCode> {
     let options = ImportOptions {
         max_file_bytes: args.max_file_mb.saturating_mul(1_000_000),
         max_pixels: args.max_megapixels.saturating_mul(1_000_000),
@@ -96,7 +74,7 @@ fn import(mut library: Library, args: ImportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn library(mut library: Library, command: LibraryCommand) -> Result<ExitCode> {
+pub fn library(mut library: Library, command: LibraryCommand) -> Result<ExitCode> {
     match command {
         LibraryCommand::List { kind, label, json } => {
             let items = library.items(&ItemFilter { kind, label })?;
@@ -167,7 +145,7 @@ fn library(mut library: Library, command: LibraryCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn label(mut library: Library, command: LabelCommand) -> Result<ExitCode> {
+pub fn label(mut library: Library, command: LabelCommand) -> Result<ExitCode> {
     match command {
         LabelCommand::Add { id, name } => {
             if library.add_label(id, &name)? {

@@ -1,0 +1,254 @@
+//! `hearth bench train`: LoRA training throughput and memory on the
+//! SmolLM2-135M workload, and generation speed with the KV cache, each next
+//! to PyTorch + PEFT running the same workload on the same machine
+//! (`bench/pytorch/run.sh`, which installs its own Python environment).
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use hearth_ml::candle::{DType, Device, Tensor};
+use hearth_ml::candle_nn::VarBuilder;
+use hearth_ml::lora::LoraConfig;
+use hearth_ml::models::llama::{Config, Llama, random_weights};
+use hearth_ml::train::{TrainConfig, measure_steps};
+use hearth_ml::{KvCache, Target};
+use serde_json::Value;
+
+use super::peak_rss_self_mib;
+use crate::args::BenchTrainArgs;
+
+/// SmolLM2-135M's shape, for random weights when the real ones are absent.
+fn smollm2_shape() -> Config {
+    Config {
+        vocab_size: 49_152,
+        hidden_size: 576,
+        intermediate_size: 1536,
+        num_hidden_layers: 30,
+        num_attention_heads: 9,
+        num_key_value_heads: 3,
+        rms_norm_eps: 1e-5,
+        rope_theta: 100_000.0,
+        max_position_embeddings: 8192,
+        tie_word_embeddings: true,
+        attention_bias: false,
+    }
+}
+
+fn reference_script() -> PathBuf {
+    match std::env::var_os("HEARTH_PYTORCH_BENCH") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../bench/pytorch/run.sh"
+        )),
+    }
+}
+
+pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
+    let device = Device::Cpu;
+    let threads = hearth_ml::candle::utils::get_num_threads();
+    let (model, weights, gguf) =
+        match hearth_personalize::load_model(args.model.as_deref(), &device) {
+            Ok((name, loaded)) => {
+                let gguf = (loaded.info.format == "gguf").then(|| loaded.info.files[0].clone());
+                (
+                    loaded.model,
+                    format!("{name} ({}, dequantized to f32)", loaded.info.format),
+                    gguf,
+                )
+            }
+            Err(error) if args.model.is_none() => {
+                eprintln!("default model not present ({error}); using random weights of its shape");
+                let cfg = smollm2_shape();
+                let weights = random_weights(&cfg, 1, &device)?;
+                let model =
+                    Llama::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &device))?;
+                (model, "random weights, SmolLM2-135M shape".to_owned(), None)
+            }
+            Err(error) => return Err(error.into()),
+        };
+    let targets = args.targets.0.clone();
+    let config = TrainConfig {
+        lora: LoraConfig {
+            rank: args.rank,
+            alpha: 2.0 * args.rank as f64,
+            dropout: 0.0,
+            targets: targets.clone(),
+        },
+        steps: (args.warmup + args.steps) as u64,
+        batch_size: args.batch,
+        seq_len: args.seq,
+        learning_rate: 1e-4,
+        warmup_steps: 0,
+        // The reference does not clip; neither does this measurement.
+        max_grad_norm: 0.0,
+        ..TrainConfig::default()
+    };
+    eprintln!(
+        "hearth: {} steps ({} warm-up) of LoRA r{} on {} projections, batch {}x{}, f32, {threads} threads, {weights}",
+        args.warmup + args.steps,
+        args.warmup,
+        args.rank,
+        targets.len(),
+        args.batch,
+        args.seq
+    );
+    let timings = measure_steps(&model, &config, args.warmup, args.steps)?;
+    let rss = peak_rss_self_mib();
+    let median = timings.median();
+    let tokens_per_second = timings.tokens_per_step as f64 / median;
+    let generation = if args.generate > 0 {
+        Some(generation_speed(&model, args.generate)?)
+    } else {
+        None
+    };
+
+    println!(
+        "bench train: SmolLM2-135M workload, LoRA r{} on {}, batch {}x{}, f32 CPU, {threads} threads",
+        args.rank,
+        names(&targets),
+        args.batch,
+        args.seq
+    );
+    println!("  weights      {weights}");
+    println!(
+        "  hearth       {:.0} ms/step (median of {}), {:.1} tokens/s, peak RSS {:.0} MiB",
+        median * 1000.0,
+        timings.seconds.len(),
+        tokens_per_second,
+        rss
+    );
+    if let Some(speed) = generation {
+        println!(
+            "  hearth gen   {speed:.1} tokens/s (greedy, KV cache, 16-token prompt, {} new)",
+            args.generate
+        );
+    }
+    if args.no_reference {
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let script = reference_script();
+    if !script.exists() {
+        bail!(
+            "the PyTorch reference {} is missing (set HEARTH_PYTORCH_BENCH)",
+            script.display()
+        );
+    }
+    eprintln!(
+        "pytorch: running {} (the first run installs its environment)",
+        script.display()
+    );
+    let mut command = Command::new("bash");
+    command
+        .arg(&script)
+        .args([
+            "--batch",
+            &args.batch.to_string(),
+            "--seq",
+            &args.seq.to_string(),
+        ])
+        .args([
+            "--rank",
+            &args.rank.to_string(),
+            "--alpha",
+            &(2 * args.rank).to_string(),
+            "--dropout",
+            "0.0",
+        ])
+        .args([
+            "--targets",
+            &names(&targets),
+            "--lr",
+            "1e-4",
+            "--threads",
+            &threads.to_string(),
+        ])
+        .args([
+            "--warmup",
+            &args.warmup.to_string(),
+            "--steps",
+            &args.steps.to_string(),
+        ])
+        .args(["--generate", &args.generate.to_string()]);
+    if let Some(gguf) = &gguf {
+        command.arg("--gguf").arg(gguf);
+    }
+    let output = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the PyTorch reference")?;
+    if !output.status.success() {
+        bail!("the PyTorch reference failed ({})", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let reference: Value =
+        serde_json::from_str(line).context("reading the PyTorch reference's JSON line")?;
+    let number = |key: &str| reference[key].as_f64();
+    let (Some(torch_tps), Some(torch_ms), Some(torch_rss)) = (
+        number("tokens_per_s"),
+        number("ms_per_step_median"),
+        number("peak_rss_mb"),
+    ) else {
+        bail!("unexpected reference output: {line}");
+    };
+    println!(
+        "  pytorch      {torch_ms:.0} ms/step (median), {torch_tps:.1} tokens/s, peak RSS {torch_rss:.0} MiB  [torch {}, peft {}, weights {}]",
+        reference["torch"].as_str().unwrap_or("?"),
+        reference["peft"].as_str().unwrap_or("?"),
+        reference["weights"].as_str().unwrap_or("?")
+    );
+    if let (Some(ours), Some(theirs)) = (generation, number("generate_tokens_per_s")) {
+        println!("  pytorch gen  {theirs:.1} tokens/s");
+        println!("  generation   hearth/pytorch = {:.2}x", ours / theirs);
+    }
+    println!(
+        "  training     hearth/pytorch = {:.2}x tokens/s, {:.2}x peak RSS",
+        tokens_per_second / torch_tps,
+        rss / torch_rss
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn names(targets: &[Target]) -> String {
+    targets
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Greedy decoding speed with the KV cache: a 16-token prompt, then `new`
+/// tokens, never stopping early (as the reference's `min_new_tokens`).
+fn generation_speed(model: &Llama, new: usize) -> Result<f64> {
+    let prompt: Vec<u32> = (0..16u32).map(|i| 100 + i * 7).collect();
+    let decode = |tokens: usize| -> Result<f64> {
+        let started = Instant::now();
+        let mut cache = KvCache::default();
+        let mut logits = model.forward_cached(
+            &Tensor::new(prompt.as_slice(), model.device())?.unsqueeze(0)?,
+            &mut cache,
+            None,
+        )?;
+        for _ in 0..tokens {
+            let next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
+            logits = model.forward_cached(
+                &Tensor::new(&[next], model.device())?.unsqueeze(0)?,
+                &mut cache,
+                None,
+            )?;
+        }
+        Ok(started.elapsed().as_secs_f64())
+    };
+    decode(4)?;
+    let seconds = decode(new)?;
+    Ok(new as f64 / seconds)
+}

@@ -1,0 +1,46 @@
+//! One module per area of commands; each opens what it needs, calls the
+//! library crates, and prints the result.
+
+mod library;
+mod model;
+mod text;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use hearth_store::Library;
+
+use crate::args::{BenchCommand, Cli, Command};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let location = cli.library;
+    let open = || open_library(location.clone());
+    match cli.command {
+        Command::Import(args) => library::import(open()?, args),
+        Command::Library(command) => library::library(open()?, command),
+        Command::Label(command) => library::label(open()?, command),
+        Command::Model(command) => model::model(command),
+        Command::Train(command) => text::train(open()?, command),
+        Command::Runs(command) => text::runs(open()?, command),
+        Command::Adapters(command) => text::adapters(open()?, command),
+        Command::Generate(args) => text::generate(open()?, args),
+        Command::Eval(args) => text::eval(open()?, args),
+        Command::Bench(BenchCommand::Import { photos, megapixels }) => {
+            crate::bench::import::run(photos, megapixels)
+        }
+        Command::Bench(BenchCommand::Train(args)) => crate::bench::train::run(args),
+    }
+}
+
+fn open_library(location: Option<PathBuf>) -> Result<Library> {
+    let location = match location {
+        Some(path) => path,
+        None => Library::default_location().context(
+            "no data directory on this platform; pass --library PATH or set HEARTH_LIBRARY",
+        )?,
+    };
+    Library::open(&location)
+        .with_context(|| format!("opening the library at {}", location.display()))
+}

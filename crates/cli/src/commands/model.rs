@@ -1,0 +1,46 @@
+//! `hearth model ...`: the registry and the files on this machine.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use hearth_ml::registry;
+
+use crate::args::ModelCommand;
+
+pub fn model(command: ModelCommand) -> Result<ExitCode> {
+    match command {
+        ModelCommand::List => {
+            for entry in registry::entries()? {
+                let location = match entry.local_path() {
+                    Some(path) => format!("present: {}", path.display()),
+                    None => "not on this machine".to_owned(),
+                };
+                let default = if entry.default { " (default)" } else { "" };
+                println!(
+                    "{}{default}  [{}]  {}",
+                    entry.name, entry.license, entry.description
+                );
+                println!("    {location}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Pull { name } => pull(&name),
+    }
+}
+
+#[cfg(feature = "hub")]
+fn pull(name: &str) -> Result<ExitCode> {
+    let bar = crate::progress_bar::Bar::new(false);
+    let hashes = registry::pull(name, &bar)?;
+    for (file, sha256) in hashes {
+        println!("{sha256}  {file}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "hub"))]
+fn pull(_name: &str) -> Result<ExitCode> {
+    anyhow::bail!(
+        "this build has no hub client (build with --features hub); scripts/fetch-models.sh fetches the default model offline"
+    )
+}

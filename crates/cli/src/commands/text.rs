@@ -1,0 +1,352 @@
+//! `hearth train text`, `runs`, `adapters`, `generate`, `eval`: text
+//! personalization, over hearth-personalize.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use hearth_ml::generate::{Sampling, generate as run_generation};
+use hearth_ml::lora::LoraConfig;
+use hearth_ml::train::{Outcome, TrainConfig};
+use hearth_personalize::{RunSummary, TextTraining};
+use hearth_progress::CancelToken;
+use hearth_store::Library;
+
+use crate::args::{
+    AdaptersCommand, EvalArgs, GenerateArgs, RunsCommand, TrainCommand, TrainTextArgs,
+};
+use crate::output;
+use crate::progress_bar::Bar;
+
+/// A cancellation token that Ctrl-C triggers: the first press pauses at
+/// the next step (with a checkpoint), a second one quits at once.
+fn ctrl_c_token() -> Result<CancelToken> {
+    let token = CancelToken::new();
+    let handler = token.clone();
+    ctrlc::set_handler(move || {
+        if handler.is_cancelled() {
+            std::process::exit(130);
+        }
+        eprintln!("\npausing after this step (Ctrl-C again to quit now)...");
+        handler.cancel();
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(token)
+}
+
+pub fn train(mut library: Library, command: TrainCommand) -> Result<ExitCode> {
+    let TrainCommand::Text(args) = command;
+    let cancel = ctrl_c_token()?;
+    let bar = Bar::new(args.json);
+    let summary = match args.resume {
+        Some(run) => {
+            hearth_personalize::resume_text(&mut library, run, args.device, &bar, &cancel)?
+        }
+        None => {
+            let request = TextTraining {
+                model: args.model.clone(),
+                label: args.label.clone(),
+                config: train_config(&args),
+                device: args.device,
+            };
+            hearth_personalize::train_text(&mut library, &request, &bar, &cancel)?
+        }
+    };
+    if args.json {
+        output::json(&summary)?;
+    } else {
+        print_summary(&summary)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn train_config(args: &TrainTextArgs) -> TrainConfig {
+    TrainConfig {
+        lora: LoraConfig {
+            rank: args.rank,
+            alpha: args.alpha,
+            dropout: args.dropout,
+            targets: args.targets.0.clone(),
+        },
+        steps: args.steps,
+        batch_size: args.batch_size,
+        seq_len: args.seq_len,
+        grad_accumulation: args.grad_accumulation,
+        learning_rate: args.lr,
+        warmup_steps: args.warmup.min(args.steps),
+        eval_every: args.eval_every,
+        early_stopping_patience: args.patience,
+        checkpoint_every: args.checkpoint_every,
+        seed: args.seed,
+        ..TrainConfig::default()
+    }
+}
+
+fn print_summary(summary: &RunSummary) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "run {}: {} steps of {} on {} texts ({} tokens), {:.0} tokens/s",
+        summary.run_id,
+        summary.steps,
+        summary.total_steps,
+        summary.items,
+        summary.tokens,
+        summary.tokens_per_second
+    )?;
+    if let (Some(base), Some(after)) = (summary.base_validation_loss, summary.validation_loss) {
+        writeln!(
+            out,
+            "held-out loss {base:.3} -> {after:.3} (perplexity {:.1} -> {:.1})",
+            base.exp(),
+            after.exp()
+        )?;
+    }
+    match (summary.outcome, summary.adapter_id) {
+        (Outcome::Paused, _) => writeln!(
+            out,
+            "paused; continue with `hearth train text --resume {}`",
+            summary.run_id
+        )?,
+        (Outcome::EarlyStopped, Some(id)) => {
+            writeln!(out, "stopped early (no more improvement); adapter {id}")?
+        }
+        (_, Some(id)) => writeln!(
+            out,
+            "adapter {id}: try `hearth generate --adapter {id} --compare \"...\"`"
+        )?,
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn runs(library: Library, command: RunsCommand) -> Result<ExitCode> {
+    match command {
+        RunsCommand::List { json } => {
+            let runs = library.runs()?;
+            if json {
+                output::json(&runs)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:>4}  {:<13}  {:>9}  {:>15}  {:<20}  {:<10}  STARTED",
+                "ID", "STATUS", "STEPS", "HELD-OUT LOSS", "MODEL", "LABEL"
+            )?;
+            for run in runs {
+                let losses = match (run.base_validation_loss, run.validation_loss) {
+                    (Some(a), Some(b)) => format!("{a:.3} -> {b:.3}"),
+                    _ => String::new(),
+                };
+                let total = serde_json::from_str::<TrainConfig>(&run.config)
+                    .map(|c| c.steps)
+                    .unwrap_or(0);
+                writeln!(
+                    out,
+                    "{:>4}  {:<13}  {:>9}  {:>15}  {:<20}  {:<10}  {}",
+                    run.id,
+                    run.status.as_str(),
+                    format!("{}/{total}", run.steps_done),
+                    losses,
+                    short(&run.base_model, 20),
+                    run.label.as_deref().unwrap_or("(all)"),
+                    run.started_at
+                )?;
+            }
+        }
+        RunsCommand::Show { id, json } => {
+            let run = library.run(id)?;
+            if json {
+                output::json(&run)?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "run         {}", run.id)?;
+                writeln!(out, "status      {}", run.status)?;
+                writeln!(
+                    out,
+                    "base model  {} (sha256 {})",
+                    run.base_model, run.base_model_sha256
+                )?;
+                writeln!(
+                    out,
+                    "data        {} texts{}, {} tokens",
+                    run.item_count,
+                    run.label
+                        .map(|l| format!(" labelled {l:?}"))
+                        .unwrap_or_default(),
+                    run.token_count
+                )?;
+                writeln!(out, "device      {}", run.device)?;
+                writeln!(out, "steps       {}", run.steps_done)?;
+                if let Some(loss) = run.train_loss {
+                    writeln!(out, "train loss  {loss:.4}")?;
+                }
+                if let (Some(base), Some(after)) = (run.base_validation_loss, run.validation_loss) {
+                    writeln!(out, "held-out    {base:.4} -> {after:.4}")?;
+                }
+                if let Some(speed) = run.tokens_per_second {
+                    writeln!(out, "speed       {speed:.0} tokens/s")?;
+                }
+                if let Some(error) = run.error {
+                    writeln!(out, "error       {error}")?;
+                }
+                writeln!(out, "started     {}", run.started_at)?;
+                writeln!(out, "updated     {}", run.updated_at)?;
+                writeln!(out, "config      {}", run.config)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(width - 1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
+}
+
+pub fn adapters(mut library: Library, command: AdaptersCommand) -> Result<ExitCode> {
+    match command {
+        AdaptersCommand::List { json } => {
+            let adapters = library.adapters()?;
+            if json {
+                output::json(&adapters)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:>4}  {:<16}  {:<8}  {:>4}  {:<20}  {:<24}  CREATED",
+                "ID", "NAME", "SOURCE", "RANK", "BASE", "TARGETS"
+            )?;
+            for adapter in adapters {
+                writeln!(
+                    out,
+                    "{:>4}  {:<16}  {:<8}  {:>4}  {:<20}  {:<24}  {}",
+                    adapter.id,
+                    short(&adapter.name, 16),
+                    adapter.source,
+                    adapter.rank,
+                    short(adapter.base_model.as_deref().unwrap_or("?"), 20),
+                    short(&adapter.targets, 24),
+                    adapter.created_at
+                )?;
+            }
+        }
+        AdaptersCommand::Export { id, dir } => {
+            hearth_personalize::export_adapter(&library, id, &dir)?;
+            println!("adapter {id} exported to {} (PEFT layout)", dir.display());
+        }
+        AdaptersCommand::Import { dir, name, model } => {
+            let loaded = match model {
+                Some(model) => Some(
+                    hearth_personalize::load_model(Some(&model), &hearth_ml::candle::Device::Cpu)?
+                        .1,
+                ),
+                None => None,
+            };
+            let id = hearth_personalize::import_adapter(&mut library, &dir, name, loaded.as_ref())?;
+            println!("imported {} as adapter {id}", dir.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn generate(library: Library, args: GenerateArgs) -> Result<ExitCode> {
+    let device = args.device.open()?;
+    let adapter_record = args.adapter.map(|id| library.adapter(id)).transpose()?;
+    let model = args.model.clone().or_else(|| {
+        adapter_record
+            .as_ref()
+            .and_then(|a| a.run_id)
+            .and_then(|id| library.run(id).ok())
+            .map(|r| r.base_model)
+    });
+    let (_, loaded) = hearth_personalize::load_model(model.as_deref(), &device)?;
+    let adapter = args
+        .adapter
+        .map(|id| hearth_personalize::load_adapter(&library, id, &loaded))
+        .transpose()?;
+    let text = match (args.raw, loaded.tokenizer.chat_prompt(&args.prompt)?) {
+        (false, Some(chat)) => chat,
+        _ => args.prompt.clone(),
+    };
+    let prompt = loaded.tokenizer.encode(&text, true)?;
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        seed: args.seed,
+        max_new_tokens: args.max_tokens,
+    };
+    let mut passes: Vec<(&str, Option<&hearth_ml::LoraAdapter>)> = Vec::new();
+    if args.compare {
+        passes.push(("base model", None));
+    }
+    passes.push((
+        if adapter.is_some() {
+            "personalized"
+        } else {
+            "base model"
+        },
+        adapter.as_ref(),
+    ));
+    for (title, adapter) in passes {
+        if args.compare {
+            println!("== {title}");
+        }
+        let mut out = std::io::stdout();
+        let result = run_generation(&loaded, adapter, &prompt, &sampling, |piece| {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        })?;
+        println!();
+        eprintln!(
+            "[{} prompt tokens, {} new tokens, {:.1} tokens/s]",
+            result.prompt_tokens,
+            result.new_tokens,
+            result.new_tokens as f64 / result.decode_seconds.max(1e-9)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn eval(library: Library, args: EvalArgs) -> Result<ExitCode> {
+    if args.adapter.is_some() && args.label.is_some() {
+        bail!(
+            "--label applies without --adapter; an adapter is scored on its own run's held-out text"
+        );
+    }
+    let report = hearth_personalize::evaluate(
+        &library,
+        args.model.as_deref(),
+        args.adapter,
+        args.label.as_deref(),
+        args.device,
+    )?;
+    if args.json {
+        output::json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "held-out text: {} sequences of {} tokens",
+        report.sequences, report.seq_len
+    );
+    println!(
+        "base model    loss {:.4}  perplexity {:.2}",
+        report.base_loss, report.base_perplexity
+    );
+    if let (Some(loss), Some(perplexity)) = (report.adapter_loss, report.adapter_perplexity) {
+        println!("adapter       loss {loss:.4}  perplexity {perplexity:.2}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
