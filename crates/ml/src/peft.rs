@@ -89,8 +89,11 @@ pub fn save(
     let weights = dir.join(WEIGHTS_FILE);
     let mut ordered: Vec<(&String, &Tensor)> = tensors.iter().collect();
     ordered.sort_by(|a, b| a.0.cmp(b.0));
-    safetensors::serialize_to_file(ordered, Some(metadata), &weights)
+    let bytes = safetensors::serialize(ordered, Some(metadata))
         .map_err(|e| MlError::io(&weights, std::io::Error::other(e)))?;
+    let bytes =
+        canonical_header(&bytes).map_err(|e| MlError::io(&weights, std::io::Error::other(e)))?;
+    std::fs::write(&weights, bytes).map_err(|e| MlError::io(&weights, e))?;
     let lora = adapter.config();
     let config = PeftConfig {
         peft_type: "LORA".into(),
@@ -113,6 +116,37 @@ pub fn save(
         .map_err(|e| MlError::io(&config_path, std::io::Error::other(e)))?;
     std::fs::write(&config_path, json).map_err(|e| MlError::io(&config_path, e))?;
     read_files(dir)
+}
+
+/// Rewrites a safetensors header with its keys sorted. The `safetensors`
+/// crate writes metadata from a `HashMap`, whose order differs between
+/// processes; sorted, identical adapters are identical files with identical
+/// sha256 (which is how the library and the federation name them).
+fn canonical_header(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::collections::BTreeMap;
+    let length = bytes.get(..8).ok_or("short file")?;
+    let length = u64::from_le_bytes(length.try_into().map_err(|_| "short file")?) as usize;
+    let header = bytes.get(8..8 + length).ok_or("short header")?;
+    let data = &bytes[8 + length..];
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    if let Some(metadata) = entries.remove("__metadata__") {
+        let sorted: BTreeMap<String, serde_json::Value> =
+            serde_json::from_value(metadata).map_err(|e| e.to_string())?;
+        entries.insert(
+            "__metadata__".into(),
+            serde_json::to_value(sorted).map_err(|e| e.to_string())?,
+        );
+    }
+    let mut header = serde_json::to_vec(&entries).map_err(|e| e.to_string())?;
+    while !header.len().is_multiple_of(8) {
+        header.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(data);
+    Ok(out)
 }
 
 /// Reads an adapter folder's configuration and metadata without loading

@@ -112,7 +112,7 @@ fn truncated_model_files_are_clear_errors() {
     .expect("write");
     let mut header =
         br#"{"model.norm.weight":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}}"#.to_vec();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut file = (header.len() as u64).to_le_bytes().to_vec();

@@ -84,6 +84,9 @@ fn prepare(
     config: &TrainConfig,
 ) -> Result<Prepared> {
     let mut texts = library.texts_for_training(label)?;
+    // A run is defined by its set of items: order them by content, not by
+    // when they happened to be imported.
+    texts.sort_by(|a, b| a.0.sha256.cmp(&b.0.sha256));
     if let Some(only) = only {
         texts.retain(|(item, _)| only.contains(&item.sha256));
         if texts.len() != only.len() {

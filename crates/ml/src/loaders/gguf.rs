@@ -134,7 +134,7 @@ fn get<'a>(metadata: &'a HashMap<String, Value>, key: &str) -> Result<&'a Value,
 fn string(metadata: &HashMap<String, Value>, key: &str) -> Result<String, String> {
     get(metadata, key)?
         .to_string()
-        .map(Clone::clone)
+        .cloned()
         .map_err(|e| format!("{key}: {e}"))
 }
 
@@ -188,11 +188,7 @@ fn strings(metadata: &HashMap<String, Value>, key: &str) -> Result<Vec<String>, 
         .to_vec()
         .map_err(|e| format!("{key}: {e}"))?
         .iter()
-        .map(|v| {
-            v.to_string()
-                .map(Clone::clone)
-                .map_err(|e| format!("{key}: {e}"))
-        })
+        .map(|v| v.to_string().cloned().map_err(|e| format!("{key}: {e}")))
         .collect()
 }
 
