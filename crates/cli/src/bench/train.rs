@@ -65,11 +65,11 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
                 let weights = random_weights(&cfg, 1, &device)?;
                 let model =
                     Llama::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &device))?;
-                (model, "random weights, SmolLM2-135M shape".to_owned(), None)
+                (model, "random weights, SmolLM2-135M shape".to_owned())
             }
             Err(error) => return Err(error.into()),
         };
-    let targets = args.targets.0.clone();
+
     let config = TrainConfig {
         lora: LoraConfig {
             rank: args.rank,
@@ -126,10 +126,42 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
             args.generate
         );
     }
-    if args.no_reference {
+    let Some(reference) = reference else {
         return Ok(ExitCode::SUCCESS);
+    };
+    let number = |key: &str| reference[key].as_f64();
+    let (Some(torch_tps), Some(torch_ms), Some(torch_rss)) = (
+        number("tokens_per_s"),
+        number("ms_per_step_median"),
+        number("peak_rss_mb"),
+    ) else {
+        bail!("unexpected reference output: {reference}");
+    };
+    println!(
+        "  pytorch      {torch_ms:.0} ms/step (median), {torch_tps:.1} tokens/s, peak RSS {torch_rss:.0} MiB  [torch {}, peft {}, weights {}]",
+        reference["torch"].as_str().unwrap_or("?"),
+        reference["peft"].as_str().unwrap_or("?"),
+        reference["weights"].as_str().unwrap_or("?")
+    );
+    if let (Some(ours), Some(theirs)) = (generation, number("generate_tokens_per_s")) {
+        println!("  pytorch gen  {theirs:.1} tokens/s");
+        println!("  generation   hearth/pytorch = {:.2}x", ours / theirs);
     }
+    println!(
+        "  training     hearth/pytorch = {:.2}x tokens/s, {:.2}x peak RSS",
+        tokens_per_second / torch_tps,
+        rss / torch_rss
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
+/// Runs `bench/pytorch/run.sh` on the same workload; returns its JSON line.
+fn run_reference(
+    args: &BenchTrainArgs,
+    targets: &[Target],
+    threads: usize,
+    gguf: Option<&std::path::Path>,
+) -> Result<Value> {
     let script = reference_script();
     if !script.exists() {
         bail!(
@@ -160,7 +192,7 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         ])
         .args([
             "--targets",
-            &names(&targets),
+            &names(targets),
             "--lr",
             "1e-4",
             "--threads",
@@ -173,7 +205,7 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
             &args.steps.to_string(),
         ])
         .args(["--generate", &args.generate.to_string()]);
-    if let Some(gguf) = &gguf {
+    if let Some(gguf) = gguf {
         command.arg("--gguf").arg(gguf);
     }
     let output = command
@@ -190,32 +222,7 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or_default();
-    let reference: Value =
-        serde_json::from_str(line).context("reading the PyTorch reference's JSON line")?;
-    let number = |key: &str| reference[key].as_f64();
-    let (Some(torch_tps), Some(torch_ms), Some(torch_rss)) = (
-        number("tokens_per_s"),
-        number("ms_per_step_median"),
-        number("peak_rss_mb"),
-    ) else {
-        bail!("unexpected reference output: {line}");
-    };
-    println!(
-        "  pytorch      {torch_ms:.0} ms/step (median), {torch_tps:.1} tokens/s, peak RSS {torch_rss:.0} MiB  [torch {}, peft {}, weights {}]",
-        reference["torch"].as_str().unwrap_or("?"),
-        reference["peft"].as_str().unwrap_or("?"),
-        reference["weights"].as_str().unwrap_or("?")
-    );
-    if let (Some(ours), Some(theirs)) = (generation, number("generate_tokens_per_s")) {
-        println!("  pytorch gen  {theirs:.1} tokens/s");
-        println!("  generation   hearth/pytorch = {:.2}x", ours / theirs);
-    }
-    println!(
-        "  training     hearth/pytorch = {:.2}x tokens/s, {:.2}x peak RSS",
-        tokens_per_second / torch_tps,
-        rss / torch_rss
-    );
-    Ok(ExitCode::SUCCESS)
+    serde_json::from_str(line).context("reading the PyTorch reference's JSON line")
 }
 
 fn names(targets: &[Target]) -> String {
