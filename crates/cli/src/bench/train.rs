@@ -49,26 +49,35 @@ fn reference_script() -> PathBuf {
 pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     let device = Device::Cpu;
     let threads = hearth_ml::candle::utils::get_num_threads();
-    let (model, weights, gguf) =
-        match hearth_personalize::load_model(args.model.as_deref(), &device) {
-            Ok((name, loaded)) => {
-                let gguf = (loaded.info.format == "gguf").then(|| loaded.info.files[0].clone());
-                (
-                    loaded.model,
-                    format!("{name} ({}, dequantized to f32)", loaded.info.format),
-                    gguf,
-                )
-            }
-            Err(error) if args.model.is_none() => {
-                eprintln!("default model not present ({error}); using random weights of its shape");
-                let cfg = smollm2_shape();
-                let weights = random_weights(&cfg, 1, &device)?;
-                let model =
-                    Llama::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &device))?;
-                (model, "random weights, SmolLM2-135M shape".to_owned())
-            }
-            Err(error) => return Err(error.into()),
-        };
+    let targets = args.targets.0.clone();
+    // The reference runs first, before this process has grown: on Linux a
+    // child's peak RSS starts from its parent's at fork.
+    let model_path = match &args.model {
+        Some(model) => hearth_ml::registry::resolve(model).ok(),
+        None => hearth_ml::registry::default_model("text")
+            .ok()
+            .and_then(|entry| entry.local_path()),
+    };
+    let gguf = model_path.filter(|p| p.extension().is_some_and(|e| e == "gguf"));
+    let reference = if args.no_reference {
+        None
+    } else {
+        Some(run_reference(&args, &targets, threads, gguf.as_deref())?)
+    };
+    let (model, weights) = match hearth_personalize::load_model(args.model.as_deref(), &device) {
+        Ok((name, loaded)) => (
+            loaded.model,
+            format!("{name} ({}, dequantized to f32)", loaded.info.format),
+        ),
+        Err(error) if args.model.is_none() => {
+            eprintln!("default model not present ({error}); using random weights of its shape");
+            let cfg = smollm2_shape();
+            let weights = random_weights(&cfg, 1, &device)?;
+            let model = Llama::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &device))?;
+            (model, "random weights, SmolLM2-135M shape".to_owned())
+        }
+        Err(error) => return Err(error.into()),
+    };
 
     let config = TrainConfig {
         lora: LoraConfig {
