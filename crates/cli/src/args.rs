@@ -140,6 +140,10 @@ pub struct TrainTextArgs {
     /// Seed for initialisation, data order and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Hold the frozen base weights as f32, or bf16 / f16 to halve their
+    /// memory (computation stays f32).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    pub base_dtype: String,
     /// auto, cpu, cuda or metal.
     #[arg(long, value_parser = parse_device, default_value = "auto")]
     pub device: DeviceChoice,

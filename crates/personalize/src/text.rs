@@ -69,6 +69,15 @@ pub fn load_model(model: Option<&str>, device: &Device) -> Result<(String, Loade
     Ok((name, hearth_ml::load(&path, device)?))
 }
 
+/// Narrows the frozen weights as the configuration asks (bf16/f16).
+fn hold_weights_in(loaded: &mut LoadedModel, config: &TrainConfig) -> Result<()> {
+    let dtype = train::parse_base_dtype(&config.base_dtype)?;
+    if dtype != loaded.model.weight_dtype() {
+        loaded.model = loaded.model.clone().with_weight_dtype(dtype)?;
+    }
+    Ok(())
+}
+
 struct Prepared {
     dataset: TextDataset,
     item_hashes: Vec<String>,
@@ -152,7 +161,8 @@ pub fn train_text(
 ) -> Result<RunSummary> {
     request.config.validate()?;
     let device = request.device.open()?;
-    let (name, loaded) = load_model(request.model.as_deref(), &device)?;
+    let (name, mut loaded) = load_model(request.model.as_deref(), &device)?;
+    hold_weights_in(&mut loaded, &request.config)?;
     let prepared = prepare(
         library,
         &loaded,
@@ -200,7 +210,8 @@ pub fn resume_text(
     let config: TrainConfig = serde_json::from_str(&record.config)
         .map_err(|e| PersonalizeError::Inconsistent(format!("run {run_id} configuration: {e}")))?;
     let device = device.open()?;
-    let (name, loaded) = load_model(Some(&record.base_model), &device)?;
+    let (name, mut loaded) = load_model(Some(&record.base_model), &device)?;
+    hold_weights_in(&mut loaded, &config)?;
     if loaded.info.sha256 != record.base_model_sha256 {
         return Err(PersonalizeError::Inconsistent(format!(
             "run {run_id} trained on {} with sha256 {}, but it now resolves to sha256 {}",

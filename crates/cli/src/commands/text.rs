@@ -78,6 +78,7 @@ fn train_config(args: &TrainTextArgs) -> TrainConfig {
         early_stopping_patience: args.patience,
         checkpoint_every: args.checkpoint_every,
         seed: args.seed,
+        base_dtype: args.base_dtype.clone(),
         ..TrainConfig::default()
     }
 }

@@ -201,14 +201,24 @@ impl Linear {
         })
     }
 
-    /// `x` is `(tokens, in)`.
+    /// `x` is `(tokens, in)`. Weights held in a narrower type than `x` are
+    /// widened for the product.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        let y = x.matmul(&widen(&self.weight, x.dtype())?.t()?)?;
         Ok(match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,
             None => y,
         })
     }
+}
+
+/// `t` in `dtype` (a no-op when it already is).
+fn widen(t: &Tensor, dtype: DType) -> Result<Tensor> {
+    Ok(if t.dtype() == dtype {
+        t.clone()
+    } else {
+        t.to_dtype(dtype)?
+    })
 }
 
 /// How a forward pass runs: which adapter (if any), with what dropout, and
@@ -314,6 +324,7 @@ pub struct Llama {
     blocks: Vec<Block>,
     norm: Tensor,
     lm_head: Tensor,
+    tied_head: bool,
     rope: Rope,
     device: Device,
 }
@@ -332,7 +343,8 @@ impl Llama {
             .map(|i| Block::new(cfg, &model.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         let norm = model.pp("norm").get(cfg.hidden_size, "weight")?;
-        let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
+        let tied_head = cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight");
+        let lm_head = if tied_head {
             embed.clone()
         } else {
             vb.pp("lm_head")
@@ -352,9 +364,42 @@ impl Llama {
             blocks,
             norm,
             lm_head,
+            tied_head,
             rope,
             device,
         })
+    }
+
+    /// Holds the frozen projection, embedding and output weights in `dtype`
+    /// (bf16 or f16 halve the model's memory); computation stays in the
+    /// norms' dtype (f32), widening each weight as it is used.
+    pub fn with_weight_dtype(mut self, dtype: DType) -> Result<Self> {
+        let narrow = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?) };
+        self.embed = narrow(&self.embed)?;
+        self.lm_head = if self.tied_head {
+            self.embed.clone()
+        } else {
+            narrow(&self.lm_head)?
+        };
+        for block in &mut self.blocks {
+            for linear in [
+                &mut block.q,
+                &mut block.k,
+                &mut block.v,
+                &mut block.o,
+                &mut block.gate,
+                &mut block.up,
+                &mut block.down,
+            ] {
+                linear.weight = narrow(&linear.weight)?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// The type frozen weights are held in.
+    pub fn weight_dtype(&self) -> DType {
+        self.embed.dtype()
     }
 
     /// The configuration.
@@ -376,15 +421,16 @@ impl Llama {
     pub fn forward(&self, tokens: &Tensor, how: Forward<'_>) -> Result<Tensor> {
         let (batch, seq) = tokens.dims2()?;
         self.check_length(seq, 0)?;
-        let mut x = self.embed.index_select(&tokens.flatten_all()?, 0)?;
+        let dtype = self.norm.dtype();
+        let mut x = widen(&self.embed.index_select(&tokens.flatten_all()?, 0)?, dtype)?;
         let mask = (seq > 1)
-            .then(|| ops::causal_mask(seq, 0, self.embed.dtype(), &self.device))
+            .then(|| ops::causal_mask(seq, 0, dtype, &self.device))
             .transpose()?;
         for (index, block) in self.blocks.iter().enumerate() {
             x = self.block(index, block, &x, batch, seq, 0, mask.as_ref(), None, how)?;
         }
         let x = ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, how.mode)?;
-        let logits = x.matmul(&self.lm_head.t()?)?;
+        let logits = x.matmul(&widen(&self.lm_head, dtype)?.t()?)?;
         Ok(logits.reshape((batch, seq, self.cfg.vocab_size))?)
     }
 
@@ -403,9 +449,10 @@ impl Llama {
             cache.layers = vec![None; self.blocks.len()];
         }
         let how = Forward::infer(adapter);
-        let mut x = self.embed.index_select(&tokens.flatten_all()?, 0)?;
+        let dtype = self.norm.dtype();
+        let mut x = widen(&self.embed.index_select(&tokens.flatten_all()?, 0)?, dtype)?;
         let mask = (seq > 1)
-            .then(|| ops::causal_mask(seq, offset, self.embed.dtype(), &self.device))
+            .then(|| ops::causal_mask(seq, offset, dtype, &self.device))
             .transpose()?;
         for (index, block) in self.blocks.iter().enumerate() {
             let slot = &mut cache.layers[index];
@@ -427,7 +474,7 @@ impl Llama {
             .narrow(1, seq - 1, 1)?
             .squeeze(1)?;
         let last = ops::rms_norm(&last, &self.norm, self.cfg.rms_norm_eps, Mode::Infer)?;
-        Ok(last.matmul(&self.lm_head.t()?)?)
+        Ok(last.matmul(&widen(&self.lm_head, dtype)?.t()?)?)
     }
 
     fn check_length(&self, seq: usize, offset: usize) -> Result<()> {
@@ -704,6 +751,25 @@ mod tests {
                 "train and infer flavours agree"
             );
         }
+    }
+
+    #[test]
+    fn bf16_weights_compute_close_to_f32() {
+        let cfg = Config::tiny();
+        let model = tiny_model(&cfg);
+        let narrow = model.clone().with_weight_dtype(DType::BF16).expect("bf16");
+        assert_eq!(narrow.weight_dtype(), DType::BF16);
+        let tokens = Tensor::new(&[[1u32, 5, 9, 2]], &Device::Cpu).expect("tokens");
+        let full = model.forward(&tokens, Forward::BASE).expect("f32");
+        let half = narrow.forward(&tokens, Forward::BASE).expect("bf16");
+        assert_eq!(half.dtype(), DType::F32);
+        let diff = (&full - &half)
+            .expect("diff")
+            .abs()
+            .expect("abs")
+            .max_all()
+            .expect("max");
+        assert!(diff.to_scalar::<f32>().expect("scalar") < 0.1);
     }
 
     #[test]

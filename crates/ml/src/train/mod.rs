@@ -64,6 +64,26 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Seed for initialisation, data order and dropout.
     pub seed: u64,
+    /// The type frozen base weights are held in: `f32`, or `bf16` / `f16`
+    /// to halve the model's memory (computation stays f32).
+    #[serde(default = "default_base_dtype")]
+    pub base_dtype: String,
+}
+
+fn default_base_dtype() -> String {
+    "f32".into()
+}
+
+/// Parses a base weight type name.
+pub fn parse_base_dtype(name: &str) -> Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        other => Err(MlError::InvalidRequest(format!(
+            "base weight type {other:?} is not one of f32, bf16, f16"
+        ))),
+    }
 }
 
 impl Default for TrainConfig {
@@ -85,6 +105,7 @@ impl Default for TrainConfig {
             early_stopping_patience: None,
             checkpoint_every: 10,
             seed: 42,
+            base_dtype: default_base_dtype(),
         }
     }
 }
@@ -116,6 +137,7 @@ impl TrainConfig {
         if self.eval_every == 0 || self.checkpoint_every == 0 {
             return bad("eval_every and checkpoint_every must be at least 1");
         }
+        parse_base_dtype(&self.base_dtype)?;
         Ok(())
     }
 }
