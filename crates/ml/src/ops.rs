@@ -7,7 +7,8 @@
 //! inference, which needs no gradients, uses the fused kernels. The two are
 //! checked against each other in the tests below.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Storage, Tensor};
 
 use crate::error::Result;
 
@@ -18,6 +19,64 @@ pub enum Mode {
     Train,
     /// Fused kernels, no backward.
     Infer,
+}
+
+/// `x·Wᵀ` for a frozen `W` (`x` is `(tokens, in)`, `W` is `(out, in)`).
+///
+/// Under [`Mode::Train`] on the CPU this is a custom op whose backward pass
+/// computes only the input's gradient. candle's matmul backward always
+/// computes both sides, so a plain product would also compute (and keep,
+/// until the step ends) a gradient the size of every frozen weight: a third
+/// of the backward's work and the model's size again in memory, for
+/// nothing, since LoRA never updates `W`. Other devices use the plain
+/// product.
+pub fn frozen_linear(x: &Tensor, weight: &Tensor, mode: Mode) -> Result<Tensor> {
+    if mode == Mode::Infer || !x.device().is_cpu() {
+        return Ok(x.matmul(&weight.t()?)?);
+    }
+    Ok(x.contiguous()?.apply_op1(FrozenLinear {
+        weight_t: weight.t()?,
+    })?)
+}
+
+struct FrozenLinear {
+    /// `Wᵀ`, a transposed view of the frozen weight: `(in, out)`.
+    weight_t: Tensor,
+}
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = layout.shape().dims2()?;
+        let (k_weight, n) = self.weight_t.dims2()?;
+        if k != k_weight {
+            candle_core::bail!(
+                "frozen-linear: input has {k} features, the weight expects {k_weight}"
+            );
+        }
+        let (weight, weight_layout) = self.weight_t.storage_and_layout();
+        let Storage::Cpu(weight) = &*weight else {
+            candle_core::bail!("frozen-linear: the weight is not on the CPU");
+        };
+        let out = storage.matmul(weight, (1, m, n, k), layout, weight_layout)?;
+        Ok((out, Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.weight_t.t()?)?))
+    }
 }
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`.
@@ -150,6 +209,24 @@ mod tests {
         let rope = Rope::new(8, 16, 10_000.0, DType::F32, &device).expect("rope");
         let rot = |mode| rope.apply(&x, 3, mode).expect("rope");
         assert!(max_abs_diff(&rot(Mode::Train), &rot(Mode::Infer)) < 1e-5);
+    }
+
+    #[test]
+    fn frozen_linear_matches_matmul_and_passes_only_the_input_gradient() {
+        let device = Device::Cpu;
+        let x = candle_core::Var::new(&[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]], &device).expect("x");
+        let w = Tensor::new(&[[1.0f32, 0.0, -1.0], [0.5, 0.5, 0.5]], &device).expect("w");
+        let y = frozen_linear(x.as_tensor(), &w, Mode::Train).expect("forward");
+        let expected = x.as_tensor().matmul(&w.t().expect("t")).expect("matmul");
+        assert!(max_abs_diff(&y, &expected) < 1e-6);
+        let grads = y.sum_all().expect("sum").backward().expect("backward");
+        let dx: Vec<Vec<f32>> = grads
+            .get(x.as_tensor())
+            .expect("dx")
+            .to_vec2()
+            .expect("vec");
+        assert_eq!(dx, vec![vec![1.5, 0.5, -0.5]; 2]);
+        assert!(grads.get(&w).is_none(), "no gradient for the frozen weight");
     }
 
     #[test]

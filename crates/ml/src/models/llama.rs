@@ -203,8 +203,8 @@ impl Linear {
 
     /// `x` is `(tokens, in)`. Weights held in a narrower type than `x` are
     /// widened for the product.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&widen(&self.weight, x.dtype())?.t()?)?;
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let y = ops::frozen_linear(x, &widen(&self.weight, x.dtype())?, mode)?;
         Ok(match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,
             None => y,
@@ -430,7 +430,7 @@ impl Llama {
             x = self.block(index, block, &x, batch, seq, 0, mask.as_ref(), None, how)?;
         }
         let x = ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, how.mode)?;
-        let logits = x.matmul(&widen(&self.lm_head, dtype)?.t()?)?;
+        let logits = ops::frozen_linear(&x, &widen(&self.lm_head, dtype)?, how.mode)?;
         Ok(logits.reshape((batch, seq, self.cfg.vocab_size))?)
     }
 
@@ -500,7 +500,7 @@ impl Llama {
         x: &Tensor,
         how: Forward<'_>,
     ) -> Result<Tensor> {
-        let y = block.linear(target).forward(x)?;
+        let y = block.linear(target).forward(x, how.mode)?;
         match how.adapter {
             Some(adapter) => match adapter.delta(layer, target, x, how.dropout)? {
                 Some(delta) => Ok((y + delta)?),
