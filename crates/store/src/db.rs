@@ -23,6 +23,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/01-library.sql"),
     include_str!("../migrations/02-personalization.sql"),
+    include_str!("../migrations/03-photo-tagging.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod db;
+mod embeddings;
 mod error;
 pub mod import;
 mod items;
@@ -36,6 +37,7 @@ mod runs;
 mod thumbnails;
 
 pub use db::{DATABASE_FILE, Library};
+pub use embeddings::{EmbeddingResult, PhotoEmbedding, Verdict};
 pub use error::{Result, StoreError};
 pub use hearth_progress::{CancelToken, NoProgress, Progress};
 pub use import::{FileReport, ImportOptions, ImportReport, Outcome};
