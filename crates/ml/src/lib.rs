@@ -16,6 +16,7 @@ pub mod ops;
 pub mod peft;
 pub mod registry;
 pub mod rng;
+pub mod tagger;
 pub mod tokenizer;
 pub mod train;
 
