@@ -31,6 +31,10 @@ pub enum Command {
     /// Put labels on items and take them off.
     #[command(subcommand)]
     Label(LabelCommand),
+    /// Personal photo tags: embed photos, learn your labels, get
+    /// suggestions and look-alikes.
+    #[command(subcommand)]
+    Photos(PhotosCommand),
     /// Base models: what is known, what is on this machine, fetch one.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -60,6 +64,12 @@ pub enum ModelCommand {
     Pull {
         /// Registry name, e.g. smollm2-135m-instruct.
         name: String,
+    },
+    /// ImageNet top-5 of photos with the photo model (a sanity tool).
+    Classify {
+        /// Image files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -322,6 +332,72 @@ pub enum LabelCommand {
     },
     /// Every label with its item count.
     List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Agree with a suggested label: the photo gets it, and it trains the
+    /// next tagger.
+    Accept {
+        /// The item's id.
+        id: i64,
+        /// The label.
+        name: String,
+    },
+    /// Disagree with a suggested label: a negative example for the next
+    /// tagger.
+    Reject {
+        /// The item's id.
+        id: i64,
+        /// The label.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PhotosCommand {
+    /// Compute embeddings for photos that have none yet (cached in the
+    /// library; photos that no longer decode are noted and skipped).
+    Embed {
+        /// Photos per batch.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// auto, cpu, cuda or metal.
+        #[arg(long, value_parser = parse_device, default_value = "auto")]
+        device: DeviceChoice,
+    },
+    /// Learn your labels from labelled photos and your accept/reject
+    /// verdicts.
+    Train {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suggested labels, with confidence, for photos without labels.
+    Tag {
+        /// Include photos that already have labels.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The photos the tagger is least sure about: label these next.
+    Ask {
+        /// How many.
+        #[arg(short, long, default_value_t = 5)]
+        n: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Photos that look like this one.
+    Similar {
+        /// The photo's id.
+        id: i64,
+        /// How many.
+        #[arg(short, long, default_value_t = 5)]
+        k: usize,
         /// Print JSON.
         #[arg(long)]
         json: bool,

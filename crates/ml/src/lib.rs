@@ -19,6 +19,7 @@ pub mod rng;
 pub mod tagger;
 pub mod tokenizer;
 pub mod train;
+pub mod vision;
 
 pub use candle_core as candle;
 pub use candle_nn;

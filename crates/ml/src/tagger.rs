@@ -117,8 +117,16 @@ fn fit(
     let mut y = vec![0f32; n * labels];
     let mut mask = vec![0f32; n * labels];
     for label in 0..labels {
-        let positives = targets.iter().filter(|t| t[label] == Known::Positive).count().max(1) as f32;
-        let negatives = targets.iter().filter(|t| t[label] == Known::Negative).count().max(1) as f32;
+        let positives = targets
+            .iter()
+            .filter(|t| t[label] == Known::Positive)
+            .count()
+            .max(1) as f32;
+        let negatives = targets
+            .iter()
+            .filter(|t| t[label] == Known::Negative)
+            .count()
+            .max(1) as f32;
         for (photo, row) in targets.iter().enumerate() {
             let at = photo * labels + label;
             match row[label] {
@@ -136,7 +144,10 @@ fn fit(
     let mask = Tensor::from_vec(mask, (n, labels), &device)?;
     let weight = Var::from_tensor(&Tensor::zeros((labels, dim), DType::F32, &device)?)?;
     let bias = Var::from_tensor(&Tensor::zeros(labels, DType::F32, &device)?)?;
-    let vars = vec![("weight".to_owned(), weight.clone()), ("bias".to_owned(), bias.clone())];
+    let vars = vec![
+        ("weight".to_owned(), weight.clone()),
+        ("bias".to_owned(), bias.clone()),
+    ];
     let mut optimizer = AdamW::new(
         AdamWParams {
             weight_decay: config.weight_decay,
@@ -147,9 +158,12 @@ fn fit(
     // Cosine similarities are small: scale them so a linear head can be sure.
     let x = (x * 10.0)?;
     for _ in 0..config.steps {
-        let logits = x.matmul(&weight.as_tensor().t()?)?.broadcast_add(bias.as_tensor())?;
+        let logits = x
+            .matmul(&weight.as_tensor().t()?)?
+            .broadcast_add(bias.as_tensor())?;
         // Numerically stable BCE with logits: max(z,0) - z*y + log(1 + e^-|z|).
-        let loss = (logits.relu()? - (&logits * &y)? + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+        let loss = (logits.relu()? - (&logits * &y)?
+            + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
         let loss = (loss * &mask)?.sum_all()?;
         let grads = loss.backward()?;
         let grads = vars
@@ -181,45 +195,69 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Platt scaling fitted by a few hundred steps of gradient descent on the
-/// held-out logits (two parameters; no library needed).
+/// Platt scaling fitted by gradient descent on the held-out logits, with
+/// Platt's own smoothed targets (`(n+ + 1)/(n+ + 2)` for positives,
+/// `1/(n- + 2)` for negatives) so that a handful of perfectly separated
+/// examples does not yield certainties.
 fn platt(scores: &[(f32, bool)]) -> (f32, f32) {
-    if scores.len() < 2 || scores.iter().all(|s| s.1) || scores.iter().all(|s| !s.1) {
+    let positives = scores.iter().filter(|s| s.1).count() as f32;
+    let negatives = scores.len() as f32 - positives;
+    if positives == 0.0 || negatives == 0.0 {
         return (1.0, 0.0);
     }
+    let (high, low) = (
+        (positives + 1.0) / (positives + 2.0),
+        1.0 / (negatives + 2.0),
+    );
     let (mut a, mut b) = (1.0f32, 0.0f32);
-    for _ in 0..500 {
+    for _ in 0..2000 {
         let (mut ga, mut gb) = (0.0f32, 0.0f32);
         for &(z, positive) in scores {
-            let error = sigmoid(a * z + b) - if positive { 1.0 } else { 0.0 };
+            let error = sigmoid(a * z + b) - if positive { high } else { low };
             ga += error * z;
             gb += error;
         }
         let n = scores.len() as f32;
-        a -= 0.1 * ga / n;
-        b -= 0.1 * gb / n;
+        a -= 0.05 * ga / n;
+        b -= 0.05 * gb / n;
     }
-    (a, b)
+    // Held-out scores that rank backwards (possible with a few examples and
+    // folds missing a class) would invert every confidence: keep the
+    // head's own sigmoid then.
+    if a > 0.0 { (a, b) } else { (1.0, 0.0) }
 }
 
 /// The threshold on calibrated probability that classifies the held-out
-/// scores best (ties to the value nearest 0.5), and that accuracy.
+/// scores best, and that accuracy. Candidates are midpoints between
+/// neighbouring scores; ties go to the one nearest 0.5. Few examples give
+/// noisy held-out scores, so the threshold stays within [0.2, 0.8], and is
+/// 0.5 when either class has fewer than 2 held-out examples.
 fn best_threshold(probabilities: &[(f32, bool)]) -> (f32, Option<f32>) {
-    if probabilities.len() < 2 {
-        return (0.5, None);
-    }
-    let mut candidates: Vec<f32> = probabilities.iter().map(|p| p.0).collect();
-    candidates.push(0.5);
     let accuracy = |t: f32| {
-        probabilities.iter().filter(|(p, positive)| (*p >= t) == *positive).count() as f32 / probabilities.len() as f32
+        probabilities
+            .iter()
+            .filter(|(p, positive)| (*p >= t) == *positive)
+            .count() as f32
+            / probabilities.len() as f32
     };
+    let positives = probabilities.iter().filter(|p| p.1).count();
+    if positives < 2 || probabilities.len() - positives < 2 {
+        return (0.5, (!probabilities.is_empty()).then(|| accuracy(0.5)));
+    }
+    let mut sorted: Vec<f32> = probabilities.iter().map(|p| p.0).collect();
+    sorted.sort_by(f32::total_cmp);
+    let mut candidates: Vec<f32> = sorted
+        .windows(2)
+        .map(|w| ((w[0] + w[1]) / 2.0).clamp(0.2, 0.8))
+        .collect();
+    candidates.push(0.5);
     let best = candidates
         .iter()
         .copied()
         .max_by(|a, b| {
             accuracy(*a)
                 .total_cmp(&accuracy(*b))
-                .then(((b - 0.5).abs()).total_cmp(&(a - 0.5).abs()))
+                .then((b - 0.5).abs().total_cmp(&(a - 0.5).abs()))
         })
         .unwrap_or(0.5);
     (best, Some(accuracy(best)))
@@ -229,16 +267,26 @@ impl Tagger {
     /// Learns `labels` from `embeddings` (one row per photo) and what is
     /// known of each photo for each label. Every label needs at least two
     /// positive examples.
-    pub fn train(labels: &[String], embeddings: &[Vec<f32>], targets: &[Vec<Known>], config: &TaggerConfig) -> Result<Self> {
+    pub fn train(
+        labels: &[String],
+        embeddings: &[Vec<f32>],
+        targets: &[Vec<Known>],
+        config: &TaggerConfig,
+    ) -> Result<Self> {
         let dim = embeddings.first().map_or(0, Vec::len);
         if labels.is_empty() || embeddings.is_empty() {
             return Err(MlError::Data("no labelled photos to learn from".into()));
         }
         if targets.len() != embeddings.len() || targets.iter().any(|t| t.len() != labels.len()) {
-            return Err(MlError::InvalidRequest("targets do not match the embeddings and labels".into()));
+            return Err(MlError::InvalidRequest(
+                "targets do not match the embeddings and labels".into(),
+            ));
         }
         for (index, label) in labels.iter().enumerate() {
-            let positives = targets.iter().filter(|t| t[index] == Known::Positive).count();
+            let positives = targets
+                .iter()
+                .filter(|t| t[index] == Known::Positive)
+                .count();
             if positives < 2 {
                 return Err(MlError::Data(format!(
                     "label {label:?} has {positives} example photo{}; label at least 2 photos with it",
@@ -266,7 +314,10 @@ impl Tagger {
             if test.is_empty() {
                 continue;
             }
-            let train_x: Vec<f32> = train.iter().flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied()).collect();
+            let train_x: Vec<f32> = train
+                .iter()
+                .flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied())
+                .collect();
             let train_t: Vec<Vec<Known>> = train.iter().map(|&i| targets[i].clone()).collect();
             let (w, b) = fit(&train_x, dim, &train_t, labels.len(), config)?;
             for &i in &test {
@@ -285,7 +336,10 @@ impl Tagger {
             .iter()
             .zip(&calibration)
             .map(|(scores, &(a, b))| {
-                let probabilities: Vec<(f32, bool)> = scores.iter().map(|&(z, p)| (sigmoid(a * z + b), p)).collect();
+                let probabilities: Vec<(f32, bool)> = scores
+                    .iter()
+                    .map(|&(z, p)| (sigmoid(a * z + b), p))
+                    .collect();
                 best_threshold(&probabilities)
             })
             .unzip();
@@ -327,7 +381,12 @@ impl Tagger {
     /// label's confidence from its threshold (0 is a coin flip).
     pub fn margin(&self, embedding: &[f32]) -> Result<f32> {
         let suggestions = self.suggest(embedding)?;
-        let thresholds: HashMap<&str, f32> = self.labels.iter().map(String::as_str).zip(self.thresholds.iter().copied()).collect();
+        let thresholds: HashMap<&str, f32> = self
+            .labels
+            .iter()
+            .map(String::as_str)
+            .zip(self.thresholds.iter().copied())
+            .collect();
         Ok(suggestions
             .iter()
             .map(|s| (s.confidence - thresholds[s.label.as_str()]).abs())
@@ -336,21 +395,25 @@ impl Tagger {
 
     /// Writes the head as JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec(self).map_err(|e| MlError::io(path, std::io::Error::other(e)))?;
+        let json =
+            serde_json::to_vec(self).map_err(|e| MlError::io(path, std::io::Error::other(e)))?;
         std::fs::write(path, json).map_err(|e| MlError::io(path, e))
     }
 
     /// Reads a head written by [`Tagger::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| MlError::io(path, e))?;
-        let tagger: Tagger =
-            serde_json::from_slice(&bytes).map_err(|e| MlError::bad_model(path, format!("tagger head: {e}")))?;
+        let tagger: Tagger = serde_json::from_slice(&bytes)
+            .map_err(|e| MlError::bad_model(path, format!("tagger head: {e}")))?;
         let consistent = tagger.weights.len() == tagger.labels.len() * tagger.dim
             && tagger.bias.len() == tagger.labels.len()
             && tagger.thresholds.len() == tagger.labels.len()
             && tagger.calibration.len() == tagger.labels.len();
         if !consistent {
-            return Err(MlError::bad_model(path, "tagger head sizes do not match its labels"));
+            return Err(MlError::bad_model(
+                path,
+                "tagger head sizes do not match its labels",
+            ));
         }
         Ok(tagger)
     }
@@ -378,12 +441,19 @@ mod tests {
             let (rex, receipt) = (i % 3 != 1, i % 3 != 0);
             let row: Vec<f32> = (0..16)
                 .map(|d| {
-                    let signal = if d < 4 && rex { 1.0 } else if (4..8).contains(&d) && receipt { 1.0 } else { 0.0 };
+                    let on = (d < 4 && rex) || ((4..8).contains(&d) && receipt);
+                    let signal = if on { 1.0 } else { 0.0 };
                     signal + (rng.next_f32() - 0.5) * 0.6
                 })
                 .collect();
             embeddings.push(row);
-            let known = |yes: bool| if yes { Known::Positive } else { Known::Negative };
+            let known = |yes: bool| {
+                if yes {
+                    Known::Positive
+                } else {
+                    Known::Negative
+                }
+            };
             targets.push(vec![known(rex), known(receipt)]);
         }
         (embeddings, targets)
@@ -393,30 +463,49 @@ mod tests {
     fn learns_a_separable_toy_labelling() {
         let labels = vec!["rex".to_owned(), "receipt".to_owned()];
         let (embeddings, targets) = toy(1, 12);
-        let tagger = Tagger::train(&labels, &embeddings, &targets, &TaggerConfig::default()).expect("train");
+        let tagger =
+            Tagger::train(&labels, &embeddings, &targets, &TaggerConfig::default()).expect("train");
         let (test, truth) = toy(2, 30);
         let mut correct = 0;
         for (row, known) in test.iter().zip(&truth) {
             for suggestion in tagger.suggest(row).expect("suggest") {
-                let index = labels.iter().position(|l| *l == suggestion.label).expect("label");
+                let index = labels
+                    .iter()
+                    .position(|l| *l == suggestion.label)
+                    .expect("label");
                 correct += usize::from(suggestion.suggested == (known[index] == Known::Positive));
             }
         }
         assert!(correct >= 57, "{correct}/60 right");
-        assert!(tagger.held_out_accuracy.iter().all(|a| a.is_some_and(|a| a >= 0.75)), "{:?}", tagger.held_out_accuracy);
+        assert!(
+            tagger
+                .held_out_accuracy
+                .iter()
+                .all(|a| a.is_some_and(|a| a >= 0.75)),
+            "{:?}",
+            tagger.held_out_accuracy
+        );
 
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tagger.json");
         tagger.save(&path).expect("save");
         let back = Tagger::load(&path).expect("load");
-        assert_eq!(back.suggest(&test[0]).expect("suggest"), tagger.suggest(&test[0]).expect("suggest"));
+        assert_eq!(
+            back.suggest(&test[0]).expect("suggest"),
+            tagger.suggest(&test[0]).expect("suggest")
+        );
     }
 
     #[test]
     fn too_few_examples_is_a_clear_error() {
         let labels = vec!["rex".to_owned()];
-        let err = Tagger::train(&labels, &[vec![1.0, 0.0], vec![0.0, 1.0]], &[vec![Known::Positive], vec![Known::Negative]], &TaggerConfig::default())
-            .expect_err("one example");
+        let err = Tagger::train(
+            &labels,
+            &[vec![1.0, 0.0], vec![0.0, 1.0]],
+            &[vec![Known::Positive], vec![Known::Negative]],
+            &TaggerConfig::default(),
+        )
+        .expect_err("one example");
         assert!(err.to_string().contains("has 1 example photo"), "{err}");
         assert!(Tagger::train(&labels, &[], &[], &TaggerConfig::default()).is_err());
     }

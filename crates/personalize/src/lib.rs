@@ -9,10 +9,13 @@
 //!   path; a library adapter checked against it.
 //! - [`evaluate`]: held-out perplexity, base versus adapter.
 //! - [`export_adapter`], [`import_adapter`]: PEFT folders in and out.
+//! - [`photos`]: photo embeddings cached in the library, the personal
+//!   tagger, suggestions, questions and look-alikes.
 #![deny(missing_docs)]
 
 mod adapters;
 mod error;
+pub mod photos;
 mod text;
 
 pub use adapters::{export_adapter, import_adapter, load_adapter};

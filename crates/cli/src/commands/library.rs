@@ -161,6 +161,17 @@ pub fn label(mut library: Library, command: LabelCommand) -> Result<ExitCode> {
                 println!("item {id} did not have label {:?}", name.trim());
             }
         }
+        LabelCommand::Accept { id, name } => {
+            library.record_verdict(id, &name, hearth_store::Verdict::Accepted)?;
+            println!("item {id} labelled {:?} (accepted)", name.trim());
+        }
+        LabelCommand::Reject { id, name } => {
+            library.record_verdict(id, &name, hearth_store::Verdict::Rejected)?;
+            println!(
+                "item {id} is not {:?} (noted for the next training)",
+                name.trim()
+            );
+        }
         LabelCommand::List { json } => {
             let labels = library.labels()?;
             if json {

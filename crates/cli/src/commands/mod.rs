@@ -3,6 +3,7 @@
 
 mod library;
 mod model;
+mod photos;
 mod text;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => library::import(open()?, args),
         Command::Library(command) => library::library(open()?, command),
         Command::Label(command) => library::label(open()?, command),
+        Command::Photos(command) => photos::photos(open()?, command),
         Command::Model(command) => model::model(command),
         Command::Train(command) => text::train(open()?, command),
         Command::Runs(command) => text::runs(open()?, command),

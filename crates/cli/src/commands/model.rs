@@ -25,6 +25,24 @@ pub fn model(command: ModelCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Pull { name } => pull(&name),
+        ModelCommand::Classify { files } => {
+            let device = hearth_ml::candle::Device::Cpu;
+            let model = hearth_personalize::photos::load_photo_model(None, &device)?;
+            for file in files {
+                let input = hearth_ml::vision::load_image(&file, &device)?.unsqueeze(0)?;
+                let top = model.model.classify(&input, 5)?;
+                let classes: Vec<String> = top
+                    .first()
+                    .map(|row| {
+                        row.iter()
+                            .map(|p| format!("{} {:.3}", p.class, p.probability))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                println!("{}: {}", file.display(), classes.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -227,7 +227,10 @@ fn parse(bytes: &[u8]) -> std::result::Result<HashMap<String, Tensor>, String> {
                     bytes.len() - pos
                 )
             })?;
-        if located.insert(key.clone(), &bytes[pos..pos + len]).is_some() {
+        if located
+            .insert(key.clone(), &bytes[pos..pos + len])
+            .is_some()
+        {
             return Err(format!("storage {key} is listed twice"));
         }
         pos += len;
@@ -272,7 +275,8 @@ fn run_pickle(
     start: usize,
     what: &str,
 ) -> std::result::Result<(Object, usize), String> {
-    let end = scan_pickle(bytes, start).map_err(|e| format!("{what} pickle at byte {start}: {e}"))?;
+    let end =
+        scan_pickle(bytes, start).map_err(|e| format!("{what} pickle at byte {start}: {e}"))?;
     let mut stack = Stack::empty();
     let mut reader = &bytes[start..end];
     stack
@@ -313,7 +317,11 @@ fn scan_pickle(bytes: &[u8], start: usize) -> std::result::Result<usize, String>
         *pos += n;
         Ok(slice)
     };
-    let le = |b: &[u8]| b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+    let le = |b: &[u8]| {
+        b.iter()
+            .rev()
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+    };
     let pop = |stack: &mut Vec<Node>| stack.pop().ok_or_else(|| "stack underflow".to_string());
     let pop_to_mark = |stack: &mut Vec<Node>| -> std::result::Result<Vec<Node>, String> {
         let mark = stack
@@ -325,9 +333,7 @@ fn scan_pickle(bytes: &[u8], start: usize) -> std::result::Result<usize, String>
         Ok(items)
     };
     let combine = |parts: &[Node]| Node {
-        size: parts
-            .iter()
-            .fold(1u64, |acc, n| acc.saturating_add(n.size)),
+        size: parts.iter().fold(1u64, |acc, n| acc.saturating_add(n.size)),
         depth: 1 + parts.iter().map(|n| n.depth).max().unwrap_or(0),
         mark: false,
     };
@@ -394,10 +400,7 @@ fn scan_pickle(bytes: &[u8], start: usize) -> std::result::Result<usize, String>
             // NONE, NEWTRUE, NEWFALSE, EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, GLOBAL
             b'N' | 0x88 | 0x89 | b'}' | b']' | b')' => Some(LEAF),
             // MARK
-            b'(' => Some(Node {
-                mark: true,
-                ..LEAF
-            }),
+            b'(' => Some(Node { mark: true, ..LEAF }),
             // BINPERSID
             b'Q' => {
                 let id = pop(&mut stack)?;
@@ -478,7 +481,11 @@ fn scan_pickle(bytes: &[u8], start: usize) -> std::result::Result<usize, String>
                 }
                 return Ok(pos);
             }
-            other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {at}")),
+            other => {
+                return Err(format!(
+                    "unsupported pickle opcode 0x{other:02x} at byte {at}"
+                ));
+            }
         };
         if let Some(node) = pushed {
             if node.depth > MAX_DEPTH {
@@ -751,7 +758,8 @@ mod tests {
         }
         fn global(mut self, module: &str, name: &str) -> Self {
             self.0.push(b'c');
-            self.0.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+            self.0
+                .extend_from_slice(format!("{module}\n{name}\n").as_bytes());
             self
         }
         fn ints(mut self, values: &[i32]) -> Self {
@@ -850,7 +858,15 @@ mod tests {
                 .op(b'R');
         }
         out.extend(state.op(b'u').stop());
-        out.extend(Pickle::new().op(b']').op(b'(').str("100").str("200").op(b'e').stop());
+        out.extend(
+            Pickle::new()
+                .op(b']')
+                .op(b'(')
+                .str("100")
+                .str("200")
+                .op(b'e')
+                .stop(),
+        );
         for (numel, first) in [(8u64, 0.0f32), (4, 10.0)] {
             out.extend_from_slice(&numel.to_le_bytes());
             for i in 0..numel {
@@ -861,9 +877,7 @@ mod tests {
     }
 
     fn values(t: &Tensor) -> Vec<f32> {
-        t.flatten_all()
-            .and_then(|t| t.to_vec1())
-            .expect("values")
+        t.flatten_all().and_then(|t| t.to_vec1()).expect("values")
     }
 
     #[test]
@@ -1005,7 +1019,10 @@ print(json.dumps({k: [list(v.shape), v.detach().double().flatten().tolist()] for
                 .expect("values");
             assert_eq!(got.len(), values.len(), "{name}");
             for (g, v) in got.iter().zip(values) {
-                assert!((g - v).abs() <= 1e-6 * v.abs().max(1.0), "{name}: {g} vs {v}");
+                assert!(
+                    (g - v).abs() <= 1e-6 * v.abs().max(1.0),
+                    "{name}: {g} vs {v}"
+                );
             }
         }
         assert_eq!(tensors["count"].dtype(), DType::I64);

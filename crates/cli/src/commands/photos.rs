@@ -1,0 +1,116 @@
+//! `hearth photos ...` and the accept/reject verdicts of `hearth label`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use hearth_ml::tagger::TaggerConfig;
+use hearth_personalize::photos::{self, PhotoSuggestions};
+use hearth_store::Library;
+
+use crate::args::PhotosCommand;
+use crate::output;
+use crate::progress_bar::Bar;
+
+fn model_sha(device: hearth_ml::DeviceChoice) -> Result<photos::PhotoModel> {
+    Ok(photos::load_photo_model(None, &device.open()?)?)
+}
+
+pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> {
+    match command {
+        PhotosCommand::Embed { batch, device } => {
+            let model = model_sha(device)?;
+            let summary = photos::embed_photos(
+                &mut library,
+                &model,
+                batch,
+                &Bar::new(false),
+                &hearth_progress::CancelToken::new(),
+            )?;
+            println!(
+                "{} photos embedded, {} already cached, {} no longer decode",
+                summary.embedded, summary.cached, summary.failed
+            );
+        }
+        PhotosCommand::Train { json } => {
+            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let summary = photos::train_tagger(&library, &model.sha256, &TaggerConfig::default())?;
+            if json {
+                output::json(&summary)?;
+            } else {
+                println!(
+                    "learned {} labels from {} photos",
+                    summary.labels.len(),
+                    summary.examples
+                );
+                for ((label, accuracy), threshold) in summary
+                    .labels
+                    .iter()
+                    .zip(&summary.held_out_accuracy)
+                    .zip(&summary.thresholds)
+                {
+                    let accuracy =
+                        accuracy.map_or("n/a".to_owned(), |a| format!("{:.0}%", a * 100.0));
+                    println!(
+                        "  {label:<20} held-out accuracy {accuracy:>5}, threshold {threshold:.2}"
+                    );
+                }
+            }
+        }
+        PhotosCommand::Tag { all, json } => {
+            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let suggestions = photos::suggest_tags(&library, &model.sha256, all)?;
+            print_suggestions(&suggestions, json)?;
+        }
+        PhotosCommand::Ask { n, json } => {
+            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let questions = photos::ask(&library, &model.sha256, n)?;
+            print_suggestions(&questions, json)?;
+        }
+        PhotosCommand::Similar { id, k, json } => {
+            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let neighbours = photos::similar(&library, &model.sha256, id, k)?;
+            if json {
+                let rows: Vec<_> = neighbours
+                    .iter()
+                    .map(|(id, path, score)| serde_json::json!({"id": id, "path": path, "similarity": score}))
+                    .collect();
+                output::json(&rows)?;
+            } else {
+                for (id, path, score) in neighbours {
+                    println!("{id:>6}  {score:.3}  {path}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_suggestions(rows: &[PhotoSuggestions], json: bool) -> Result<()> {
+    if json {
+        return output::json(&rows);
+    }
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        let labels: Vec<String> = row
+            .suggestions
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}{} {:.0}%",
+                    if s.suggested { "" } else { "(" },
+                    s.label,
+                    s.confidence * 100.0
+                ) + if s.suggested { "" } else { ")" }
+            })
+            .collect();
+        writeln!(
+            out,
+            "{:>6}  {}  {}",
+            row.item_id,
+            labels.join(", "),
+            row.path
+        )?;
+    }
+    Ok(())
+}
