@@ -1,27 +1,11 @@
 //! `hearth train text` as a person runs it: killed with SIGKILL mid-run,
 //! resumed, and ending with exactly the adapter an uninterrupted run makes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn shared(path: &str) -> Option<PathBuf> {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(path);
-    if full.exists() {
-        return Some(full);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {} is missing",
-        full.display()
-    );
-    eprintln!("skipping: {} not found", full.display());
-    None
-}
 
 fn hearth(library: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
@@ -47,8 +31,8 @@ fn latest_step(run_dir: &Path) -> Option<u64> {
 #[test]
 fn kill_9_mid_training_then_resume_gives_the_uninterrupted_adapter() {
     let (Some(model), Some(text)) = (
-        shared("models/stories260K/stories260K.bin"),
-        shared("text/tinyshakespeare.txt"),
+        hearth_testdata::shared("models/stories260K/stories260K.bin"),
+        hearth_testdata::shared("text/tinyshakespeare.txt"),
     ) else {
         return;
     };

@@ -1,40 +1,17 @@
 //! Real models load and say what they should: the tiny llama2.c story model
 //! from the shared data, and SmolLM2-135M-Instruct from its GGUF package.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::Device;
 use hearth_ml::generate::{Sampling, generate};
 
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// A test file, or `None` (with a message) when absent; under CI, absence
-/// is a failure.
-fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(!ci(), "CI=true but {what} is missing at {}", path.display());
-    eprintln!("skipping: {what} not found at {}", path.display());
-    None
-}
-
 fn stories() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/models/stories260K/stories260K.bin");
-    require(path, "the shared stories260K model")
+    hearth_testdata::shared("models/stories260K/stories260K.bin")
 }
 
 fn smollm2() -> Option<PathBuf> {
-    let path = hearth_ml::registry::models_dir()
-        .join("smollm2-135m-instruct")
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    require(
-        path,
-        "the SmolLM2 GGUF (scripts/fetch-models.sh fetches it)",
-    )
+    hearth_testdata::fetched_model("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 #[test]

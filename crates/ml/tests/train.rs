@@ -3,7 +3,6 @@
 //! round-trip through PEFT's format.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -306,29 +305,13 @@ fn divergence_stops_and_keeps_the_last_good_checkpoint() {
     assert_eq!(kept.state.losses, first.state.losses);
 }
 
-fn shared(path: &str) -> Option<PathBuf> {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(path);
-    if full.exists() {
-        return Some(full);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {} is missing",
-        full.display()
-    );
-    eprintln!("skipping: {} not found", full.display());
-    None
-}
-
 /// 50 LoRA steps of the real stories260K model on Shakespeare lower its
 /// held-out loss; the adapter survives a PEFT export and import.
 #[test]
 fn stories260k_learns_shakespeare_and_exports_to_peft() {
     let (Some(model_path), Some(text_path)) = (
-        shared("models/stories260K/stories260K.bin"),
-        shared("text/tinyshakespeare.txt"),
+        hearth_testdata::shared("models/stories260K/stories260K.bin"),
+        hearth_testdata::shared("text/tinyshakespeare.txt"),
     ) else {
         return;
     };

@@ -9,31 +9,12 @@ use candle_core::{DType, Device, Tensor};
 use hearth_ml::MlError;
 use hearth_ml::vision::{self, EfficientNet, Prediction, load_efficientnet};
 
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// A test file, or `None` (with a message) when absent; under CI, absence
-/// is a failure.
-fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(!ci(), "CI=true but {what} is missing at {}", path.display());
-    eprintln!("skipping: {what} not found at {}", path.display());
-    None
-}
-
 fn weights() -> Option<PathBuf> {
-    let path = hearth_ml::registry::models_dir()
-        .join(vision::LITE0_DIR)
-        .join(vision::LITE0_FILE);
-    require(path, "the EfficientNet-Lite0 checkpoint")
+    hearth_testdata::fetched_model(&format!("{}/{}", vision::LITE0_DIR, vision::LITE0_FILE))
 }
 
 fn photos() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/photos");
-    require(path, "the shared photos")
+    hearth_testdata::shared("photos")
 }
 
 fn model() -> Option<EfficientNet> {

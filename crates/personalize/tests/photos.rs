@@ -2,8 +2,6 @@
 //! embed (a photo that stopped decoding is noted, not fatal), learn labels,
 //! feedback changes the next training set, look-alikes.
 
-use std::path::{Path, PathBuf};
-
 use hearth_ml::candle::Device;
 use hearth_ml::tagger::TaggerConfig;
 use hearth_personalize::PersonalizeError;
@@ -13,27 +11,18 @@ use hearth_personalize::photos::{
 use hearth_progress::{CancelToken, NoProgress};
 use hearth_store::{ImportOptions, ItemFilter, Library, Verdict};
 
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-fn photos_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/photos");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(!ci(), "CI=true but {} is missing", dir.display());
-    eprintln!("skipping: {} not found", dir.display());
-    None
-}
-
 #[test]
 fn embed_label_train_feedback_similar() {
-    let Some(photos) = photos_dir() else { return };
+    let Some(photos) = hearth_testdata::shared("photos") else {
+        return;
+    };
     let model = match load_photo_model(None, &Device::Cpu) {
         Ok(model) => model,
         Err(error) => {
-            assert!(!ci(), "CI=true but the photo model is missing: {error}");
+            assert!(
+                !hearth_testdata::ci(),
+                "CI=true but the photo model is missing: {error}"
+            );
             eprintln!("skipping: {error}");
             return;
         }

@@ -1,8 +1,6 @@
 //! The whole text workflow on a real library and the real stories260K
 //! model: import notes, train, pause, resume, evaluate, export, import.
 
-use std::path::{Path, PathBuf};
-
 use hearth_ml::DeviceChoice;
 use hearth_ml::lora::{LoraConfig, Target};
 use hearth_ml::train::{Outcome, TrainConfig};
@@ -12,22 +10,6 @@ use hearth_personalize::{
 };
 use hearth_progress::{CancelToken, NoProgress, Progress};
 use hearth_store::{ImportOptions, Library, RunStatus};
-
-fn shared(path: &str) -> Option<PathBuf> {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(path);
-    if full.exists() {
-        return Some(full);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {} is missing",
-        full.display()
-    );
-    eprintln!("skipping: {} not found", full.display());
-    None
-}
 
 struct PauseAt(u64, CancelToken);
 
@@ -42,8 +24,8 @@ impl Progress for PauseAt {
 #[test]
 fn train_pause_resume_evaluate_export_import() {
     let (Some(model), Some(text)) = (
-        shared("models/stories260K/stories260K.bin"),
-        shared("text/tinyshakespeare.txt"),
+        hearth_testdata::shared("models/stories260K/stories260K.bin"),
+        hearth_testdata::shared("text/tinyshakespeare.txt"),
     ) else {
         return;
     };

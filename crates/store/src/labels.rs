@@ -31,6 +31,16 @@ fn clean_label(name: &str) -> Result<&str> {
     Ok(name)
 }
 
+/// Fails with [`StoreError::NoSuchItem`] unless the item exists.
+fn ensure_item(conn: &rusqlite::Connection, item: ItemId) -> Result<()> {
+    let exists: Option<i64> = conn
+        .query_row("SELECT 1 FROM items WHERE id = ?1", [item], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    exists.map(|_| ()).ok_or(StoreError::NoSuchItem(item))
+}
+
 impl Library {
     /// Puts label `name` on an item, creating the label if it is new.
     /// Names compare case-insensitively. Returns false if the item already
@@ -38,14 +48,7 @@ impl Library {
     pub fn add_label(&mut self, item: ItemId, name: &str) -> Result<bool> {
         let name = clean_label(name)?;
         let tx = self.conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM items WHERE id = ?1", [item], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        if exists.is_none() {
-            return Err(StoreError::NoSuchItem(item));
-        }
+        ensure_item(&tx, item)?;
         tx.execute(
             "INSERT INTO labels (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
             [name],
@@ -59,19 +62,12 @@ impl Library {
         Ok(added == 1)
     }
 
-    /// Takes label `name` off an item; a label no item carries any more is
-    /// forgotten. Returns false if the item did not have it.
+    /// Takes label `name` off an item; a label no item carries any more (and
+    /// with no accept/reject verdicts) is forgotten. Returns false if the item did not have it.
     pub fn remove_label(&mut self, item: ItemId, name: &str) -> Result<bool> {
         let name = clean_label(name)?;
         let tx = self.conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM items WHERE id = ?1", [item], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        if exists.is_none() {
-            return Err(StoreError::NoSuchItem(item));
-        }
+        ensure_item(&tx, item)?;
         let removed = tx.execute(
             "DELETE FROM item_labels WHERE item_id = ?1 \
              AND label_id = (SELECT id FROM labels WHERE name = ?2)",
@@ -79,7 +75,8 @@ impl Library {
         )?;
         tx.execute(
             "DELETE FROM labels WHERE name = ?1 \
-             AND NOT EXISTS (SELECT 1 FROM item_labels WHERE label_id = labels.id)",
+             AND NOT EXISTS (SELECT 1 FROM item_labels WHERE label_id = labels.id) \
+             AND NOT EXISTS (SELECT 1 FROM label_feedback WHERE label_id = labels.id)",
             [name],
         )?;
         tx.commit()?;

@@ -10,22 +10,6 @@ use hearth_store::{
 };
 use image::{ImageFormat, RgbImage, RgbaImage};
 
-/// `../shared/data`, or `None` (with a message) when it is absent; under CI
-/// its absence is a failure.
-fn shared_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but the shared test data is missing at {}",
-        dir.display()
-    );
-    eprintln!("skipping: shared test data not found at {}", dir.display());
-    None
-}
-
 fn import(library: &mut Library, paths: &[&Path]) -> ImportReport {
     import_with(library, paths, &ImportOptions::default())
 }
@@ -90,7 +74,9 @@ fn assert_thumbnails_match_rows(library: &Library) {
 
 #[test]
 fn imports_the_shared_photos_and_text() {
-    let Some(data) = shared_data() else { return };
+    let Some(data) = hearth_testdata::shared("") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut library = Library::open(dir.path()).expect("open");
     let report = import(&mut library, &[&data.join("photos"), &data.join("text")]);

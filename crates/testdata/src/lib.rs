@@ -1,0 +1,56 @@
+//! Test support: where Hearth's tests find real data, and one rule for
+//! when it is absent. On a person's machine a missing file skips the test
+//! with a message; under CI (`CI=true`) it fails, because CI's scripts fetch
+//! everything.
+//!
+//! ```
+//! // `shared("photos")` is `../shared/data/photos` beside the repository.
+//! if let Some(photos) = hearth_testdata::shared("photos") {
+//!     assert!(photos.is_dir());
+//! }
+//! ```
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+/// Whether the tests run under CI.
+pub fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// `path` if it exists; otherwise `None` after saying what is skipped, or a
+/// panic under CI.
+pub fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(!ci(), "CI=true but {what} is missing at {}", path.display());
+    eprintln!("skipping: {what} not found at {}", path.display());
+    None
+}
+
+/// A path below the shared test data (`../shared/data` beside the
+/// repository), subject to [`require`].
+pub fn shared(relative: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    require(root.join(relative), &format!("shared test data {relative}"))
+}
+
+/// A file in the Hearth model cache (`$HEARTH_MODELS`, default
+/// `~/.cache/hearth/models`), fetched by `scripts/fetch-models.sh`, subject
+/// to [`require`].
+pub fn fetched_model(relative: &str) -> Option<PathBuf> {
+    let cache = match std::env::var_os("HEARTH_MODELS") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+            .unwrap_or_else(|| PathBuf::from(".cache"))
+            .join("hearth")
+            .join("models"),
+    };
+    require(
+        cache.join(relative),
+        &format!("model {relative} (scripts/fetch-models.sh)"),
+    )
+}
