@@ -11,6 +11,7 @@ mod error;
 pub mod generate;
 pub mod loaders;
 pub mod lora;
+pub mod loss;
 pub mod models;
 pub mod ops;
 pub mod peft;

@@ -604,7 +604,7 @@ pub fn causal_lm_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         DType::F16 | DType::BF16 => logits.to_dtype(DType::F32)?,
         _ => logits,
     };
-    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+    crate::loss::cross_entropy(&logits, &targets)
 }
 
 /// Random weights for `cfg` in Hugging Face naming, for tests and
