@@ -8,7 +8,10 @@
 //! checked against each other in the tests below.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Storage, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Storage, Tensor, WithDType,
+};
+use rayon::prelude::*;
 
 use crate::error::Result;
 
@@ -80,9 +83,19 @@ impl CustomOp1 for FrozenLinear {
 }
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`.
+///
+/// Training on the CPU uses a fused op with its own backward (one output
+/// kept, instead of six intermediates and their gradients); elsewhere a
+/// composition of differentiable ops.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
     Ok(match mode {
         Mode::Infer => candle_nn::ops::rms_norm(x, weight, eps as f32)?,
+        Mode::Train if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) => {
+            x.contiguous()?.apply_op1(FusedRmsNorm {
+                weight: weight.to_dtype(x.dtype())?,
+                eps,
+            })?
+        }
         Mode::Train => {
             let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
             let inverse_rms = (mean_square + eps)?.sqrt()?.recip()?;
@@ -92,9 +105,15 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Ten
 }
 
 /// Softmax over the last dimension.
+///
+/// Training on the CPU uses a fused op whose backward needs only its output
+/// (`y * (g - sum(g * y))`); elsewhere a composition of differentiable ops.
 pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
     Ok(match mode {
         Mode::Infer => candle_nn::ops::softmax_last_dim(x)?,
+        Mode::Train if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) => {
+            x.contiguous()?.apply_op1(FusedSoftmax)?
+        }
         Mode::Train => {
             // Subtracting the row maximum changes nothing mathematically, so
             // it needs no gradient of its own.
@@ -104,6 +123,135 @@ pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
             exp.broadcast_div(&sum)?
         }
     })
+}
+
+/// The rows of a contiguous CPU tensor, as `(values, rows, row_length)`.
+fn cpu_rows<'a, T: WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<(&'a [T], usize)> {
+    let width = layout.shape().dims().last().copied().unwrap_or(1).max(1);
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("fused op: input must be contiguous");
+    };
+    Ok((&storage.as_slice::<T>()?[start..end], width))
+}
+
+struct FusedSoftmax;
+
+impl FusedSoftmax {
+    fn forward<T: WithDType>(
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, width) = cpu_rows::<T>(storage, layout)?;
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_mut(width)
+            .zip(x.par_chunks(width))
+            .for_each(|(out, row)| {
+                let max = row
+                    .iter()
+                    .map(|v| v.to_f64())
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let mut sum = 0.0;
+                for (o, v) in out.iter_mut().zip(row) {
+                    let e = (v.to_f64() - max).exp();
+                    sum += e;
+                    *o = T::from_f64(e);
+                }
+                for o in out.iter_mut() {
+                    *o = T::from_f64(o.to_f64() / sum);
+                }
+            });
+        Ok((T::to_cpu_storage_owned(out), layout.shape().clone()))
+    }
+}
+
+impl CustomOp1 for FusedSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        match storage.dtype() {
+            DType::F32 => Self::forward::<f32>(storage, layout),
+            DType::F64 => Self::forward::<f64>(storage, layout),
+            other => candle_core::bail!("fused-softmax: unsupported dtype {other:?}"),
+        }
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dot = (grad * y)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((y * grad.broadcast_sub(&dot)?)?))
+    }
+}
+
+struct FusedRmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl FusedRmsNorm {
+    fn forward<T: WithDType>(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, width) = cpu_rows::<T>(storage, layout)?;
+        let weight: Vec<f64> = self.weight.to_dtype(DType::F64)?.to_vec1()?;
+        if weight.len() != width {
+            candle_core::bail!("rms-norm: {width} features, {} weights", weight.len());
+        }
+        let eps = self.eps;
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_mut(width)
+            .zip(x.par_chunks(width))
+            .for_each(|(out, row)| {
+                let mean_square =
+                    row.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>() / width as f64;
+                let inverse_rms = 1.0 / (mean_square + eps).sqrt();
+                for ((o, v), w) in out.iter_mut().zip(row).zip(&weight) {
+                    *o = T::from_f64(v.to_f64() * inverse_rms * w);
+                }
+            });
+        Ok((T::to_cpu_storage_owned(out), layout.shape().clone()))
+    }
+}
+
+impl CustomOp1 for FusedRmsNorm {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        match storage.dtype() {
+            DType::F32 => self.forward::<f32>(storage, layout),
+            DType::F64 => self.forward::<f64>(storage, layout),
+            other => candle_core::bail!("fused-rms-norm: unsupported dtype {other:?}"),
+        }
+    }
+
+    /// With `r = 1/sqrt(mean(x^2) + eps)` and `gw = g * w`:
+    /// `dx = r * gw - x * r^3 * mean(gw * x)`.
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let x = x.detach();
+        let gw = grad.broadcast_mul(&self.weight)?;
+        let inverse_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
+            .sqrt()?
+            .recip()?;
+        let dot = (&gw * &x)?.mean_keepdim(D::Minus1)?;
+        let first = gw.broadcast_mul(&inverse_rms)?;
+        let second = x.broadcast_mul(&(inverse_rms.powf(3.0)? * dot)?)?;
+        Ok(Some((first - second)?))
+    }
 }
 
 /// Rotary position tables for head dimension `head_dim`, positions
