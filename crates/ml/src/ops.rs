@@ -300,6 +300,12 @@ impl Rope {
         let sin = self.sin.narrow(0, offset, seq)?;
         Ok(match mode {
             Mode::Infer => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?,
+            Mode::Train if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) => {
+                x.contiguous()?.apply_op1(FusedRope {
+                    cos: cos.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
+                    sin: sin.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
+                })?
+            }
             Mode::Train => {
                 let half = head_dim / 2;
                 let cos = Tensor::cat(&[&cos, &cos], D::Minus1)?;
@@ -310,6 +316,75 @@ impl Rope {
                 (x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?
             }
         })
+    }
+}
+
+/// Rotary embedding (half-split) as one op with a backward: the rotation
+/// is orthogonal, so the gradient is the same rotation with `sin` negated.
+/// Replaces eight intermediates (narrows, a negation, a concatenation, two
+/// products and a sum) and their gradients per call.
+struct FusedRope {
+    /// `(seq, head_dim/2)` row-major, for the positions of this call.
+    cos: Vec<f64>,
+    sin: Vec<f64>,
+}
+
+impl FusedRope {
+    fn forward<T: WithDType>(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, width) = cpu_rows::<T>(storage, layout)?;
+        let half = width / 2;
+        let seq = self.cos.len() / half.max(1);
+        if seq == 0 || layout.shape().dims().get(2) != Some(&seq) {
+            candle_core::bail!(
+                "fused-rope: tables for {seq} positions, input {:?}",
+                layout.shape()
+            );
+        }
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_mut(width)
+            .zip(x.par_chunks(width))
+            .enumerate()
+            .for_each(|(row, (out, x))| {
+                let position = row % seq;
+                let cos = &self.cos[position * half..(position + 1) * half];
+                let sin = &self.sin[position * half..(position + 1) * half];
+                for i in 0..half {
+                    let (a, b) = (x[i].to_f64(), x[i + half].to_f64());
+                    out[i] = T::from_f64(a * cos[i] - b * sin[i]);
+                    out[i + half] = T::from_f64(b * cos[i] + a * sin[i]);
+                }
+            });
+        Ok((T::to_cpu_storage_owned(out), layout.shape().clone()))
+    }
+}
+
+impl CustomOp1 for FusedRope {
+    fn name(&self) -> &'static str {
+        "fused-rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        match storage.dtype() {
+            DType::F32 => self.forward::<f32>(storage, layout),
+            DType::F64 => self.forward::<f64>(storage, layout),
+            other => candle_core::bail!("fused-rope: unsupported dtype {other:?}"),
+        }
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let inverse = FusedRope {
+            cos: self.cos.clone(),
+            sin: self.sin.iter().map(|s| -s).collect(),
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&inverse)?))
     }
 }
 
