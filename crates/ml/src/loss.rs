@@ -15,6 +15,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType
 use rayon::prelude::*;
 
 use crate::error::{MlError, Result};
+use crate::ops::{cpu_rows, float_forward};
 
 /// Mean cross-entropy of `logits` `(tokens, vocab)` against `targets`
 /// `(tokens,)`.
@@ -41,15 +42,13 @@ fn log_sum_exp(row: &[f64]) -> f64 {
     max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
 }
 
+/// The logits as `(values, tokens, vocab)`.
 fn rows<'a, T: WithDType>(
     storage: &'a CpuStorage,
     layout: &Layout,
 ) -> candle_core::Result<(&'a [T], usize, usize)> {
-    let (tokens, vocab) = layout.shape().dims2()?;
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("cross-entropy: logits must be contiguous");
-    };
-    Ok((&storage.as_slice::<T>()?[start..end], tokens, vocab))
+    let (values, vocab) = cpu_rows::<T>(storage, layout)?;
+    Ok((values, values.len() / vocab, vocab))
 }
 
 struct RowCrossEntropy {
@@ -85,11 +84,7 @@ impl CustomOp1 for RowCrossEntropy {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match storage.dtype() {
-            DType::F32 => self.forward::<f32>(storage, layout),
-            DType::F64 => self.forward::<f64>(storage, layout),
-            other => candle_core::bail!("cross-entropy: unsupported dtype {other:?}"),
-        }
+        float_forward!(self, storage, layout)
     }
 
     fn bwd(
@@ -145,11 +140,7 @@ impl CustomOp1 for CrossEntropyGrad {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match storage.dtype() {
-            DType::F32 => self.forward::<f32>(storage, layout),
-            DType::F64 => self.forward::<f64>(storage, layout),
-            other => candle_core::bail!("cross-entropy: unsupported dtype {other:?}"),
-        }
+        float_forward!(self, storage, layout)
     }
 }
 

@@ -125,8 +125,22 @@ pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
     })
 }
 
-/// The rows of a contiguous CPU tensor, as `(values, rows, row_length)`.
-fn cpu_rows<'a, T: WithDType>(
+/// Dispatches a custom op's CPU forward to its `forward::<f32>` or
+/// `forward::<f64>` by the input's dtype.
+macro_rules! float_forward {
+    ($op:expr, $storage:expr, $layout:expr) => {
+        match $storage.dtype() {
+            DType::F32 => $op.forward::<f32>($storage, $layout),
+            DType::F64 => $op.forward::<f64>($storage, $layout),
+            other => candle_core::bail!("{}: unsupported dtype {other:?}", $op.name()),
+        }
+    };
+}
+pub(crate) use float_forward;
+
+/// The values of a contiguous CPU tensor and the length of its last
+/// dimension (its rows).
+pub(crate) fn cpu_rows<'a, T: WithDType>(
     storage: &'a CpuStorage,
     layout: &Layout,
 ) -> candle_core::Result<(&'a [T], usize)> {
@@ -141,6 +155,7 @@ struct FusedSoftmax;
 
 impl FusedSoftmax {
     fn forward<T: WithDType>(
+        &self,
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
@@ -177,11 +192,7 @@ impl CustomOp1 for FusedSoftmax {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match storage.dtype() {
-            DType::F32 => Self::forward::<f32>(storage, layout),
-            DType::F64 => Self::forward::<f64>(storage, layout),
-            other => candle_core::bail!("fused-softmax: unsupported dtype {other:?}"),
-        }
+        float_forward!(self, storage, layout)
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -232,11 +243,7 @@ impl CustomOp1 for FusedRmsNorm {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match storage.dtype() {
-            DType::F32 => self.forward::<f32>(storage, layout),
-            DType::F64 => self.forward::<f64>(storage, layout),
-            other => candle_core::bail!("fused-rms-norm: unsupported dtype {other:?}"),
-        }
+        float_forward!(self, storage, layout)
     }
 
     /// With `r = 1/sqrt(mean(x^2) + eps)` and `gw = g * w`:
@@ -372,11 +379,7 @@ impl CustomOp1 for FusedRope {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match storage.dtype() {
-            DType::F32 => self.forward::<f32>(storage, layout),
-            DType::F64 => self.forward::<f64>(storage, layout),
-            other => candle_core::bail!("fused-rope: unsupported dtype {other:?}"),
-        }
+        float_forward!(self, storage, layout)
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
