@@ -30,19 +30,13 @@ fn latest_step(run_dir: &Path) -> Option<u64> {
 
 #[test]
 fn kill_9_mid_training_then_resume_gives_the_uninterrupted_adapter() {
-    let (Some(model), Some(text)) = (
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (Some(model), Some(notes)) = (
         hearth_testdata::shared("models/stories260K/stories260K.bin"),
-        hearth_testdata::shared("text/tinyshakespeare.txt"),
+        hearth_testdata::shakespeare_notes(dir.path(), 200),
     ) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let notes = dir.path().join("notes");
-    std::fs::create_dir(&notes).expect("mkdir");
-    let text = std::fs::read_to_string(text).expect("read");
-    for (index, speech) in text.split("\n\n").take(200).enumerate() {
-        std::fs::write(notes.join(format!("{index:03}.txt")), speech).expect("write");
-    }
     let library = dir.path().join("library");
     json(hearth(&library).arg("import").arg("--json").arg(&notes));
 

@@ -23,19 +23,13 @@ impl Progress for PauseAt {
 
 #[test]
 fn train_pause_resume_evaluate_export_import() {
-    let (Some(model), Some(text)) = (
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (Some(model), Some(notes)) = (
         hearth_testdata::shared("models/stories260K/stories260K.bin"),
-        hearth_testdata::shared("text/tinyshakespeare.txt"),
+        hearth_testdata::shakespeare_notes(dir.path(), 400),
     ) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let notes = dir.path().join("notes");
-    std::fs::create_dir(&notes).expect("mkdir");
-    let text = std::fs::read_to_string(text).expect("read");
-    for (index, speech) in text.split("\n\n").take(400).enumerate() {
-        std::fs::write(notes.join(format!("{index:03}.txt")), speech).expect("write");
-    }
     let mut library = Library::open(dir.path().join("library")).expect("open");
     library
         .import(

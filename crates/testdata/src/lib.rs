@@ -54,3 +54,18 @@ pub fn fetched_model(relative: &str) -> Option<PathBuf> {
         &format!("model {relative} (scripts/fetch-models.sh)"),
     )
 }
+
+/// Writes the first `speeches` speeches of the shared tinyshakespeare text
+/// as one note each (`000.txt`, ...) into `dir/notes`, a stand-in for a
+/// person's notes folder; returns that folder, subject to [`require`].
+pub fn shakespeare_notes(dir: &Path, speeches: usize) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(shared("text/tinyshakespeare.txt")?)
+        .unwrap_or_else(|e| panic!("reading tinyshakespeare.txt: {e}"));
+    let notes = dir.join("notes");
+    std::fs::create_dir_all(&notes).unwrap_or_else(|e| panic!("creating {}: {e}", notes.display()));
+    for (index, speech) in text.split("\n\n").take(speeches).enumerate() {
+        let path = notes.join(format!("{index:03}.txt"));
+        std::fs::write(&path, speech).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+    Some(notes)
+}
