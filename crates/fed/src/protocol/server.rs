@@ -1,0 +1,1250 @@
+//! The server's side of a round: one state type per stage, each accepting
+//! the messages of its stage (`&mut self`: a rejected message leaves the
+//! round as it was) and answering, per device, with what to send it. The
+//! caller decides when a stage ends (its deadline) and calls `close`, which
+//! consumes the stage and returns the next or an [`Aborted`].
+//!
+//! ```text
+//! CollectingKeys ─close→ SharingKeys ─close→ CollectingUploads ─close→ Unmasking ─close→ Done
+//!        └──────────────────┴───────────────────────┴─────────────────────┴──────→ Aborted
+//! ```
+//!
+//! Every state is `Serialize + Deserialize`, so the server crate can store
+//! it (in SQLite, say) after each message and carry on after a restart.
+//! What the server holds is only what it needs: public keys and signed
+//! advertisements, sealed shares it cannot open, the *running sum* of masked
+//! uploads (never an individual unmasked update), and the shares revealed to
+//! it in the unmasking stage.
+//!
+//! A round aborts, publishing nothing, when too few clients remain at any
+//! stage: fewer than the round's minimum, or fewer than `t` live neighbours
+//! around any client whose secrets would need reconstructing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::round_keys::{
+    SecretScalar, mask_agreement_secret, mask_scalar_matches, self_mask_scalar_matches,
+    self_mask_seed,
+};
+use crate::crypto::{CryptoError, DeviceId};
+use crate::graph::{GraphError, GraphSpec, NeighbourGraph, Neighbourhood};
+use crate::ids::{FederationId, RoundId};
+use crate::mask::{self, MaskSeed, MaskSign, pairwise_seed, pairwise_sign};
+use crate::shamir::{self, Share};
+use crate::wire::codec::{self, CodecError};
+use crate::wire::{
+    AdvertiseKeys, ClientMessage, EncryptedShares, MaskedUpload, NeighbourKeys, RoundInfo,
+    SEALED_SHARE_LEN, ServerMessage, ShareForRecipient, ShareFromSender, SharesForDevice,
+    UnmaskRequest, UnmaskResponse, share_at,
+};
+
+use super::ConfigError;
+
+/// Subsets of revealed shares tried per secret when the first does not
+/// match the advertised key or commitment (a lying neighbour).
+const MAX_RECONSTRUCTION_SUBSETS: usize = 64;
+
+/// Where a round is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Accepting signed key advertisements.
+    CollectingKeys,
+    /// Serving neighbour keys; accepting sealed shares.
+    SharingKeys,
+    /// Serving sealed shares; accepting masked uploads.
+    CollectingUploads,
+    /// Serving unmask requests; accepting revealed shares.
+    Unmasking,
+    /// The sum is known.
+    Done,
+    /// The round ended without a sum.
+    Aborted,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::CollectingKeys => "collecting keys",
+            Self::SharingKeys => "sharing keys",
+            Self::CollectingUploads => "collecting uploads",
+            Self::Unmasking => "unmasking",
+            Self::Done => "done",
+            Self::Aborted => "aborted",
+        })
+    }
+}
+
+/// Why a message was rejected. The round carries on without it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// For another federation or round.
+    #[error("message for federation {federation} round {round}, not this round")]
+    WrongRound {
+        /// Its federation.
+        federation: FederationId,
+        /// Its round.
+        round: RoundId,
+    },
+    /// Not a message this stage takes.
+    #[error("{message} is not accepted while {stage}")]
+    UnexpectedMessage {
+        /// The current stage.
+        stage: Stage,
+        /// What arrived.
+        message: &'static str,
+    },
+    /// Nothing to send in this stage.
+    #[error("nothing to send while {stage}")]
+    NothingToSend {
+        /// The current stage.
+        stage: Stage,
+    },
+    /// The device is not in the cohort.
+    #[error("{device} is not in the cohort")]
+    NotInCohort {
+        /// The device.
+        device: DeviceId,
+    },
+    /// In the cohort but out of this stage (it missed an earlier one).
+    #[error("{device} is not taking part while {stage}")]
+    NotEligible {
+        /// The device.
+        device: DeviceId,
+        /// The current stage.
+        stage: Stage,
+    },
+    /// A second message of this stage from one device.
+    #[error("duplicate message from {device}")]
+    Duplicate {
+        /// The device.
+        device: DeviceId,
+    },
+    /// The cohort already has the round's maximum of clients.
+    #[error("cohort is full ({max} clients)")]
+    CohortFull {
+        /// The maximum.
+        max: u32,
+    },
+    /// An advertisement that does not verify.
+    #[error("advertisement from {device} rejected: {source}")]
+    BadAdvertisement {
+        /// The device.
+        device: DeviceId,
+        /// Why.
+        source: CryptoError,
+    },
+    /// An advertisement repeating a key (its own two, or another device's).
+    #[error("advertisement from {device} reuses a round key")]
+    KeyReused {
+        /// The device.
+        device: DeviceId,
+    },
+    /// Sealed shares not addressed to exactly the sender's neighbours, once
+    /// each.
+    #[error("shares from {device} are not one per neighbour")]
+    ShareSetMismatch {
+        /// The sender.
+        device: DeviceId,
+    },
+    /// A sealed share of the wrong size.
+    #[error("share from {device} to {recipient} is malformed")]
+    MalformedShare {
+        /// The sender.
+        device: DeviceId,
+        /// Its recipient.
+        recipient: DeviceId,
+    },
+    /// An upload of the wrong length.
+    #[error("upload from {device} has {got} words, round expects {expected}")]
+    WrongLength {
+        /// The device.
+        device: DeviceId,
+        /// Round's length.
+        expected: u32,
+        /// Declared.
+        got: u64,
+    },
+    /// Binary upload that does not decode.
+    #[error("upload: {0}")]
+    Codec(#[from] CodecError),
+    /// An unmask response that does not answer exactly the request.
+    #[error("unmask response from {device} does not match its request")]
+    UnmaskResponseMismatch {
+        /// The device.
+        device: DeviceId,
+    },
+    /// Unusable round parameters.
+    #[error("round info: {0}")]
+    Config(#[from] ConfigError),
+}
+
+/// Why a round ended without a sum.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AbortReason {
+    /// Too few advertisements when keys closed.
+    #[error("{have} clients advertised keys, {need} needed")]
+    TooFewClients {
+        /// Advertised.
+        have: u32,
+        /// Round minimum.
+        need: u32,
+    },
+    /// No neighbourhood fits the cohort.
+    #[error("neighbourhood: {0}")]
+    Neighbourhood(GraphError),
+    /// Too few clients left after a stage.
+    #[error("{have} clients left after {stage}, {need} needed")]
+    TooFewSurvivors {
+        /// The stage that closed.
+        stage: Stage,
+        /// Left.
+        have: u32,
+        /// Round minimum.
+        need: u32,
+    },
+    /// A client whose secrets must be reconstructed has fewer than `t` live
+    /// neighbours.
+    #[error("{device} has {have} live neighbours after {stage}, {need} needed")]
+    NeighbourhoodTooSmall {
+        /// The stage that closed.
+        stage: Stage,
+        /// The client.
+        device: DeviceId,
+        /// Live neighbours.
+        have: u32,
+        /// Threshold.
+        need: u32,
+    },
+    /// Too few shares revealed to reconstruct a needed secret.
+    #[error("{have} shares of {device}'s secret revealed, {need} needed")]
+    TooFewUnmaskShares {
+        /// The client.
+        device: DeviceId,
+        /// Revealed.
+        have: u32,
+        /// Threshold.
+        need: u32,
+    },
+    /// No reconstruction matched the client's advertised key or commitment.
+    #[error("could not reconstruct {device}'s secret consistently")]
+    ReconstructionFailed {
+        /// The client.
+        device: DeviceId,
+    },
+}
+
+/// The cohort fixed when keys closed: sorted devices, their verified
+/// advertisements (same order), the graph and the neighbourhood.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Cohort {
+    devices: Vec<DeviceId>,
+    advertisements: Vec<AdvertiseKeys>,
+    graph: NeighbourGraph,
+    neighbourhood: Neighbourhood,
+}
+
+impl Cohort {
+    fn position(&self, device: &DeviceId) -> Option<u32> {
+        self.devices.binary_search(device).ok().map(|p| p as u32)
+    }
+
+    fn device(&self, position: u32) -> Option<DeviceId> {
+        self.devices.get(position as usize).copied()
+    }
+
+    fn advertisement(&self, position: u32) -> Option<&AdvertiseKeys> {
+        self.advertisements.get(position as usize)
+    }
+
+    fn neighbours(&self, position: u32) -> Vec<u32> {
+        self.graph.neighbours(position)
+    }
+
+    fn live_neighbours(&self, position: u32, live: &BTreeSet<u32>) -> Vec<u32> {
+        self.neighbours(position)
+            .into_iter()
+            .filter(|p| live.contains(p))
+            .collect()
+    }
+
+    fn devices_at(&self, positions: &[u32]) -> Vec<DeviceId> {
+        positions.iter().filter_map(|&p| self.device(p)).collect()
+    }
+
+    fn threshold(&self) -> u32 {
+        self.neighbourhood.threshold
+    }
+
+    /// The device's position, or why the message is not from the cohort.
+    fn member(&self, device: &DeviceId) -> Result<u32, ServerError> {
+        self.position(device)
+            .ok_or(ServerError::NotInCohort { device: *device })
+    }
+}
+
+fn check_round(
+    info: &RoundInfo,
+    federation: FederationId,
+    round: RoundId,
+) -> Result<(), ServerError> {
+    if info.is_this_round(federation, round) {
+        Ok(())
+    } else {
+        Err(ServerError::WrongRound { federation, round })
+    }
+}
+
+/// A round that ended without a sum.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Aborted {
+    info: Box<RoundInfo>,
+    stage: Stage,
+    reason: AbortReason,
+}
+
+impl Aborted {
+    fn new(info: RoundInfo, stage: Stage, reason: AbortReason) -> Self {
+        Self {
+            info: Box::new(info),
+            stage,
+            reason,
+        }
+    }
+
+    /// The round.
+    pub fn info(&self) -> &RoundInfo {
+        &self.info
+    }
+
+    /// The stage whose close aborted the round.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &AbortReason {
+        &self.reason
+    }
+}
+
+/// Stage 1: accepting signed key advertisements.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CollectingKeys {
+    info: RoundInfo,
+    advertisements: BTreeMap<DeviceId, AdvertiseKeys>,
+}
+
+impl CollectingKeys {
+    /// A new round with these (validated) parameters.
+    pub fn new(info: RoundInfo) -> Result<Self, ConfigError> {
+        info.validate()?;
+        Ok(Self {
+            info,
+            advertisements: BTreeMap::new(),
+        })
+    }
+
+    /// The round.
+    pub fn info(&self) -> &RoundInfo {
+        &self.info
+    }
+
+    /// Advertisements accepted so far.
+    pub fn advertised(&self) -> usize {
+        self.advertisements.len()
+    }
+
+    /// Accepts a client's advertisement after checking its round, its
+    /// signature and that none of its keys is already in use. The server
+    /// crate is expected to admit only enrolled, selected devices.
+    pub fn receive_advertisement(&mut self, advert: AdvertiseKeys) -> Result<(), ServerError> {
+        check_round(&self.info, advert.federation, advert.round)?;
+        let device = advert.device;
+        if self.advertisements.contains_key(&device) {
+            return Err(ServerError::Duplicate { device });
+        }
+        if self.advertisements.len() >= self.info.max_clients as usize {
+            return Err(ServerError::CohortFull {
+                max: self.info.max_clients,
+            });
+        }
+        advert
+            .verify()
+            .map_err(|source| ServerError::BadAdvertisement { device, source })?;
+        let keys = [advert.share_key.to_bytes(), advert.mask_key.to_bytes()];
+        let [share, mask] = keys;
+        let reused = share == mask
+            || self.advertisements.values().any(|other| {
+                [other.share_key.to_bytes(), other.mask_key.to_bytes()]
+                    .iter()
+                    .any(|k| keys.contains(k))
+            });
+        if reused {
+            return Err(ServerError::KeyReused { device });
+        }
+        self.advertisements.insert(device, advert);
+        Ok(())
+    }
+
+    /// Fixes the cohort (everyone who advertised) and its neighbour graph.
+    pub fn close(self) -> Result<SharingKeys, Aborted> {
+        let Self {
+            info,
+            advertisements,
+        } = self;
+        let have = advertisements.len() as u32;
+        if have < info.min_clients {
+            let reason = AbortReason::TooFewClients {
+                have,
+                need: info.min_clients,
+            };
+            return Err(Aborted::new(info, Stage::CollectingKeys, reason));
+        }
+        let built =
+            Neighbourhood::resolve(have, info.degree, info.threshold).and_then(|neighbourhood| {
+                let graph = NeighbourGraph::new(GraphSpec {
+                    seed: info.graph_seed,
+                    federation: info.federation,
+                    round: info.round,
+                    nodes: have,
+                    degree: neighbourhood.degree,
+                })?;
+                Ok((neighbourhood, graph))
+            });
+        let (neighbourhood, graph) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                return Err(Aborted::new(
+                    info,
+                    Stage::CollectingKeys,
+                    AbortReason::Neighbourhood(e),
+                ));
+            }
+        };
+        let (devices, advertisements) = advertisements.into_iter().unzip();
+        let cohort = Cohort {
+            devices,
+            advertisements,
+            graph,
+            neighbourhood,
+        };
+        Ok(SharingKeys {
+            info,
+            cohort,
+            shares: BTreeMap::new(),
+        })
+    }
+}
+
+/// Stage 2: serving each client its neighbours' keys; accepting sealed
+/// shares.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SharingKeys {
+    info: RoundInfo,
+    cohort: Cohort,
+    shares: BTreeMap<u32, Vec<ShareForRecipient>>,
+}
+
+impl SharingKeys {
+    /// The round.
+    pub fn info(&self) -> &RoundInfo {
+        &self.info
+    }
+
+    /// The cohort, sorted.
+    pub fn cohort(&self) -> &[DeviceId] {
+        &self.cohort.devices
+    }
+
+    /// The resolved degree and threshold.
+    pub fn neighbourhood(&self) -> Neighbourhood {
+        self.cohort.neighbourhood
+    }
+
+    /// What to send `device`: the cohort and its neighbours' advertisements.
+    pub fn neighbour_keys_for(&self, device: &DeviceId) -> Result<NeighbourKeys, ServerError> {
+        let position = self.cohort.member(device)?;
+        let advertisements = self
+            .cohort
+            .neighbours(position)
+            .into_iter()
+            .filter_map(|p| self.cohort.advertisement(p).cloned())
+            .collect();
+        Ok(NeighbourKeys {
+            federation: self.info.federation,
+            round: self.info.round,
+            cohort: self.cohort.devices.clone(),
+            advertisements,
+        })
+    }
+
+    /// Accepts a client's sealed shares: exactly one of the right size for
+    /// each of its neighbours.
+    pub fn receive_shares(&mut self, message: EncryptedShares) -> Result<(), ServerError> {
+        check_round(&self.info, message.federation, message.round)?;
+        let device = message.sender;
+        let position = self.cohort.member(&device)?;
+        if self.shares.contains_key(&position) {
+            return Err(ServerError::Duplicate { device });
+        }
+        let expected: BTreeSet<DeviceId> = self
+            .cohort
+            .devices_at(&self.cohort.neighbours(position))
+            .into_iter()
+            .collect();
+        let got: BTreeSet<DeviceId> = message.shares.iter().map(|s| s.recipient).collect();
+        if got.len() != message.shares.len() || got != expected {
+            return Err(ServerError::ShareSetMismatch { device });
+        }
+        if let Some(bad) = message
+            .shares
+            .iter()
+            .find(|s| s.ciphertext.len() != SEALED_SHARE_LEN)
+        {
+            return Err(ServerError::MalformedShare {
+                device,
+                recipient: bad.recipient,
+            });
+        }
+        self.shares.insert(position, message.shares);
+        Ok(())
+    }
+
+    /// Fixes who shared. A sharer with fewer than `t` neighbours that also
+    /// shared could never have its secrets recovered, so it is left out (and
+    /// nobody masks with it); this repeats until stable.
+    pub fn close(self) -> Result<CollectingUploads, Aborted> {
+        let Self {
+            info,
+            cohort,
+            mut shares,
+        } = self;
+        let t = cohort.threshold() as usize;
+        let mut sharers: BTreeSet<u32> = shares.keys().copied().collect();
+        loop {
+            let weak: Vec<u32> = sharers
+                .iter()
+                .copied()
+                .filter(|&p| cohort.live_neighbours(p, &sharers).len() < t)
+                .collect();
+            if weak.is_empty() {
+                break;
+            }
+            for p in weak {
+                sharers.remove(&p);
+            }
+        }
+        let have = sharers.len() as u32;
+        if have < info.min_survivors {
+            let reason = AbortReason::TooFewSurvivors {
+                stage: Stage::SharingKeys,
+                have,
+                need: info.min_survivors,
+            };
+            return Err(Aborted::new(info, Stage::SharingKeys, reason));
+        }
+        shares.retain(|p, _| sharers.contains(p));
+        let sum = vec![0u32; info.vector_len as usize];
+        Ok(CollectingUploads {
+            info,
+            cohort,
+            sharers,
+            shares,
+            sum,
+            uploaded: BTreeSet::new(),
+        })
+    }
+}
+
+/// Stage 3: serving each sharer the shares sealed to it; summing masked
+/// uploads as they arrive.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CollectingUploads {
+    info: RoundInfo,
+    cohort: Cohort,
+    sharers: BTreeSet<u32>,
+    shares: BTreeMap<u32, Vec<ShareForRecipient>>,
+    #[serde(with = "crate::wire::encoding::u32_vec")]
+    sum: Vec<u32>,
+    uploaded: BTreeSet<u32>,
+}
+
+impl CollectingUploads {
+    /// The round.
+    pub fn info(&self) -> &RoundInfo {
+        &self.info
+    }
+
+    /// Devices expected to upload.
+    pub fn sharers(&self) -> Vec<DeviceId> {
+        self.cohort
+            .devices_at(&self.sharers.iter().copied().collect::<Vec<_>>())
+    }
+
+    /// Uploads accepted so far.
+    pub fn uploaded(&self) -> usize {
+        self.uploaded.len()
+    }
+
+    /// What to send `device`: the shares its sharing neighbours sealed to
+    /// it.
+    pub fn shares_for(&self, device: &DeviceId) -> Result<SharesForDevice, ServerError> {
+        let position = self.cohort.member(device)?;
+        if !self.sharers.contains(&position) {
+            return Err(ServerError::NotEligible {
+                device: *device,
+                stage: Stage::CollectingUploads,
+            });
+        }
+        let shares = self
+            .cohort
+            .live_neighbours(position, &self.sharers)
+            .into_iter()
+            .filter_map(|sender| {
+                let sealed = self
+                    .shares
+                    .get(&sender)?
+                    .iter()
+                    .find(|s| s.recipient == *device)?;
+                Some(ShareFromSender {
+                    sender: self.cohort.device(sender)?,
+                    ciphertext: sealed.ciphertext.clone(),
+                })
+            })
+            .collect();
+        Ok(SharesForDevice {
+            federation: self.info.federation,
+            round: self.info.round,
+            recipient: *device,
+            shares,
+        })
+    }
+
+    /// Checks an upload's header fields; returns the uploader's position.
+    fn admit(
+        &self,
+        federation: FederationId,
+        round: RoundId,
+        device: DeviceId,
+        len: u64,
+    ) -> Result<u32, ServerError> {
+        check_round(&self.info, federation, round)?;
+        let position = self.cohort.member(&device)?;
+        if !self.sharers.contains(&position) {
+            return Err(ServerError::NotEligible {
+                device,
+                stage: Stage::CollectingUploads,
+            });
+        }
+        if self.uploaded.contains(&position) {
+            return Err(ServerError::Duplicate { device });
+        }
+        if len != u64::from(self.info.vector_len) {
+            return Err(ServerError::WrongLength {
+                device,
+                expected: self.info.vector_len,
+                got: len,
+            });
+        }
+        Ok(position)
+    }
+
+    /// Adds a (decoded) masked upload to the running sum.
+    pub fn receive_upload(&mut self, upload: &MaskedUpload) -> Result<(), ServerError> {
+        let position = self.admit(
+            upload.federation,
+            upload.round,
+            upload.device,
+            upload.masked.len() as u64,
+        )?;
+        mask::add_into(&mut self.sum, &upload.masked);
+        self.uploaded.insert(position);
+        Ok(())
+    }
+
+    /// Decodes a binary upload and adds it to the running sum, straight
+    /// from the bytes. Returns the uploader.
+    pub fn receive_upload_bytes(&mut self, bytes: &[u8]) -> Result<DeviceId, ServerError> {
+        let (header, payload) = codec::decode_header(bytes, self.info.vector_len)?;
+        let position = self.admit(
+            header.federation,
+            header.round,
+            header.device,
+            u64::from(header.len),
+        )?;
+        mask::add_le_bytes_into(&mut self.sum, payload);
+        self.uploaded.insert(position);
+        Ok(header.device)
+    }
+
+    /// Fixes who uploaded, and checks every secret that must be
+    /// reconstructed has `t` live holders.
+    pub fn close(self) -> Result<Unmasking, Aborted> {
+        let Self {
+            info,
+            cohort,
+            sharers,
+            sum,
+            uploaded,
+            ..
+        } = self;
+        let stage = Stage::CollectingUploads;
+        let need = cohort.threshold();
+        let have = uploaded.len() as u32;
+        if have < info.min_survivors {
+            let reason = AbortReason::TooFewSurvivors {
+                stage,
+                have,
+                need: info.min_survivors,
+            };
+            return Err(Aborted::new(info, stage, reason));
+        }
+        // Survivors need t live holders of β; dropped sharers that any
+        // survivor masked with need t live holders of σ.
+        let dropped = sharers.difference(&uploaded).copied();
+        for p in uploaded.iter().copied().chain(dropped) {
+            let live = cohort.live_neighbours(p, &uploaded).len() as u32;
+            let needed = uploaded.contains(&p) || live > 0;
+            if needed && live < need {
+                let device = cohort.device(p).unwrap_or(DeviceId::from_bytes([0; 32]));
+                let reason = AbortReason::NeighbourhoodTooSmall {
+                    stage,
+                    device,
+                    have: live,
+                    need,
+                };
+                return Err(Aborted::new(info, stage, reason));
+            }
+        }
+        Ok(Unmasking {
+            info,
+            cohort,
+            sharers,
+            uploaded,
+            sum,
+            responded: BTreeSet::new(),
+            self_mask_shares: BTreeMap::new(),
+            mask_key_shares: BTreeMap::new(),
+        })
+    }
+}
+
+/// Stage 4: asking uploaders for shares; collecting them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Unmasking {
+    info: RoundInfo,
+    cohort: Cohort,
+    sharers: BTreeSet<u32>,
+    uploaded: BTreeSet<u32>,
+    #[serde(with = "crate::wire::encoding::u32_vec")]
+    sum: Vec<u32>,
+    responded: BTreeSet<u32>,
+    self_mask_shares: BTreeMap<u32, Vec<Share>>,
+    mask_key_shares: BTreeMap<u32, Vec<Share>>,
+}
+
+impl Unmasking {
+    /// The round.
+    pub fn info(&self) -> &RoundInfo {
+        &self.info
+    }
+
+    /// Devices whose uploads are in the sum.
+    pub fn survivors(&self) -> Vec<DeviceId> {
+        self.cohort
+            .devices_at(&self.uploaded.iter().copied().collect::<Vec<_>>())
+    }
+
+    /// Responses accepted so far.
+    pub fn responded(&self) -> usize {
+        self.responded.len()
+    }
+
+    /// Survivor and dropped neighbours of the uploader at `position`.
+    fn split_neighbours(&self, position: u32) -> (Vec<u32>, Vec<u32>) {
+        self.cohort
+            .live_neighbours(position, &self.sharers)
+            .into_iter()
+            .partition(|p| self.uploaded.contains(p))
+    }
+
+    /// What to send `device`: which of its neighbours survived and which
+    /// dropped.
+    pub fn unmask_request_for(&self, device: &DeviceId) -> Result<UnmaskRequest, ServerError> {
+        let position = self.cohort.member(device)?;
+        if !self.uploaded.contains(&position) {
+            return Err(ServerError::NotEligible {
+                device: *device,
+                stage: Stage::Unmasking,
+            });
+        }
+        let (survivors, dropped) = self.split_neighbours(position);
+        Ok(UnmaskRequest {
+            federation: self.info.federation,
+            round: self.info.round,
+            recipient: *device,
+            survivors: self.cohort.devices_at(&survivors),
+            dropped: self.cohort.devices_at(&dropped),
+        })
+    }
+
+    /// Accepts revealed shares that answer exactly this device's request.
+    pub fn receive_response(&mut self, response: UnmaskResponse) -> Result<(), ServerError> {
+        check_round(&self.info, response.federation, response.round)?;
+        let device = response.sender;
+        let position = self.cohort.member(&device)?;
+        if !self.uploaded.contains(&position) {
+            return Err(ServerError::NotEligible {
+                device,
+                stage: Stage::Unmasking,
+            });
+        }
+        if self.responded.contains(&position) {
+            return Err(ServerError::Duplicate { device });
+        }
+        let (survivors, dropped) = self.split_neighbours(position);
+        let answers = |expected: &[u32], got: &[crate::wire::RevealedShare]| -> Option<Vec<u32>> {
+            let owners: Vec<u32> = got
+                .iter()
+                .map(|s| self.cohort.position(&s.owner))
+                .collect::<Option<_>>()?;
+            let as_set: BTreeSet<u32> = owners.iter().copied().collect();
+            (as_set.len() == owners.len() && as_set == expected.iter().copied().collect())
+                .then_some(owners)
+        };
+        let mismatch = ServerError::UnmaskResponseMismatch { device };
+        let self_owners =
+            answers(&survivors, &response.self_mask_shares).ok_or(mismatch.clone())?;
+        let mask_owners = answers(&dropped, &response.mask_key_shares).ok_or(mismatch)?;
+        let x = position + 1;
+        for (owner, share) in self_owners.into_iter().zip(&response.self_mask_shares) {
+            self.self_mask_shares
+                .entry(owner)
+                .or_default()
+                .push(share_at(x, share));
+        }
+        for (owner, share) in mask_owners.into_iter().zip(&response.mask_key_shares) {
+            self.mask_key_shares
+                .entry(owner)
+                .or_default()
+                .push(share_at(x, share));
+        }
+        self.responded.insert(position);
+        Ok(())
+    }
+
+    /// Reconstructs survivors' self-mask seeds and dropped clients' mask
+    /// keys, regenerates those masks and removes them from the sum.
+    pub fn close(self) -> Result<Done, Aborted> {
+        let context = self.info.context();
+        let t = self.cohort.threshold();
+        let cohort = &self.cohort;
+        let survivors: Vec<u32> = self.uploaded.iter().copied().collect();
+        let dropped: Vec<u32> = self
+            .sharers
+            .difference(&self.uploaded)
+            .copied()
+            .filter(|&p| !cohort.live_neighbours(p, &self.uploaded).is_empty())
+            .collect();
+
+        let shares_of =
+            |book: &BTreeMap<u32, Vec<Share>>, p: u32| -> Result<Vec<Share>, AbortReason> {
+                let shares = book.get(&p).cloned().unwrap_or_default();
+                if (shares.len() as u32) < t {
+                    let device = cohort.device(p).unwrap_or(DeviceId::from_bytes([0; 32]));
+                    return Err(AbortReason::TooFewUnmaskShares {
+                        device,
+                        have: shares.len() as u32,
+                        need: t,
+                    });
+                }
+                Ok(shares)
+            };
+        let failed = |p: u32| AbortReason::ReconstructionFailed {
+            device: cohort.device(p).unwrap_or(DeviceId::from_bytes([0; 32])),
+        };
+        let member = |p: u32| -> Result<(DeviceId, &AdvertiseKeys), AbortReason> {
+            cohort
+                .device(p)
+                .zip(cohort.advertisement(p))
+                .ok_or_else(|| failed(p))
+        };
+
+        let self_masks: Result<Vec<MaskSeed>, AbortReason> = survivors
+            .par_iter()
+            .map(|&p| {
+                let shares = shares_of(&self.self_mask_shares, p)?;
+                let (device, advert) = member(p)?;
+                let beta = shamir::reconstruct_checked(
+                    &shares,
+                    t as usize,
+                    MAX_RECONSTRUCTION_SUBSETS,
+                    |b| {
+                        self_mask_scalar_matches(b, &context, &device, &advert.self_mask_commitment)
+                    },
+                )
+                .map_err(|_| failed(p))?;
+                let beta = SecretScalar::from_scalar(beta);
+                Ok(self_mask_seed(beta.expose(), &context, &device))
+            })
+            .collect();
+        let pairwise: Result<Vec<Vec<(MaskSeed, MaskSign)>>, AbortReason> = dropped
+            .par_iter()
+            .map(|&j| {
+                let shares = shares_of(&self.mask_key_shares, j)?;
+                let (device_j, advert_j) = member(j)?;
+                let sigma = shamir::reconstruct_checked(
+                    &shares,
+                    t as usize,
+                    MAX_RECONSTRUCTION_SUBSETS,
+                    |s| mask_scalar_matches(s, &context, &device_j, &advert_j.mask_key),
+                )
+                .map_err(|_| failed(j))?;
+                let sigma = SecretScalar::from_scalar(sigma);
+                let secret = mask_agreement_secret(sigma.expose(), &context, &device_j);
+                cohort
+                    .live_neighbours(j, &self.uploaded)
+                    .into_iter()
+                    .map(|i| {
+                        let (device_i, advert_i) = member(i)?;
+                        let seed = pairwise_seed(
+                            &secret,
+                            &advert_i.mask_key,
+                            &context,
+                            &device_j,
+                            &device_i,
+                        )
+                        .map_err(|_| failed(j))?;
+                        // Survivor i applied pairwise_sign(i, j); undo it.
+                        Ok((seed, pairwise_sign(i, j).opposite()))
+                    })
+                    .collect()
+            })
+            .collect();
+
+        let Self { info, sum, .. } = self;
+        let abort = |info, reason| Aborted::new(info, Stage::Unmasking, reason);
+        let self_masks = match self_masks {
+            Ok(v) => v,
+            Err(reason) => return Err(abort(info, reason)),
+        };
+        let pairwise = match pairwise {
+            Ok(v) => v,
+            Err(reason) => return Err(abort(info, reason)),
+        };
+        let masks: Vec<(&MaskSeed, MaskSign)> = self_masks
+            .iter()
+            .map(|s| (s, MaskSign::Subtract))
+            .chain(pairwise.iter().flatten().map(|(s, sign)| (s, *sign)))
+            .collect();
+        let mut sum = sum;
+        if mask::apply(&mut sum, &masks).is_err() {
+            // Cannot happen: the vector length was validated far below the
+            // PRG's limit. Publish nothing rather than a masked sum.
+            let device = cohort.device(0).unwrap_or(DeviceId::from_bytes([0; 32]));
+            return Err(abort(info, AbortReason::ReconstructionFailed { device }));
+        }
+        let contributors = cohort.devices_at(&survivors);
+        Ok(Done {
+            info,
+            contributors,
+            sum,
+            masks_removed: masks.len() as u32,
+        })
+    }
+}
+
+/// The round's result: the exact sum mod 2^32 of the contributors'
+/// quantized updates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Done {
+    info: RoundInfo,
+    contributors: Vec<DeviceId>,
+    #[serde(with = "crate::wire::encoding::u32_vec")]
+    sum: Vec<u32>,
+    masks_removed: u32,
+}
+
+impl Done {
+    /// The round.
+    pub fn info(&self) -> &RoundInfo {
+        &self.info
+    }
+
+    /// Whose updates are in the sum.
+    pub fn contributors(&self) -> &[DeviceId] {
+        &self.contributors
+    }
+
+    /// `Σ x_i mod 2^32` over the contributors.
+    pub fn sum(&self) -> &[u32] {
+        &self.sum
+    }
+
+    /// The sum, by value.
+    pub fn into_sum(self) -> Vec<u32> {
+        self.sum
+    }
+
+    /// PRG expansions the server ran to unmask (survivors' self masks plus
+    /// pairwise masks with dropped clients).
+    pub fn masks_removed(&self) -> u32 {
+        self.masks_removed
+    }
+
+    /// The contributors' mean update, decoded from fixed point.
+    pub fn decode_mean(&self) -> Result<Vec<f32>, crate::dp::DpError> {
+        Ok(self
+            .info
+            .distributed_dp()?
+            .decode_mean(&self.sum, self.contributors.len()))
+    }
+}
+
+/// A whole round on the server, in whichever stage it is: the type the
+/// server crate stores and drives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "stage", content = "state", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
+pub enum AggregatorRound {
+    /// See [`CollectingKeys`].
+    CollectingKeys(CollectingKeys),
+    /// See [`SharingKeys`].
+    SharingKeys(SharingKeys),
+    /// See [`CollectingUploads`].
+    CollectingUploads(CollectingUploads),
+    /// See [`Unmasking`].
+    Unmasking(Unmasking),
+    /// See [`Done`].
+    Done(Done),
+    /// See [`Aborted`].
+    Aborted(Aborted),
+}
+
+fn message_kind(message: &ClientMessage) -> &'static str {
+    match message {
+        ClientMessage::AdvertiseKeys(_) => "advertise_keys",
+        ClientMessage::EncryptedShares(_) => "encrypted_shares",
+        ClientMessage::MaskedUpload(_) => "masked_upload",
+        ClientMessage::UnmaskResponse(_) => "unmask_response",
+    }
+}
+
+impl AggregatorRound {
+    /// A new round collecting keys.
+    pub fn new(info: RoundInfo) -> Result<Self, ConfigError> {
+        CollectingKeys::new(info).map(Self::CollectingKeys)
+    }
+
+    /// The current stage.
+    pub fn stage(&self) -> Stage {
+        match self {
+            Self::CollectingKeys(_) => Stage::CollectingKeys,
+            Self::SharingKeys(_) => Stage::SharingKeys,
+            Self::CollectingUploads(_) => Stage::CollectingUploads,
+            Self::Unmasking(_) => Stage::Unmasking,
+            Self::Done(_) => Stage::Done,
+            Self::Aborted(_) => Stage::Aborted,
+        }
+    }
+
+    /// The round's parameters.
+    pub fn info(&self) -> &RoundInfo {
+        match self {
+            Self::CollectingKeys(s) => &s.info,
+            Self::SharingKeys(s) => &s.info,
+            Self::CollectingUploads(s) => &s.info,
+            Self::Unmasking(s) => &s.info,
+            Self::Done(s) => &s.info,
+            Self::Aborted(s) => &s.info,
+        }
+    }
+
+    /// Accepts a client message if the current stage takes it.
+    pub fn receive(&mut self, message: ClientMessage) -> Result<(), ServerError> {
+        let stage = self.stage();
+        match (self, message) {
+            (Self::CollectingKeys(s), ClientMessage::AdvertiseKeys(m)) => {
+                s.receive_advertisement(m)
+            }
+            (Self::SharingKeys(s), ClientMessage::EncryptedShares(m)) => s.receive_shares(m),
+            (Self::CollectingUploads(s), ClientMessage::MaskedUpload(m)) => s.receive_upload(&m),
+            (Self::Unmasking(s), ClientMessage::UnmaskResponse(m)) => s.receive_response(m),
+            (_, m) => Err(ServerError::UnexpectedMessage {
+                stage,
+                message: message_kind(&m),
+            }),
+        }
+    }
+
+    /// Accepts a binary masked upload if the round is collecting uploads.
+    pub fn receive_upload_bytes(&mut self, bytes: &[u8]) -> Result<DeviceId, ServerError> {
+        match self {
+            Self::CollectingUploads(s) => s.receive_upload_bytes(bytes),
+            other => Err(ServerError::UnexpectedMessage {
+                stage: other.stage(),
+                message: "masked_upload",
+            }),
+        }
+    }
+
+    /// What to send `device` in the current stage.
+    pub fn message_for(&self, device: &DeviceId) -> Result<ServerMessage, ServerError> {
+        match self {
+            Self::CollectingKeys(s) => Ok(ServerMessage::RoundInfo(s.info.clone())),
+            Self::SharingKeys(s) => s
+                .neighbour_keys_for(device)
+                .map(ServerMessage::NeighbourKeys),
+            Self::CollectingUploads(s) => s.shares_for(device).map(ServerMessage::SharesForDevice),
+            Self::Unmasking(s) => s
+                .unmask_request_for(device)
+                .map(ServerMessage::UnmaskRequest),
+            Self::Done(_) | Self::Aborted(_) => Err(ServerError::NothingToSend {
+                stage: self.stage(),
+            }),
+        }
+    }
+
+    /// Who should get [`AggregatorRound::message_for`] in this stage (empty
+    /// while collecting keys: the round info goes to anyone who asks).
+    pub fn recipients(&self) -> Vec<DeviceId> {
+        match self {
+            Self::SharingKeys(s) => s.cohort.devices.clone(),
+            Self::CollectingUploads(s) => s.sharers(),
+            Self::Unmasking(s) => s.survivors(),
+            Self::CollectingKeys(_) | Self::Done(_) | Self::Aborted(_) => Vec::new(),
+        }
+    }
+
+    /// Ends the current stage (its deadline passed, or everyone answered):
+    /// the next stage, or `Aborted`. `Done` and `Aborted` stay as they are.
+    pub fn close_stage(self) -> Self {
+        match self {
+            Self::CollectingKeys(s) => s.close().map_or_else(Self::Aborted, Self::SharingKeys),
+            Self::SharingKeys(s) => s
+                .close()
+                .map_or_else(Self::Aborted, Self::CollectingUploads),
+            Self::CollectingUploads(s) => s.close().map_or_else(Self::Aborted, Self::Unmasking),
+            Self::Unmasking(s) => s.close().map_or_else(Self::Aborted, Self::Done),
+            done @ (Self::Done(_) | Self::Aborted(_)) => done,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::crypto::DeviceIdentity;
+    use crate::crypto::round_keys::{RoundSecrets, sign_advertisement};
+    use crate::dp::DpConfig;
+    use crate::graph::GraphSeed;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn info() -> RoundInfo {
+        RoundInfo {
+            federation: FederationId::from_bytes([1; 16]),
+            round: RoundId(3),
+            vector_len: 8,
+            min_clients: 3,
+            max_clients: 3,
+            min_survivors: 2,
+            degree: None,
+            threshold: None,
+            graph_seed: GraphSeed([2; 32]),
+            dp: DpConfig {
+                clip_norm: 1.0,
+                noise_multiplier: 1.0,
+            },
+        }
+    }
+
+    #[test]
+    fn advertisements_reusing_keys_or_over_capacity_are_rejected() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let info = info();
+        let ctx = info.context();
+        let mut stage = CollectingKeys::new(info).unwrap();
+        let identities: Vec<DeviceIdentity> =
+            (0..4).map(|_| DeviceIdentity::generate(&mut rng)).collect();
+        let keys: Vec<_> = identities
+            .iter()
+            .map(|id| RoundSecrets::generate(&mut rng, &ctx, &id.device_id()).1)
+            .collect();
+        let advert = |i: usize, k: &crate::crypto::round_keys::RoundPublicKeys| {
+            sign_advertisement(&identities[i], &ctx, k)
+        };
+
+        stage.receive_advertisement(advert(0, &keys[0])).unwrap();
+        let b = identities[1].device_id();
+        let mut copied = keys[1];
+        copied.mask_key = keys[0].share_key;
+        assert_eq!(
+            stage.receive_advertisement(advert(1, &copied)),
+            Err(ServerError::KeyReused { device: b })
+        );
+        let mut same = keys[1];
+        same.mask_key = same.share_key;
+        assert_eq!(
+            stage.receive_advertisement(advert(1, &same)),
+            Err(ServerError::KeyReused { device: b })
+        );
+        assert_eq!(
+            stage.receive_advertisement(advert(0, &keys[0])),
+            Err(ServerError::Duplicate {
+                device: identities[0].device_id()
+            })
+        );
+        stage.receive_advertisement(advert(1, &keys[1])).unwrap();
+        stage.receive_advertisement(advert(2, &keys[2])).unwrap();
+        assert_eq!(
+            stage.receive_advertisement(advert(3, &keys[3])),
+            Err(ServerError::CohortFull { max: 3 })
+        );
+        assert_eq!(stage.advertised(), 3);
+    }
+
+    #[test]
+    fn too_few_advertisements_abort_at_close() {
+        let stage = CollectingKeys::new(info()).unwrap();
+        let aborted = stage.close().unwrap_err();
+        assert_eq!(
+            aborted.reason(),
+            &AbortReason::TooFewClients { have: 0, need: 3 }
+        );
+        assert_eq!(aborted.stage(), Stage::CollectingKeys);
+    }
+
+    #[test]
+    fn invalid_round_info_is_refused() {
+        let mut bad = info();
+        bad.min_survivors = 1;
+        assert!(matches!(
+            AggregatorRound::new(bad),
+            Err(ConfigError::ClientBounds { .. })
+        ));
+        let mut bad = info();
+        bad.vector_len = 0;
+        assert!(matches!(
+            AggregatorRound::new(bad),
+            Err(ConfigError::VectorLen { .. })
+        ));
+        let mut bad = info();
+        bad.threshold = Some(1); // 2t must exceed k = 2
+        assert!(matches!(
+            AggregatorRound::new(bad),
+            Err(ConfigError::Neighbourhood(_))
+        ));
+        let mut bad = info();
+        bad.dp.clip_norm = -1.0;
+        assert!(matches!(AggregatorRound::new(bad), Err(ConfigError::Dp(_))));
+    }
+}

@@ -1,0 +1,875 @@
+//! The operator's configuration file: where the server listens, where it
+//! keeps its data, and each federation it runs.
+//!
+//! Parsing is strict (`deny_unknown_fields`: a misspelt key is an error, not
+//! a silently ignored setting) and every value is checked before anything
+//! starts, with an error naming the federation and field. Relative paths
+//! are relative to the configuration file's folder, so a server folder can
+//! be moved as a whole.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rounds::Stage;
+
+/// File name `init` writes and commands look for by default.
+pub const CONFIG_FILE: &str = "hearth-server.toml";
+
+/// A configuration file as `init` writes it: one small federation, every
+/// setting present with its default, ready to edit.
+pub const EXAMPLE_CONFIG: &str = r#"# hearth-server configuration. Relative paths are relative to this file.
+
+[server]
+listen = "127.0.0.1:8443"
+data_dir = "."
+request_timeout_secs = 30
+max_concurrent_requests = 1024
+
+[server.tls]
+# Operator-supplied PEM files; leave both out to use the self-signed
+# certificate `hearth-server init` generates under <data_dir>/tls/.
+# cert = "/etc/hearth/cert.pem"
+# key = "/etc/hearth/key.pem"
+# Extra names for the self-signed certificate (localhost, 127.0.0.1 and ::1
+# are always included).
+names = []
+
+[[federation]]
+id = "notes"
+server_learning_rate = 1.0
+min_clients = 3
+target_clients = 10
+over_selection = 1.3
+
+[federation.base_model]
+id = "smollm2-135m-instruct"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+
+[federation.adapter]
+# Either the tensors (name and shape) or the total parameter count, or both.
+parameters = 16384
+tensors = [
+    { name = "model.layers.0.self_attn.q_proj.lora_A.weight", shape = [8, 1024] },
+    { name = "model.layers.0.self_attn.q_proj.lora_B.weight", shape = [1024, 8] },
+]
+
+[federation.deadlines]
+gather_secs = 600
+advertise_keys_secs = 120
+share_keys_secs = 120
+masked_input_secs = 1800
+unmasking_secs = 120
+
+[federation.secagg]
+# neighbours = 8    # leave out for about log2(cohort size)
+# threshold = 5     # leave out for a strict majority of the neighbours
+
+[federation.dp]
+clip_norm = 1.0
+noise_multiplier = 1.0
+
+[federation.checkin]
+min_retry_secs = 30
+max_retry_secs = 900
+target_rate_per_sec = 50.0
+"#;
+
+/// Everything in a configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The `[server]` section.
+    pub server: ServerConfig,
+    /// The `[[federation]]` entries.
+    #[serde(default, rename = "federation")]
+    pub federations: Vec<FederationConfig>,
+}
+
+/// The `[server]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Folder holding the database and the generated certificate.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Certificate settings.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Longest a request may take before it is answered 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Requests served at once; more wait their turn.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
+}
+
+/// The `[server.tls]` section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Operator-supplied certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Operator-supplied private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Extra subject names for the self-signed certificate.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// One `[[federation]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Stable identifier used in URLs (`[a-z0-9][a-z0-9._-]*`, at most 64).
+    pub id: String,
+    /// The frozen model every client trains adapters for.
+    pub base_model: BaseModel,
+    /// Shape of the adapter being averaged.
+    pub adapter: AdapterShape,
+    /// Fewest clients a round may start with (after the gather deadline).
+    pub min_clients: u32,
+    /// Clients a round aims to finish with.
+    pub target_clients: u32,
+    /// Over-selection factor absorbing dropouts: a round invites
+    /// `ceil(target_clients * over_selection)` clients.
+    #[serde(default = "default_over_selection")]
+    pub over_selection: f64,
+    /// How long each stage may take.
+    #[serde(default)]
+    pub deadlines: Deadlines,
+    /// Secure aggregation neighbourhood settings.
+    #[serde(default)]
+    pub secagg: SecAggConfig,
+    /// Differential privacy settings every client applies.
+    pub dp: DpConfig,
+    /// Step size applied to the decoded average update.
+    #[serde(default = "default_server_learning_rate")]
+    pub server_learning_rate: f64,
+    /// Check-in pacing.
+    #[serde(default)]
+    pub checkin: CheckinPacing,
+}
+
+/// The base model a federation trains against.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseModel {
+    /// Registry name of the model.
+    pub id: String,
+    /// SHA-256 of the model's weights (lower-case hex).
+    pub sha256: String,
+}
+
+/// The adapter's tensors, or just its size, or both (then they must agree).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterShape {
+    /// Named tensors with their shapes, in the order they are flattened.
+    #[serde(default)]
+    pub tensors: Vec<TensorSpec>,
+    /// Total number of parameters.
+    pub parameters: Option<u64>,
+}
+
+/// One adapter tensor.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    /// Tensor name as in the adapter file.
+    pub name: String,
+    /// Dimensions, outermost first.
+    pub shape: Vec<u64>,
+}
+
+/// Seconds each stage of a round may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadlines {
+    /// How long to wait for `target_clients * over_selection` devices before
+    /// settling for `min_clients`.
+    #[serde(default = "default_gather")]
+    pub gather_secs: u32,
+    /// SecAgg+ stage 0: clients advertise their public keys.
+    #[serde(default = "default_short_stage")]
+    pub advertise_keys_secs: u32,
+    /// SecAgg+ stage 1: clients exchange encrypted key shares.
+    #[serde(default = "default_short_stage")]
+    pub share_keys_secs: u32,
+    /// SecAgg+ stage 2: clients train and upload masked updates.
+    #[serde(default = "default_masked_input")]
+    pub masked_input_secs: u32,
+    /// SecAgg+ stage 3: survivors reveal shares to remove masks.
+    #[serde(default = "default_short_stage")]
+    pub unmasking_secs: u32,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            gather_secs: default_gather(),
+            advertise_keys_secs: default_short_stage(),
+            share_keys_secs: default_short_stage(),
+            masked_input_secs: default_masked_input(),
+            unmasking_secs: default_short_stage(),
+        }
+    }
+}
+
+impl Deadlines {
+    /// How long `stage` may take.
+    pub fn for_stage(&self, stage: Stage) -> Duration {
+        let secs = match stage {
+            Stage::AdvertiseKeys => self.advertise_keys_secs,
+            Stage::ShareKeys => self.share_keys_secs,
+            Stage::MaskedInput => self.masked_input_secs,
+            Stage::Unmasking => self.unmasking_secs,
+        };
+        Duration::from_secs(u64::from(secs))
+    }
+
+    /// How long gathering waits for a full cohort.
+    pub fn gather(&self) -> Duration {
+        Duration::from_secs(u64::from(self.gather_secs))
+    }
+}
+
+/// SecAgg+ neighbourhood size `k` and share threshold `t`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecAggConfig {
+    /// Neighbours per client; `None` picks about `log2(cohort size)`.
+    pub neighbours: Option<u32>,
+    /// Shares needed to reconstruct; `None` picks a strict majority of `k`.
+    pub threshold: Option<u32>,
+}
+
+/// The `k` and `t` a cohort of a given size runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecAggParams {
+    /// Neighbours per client.
+    pub neighbours: u32,
+    /// Shares needed to reconstruct a secret.
+    pub threshold: u32,
+}
+
+impl SecAggConfig {
+    /// `k` and `t` for a cohort of `n` clients (`n >= 2`).
+    ///
+    /// Automatic `k` is `ceil(log2 n)`, at least 2, which keeps the
+    /// per-client cost logarithmic (SecAgg+); automatic `t` is a strict
+    /// majority of `k`, the least that keeps the server from gathering both
+    /// kinds of share for one client.
+    pub fn for_cohort(&self, n: u32) -> SecAggParams {
+        let most = n.saturating_sub(1).max(1);
+        let auto = (u32::BITS - n.saturating_sub(1).leading_zeros()).max(2);
+        let neighbours = self.neighbours.unwrap_or(auto).min(most);
+        let threshold = self.threshold.unwrap_or(neighbours / 2 + 1);
+        SecAggParams {
+            neighbours,
+            threshold,
+        }
+    }
+}
+
+/// Differential privacy applied by every client.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpConfig {
+    /// L2 norm each client's update is clipped to.
+    pub clip_norm: f64,
+    /// Gaussian noise standard deviation, as a multiple of `clip_norm`.
+    pub noise_multiplier: f64,
+}
+
+/// How often devices are asked to check in.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckinPacing {
+    /// Shortest retry delay given.
+    #[serde(default = "default_min_retry")]
+    pub min_retry_secs: u32,
+    /// Longest retry delay given.
+    #[serde(default = "default_max_retry")]
+    pub max_retry_secs: u32,
+    /// Check-ins per second the whole population should settle at; larger
+    /// populations are spread over longer delays to hold it.
+    #[serde(default = "default_target_rate")]
+    pub target_rate_per_sec: f64,
+}
+
+impl Default for CheckinPacing {
+    fn default() -> Self {
+        CheckinPacing {
+            min_retry_secs: default_min_retry(),
+            max_retry_secs: default_max_retry(),
+            target_rate_per_sec: default_target_rate(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".")
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_max_concurrent() -> usize {
+    1024
+}
+fn default_over_selection() -> f64 {
+    1.3
+}
+fn default_server_learning_rate() -> f64 {
+    1.0
+}
+fn default_gather() -> u32 {
+    600
+}
+fn default_short_stage() -> u32 {
+    120
+}
+fn default_masked_input() -> u32 {
+    1800
+}
+fn default_min_retry() -> u32 {
+    30
+}
+fn default_max_retry() -> u32 {
+    900
+}
+fn default_target_rate() -> f64 {
+    50.0
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("configuration {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("configuration: {place}: {problem}")]
+    Invalid {
+        /// `server.listen`, `federation "notes": min_clients`, ...
+        place: String,
+        /// What is wrong and what would be right.
+        problem: String,
+    },
+}
+
+fn invalid(place: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        place: place.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file, resolving relative
+    /// paths against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text; relative paths are joined
+    /// to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
+        config.server.data_dir = resolve(base, &config.server.data_dir);
+        if let Some(cert) = &mut config.server.tls.cert {
+            *cert = resolve(base, cert);
+        }
+        if let Some(key) = &mut config.server.tls.key {
+            *key = resolve(base, key);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        if server.request_timeout_secs == 0 {
+            return Err(invalid("server.request_timeout_secs", "must be at least 1"));
+        }
+        if server.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "server.max_concurrent_requests",
+                "must be at least 1",
+            ));
+        }
+        if server.tls.cert.is_some() != server.tls.key.is_some() {
+            return Err(invalid(
+                "server.tls",
+                "give both cert and key, or neither for the self-signed certificate",
+            ));
+        }
+        for name in &server.tls.names {
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '/') {
+                return Err(invalid(
+                    "server.tls.names",
+                    format!("{name:?} is not a host name or IP address"),
+                ));
+            }
+        }
+        let mut ids = HashSet::new();
+        for federation in &self.federations {
+            federation.validate()?;
+            if !ids.insert(federation.id.as_str()) {
+                return Err(invalid(
+                    format!("federation {:?}", federation.id),
+                    "the id is used twice",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The federation with this id.
+    pub fn federation(&self, id: &str) -> Option<&FederationConfig> {
+        self.federations.iter().find(|f| f.id == id)
+    }
+
+    /// Where the database lives.
+    pub fn database_path(&self) -> PathBuf {
+        self.server.data_dir.join(crate::storage::DATABASE_FILE)
+    }
+}
+
+/// `path` relative to `base` (absolute paths stay), without `.` parts.
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    let joined = base.join(path);
+    let mut clean: PathBuf = joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if clean.as_os_str().is_empty() {
+        clean = PathBuf::from(".");
+    }
+    clean
+}
+
+/// Whether `id` is a usable federation id.
+pub fn valid_federation_id(id: &str) -> bool {
+    let mut bytes = id.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_lowercase() || b.is_ascii_digit())
+        && id.len() <= 64
+        && bytes.all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+}
+
+impl FederationConfig {
+    /// Devices invited to a round: `ceil(target_clients * over_selection)`.
+    pub fn cohort_target(&self) -> u32 {
+        // Validated: target <= 100_000 and over_selection <= 3, so this fits.
+        (f64::from(self.target_clients) * self.over_selection).ceil() as u32
+    }
+
+    /// Total adapter parameters, from the tensors or the stated count.
+    pub fn parameter_count(&self) -> u64 {
+        match self.adapter.parameters {
+            Some(n) => n,
+            None => tensor_parameters(&self.adapter.tensors).unwrap_or(0),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let place = |field: &str| format!("federation {:?}: {field}", self.id);
+        if !valid_federation_id(&self.id) {
+            return Err(invalid(
+                format!("federation {:?}", self.id),
+                "id must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
+            ));
+        }
+        if self.base_model.id.trim().is_empty() {
+            return Err(invalid(place("base_model.id"), "must not be empty"));
+        }
+        let sha = &self.base_model.sha256;
+        if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(invalid(
+                place("base_model.sha256"),
+                "must be 64 lower-case hex digits",
+            ));
+        }
+        self.validate_adapter(&place)?;
+        if self.min_clients < 2 {
+            return Err(invalid(
+                place("min_clients"),
+                "secure aggregation needs at least 2 clients",
+            ));
+        }
+        if self.target_clients < self.min_clients {
+            return Err(invalid(
+                place("target_clients"),
+                format!("must be at least min_clients ({})", self.min_clients),
+            ));
+        }
+        if self.target_clients > 100_000 {
+            return Err(invalid(place("target_clients"), "must be at most 100000"));
+        }
+        if !(1.0..=3.0).contains(&self.over_selection) {
+            return Err(invalid(
+                place("over_selection"),
+                "must be between 1.0 and 3.0",
+            ));
+        }
+        let d = &self.deadlines;
+        for (field, secs) in [
+            ("deadlines.gather_secs", d.gather_secs),
+            ("deadlines.advertise_keys_secs", d.advertise_keys_secs),
+            ("deadlines.share_keys_secs", d.share_keys_secs),
+            ("deadlines.masked_input_secs", d.masked_input_secs),
+            ("deadlines.unmasking_secs", d.unmasking_secs),
+        ] {
+            if secs == 0 || secs > 7 * 24 * 3600 {
+                return Err(invalid(
+                    place(field),
+                    "must be between 1 and 604800 seconds",
+                ));
+            }
+        }
+        self.validate_secagg(&place)?;
+        if !(self.dp.clip_norm.is_finite() && self.dp.clip_norm > 0.0) {
+            return Err(invalid(place("dp.clip_norm"), "must be a positive number"));
+        }
+        if !(self.dp.noise_multiplier.is_finite() && self.dp.noise_multiplier >= 0.0) {
+            return Err(invalid(
+                place("dp.noise_multiplier"),
+                "must be zero or a positive number",
+            ));
+        }
+        if !(self.server_learning_rate.is_finite() && self.server_learning_rate > 0.0) {
+            return Err(invalid(
+                place("server_learning_rate"),
+                "must be a positive number",
+            ));
+        }
+        let c = &self.checkin;
+        if c.min_retry_secs == 0 {
+            return Err(invalid(
+                place("checkin.min_retry_secs"),
+                "must be at least 1",
+            ));
+        }
+        if c.max_retry_secs < c.min_retry_secs || c.max_retry_secs > 86_400 {
+            return Err(invalid(
+                place("checkin.max_retry_secs"),
+                format!(
+                    "must be between min_retry_secs ({}) and 86400",
+                    c.min_retry_secs
+                ),
+            ));
+        }
+        if !(c.target_rate_per_sec.is_finite() && c.target_rate_per_sec > 0.0) {
+            return Err(invalid(
+                place("checkin.target_rate_per_sec"),
+                "must be a positive number",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_adapter(&self, place: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let adapter = &self.adapter;
+        if adapter.tensors.is_empty() && adapter.parameters.is_none() {
+            return Err(invalid(
+                place("adapter"),
+                "give the tensors (name and shape) or the total parameter count",
+            ));
+        }
+        let mut names = HashSet::new();
+        for tensor in &adapter.tensors {
+            if tensor.name.is_empty() || !names.insert(tensor.name.as_str()) {
+                return Err(invalid(
+                    place("adapter.tensors"),
+                    format!("tensor name {:?} is empty or repeated", tensor.name),
+                ));
+            }
+            if tensor.shape.is_empty() || tensor.shape.contains(&0) {
+                return Err(invalid(
+                    place("adapter.tensors"),
+                    format!(
+                        "tensor {:?} needs a shape of non-zero dimensions",
+                        tensor.name
+                    ),
+                ));
+            }
+        }
+        let from_tensors =
+            if adapter.tensors.is_empty() {
+                None
+            } else {
+                Some(tensor_parameters(&adapter.tensors).ok_or_else(|| {
+                    invalid(place("adapter.tensors"), "parameter count overflows")
+                })?)
+            };
+        match (from_tensors, adapter.parameters) {
+            (_, Some(0)) => Err(invalid(place("adapter.parameters"), "must be at least 1")),
+            (Some(sum), Some(stated)) if sum != stated => Err(invalid(
+                place("adapter.parameters"),
+                format!("is {stated} but the tensors hold {sum}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_secagg(&self, place: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let s = &self.secagg;
+        if let Some(k) = s.neighbours
+            && k < 2
+        {
+            return Err(invalid(place("secagg.neighbours"), "must be at least 2"));
+        }
+        // k grows with the cohort, so t must fit the smallest cohort's k and
+        // still be a majority of the largest's.
+        let smallest = s.for_cohort(self.min_clients);
+        let largest = s.for_cohort(self.cohort_target().max(self.min_clients));
+        if let Some(t) = s.threshold {
+            if t == 0 || t > smallest.neighbours {
+                return Err(invalid(
+                    place("secagg.threshold"),
+                    format!(
+                        "must be between 1 and the neighbourhood size of the smallest cohort ({})",
+                        smallest.neighbours
+                    ),
+                ));
+            }
+            if 2 * t <= largest.neighbours {
+                return Err(invalid(
+                    place("secagg.threshold"),
+                    format!(
+                        "must be more than half the neighbourhood size of the largest cohort ({})",
+                        largest.neighbours
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn tensor_parameters(tensors: &[TensorSpec]) -> Option<u64> {
+    tensors.iter().try_fold(0u64, |sum, t| {
+        let count = t.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d))?;
+        sum.checked_add(count)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Config {
+        Config::parse(EXAMPLE_CONFIG, Path::new("/srv/hearth")).expect("example parses")
+    }
+
+    fn with(edit: impl FnOnce(&mut String)) -> Result<Config, ConfigError> {
+        let mut text = EXAMPLE_CONFIG.to_owned();
+        edit(&mut text);
+        Config::parse(&text, Path::new("/srv/hearth"))
+    }
+
+    fn problem(result: Result<Config, ConfigError>) -> String {
+        match result {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_example_is_valid_and_resolves_paths() {
+        let config = example();
+        assert_eq!(config.server.data_dir, Path::new("/srv/hearth"));
+        let here = Config::parse(EXAMPLE_CONFIG, Path::new("")).expect("parses");
+        assert_eq!(here.server.data_dir, Path::new("."));
+        assert_eq!(config.federations.len(), 1);
+        let f = &config.federations[0];
+        assert_eq!(f.cohort_target(), 13);
+        assert_eq!(f.parameter_count(), 16384);
+        assert_eq!(f.over_selection, 1.3);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_location() {
+        let err = problem(with(|t| {
+            *t = t.replace("min_clients = 3", "min_client = 3")
+        }));
+        assert!(err.contains("min_client"), "{err}");
+        let err = problem(with(|t| t.push_str("\n[server.extra]\nx = 1\n")));
+        assert!(err.contains("line") || err.contains("extra"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_federation_and_field() {
+        let err = problem(with(|t| {
+            *t = t.replace("min_clients = 3", "min_clients = 1")
+        }));
+        assert!(err.contains("\"notes\": min_clients"), "{err}");
+        let err = problem(with(|t| {
+            *t = t.replace("target_clients = 10", "target_clients = 2")
+        }));
+        assert!(err.contains("target_clients"), "{err}");
+        let err = problem(with(|t| {
+            *t = t.replace("over_selection = 1.3", "over_selection = 0.9")
+        }));
+        assert!(err.contains("over_selection"), "{err}");
+        let err = problem(with(|t| {
+            *t = t.replace("clip_norm = 1.0", "clip_norm = -1.0")
+        }));
+        assert!(err.contains("dp.clip_norm"), "{err}");
+        let err = problem(with(|t| {
+            *t = t.replace("max_retry_secs = 900", "max_retry_secs = 10")
+        }));
+        assert!(err.contains("checkin.max_retry_secs"), "{err}");
+        let err = problem(with(|t| *t = t.replace(&"0".repeat(64), "abc")));
+        assert!(err.contains("base_model.sha256"), "{err}");
+        let err = problem(with(|t| {
+            *t = t.replace("unmasking_secs = 120", "unmasking_secs = 0")
+        }));
+        assert!(err.contains("deadlines.unmasking_secs"), "{err}");
+    }
+
+    #[test]
+    fn adapter_shape_must_be_given_and_consistent() {
+        let err = problem(with(|t| {
+            *t = t.replace("parameters = 16384", "parameters = 5")
+        }));
+        assert!(err.contains("tensors hold 16384"), "{err}");
+        let only_count = with(|t| {
+            let start = t.find("tensors = [").expect("tensors");
+            let end = t[start..].find("]\n\n").expect("end") + start + 2;
+            t.replace_range(start..end, "");
+        })
+        .expect("count alone is enough");
+        assert_eq!(only_count.federations[0].parameter_count(), 16384);
+        let err = problem(with(|t| {
+            *t = t.replace("parameters = 16384", "");
+            *t = t.replace("shape = [8, 1024]", "shape = [8, 0]");
+        }));
+        assert!(err.contains("non-zero"), "{err}");
+    }
+
+    #[test]
+    fn tls_paths_come_in_pairs() {
+        let err = problem(with(|t| *t = t.replace("# cert = ", "cert = ")));
+        assert!(err.contains("server.tls"), "{err}");
+        let both = with(|t| {
+            *t = t.replace("# cert = \"/etc", "cert = \"/etc");
+            *t = t.replace("# key = \"/etc", "key = \"/etc");
+        })
+        .expect("both");
+        assert_eq!(
+            both.server.tls.key.as_deref(),
+            Some(Path::new("/etc/hearth/key.pem"))
+        );
+    }
+
+    #[test]
+    fn duplicate_and_malformed_ids_are_refused() {
+        let mut text = EXAMPLE_CONFIG.to_owned();
+        let federation = &EXAMPLE_CONFIG[EXAMPLE_CONFIG.find("[[federation]]").expect("entry")..];
+        text.push_str(federation);
+        let err = problem(Config::parse(&text, Path::new(".")));
+        assert!(err.contains("used twice"), "{err}");
+        let err = problem(with(|t| {
+            *t = t.replace("id = \"notes\"", "id = \"Notes!\"")
+        }));
+        assert!(err.contains("id must be"), "{err}");
+    }
+
+    #[test]
+    fn secagg_parameters_follow_the_cohort_size() {
+        let auto = SecAggConfig::default();
+        assert_eq!(
+            auto.for_cohort(2),
+            SecAggParams {
+                neighbours: 1,
+                threshold: 1
+            }
+        );
+        assert_eq!(
+            auto.for_cohort(3),
+            SecAggParams {
+                neighbours: 2,
+                threshold: 2
+            }
+        );
+        assert_eq!(
+            auto.for_cohort(13),
+            SecAggParams {
+                neighbours: 4,
+                threshold: 3
+            }
+        );
+        assert_eq!(
+            auto.for_cohort(1000),
+            SecAggParams {
+                neighbours: 10,
+                threshold: 6
+            }
+        );
+        let fixed = SecAggConfig {
+            neighbours: Some(8),
+            threshold: Some(5),
+        };
+        assert_eq!(
+            fixed.for_cohort(100),
+            SecAggParams {
+                neighbours: 8,
+                threshold: 5
+            }
+        );
+        // k never exceeds the other clients there are.
+        assert_eq!(fixed.for_cohort(4).neighbours, 3);
+
+        let err = problem(with(|t| *t = t.replace("# threshold = 5", "threshold = 1")));
+        assert!(err.contains("more than half"), "{err}");
+        let err = problem(with(|t| *t = t.replace("# threshold = 5", "threshold = 9")));
+        assert!(err.contains("smallest cohort"), "{err}");
+        with(|t| {
+            *t = t.replace("min_clients = 3", "min_clients = 5");
+            *t = t.replace("# neighbours = 8 ", "neighbours = 4 ");
+            *t = t.replace("# threshold = 5 ", "threshold = 3 ");
+        })
+        .expect("t = 3 is a majority of k = 4 for every cohort size");
+    }
+}

@@ -1,0 +1,172 @@
+//! Extractors that turn every input problem into an [`AppError`], so
+//! clients see one error shape: [`AppJson`] for unsigned JSON bodies and
+//! [`SignedRequest`] for device-signed requests.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{FromRequest, OriginalUri, Request};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::auth::{self, RequestToSign};
+use crate::error::AppError;
+use crate::storage::DeviceRecord;
+
+/// `axum::Json` whose rejections are [`AppError`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(AppJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> AppError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge
+    } else {
+        AppError::BadRequest(rejection.body_text())
+    }
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> AppError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge
+    } else {
+        AppError::BadRequest(rejection.body_text())
+    }
+}
+
+/// A request whose signature verified: the enrolled, non-revoked device
+/// that sent it and the exact body it signed.
+///
+/// Checks, cheapest first: headers present and well-formed; timestamp
+/// within the clock-skew window; device known and not revoked; signature;
+/// not seen before (see [`crate::replay`]). Consumes the body (it is
+/// hashed), so it must be a handler's last extractor.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    /// The device that signed.
+    pub device: DeviceRecord,
+    /// The body as received.
+    pub body: Bytes,
+}
+
+impl SignedRequest {
+    /// The body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, AppError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+struct Credentials {
+    device_id: String,
+    timestamp_ms: u64,
+    signature: String,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AppError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| AppError::MalformedCredentials(format!("{name} is not ASCII")))
+        })
+        .transpose()
+}
+
+fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
+    let device = header(headers, auth::DEVICE_HEADER)?;
+    let timestamp = header(headers, auth::TIMESTAMP_HEADER)?;
+    let signature = header(headers, auth::SIGNATURE_HEADER)?;
+    let (Some(device), Some(timestamp), Some(signature)) = (device, timestamp, signature) else {
+        return Err(AppError::MissingCredentials);
+    };
+    auth::check_device_id(device).map_err(|e| AppError::MalformedCredentials(e.to_string()))?;
+    let timestamp_ms = timestamp.parse().map_err(|_| {
+        AppError::MalformedCredentials(format!(
+            "{} must be milliseconds since the Unix epoch",
+            auth::TIMESTAMP_HEADER
+        ))
+    })?;
+    Ok(Credentials {
+        device_id: device.to_owned(),
+        timestamp_ms,
+        signature: signature.to_owned(),
+    })
+}
+
+impl FromRequest<AppState> for SignedRequest {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let credentials = credentials(req.headers())?;
+        let now_ms = crate::now_ms();
+        // Refuse stale requests before touching storage or hashing bodies.
+        auth::check_clock(credentials.timestamp_ms, now_ms)?;
+        let method = req.method().as_str().to_owned();
+        // Nested routers see a shortened URI; the signature covers the
+        // path as sent.
+        let uri = req
+            .extensions()
+            .get::<OriginalUri>()
+            .map_or_else(|| req.uri().clone(), |o| o.0.clone());
+        let path = uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+
+        let device = state
+            .storage
+            .device(credentials.device_id.clone())
+            .await?
+            .ok_or(AppError::UnknownDevice)?;
+        if device.revoked_at_ms.is_some() {
+            return Err(AppError::RevokedDevice);
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&device.public_key)
+            .map_err(|e| AppError::Internal(format!("stored key of {}: {e}", device.id)))?;
+
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
+        let signature = auth::verify_request(
+            &key,
+            &RequestToSign {
+                device_id: &credentials.device_id,
+                method: &method,
+                path: &path,
+                timestamp_ms: credentials.timestamp_ms,
+                body: &body,
+            },
+            &credentials.signature,
+            now_ms,
+        )?;
+        state.replay.check_and_remember(
+            &credentials.device_id,
+            &signature,
+            credentials.timestamp_ms,
+            now_ms,
+        )?;
+        Ok(SignedRequest { device, body })
+    }
+}

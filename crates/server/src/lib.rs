@@ -1,0 +1,100 @@
+//! `hearth-server`: the federation server's infrastructure.
+//!
+//! Devices enrol with a one-time invite and an Ed25519 key
+//! ([`routes`]: `POST /v1/enrol`), then sign every request ([`auth`]: the
+//! canonical string both sides build; [`replay`]: each signed request is
+//! accepted once). They check in ([`checkin`]) and are either told to join
+//! the round in flight or when to come back, with the delay steered by the
+//! federation's state and size ([`pace`]). A round opens when enough
+//! eligible devices are around; [`cohort`] decides and draws its members.
+//!
+//! Everything the server knows lives behind [`Storage`] (SQLite by
+//! default, [`SqliteStorage`]): devices, invites, federations, rounds as
+//! opaque protocol state with a compare-and-swap version, published global
+//! adapters, and an append-only event log. The SecAgg+ state machine plugs
+//! in through [`rounds::RoundProtocol`] and [`rounds::advance_round`]; on a
+//! restart, rounds in flight are resumed or aborted by one rule
+//! ([`rounds::recovery_rule`]).
+//!
+//! The operator describes federations in a TOML file ([`Config`]) and
+//! drives the server with the `hearth-server` binary ([`ops`]); it serves
+//! HTTPS with a generated self-signed certificate (pinned by fingerprint)
+//! or the operator's own ([`tls`]).
+//!
+//! ```
+//! use hearth_server::auth::{self, RequestToSign};
+//! use ed25519_dalek::SigningKey;
+//!
+//! let key = SigningKey::from_bytes(&[7; 32]);
+//! let request = RequestToSign {
+//!     device_id: "dev_example",
+//!     method: "POST",
+//!     path: "/v1/federations/notes/checkin",
+//!     timestamp_ms: 1_700_000_000_000,
+//!     body: b"{}",
+//! };
+//! let headers = auth::sign_request(&key, &request).unwrap();
+//! auth::verify_request(&key.verifying_key(), &request, &headers.signature, 1_700_000_000_500)
+//!     .unwrap();
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod checkin;
+pub mod cohort;
+pub mod config;
+pub mod error;
+mod extract;
+pub mod ids;
+pub mod ops;
+pub mod pace;
+pub mod replay;
+pub mod rounds;
+pub mod routes;
+pub mod server;
+pub mod storage;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use checkin::{CheckinRequest, CheckinResponse};
+pub use config::{Config, ConfigError, FederationConfig};
+pub use error::{AppError, Error};
+pub use extract::{AppJson, SignedRequest};
+pub use replay::{ReplayGuard, ReplayLimits};
+pub use rounds::{RoundProtocol, SetupOnly, Stage};
+pub use routes::app;
+pub use server::{RunningServer, start};
+pub use storage::{SqliteStorage, Storage, StorageError};
+
+/// What every handler shares: cheap to clone (all `Arc`s), no lock held
+/// across an `.await`.
+#[derive(Clone)]
+pub struct AppState {
+    /// The operator's configuration.
+    pub config: Arc<Config>,
+    /// Persistent state.
+    pub storage: Arc<dyn Storage>,
+    /// The round protocol.
+    pub protocol: Arc<dyn RoundProtocol>,
+    /// Signed requests seen recently.
+    pub replay: Arc<ReplayGuard>,
+}
+
+impl AppState {
+    /// A configured federation, or 404.
+    pub fn federation(&self, id: &str) -> Result<&FederationConfig, AppError> {
+        self.config
+            .federation(id)
+            .ok_or_else(|| AppError::NotFound(format!("no federation {id:?}")))
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

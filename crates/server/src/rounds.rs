@@ -1,0 +1,699 @@
+//! Rounds: the seam where the SecAgg+ state machine plugs in, and the
+//! server-side lifecycle around it (open, persist every step, resume or
+//! abort after a restart, abort at deadlines, publish).
+//!
+//! The server never interprets round state. A protocol implementation
+//! ([`RoundProtocol`]) turns a formed cohort into a first state and says
+//! whether a stored state can be carried on; round endpoints advance it
+//! with [`advance_round`], which persists each step by compare-and-swap so
+//! two requests racing on one round cannot both win, and a crash between
+//! steps loses nothing that was acknowledged.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{FederationConfig, SecAggParams};
+use crate::storage::{
+    CohortMember, GlobalVersion, NewRound, Publication, RoundAbort, RoundRecord, RoundSummary,
+    RoundUpdate, Storage, StorageError,
+};
+
+/// The four SecAgg+ stages a round moves through (Bonawitz et al.; Bell et
+/// al. for the neighbourhood variant). The protocol's own state types map
+/// onto these; deadlines are configured per stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Clients advertise their public keys.
+    AdvertiseKeys,
+    /// Clients exchange encrypted key shares with their neighbours.
+    ShareKeys,
+    /// Clients train and upload masked updates.
+    MaskedInput,
+    /// Survivors reveal shares so masks can be removed.
+    Unmasking,
+}
+
+impl Stage {
+    /// Every stage, in protocol order.
+    pub const ALL: [Stage; 4] = [
+        Stage::AdvertiseKeys,
+        Stage::ShareKeys,
+        Stage::MaskedInput,
+        Stage::Unmasking,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::AdvertiseKeys => "advertise_keys",
+            Stage::ShareKeys => "share_keys",
+            Stage::MaskedInput => "masked_input",
+            Stage::Unmasking => "unmasking",
+        }
+    }
+
+    /// The stage with this name.
+    pub fn parse(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A protocol state as the server keeps it: the stage and opaque bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundState {
+    /// Which stage the state is in.
+    pub stage: Stage,
+    /// The state machine, serialized by the protocol.
+    pub blob: Vec<u8>,
+}
+
+/// What a protocol gets to build a round's first state.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundSetup<'a> {
+    /// The federation's configuration.
+    pub federation: &'a FederationConfig,
+    /// The round's number.
+    pub round: u64,
+    /// The cohort, sorted by device id, with the keys their messages are
+    /// signed with.
+    pub cohort: &'a [CohortMember],
+    /// Neighbourhood size and threshold for this cohort's size.
+    pub secagg: SecAggParams,
+    /// When the round opens.
+    pub now_ms: u64,
+}
+
+/// A protocol refused a state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtocolError(pub String);
+
+/// What the server needs from a round's protocol state machine. The SecAgg+
+/// machine implements this (in an adapter module here, so the protocol
+/// crate needs no server types); round endpoints then call
+/// [`advance_round`] with the machine's step function.
+pub trait RoundProtocol: Send + Sync + 'static {
+    /// The first state of a round whose cohort was just formed.
+    fn open(&self, setup: &RoundSetup<'_>) -> Result<RoundState, ProtocolError>;
+    /// Whether a stored in-flight state can be carried on by this build
+    /// (it decodes, its stage is one the machine knows). Asked for every
+    /// round found in flight when the server starts.
+    fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError>;
+}
+
+/// The protocol used until the SecAgg+ machine is plugged in: a round's
+/// state is its setup (cohort with keys, `k`, `t`), which is exactly what
+/// the machine's first step consumes, at the advertise-keys stage. With no
+/// endpoint yet to receive key advertisements such rounds run into their
+/// deadline and are aborted, recorded as such.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetupOnly;
+
+/// The state [`SetupOnly`] stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupState {
+    /// Round number.
+    pub round: u64,
+    /// Device ids with base64url public keys, sorted by id.
+    pub cohort: Vec<(String, String)>,
+    /// Neighbours per client.
+    pub neighbours: u32,
+    /// Share threshold.
+    pub threshold: u32,
+}
+
+impl RoundProtocol for SetupOnly {
+    fn open(&self, setup: &RoundSetup<'_>) -> Result<RoundState, ProtocolError> {
+        let state = SetupState {
+            round: setup.round,
+            cohort: setup
+                .cohort
+                .iter()
+                .map(|m| (m.device_id.clone(), crate::auth::encode(&m.public_key)))
+                .collect(),
+            neighbours: setup.secagg.neighbours,
+            threshold: setup.secagg.threshold,
+        };
+        let blob = serde_json::to_vec(&state).map_err(|e| ProtocolError(e.to_string()))?;
+        Ok(RoundState {
+            stage: Stage::AdvertiseKeys,
+            blob,
+        })
+    }
+
+    fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError> {
+        let state: SetupState = serde_json::from_slice(&round.state)
+            .map_err(|e| ProtocolError(format!("setup state does not decode: {e}")))?;
+        if state.round != round.summary.round {
+            return Err(ProtocolError(format!(
+                "state is for round {}, stored as round {}",
+                state.round, round.summary.round
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why a round operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoundError {
+    /// The round is not in flight (never was, or already closed).
+    #[error("round {round} of {federation_id} is not in flight")]
+    NotInFlight {
+        /// Federation id.
+        federation_id: String,
+        /// Round number.
+        round: u64,
+    },
+    /// The protocol refused.
+    #[error("protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// Other writers kept winning; the caller may retry later.
+    #[error("round {round} of {federation_id} kept changing under {attempts} attempts")]
+    Contended {
+        /// Federation id.
+        federation_id: String,
+        /// Round number.
+        round: u64,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What one protocol step decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Nothing to persist (a duplicate or ignorable message).
+    Unchanged,
+    /// The machine moved on: persist its new state.
+    Continue(RoundState),
+    /// The round finished: publish the new global adapter and close it.
+    Publish {
+        /// The new global adapter, serialized.
+        adapter: Vec<u8>,
+        /// Facts about it for clients.
+        metadata: serde_json::Value,
+    },
+    /// The round cannot finish (too many dropouts, a detected attack).
+    Abort(String),
+}
+
+/// What [`advance_round`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Advanced {
+    /// Nothing was written.
+    Unchanged(RoundSummary),
+    /// The new state was saved.
+    Saved(RoundSummary),
+    /// The result was published and the round closed.
+    Published(GlobalVersion),
+    /// The round was closed as aborted.
+    Aborted(RoundSummary),
+}
+
+/// How often [`advance_round`] recomputes a step after losing a race.
+pub const MAX_STEP_ATTEMPTS: u32 = 8;
+
+/// Applies one protocol step to a round and persists the result by
+/// compare-and-swap. `step` sees the current stored round and must be a
+/// pure function of it and the message being handled: on a lost race it is
+/// called again with the newer state (at most [`MAX_STEP_ATTEMPTS`] times).
+/// A stage change starts that stage's deadline.
+pub async fn advance_round<E>(
+    storage: &dyn Storage,
+    federation: &FederationConfig,
+    round: u64,
+    now_ms: u64,
+    mut step: impl FnMut(&RoundRecord) -> Result<Step, E>,
+) -> Result<Result<Advanced, E>, RoundError> {
+    for _ in 0..MAX_STEP_ATTEMPTS {
+        let record = storage
+            .load_round(federation.id.clone(), round)
+            .await?
+            .filter(|r| r.summary.outcome.is_none())
+            .ok_or_else(|| RoundError::NotInFlight {
+                federation_id: federation.id.clone(),
+                round,
+            })?;
+        let decided = match step(&record) {
+            Ok(decided) => decided,
+            Err(e) => return Ok(Err(e)),
+        };
+        let expected_version = record.summary.version;
+        let written = match decided {
+            Step::Unchanged => return Ok(Ok(Advanced::Unchanged(record.summary))),
+            Step::Continue(next) => {
+                let stage_deadline_ms = if next.stage == record.summary.stage {
+                    record.summary.stage_deadline_ms
+                } else {
+                    now_ms.saturating_add(duration_ms(federation.deadlines.for_stage(next.stage)))
+                };
+                storage
+                    .save_round(RoundUpdate {
+                        federation_id: federation.id.clone(),
+                        round,
+                        expected_version,
+                        stage: next.stage,
+                        state: next.blob,
+                        stage_deadline_ms,
+                        at_ms: now_ms,
+                    })
+                    .await
+                    .map(Advanced::Saved)
+            }
+            Step::Publish { adapter, metadata } => storage
+                .publish_global(Publication {
+                    federation_id: federation.id.clone(),
+                    round,
+                    expected_version,
+                    adapter,
+                    metadata,
+                    at_ms: now_ms,
+                })
+                .await
+                .map(Advanced::Published),
+            Step::Abort(reason) => storage
+                .abort_round(RoundAbort {
+                    federation_id: federation.id.clone(),
+                    round,
+                    expected_version,
+                    reason,
+                    at_ms: now_ms,
+                })
+                .await
+                .map(Advanced::Aborted),
+        };
+        match written {
+            Ok(advanced) => return Ok(Ok(advanced)),
+            Err(StorageError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(RoundError::Contended {
+        federation_id: federation.id.clone(),
+        round,
+        attempts: MAX_STEP_ATTEMPTS,
+    })
+}
+
+/// Opens a round for `cohort`: asks the protocol for the first state and
+/// stores it. [`StorageError::Conflict`] (inside [`RoundError::Storage`])
+/// means another request opened one first.
+pub async fn open_round(
+    storage: &dyn Storage,
+    protocol: &dyn RoundProtocol,
+    federation: &FederationConfig,
+    mut cohort: Vec<CohortMember>,
+    now_ms: u64,
+) -> Result<RoundRecord, RoundError> {
+    cohort.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    let round = storage.last_round_number(federation.id.clone()).await? + 1;
+    let size = u32::try_from(cohort.len()).unwrap_or(u32::MAX);
+    let first = protocol.open(&RoundSetup {
+        federation,
+        round,
+        cohort: &cohort,
+        secagg: federation.secagg.for_cohort(size),
+        now_ms,
+    })?;
+    let deadline = now_ms.saturating_add(duration_ms(federation.deadlines.for_stage(first.stage)));
+    Ok(storage
+        .open_round(NewRound {
+            federation_id: federation.id.clone(),
+            round,
+            cohort: cohort.into_iter().map(|m| m.device_id).collect(),
+            stage: first.stage,
+            state: first.blob,
+            opened_at_ms: now_ms,
+            stage_deadline_ms: deadline,
+        })
+        .await?)
+}
+
+/// What to do with a round found in flight when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Carry on: its clients will check in and continue.
+    Resume,
+    /// Give it up, recording why.
+    Abort(String),
+}
+
+/// The one rule for rounds found in flight at start: a round whose current
+/// stage's deadline passed (while the server was down) is aborted, since
+/// its clients have given up on it; so is one whose state this build
+/// cannot carry on. Anything else resumes.
+pub fn recovery_rule(round: &RoundRecord, now_ms: u64, protocol: &dyn RoundProtocol) -> Recovery {
+    if now_ms > round.summary.stage_deadline_ms {
+        return Recovery::Abort(format!(
+            "stage {} passed its deadline while the server was down",
+            round.summary.stage
+        ));
+    }
+    match protocol.check_resumable(round) {
+        Ok(()) => Recovery::Resume,
+        Err(e) => Recovery::Abort(format!("state cannot be resumed: {e}")),
+    }
+}
+
+/// What start-up recovery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Rounds carried on: (federation, round).
+    pub resumed: Vec<(String, u64)>,
+    /// Rounds given up: (federation, round, why).
+    pub aborted: Vec<(String, u64, String)>,
+}
+
+/// Applies [`recovery_rule`] to every round in flight.
+pub async fn recover_rounds(
+    storage: &dyn Storage,
+    protocol: &dyn RoundProtocol,
+    now_ms: u64,
+) -> Result<RecoveryReport, StorageError> {
+    let mut report = RecoveryReport::default();
+    for summary in storage.rounds_in_flight().await? {
+        let Some(record) = storage
+            .load_round(summary.federation_id.clone(), summary.round)
+            .await?
+        else {
+            continue;
+        };
+        match recovery_rule(&record, now_ms, protocol) {
+            Recovery::Resume => {
+                storage
+                    .append_event(crate::storage::NewEvent {
+                        at_ms: now_ms,
+                        federation_id: Some(summary.federation_id.clone()),
+                        device_id: None,
+                        round: Some(summary.round),
+                        kind: "round_resumed".into(),
+                        detail: serde_json::json!({ "stage": summary.stage }),
+                    })
+                    .await?;
+                report.resumed.push((summary.federation_id, summary.round));
+            }
+            Recovery::Abort(reason) => {
+                abort_if_unchanged(storage, &summary, &reason, now_ms).await?;
+                report
+                    .aborted
+                    .push((summary.federation_id, summary.round, reason));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Aborts every round whose stage deadline has passed; returns them.
+/// Run periodically while serving.
+pub async fn expire_rounds(
+    storage: &dyn Storage,
+    now_ms: u64,
+) -> Result<Vec<RoundSummary>, StorageError> {
+    let mut expired = Vec::new();
+    for summary in storage.rounds_in_flight().await? {
+        if now_ms > summary.stage_deadline_ms {
+            let reason = format!("stage {} missed its deadline", summary.stage);
+            if let Some(closed) = abort_if_unchanged(storage, &summary, &reason, now_ms).await? {
+                expired.push(closed);
+            }
+        }
+    }
+    Ok(expired)
+}
+
+/// Aborts a round unless it changed since `summary` was read (then whoever
+/// changed it decides; a later sweep looks again).
+async fn abort_if_unchanged(
+    storage: &dyn Storage,
+    summary: &RoundSummary,
+    reason: &str,
+    now_ms: u64,
+) -> Result<Option<RoundSummary>, StorageError> {
+    match storage
+        .abort_round(RoundAbort {
+            federation_id: summary.federation_id.clone(),
+            round: summary.round,
+            expected_version: summary.version,
+            reason: reason.to_owned(),
+            at_ms: now_ms,
+        })
+        .await
+    {
+        Ok(closed) => Ok(Some(closed)),
+        Err(StorageError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Shared handle to a protocol.
+pub type SharedProtocol = Arc<dyn RoundProtocol>;
+
+fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, EXAMPLE_CONFIG};
+    use crate::storage::{
+        Checkin, Enrolment, FederationSync, NewInvite, RoundOutcome, SqliteStorage,
+    };
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn federation() -> FederationConfig {
+        Config::parse(EXAMPLE_CONFIG, std::path::Path::new("."))
+            .expect("example")
+            .federations
+            .remove(0)
+    }
+
+    async fn setup(devices: u8) -> (SqliteStorage, FederationConfig, Vec<CohortMember>) {
+        let s = SqliteStorage::open_in_memory().expect("db");
+        let fed = federation();
+        s.sync_federation(FederationSync {
+            id: fed.id.clone(),
+            config_json: "{}".into(),
+            at_ms: T0,
+        })
+        .await
+        .expect("sync");
+        let mut members = Vec::new();
+        for n in 1..=devices {
+            s.create_invite(NewInvite {
+                federation_id: fed.id.clone(),
+                token_sha256: [n; 32],
+                created_at_ms: T0,
+                expires_at_ms: T0 + 10_000,
+            })
+            .await
+            .expect("invite");
+            let d = s
+                .enrol(Enrolment {
+                    token_sha256: [n; 32],
+                    device_id: format!("dev-{n}"),
+                    public_key: [n; 32],
+                    at_ms: T0,
+                })
+                .await
+                .expect("enrol");
+            s.record_checkin(Checkin {
+                device_id: d.id.clone(),
+                at_ms: T0,
+                eligible: true,
+            })
+            .await
+            .expect("checkin");
+            members.push(CohortMember {
+                device_id: d.id,
+                public_key: d.public_key,
+            });
+        }
+        (s, fed, members)
+    }
+
+    #[test]
+    fn stage_names_round_trip() {
+        for stage in Stage::ALL {
+            assert_eq!(Stage::parse(stage.as_str()), Some(stage));
+        }
+        assert_eq!(Stage::parse("gathering"), None);
+    }
+
+    #[tokio::test]
+    async fn opening_stores_the_protocol_state_with_the_first_deadline() {
+        let (s, fed, members) = setup(3).await;
+        let round = open_round(
+            &s,
+            &SetupOnly,
+            &fed,
+            members.into_iter().rev().collect(),
+            T0,
+        )
+        .await
+        .expect("open");
+        assert_eq!(round.summary.round, 1);
+        assert_eq!(round.summary.stage, Stage::AdvertiseKeys);
+        assert_eq!(
+            round.summary.stage_deadline_ms,
+            T0 + u64::from(fed.deadlines.advertise_keys_secs) * 1000
+        );
+        let state: SetupState = serde_json::from_slice(&round.state).expect("decodes");
+        assert_eq!(state.cohort.len(), 3);
+        assert_eq!(state.cohort[0].0, "dev-1");
+        assert_eq!((state.neighbours, state.threshold), (2, 2));
+        assert_eq!(SetupOnly.check_resumable(&round), Ok(()));
+        // Only one in flight.
+        let again = open_round(&s, &SetupOnly, &fed, vec![], T0).await;
+        assert!(matches!(
+            again,
+            Err(RoundError::Storage(StorageError::Conflict(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn steps_persist_and_stage_changes_start_new_deadlines() {
+        let (s, fed, members) = setup(2).await;
+        open_round(&s, &SetupOnly, &fed, members, T0)
+            .await
+            .expect("open");
+
+        let same_stage = advance_round(&s, &fed, 1, T0 + 5, |r| {
+            Ok::<_, ()>(Step::Continue(RoundState {
+                stage: r.summary.stage,
+                blob: b"more keys".to_vec(),
+            }))
+        })
+        .await
+        .expect("advance")
+        .expect("step");
+        let Advanced::Saved(summary) = same_stage else {
+            panic!("saved expected: {same_stage:?}");
+        };
+        assert_eq!(summary.version, 2);
+        assert_eq!(
+            summary.stage_deadline_ms,
+            T0 + u64::from(fed.deadlines.advertise_keys_secs) * 1000
+        );
+
+        let next_stage = advance_round(&s, &fed, 1, T0 + 9, |_| {
+            Ok::<_, ()>(Step::Continue(RoundState {
+                stage: Stage::ShareKeys,
+                blob: b"shares".to_vec(),
+            }))
+        })
+        .await
+        .expect("advance")
+        .expect("step");
+        let Advanced::Saved(summary) = next_stage else {
+            panic!("saved expected");
+        };
+        assert_eq!(summary.stage, Stage::ShareKeys);
+        assert_eq!(
+            summary.stage_deadline_ms,
+            T0 + 9 + u64::from(fed.deadlines.share_keys_secs) * 1000
+        );
+
+        // A step error is the caller's, and writes nothing.
+        let refused = advance_round(&s, &fed, 1, T0 + 10, |_| Err::<Step, _>("bad message"))
+            .await
+            .expect("advance");
+        assert_eq!(refused, Err("bad message"));
+
+        let published = advance_round(&s, &fed, 1, T0 + 20, |r| {
+            assert_eq!(r.state, b"shares");
+            Ok::<_, ()>(Step::Publish {
+                adapter: vec![1, 2, 3],
+                metadata: serde_json::json!({ "clients": 2 }),
+            })
+        })
+        .await
+        .expect("advance")
+        .expect("step");
+        assert!(matches!(published, Advanced::Published(ref g) if g.version == 1));
+        let closed = advance_round(&s, &fed, 1, T0 + 30, |_| Ok::<_, ()>(Step::Unchanged)).await;
+        assert!(matches!(closed, Err(RoundError::NotInFlight { .. })));
+    }
+
+    #[tokio::test]
+    async fn restart_recovery_resumes_live_rounds_and_aborts_late_ones() {
+        let (s, fed, members) = setup(2).await;
+        let round = open_round(&s, &SetupOnly, &fed, members.clone(), T0)
+            .await
+            .expect("open");
+        let deadline = round.summary.stage_deadline_ms;
+
+        assert_eq!(
+            recovery_rule(&round, deadline, &SetupOnly),
+            Recovery::Resume
+        );
+        assert!(matches!(
+            recovery_rule(&round, deadline + 1, &SetupOnly),
+            Recovery::Abort(_)
+        ));
+        let mut garbled = round.clone();
+        garbled.state = b"not json".to_vec();
+        assert!(matches!(
+            recovery_rule(&garbled, T0, &SetupOnly),
+            Recovery::Abort(ref why) if why.contains("cannot be resumed")
+        ));
+
+        let report = recover_rounds(&s, &SetupOnly, T0 + 1)
+            .await
+            .expect("recover");
+        assert_eq!(report.resumed, [(fed.id.clone(), 1)]);
+        assert!(report.aborted.is_empty());
+
+        let report = recover_rounds(&s, &SetupOnly, deadline + 1)
+            .await
+            .expect("recover");
+        assert_eq!(report.aborted.len(), 1);
+        let closed = s
+            .load_round(fed.id.clone(), 1)
+            .await
+            .expect("load")
+            .expect("some");
+        assert!(matches!(
+            closed.summary.outcome,
+            Some(RoundOutcome::Aborted { ref detail, .. }) if detail.contains("while the server was down")
+        ));
+        let fed_record = s
+            .federation(fed.id.clone())
+            .await
+            .expect("fed")
+            .expect("some");
+        assert_eq!(fed_record.gathering_since_ms, deadline + 1);
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_aborts_only_rounds_past_their_deadline() {
+        let (s, fed, members) = setup(2).await;
+        let round = open_round(&s, &SetupOnly, &fed, members, T0)
+            .await
+            .expect("open");
+        let deadline = round.summary.stage_deadline_ms;
+        assert!(expire_rounds(&s, deadline).await.expect("sweep").is_empty());
+        let expired = expire_rounds(&s, deadline + 1).await.expect("sweep");
+        assert_eq!(expired.len(), 1);
+        assert!(
+            s.round_in_flight(fed.id.clone())
+                .await
+                .expect("flight")
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Starting and stopping the HTTPS server: certificate, storage, start-up
+//! recovery of rounds in flight, the listener, the deadline sweeper, and
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::replay::{ReplayGuard, ReplayLimits};
+use crate::rounds::{self, RecoveryReport, SharedProtocol};
+use crate::storage::{SqliteStorage, Storage};
+use crate::tls::{self, TlsPaths};
+use crate::{AppState, app, now_ms, ops};
+
+/// How often rounds are checked against their stage deadlines.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A server accepting connections.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    fingerprint: String,
+    recovery: RecoveryReport,
+    handle: Handle<SocketAddr>,
+    serve: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+/// Starts serving `config` over HTTPS with round protocol `protocol`.
+///
+/// Generates the self-signed certificate if it is configured and missing,
+/// opens the database, syncs federations, applies the restart rule to
+/// rounds found in flight ([`rounds::recovery_rule`]), then binds. Listening
+/// on port 0 picks a free port: see [`RunningServer::local_addr`].
+pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningServer, Error> {
+    let paths = TlsPaths::from_config(&config);
+    if tls::ensure_self_signed(&paths, &config.server.tls.names)? {
+        tracing::info!(cert = %paths.cert.display(), "generated a self-signed certificate");
+    }
+    let tls = tls::load(&paths)?;
+
+    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&config.server.data_dir)?);
+    let started_ms = now_ms();
+    ops::sync_federations(&*storage, &config, started_ms).await?;
+    let recovery = rounds::recover_rounds(&*storage, &*protocol, started_ms).await?;
+    for (federation, round) in &recovery.resumed {
+        tracing::info!(%federation, round, "resuming round");
+    }
+    for (federation, round, reason) in &recovery.aborted {
+        tracing::warn!(%federation, round, %reason, "aborted round found in flight at start");
+    }
+
+    let listen = config.server.listen;
+    let listener = std::net::TcpListener::bind(listen).map_err(|source| Error::Bind {
+        addr: listen,
+        source,
+    })?;
+    let bind_error = |source| Error::Bind {
+        addr: listen,
+        source,
+    };
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+
+    let state = AppState {
+        config: Arc::new(config),
+        storage: Arc::clone(&storage),
+        protocol,
+        replay: Arc::new(ReplayGuard::new(ReplayLimits::default(), started_ms)),
+    };
+    let handle = Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.config))
+        .map_err(bind_error)?
+        .handle(handle.clone());
+    let serve = tokio::spawn(server.serve(app(state).into_make_service()));
+
+    let (stop, stopped) = watch::channel(false);
+    let sweeper = tokio::spawn(sweep(storage, stopped));
+    tracing::info!(%addr, fingerprint = %tls.fingerprint, "serving");
+    Ok(RunningServer {
+        addr,
+        fingerprint: tls.fingerprint,
+        recovery,
+        handle,
+        serve,
+        sweeper,
+        stop,
+    })
+}
+
+/// Aborts rounds past their stage deadline until told to stop.
+async fn sweep(storage: Arc<dyn Storage>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            _ = tick.tick() => {
+                match rounds::expire_rounds(&*storage, now_ms()).await {
+                    Ok(expired) => {
+                        for round in expired {
+                            tracing::warn!(
+                                federation = %round.federation_id,
+                                round = round.round,
+                                stage = %round.stage,
+                                "round aborted: stage deadline passed"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "deadline sweep failed"),
+                }
+            }
+        }
+    }
+}
+
+impl RunningServer {
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// SHA-256 fingerprint of the served certificate.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// What start-up recovery did with rounds found in flight.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Serves until `signal` resolves (or the server fails), then shuts
+    /// down gracefully, giving open requests up to `grace` to finish.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) -> Result<(), Error> {
+        tokio::select! {
+            () = signal => self.shutdown(grace).await,
+            finished = &mut self.serve => {
+                let _ = self.stop.send(true);
+                let _ = self.sweeper.await;
+                match finished {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Error::Serve(e)),
+                    Err(e) => Err(Error::Serve(std::io::Error::other(e))),
+                }
+            }
+        }
+    }
+
+    /// Stops accepting connections, lets open requests finish for up to
+    /// `grace`, and stops the sweeper. Storage is closed once the last
+    /// request holding it is done.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), Error> {
+        let _ = self.stop.send(true);
+        self.handle.graceful_shutdown(Some(grace));
+        let served = self.serve.await;
+        let _ = self.sweeper.await;
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Serve(e)),
+            Err(e) => Err(Error::Serve(std::io::Error::other(e))),
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Everything the server remembers, behind one trait.
+//!
+//! [`Storage`] is the seam where the embedded default ([`SqliteStorage`])
+//! can later give way to PostgreSQL for several stateless replicas. Its
+//! methods return boxed futures so the trait stays object-safe
+//! (`Arc<dyn Storage>` in the app state) and an implementation may be
+//! natively async; the SQLite one runs its blocking calls on tokio's
+//! blocking pool.
+//!
+//! Rules every implementation keeps:
+//! - each method is atomic: a multi-row change commits whole or not at all,
+//!   together with its [`Event`] in the append-only log;
+//! - round state is opaque bytes plus a [`Stage`] and a version counter, and
+//!   every change to an in-flight round is a compare-and-swap on that
+//!   version ([`StorageError::Conflict`] when someone else got there first);
+//! - publishing a global adapter version and closing its round are one
+//!   change, so nothing half-published can exist after a crash.
+
+mod sqlite;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+use crate::rounds::Stage;
+
+pub use sqlite::{DATABASE_FILE, SqliteStorage};
+
+/// What every [`Storage`] method returns.
+pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
+/// The server's persistent state.
+pub trait Storage: Send + Sync + 'static {
+    /// Cheap round trip proving the store answers (health checks).
+    fn ping(&self) -> StorageFuture<'_, ()>;
+
+    /// Creates or updates a federation from the operator's configuration
+    /// (canonical JSON); logs an event when the configuration changed.
+    fn sync_federation(&self, sync: FederationSync) -> StorageFuture<'_, FederationRecord>;
+    /// One federation.
+    fn federation(&self, id: String) -> StorageFuture<'_, Option<FederationRecord>>;
+    /// All federations, by id.
+    fn federations(&self) -> StorageFuture<'_, Vec<FederationRecord>>;
+
+    /// Stores a new invite (only the token's hash).
+    fn create_invite(&self, invite: NewInvite) -> StorageFuture<'_, ()>;
+    /// Consumes an invite and creates the device, atomically: of two
+    /// enrolments racing on one token exactly one succeeds.
+    fn enrol(&self, enrolment: Enrolment) -> StorageFuture<'_, DeviceRecord>;
+
+    /// One device.
+    fn device(&self, id: String) -> StorageFuture<'_, Option<DeviceRecord>>;
+    /// Devices, of one federation or all, by enrolment time.
+    fn devices(&self, federation_id: Option<String>) -> StorageFuture<'_, Vec<DeviceRecord>>;
+    /// Revokes a device; `None` if there is no such device. Revoking twice
+    /// keeps the first time.
+    fn revoke_device(&self, id: String, at_ms: u64) -> StorageFuture<'_, Option<DeviceRecord>>;
+    /// Notes a check-in (and whether the device could take part now).
+    fn record_checkin(&self, checkin: Checkin) -> StorageFuture<'_, ()>;
+    /// Non-revoked devices of a federation, and how many of them were
+    /// eligible at or after `eligible_since_ms`.
+    fn device_counts(
+        &self,
+        federation_id: String,
+        eligible_since_ms: u64,
+    ) -> StorageFuture<'_, DeviceCounts>;
+    /// The devices [`Storage::device_counts`] counts as eligible, with keys.
+    fn eligible_devices(
+        &self,
+        federation_id: String,
+        eligible_since_ms: u64,
+    ) -> StorageFuture<'_, Vec<CohortMember>>;
+
+    /// The number of the federation's latest round (0 before the first).
+    fn last_round_number(&self, federation_id: String) -> StorageFuture<'_, u64>;
+    /// Opens a round with its cohort and first state. [`StorageError::Conflict`]
+    /// if the federation already has a round in flight or the number is taken.
+    fn open_round(&self, round: NewRound) -> StorageFuture<'_, RoundRecord>;
+    /// One round, with its state and cohort.
+    fn load_round(
+        &self,
+        federation_id: String,
+        round: u64,
+    ) -> StorageFuture<'_, Option<RoundRecord>>;
+    /// The federation's round in flight, without state or cohort.
+    fn round_in_flight(&self, federation_id: String) -> StorageFuture<'_, Option<RoundSummary>>;
+    /// Every round in flight, of every federation.
+    fn rounds_in_flight(&self) -> StorageFuture<'_, Vec<RoundSummary>>;
+    /// Whether a device is in a round's cohort.
+    fn is_member(
+        &self,
+        federation_id: String,
+        round: u64,
+        device_id: String,
+    ) -> StorageFuture<'_, bool>;
+    /// Saves a round's next state if its version is still `expected_version`.
+    fn save_round(&self, update: RoundUpdate) -> StorageFuture<'_, RoundSummary>;
+    /// Closes a round as aborted if its version is still `expected_version`.
+    fn abort_round(&self, abort: RoundAbort) -> StorageFuture<'_, RoundSummary>;
+    /// Publishes the next global adapter version and closes its round as
+    /// published, in one transaction, if the round's version is still
+    /// `expected_version`.
+    fn publish_global(&self, publication: Publication) -> StorageFuture<'_, GlobalVersion>;
+    /// The newest published version's metadata.
+    fn latest_global(&self, federation_id: String) -> StorageFuture<'_, Option<GlobalVersion>>;
+    /// The newest published version with its adapter bytes.
+    fn latest_global_adapter(
+        &self,
+        federation_id: String,
+    ) -> StorageFuture<'_, Option<(GlobalVersion, Vec<u8>)>>;
+
+    /// Appends an event to the log.
+    fn append_event(&self, event: NewEvent) -> StorageFuture<'_, u64>;
+    /// Events after `after_seq`, oldest first, at most `limit`.
+    fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>>;
+}
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A compare-and-swap lost, or a uniqueness rule refused the change:
+    /// reload and decide again.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The thing to change does not exist (or is no longer in flight).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The invite cannot be used.
+    #[error("invite refused: {0}")]
+    InviteRefused(InviteRefusal),
+    /// The public key is already enrolled in this federation.
+    #[error("this public key is already enrolled in the federation")]
+    KeyAlreadyEnrolled,
+    /// Stored data does not decode.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// The database folder could not be created.
+    #[error("{path}: {source}")]
+    Io {
+        /// The folder or file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The database was written by a newer hearth-server.
+    #[error(
+        "{path} was written by a newer hearth-server (schema {found}, this build knows up to {known})"
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// Schema version found.
+        found: usize,
+        /// Newest this build knows.
+        known: usize,
+    },
+    /// SQLite refused a statement.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The schema could not be brought up to date.
+    #[error("database schema: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// The blocking task running the call died.
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+/// Why an invite was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InviteRefusal {
+    /// No invite has this token.
+    #[error("unknown invite")]
+    Unknown,
+    /// The invite was already used to enrol a device.
+    #[error("invite already used")]
+    Used,
+    /// The invite's time ran out.
+    #[error("invite expired")]
+    Expired,
+}
+
+/// A federation's configuration as the operator gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederationSync {
+    /// Federation id.
+    pub id: String,
+    /// Canonical JSON of its `[[federation]]` entry.
+    pub config_json: String,
+    /// When.
+    pub at_ms: u64,
+}
+
+/// A stored federation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FederationRecord {
+    /// Federation id.
+    pub id: String,
+    /// Canonical JSON of its configuration as last loaded.
+    pub config_json: String,
+    /// SHA-256 of `config_json`.
+    pub config_sha256: [u8; 32],
+    /// When first loaded.
+    pub created_at_ms: u64,
+    /// When the configuration last changed.
+    pub updated_at_ms: u64,
+    /// Start of the current gathering period (no round in flight since).
+    pub gathering_since_ms: u64,
+}
+
+/// An invite to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInvite {
+    /// Federation the invite admits to.
+    pub federation_id: String,
+    /// SHA-256 of the token.
+    pub token_sha256: [u8; 32],
+    /// When created.
+    pub created_at_ms: u64,
+    /// When it stops working.
+    pub expires_at_ms: u64,
+}
+
+/// A verified enrolment to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    /// SHA-256 of the presented invite token.
+    pub token_sha256: [u8; 32],
+    /// The new device's id.
+    pub device_id: String,
+    /// The device's Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// When.
+    pub at_ms: u64,
+}
+
+/// A stored device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceRecord {
+    /// Device id.
+    pub id: String,
+    /// The federation it enrolled in.
+    pub federation_id: String,
+    /// Its Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// When it enrolled.
+    pub enrolled_at_ms: u64,
+    /// Its last check-in.
+    pub last_checkin_ms: Option<u64>,
+    /// Its last check-in saying it could take part.
+    pub last_eligible_ms: Option<u64>,
+    /// When it was revoked.
+    pub revoked_at_ms: Option<u64>,
+}
+
+/// A check-in to note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkin {
+    /// The device.
+    pub device_id: String,
+    /// When.
+    pub at_ms: u64,
+    /// Whether the device could take part in a round now.
+    pub eligible: bool,
+}
+
+/// A federation's population.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceCounts {
+    /// Non-revoked devices.
+    pub active: u64,
+    /// Of those, eligible recently.
+    pub eligible: u64,
+}
+
+/// A device in a round's cohort.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CohortMember {
+    /// Device id.
+    pub device_id: String,
+    /// Its Ed25519 public key.
+    pub public_key: [u8; 32],
+}
+
+/// A round to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRound {
+    /// Federation id.
+    pub federation_id: String,
+    /// The round's number: the last plus one.
+    pub round: u64,
+    /// Members, by device id.
+    pub cohort: Vec<String>,
+    /// Stage of the first state.
+    pub stage: Stage,
+    /// The protocol's serialized first state.
+    pub state: Vec<u8>,
+    /// When.
+    pub opened_at_ms: u64,
+    /// When the first stage runs out.
+    pub stage_deadline_ms: u64,
+}
+
+/// How a round ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum RoundOutcome {
+    /// Its result was published as a global version.
+    Published {
+        /// Why (a summary from the protocol).
+        detail: String,
+        /// When.
+        at_ms: u64,
+    },
+    /// It was given up.
+    Aborted {
+        /// Why.
+        detail: String,
+        /// When.
+        at_ms: u64,
+    },
+}
+
+/// A round without its state and cohort: what polling needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoundSummary {
+    /// Federation id.
+    pub federation_id: String,
+    /// Round number.
+    pub round: u64,
+    /// Current stage.
+    pub stage: Stage,
+    /// Compare-and-swap counter, 1 when opened.
+    pub version: u64,
+    /// Cohort size.
+    pub cohort_size: u64,
+    /// When opened.
+    pub opened_at_ms: u64,
+    /// When the current stage runs out.
+    pub stage_deadline_ms: u64,
+    /// When last saved.
+    pub updated_at_ms: u64,
+    /// `None` while in flight.
+    pub outcome: Option<RoundOutcome>,
+}
+
+/// A round with everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundRecord {
+    /// The summary fields.
+    pub summary: RoundSummary,
+    /// The protocol's serialized state.
+    pub state: Vec<u8>,
+    /// Members, by device id, sorted.
+    pub cohort: Vec<String>,
+}
+
+/// A round's next state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundUpdate {
+    /// Federation id.
+    pub federation_id: String,
+    /// Round number.
+    pub round: u64,
+    /// The version the new state was computed from.
+    pub expected_version: u64,
+    /// New stage.
+    pub stage: Stage,
+    /// New serialized state.
+    pub state: Vec<u8>,
+    /// When the (new) stage runs out.
+    pub stage_deadline_ms: u64,
+    /// When.
+    pub at_ms: u64,
+}
+
+/// A round to give up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundAbort {
+    /// Federation id.
+    pub federation_id: String,
+    /// Round number.
+    pub round: u64,
+    /// The version the decision was made on.
+    pub expected_version: u64,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at_ms: u64,
+}
+
+/// A round's result to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    /// Federation id.
+    pub federation_id: String,
+    /// The round that produced it.
+    pub round: u64,
+    /// The version the result was computed from.
+    pub expected_version: u64,
+    /// The new global adapter, serialized.
+    pub adapter: Vec<u8>,
+    /// Facts about it for clients (format, clients aggregated, ...).
+    pub metadata: serde_json::Value,
+    /// When.
+    pub at_ms: u64,
+}
+
+/// A published global adapter version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GlobalVersion {
+    /// Federation id.
+    pub federation_id: String,
+    /// 1 for the first publication, then +1.
+    pub version: u64,
+    /// The round that produced it.
+    pub round: u64,
+    /// SHA-256 of the adapter bytes.
+    pub sha256: [u8; 32],
+    /// Size of the adapter bytes.
+    pub size_bytes: u64,
+    /// Facts about it.
+    pub metadata: serde_json::Value,
+    /// When.
+    pub published_at_ms: u64,
+}
+
+/// An event to log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// When.
+    pub at_ms: u64,
+    /// Federation concerned, if any.
+    pub federation_id: Option<String>,
+    /// Device concerned, if any.
+    pub device_id: Option<String>,
+    /// Round concerned, if any.
+    pub round: Option<u64>,
+    /// What happened, `snake_case`.
+    pub kind: String,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+/// A logged event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Position in the log, increasing.
+    pub seq: u64,
+    /// When.
+    pub at_ms: u64,
+    /// Federation concerned, if any.
+    pub federation_id: Option<String>,
+    /// Device concerned, if any.
+    pub device_id: Option<String>,
+    /// Round concerned, if any.
+    pub round: Option<u64>,
+    /// What happened.
+    pub kind: String,
+    /// Details.
+    pub detail: serde_json::Value,
+}
