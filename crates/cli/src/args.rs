@@ -49,8 +49,10 @@ pub enum Command {
     Adapters(AdaptersCommand),
     /// Write with the base model or a personalized adapter (streams tokens).
     Generate(GenerateArgs),
-    /// Held-out perplexity of the base model and an adapter on your texts.
-    Eval(EvalArgs),
+    /// Measure how well personalization works: held-out perplexity on
+    /// your texts, few-shot photo tagging on a labelled dataset.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Measure Hearth's speed and memory (not a test).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -241,6 +243,48 @@ pub struct GenerateArgs {
     /// auto, cpu, cuda or metal.
     #[arg(long, value_parser = parse_device, default_value = "auto")]
     pub device: DeviceChoice,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Held-out perplexity of the base model and an adapter on your texts.
+    Text(EvalArgs),
+    /// Few-shot photo tagging accuracy on Fashion-MNIST (its ten classes
+    /// stand in for your labels): frozen head, fine-tuned last blocks, and
+    /// a nearest-centroid baseline.
+    Photos(EvalPhotosArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalPhotosArgs {
+    /// Use Fashion-MNIST (Debian package dataset-fashion-mnist).
+    #[arg(long, required = true)]
+    pub fashion_mnist: bool,
+    /// Folder of the Fashion-MNIST IDX files.
+    #[arg(long, default_value = hearth_personalize::photo_eval::FASHION_MNIST_DIR)]
+    pub dir: PathBuf,
+    /// Labelled examples per class, one result row each.
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20")]
+    pub shots: Vec<usize>,
+    /// Test images, balanced over the classes.
+    #[arg(long, default_value_t = 1000)]
+    pub test_images: usize,
+    /// MBConv blocks to fine-tune, counted from the end (0: only the head
+    /// convolution).
+    #[arg(long, default_value_t = 2)]
+    pub fine_tune_blocks: usize,
+    /// Leave out the fine-tuned variant (faster).
+    #[arg(long)]
+    pub no_fine_tune: bool,
+    /// Seed for picking examples and test images.
+    #[arg(long, default_value_t = 2024)]
+    pub seed: u64,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

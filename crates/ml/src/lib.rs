@@ -24,6 +24,7 @@ pub mod vision;
 
 pub use candle_core as candle;
 pub use candle_nn;
+pub use image;
 pub use device::DeviceChoice;
 pub use error::{MlError, Result};
 pub use hearth_progress::{CancelToken, NoProgress, Progress};

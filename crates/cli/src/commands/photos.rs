@@ -3,12 +3,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hearth_ml::tagger::TaggerConfig;
+use hearth_ml::vision::finetune::FineTuneConfig;
 use hearth_personalize::photos::{self, PhotoSuggestions};
 use hearth_store::Library;
 
-use crate::args::PhotosCommand;
+use crate::args::{EvalPhotosArgs, PhotosCommand};
 use crate::output;
 use crate::progress_bar::Bar;
 
@@ -113,4 +114,56 @@ fn print_suggestions(rows: &[PhotoSuggestions], json: bool) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `hearth eval photos --fashion-mnist`.
+pub fn eval(args: EvalPhotosArgs) -> Result<ExitCode> {
+    use hearth_personalize::photo_eval::{FashionMnist, FewShotConfig, evaluate_few_shot};
+    let data = FashionMnist::load(&args.dir).with_context(|| {
+        format!(
+            "reading Fashion-MNIST from {} (install the Debian package dataset-fashion-mnist)",
+            args.dir.display()
+        )
+    })?;
+    let model = photos::load_photo_model(None, &args.device.open()?)?;
+    let config = FewShotConfig {
+        shots: args.shots,
+        test_images: args.test_images,
+        seed: args.seed,
+        fine_tune: (!args.no_fine_tune).then(|| FineTuneConfig {
+            blocks: args.fine_tune_blocks,
+            ..FineTuneConfig::default()
+        }),
+        ..FewShotConfig::default()
+    };
+    let cancel = hearth_progress::CancelToken::new();
+    let started = std::time::Instant::now();
+    let report = evaluate_few_shot(&model.model, &data, &config, &Bar::new(false), &cancel)?;
+    if args.json {
+        output::json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Fashion-MNIST, {} test images, EfficientNet-Lite0 ({}), {:.0} s",
+        report.test_images,
+        &model.sha256[..12],
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:>9}  {:>12}  {:>18}  {:>16}",
+        "per class", "frozen head", "fine-tuned (last)", "nearest centroid"
+    );
+    for row in &report.rows {
+        let tuned = row
+            .fine_tuned
+            .map_or("-".to_owned(), |a| format!("{:.1}%", 100.0 * a));
+        println!(
+            "{:>9}  {:>11.1}%  {:>18}  {:>15.1}%",
+            row.shots,
+            100.0 * row.head,
+            tuned,
+            100.0 * row.centroid
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
