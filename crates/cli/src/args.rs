@@ -463,6 +463,25 @@ pub enum BenchCommand {
     /// LoRA training steps/s and peak RSS against PyTorch + PEFT on the same
     /// workload (and generation speed with the KV cache).
     Train(BenchTrainArgs),
+    /// Photo embeddings per second and peak RSS (EfficientNet-Lite0,
+    /// 224x224), next to PyTorch on the same machine.
+    Embed(BenchEmbedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEmbedArgs {
+    /// Images per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Batches run before timing.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Timed batches (the median is reported).
+    #[arg(long, default_value_t = 8)]
+    pub iterations: usize,
+    /// Skip the PyTorch reference.
+    #[arg(long)]
+    pub no_reference: bool,
 }
 
 #[derive(Debug, Args)]

@@ -24,10 +24,10 @@ pub mod vision;
 
 pub use candle_core as candle;
 pub use candle_nn;
-pub use image;
 pub use device::DeviceChoice;
 pub use error::{MlError, Result};
 pub use hearth_progress::{CancelToken, NoProgress, Progress};
+pub use image;
 pub use loaders::{LoadedModel, ModelInfo, load};
 pub use lora::{LoraAdapter, LoraConfig, Target};
 pub use models::llama::{Config, Forward, KvCache, Llama};

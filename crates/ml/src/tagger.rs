@@ -143,8 +143,8 @@ pub(crate) fn balanced_targets(targets: &[Vec<Known>], labels: usize) -> (Vec<f3
 /// Weighted binary cross-entropy with logits, summed: the numerically
 /// stable `max(z, 0) - z*y + log(1 + e^-|z|)`.
 pub(crate) fn balanced_bce(logits: &Tensor, y: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let loss = (logits.relu()? - (logits * y)?
-        + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+    let loss =
+        (logits.relu()? - (logits * y)? + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
     Ok((loss * weight)?.sum_all()?)
 }
 

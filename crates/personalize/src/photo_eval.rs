@@ -18,13 +18,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use hearth_ml::MlError;
 use hearth_ml::candle::Tensor;
 use hearth_ml::image::{DynamicImage, GrayImage};
 use hearth_ml::rng::SplitMix64;
 use hearth_ml::tagger::{Known, Tagger, TaggerConfig};
 use hearth_ml::vision::finetune::{FineTuneConfig, fine_tune};
 use hearth_ml::vision::{EfficientNet, preprocess};
-use hearth_ml::MlError;
 use hearth_progress::{CancelToken, Progress};
 use serde::Serialize;
 
@@ -115,7 +115,10 @@ impl FashionMnist {
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> PersonalizeError {
-    PersonalizeError::NoData(format!("{}: not a usable IDX file: {reason}", path.display()))
+    PersonalizeError::NoData(format!(
+        "{}: not a usable IDX file: {reason}",
+        path.display()
+    ))
 }
 
 /// Reads an IDX file (`name` or `name.gz`) of unsigned bytes with `rank`
@@ -143,7 +146,10 @@ pub fn read_idx(name: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     // Magic: two zero bytes, the type (0x08: unsigned byte), the rank.
     let header = 4 + 4 * rank;
     if bytes.len() < header || bytes[..3] != [0, 0, 8] || usize::from(bytes[3]) != rank {
-        return Err(bad(&path, format!("not an unsigned-byte IDX file of rank {rank}")));
+        return Err(bad(
+            &path,
+            format!("not an unsigned-byte IDX file of rank {rank}"),
+        ));
     }
     let dims: Vec<usize> = bytes[4..header]
         .chunks_exact(4)
@@ -265,12 +271,14 @@ pub fn evaluate_few_shot(
         .into_iter()
         .flatten()
         .collect();
-    let truth: Vec<usize> = test.iter().map(|&i| usize::from(data.test.labels[i])).collect();
+    let truth: Vec<usize> = test
+        .iter()
+        .map(|&i| usize::from(data.test.labels[i]))
+        .collect();
 
-    let from_block = config
-        .fine_tune
-        .as_ref()
-        .map_or(model.num_blocks(), |f| model.num_blocks().saturating_sub(f.blocks));
+    let from_block = config.fine_tune.as_ref().map_or(model.num_blocks(), |f| {
+        model.num_blocks().saturating_sub(f.blocks)
+    });
     let image = |split: &LabelledImages, i: usize| {
         split
             .image(i)
@@ -330,7 +338,8 @@ pub fn evaluate_few_shot(
                     .iter()
                     .flat_map(|images| images[..shots].iter().cloned())
                     .collect();
-                let report = fine_tune(&mut tuned, &images, &targets, fine_config, progress, cancel)?;
+                let report =
+                    fine_tune(&mut tuned, &images, &targets, fine_config, progress, cancel)?;
                 if report.cancelled {
                     return Ok(FewShotReport {
                         test_images: test.len(),
@@ -388,7 +397,13 @@ fn few(per_class: &[Vec<Vec<f32>>], shots: usize) -> (Vec<Vec<f32>>, Vec<Vec<Kno
             rows.push(embedding.clone());
             targets.push(
                 (0..classes)
-                    .map(|c| if c == class { Known::Positive } else { Known::Negative })
+                    .map(|c| {
+                        if c == class {
+                            Known::Positive
+                        } else {
+                            Known::Negative
+                        }
+                    })
                     .collect(),
             );
         }
@@ -412,7 +427,11 @@ fn embed_images(model: &EfficientNet, images: &[DynamicImage]) -> Result<Vec<Vec
     Ok(out)
 }
 
-fn tail_embeddings(model: &EfficientNet, prefix: &Tensor, from_block: usize) -> Result<Vec<Vec<f32>>> {
+fn tail_embeddings(
+    model: &EfficientNet,
+    prefix: &Tensor,
+    from_block: usize,
+) -> Result<Vec<Vec<f32>>> {
     let n = prefix.dim(0).map_err(MlError::from)?;
     let mut out = Vec::with_capacity(n);
     for start in (0..n).step_by(BATCH) {
@@ -435,7 +454,10 @@ fn head_accuracy(
     truth: &[usize],
     config: &TaggerConfig,
 ) -> Result<f32> {
-    let labels: Vec<String> = FASHION_MNIST_CLASSES.iter().map(|c| (*c).to_owned()).collect();
+    let labels: Vec<String> = FASHION_MNIST_CLASSES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
     let tagger = Tagger::train(&labels, rows, targets, config)?;
     let mut correct = 0usize;
     for (embedding, &class) in test.iter().zip(truth) {
@@ -517,10 +539,30 @@ mod tests {
     fn reads_idx_files_and_refuses_broken_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
         let images: Vec<u8> = (0..2 * 28 * 28).map(|i| (i % 251) as u8).collect();
-        write_idx(&dir.path().join("train-images-idx3-ubyte"), &[2, 28, 28], &images, true);
-        write_idx(&dir.path().join("train-labels-idx1-ubyte"), &[2], &[3, 9], false);
-        write_idx(&dir.path().join("t10k-images-idx3-ubyte"), &[2, 28, 28], &images, false);
-        write_idx(&dir.path().join("t10k-labels-idx1-ubyte"), &[2], &[0, 1], true);
+        write_idx(
+            &dir.path().join("train-images-idx3-ubyte"),
+            &[2, 28, 28],
+            &images,
+            true,
+        );
+        write_idx(
+            &dir.path().join("train-labels-idx1-ubyte"),
+            &[2],
+            &[3, 9],
+            false,
+        );
+        write_idx(
+            &dir.path().join("t10k-images-idx3-ubyte"),
+            &[2, 28, 28],
+            &images,
+            false,
+        );
+        write_idx(
+            &dir.path().join("t10k-labels-idx1-ubyte"),
+            &[2],
+            &[0, 1],
+            true,
+        );
         let data = FashionMnist::load(dir.path()).expect("load");
         assert_eq!(data.train.labels, [3, 9]);
         assert_eq!(data.test.len(), 2);
@@ -530,20 +572,38 @@ mod tests {
         assert!(data.train.image(2).is_none());
 
         // Truncated data, a wrong type byte, a class out of range.
-        write_idx(&dir.path().join("t10k-labels-idx1-ubyte"), &[3], &[0, 1], true);
+        write_idx(
+            &dir.path().join("t10k-labels-idx1-ubyte"),
+            &[3],
+            &[0, 1],
+            true,
+        );
         assert!(FashionMnist::load(dir.path()).is_err());
-        write_idx(&dir.path().join("t10k-labels-idx1-ubyte"), &[2], &[0, 10], true);
+        write_idx(
+            &dir.path().join("t10k-labels-idx1-ubyte"),
+            &[2],
+            &[0, 10],
+            true,
+        );
         let error = FashionMnist::load(dir.path()).expect_err("class 10");
         assert!(error.to_string().contains("class 10"), "{error}");
-        std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), b"\x1f\x8bnot gzip")
-            .expect("write");
+        std::fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte.gz"),
+            b"\x1f\x8bnot gzip",
+        )
+        .expect("write");
         assert!(FashionMnist::load(dir.path()).is_err());
         assert!(FashionMnist::load(&dir.path().join("missing")).is_err());
     }
 
     #[test]
     fn centroids_classify_clusters() {
-        let rows = vec![vec![1.0, 0.1], vec![0.9, 0.0], vec![0.0, 1.0], vec![0.1, 0.8]];
+        let rows = vec![
+            vec![1.0, 0.1],
+            vec![0.9, 0.0],
+            vec![0.0, 1.0],
+            vec![0.1, 0.8],
+        ];
         let targets = vec![
             vec![Known::Positive, Known::Negative],
             vec![Known::Positive, Known::Negative],

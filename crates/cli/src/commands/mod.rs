@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::bench::import::run(photos, megapixels)
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::train::run(args),
+        Command::Bench(BenchCommand::Embed(args)) => crate::bench::embed::run(args),
     }
 }
 

@@ -131,7 +131,10 @@ pub fn fine_tune(
     let device = model.device().clone();
 
     // The frozen prefix, once per view.
-    progress.begin("Preparing views", Some((images.len() * config.views) as u64));
+    progress.begin(
+        "Preparing views",
+        Some((images.len() * config.views) as u64),
+    );
     let mut rng = SplitMix64::new(config.seed);
     let mut features = Vec::new();
     let mut view_targets = Vec::new();
@@ -210,7 +213,9 @@ pub fn fine_tune(
     let mut report = FineTuneReport {
         from_block,
         views,
-        probe_loss: Some(full_loss(model, &features, from_block, &y, &weight, &logits)?),
+        probe_loss: Some(full_loss(
+            model, &features, from_block, &y, &weight, &logits,
+        )?),
         final_loss: None,
         steps_done: 0,
         cancelled: false,
@@ -231,9 +236,8 @@ pub fn fine_tune(
         }
         let picked: Vec<u32> = order.drain(..batch).collect();
         let index = Tensor::new(picked.as_slice(), &device)?;
-        let embedding = scaled_unit(
-            &model.forward_tail(&features.index_select(&index, 0)?, from_block)?,
-        )?;
+        let embedding =
+            scaled_unit(&model.forward_tail(&features.index_select(&index, 0)?, from_block)?)?;
         // The balanced weights sum over all views; a batch stands for them.
         let loss = (balanced_bce(
             &logits(&embedding)?,
@@ -264,7 +268,9 @@ pub fn fine_tune(
     }
     progress.end();
     model.freeze();
-    report.final_loss = Some(full_loss(model, &features, from_block, &y, &weight, &logits)?);
+    report.final_loss = Some(full_loss(
+        model, &features, from_block, &y, &weight, &logits,
+    )?);
     report.tensors = tail
         .into_iter()
         .map(|(name, var)| (name, var.as_tensor().detach()))
@@ -349,8 +355,11 @@ mod tests {
     fn tiny() -> EfficientNet {
         let cfg = Config::tiny();
         let weights = random_weights(&cfg, 3, &Device::Cpu).expect("weights");
-        EfficientNet::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu))
-            .expect("model")
+        EfficientNet::new(
+            &cfg,
+            VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu),
+        )
+        .expect("model")
     }
 
     /// Photos of two kinds: a bright square on the left, or on the right.
@@ -369,7 +378,11 @@ mod tests {
                 }
             });
             images.push(DynamicImage::ImageRgb8(image));
-            targets.push(vec![if left { Known::Positive } else { Known::Negative }]);
+            targets.push(vec![if left {
+                Known::Positive
+            } else {
+                Known::Negative
+            }]);
         }
         (images, targets)
     }
@@ -419,13 +432,19 @@ mod tests {
                 .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
                 .expect("diff")
         };
-        assert_eq!(diff(&before_prefix, &after_prefix), 0.0, "the prefix is frozen");
+        assert_eq!(
+            diff(&before_prefix, &after_prefix),
+            0.0,
+            "the prefix is frozen"
+        );
         assert!(diff(&before, &model.embed(&probe).expect("embed")) > 0.0);
 
         // The saved tail turns a fresh model into the fine-tuned one.
         let mut fresh = tiny();
         let tensors = report.tensors.iter().cloned().collect();
-        fresh.apply_tail(report.from_block, &tensors).expect("apply");
+        fresh
+            .apply_tail(report.from_block, &tensors)
+            .expect("apply");
         assert_eq!(
             diff(
                 &model.embed(&probe).expect("embed"),
@@ -439,11 +458,29 @@ mod tests {
     fn bad_requests_are_errors() {
         let mut model = tiny();
         let (images, targets) = photos(2);
-        let run = |model: &mut EfficientNet, images: &[DynamicImage], targets: &[Vec<Known>], config: &FineTuneConfig| {
-            fine_tune(model, images, targets, config, &NoProgress, &CancelToken::new())
+        let run = |model: &mut EfficientNet,
+                   images: &[DynamicImage],
+                   targets: &[Vec<Known>],
+                   config: &FineTuneConfig| {
+            fine_tune(
+                model,
+                images,
+                targets,
+                config,
+                &NoProgress,
+                &CancelToken::new(),
+            )
         };
         assert!(run(&mut model, &[], &[], &FineTuneConfig::default()).is_err());
-        assert!(run(&mut model, &images, &targets[..1], &FineTuneConfig::default()).is_err());
+        assert!(
+            run(
+                &mut model,
+                &images,
+                &targets[..1],
+                &FineTuneConfig::default()
+            )
+            .is_err()
+        );
         let too_deep = FineTuneConfig {
             blocks: model.num_blocks() + 1,
             ..FineTuneConfig::default()

@@ -168,17 +168,22 @@ pub fn augment(image: &DynamicImage, mut uniform: impl FnMut() -> f64) -> Result
     let (left, top, w, h) = window.unwrap_or_else(|| {
         let ratio = f64::from(width) / f64::from(height);
         let (w, h) = if ratio < CROP_RATIO.0 {
-            (width, ((f64::from(width) / CROP_RATIO.0).round() as u32).clamp(1, height))
+            (
+                width,
+                ((f64::from(width) / CROP_RATIO.0).round() as u32).clamp(1, height),
+            )
         } else if ratio > CROP_RATIO.1 {
-            (((f64::from(height) * CROP_RATIO.1).round() as u32).clamp(1, width), height)
+            (
+                ((f64::from(height) * CROP_RATIO.1).round() as u32).clamp(1, width),
+                height,
+            )
         } else {
             (width, height)
         };
         ((width - w) / 2, (height - h) / 2, w, h)
     });
     let crop = image::imageops::crop_imm(&rgb, left, top, w, h).to_image();
-    let mut view =
-        image::imageops::resize(&crop, IMAGE_SIZE, IMAGE_SIZE, FilterType::CatmullRom);
+    let mut view = image::imageops::resize(&crop, IMAGE_SIZE, IMAGE_SIZE, FilterType::CatmullRom);
     if uniform() < 0.5 {
         image::imageops::flip_horizontal_in_place(&mut view);
     }
