@@ -411,8 +411,18 @@ pub enum PhotosCommand {
         device: DeviceChoice,
     },
     /// Learn your labels from labelled photos and your accept/reject
-    /// verdicts.
+    /// verdicts. Ctrl-C stops.
     Train {
+        /// Also fine-tune the network's last N blocks (with augmented views
+        /// of your labelled photos); every photo is then embedded again.
+        #[arg(long, value_name = "N")]
+        fine_tune_blocks: Option<usize>,
+        /// Fine-tuning steps.
+        #[arg(long, default_value_t = 80)]
+        steps: usize,
+        /// auto, cpu, cuda or metal.
+        #[arg(long, value_parser = parse_device, default_value = "auto")]
+        device: DeviceChoice,
         /// Print JSON.
         #[arg(long)]
         json: bool,

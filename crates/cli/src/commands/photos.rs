@@ -13,14 +13,16 @@ use crate::args::{EvalPhotosArgs, PhotosCommand};
 use crate::output;
 use crate::progress_bar::Bar;
 
-fn model_sha(device: hearth_ml::DeviceChoice) -> Result<photos::PhotoModel> {
-    Ok(photos::load_photo_model(None, &device.open()?)?)
+/// The photo model tagging uses now (the base network, or its fine-tuned
+/// version after `photos train --fine-tune-blocks`).
+fn active_model(library: &Library, device: hearth_ml::DeviceChoice) -> Result<photos::PhotoModel> {
+    Ok(photos::active_photo_model(library, &device.open()?)?)
 }
 
 pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> {
     match command {
         PhotosCommand::Embed { batch, device } => {
-            let model = model_sha(device)?;
+            let model = active_model(&library, device)?;
             let summary = photos::embed_photos(
                 &mut library,
                 &model,
@@ -33,16 +35,51 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
                 summary.embedded, summary.cached, summary.failed
             );
         }
-        PhotosCommand::Train { json } => {
-            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
-            let summary = photos::train_tagger(&library, &model.sha256, &TaggerConfig::default())?;
+        PhotosCommand::Train {
+            fine_tune_blocks,
+            steps,
+            device,
+            json,
+        } => {
+            // The examples are chosen on the base network's embeddings.
+            let base = photos::load_photo_model(None, &device.open()?)?;
+            let embedded = photos::embed_photos(
+                &mut library,
+                &base,
+                16,
+                &Bar::new(false),
+                &hearth_progress::CancelToken::new(),
+            )?;
+            if embedded.embedded > 0 {
+                eprintln!("embedded {} new photos first", embedded.embedded);
+            }
+            let training = photos::PhotoTraining {
+                tagger: TaggerConfig::default(),
+                fine_tune: fine_tune_blocks.map(|blocks| FineTuneConfig {
+                    blocks,
+                    steps,
+                    ..FineTuneConfig::default()
+                }),
+            };
+            let cancel = hearth_progress::CancelToken::new();
+            let on_interrupt = cancel.clone();
+            // Ctrl-C stops at the next step; the run is recorded as such.
+            let _ = ctrlc::set_handler(move || on_interrupt.cancel());
+            let summary =
+                photos::train_tagger(&mut library, &base, &training, &Bar::new(false), &cancel)?;
             if json {
                 output::json(&summary)?;
             } else {
                 println!(
-                    "learned {} labels from {} photos",
+                    "run {}: learned {} labels from {} photos{}",
+                    summary.run_id,
                     summary.labels.len(),
-                    summary.examples
+                    summary.examples,
+                    summary
+                        .fine_tune_loss
+                        .map_or(String::new(), |(before, after)| format!(
+                            " (fine-tuned: loss {before:.3} -> {after:.3})"
+                        ))
                 );
                 for ((label, accuracy), threshold) in summary
                     .labels
@@ -59,17 +96,17 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
             }
         }
         PhotosCommand::Tag { all, json } => {
-            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let model = active_model(&library, hearth_ml::DeviceChoice::Cpu)?;
             let suggestions = photos::suggest_tags(&library, &model.sha256, all)?;
             print_suggestions(&suggestions, json)?;
         }
         PhotosCommand::Ask { n, json } => {
-            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let model = active_model(&library, hearth_ml::DeviceChoice::Cpu)?;
             let questions = photos::ask(&library, &model.sha256, n)?;
             print_suggestions(&questions, json)?;
         }
         PhotosCommand::Similar { id, k, json } => {
-            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let model = active_model(&library, hearth_ml::DeviceChoice::Cpu)?;
             let neighbours = photos::similar(&library, &model.sha256, id, k)?;
             if json {
                 let rows: Vec<_> = neighbours
