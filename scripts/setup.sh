@@ -11,7 +11,8 @@ as_root() {
     fi
 }
 
-apt_packages=(build-essential pkg-config ca-certificates curl python3)
+# dataset-fashion-mnist: real labelled images for `hearth eval photos`.
+apt_packages=(build-essential pkg-config ca-certificates curl python3 dataset-fashion-mnist)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -3,6 +3,7 @@
 # in a private virtual environment, creating that environment on first use.
 #
 #   bash bench/pytorch/run.sh [train_lora.py arguments...]
+#   bash bench/pytorch/run.sh embed [embed_efficientnet.py arguments...]
 #
 # The venv lives in ${XDG_CACHE_HOME:-$HOME/.cache}/hearth/pytorch-bench-venv
 # (override with HEARTH_PYTORCH_VENV) and is reused as long as the hash of
@@ -75,4 +76,8 @@ fi
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+if [[ "${1:-}" == "embed" ]]; then
+    shift
+    exec "$VENV/bin/python" "$SCRIPT_DIR/embed_efficientnet.py" "$@"
+fi
 exec "$VENV/bin/python" "$TRAIN" "$@"

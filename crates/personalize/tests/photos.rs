@@ -3,10 +3,11 @@
 //! feedback changes the next training set, look-alikes.
 
 use hearth_ml::candle::Device;
-use hearth_ml::tagger::TaggerConfig;
+use hearth_ml::vision::finetune::FineTuneConfig;
 use hearth_personalize::PersonalizeError;
 use hearth_personalize::photos::{
-    ask, embed_photos, load_photo_model, similar, suggest_tags, train_tagger,
+    PhotoTraining, active_photo_model, ask, embed_photos, load_photo_model, similar, suggest_tags,
+    train_tagger,
 };
 use hearth_progress::{CancelToken, NoProgress};
 use hearth_store::{ImportOptions, ItemFilter, Library, Verdict};
@@ -73,14 +74,14 @@ fn embed_label_train_feedback_similar() {
     );
 
     assert!(matches!(
-        train_tagger(&library, &model.sha256, &TaggerConfig::default()),
+        train_tagger(&mut library, &model, &PhotoTraining::default(), &NoProgress, &CancelToken::new()),
         Err(PersonalizeError::NoData(message)) if message.contains("no labelled photos")
     ));
     library
         .add_label(id("chelsea.png"), "animal")
         .expect("label");
     assert!(matches!(
-        train_tagger(&library, &model.sha256, &TaggerConfig::default()),
+        train_tagger(&mut library, &model, &PhotoTraining::default(), &NoProgress, &CancelToken::new()),
         Err(PersonalizeError::NoData(message)) if message.contains("fewer than 2")
     ));
     library.add_label(id("horse.png"), "animal").expect("label");
@@ -90,7 +91,14 @@ fn embed_label_train_feedback_similar() {
     library
         .add_label(id("rocket.jpg"), "things")
         .expect("label");
-    let first = train_tagger(&library, &model.sha256, &TaggerConfig::default()).expect("train");
+    let first = train_tagger(
+        &mut library,
+        &model,
+        &PhotoTraining::default(),
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("train");
     assert_eq!(first.labels, vec!["animal", "things"]);
     assert_eq!(first.examples, 4);
 
@@ -101,7 +109,14 @@ fn embed_label_train_feedback_similar() {
     library
         .record_verdict(id("astronaut.png"), "things", Verdict::Accepted)
         .expect("accept");
-    let second = train_tagger(&library, &model.sha256, &TaggerConfig::default()).expect("retrain");
+    let second = train_tagger(
+        &mut library,
+        &model,
+        &PhotoTraining::default(),
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("retrain");
     assert_eq!(second.examples, 6);
 
     let suggestions = suggest_tags(&library, &model.sha256, false).expect("tag");
@@ -126,4 +141,37 @@ fn embed_label_train_feedback_similar() {
         "most similar first"
     );
     assert!(neighbours.iter().all(|n| n.0 != id("chelsea.png")));
+
+    // Fine-tuning the last block: a run with the photos it learned from,
+    // every photo embedded again with the tuned network, which becomes the
+    // active one (and loads back from the library).
+    let tuned = train_tagger(
+        &mut library,
+        &model,
+        &PhotoTraining {
+            fine_tune: Some(FineTuneConfig {
+                blocks: 1,
+                views: 2,
+                steps: 4,
+                batch: 8,
+                ..FineTuneConfig::default()
+            }),
+            ..PhotoTraining::default()
+        },
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("fine-tune");
+    assert_ne!(tuned.model_sha256, model.sha256);
+    assert!(tuned.fine_tune_loss.is_some());
+    let run = library.run(tuned.run_id).expect("run");
+    assert_eq!((run.kind.as_str(), run.item_count), ("photos", 6));
+    assert_eq!(
+        library.run_item_hashes(tuned.run_id).expect("items").len(),
+        6
+    );
+    let active = active_photo_model(&library, &Device::Cpu).expect("active");
+    assert_eq!(active.sha256, tuned.model_sha256);
+    let tagged = suggest_tags(&library, &active.sha256, false).expect("tag with tuned");
+    assert_eq!(tagged.len(), suggestions.len());
 }

@@ -24,10 +24,20 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/01-library.sql"),
     include_str!("../migrations/02-personalization.sql"),
     include_str!("../migrations/03-photo-tagging.sql"),
+    include_str!("../migrations/04-runs-of-every-kind.sql"),
 ];
 
+/// Migrations run with foreign keys off (a table rebuild must not cascade
+/// deletes into the tables that refer to it), so each one ends with
+/// `PRAGMA foreign_key_check`, failing (and rolling back) on a dangling
+/// reference.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
+    Migrations::new(
+        MIGRATIONS
+            .iter()
+            .map(|sql| M::up(sql).foreign_key_check())
+            .collect(),
+    )
 }
 
 /// The newest schema version this build knows.
@@ -69,7 +79,12 @@ impl Library {
                 known: known_schema_version(),
             });
         }
-        migrations().to_latest(&mut conn)?;
+        // Foreign-key enforcement cannot change inside a transaction, and
+        // the migrations run in one: switch it off around them.
+        conn.pragma_update(None, "foreign_keys", false)?;
+        let migrated = migrations().to_latest(&mut conn);
+        conn.pragma_update(None, "foreign_keys", true)?;
+        migrated?;
         Ok(Library { root, conn })
     }
 
@@ -161,6 +176,51 @@ mod tests {
             .query_row("SELECT count(*) FROM items", [], |row| row.get(0))
             .expect("count");
         assert_eq!(items, 1);
+    }
+
+    #[test]
+    fn rebuilding_runs_keeps_runs_their_items_and_adapters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let mut conn = Connection::open(&path).expect("open");
+        conn.pragma_update(None, "foreign_keys", true).expect("fk");
+        Migrations::new(MIGRATIONS[..3].iter().map(|sql| M::up(sql)).collect())
+            .to_latest(&mut conn)
+            .expect("v3");
+        conn.execute_batch(&format!(
+            "INSERT INTO runs (kind, status, base_model, base_model_sha256, config, item_count, token_count, device) \
+             VALUES ('text', 'completed', 'stories260k', '{sha}', '{{}}', 1, 10, 'cpu'); \
+             INSERT INTO run_items VALUES (1, '{sha}'); \
+             INSERT INTO adapters (name, run_id, source, sha256, rank, alpha, targets, path) \
+             VALUES ('a', 1, 'trained', '{sha}', 8, 16.0, 'q_proj', 'adapters/a');",
+            sha = "b".repeat(64)
+        ))
+        .expect("v3 rows");
+        drop(conn);
+        let library = Library::open(dir.path()).expect("upgrade");
+        let count = |sql: &str| -> i64 {
+            library
+                .conn
+                .query_row(sql, [], |row| row.get(0))
+                .expect("count")
+        };
+        assert_eq!(count("SELECT count(*) FROM runs"), 1);
+        assert_eq!(count("SELECT count(*) FROM run_items WHERE run_id = 1"), 1);
+        assert_eq!(count("SELECT count(*) FROM adapters WHERE run_id = 1"), 1);
+        // The new kinds are accepted, and references still cascade.
+        library
+            .conn
+            .execute_batch(
+                "INSERT INTO runs (kind, status, base_model, base_model_sha256, config, item_count, token_count, device) \
+                 VALUES ('photos', 'running', 'efficientnet-lite0', 'x', '{}', 0, 0, 'cpu'); \
+                 DELETE FROM runs WHERE id = 1;",
+            )
+            .expect("photos run");
+        assert_eq!(count("SELECT count(*) FROM run_items"), 0);
+        assert_eq!(
+            count("SELECT count(*) FROM adapters WHERE run_id IS NULL"),
+            1
+        );
     }
 
     #[test]

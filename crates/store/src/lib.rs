@@ -43,5 +43,5 @@ pub use hearth_progress::{CancelToken, NoProgress, Progress};
 pub use import::{FileReport, ImportOptions, ImportReport, Outcome};
 pub use items::{Item, ItemFilter, ItemId, ItemKind, LibraryStats};
 pub use labels::LabelSummary;
-pub use runs::{Adapter, AdapterId, NewAdapter, NewRun, Run, RunId, RunStatus, RunUpdate};
+pub use runs::{Adapter, AdapterId, NewAdapter, NewRun, Run, RunId, RunKind, RunStatus, RunUpdate};
 pub use thumbnails::THUMBNAIL_MAX_SIDE;

@@ -77,9 +77,34 @@ impl FromStr for RunStatus {
     }
 }
 
+/// What a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// A LoRA adapter on texts.
+    Text,
+    /// The photo tagger (head, and fine-tuned last blocks).
+    Photos,
+    /// Local training for a federation round.
+    Federated,
+}
+
+impl RunKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Text => "text",
+            RunKind::Photos => "photos",
+            RunKind::Federated => "federated",
+        }
+    }
+}
+
 /// A run about to start.
 #[derive(Debug, Clone)]
 pub struct NewRun {
+    /// What it trains.
+    pub kind: RunKind,
     /// The base model as the person named it.
     pub base_model: String,
     /// Its sha256.
@@ -101,7 +126,7 @@ pub struct NewRun {
 pub struct Run {
     /// Row id.
     pub id: RunId,
-    /// `text` today.
+    /// `text`, `photos` or `federated`.
     pub kind: String,
     /// Where it stands.
     pub status: RunStatus,
@@ -284,7 +309,7 @@ impl Library {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO runs (kind, status, base_model, base_model_sha256, config, label, item_count, token_count, device) \
-             VALUES ('text', 'running', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?8, 'running', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 run.base_model,
                 run.base_model_sha256,
@@ -292,7 +317,8 @@ impl Library {
                 run.label,
                 run.item_sha256s.len() as u64,
                 run.token_count,
-                run.device
+                run.device,
+                run.kind.as_str()
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -437,6 +463,7 @@ mod tests {
         let mut library = Library::open(dir.path()).expect("open");
         let id = library
             .create_run(&NewRun {
+                kind: RunKind::Text,
                 base_model: "stories260k".into(),
                 base_model_sha256: "b".repeat(64),
                 config: "{}".into(),

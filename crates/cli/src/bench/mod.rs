@@ -1,6 +1,7 @@
 //! `hearth bench ...`: honest measurements of Hearth's own speed and memory.
 //! Benchmarks print figures; they never pass or fail.
 
+pub mod embed;
 pub mod import;
 pub mod train;
 

@@ -36,7 +36,8 @@ fn smollm2_shape() -> Config {
     }
 }
 
-fn reference_script() -> PathBuf {
+/// `bench/pytorch/run.sh`, or `HEARTH_PYTORCH_BENCH`.
+pub(super) fn reference_script() -> PathBuf {
     match std::env::var_os("HEARTH_PYTORCH_BENCH") {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(concat!(

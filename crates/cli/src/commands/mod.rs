@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use hearth_store::Library;
 
-use crate::args::{BenchCommand, Cli, Command};
+use crate::args::{BenchCommand, Cli, Command, EvalCommand};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -28,11 +28,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs(command) => text::runs(open()?, command),
         Command::Adapters(command) => text::adapters(open()?, command),
         Command::Generate(args) => text::generate(open()?, args),
-        Command::Eval(args) => text::eval(open()?, args),
+        Command::Eval(EvalCommand::Text(args)) => text::eval(open()?, args),
+        Command::Eval(EvalCommand::Photos(args)) => photos::eval(args),
         Command::Bench(BenchCommand::Import { photos, megapixels }) => {
             crate::bench::import::run(photos, megapixels)
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::train::run(args),
+        Command::Bench(BenchCommand::Embed(args)) => crate::bench::embed::run(args),
     }
 }
 

@@ -3,23 +3,26 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hearth_ml::tagger::TaggerConfig;
+use hearth_ml::vision::finetune::FineTuneConfig;
 use hearth_personalize::photos::{self, PhotoSuggestions};
 use hearth_store::Library;
 
-use crate::args::PhotosCommand;
+use crate::args::{EvalPhotosArgs, PhotosCommand};
 use crate::output;
 use crate::progress_bar::Bar;
 
-fn model_sha(device: hearth_ml::DeviceChoice) -> Result<photos::PhotoModel> {
-    Ok(photos::load_photo_model(None, &device.open()?)?)
+/// The photo model tagging uses now (the base network, or its fine-tuned
+/// version after `photos train --fine-tune-blocks`).
+fn active_model(library: &Library, device: hearth_ml::DeviceChoice) -> Result<photos::PhotoModel> {
+    Ok(photos::active_photo_model(library, &device.open()?)?)
 }
 
 pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> {
     match command {
         PhotosCommand::Embed { batch, device } => {
-            let model = model_sha(device)?;
+            let model = active_model(&library, device)?;
             let summary = photos::embed_photos(
                 &mut library,
                 &model,
@@ -32,16 +35,51 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
                 summary.embedded, summary.cached, summary.failed
             );
         }
-        PhotosCommand::Train { json } => {
-            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
-            let summary = photos::train_tagger(&library, &model.sha256, &TaggerConfig::default())?;
+        PhotosCommand::Train {
+            fine_tune_blocks,
+            steps,
+            device,
+            json,
+        } => {
+            // The examples are chosen on the base network's embeddings.
+            let base = photos::load_photo_model(None, &device.open()?)?;
+            let embedded = photos::embed_photos(
+                &mut library,
+                &base,
+                16,
+                &Bar::new(false),
+                &hearth_progress::CancelToken::new(),
+            )?;
+            if embedded.embedded > 0 {
+                eprintln!("embedded {} new photos first", embedded.embedded);
+            }
+            let training = photos::PhotoTraining {
+                tagger: TaggerConfig::default(),
+                fine_tune: fine_tune_blocks.map(|blocks| FineTuneConfig {
+                    blocks,
+                    steps,
+                    ..FineTuneConfig::default()
+                }),
+            };
+            let cancel = hearth_progress::CancelToken::new();
+            let on_interrupt = cancel.clone();
+            // Ctrl-C stops at the next step; the run is recorded as such.
+            let _ = ctrlc::set_handler(move || on_interrupt.cancel());
+            let summary =
+                photos::train_tagger(&mut library, &base, &training, &Bar::new(false), &cancel)?;
             if json {
                 output::json(&summary)?;
             } else {
                 println!(
-                    "learned {} labels from {} photos",
+                    "run {}: learned {} labels from {} photos{}",
+                    summary.run_id,
                     summary.labels.len(),
-                    summary.examples
+                    summary.examples,
+                    summary
+                        .fine_tune_loss
+                        .map_or(String::new(), |(before, after)| format!(
+                            " (fine-tuned: loss {before:.3} -> {after:.3})"
+                        ))
                 );
                 for ((label, accuracy), threshold) in summary
                     .labels
@@ -58,17 +96,17 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
             }
         }
         PhotosCommand::Tag { all, json } => {
-            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let model = active_model(&library, hearth_ml::DeviceChoice::Cpu)?;
             let suggestions = photos::suggest_tags(&library, &model.sha256, all)?;
             print_suggestions(&suggestions, json)?;
         }
         PhotosCommand::Ask { n, json } => {
-            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let model = active_model(&library, hearth_ml::DeviceChoice::Cpu)?;
             let questions = photos::ask(&library, &model.sha256, n)?;
             print_suggestions(&questions, json)?;
         }
         PhotosCommand::Similar { id, k, json } => {
-            let model = model_sha(hearth_ml::DeviceChoice::Cpu)?;
+            let model = active_model(&library, hearth_ml::DeviceChoice::Cpu)?;
             let neighbours = photos::similar(&library, &model.sha256, id, k)?;
             if json {
                 let rows: Vec<_> = neighbours
@@ -113,4 +151,56 @@ fn print_suggestions(rows: &[PhotoSuggestions], json: bool) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `hearth eval photos --fashion-mnist`.
+pub fn eval(args: EvalPhotosArgs) -> Result<ExitCode> {
+    use hearth_personalize::photo_eval::{FashionMnist, FewShotConfig, evaluate_few_shot};
+    let data = FashionMnist::load(&args.dir).with_context(|| {
+        format!(
+            "reading Fashion-MNIST from {} (install the Debian package dataset-fashion-mnist)",
+            args.dir.display()
+        )
+    })?;
+    let model = photos::load_photo_model(None, &args.device.open()?)?;
+    let config = FewShotConfig {
+        shots: args.shots,
+        test_images: args.test_images,
+        seed: args.seed,
+        fine_tune: (!args.no_fine_tune).then(|| FineTuneConfig {
+            blocks: args.fine_tune_blocks,
+            ..FineTuneConfig::default()
+        }),
+        ..FewShotConfig::default()
+    };
+    let cancel = hearth_progress::CancelToken::new();
+    let started = std::time::Instant::now();
+    let report = evaluate_few_shot(&model.model, &data, &config, &Bar::new(false), &cancel)?;
+    if args.json {
+        output::json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Fashion-MNIST, {} test images, EfficientNet-Lite0 ({}), {:.0} s",
+        report.test_images,
+        &model.sha256[..12],
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:>9}  {:>12}  {:>18}  {:>16}",
+        "per class", "frozen head", "fine-tuned (last)", "nearest centroid"
+    );
+    for row in &report.rows {
+        let tuned = row
+            .fine_tuned
+            .map_or("-".to_owned(), |a| format!("{:.1}%", 100.0 * a));
+        println!(
+            "{:>9}  {:>11.1}%  {:>18}  {:>15.1}%",
+            row.shots,
+            100.0 * row.head,
+            tuned,
+            100.0 * row.centroid
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

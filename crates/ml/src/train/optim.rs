@@ -83,6 +83,12 @@ impl AdamW {
         let first_correction = 1.0 / (1.0 - beta1.powi(t));
         let second_correction = 1.0 / (1.0 - beta2.powi(t));
         for (i, ((_, var), grad)) in vars.iter().zip(grads).enumerate() {
+            // candle detaches the gradients it propagates, but a variable's
+            // own gradient still records how it was computed, from the
+            // step's activations; moments built from it would keep every
+            // step's graph alive (memory growing by a forward pass a step).
+            let grad = grad.detach();
+            let grad = &grad;
             let m = ((&self.first[i] * beta1)? + (grad * (1.0 - beta1))?)?;
             let v = ((&self.second[i] * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?;
             let update = ((&m * first_correction)? / ((&v * second_correction)?.sqrt()? + eps)?)?;

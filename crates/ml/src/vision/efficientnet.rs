@@ -309,6 +309,12 @@ impl ConvBn {
         fused::bias_act(&y, &self.bias, relu6)
     }
 
+    /// Plain tensors again, with the current values.
+    fn freeze(&mut self) {
+        self.weight = self.weight.detach();
+        self.bias = self.bias.detach();
+    }
+
     /// The folded weight and bias as trainable variables.
     fn make_trainable(&mut self, name: &str) -> Result<Vec<(String, Var)>> {
         let weight = Var::from_tensor(&self.weight)?;
@@ -588,6 +594,56 @@ impl EfficientNet {
         }
         vars.extend(self.head.make_trainable("_conv_head")?);
         Ok(vars)
+    }
+
+    /// Turns trainable weights back into plain tensors (keeping their
+    /// values), so inference records no gradient graph.
+    pub fn freeze(&mut self) {
+        for block in &mut self.blocks {
+            if let Some(expand) = &mut block.expand {
+                expand.freeze();
+            }
+            block.depthwise.freeze();
+            block.project.freeze();
+        }
+        self.head.freeze();
+    }
+
+    /// Loads a tail fine-tuned from block `from_block` (the tensors that
+    /// [`Self::make_trainable`] names), checking every name and shape.
+    pub fn apply_tail(
+        &mut self,
+        from_block: usize,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<()> {
+        let vars = self.make_trainable(from_block)?;
+        if tensors.len() != vars.len() {
+            self.freeze();
+            return Err(MlError::InvalidRequest(format!(
+                "a tail from block {from_block} has {} tensors, got {}",
+                vars.len(),
+                tensors.len()
+            )));
+        }
+        for (name, var) in &vars {
+            let result = match tensors.get(name) {
+                Some(tensor) if tensor.dims() == var.dims() => var
+                    .set(&tensor.to_dtype(var.dtype())?.to_device(var.device())?)
+                    .map_err(MlError::from),
+                Some(tensor) => Err(MlError::InvalidRequest(format!(
+                    "{name} has shape {:?}, expected {:?}",
+                    tensor.dims(),
+                    var.dims()
+                ))),
+                None => Err(MlError::InvalidRequest(format!("{name} is missing"))),
+            };
+            if let Err(error) = result {
+                self.freeze();
+                return Err(error);
+            }
+        }
+        self.freeze();
+        Ok(())
     }
 }
 

@@ -3,6 +3,8 @@
 //! - [`efficientnet`]: EfficientNet-Lite0 (ImageNet-1k), our own candle
 //!   model: a 1280-d embedding per photo, 1000-class logits, and a split
 //!   forward for fine-tuning the last blocks.
+//! - [`finetune`]: the last blocks and a multi-label head trained together
+//!   on a few labelled photos, with augmentation.
 //! - [`pth`]: PyTorch's legacy (pre-1.6) checkpoint format, in which the
 //!   published Lite0 weights exist, read without Python.
 //! - [`mod@preprocess`]: the one preprocessing both training and inference use
@@ -13,6 +15,7 @@
 //! by sha256, for run records.
 
 pub mod efficientnet;
+pub mod finetune;
 pub mod preprocess;
 pub mod pth;
 
@@ -24,7 +27,7 @@ use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
 
 pub use efficientnet::{Config, EfficientNet, Prediction, top_k};
-pub use preprocess::{load_batch, load_image, preprocess, preprocess_batch};
+pub use preprocess::{augment, load_batch, load_image, preprocess, preprocess_batch, to_tensor};
 pub use pth::load_legacy_pth;
 
 use crate::error::{MlError, Result};

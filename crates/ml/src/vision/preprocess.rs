@@ -107,8 +107,18 @@ fn crop_offset(size: u32, crop: u32) -> u32 {
 /// The network's input for one image: a `(3, 224, 224)` f32 tensor,
 /// channels first, values `(x - 127.5) / 128`.
 pub fn preprocess(image: &DynamicImage, device: &Device) -> Result<Tensor> {
-    let crop = resize_and_crop(image)?;
+    to_tensor(&resize_and_crop(image)?, device)
+}
+
+/// A prepared `IMAGE_SIZE`² RGB crop as the network's input (step 4).
+pub fn to_tensor(crop: &RgbImage, device: &Device) -> Result<Tensor> {
     let side = IMAGE_SIZE as usize;
+    if crop.dimensions() != (IMAGE_SIZE, IMAGE_SIZE) {
+        return Err(MlError::InvalidRequest(format!(
+            "expected a {side}x{side} crop, got {:?}",
+            crop.dimensions()
+        )));
+    }
     let plane = side * side;
     let mut chw = vec![0f32; 3 * plane];
     for (i, pixel) in crop.pixels().enumerate() {
@@ -117,6 +127,67 @@ pub fn preprocess(image: &DynamicImage, device: &Device) -> Result<Tensor> {
         }
     }
     Ok(Tensor::from_vec(chw, (3, side, side), device)?)
+}
+
+/// Smallest and largest share of the image's area a random crop keeps.
+/// torchvision's default keeps as little as 8%; with a handful of personal
+/// photos a crop that small often loses the very thing the label is about.
+const CROP_AREA: (f64, f64) = (0.35, 1.0);
+
+/// Aspect ratios a random crop may have (torchvision's default).
+const CROP_RATIO: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
+
+/// A training view of an image: a random resized crop (area share
+/// [`CROP_AREA`], aspect [`CROP_RATIO`], as torchvision's
+/// `RandomResizedCrop` picks it) resized to `IMAGE_SIZE`², mirrored half
+/// of the time. `uniform` supplies numbers in `[0, 1)`. Feed the result to
+/// [`to_tensor`]: the normalisation is the one inference uses.
+pub fn augment(image: &DynamicImage, mut uniform: impl FnMut() -> f64) -> Result<RgbImage> {
+    let rgb = image.to_rgb8();
+    let (width, height) = rgb.dimensions();
+    if width == 0 || height == 0 {
+        return Err(MlError::InvalidRequest("the image is empty".into()));
+    }
+    let area = f64::from(width) * f64::from(height);
+    let mut window = None;
+    for _ in 0..10 {
+        let share = CROP_AREA.0 + (CROP_AREA.1 - CROP_AREA.0) * uniform();
+        let log_ratio = CROP_RATIO.0.ln() + (CROP_RATIO.1.ln() - CROP_RATIO.0.ln()) * uniform();
+        let ratio = log_ratio.exp();
+        let w = (area * share * ratio).sqrt().round() as u32;
+        let h = (area * share / ratio).sqrt().round() as u32;
+        if (1..=width).contains(&w) && (1..=height).contains(&h) {
+            let left = (f64::from(width - w + 1) * uniform()) as u32;
+            let top = (f64::from(height - h + 1) * uniform()) as u32;
+            window = Some((left.min(width - w), top.min(height - h), w, h));
+            break;
+        }
+    }
+    // Like torchvision, fall back to the largest central crop of an
+    // allowed aspect ratio.
+    let (left, top, w, h) = window.unwrap_or_else(|| {
+        let ratio = f64::from(width) / f64::from(height);
+        let (w, h) = if ratio < CROP_RATIO.0 {
+            (
+                width,
+                ((f64::from(width) / CROP_RATIO.0).round() as u32).clamp(1, height),
+            )
+        } else if ratio > CROP_RATIO.1 {
+            (
+                ((f64::from(height) * CROP_RATIO.1).round() as u32).clamp(1, width),
+                height,
+            )
+        } else {
+            (width, height)
+        };
+        ((width - w) / 2, (height - h) / 2, w, h)
+    });
+    let crop = image::imageops::crop_imm(&rgb, left, top, w, h).to_image();
+    let mut view = image::imageops::resize(&crop, IMAGE_SIZE, IMAGE_SIZE, FilterType::CatmullRom);
+    if uniform() < 0.5 {
+        image::imageops::flip_horizontal_in_place(&mut view);
+    }
+    Ok(view)
 }
 
 /// Reads, decodes and preprocesses the image file at `path`.
