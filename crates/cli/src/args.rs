@@ -476,6 +476,38 @@ pub enum BenchCommand {
     /// Photo embeddings per second and peak RSS (EfficientNet-Lite0,
     /// 224x224), next to PyTorch on the same machine.
     Embed(BenchEmbedArgs),
+    /// Secure aggregation costs: client masking, server unmasking for
+    /// 100 and 1,000 clients, bytes per client.
+    Secagg(BenchSecaggArgs),
+    /// Transparency log: append rate, proof generation and verification at
+    /// a million entries.
+    Log(BenchLogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSecaggArgs {
+    /// Update length (parameters).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub params: usize,
+    /// A client's SecAgg+ neighbours.
+    #[arg(long, default_value_t = 16)]
+    pub neighbours: usize,
+    /// Cohort sizes for the server figures.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub clients: Vec<usize>,
+    /// Share of clients that drop out after sharing their keys.
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLogArgs {
+    /// Log entries.
+    #[arg(long, default_value_t = hearth_ledger::bench::DEFAULT_ENTRIES)]
+    pub entries: u64,
+    /// Proofs timed (each verified).
+    #[arg(long, default_value_t = 1000)]
+    pub samples: u32,
 }
 
 #[derive(Debug, Args)]

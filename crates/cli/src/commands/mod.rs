@@ -35,6 +35,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::train::run(args),
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::embed::run(args),
+        Command::Bench(BenchCommand::Secagg(args)) => crate::bench::secagg::run(args),
+        Command::Bench(BenchCommand::Log(args)) => crate::bench::log::run(args),
     }
 }
 
