@@ -11,11 +11,13 @@
 //! - [`export_adapter`], [`import_adapter`]: PEFT folders in and out.
 //! - [`photos`]: photo embeddings cached in the library, the personal
 //!   tagger, suggestions, questions and look-alikes.
+//! - [`lineage`]: what an adapter was trained on, with Merkle proofs.
 //! - [`photo_eval`]: few-shot accuracy of the tagger on Fashion-MNIST.
 #![deny(missing_docs)]
 
 mod adapters;
 mod error;
+pub mod lineage;
 pub mod photo_eval;
 pub mod photos;
 mod text;

@@ -9,7 +9,6 @@ use hearth_ml::{DeviceChoice, LoadedModel, registry};
 use hearth_progress::{CancelToken, Progress};
 use hearth_store::{AdapterId, Library, NewRun, RunId, RunKind, RunStatus, RunUpdate};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::adapters::{load_adapter, store_trained};
 use crate::error::{PersonalizeError, Result};
@@ -133,20 +132,6 @@ fn prepare(
     })
 }
 
-/// A hash binding an adapter to what produced it: base model, configuration
-/// and the sorted hashes of the items it learned from.
-fn lineage_hash(base_sha256: &str, config: &str, item_hashes: &[String]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(base_sha256.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(config.as_bytes());
-    for hash in item_hashes {
-        hasher.update(b"\n");
-        hasher.update(hash.as_bytes());
-    }
-    hex::encode(hasher.finalize())
-}
-
 fn config_json(config: &TrainConfig) -> Result<String> {
     serde_json::to_string(config)
         .map_err(|e| PersonalizeError::Inconsistent(format!("configuration: {e}")))
@@ -172,6 +157,7 @@ pub fn train_text(
     )?;
     let run_id = library.create_run(&NewRun {
         kind: RunKind::Text,
+        parent_sha256: None,
         base_model: name.clone(),
         base_model_sha256: loaded.info.sha256.clone(),
         config: config_json(&request.config)?,
@@ -286,7 +272,7 @@ fn run(
     let adapter_id = match report.outcome {
         Outcome::Paused => None,
         Outcome::Completed | Outcome::EarlyStopped => {
-            let lineage = lineage_hash(
+            let lineage = crate::lineage::lineage_hash(
                 &loaded.info.sha256,
                 &config_json(config)?,
                 &prepared.item_hashes,

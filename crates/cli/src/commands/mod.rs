@@ -2,6 +2,7 @@
 //! library crates, and prints the result.
 
 mod library;
+mod lineage;
 mod model;
 mod photos;
 mod text;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs(command) => text::runs(open()?, command),
         Command::Adapters(command) => text::adapters(open()?, command),
         Command::Generate(args) => text::generate(open()?, args),
+        Command::Lineage(args) => lineage::lineage(open()?, args),
         Command::Eval(EvalCommand::Text(args)) => text::eval(open()?, args),
         Command::Eval(EvalCommand::Photos(args)) => photos::eval(args),
         Command::Bench(BenchCommand::Import { photos, megapixels }) => {
