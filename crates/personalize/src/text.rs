@@ -69,7 +69,7 @@ pub fn load_model(model: Option<&str>, device: &Device) -> Result<(String, Loade
 }
 
 /// Narrows the frozen weights as the configuration asks (bf16/f16).
-fn hold_weights_in(loaded: &mut LoadedModel, config: &TrainConfig) -> Result<()> {
+pub(crate) fn hold_weights_in(loaded: &mut LoadedModel, config: &TrainConfig) -> Result<()> {
     let dtype = train::parse_base_dtype(&config.base_dtype)?;
     if dtype != loaded.model.weight_dtype() {
         loaded.model = loaded.model.clone().with_weight_dtype(dtype)?;
@@ -77,14 +77,14 @@ fn hold_weights_in(loaded: &mut LoadedModel, config: &TrainConfig) -> Result<()>
     Ok(())
 }
 
-struct Prepared {
-    dataset: TextDataset,
-    item_hashes: Vec<String>,
+pub(crate) struct Prepared {
+    pub(crate) dataset: TextDataset,
+    pub(crate) item_hashes: Vec<String>,
 }
 
 /// Tokenises the texts selected by `label` (and, when resuming, exactly the
 /// items the run used) and packs them.
-fn prepare(
+pub(crate) fn prepare(
     library: &Library,
     loaded: &LoadedModel,
     label: Option<&str>,
