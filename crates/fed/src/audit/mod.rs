@@ -26,6 +26,24 @@
 //! [`audit_all`] can re-verify the whole stored history (`hearth audit`).
 //! [`LogReplay`] rebuilds the tree from all entries for a full audit.
 //!
+//! # What the HTTP driver fetches
+//!
+//! At join: [`wire::KEY_PATH`] → [`LogAudit::pin`] (or [`LogAudit::new`]
+//! with the key the operator printed); store the audit. After each round,
+//! with `size` the new head's size:
+//! 1. [`wire::STH_PATH`] → `sth`;
+//! 2. [`wire::CONSISTENCY_PATH`]`?old={audit.size()}&new={size}`;
+//! 3. if this device uploaded: [`wire::INCLUSION_PATH`]`?hash={h}&size={size}`
+//!    with `h` = [`commitment_leaf_hash`] of its device id and the SHA-256
+//!    of the exact bytes it uploaded (a 404 is `proof: None`);
+//! 4. if it downloads global version `v`: [`wire::ADAPTER_PATH`]
+//!    `?federation={f}&version={v}&size={size}` (a 404 is `logged: None`),
+//!    and the SHA-256 it computed over the downloaded bytes;
+//!
+//! then [`LogAudit::verify_round`] with a [`RoundCheck`] of those answers,
+//! and store the audit again. On an error, stop taking part and show the
+//! error's message: it says what the server did wrong.
+//!
 //! ```
 //! use hearth_fed::audit::{LogAudit, RoundCheck, CommitmentCheck, wire};
 //! use hearth_ledger::{Hash, LogEntry, MemoryStore, MerkleLog, SigningKey};
@@ -139,8 +157,9 @@ pub enum AuditError {
         offered: u64,
     },
     /// This device's participation commitment is not in the log.
+    /// (The upload's hash is in the [`CommitmentCheck`] that failed.)
     #[error(
-        "missing commitment: the log does not show device {device}'s upload {upload_sha256} in round {round} of {federation}: {why}"
+        "missing commitment: the log does not show device {device}'s upload in round {round} of {federation}: {why}"
     )]
     MissingCommitment {
         /// The federation.
@@ -149,8 +168,6 @@ pub enum AuditError {
         round: u64,
         /// This device's id.
         device: String,
-        /// SHA-256 of the bytes this device uploaded.
-        upload_sha256: Hash,
         /// What the log answered instead.
         why: Absence,
     },
@@ -502,7 +519,6 @@ impl LogAudit {
             federation: federation.to_owned(),
             round,
             device: check.device.clone(),
-            upload_sha256: check.upload_sha256,
             why,
         };
         let proof = check
@@ -776,10 +792,10 @@ impl LogReplay {
     /// Appends the next page; it must start where the replay stands and
     /// hold its entries in order.
     pub fn push(&mut self, page: &EntriesResponse) -> Result<(), AuditError> {
-        let mut next = self.size();
-        if page.start != next {
+        let start = self.size();
+        if page.start != start {
             return Err(AuditError::Malformed(format!(
-                "entries page starts at {}, expected {next}",
+                "entries page starts at {}, expected {start}",
                 page.start
             )));
         }
@@ -792,10 +808,10 @@ impl LogReplay {
         }
         // Decode the whole page first so a bad one appends nothing.
         let mut leaves = Vec::with_capacity(page.entries.len());
-        for entry in &page.entries {
-            if entry.index != next {
+        for (expected, entry) in (start..).zip(&page.entries) {
+            if entry.index != expected {
                 return Err(AuditError::Malformed(format!(
-                    "entry {} where {next} was expected",
+                    "entry {} where {expected} was expected",
                     entry.index
                 )));
             }
@@ -803,7 +819,6 @@ impl LogReplay {
                 .leaf_bytes()
                 .map_err(|e| AuditError::Malformed(e.to_string()))?;
             leaves.push(leaf_hash(&bytes));
-            next += 1;
         }
         for leaf in leaves {
             // A memory store cannot fail; the log is full only at 2^64.

@@ -319,10 +319,8 @@ fn a_dropped_or_swapped_commitment_is_caught() {
 
     // A proof for an older tree than the head.
     let mut stale = check.clone();
-    if let Some(c) = stale.commitment.as_mut() {
-        if let Some(p) = c.proof.as_mut() {
-            p.size -= 1;
-        }
+    if let Some(p) = stale.commitment.as_mut().and_then(|c| c.proof.as_mut()) {
+        p.size -= 1;
     }
     assert!(matches!(
         audit.verify_round(stale),
@@ -421,10 +419,10 @@ fn a_full_replay_catches_an_altered_entry() {
         entries: (start..end)
             .map(|i| {
                 let mut bytes = server_leaf_data(&server, i);
-                if alter == Some(i) {
-                    if let Some(last) = bytes.last_mut() {
-                        *last ^= 1;
-                    }
+                if alter == Some(i)
+                    && let Some(last) = bytes.last_mut()
+                {
+                    *last ^= 1;
                 }
                 EntryResponse::new(i, &bytes)
             })

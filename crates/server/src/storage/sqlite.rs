@@ -827,7 +827,7 @@ fn save_round_in(tx: &Connection, update: RoundUpdate) -> Result<RoundSummary> {
     )?;
     if changed == 0 {
         return Err(cas_failure(
-            &tx,
+            tx,
             &update.federation_id,
             update.round,
             update.expected_version,
@@ -858,14 +858,14 @@ fn record_upload_commitment(
         upload_sha256,
         at_ms,
     } = commitment;
-    if let Some(u) = &update {
-        if u.federation_id != federation_id || u.round != round {
-            return Err(StorageError::Invalid(format!(
-                "commitment for round {round} of {federation_id} came with an update of \
-                 round {} of {}",
-                u.round, u.federation_id
-            )));
-        }
+    if let Some(u) = &update
+        && (u.federation_id != federation_id || u.round != round)
+    {
+        return Err(StorageError::Invalid(format!(
+            "commitment for round {round} of {federation_id} came with an update of \
+             round {} of {}",
+            u.round, u.federation_id
+        )));
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let outcome: Option<Option<String>> = tx
