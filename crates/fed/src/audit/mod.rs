@@ -40,7 +40,10 @@
 //!    `?federation={f}&version={v}&size={size}` (a 404 is `logged: None`),
 //!    and the SHA-256 it computed over the downloaded bytes;
 //!
-//! then [`LogAudit::verify_round`] with a [`RoundCheck`] of those answers,
+//! Fetch the head after the round has ended and after downloading the
+//! adapter, so both entries are in it (asking about an entry past the
+//! head's size is a 400 that says to ask with a newer head). Then call
+//! [`LogAudit::verify_round`] with a [`RoundCheck`] of those answers,
 //! and store the audit again. On an error, stop taking part and show the
 //! error's message: it says what the server did wrong.
 //!
