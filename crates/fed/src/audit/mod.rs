@@ -38,7 +38,7 @@
 //!    of the exact bytes it uploaded (a 404 is `proof: None`);
 //! 4. if it downloads global version `v`: [`wire::ADAPTER_PATH`]
 //!    `?federation={f}&version={v}&size={size}` (a 404 is `logged: None`),
-//!    and the SHA-256 it computed over the downloaded bytes;
+//!    and the SHA-256 it computed over the downloaded bytes.
 //!
 //! Fetch the head after the round has ended and after downloading the
 //! adapter, so both entries are in it (asking about an entry past the
