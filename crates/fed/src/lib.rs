@@ -19,6 +19,9 @@
 //!   the zCDP [`PrivacyAccountant`].
 //! - [`crypto`], [`shamir`], [`mask`], [`graph`]: the parts, each from a
 //!   well-kept crate (dalek, RustCrypto), composed here.
+//! - [`audit`]: the device's check of the server's transparency log after
+//!   every round (signed heads, consistency, its own commitment, the
+//!   published adapter), and the log API's types ([`audit::wire`]).
 //! - [`bench`](mod@bench): timings for `hearth bench secagg`.
 //!
 //! # A round, in process
@@ -105,6 +108,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod audit;
 pub mod bench;
 pub mod crypto;
 pub mod dp;

@@ -26,8 +26,10 @@
 //!
 //! [`LogEntry::from_leaf_data`] accepts exactly the bytes `leaf_data`
 //! produces (no trailing bytes, booleans 0 or 1, a finite non-negative
-//! epsilon that is not -0), so decoding and re-encoding gives the same
-//! leaf. The serde derive is for APIs and display, not for hashing.
+//! epsilon that is not -0, a delta in `[0, 1]` that is not -0), so
+//! decoding and re-encoding gives the same leaf. The serde derive is for
+//! APIs and display, not for hashing. [`LogEntry::is_canonical`] tells a
+//! writer beforehand whether an entry will decode.
 
 use serde::{Deserialize, Serialize};
 
@@ -81,8 +83,11 @@ pub enum LogEntry {
     AdapterPublished {
         /// The federation's id.
         federation: String,
-        /// The round whose aggregate this adapter is, which is also the
-        /// adapter's version.
+        /// The global version this adapter is (1 for the first publication,
+        /// then +1): what devices download and ask the log about. Aborted
+        /// rounds publish nothing, so it is not the round number.
+        version: u64,
+        /// The round whose aggregate this adapter is.
         round: u64,
         /// SHA-256 of the adapter file.
         adapter_sha256: Hash,
@@ -91,6 +96,9 @@ pub enum LogEntry {
         /// The differential-privacy epsilon spent so far, as accounted by
         /// the server.
         epsilon: f64,
+        /// The delta that `epsilon` holds with: a DP guarantee is the pair
+        /// (epsilon, delta), and an epsilon alone says nothing.
+        delta: f64,
     },
 }
 
@@ -159,17 +167,21 @@ impl LogEntry {
             }
             Self::AdapterPublished {
                 federation,
+                version,
                 round,
                 adapter_sha256,
                 contributors,
                 epsilon,
+                delta,
             } => {
                 out.push(KIND_ADAPTER_PUBLISHED);
                 put_str(&mut out, federation);
+                out.extend_from_slice(&version.to_be_bytes());
                 out.extend_from_slice(&round.to_be_bytes());
                 out.extend_from_slice(adapter_sha256.as_bytes());
                 out.extend_from_slice(&contributors.to_be_bytes());
                 out.extend_from_slice(&epsilon.to_bits().to_be_bytes());
+                out.extend_from_slice(&delta.to_bits().to_be_bytes());
             }
         }
         out
@@ -178,6 +190,33 @@ impl LogEntry {
     /// The entry's leaf hash in the log.
     pub fn leaf_hash(&self) -> Hash {
         leaf_hash(&self.leaf_data())
+    }
+
+    /// Whether [`Self::from_leaf_data`] will accept this entry's bytes:
+    /// a log writer checks before appending, since an entry nobody can
+    /// decode is a statement nobody can check.
+    pub fn is_canonical(&self) -> bool {
+        Self::from_leaf_data(&self.leaf_data()).is_ok()
+    }
+
+    /// The snake_case name of the entry's kind, as in its JSON `kind` tag.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::FederationConfig { .. } => "federation_config",
+            Self::RoundParticipation { .. } => "round_participation",
+            Self::RoundOutcome { .. } => "round_outcome",
+            Self::AdapterPublished { .. } => "adapter_published",
+        }
+    }
+
+    /// The federation the entry is about.
+    pub fn federation(&self) -> &str {
+        match self {
+            Self::FederationConfig { federation, .. }
+            | Self::RoundParticipation { federation, .. }
+            | Self::RoundOutcome { federation, .. }
+            | Self::AdapterPublished { federation, .. } => federation,
+        }
     }
 
     /// Decodes bytes made by [`Self::leaf_data`], refusing anything else.
@@ -209,6 +248,7 @@ impl LogEntry {
             },
             KIND_ADAPTER_PUBLISHED => Self::AdapterPublished {
                 federation: r.string()?,
+                version: r.u64()?,
                 round: r.u64()?,
                 adapter_sha256: r.hash()?,
                 contributors: r.u64()?,
@@ -220,6 +260,14 @@ impl LogEntry {
                         return Err(EntryError::NonCanonical("epsilon"));
                     }
                     eps
+                },
+                delta: {
+                    let delta = f64::from_bits(r.u64()?);
+                    // A probability; the same canonical rules as epsilon.
+                    if !(0.0..=1.0).contains(&delta) || delta.is_sign_negative() {
+                        return Err(EntryError::NonCanonical("delta"));
+                    }
+                    delta
                 },
             },
             other => return Err(EntryError::UnknownKind(other)),
@@ -309,10 +357,12 @@ mod tests {
             },
             LogEntry::AdapterPublished {
                 federation: "f".into(),
+                version: 9,
                 round: 12,
                 adapter_sha256: h,
                 contributors: 97,
                 epsilon: 2.5,
+                delta: 1e-6,
             },
         ]
     }
@@ -324,6 +374,15 @@ mod tests {
             assert_eq!(LogEntry::from_leaf_data(&bytes), Ok(e.clone()));
             let json = serde_json::to_string(&e).expect("serialize");
             assert_eq!(serde_json::from_str::<LogEntry>(&json).expect("parse"), e);
+        }
+    }
+
+    #[test]
+    fn kind_names_match_the_json_tag() {
+        for e in samples() {
+            let json = serde_json::to_value(&e).expect("serialize");
+            assert_eq!(json["kind"], e.kind_name());
+            assert_eq!(json["federation"], e.federation());
         }
     }
 
@@ -387,18 +446,32 @@ mod tests {
         b.push(1);
         b.extend_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(LogEntry::from_leaf_data(&b), Err(EntryError::Truncated));
+        let adapter = |epsilon, delta| LogEntry::AdapterPublished {
+            federation: "f".into(),
+            version: 1,
+            round: 1,
+            adapter_sha256: Hash::sha256(b""),
+            contributors: 1,
+            epsilon,
+            delta,
+        };
         for eps in [f64::NAN, f64::INFINITY, -1.0, -0.0] {
-            let e = LogEntry::AdapterPublished {
-                federation: "f".into(),
-                round: 1,
-                adapter_sha256: Hash::sha256(b""),
-                contributors: 1,
-                epsilon: eps,
-            };
+            let e = adapter(eps, 0.0);
+            assert!(!e.is_canonical());
             assert_eq!(
                 LogEntry::from_leaf_data(&e.leaf_data()),
                 Err(EntryError::NonCanonical("epsilon"))
             );
         }
+        for delta in [f64::NAN, f64::INFINITY, -1e-9, -0.0, 1.5] {
+            let e = adapter(1.0, delta);
+            assert!(!e.is_canonical());
+            assert_eq!(
+                LogEntry::from_leaf_data(&e.leaf_data()),
+                Err(EntryError::NonCanonical("delta"))
+            );
+        }
+        assert!(adapter(0.0, 0.0).is_canonical());
+        assert!(adapter(8.0, 1.0).is_canonical());
     }
 }

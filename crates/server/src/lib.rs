@@ -16,6 +16,12 @@
 //! restart, rounds in flight are resumed or aborted by one rule
 //! ([`rounds::recovery_rule`]).
 //!
+//! Every federation configuration, accepted upload, round outcome and
+//! published adapter is also appended, in the same transaction, to a
+//! transparency log (RFC 9162 Merkle tree, `hearth-ledger`) whose tree
+//! heads are signed with the server's log key ([`log`]) and served with
+//! proofs under `/v1/log` for devices to check (`hearth_fed::audit`).
+//!
 //! The operator describes federations in a TOML file ([`Config`]) and
 //! drives the server with the `hearth-server` binary ([`ops`]); it serves
 //! HTTPS with a generated self-signed certificate (pinned by fingerprint)
@@ -47,6 +53,7 @@ pub mod config;
 pub mod error;
 mod extract;
 pub mod ids;
+pub mod log;
 pub mod ops;
 pub mod pace;
 pub mod replay;
@@ -81,6 +88,8 @@ pub struct AppState {
     pub protocol: Arc<dyn RoundProtocol>,
     /// Signed requests seen recently.
     pub replay: Arc<ReplayGuard>,
+    /// The transparency log's signing key (see [`log`]).
+    pub log_key: Arc<log::LogKey>,
 }
 
 impl AppState {

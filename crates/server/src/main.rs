@@ -107,12 +107,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{cert_state} certificate {}", report.tls.cert.display());
             println!("database {}", report.database.display());
             println!("certificate SHA-256 fingerprint: {}", report.fingerprint);
+            let key_state = if report.generated_log_key {
+                "generated"
+            } else {
+                "kept"
+            };
+            println!(
+                "{key_state} transparency log key; devices pin its public key: {}",
+                report.log_public_key
+            );
         }
         Command::Run => {
             let config = load(&cli.config)?;
             let server = hearth_server::start(config, std::sync::Arc::new(SetupOnly)).await?;
             println!("listening on https://{}", server.local_addr());
             println!("certificate SHA-256 fingerprint: {}", server.fingerprint());
+            println!("transparency log public key: {}", server.log_public_key());
             server.run_until(shutdown_signal(), SHUTDOWN_GRACE).await?;
             println!("stopped");
         }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::{CONFIG_FILE, Config, EXAMPLE_CONFIG};
 use crate::error::Error;
+use crate::log::LogKey;
 use crate::storage::{
     DeviceCounts, DeviceRecord, FederationRecord, FederationSync, GlobalVersion, NewInvite,
     RoundSummary, SqliteStorage, Storage,
@@ -33,11 +34,16 @@ pub struct InitReport {
     pub fingerprint: String,
     /// The database file.
     pub database: PathBuf,
+    /// Whether the transparency log key was generated now.
+    pub generated_log_key: bool,
+    /// The log's public key, 64 hex digits: devices pin it at join.
+    pub log_public_key: String,
 }
 
 /// Prepares a server folder: an example configuration unless one exists, a
 /// self-signed certificate unless one exists (or the operator's is
-/// configured), and the database with the configured federations.
+/// configured), the transparency log key unless one exists, and the
+/// database with the configured federations.
 pub async fn init(dir: &Path) -> Result<InitReport, Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
@@ -55,6 +61,7 @@ pub async fn init(dir: &Path) -> Result<InitReport, Error> {
     let paths = TlsPaths::from_config(&config);
     let generated_certificate = tls::ensure_self_signed(&paths, &config.server.tls.names)?;
     let loaded = tls::load(&paths)?;
+    let (log_key, generated_log_key) = LogKey::ensure(&config.server.data_dir)?;
     open_storage(&config).await?;
     Ok(InitReport {
         config_path,
@@ -63,6 +70,8 @@ pub async fn init(dir: &Path) -> Result<InitReport, Error> {
         generated_certificate,
         fingerprint: loaded.fingerprint,
         database: config.database_path(),
+        generated_log_key,
+        log_public_key: log_key.public_hex(),
     })
 }
 

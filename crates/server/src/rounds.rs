@@ -205,6 +205,12 @@ pub enum Step {
         adapter: Vec<u8>,
         /// Facts about it for clients.
         metadata: serde_json::Value,
+        /// Devices whose updates are in the aggregate (transparency log).
+        contributors: u64,
+        /// Differential-privacy epsilon spent so far (transparency log).
+        epsilon: f64,
+        /// The delta it holds with (transparency log).
+        delta: f64,
     },
     /// The round cannot finish (too many dropouts, a detected attack).
     Abort(String),
@@ -273,13 +279,22 @@ pub async fn advance_round<E>(
                     .await
                     .map(Advanced::Saved)
             }
-            Step::Publish { adapter, metadata } => storage
+            Step::Publish {
+                adapter,
+                metadata,
+                contributors,
+                epsilon,
+                delta,
+            } => storage
                 .publish_global(Publication {
                     federation_id: federation.id.clone(),
                     round,
                     expected_version,
                     adapter,
                     metadata,
+                    contributors,
+                    epsilon,
+                    delta,
                     at_ms: now_ms,
                 })
                 .await
@@ -619,6 +634,9 @@ mod tests {
             Ok::<_, ()>(Step::Publish {
                 adapter: vec![1, 2, 3],
                 metadata: serde_json::json!({ "clients": 2 }),
+                contributors: 2,
+                epsilon: 1.5,
+                delta: 1e-6,
             })
         })
         .await

@@ -377,6 +377,9 @@ async fn a_restart_keeps_devices_rounds_and_published_versions() {
             expected_version: round.version,
             adapter: b"global adapter v1".to_vec(),
             metadata: serde_json::json!({ "clients": 2 }),
+            contributors: 2,
+            epsilon: 1.0,
+            delta: 1e-6,
             at_ms: now_ms(),
         })
         .await

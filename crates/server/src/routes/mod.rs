@@ -6,6 +6,7 @@
 mod enrol;
 mod federations;
 mod health;
+mod log;
 
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ fn v1() -> Router<AppState> {
         .merge(health::routes())
         .merge(enrol::routes())
         .nest("/federations", federations::routes())
+        .nest("/log", log::routes())
 }
 
 /// Most bytes of a declared-oversized body read and discarded before
@@ -145,6 +147,7 @@ mod tests {
             storage: Arc::new(storage),
             protocol: Arc::new(SetupOnly),
             replay: Arc::new(ReplayGuard::new(ReplayLimits::default(), 0)),
+            log_key: Arc::new(crate::log::LogKey::from_seed(&[9; 32])),
         }
     }
 

@@ -14,18 +14,43 @@
 //!   every change to an in-flight round is a compare-and-swap on that
 //!   version ([`StorageError::Conflict`] when someone else got there first);
 //! - publishing a global adapter version and closing its round are one
-//!   change, so nothing half-published can exist after a crash.
+//!   change, so nothing half-published can exist after a crash;
+//! - every change the transparency log records appends its
+//!   [`hearth_ledger::LogEntry`] in the same transaction (see below).
+//!
+//! # The transparency log
+//!
+//! The log ([`hearth_ledger`]'s RFC 9162 tree, its nodes stored beside
+//! everything else) records, in the transaction of the change itself:
+//! - a `federation_config` entry when [`Storage::sync_federation`] creates
+//!   or changes a federation (its id and the SHA-256 of the canonical
+//!   configuration JSON);
+//! - a `round_participation` commitment when the server accepts a device's
+//!   masked upload: round code calls [`Storage::record_upload_commitment`];
+//! - a `round_outcome` when [`Storage::abort_round`] aborts a round
+//!   (contributors 0: nothing was aggregated) or
+//!   [`Storage::publish_global`] completes one;
+//! - an `adapter_published` entry in [`Storage::publish_global`], from the
+//!   [`Publication`]'s contributors, epsilon and delta.
+//!
+//! A change that fails appends nothing, and nothing is appended without
+//! its change. Devices verify the log with `hearth_fed::audit`.
 
+mod log;
 mod sqlite;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
+use hearth_ledger::{Hash, SignedTreeHead};
 use serde::Serialize;
 
+use crate::log::LogKey;
 use crate::rounds::Stage;
 
+pub use log::bench_sqlite_log;
 pub use sqlite::{DATABASE_FILE, SqliteStorage};
 
 /// What every [`Storage`] method returns.
@@ -115,6 +140,112 @@ pub trait Storage: Send + Sync + 'static {
     fn append_event(&self, event: NewEvent) -> StorageFuture<'_, u64>;
     /// Events after `after_seq`, oldest first, at most `limit`.
     fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>>;
+
+    // --- The transparency log (see the module docs). ---
+
+    /// Records that the server accepted a device's masked upload: appends
+    /// its `round_participation` commitment to the transparency log and an
+    /// `upload_accepted` event (so callers log no event of their own), and,
+    /// when `update` is given, saves the round's next state exactly as
+    /// [`Storage::save_round`] does, all in one transaction. Pass the state
+    /// change that accepting the upload made whenever there is one: then
+    /// the log holds the commitment if and only if the round holds the
+    /// upload, whatever crashes.
+    ///
+    /// The round must be in flight and the device in its cohort
+    /// ([`StorageError::NotFound`] / [`StorageError::Conflict`]). A device
+    /// commits once per round: the same upload hash again appends nothing
+    /// and returns the first receipt; another hash is a
+    /// [`StorageError::Conflict`]. A lost compare-and-swap on `update`
+    /// appends nothing.
+    fn record_upload_commitment(
+        &self,
+        commitment: UploadCommitment,
+        update: Option<RoundUpdate>,
+    ) -> StorageFuture<'_, CommitmentReceipt>;
+    /// The number of entries in the transparency log.
+    fn log_size(&self) -> StorageFuture<'_, u64>;
+    /// A signed head of the log as it is now: the latest stored one if it
+    /// still covers every entry and verifies under `key`, otherwise a new
+    /// one, signed, stamped `max(now_ms, latest timestamp)` and stored, so
+    /// heads survive restarts and their timestamps never go back.
+    fn signed_tree_head(&self, key: Arc<LogKey>, now_ms: u64) -> StorageFuture<'_, SignedTreeHead>;
+    /// The inclusion proof of entry `index` in the tree of `size` entries
+    /// ([`StorageError::OutOfRange`] past the log).
+    fn log_inclusion_proof(&self, index: u64, size: u64) -> StorageFuture<'_, LogInclusion>;
+    /// The inclusion proof of the first entry below `size` whose leaf hash
+    /// is `leaf_hash`; `None` if there is none.
+    fn log_inclusion_proof_by_hash(
+        &self,
+        leaf_hash: Hash,
+        size: u64,
+    ) -> StorageFuture<'_, Option<LogInclusion>>;
+    /// The consistency proof from the tree of `old` entries to that of
+    /// `new` ([`StorageError::OutOfRange`] if `old > new` or past the log).
+    fn log_consistency_proof(&self, old: u64, new: u64) -> StorageFuture<'_, Vec<Hash>>;
+    /// Entries `start..end` ([`StorageError::OutOfRange`] past the log).
+    fn log_entries(&self, start: u64, end: u64) -> StorageFuture<'_, Vec<LogLeaf>>;
+    /// The `adapter_published` entry of a federation's global `version`
+    /// with its inclusion proof in the tree of `size` entries; `None` if
+    /// the log has none ([`StorageError::OutOfRange`] if it is at or past
+    /// `size`).
+    fn log_adapter_entry(
+        &self,
+        federation_id: String,
+        version: u64,
+        size: u64,
+    ) -> StorageFuture<'_, Option<(LogLeaf, LogInclusion)>>;
+}
+
+/// A masked upload the server accepted, to commit to in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadCommitment {
+    /// Federation id.
+    pub federation_id: String,
+    /// Round number.
+    pub round: u64,
+    /// The uploading device's id.
+    pub device_id: String,
+    /// SHA-256 of the masked upload bytes exactly as received: the device
+    /// computes the same over what it sent and looks for it in the log.
+    pub upload_sha256: [u8; 32],
+    /// When.
+    pub at_ms: u64,
+}
+
+/// Where a commitment is in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommitmentReceipt {
+    /// Its index.
+    pub log_index: u64,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+    /// Whether this call appended it (false: it was already there).
+    pub appended: bool,
+    /// The round after `update`, when one was given.
+    pub round: Option<RoundSummary>,
+}
+
+/// An inclusion proof from the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogInclusion {
+    /// The entry's index.
+    pub index: u64,
+    /// The tree size.
+    pub size: u64,
+    /// The entry's leaf hash.
+    pub leaf_hash: Hash,
+    /// The audit path, nearest sibling first.
+    pub path: Vec<Hash>,
+}
+
+/// One log entry's stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLeaf {
+    /// Its index.
+    pub index: u64,
+    /// The exact bytes hashed into the log.
+    pub leaf_data: Vec<u8>,
 }
 
 /// Why a storage call failed.
@@ -166,6 +297,13 @@ pub enum StorageError {
     /// The blocking task running the call died.
     #[error("storage task failed: {0}")]
     Task(String),
+    /// A log position or range beyond the log, or `old > new`.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The change carries a value the log cannot record (a negative or
+    /// non-finite epsilon, a delta outside `[0, 1]`).
+    #[error("invalid change: {0}")]
+    Invalid(String),
 }
 
 /// Why an invite was refused.
@@ -405,6 +543,13 @@ pub struct Publication {
     pub adapter: Vec<u8>,
     /// Facts about it for clients (format, clients aggregated, ...).
     pub metadata: serde_json::Value,
+    /// How many devices' updates are in the aggregate (logged).
+    pub contributors: u64,
+    /// The differential-privacy epsilon spent so far (logged; finite, at
+    /// least 0).
+    pub epsilon: f64,
+    /// The delta `epsilon` holds with (logged; in `[0, 1]`).
+    pub delta: f64,
     /// When.
     pub at_ms: u64,
 }
