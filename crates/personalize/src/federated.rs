@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use hearth_ml::candle::{Device, Tensor};
-use hearth_ml::lora::{LoraAdapter, LoraConfig};
+use hearth_ml::lora::{LoraAdapter, LoraConfig, Target};
 use hearth_ml::models::llama::Config;
 use hearth_ml::train::{self, Outcome, TrainConfig};
 use hearth_ml::{DeviceChoice, MlError};
@@ -32,6 +32,50 @@ pub fn adapter_shape(model: &Config, lora: &LoraConfig) -> Result<Vec<(String, V
         .into_iter()
         .map(|(name, var)| (name, var.dims().to_vec()))
         .collect())
+}
+
+/// The LoRA settings that give a federation's adapter layout (PEFT names
+/// and shapes): the targets its tensor names mention and the rank of its
+/// `lora_A` matrices. The layout does not carry alpha; federations use
+/// alpha = 2 x rank, so every device scales its update the same way.
+pub fn lora_config_for<'a>(
+    layout: impl IntoIterator<Item = (&'a str, &'a [usize])>,
+) -> Result<LoraConfig> {
+    let mut targets = Vec::new();
+    let mut rank = None;
+    for (name, shape) in layout {
+        let target = Target::ALL
+            .into_iter()
+            .find(|t| name.contains(&format!(".{}.", t.module())))
+            .ok_or_else(|| {
+                PersonalizeError::Inconsistent(format!(
+                    "{name} is not a LoRA tensor of a known projection"
+                ))
+            })?;
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
+        if name.ends_with("lora_A.weight") {
+            let r = *shape
+                .first()
+                .ok_or_else(|| PersonalizeError::Inconsistent(format!("{name} has no shape")))?;
+            if *rank.get_or_insert(r) != r {
+                return Err(PersonalizeError::Inconsistent(
+                    "the federation's adapter mixes LoRA ranks".into(),
+                ));
+            }
+        }
+    }
+    let rank = rank.ok_or_else(|| {
+        PersonalizeError::Inconsistent("the federation's adapter has no LoRA tensors".into())
+    })?;
+    targets.sort_by_key(|t| Target::ALL.iter().position(|a| a == t));
+    Ok(LoraConfig {
+        rank,
+        alpha: 2.0 * rank as f64,
+        dropout: 0.0,
+        targets,
+    })
 }
 
 /// What to train in a round.

@@ -77,6 +77,14 @@ fn a_round_trains_from_the_global_adapter_and_returns_its_change() {
         &CancelToken::new(),
     )
     .expect("round");
+    let derived = hearth_personalize::federated::lora_config_for(
+        order.iter().map(|(n, s)| (n.as_str(), s.as_slice())),
+    )
+    .expect("lora from layout");
+    assert_eq!(
+        (derived.rank, derived.targets.clone()),
+        (2, vec![Target::QProj, Target::VProj])
+    );
     let total: usize = order.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     assert_eq!(update.delta.len(), total);
     assert!(update.delta.iter().all(|d| d.is_finite()));
