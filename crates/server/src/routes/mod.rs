@@ -6,6 +6,8 @@
 mod enrol;
 mod federations;
 mod health;
+mod rounds;
+mod server_key;
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use tower_http::trace::TraceLayer;
 pub use enrol::{ENROL_BODY_LIMIT, EnrolRequest, EnrolResponse};
 pub use federations::{CHECKIN_BODY_LIMIT, GlobalInfo, PublicFederation};
 pub use health::Health;
+pub use rounds::{KEYS_BODY_LIMIT, ROUND_MESSAGE_BODY_LIMIT, UPLOAD_SLACK, upload_size};
 
 use crate::AppState;
 use crate::error::{AppError, finish_response};
@@ -33,7 +36,7 @@ pub fn app(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
     let concurrency = state.config.server.max_concurrent_requests;
     Router::new()
-        .nest("/v1", v1())
+        .nest("/v1", v1(&state))
         .fallback(|| async { AppError::NoRoute("no such endpoint".into()) })
         .with_state(state)
         // Innermost first: the timeout bounds handler time, the limit
@@ -48,11 +51,15 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::map_response(finish_response))
 }
 
-fn v1() -> Router<AppState> {
+fn v1(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(health::routes())
         .merge(enrol::routes())
-        .nest("/federations", federations::routes())
+        .merge(server_key::routes())
+        .nest(
+            "/federations",
+            federations::routes().merge(rounds::routes(&state.config)),
+        )
 }
 
 /// Most bytes of a declared-oversized body read and discarded before
@@ -78,7 +85,7 @@ pub(crate) fn with_body_limit(
         ))
 }
 
-async fn refuse_declared_oversize(limit: usize, req: Request, next: Next) -> Response {
+pub(crate) async fn refuse_declared_oversize(limit: usize, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -112,8 +119,9 @@ mod tests {
     use super::*;
     use crate::auth::{self, RequestToSign};
     use crate::config::{Config, EXAMPLE_CONFIG};
+    use crate::identity::ServerIdentity;
     use crate::replay::{ReplayGuard, ReplayLimits};
-    use crate::rounds::SetupOnly;
+    use crate::secagg::SecAggRounds;
     use crate::storage::{Enrolment, NewInvite, SqliteStorage, Storage};
 
     async fn state_with_device(key: &SigningKey) -> AppState {
@@ -143,8 +151,9 @@ mod tests {
         AppState {
             config: Arc::new(config),
             storage: Arc::new(storage),
-            protocol: Arc::new(SetupOnly),
+            protocol: Arc::new(SecAggRounds),
             replay: Arc::new(ReplayGuard::new(ReplayLimits::default(), 0)),
+            identity: Arc::new(ServerIdentity::generate()),
         }
     }
 

@@ -110,11 +110,38 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         federation_id: String,
     ) -> StorageFuture<'_, Option<(GlobalVersion, Vec<u8>)>>;
+    /// The version a round published, if it published one.
+    fn global_by_round(
+        &self,
+        federation_id: String,
+        round: u64,
+    ) -> StorageFuture<'_, Option<GlobalVersion>>;
 
     /// Appends an event to the log.
     fn append_event(&self, event: NewEvent) -> StorageFuture<'_, u64>;
     /// Events after `after_seq`, oldest first, at most `limit`.
     fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>>;
+}
+
+/// The event kinds the round lifecycle records, each in the same
+/// transaction as the change it describes, for the audit trail and the
+/// transparency log to follow.
+pub mod event_kinds {
+    /// A masked upload was accepted into a round's sum (saved with the
+    /// sum). Detail: `upload_sha256` (hex SHA-256 of the exact binary
+    /// upload bytes) and `device_key` (hex Ed25519 key, the protocol's
+    /// name for the device); the event's `device_id` and `round` say who
+    /// and which.
+    pub const ROUND_PARTICIPATION: &str = "round_participation";
+    /// A round ended, published or aborted (with the closing change).
+    /// Detail: `contributors` (updates in the aggregate; 0 when aborted),
+    /// `aborted`, and `version` (published) or `reason` (aborted).
+    pub const ROUND_OUTCOME: &str = "round_outcome";
+    /// A global adapter version was published (with the publication).
+    /// Detail: `version`, `round`, `sha256` (hex, of the safetensors
+    /// bytes), `size_bytes`, `contributors`, `epsilon` (the round's ε at
+    /// the federation's δ; `null` when the round added no noise).
+    pub const GLOBAL_PUBLISHED: &str = "global_published";
 }
 
 /// Why a storage call failed.
@@ -375,6 +402,8 @@ pub struct RoundUpdate {
     pub stage_deadline_ms: u64,
     /// When.
     pub at_ms: u64,
+    /// Events to log with the change (an accepted upload, say).
+    pub events: Vec<NewEvent>,
 }
 
 /// A round to give up.
@@ -399,8 +428,15 @@ pub struct Publication {
     pub federation_id: String,
     /// The round that produced it.
     pub round: u64,
-    /// The version the result was computed from.
+    /// The round state version the result was computed from.
     pub expected_version: u64,
+    /// The global version it becomes: must be the federation's last plus
+    /// one (the statement signed for it names this number).
+    pub version: u64,
+    /// Devices whose updates are in it.
+    pub contributors: u64,
+    /// The round's ε at the federation's δ (`None`: no noise, no bound).
+    pub epsilon: Option<f64>,
     /// The new global adapter, serialized.
     pub adapter: Vec<u8>,
     /// Facts about it for clients (format, clients aggregated, ...).
@@ -429,7 +465,7 @@ pub struct GlobalVersion {
 }
 
 /// An event to log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     /// When.
     pub at_ms: u64,

@@ -20,7 +20,7 @@ use super::{
     Checkin, CohortMember, DeviceCounts, DeviceRecord, Enrolment, Event, FederationRecord,
     FederationSync, GlobalVersion, InviteRefusal, NewEvent, NewInvite, NewRound, Publication,
     RoundAbort, RoundOutcome, RoundRecord, RoundSummary, RoundUpdate, Storage, StorageError,
-    StorageFuture,
+    StorageFuture, event_kinds,
 };
 use crate::rounds::Stage;
 
@@ -308,6 +308,21 @@ impl Storage for SqliteStorage {
                      ORDER BY version DESC LIMIT 1"
                 ))?
                 .query_row([federation_id], |row| Ok((global_row(row)?, row.get(7)?)))
+                .optional()?)
+        })
+    }
+
+    fn global_by_round(
+        &self,
+        federation_id: String,
+        round: u64,
+    ) -> StorageFuture<'_, Option<GlobalVersion>> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "{GLOBAL_COLUMNS} WHERE federation_id = ?1 AND round = ?2"
+                ))?
+                .query_row(params![federation_id, round], global_row)
                 .optional()?)
         })
     }
@@ -749,6 +764,9 @@ fn save_round(conn: &mut Connection, update: RoundUpdate) -> Result<RoundSummary
             update.expected_version,
         ));
     }
+    for e in &update.events {
+        log_event(&tx, e)?;
+    }
     if previous.as_deref() != Some(update.stage.as_str()) {
         let mut e = event("round_stage", update.at_ms, &update.federation_id);
         e.round = Some(update.round);
@@ -822,6 +840,18 @@ fn abort_round(conn: &mut Connection, abort: RoundAbort) -> Result<RoundSummary>
     e.round = Some(abort.round);
     e.detail = serde_json::json!({ "reason": abort.reason });
     log_event(&tx, &e)?;
+    let mut e = event(
+        event_kinds::ROUND_OUTCOME,
+        abort.at_ms,
+        &abort.federation_id,
+    );
+    e.round = Some(abort.round);
+    e.detail = serde_json::json!({
+        "contributors": 0,
+        "aborted": true,
+        "reason": abort.reason,
+    });
+    log_event(&tx, &e)?;
     let summary = round_summary(&tx, &abort.federation_id, abort.round)?;
     tx.commit()?;
     Ok(summary)
@@ -834,6 +864,12 @@ fn publish_global(conn: &mut Connection, publication: Publication) -> Result<Glo
         [&publication.federation_id],
         |row| row.get(0),
     )?;
+    if publication.version != version {
+        return Err(StorageError::Conflict(format!(
+            "federation {} publishes version {version} next, not {}",
+            publication.federation_id, publication.version
+        )));
+    }
     close_round(
         &tx,
         &publication.federation_id,
@@ -859,15 +895,30 @@ fn publish_global(conn: &mut Connection, publication: Publication) -> Result<Glo
     )
     .map_err(conflict_on_constraint("global version"))?;
     let mut e = event(
-        "global_published",
+        event_kinds::GLOBAL_PUBLISHED,
         publication.at_ms,
         &publication.federation_id,
     );
     e.round = Some(publication.round);
     e.detail = serde_json::json!({
         "version": version,
+        "round": publication.round,
         "sha256": hex::encode(sha256),
         "size_bytes": publication.adapter.len(),
+        "contributors": publication.contributors,
+        "epsilon": publication.epsilon,
+    });
+    log_event(&tx, &e)?;
+    let mut e = event(
+        event_kinds::ROUND_OUTCOME,
+        publication.at_ms,
+        &publication.federation_id,
+    );
+    e.round = Some(publication.round);
+    e.detail = serde_json::json!({
+        "contributors": publication.contributors,
+        "aborted": false,
+        "version": version,
     });
     log_event(&tx, &e)?;
     let published = tx
@@ -1163,9 +1214,26 @@ mod tests {
             state,
             stage_deadline_ms: T0 + 2_000,
             at_ms: T0 + 20,
+            events: vec![],
         };
-        let saved = s.save_round(update(1, vec![4])).await.expect("save");
+        let mut with_event = update(1, vec![4]);
+        with_event.events.push(NewEvent {
+            at_ms: T0 + 20,
+            federation_id: Some("f".into()),
+            device_id: Some("dev-1".into()),
+            round: Some(1),
+            kind: event_kinds::ROUND_PARTICIPATION.into(),
+            detail: serde_json::json!({ "upload_sha256": "00" }),
+        });
+        let saved = s.save_round(with_event).await.expect("save");
         assert_eq!(saved.version, 2);
+        let logged = s.events(0, 100).await.expect("events");
+        assert!(
+            logged
+                .iter()
+                .any(|e| e.kind == event_kinds::ROUND_PARTICIPATION
+                    && e.device_id.as_deref() == Some("dev-1"))
+        );
         assert_eq!(saved.stage, Stage::ShareKeys);
         // A writer that computed from version 1 lost the race.
         let stale = s.save_round(update(1, vec![5])).await;
@@ -1212,12 +1280,33 @@ mod tests {
                 federation_id: "f".into(),
                 round: 1,
                 expected_version: 7,
+                version: 1,
+                contributors: 1,
+                epsilon: None,
                 adapter: vec![9; 10],
                 metadata: serde_json::json!({}),
                 at_ms: T0 + 50,
             })
             .await;
         assert!(matches!(stale, Err(StorageError::Conflict(_))));
+        // So does one that names the wrong next version.
+        let skipping = s
+            .publish_global(Publication {
+                federation_id: "f".into(),
+                round: 1,
+                expected_version: 1,
+                version: 2,
+                contributors: 1,
+                epsilon: None,
+                adapter: vec![9; 10],
+                metadata: serde_json::json!({}),
+                at_ms: T0 + 50,
+            })
+            .await;
+        assert!(
+            matches!(&skipping, Err(StorageError::Conflict(m)) if m.contains("version 1 next")),
+            "{skipping:?}"
+        );
         assert!(s.latest_global("f".into()).await.expect("latest").is_none());
         assert!(
             s.round_in_flight("f".into())
@@ -1231,6 +1320,9 @@ mod tests {
                 federation_id: "f".into(),
                 round: 1,
                 expected_version: 1,
+                version: 1,
+                contributors: 1,
+                epsilon: Some(2.5),
                 adapter: b"adapter bytes".to_vec(),
                 metadata: serde_json::json!({ "clients": 1 }),
                 at_ms: T0 + 60,
@@ -1307,9 +1399,24 @@ mod tests {
         assert!(kinds.ends_with(&[
             "round_opened".to_owned(),
             "global_published".to_owned(),
+            "round_outcome".to_owned(),
             "round_opened".to_owned(),
             "round_aborted".to_owned(),
+            "round_outcome".to_owned(),
         ]));
+        assert_eq!(
+            s.global_by_round("f".into(), 1)
+                .await
+                .expect("by round")
+                .map(|g| g.version),
+            Some(1)
+        );
+        assert!(
+            s.global_by_round("f".into(), 2)
+                .await
+                .expect("by round")
+                .is_none()
+        );
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use hearth_server::auth::{self, RequestToSign};
 use hearth_server::config::Config;
 use hearth_server::routes::{EnrolRequest, EnrolResponse};
-use hearth_server::{RunningServer, SetupOnly, now_ms, ops};
+use hearth_server::{RunningServer, SecAggRounds, now_ms, ops};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
@@ -60,7 +60,7 @@ impl TestServer {
             std::fs::write(&config_path, TEST_CONFIG).expect("write config");
         }
         let config = Config::load(&config_path).expect("config");
-        let server = hearth_server::start(config.clone(), Arc::new(SetupOnly))
+        let server = hearth_server::start(config.clone(), Arc::new(SecAggRounds))
             .await
             .expect("server starts");
         let client = trusting_client(&dir.join("tls").join("cert.pem"));

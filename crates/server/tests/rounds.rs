@@ -1,0 +1,431 @@
+//! Federated rounds end to end: a real server over HTTPS on loopback and
+//! real `FedClient`s in threads, SecAgg+ all the way.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_fed::client::FedClientError;
+use hearth_fed::dp::centred_lift;
+use hearth_fed::global::apply_mean;
+use hearth_fed::{DistributedDp, DpConfig, FederationId, MaskedUpload, RoundId};
+use hearth_server::storage::{RoundOutcome, Storage, event_kinds};
+use support::{B_START, Gate, PARAMS, Raw, Server, TestTrainer, kind, participate, wait_until};
+
+/// Σ of the devices' quantized updates, mod 2^32.
+fn modular_sum(trainers: &[Arc<TestTrainer>]) -> Vec<u32> {
+    let mut sum = vec![0u32; PARAMS];
+    for t in trainers {
+        let q = t.encoded().expect("this device encoded an update");
+        for (s, x) in sum.iter_mut().zip(q) {
+            *s = s.wrapping_add(x);
+        }
+    }
+    sum
+}
+
+/// Checks the published version is exactly version 0 + lr · (decoded sum /
+/// n), and recovers the integer sum itself from the zero-initialised half.
+fn assert_exact_aggregate(v0: &[f32], published: &[f32], sum: &[u32], n: usize, cohort: u32) {
+    let dp = DistributedDp::new(
+        DpConfig {
+            clip_norm: 1.0,
+            noise_multiplier: 0.0,
+        },
+        6,
+        cohort,
+    )
+    .expect("dp");
+    let expected = apply_mean(v0, &dp.decode_mean(sum, n), 0.5).expect("apply");
+    assert_eq!(
+        published,
+        expected.as_slice(),
+        "published != v0 + lr · mean"
+    );
+    let scale = dp.quantizer().scale();
+    for i in B_START..PARAMS {
+        let recovered = (f64::from(published[i]) / 0.5 * n as f64 * scale).round() as i64;
+        assert_eq!(
+            recovered,
+            i64::from(centred_lift(sum[i])),
+            "coordinate {i}: the unmasked sum differs from Σ quantized updates"
+        );
+    }
+}
+
+fn count(server: &Server, kind: &str) -> usize {
+    server.events().iter().filter(|e| e.kind == kind).count()
+}
+
+#[test]
+fn ten_clients_publish_exactly_the_sum_of_their_quantized_updates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &support::config(6, 10, 0.0, 30));
+    let devices: Vec<_> = (0..10).map(|_| server.enrol("notes")).collect();
+
+    let observer = support::client(&devices[0].0, &devices[0].1);
+    let v0 = observer.fetch_global().expect("version 0");
+    assert_eq!(
+        (v0.version(), v0.round(), v0.statement().contributors),
+        (0, 0, 0)
+    );
+    let v0_params = v0.parameters().expect("v0 params");
+    // PEFT's initialisation: A uniform in ±1/√64, B zero.
+    assert!(v0_params[..B_START].iter().all(|x| x.abs() <= 0.125));
+    assert!(v0_params[..B_START].iter().any(|&x| x != 0.0));
+    assert!(v0_params[B_START..].iter().all(|&x| x == 0.0));
+
+    let trainers: Vec<_> = (0..10).map(|i| Arc::new(TestTrainer::new(i))).collect();
+    let handles: Vec<_> = devices
+        .iter()
+        .zip(&trainers)
+        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
+        .collect();
+    for handle in handles {
+        let report = handle.join().expect("thread").expect("participation");
+        assert_eq!((report.round, report.global_version_after), (1, 1));
+        assert!(report.epsilon.is_infinite(), "no noise, no finite ε");
+        assert!(report.bytes_sent as usize > 4 * PARAMS);
+        assert!(report.bytes_received > 0);
+    }
+
+    let v1 = observer.fetch_global().expect("version 1");
+    assert_eq!((v1.version(), v1.round()), (1, 1));
+    assert_eq!(v1.statement().contributors, 10);
+    assert_eq!(v1.statement().epsilon, None);
+    let sum = modular_sum(&trainers);
+    assert_exact_aggregate(&v0_params, &v1.parameters().expect("v1"), &sum, 10, 10);
+
+    assert_eq!(count(&server, event_kinds::ROUND_PARTICIPATION), 10);
+    assert_eq!(count(&server, event_kinds::GLOBAL_PUBLISHED), 1);
+    let outcome = server
+        .events()
+        .into_iter()
+        .find(|e| e.kind == event_kinds::ROUND_OUTCOME)
+        .expect("round outcome event");
+    assert_eq!(outcome.detail["contributors"], 10);
+    assert_eq!(outcome.detail["aborted"], false);
+    server.stop();
+}
+
+#[test]
+fn thirty_percent_dropping_after_sharing_still_aggregates_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &support::config(6, 10, 0.0, 3));
+    let devices: Vec<_> = (0..10).map(|_| server.enrol("notes")).collect();
+    let observer = support::client(&devices[0].0, &devices[0].1);
+    let v0 = observer
+        .fetch_global()
+        .expect("v0")
+        .parameters()
+        .expect("v0");
+
+    let trainers: Vec<_> = (0..10)
+        .map(|i| {
+            let mut t = TestTrainer::new(100 + i);
+            // Three devices get their shares, then vanish before uploading.
+            t.fail = i >= 7;
+            Arc::new(t)
+        })
+        .collect();
+    let handles: Vec<_> = devices
+        .iter()
+        .zip(&trainers)
+        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let result = handle.join().expect("thread");
+        if i >= 7 {
+            assert!(
+                matches!(result, Err(FedClientError::Trainer(_))),
+                "{result:?}"
+            );
+        } else {
+            assert_eq!(result.expect("survivor").global_version_after, 1);
+        }
+    }
+    let v1 = observer.fetch_global().expect("v1");
+    assert_eq!(v1.statement().contributors, 7);
+    let survivors = &trainers[..7];
+    assert!(trainers[7..].iter().all(|t| t.encoded().is_none()));
+    assert_exact_aggregate(
+        &v0,
+        &v1.parameters().expect("v1"),
+        &modular_sum(survivors),
+        7,
+        10,
+    );
+    server.stop();
+}
+
+#[test]
+fn dropping_past_the_threshold_aborts_and_publishes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &support::config(6, 10, 0.0, 3));
+    let devices: Vec<_> = (0..10).map(|_| server.enrol("notes")).collect();
+    let trainers: Vec<_> = (0..10)
+        .map(|i| {
+            let mut t = TestTrainer::new(200 + i);
+            t.fail = i >= 5; // five of ten left; six needed
+            Arc::new(t)
+        })
+        .collect();
+    let handles: Vec<_> = devices
+        .iter()
+        .zip(&trainers)
+        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let result = handle.join().expect("thread");
+        if i < 5 {
+            assert!(
+                matches!(
+                    result,
+                    Err(FedClientError::RoundAborted { round: 1, uploaded: true, ref reason })
+                        if reason.contains("5 clients left")
+                ),
+                "{result:?}"
+            );
+        }
+    }
+    let observer = support::client(&devices[0].0, &devices[0].1);
+    assert_eq!(observer.fetch_global().expect("global").version(), 0);
+    let storage = server.storage();
+    assert!(
+        server
+            .block_on(storage.latest_global("notes".into()))
+            .expect("latest")
+            .is_none()
+    );
+    let round = server.round("notes", 1).expect("round 1");
+    assert!(matches!(
+        round.summary.outcome,
+        Some(RoundOutcome::Aborted { .. })
+    ));
+    assert_eq!(count(&server, event_kinds::GLOBAL_PUBLISHED), 0);
+    let outcome = server
+        .events()
+        .into_iter()
+        .find(|e| e.kind == event_kinds::ROUND_OUTCOME)
+        .expect("outcome");
+    assert_eq!(outcome.detail["aborted"], true);
+    assert_eq!(outcome.detail["contributors"], 0);
+    server.stop();
+}
+
+#[test]
+fn a_server_killed_mid_round_resumes_and_publishes_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(dir.path(), &support::config(3, 4, 1.0, 60));
+    let devices: Vec<_> = (0..4).map(|_| server.enrol("notes")).collect();
+    let gate = Gate::default();
+    let trainers: Vec<_> = (0..4)
+        .map(|i| {
+            let mut t = TestTrainer::new(300 + i);
+            if i > 0 {
+                t.gate = Some(gate.clone());
+            }
+            Arc::new(t)
+        })
+        .collect();
+    let handles: Vec<_> = devices
+        .iter()
+        .zip(&trainers)
+        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
+        .collect();
+
+    // One upload is in the running sum when the server dies.
+    wait_until("the first upload", Duration::from_secs(60), || {
+        count(&server, event_kinds::ROUND_PARTICIPATION) == 1
+    });
+    server.kill();
+    let round = server.round("notes", 1).expect("round");
+    assert_eq!(round.summary.outcome, None);
+    assert_eq!(round.summary.stage, hearth_server::Stage::MaskedInput);
+    assert!(
+        server
+            .block_on(server.storage().latest_global("notes".into()))
+            .expect("latest")
+            .is_none()
+    );
+
+    server.restart();
+    assert_eq!(
+        server.running().recovery().resumed,
+        [("notes".to_owned(), 1)]
+    );
+    gate.open();
+    let mut epsilons = Vec::new();
+    for handle in handles {
+        let report = handle.join().expect("thread").expect("participation");
+        assert_eq!(report.global_version_after, 1);
+        epsilons.push(report.epsilon);
+    }
+    let observer = support::client(&devices[0].0, &devices[0].1);
+    let v1 = observer.fetch_global().expect("v1");
+    assert_eq!((v1.version(), v1.statement().contributors), (1, 4));
+    // What each device accounted is what the server published.
+    let published = v1.statement().epsilon.expect("noise gives a finite ε");
+    assert!(
+        epsilons.iter().all(|&e| e == published),
+        "{epsilons:?} vs {published}"
+    );
+    assert_eq!(count(&server, event_kinds::GLOBAL_PUBLISHED), 1);
+    assert_eq!(count(&server, event_kinds::ROUND_PARTICIPATION), 4);
+    assert_eq!(count(&server, "round_resumed"), 1);
+    server.stop();
+}
+
+#[test]
+fn bad_requests_are_refused_clearly_while_the_round_carries_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &support::config(3, 4, 0.0, 60));
+    let devices: Vec<_> = (0..4).map(|_| server.enrol("notes")).collect();
+    let (outsider, outsider_secret) = server.enrol("notes");
+    let (revoked, revoked_secret) = server.enrol("notes");
+    server
+        .block_on(hearth_server::ops::revoke(
+            &server.config,
+            &revoked.device_id,
+        ))
+        .expect("revoke")
+        .expect("device");
+    let (photos, photos_secret) = server.enrol("photos");
+
+    let raw = Arc::new(Raw::new(&server));
+    let (me, my_secret) = (devices[0].0.clone(), devices[0].1);
+    let other_key = hearth_fed::DeviceIdentity::from_secret_bytes(&devices[1].1).device_id();
+    let attacks = {
+        let raw = Arc::clone(&raw);
+        move || {
+            let path = |what: &str| format!("/v1/federations/notes/rounds/1/{what}");
+            let upload = |device, words: usize| {
+                MaskedUpload {
+                    federation: FederationId::from_name("notes"),
+                    round: RoundId(1),
+                    device,
+                    masked: vec![7; words],
+                }
+                .encode()
+            };
+            let my_key = hearth_fed::DeviceIdentity::from_secret_bytes(&my_secret).device_id();
+            let post = |what: &str, body: &[u8]| {
+                raw.signed("POST", &path(what), body, &me.device_id, &my_secret)
+            };
+
+            let (status, body) = post("upload", &upload(my_key, PARAMS - 1));
+            assert_eq!((status, kind(&body)), (400, "bad_request"), "{body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("255 words"))
+            );
+
+            let (status, body) = post("upload", &upload(my_key, PARAMS + 1000));
+            assert_eq!((status, kind(&body)), (413, "payload_too_large"), "{body}");
+
+            let mut garbled = upload(my_key, PARAMS);
+            garbled[0] = b'X';
+            let (status, body) = post("upload", &garbled);
+            assert_eq!((status, kind(&body)), (400, "bad_request"), "{body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("magic"))
+            );
+
+            let (status, body) = post("upload", &upload(other_key, PARAMS));
+            assert_eq!((status, kind(&body)), (403, "forbidden"), "{body}");
+
+            let mut elsewhere =
+                MaskedUpload::decode(&upload(my_key, PARAMS), PARAMS as u32).expect("decode");
+            elsewhere.federation = FederationId::from_name("photos");
+            let (status, body) = post("upload", &elsewhere.encode());
+            assert_eq!((status, kind(&body)), (400, "bad_request"), "{body}");
+
+            let (status, body) = post("shares", b"{not json");
+            assert_eq!((status, kind(&body)), (400, "bad_request"), "{body}");
+
+            // A stage's messages are taken in that stage only.
+            let early = hearth_fed::UnmaskResponse {
+                federation: FederationId::from_name("notes"),
+                round: RoundId(1),
+                sender: my_key,
+                self_mask_shares: vec![],
+                mask_key_shares: vec![],
+            };
+            let (status, body) = post("unmask", &serde_json::to_vec(&early).expect("json"));
+            assert_eq!((status, kind(&body)), (409, "conflict"), "{body}");
+
+            // Signed by another key under this device's name.
+            let (status, body) = raw.signed("GET", &path("poll"), b"", &me.device_id, &[0x42; 32]);
+            assert_eq!((status, kind(&body)), (401, "bad_signature"), "{body}");
+
+            // The same signed request twice.
+            let now = hearth_server::now_ms();
+            let first = raw.request("GET", &path("poll"), b"", &me.device_id, &my_secret, now);
+            let again = raw.request("GET", &path("poll"), b"", &me.device_id, &my_secret, now);
+            assert_eq!(raw.send(first).0, 200);
+            let (status, body) = raw.send(again);
+            assert_eq!((status, kind(&body)), (401, "replayed_request"), "{body}");
+
+            // Devices with no business in this round.
+            let (status, body) = raw.signed(
+                "GET",
+                &path("poll"),
+                b"",
+                &outsider.device_id,
+                &outsider_secret,
+            );
+            assert_eq!((status, kind(&body)), (403, "forbidden"), "{body}");
+            let (status, body) = raw.signed(
+                "GET",
+                &path("poll"),
+                b"",
+                &revoked.device_id,
+                &revoked_secret,
+            );
+            assert_eq!((status, kind(&body)), (403, "revoked_device"), "{body}");
+            let (status, body) =
+                raw.signed("GET", &path("poll"), b"", "dev_nobody", &outsider_secret);
+            assert_eq!((status, kind(&body)), (401, "unknown_device"), "{body}");
+            let (status, body) =
+                raw.signed("GET", &path("poll"), b"", &photos.device_id, &photos_secret);
+            assert_eq!((status, kind(&body)), (403, "forbidden"), "{body}");
+        }
+    };
+    let trainers: Vec<_> = (0..4)
+        .map(|i| {
+            let mut t = TestTrainer::new(400 + i);
+            if i == 0 {
+                t.during = Some(Box::new(attacks.clone()));
+            }
+            Arc::new(t)
+        })
+        .collect();
+    let handles: Vec<_> = devices
+        .iter()
+        .zip(&trainers)
+        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let report = handle.join().expect("thread (attack assertions)");
+        match report {
+            Ok(report) => assert_eq!(report.global_version_after, 1),
+            Err(e) => panic!("device {i}: {e:?}"),
+        }
+    }
+    let observer = support::client(&devices[0].0, &devices[0].1);
+    assert_eq!(
+        observer
+            .fetch_global()
+            .expect("v1")
+            .statement()
+            .contributors,
+        4
+    );
+    // Nothing refused reached the sum: exactly one upload per device.
+    assert_eq!(count(&server, event_kinds::ROUND_PARTICIPATION), 4);
+    server.stop();
+}
