@@ -20,9 +20,9 @@
 //! cohort that actually advertised).
 //!
 //! What the stored state holds is only what hearth-fed's server states
-//! hold: public keys, sealed shares, the *running sum* of masked uploads,
-//! and revealed shares. An individual update never is, masked or not,
-//! once a second upload arrived.
+//! hold: public keys, sealed shares, the *running sum* of masked uploads
+//! (after the first upload, that one masked vector; never a plaintext
+//! update), and revealed shares.
 
 use hearth_fed::api::RoundPoll;
 use hearth_fed::dp::zcdp_epsilon;
@@ -331,7 +331,8 @@ impl RoundProtocol for SecAggRounds {
     }
 }
 
-/// The poll answer for a stored round outcome, or `None` while in flight.
+/// The poll answer for a round that has ended, given the version it
+/// published (if it did).
 pub fn ended(outcome: &crate::storage::RoundOutcome, global_version: Option<u64>) -> RoundPoll {
     match (outcome, global_version) {
         (crate::storage::RoundOutcome::Published { .. }, Some(global_version)) => {

@@ -429,3 +429,64 @@ fn bad_requests_are_refused_clearly_while_the_round_carries_on() {
     assert_eq!(count(&server, event_kinds::ROUND_PARTICIPATION), 4);
     server.stop();
 }
+
+#[test]
+fn the_client_trusts_only_what_it_pinned_and_stops_when_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &support::config(3, 4, 0.0, 30));
+    let (membership, secret) = server.enrol("notes");
+    assert_eq!(membership.federation_id, "notes");
+
+    // Another certificate: no connection at all.
+    let other = tempfile::tempdir().expect("tempdir");
+    let paths = hearth_server::tls::TlsPaths {
+        cert: other.path().join("cert.pem"),
+        key: other.path().join("key.pem"),
+        self_signed: true,
+    };
+    hearth_server::tls::ensure_self_signed(&paths, &[]).expect("cert");
+    let mut options = support::options();
+    options.retry_for = Duration::from_millis(300);
+    let stranger = hearth_fed::client::Membership {
+        certificate_pem: std::fs::read_to_string(&paths.cert).expect("pem"),
+        ..membership.clone()
+    };
+    let client = hearth_fed::client::FedClient::with_options(
+        stranger,
+        hearth_fed::DeviceIdentity::from_secret_bytes(&secret),
+        options,
+    )
+    .expect("client");
+    assert!(matches!(
+        client.checkin(true),
+        Err(FedClientError::Transport(_))
+    ));
+
+    // Another publication key: every adapter is refused.
+    let other_key = hearth_server::ServerIdentity::generate().public_key_base64();
+    let impostor = hearth_fed::client::Membership {
+        server_key: other_key,
+        ..membership.clone()
+    };
+    let client = support::client(&impostor, &secret);
+    assert!(matches!(
+        client.fetch_global(),
+        Err(FedClientError::GlobalIntegrity(_))
+    ));
+
+    // A cancelled round stops before its first request to the round.
+    let client = support::client(&membership, &secret);
+    let cancel = hearth_progress::CancelToken::new();
+    cancel.cancel();
+    let result = client.participate(
+        1,
+        &TestTrainer::new(1),
+        &hearth_progress::NoProgress,
+        &cancel,
+    );
+    assert!(
+        matches!(result, Err(FedClientError::Cancelled)),
+        "{result:?}"
+    );
+    server.stop();
+}

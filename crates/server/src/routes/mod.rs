@@ -217,6 +217,83 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn streamed_uploads_past_the_federations_size_are_413() {
+        let app_fn = app;
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let state = state_with_device(&key).await;
+        let notes = state.config.federation("notes").expect("notes");
+        let limit = upload_size(notes) + UPLOAD_SLACK;
+        let app = app(state);
+        // Past axum's default 2 MB too, which the upload route lifts.
+        for size in [limit + 1, 3 << 20] {
+            let body = vec![0u8; size];
+            let path = "/v1/federations/notes/rounds/1/upload";
+            let signed = auth::sign_request(
+                &key,
+                &RequestToSign {
+                    device_id: "dev_one",
+                    method: "POST",
+                    path,
+                    timestamp_ms: crate::now_ms(),
+                    body: &body,
+                },
+            )
+            .expect("sign");
+            let mut request = Request::post(path);
+            for (name, value) in signed.pairs() {
+                request = request.header(name, value);
+            }
+            let response = app
+                .clone()
+                .oneshot(request.body(Body::from(body)).expect("request"))
+                .await
+                .expect("infallible");
+            assert_eq!(
+                kind_of(response).await,
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into())
+            );
+        }
+
+        // A federation whose uploads are larger than axum's default 2 MB
+        // body limit: an upload of exactly its size is read (and then
+        // refused for what it is, here a device outside any round).
+        let mut state = state_with_device(&key).await;
+        let mut config = (*state.config).clone();
+        config.federations[0].adapter = crate::config::AdapterShape {
+            tensors: vec![],
+            parameters: Some(600_000),
+        };
+        state.config = Arc::new(config);
+        let size = upload_size(state.config.federation("notes").expect("notes"));
+        assert!(size > 2 << 20);
+        let body = vec![0u8; size];
+        let path = "/v1/federations/notes/rounds/1/upload";
+        let signed = auth::sign_request(
+            &key,
+            &RequestToSign {
+                device_id: "dev_one",
+                method: "POST",
+                path,
+                timestamp_ms: crate::now_ms(),
+                body: &body,
+            },
+        )
+        .expect("sign");
+        let mut request = Request::post(path);
+        for (name, value) in signed.pairs() {
+            request = request.header(name, value);
+        }
+        let response = app_fn(state)
+            .oneshot(request.body(Body::from(body)).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            kind_of(response).await,
+            (StatusCode::FORBIDDEN, "forbidden".into())
+        );
+    }
+
+    #[tokio::test]
     async fn a_signed_checkin_through_the_router() {
         let key = SigningKey::from_bytes(&[3; 32]);
         let app = app(state_with_device(&key).await);
