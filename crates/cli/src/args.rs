@@ -53,6 +53,10 @@ pub enum Command {
     /// your texts, few-shot photo tagging on a labelled dataset.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// What an adapter was trained on: `hearth lineage ADAPTER`, and
+    /// `hearth lineage prove ADAPTER ITEM` for a Merkle proof that an item
+    /// was (or was not) in its training data.
+    Lineage(LineageArgs),
     /// Measure Hearth's speed and memory (not a test).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -245,6 +249,32 @@ pub struct GenerateArgs {
     pub device: DeviceChoice,
 }
 
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LineageArgs {
+    #[command(subcommand)]
+    pub command: Option<LineageCommand>,
+    /// The adapter's id (see `hearth adapters list`).
+    pub adapter: Option<i64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LineageCommand {
+    /// Prove whether an item was in an adapter's training data.
+    Prove {
+        /// The adapter's id.
+        adapter: i64,
+        /// The item: its id in the library, its sha256, or a file (hashed).
+        item: String,
+        /// Print JSON (the proof itself, to check elsewhere).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
     /// Held-out perplexity of the base model and an adapter on your texts.
@@ -352,9 +382,14 @@ pub enum LibraryCommand {
     },
     /// Remove an item and its thumbnail from the library (the original file
     /// is never touched).
+    /// Adapters trained on the item are listed first: they keep what they
+    /// learned from it until retrained.
     Remove {
         /// The item's id.
         id: i64,
+        /// Remove it even when adapters were trained on it (no question).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -476,6 +511,38 @@ pub enum BenchCommand {
     /// Photo embeddings per second and peak RSS (EfficientNet-Lite0,
     /// 224x224), next to PyTorch on the same machine.
     Embed(BenchEmbedArgs),
+    /// Secure aggregation costs: client masking, server unmasking for
+    /// 100 and 1,000 clients, bytes per client.
+    Secagg(BenchSecaggArgs),
+    /// Transparency log: append rate, proof generation and verification at
+    /// a million entries.
+    Log(BenchLogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSecaggArgs {
+    /// Update length (parameters).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub params: usize,
+    /// A client's SecAgg+ neighbours.
+    #[arg(long, default_value_t = 16)]
+    pub neighbours: usize,
+    /// Cohort sizes for the server figures.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub clients: Vec<usize>,
+    /// Share of clients that drop out after sharing their keys.
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLogArgs {
+    /// Log entries.
+    #[arg(long, default_value_t = hearth_ledger::bench::DEFAULT_ENTRIES)]
+    pub entries: u64,
+    /// Proofs timed (each verified).
+    #[arg(long, default_value_t = 1000)]
+    pub samples: u32,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,9 @@
 //!   the zCDP [`PrivacyAccountant`].
 //! - [`crypto`], [`shamir`], [`mask`], [`graph`]: the parts, each from a
 //!   well-kept crate (dalek, RustCrypto), composed here.
+//! - [`audit`]: the device's check of the server's transparency log after
+//!   every round (signed heads, consistency, its own commitment, the
+//!   published adapter), and the log API's types ([`audit::wire`]).
 //! - [`bench`](mod@bench): timings for `hearth bench secagg`.
 //! - [`global`]: the global adapter (layout, version 0, safetensors, the
 //!   signed publication statement); [`request_auth`]: how devices sign
@@ -113,6 +116,7 @@
 )]
 
 pub mod api;
+pub mod audit;
 pub mod bench;
 #[cfg(feature = "client")]
 pub mod client;

@@ -25,9 +25,13 @@
 //! ```
 //!
 //! [`LogEntry::from_leaf_data`] accepts exactly the bytes `leaf_data`
-//! produces (no trailing bytes, booleans 0 or 1, a finite non-negative
-//! epsilon that is not -0), so decoding and re-encoding gives the same
-//! leaf. The serde derive is for APIs and display, not for hashing.
+//! produces (no trailing bytes, booleans 0 or 1, an epsilon that is
+//! `+∞` or finite, non-negative and not -0, a delta in `[0, 1]` that is
+//! not -0), so decoding and re-encoding gives the same leaf. The serde
+//! derive is for APIs and display, not for hashing (an infinite epsilon is
+//! JSON `null` there, since JSON has no infinity).
+//! [`LogEntry::is_canonical`] tells a writer beforehand whether an entry
+//! will decode.
 
 use serde::{Deserialize, Serialize};
 
@@ -81,17 +85,52 @@ pub enum LogEntry {
     AdapterPublished {
         /// The federation's id.
         federation: String,
-        /// The round whose aggregate this adapter is, which is also the
-        /// adapter's version.
+        /// The global version this adapter is (1 for the first publication,
+        /// then +1): what devices download and ask the log about. Aborted
+        /// rounds publish nothing, so it is not the round number.
+        version: u64,
+        /// The round whose aggregate this adapter is.
         round: u64,
         /// SHA-256 of the adapter file.
         adapter_sha256: Hash,
         /// How many devices contributed.
         contributors: u64,
-        /// The differential-privacy epsilon spent so far, as accounted by
-        /// the server.
+        /// The differential-privacy epsilon the server's accountant states
+        /// for this adapter's aggregate at `delta` (Hearth's server: what
+        /// each contributor spent in `round`). [`NO_DP_BOUND`] (`+∞`) when
+        /// the round added no noise: no finite stand-in, which could read as
+        /// a guarantee. JSON `null` in the serde form.
+        #[serde(with = "epsilon_json")]
         epsilon: f64,
+        /// The delta that `epsilon` holds with: a DP guarantee is the pair
+        /// (epsilon, delta), and an epsilon alone says nothing.
+        delta: f64,
     },
+}
+
+/// The epsilon an [`LogEntry::AdapterPublished`] records for a round that
+/// added no noise: `+∞`, no differential-privacy bound at all.
+pub const NO_DP_BOUND: f64 = f64::INFINITY;
+
+/// JSON has no infinity, and serde_json would write `null` for it and then
+/// refuse to read that back: say `null` for [`NO_DP_BOUND`] on purpose and
+/// read it back as such.
+mod epsilon_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::NO_DP_BOUND;
+
+    pub(super) fn serialize<S: Serializer>(epsilon: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if *epsilon == NO_DP_BOUND {
+            s.serialize_none()
+        } else {
+            s.serialize_some(epsilon)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(NO_DP_BOUND))
+    }
 }
 
 /// Why bytes are not an encoded [`LogEntry`].
@@ -114,7 +153,7 @@ pub enum EntryError {
     #[error("a text field of the log entry is not UTF-8")]
     NotUtf8,
     /// A field holds a value its canonical encoding never produces (a
-    /// boolean other than 0 or 1, a negative or non-finite epsilon).
+    /// boolean other than 0 or 1, a negative, NaN or `-∞` epsilon).
     #[error("non-canonical value in field {0}")]
     NonCanonical(&'static str),
 }
@@ -159,17 +198,21 @@ impl LogEntry {
             }
             Self::AdapterPublished {
                 federation,
+                version,
                 round,
                 adapter_sha256,
                 contributors,
                 epsilon,
+                delta,
             } => {
                 out.push(KIND_ADAPTER_PUBLISHED);
                 put_str(&mut out, federation);
+                out.extend_from_slice(&version.to_be_bytes());
                 out.extend_from_slice(&round.to_be_bytes());
                 out.extend_from_slice(adapter_sha256.as_bytes());
                 out.extend_from_slice(&contributors.to_be_bytes());
                 out.extend_from_slice(&epsilon.to_bits().to_be_bytes());
+                out.extend_from_slice(&delta.to_bits().to_be_bytes());
             }
         }
         out
@@ -178,6 +221,33 @@ impl LogEntry {
     /// The entry's leaf hash in the log.
     pub fn leaf_hash(&self) -> Hash {
         leaf_hash(&self.leaf_data())
+    }
+
+    /// Whether [`Self::from_leaf_data`] will accept this entry's bytes:
+    /// a log writer checks before appending, since an entry nobody can
+    /// decode is a statement nobody can check.
+    pub fn is_canonical(&self) -> bool {
+        Self::from_leaf_data(&self.leaf_data()).is_ok()
+    }
+
+    /// The snake_case name of the entry's kind, as in its JSON `kind` tag.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::FederationConfig { .. } => "federation_config",
+            Self::RoundParticipation { .. } => "round_participation",
+            Self::RoundOutcome { .. } => "round_outcome",
+            Self::AdapterPublished { .. } => "adapter_published",
+        }
+    }
+
+    /// The federation the entry is about.
+    pub fn federation(&self) -> &str {
+        match self {
+            Self::FederationConfig { federation, .. }
+            | Self::RoundParticipation { federation, .. }
+            | Self::RoundOutcome { federation, .. }
+            | Self::AdapterPublished { federation, .. } => federation,
+        }
     }
 
     /// Decodes bytes made by [`Self::leaf_data`], refusing anything else.
@@ -209,17 +279,27 @@ impl LogEntry {
             },
             KIND_ADAPTER_PUBLISHED => Self::AdapterPublished {
                 federation: r.string()?,
+                version: r.u64()?,
                 round: r.u64()?,
                 adapter_sha256: r.hash()?,
                 contributors: r.u64()?,
                 epsilon: {
                     let eps = f64::from_bits(r.u64()?);
                     // NaN has many encodings and -0 equals 0: refuse them
-                    // so one entry has one encoding.
-                    if !eps.is_finite() || eps.is_sign_negative() {
+                    // so one entry has one encoding. +∞ (one encoding) is
+                    // NO_DP_BOUND, a round without noise.
+                    if eps.is_nan() || eps.is_sign_negative() {
                         return Err(EntryError::NonCanonical("epsilon"));
                     }
                     eps
+                },
+                delta: {
+                    let delta = f64::from_bits(r.u64()?);
+                    // A probability; the same canonical rules as epsilon.
+                    if !(0.0..=1.0).contains(&delta) || delta.is_sign_negative() {
+                        return Err(EntryError::NonCanonical("delta"));
+                    }
+                    delta
                 },
             },
             other => return Err(EntryError::UnknownKind(other)),
@@ -309,10 +389,21 @@ mod tests {
             },
             LogEntry::AdapterPublished {
                 federation: "f".into(),
+                version: 9,
                 round: 12,
                 adapter_sha256: h,
                 contributors: 97,
                 epsilon: 2.5,
+                delta: 1e-6,
+            },
+            LogEntry::AdapterPublished {
+                federation: "f".into(),
+                version: 10,
+                round: 13,
+                adapter_sha256: h,
+                contributors: 3,
+                epsilon: NO_DP_BOUND,
+                delta: 1e-5,
             },
         ]
     }
@@ -324,6 +415,23 @@ mod tests {
             assert_eq!(LogEntry::from_leaf_data(&bytes), Ok(e.clone()));
             let json = serde_json::to_string(&e).expect("serialize");
             assert_eq!(serde_json::from_str::<LogEntry>(&json).expect("parse"), e);
+        }
+    }
+
+    #[test]
+    fn no_dp_bound_is_json_null() {
+        let e = samples().pop().expect("sample");
+        let json = serde_json::to_value(&e).expect("serialize");
+        assert!(json["epsilon"].is_null(), "{json}");
+        assert_eq!(serde_json::from_value::<LogEntry>(json).expect("parse"), e);
+    }
+
+    #[test]
+    fn kind_names_match_the_json_tag() {
+        for e in samples() {
+            let json = serde_json::to_value(&e).expect("serialize");
+            assert_eq!(json["kind"], e.kind_name());
+            assert_eq!(json["federation"], e.federation());
         }
     }
 
@@ -387,18 +495,33 @@ mod tests {
         b.push(1);
         b.extend_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(LogEntry::from_leaf_data(&b), Err(EntryError::Truncated));
-        for eps in [f64::NAN, f64::INFINITY, -1.0, -0.0] {
-            let e = LogEntry::AdapterPublished {
-                federation: "f".into(),
-                round: 1,
-                adapter_sha256: Hash::sha256(b""),
-                contributors: 1,
-                epsilon: eps,
-            };
+        let adapter = |epsilon, delta| LogEntry::AdapterPublished {
+            federation: "f".into(),
+            version: 1,
+            round: 1,
+            adapter_sha256: Hash::sha256(b""),
+            contributors: 1,
+            epsilon,
+            delta,
+        };
+        for eps in [f64::NAN, f64::NEG_INFINITY, -1.0, -0.0] {
+            let e = adapter(eps, 0.0);
+            assert!(!e.is_canonical());
             assert_eq!(
                 LogEntry::from_leaf_data(&e.leaf_data()),
                 Err(EntryError::NonCanonical("epsilon"))
             );
         }
+        for delta in [f64::NAN, f64::INFINITY, -1e-9, -0.0, 1.5] {
+            let e = adapter(1.0, delta);
+            assert!(!e.is_canonical());
+            assert_eq!(
+                LogEntry::from_leaf_data(&e.leaf_data()),
+                Err(EntryError::NonCanonical("delta"))
+            );
+        }
+        assert!(adapter(0.0, 0.0).is_canonical());
+        assert!(adapter(8.0, 1.0).is_canonical());
+        assert!(adapter(NO_DP_BOUND, 1e-5).is_canonical());
     }
 }

@@ -11,11 +11,17 @@
 //! - [`export_adapter`], [`import_adapter`]: PEFT folders in and out.
 //! - [`photos`]: photo embeddings cached in the library, the personal
 //!   tagger, suggestions, questions and look-alikes.
+//! - [`eligibility`]: when the device may take part in a federated round.
+//! - [`federated`]: a federated round's local training, as a flat update.
+//! - [`lineage`]: what an adapter was trained on, with Merkle proofs.
 //! - [`photo_eval`]: few-shot accuracy of the tagger on Fashion-MNIST.
 #![deny(missing_docs)]
 
 mod adapters;
+pub mod eligibility;
 mod error;
+pub mod federated;
+pub mod lineage;
 pub mod photo_eval;
 pub mod photos;
 mod text;

@@ -329,6 +329,7 @@ pub fn train_tagger(
     })?;
     let run_id = library.create_run(&NewRun {
         kind: RunKind::Photos,
+        parent_sha256: None,
         base_model: VISION_MODEL.to_owned(),
         base_model_sha256: base.sha256.clone(),
         config,

@@ -9,7 +9,6 @@ use hearth_ml::{DeviceChoice, LoadedModel, registry};
 use hearth_progress::{CancelToken, Progress};
 use hearth_store::{AdapterId, Library, NewRun, RunId, RunKind, RunStatus, RunUpdate};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::adapters::{load_adapter, store_trained};
 use crate::error::{PersonalizeError, Result};
@@ -70,7 +69,7 @@ pub fn load_model(model: Option<&str>, device: &Device) -> Result<(String, Loade
 }
 
 /// Narrows the frozen weights as the configuration asks (bf16/f16).
-fn hold_weights_in(loaded: &mut LoadedModel, config: &TrainConfig) -> Result<()> {
+pub(crate) fn hold_weights_in(loaded: &mut LoadedModel, config: &TrainConfig) -> Result<()> {
     let dtype = train::parse_base_dtype(&config.base_dtype)?;
     if dtype != loaded.model.weight_dtype() {
         loaded.model = loaded.model.clone().with_weight_dtype(dtype)?;
@@ -78,14 +77,14 @@ fn hold_weights_in(loaded: &mut LoadedModel, config: &TrainConfig) -> Result<()>
     Ok(())
 }
 
-struct Prepared {
-    dataset: TextDataset,
-    item_hashes: Vec<String>,
+pub(crate) struct Prepared {
+    pub(crate) dataset: TextDataset,
+    pub(crate) item_hashes: Vec<String>,
 }
 
 /// Tokenises the texts selected by `label` (and, when resuming, exactly the
 /// items the run used) and packs them.
-fn prepare(
+pub(crate) fn prepare(
     library: &Library,
     loaded: &LoadedModel,
     label: Option<&str>,
@@ -133,20 +132,6 @@ fn prepare(
     })
 }
 
-/// A hash binding an adapter to what produced it: base model, configuration
-/// and the sorted hashes of the items it learned from.
-fn lineage_hash(base_sha256: &str, config: &str, item_hashes: &[String]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(base_sha256.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(config.as_bytes());
-    for hash in item_hashes {
-        hasher.update(b"\n");
-        hasher.update(hash.as_bytes());
-    }
-    hex::encode(hasher.finalize())
-}
-
 fn config_json(config: &TrainConfig) -> Result<String> {
     serde_json::to_string(config)
         .map_err(|e| PersonalizeError::Inconsistent(format!("configuration: {e}")))
@@ -172,6 +157,7 @@ pub fn train_text(
     )?;
     let run_id = library.create_run(&NewRun {
         kind: RunKind::Text,
+        parent_sha256: None,
         base_model: name.clone(),
         base_model_sha256: loaded.info.sha256.clone(),
         config: config_json(&request.config)?,
@@ -286,7 +272,7 @@ fn run(
     let adapter_id = match report.outcome {
         Outcome::Paused => None,
         Outcome::Completed | Outcome::EarlyStopped => {
-            let lineage = lineage_hash(
+            let lineage = crate::lineage::lineage_hash(
                 &loaded.info.sha256,
                 &config_json(config)?,
                 &prepared.item_hashes,

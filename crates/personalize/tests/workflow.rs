@@ -1,12 +1,14 @@
 //! The whole text workflow on a real library and the real stories260K
 //! model: import notes, train, pause, resume, evaluate, export, import.
 
+use hearth_ledger::Membership;
 use hearth_ml::DeviceChoice;
 use hearth_ml::lora::{LoraConfig, Target};
 use hearth_ml::train::{Outcome, TrainConfig};
 use hearth_personalize::{
-    PersonalizeError, TextTraining, evaluate, export_adapter, import_adapter, resume_text,
-    train_text,
+    PersonalizeError, TextTraining, evaluate, export_adapter, import_adapter,
+    lineage::{adapter_lineage, adapters_trained_on, prove_item},
+    resume_text, train_text,
 };
 use hearth_progress::{CancelToken, NoProgress, Progress};
 use hearth_store::{ImportOptions, Library, RunStatus};
@@ -115,6 +117,35 @@ fn train_pause_resume_evaluate_export_import() {
     let again = import_adapter(&mut library, &exported, None, None).expect("import");
     assert_eq!(again, adapter, "identical weights are one adapter");
     assert_eq!(library.adapters().expect("adapters").len(), 1);
+
+    // Lineage: the chain from items to the adapter, and proofs about it.
+    let lineage = adapter_lineage(&library, adapter).expect("lineage");
+    let run = lineage.run.as_ref().expect("run");
+    assert_eq!(lineage.lineage_matches, Some(true));
+    let root = lineage.items_root.expect("root");
+    assert_eq!(root.count, run.item_count);
+    assert_eq!(lineage.items.len() as u64, run.item_count);
+    let trained = &lineage.items[3].sha256;
+    let proof = prove_item(&library, adapter, trained).expect("prove");
+    assert_eq!(proof.membership, Membership::Present);
+    let absent = prove_item(&library, adapter, &"0".repeat(64)).expect("prove absence");
+    assert_ne!(absent.membership, Membership::Present);
+    assert_eq!(
+        adapters_trained_on(&library, trained)
+            .expect("trained on")
+            .iter()
+            .map(|a| a.id)
+            .collect::<Vec<_>>(),
+        vec![adapter]
+    );
+
+    // The lineage survives export and import into another library: the
+    // file still carries it, and an import back here finds the run by it.
+    let mut other = Library::open(dir.path().join("other")).expect("other library");
+    let imported = import_adapter(&mut other, &exported, None, None).expect("import elsewhere");
+    let elsewhere = adapter_lineage(&other, imported).expect("lineage elsewhere");
+    assert_eq!(elsewhere.file_lineage, lineage.file_lineage);
+    assert!(elsewhere.run.is_none(), "that library has no such run");
 
     let none = TextTraining {
         label: Some("no such label".into()),

@@ -208,6 +208,7 @@ impl From<StorageError> for AppError {
             StorageError::KeyAlreadyEnrolled => AppError::Conflict(e.to_string()),
             StorageError::Conflict(m) => AppError::Conflict(m),
             StorageError::NotFound(m) => AppError::NotFound(m),
+            StorageError::OutOfRange(m) => AppError::BadRequest(m),
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -285,6 +286,9 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The transparency log's key could not be made or read.
+    #[error(transparent)]
+    LogKey(#[from] crate::log::LogKeyError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

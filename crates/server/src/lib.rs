@@ -20,6 +20,12 @@
 //! update is applied to the global adapter ([`adapter`]) and the new
 //! version is signed with the server's key ([`identity`]).
 //!
+//! Every federation configuration, accepted upload, round outcome and
+//! published adapter is also appended, in the same transaction, to a
+//! transparency log (RFC 9162 Merkle tree, `hearth-ledger`) whose tree
+//! heads are signed with the server's log key ([`log`]) and served with
+//! proofs under `/v1/log` for devices to check (`hearth_fed::audit`).
+//!
 //! The operator describes federations in a TOML file ([`Config`]) and
 //! drives the server with the `hearth-server` binary ([`ops`]); it serves
 //! HTTPS with a generated self-signed certificate (pinned by fingerprint)
@@ -53,6 +59,7 @@ pub mod error;
 mod extract;
 pub mod identity;
 pub mod ids;
+pub mod log;
 pub mod ops;
 pub mod pace;
 pub mod replay;
@@ -92,6 +99,8 @@ pub struct AppState {
     pub replay: Arc<ReplayGuard>,
     /// The key published global adapters are signed with.
     pub identity: Arc<ServerIdentity>,
+    /// The transparency log's signing key (see [`log`]).
+    pub log_key: Arc<log::LogKey>,
 }
 
 impl AppState {

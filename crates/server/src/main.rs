@@ -120,6 +120,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 "server signing key (ed25519, devices pin it): {}",
                 report.server_key
             );
+            let log_key_state = if report.generated_log_key {
+                "generated"
+            } else {
+                "kept"
+            };
+            println!(
+                "{log_key_state} transparency log key; devices pin its public key: {}",
+                report.log_public_key
+            );
         }
         Command::Run => {
             let config = load(&cli.config)?;
@@ -130,6 +139,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(key) = ops::server_key(&server_key_config)? {
                 println!("server signing key (ed25519): {key}");
             }
+            println!("transparency log public key: {}", server.log_public_key());
             server.run_until(shutdown_signal(), SHUTDOWN_GRACE).await?;
             println!("stopped");
         }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::config::{CONFIG_FILE, Config, EXAMPLE_CONFIG};
 use crate::error::Error;
 use crate::identity::ServerIdentity;
+use crate::log::LogKey;
 use crate::storage::{
     DeviceCounts, DeviceRecord, FederationRecord, FederationSync, GlobalVersion, NewInvite,
     RoundSummary, SqliteStorage, Storage,
@@ -40,11 +41,16 @@ pub struct InitReport {
     pub generated_server_key: bool,
     /// The public key devices pin (base64url).
     pub server_key: String,
+    /// Whether the transparency log key was generated now.
+    pub generated_log_key: bool,
+    /// The log's public key, 64 hex digits: devices pin it at join.
+    pub log_public_key: String,
 }
 
 /// Prepares a server folder: an example configuration unless one exists, a
 /// self-signed certificate unless one exists (or the operator's is
-/// configured), and the database with the configured federations.
+/// configured), the transparency log key unless one exists, and the
+/// database with the configured federations.
 pub async fn init(dir: &Path) -> Result<InitReport, Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
@@ -64,6 +70,7 @@ pub async fn init(dir: &Path) -> Result<InitReport, Error> {
     let loaded = tls::load(&paths)?;
     let generated_server_key = ServerIdentity::ensure(&config.server.data_dir)?;
     let server_key = ServerIdentity::load(&config.server.data_dir)?.public_key_base64();
+    let (log_key, generated_log_key) = LogKey::ensure(&config.server.data_dir)?;
     open_storage(&config).await?;
     Ok(InitReport {
         config_path,
@@ -75,6 +82,8 @@ pub async fn init(dir: &Path) -> Result<InitReport, Error> {
         server_key_path: ServerIdentity::path(&config.server.data_dir),
         generated_server_key,
         server_key,
+        generated_log_key,
+        log_public_key: log_key.public_hex(),
     })
 }
 

@@ -24,8 +24,8 @@ use crate::adapter::{self, GlobalError, PublishContext};
 use crate::config::{Config, FederationConfig, SecAggParams};
 use crate::identity::ServerIdentity;
 use crate::storage::{
-    CohortMember, GlobalVersion, NewEvent, NewRound, Publication, RoundAbort, RoundRecord,
-    RoundSummary, RoundUpdate, Storage, StorageError,
+    CohortMember, GlobalVersion, NewRound, Publication, RoundAbort, RoundRecord, RoundSummary,
+    RoundUpdate, Storage, StorageError, UploadCommitment,
 };
 
 /// The four SecAgg+ stages a round moves through (Bonawitz et al.; Bell et
@@ -237,18 +237,31 @@ pub enum RoundError {
 pub enum Step {
     /// Nothing to persist (a duplicate or ignorable message).
     Unchanged,
-    /// The machine moved on: persist its new state, logging `events` in
-    /// the same transaction.
+    /// The machine moved on: persist its new state. When the step
+    /// accepted a masked upload, its commitment goes into the transparency
+    /// log in the same transaction as the state
+    /// ([`Storage::record_upload_commitment`]), so the log shows the upload
+    /// if and only if the round holds it.
     Continue {
         /// The new state.
         state: RoundState,
-        /// Events the change carries (an accepted upload, say).
-        events: Vec<NewEvent>,
+        /// The masked upload this step accepted, if any.
+        upload: Option<AcceptedUpload>,
     },
     /// The round finished: publish the new global adapter and close it.
     Publish(Box<PublishStep>),
     /// The round cannot finish (too many dropouts, a detected attack).
     Abort(String),
+}
+
+/// A masked upload a step accepted into the round's sum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedUpload {
+    /// The server's id for the uploading device.
+    pub device_id: String,
+    /// SHA-256 of the upload bytes exactly as received: the device hashes
+    /// what it sent and looks for this in the log.
+    pub upload_sha256: [u8; 32],
 }
 
 /// A finished round's result.
@@ -260,8 +273,10 @@ pub struct PublishStep {
     pub version: u64,
     /// Devices whose updates are in it.
     pub contributors: u64,
-    /// The round's ε at the federation's δ (`None`: no noise).
+    /// The round's ε at `delta` (`None`: no noise, no bound).
     pub epsilon: Option<f64>,
+    /// The federation's δ, which `epsilon` holds with.
+    pub delta: f64,
     /// Facts about it for clients (its signed statement among them).
     pub metadata: serde_json::Value,
 }
@@ -312,26 +327,45 @@ pub async fn advance_round<E>(
             Step::Unchanged => return Ok(Ok(Advanced::Unchanged(record.summary))),
             Step::Continue {
                 state: next,
-                events,
+                upload,
             } => {
                 let stage_deadline_ms = if next.stage == record.summary.stage {
                     record.summary.stage_deadline_ms
                 } else {
                     now_ms.saturating_add(duration_ms(federation.deadlines.for_stage(next.stage)))
                 };
-                storage
-                    .save_round(RoundUpdate {
-                        federation_id: federation.id.clone(),
-                        round,
-                        expected_version,
-                        stage: next.stage,
-                        state: next.blob,
-                        stage_deadline_ms,
-                        at_ms: now_ms,
-                        events,
-                    })
-                    .await
-                    .map(Advanced::Saved)
+                let update = RoundUpdate {
+                    federation_id: federation.id.clone(),
+                    round,
+                    expected_version,
+                    stage: next.stage,
+                    state: next.blob,
+                    stage_deadline_ms,
+                    at_ms: now_ms,
+                };
+                match upload {
+                    None => storage.save_round(update).await.map(Advanced::Saved),
+                    Some(upload) => storage
+                        .record_upload_commitment(
+                            UploadCommitment {
+                                federation_id: federation.id.clone(),
+                                round,
+                                device_id: upload.device_id,
+                                upload_sha256: upload.upload_sha256,
+                                at_ms: now_ms,
+                            },
+                            Some(update),
+                        )
+                        .await
+                        .and_then(|receipt| {
+                            receipt.round.map(Advanced::Saved).ok_or_else(|| {
+                                StorageError::Corrupt(
+                                    "a commitment saved with a round update returned no round"
+                                        .into(),
+                                )
+                            })
+                        }),
+                }
             }
             Step::Publish(publish) => {
                 let PublishStep {
@@ -339,6 +373,7 @@ pub async fn advance_round<E>(
                     version,
                     contributors,
                     epsilon,
+                    delta,
                     metadata,
                 } = *publish;
                 storage
@@ -349,6 +384,7 @@ pub async fn advance_round<E>(
                         version,
                         contributors,
                         epsilon,
+                        delta,
                         adapter,
                         metadata,
                         at_ms: now_ms,
@@ -688,7 +724,7 @@ mod tests {
             state.messages += 1;
             Ok(Step::Continue {
                 state: encode(&state),
-                events: vec![],
+                upload: None,
             })
         }
 
@@ -706,7 +742,7 @@ mod tests {
             };
             Ok(Step::Continue {
                 state: encode(&state),
-                events: vec![],
+                upload: None,
             })
         }
     }
@@ -808,7 +844,7 @@ mod tests {
                     stage: r.summary.stage,
                     blob: b"more keys".to_vec(),
                 },
-                events: vec![],
+                upload: None,
             })
         })
         .await
@@ -829,7 +865,7 @@ mod tests {
                     stage: Stage::ShareKeys,
                     blob: b"shares".to_vec(),
                 },
-                events: vec![],
+                upload: None,
             })
         })
         .await
@@ -857,6 +893,7 @@ mod tests {
                 version: 1,
                 contributors: 2,
                 epsilon: None,
+                delta: 1e-5,
                 metadata: serde_json::json!({ "clients": 2 }),
             })))
         })

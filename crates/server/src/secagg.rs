@@ -37,10 +37,10 @@ use rand::rngs::OsRng;
 use crate::adapter::{SIGNATURE_KEY, STATEMENT_KEY};
 use crate::config::FederationConfig;
 use crate::rounds::{
-    Incoming, Poll, ProtocolError, PublishStep, Rejection, RoundInput, RoundProtocol, RoundSetup,
-    RoundState, Stage, Step, StepContext,
+    AcceptedUpload, Incoming, Poll, ProtocolError, PublishStep, Rejection, RoundInput,
+    RoundProtocol, RoundSetup, RoundState, Stage, Step, StepContext,
 };
-use crate::storage::{NewEvent, RoundRecord, event_kinds};
+use crate::storage::RoundRecord;
 
 /// SecAgg+ rounds (Bell et al. 2020) with distributed DP, as implemented
 /// by hearth-fed.
@@ -154,7 +154,7 @@ impl SecAggRounds {
         ctx: &StepContext<'_>,
         round: &RoundRecord,
         state: AggregatorRound,
-        events: Vec<NewEvent>,
+        upload: Option<AcceptedUpload>,
     ) -> Result<Step, ProtocolError> {
         match state {
             AggregatorRound::Aborted(aborted) => Ok(Step::Abort(format!(
@@ -165,7 +165,7 @@ impl SecAggRounds {
             AggregatorRound::Done(done) => Self::finish(ctx, round, &done),
             next => Ok(Step::Continue {
                 state: encode(&next)?,
-                events,
+                upload,
             }),
         }
     }
@@ -220,6 +220,7 @@ impl SecAggRounds {
             version: statement.version,
             contributors,
             epsilon,
+            delta: federation.dp.delta,
             metadata,
         })))
     }
@@ -269,7 +270,7 @@ impl RoundProtocol for SecAggRounds {
         input: &RoundInput<'_>,
     ) -> Result<Step, Rejection> {
         let mut state = decode(round)?;
-        let mut events = Vec::new();
+        let mut upload = None;
         match input.message {
             Incoming::Message(message) => {
                 if named_sender(message) != input.sender {
@@ -289,16 +290,11 @@ impl RoundProtocol for SecAggRounds {
                     ));
                 }
                 state.receive_upload_bytes(bytes).map_err(reject)?;
-                events.push(NewEvent {
-                    at_ms: ctx.now_ms,
-                    federation_id: Some(round.summary.federation_id.clone()),
-                    device_id: Some(input.device_id.to_owned()),
-                    round: Some(round.summary.round),
-                    kind: event_kinds::ROUND_PARTICIPATION.to_owned(),
-                    detail: serde_json::json!({
-                        "upload_sha256": hex::encode(adapter_sha256(bytes)),
-                        "device_key": input.sender.to_string(),
-                    }),
+                // Committed to in the transparency log with the state
+                // that holds it (see `Step::Continue`).
+                upload = Some(AcceptedUpload {
+                    device_id: input.device_id.to_owned(),
+                    upload_sha256: adapter_sha256(bytes),
                 });
             }
         }
@@ -310,11 +306,11 @@ impl RoundProtocol for SecAggRounds {
         // without it the state is saved and the sweeper finishes the round.
         let can_finish = state.stage() != hearth_fed::Stage::Unmasking || ctx.publish.is_some();
         if everyone && can_finish {
-            return Ok(Self::settle(ctx, round, state.close_stage(), events)?);
+            return Ok(Self::settle(ctx, round, state.close_stage(), upload)?);
         }
         Ok(Step::Continue {
             state: encode(&state)?,
-            events,
+            upload,
         })
     }
 
@@ -327,7 +323,7 @@ impl RoundProtocol for SecAggRounds {
         if state.stage() == hearth_fed::Stage::Unmasking && ctx.publish.is_none() {
             return Ok(Step::Unchanged);
         }
-        Self::settle(ctx, round, state.close_stage(), Vec::new())
+        Self::settle(ctx, round, state.close_stage(), None)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Starting and stopping the HTTPS server: certificate, signing key,
-//! storage, start-up recovery of rounds in flight, the listener, the
+//! Starting and stopping the HTTPS server: certificate, signing key, log
+//! key, storage, start-up recovery of rounds in flight, the listener, the
 //! deadline sweeper (which closes expired stages through the protocol), and
 //! graceful shutdown.
 
@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::error::Error;
 use crate::identity::ServerIdentity;
+use crate::log::LogKey;
 use crate::replay::{ReplayGuard, ReplayLimits};
 use crate::rounds::{self, RecoveryReport, SharedProtocol};
 use crate::storage::{SqliteStorage, Storage};
@@ -29,6 +30,7 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct RunningServer {
     addr: SocketAddr,
     fingerprint: String,
+    log_public_key: String,
     recovery: RecoveryReport,
     handle: Handle<SocketAddr>,
     serve: JoinHandle<std::io::Result<()>>,
@@ -52,6 +54,11 @@ pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningSe
         tracing::info!("generated the server's signing key");
     }
     let identity = Arc::new(ServerIdentity::load(&config.server.data_dir)?);
+    let (log_key, generated) = LogKey::ensure(&config.server.data_dir)?;
+    if generated {
+        tracing::info!(public_key = %log_key.public_hex(), "generated the transparency log key");
+    }
+    let log_key = Arc::new(log_key);
 
     let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&config.server.data_dir)?);
     let started_ms = now_ms();
@@ -82,6 +89,7 @@ pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningSe
         protocol,
         replay: Arc::new(ReplayGuard::new(ReplayLimits::default(), started_ms)),
         identity,
+        log_key: Arc::clone(&log_key),
     };
     let handle = Handle::new();
     let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.config))
@@ -95,6 +103,7 @@ pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningSe
     Ok(RunningServer {
         addr,
         fingerprint: tls.fingerprint,
+        log_public_key: log_key.public_hex(),
         recovery,
         handle,
         serve,
@@ -147,6 +156,11 @@ impl RunningServer {
     /// SHA-256 fingerprint of the served certificate.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The transparency log's public key, 64 hex digits: devices pin it.
+    pub fn log_public_key(&self) -> &str {
+        &self.log_public_key
     }
 
     /// What start-up recovery did with rounds found in flight.

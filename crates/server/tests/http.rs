@@ -420,6 +420,7 @@ async fn a_restart_keeps_devices_rounds_and_published_versions() {
             version: 1,
             contributors: 2,
             epsilon: Some(1.5),
+            delta: 1e-5,
             adapter: adapter.clone(),
             metadata: serde_json::json!({
                 "statement": statement,

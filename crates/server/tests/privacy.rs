@@ -109,7 +109,7 @@ fn no_individual_update_reaches_the_servers_storage_or_logs() {
         server
             .events()
             .iter()
-            .any(|e| e.kind == event_kinds::ROUND_PARTICIPATION)
+            .any(|e| e.kind == event_kinds::UPLOAD_ACCEPTED)
     });
     let round = server.round("notes", 1).expect("round");
     let state: serde_json::Value = serde_json::from_slice(&round.state).expect("state json");

@@ -97,7 +97,7 @@ fn ten_clients_publish_exactly_the_sum_of_their_quantized_updates() {
     let sum = modular_sum(&trainers);
     assert_exact_aggregate(&v0_params, &v1.parameters().expect("v1"), &sum, 10, 10);
 
-    assert_eq!(count(&server, event_kinds::ROUND_PARTICIPATION), 10);
+    assert_eq!(count(&server, event_kinds::UPLOAD_ACCEPTED), 10);
     assert_eq!(count(&server, event_kinds::GLOBAL_PUBLISHED), 1);
     let outcome = server
         .events()
@@ -237,7 +237,7 @@ fn a_server_killed_mid_round_resumes_and_publishes_once() {
 
     // One upload is in the running sum when the server dies.
     wait_until("the first upload", Duration::from_secs(60), || {
-        count(&server, event_kinds::ROUND_PARTICIPATION) == 1
+        count(&server, event_kinds::UPLOAD_ACCEPTED) == 1
     });
     server.kill();
     let round = server.round("notes", 1).expect("round");
@@ -272,7 +272,7 @@ fn a_server_killed_mid_round_resumes_and_publishes_once() {
         "{epsilons:?} vs {published}"
     );
     assert_eq!(count(&server, event_kinds::GLOBAL_PUBLISHED), 1);
-    assert_eq!(count(&server, event_kinds::ROUND_PARTICIPATION), 4);
+    assert_eq!(count(&server, event_kinds::UPLOAD_ACCEPTED), 4);
     assert_eq!(count(&server, "round_resumed"), 1);
     server.stop();
 }
@@ -426,7 +426,7 @@ fn bad_requests_are_refused_clearly_while_the_round_carries_on() {
         4
     );
     // Nothing refused reached the sum: exactly one upload per device.
-    assert_eq!(count(&server, event_kinds::ROUND_PARTICIPATION), 4);
+    assert_eq!(count(&server, event_kinds::UPLOAD_ACCEPTED), 4);
     server.stop();
 }
 

@@ -25,6 +25,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/02-personalization.sql"),
     include_str!("../migrations/03-photo-tagging.sql"),
     include_str!("../migrations/04-runs-of-every-kind.sql"),
+    include_str!("../migrations/05-run-lineage.sql"),
+    include_str!("../migrations/06-federation.sql"),
 ];
 
 /// Migrations run with foreign keys off (a table rebuild must not cascade

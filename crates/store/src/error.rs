@@ -52,6 +52,9 @@ pub enum StoreError {
     /// A label name that cannot be stored.
     #[error("invalid label name {0:?}: it must not be empty or longer than 100 characters")]
     InvalidLabel(String),
+    /// Joining a federation the device already belongs to.
+    #[error("{0}")]
+    AlreadyMember(String),
 }
 
 impl StoreError {

@@ -177,6 +177,16 @@ impl Library {
             .ok_or(StoreError::NoSuchItem(id))
     }
 
+    /// The item with this content, if the library has it.
+    pub fn item_by_sha256(&self, sha256: &str) -> Result<Option<Item>> {
+        let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE items.sha256 = ?1");
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([sha256], item_from_row)
+            .optional()?)
+    }
+
     /// The stored text of a text item (`None` for photos).
     pub fn item_text(&self, id: ItemId) -> Result<Option<String>> {
         self.item(id)?;

@@ -30,6 +30,7 @@
 mod db;
 mod embeddings;
 mod error;
+mod federation;
 pub mod import;
 mod items;
 mod labels;
@@ -39,6 +40,7 @@ mod thumbnails;
 pub use db::{DATABASE_FILE, Library};
 pub use embeddings::{EmbeddingResult, PhotoEmbedding, Verdict};
 pub use error::{Result, StoreError};
+pub use federation::{Membership, MembershipId, NewMembership, NewUpload, Upload};
 pub use hearth_progress::{CancelToken, NoProgress, Progress};
 pub use import::{FileReport, ImportOptions, ImportReport, Outcome};
 pub use items::{Item, ItemFilter, ItemId, ItemKind, LibraryStats};

@@ -8,6 +8,8 @@ use std::str::FromStr;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
+use hearth_ledger::{Hash, ItemSetCommitment};
+
 use crate::db::Library;
 use crate::error::{Result, StoreError};
 use crate::items::{Item, ItemFilter, ItemKind};
@@ -100,6 +102,17 @@ impl RunKind {
     }
 }
 
+/// The Merkle commitment to a set of item sha256s (hex), as runs record it.
+pub fn items_commitment(item_sha256s: &[String]) -> Result<ItemSetCommitment> {
+    let hashes = item_sha256s
+        .iter()
+        .map(|sha| {
+            Hash::from_hex(sha).map_err(|_| StoreError::Corrupt(format!("{sha:?} is not a sha256")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ItemSetCommitment::new(hashes))
+}
+
 /// A run about to start.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -119,6 +132,9 @@ pub struct NewRun {
     pub token_count: u64,
     /// Device name.
     pub device: String,
+    /// For a federated round, the sha256 of the global adapter it started
+    /// from.
+    pub parent_sha256: Option<String>,
 }
 
 /// A recorded run.
@@ -160,6 +176,10 @@ pub struct Run {
     pub started_at: String,
     /// Last update (UTC).
     pub updated_at: String,
+    /// Merkle root (hex) of the sorted sha256s of the items trained on.
+    pub items_root: Option<String>,
+    /// The global adapter a federated round started from.
+    pub parent_sha256: Option<String>,
 }
 
 /// A progress update for a run.
@@ -237,7 +257,7 @@ pub struct Adapter {
 
 const RUN_COLUMNS: &str = "id, kind, status, base_model, base_model_sha256, config, label, item_count, \
      token_count, device, steps_done, train_loss, base_validation_loss, validation_loss, \
-     tokens_per_second, error, started_at, updated_at";
+     tokens_per_second, error, started_at, updated_at, items_root, parent_sha256";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
     let status: String = row.get(2)?;
@@ -262,6 +282,8 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
         error: row.get(15)?,
         started_at: row.get(16)?,
         updated_at: row.get(17)?,
+        items_root: row.get(18)?,
+        parent_sha256: row.get(19)?,
     })
 }
 
@@ -304,21 +326,26 @@ impl Library {
             .collect()
     }
 
-    /// Records a new run (status `running`) with the items it trains on.
+    /// Records a new run (status `running`) with the items it trains on and
+    /// its commitment to them (see [`items_commitment`]).
     pub fn create_run(&mut self, run: &NewRun) -> Result<RunId> {
+        let root = items_commitment(&run.item_sha256s)?.root();
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO runs (kind, status, base_model, base_model_sha256, config, label, item_count, token_count, device) \
-             VALUES (?8, 'running', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO runs (kind, status, base_model, base_model_sha256, config, label, item_count, \
+             token_count, device, items_root, parent_sha256) \
+             VALUES (?8, 'running', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?10)",
             params![
                 run.base_model,
                 run.base_model_sha256,
                 run.config,
                 run.label,
-                run.item_sha256s.len() as u64,
+                root.count,
                 run.token_count,
                 run.device,
-                run.kind.as_str()
+                run.kind.as_str(),
+                root.root.to_string(),
+                run.parent_sha256
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -332,6 +359,38 @@ impl Library {
         }
         tx.commit()?;
         Ok(id)
+    }
+
+    /// The commitment to the items a run trained on, rebuilt from its
+    /// recorded item hashes and checked against the root recorded when it
+    /// started (runs from before lineage roots have none to check).
+    pub fn run_commitment(&self, id: RunId) -> Result<ItemSetCommitment> {
+        let run = self.run(id)?;
+        let commitment = items_commitment(&self.run_item_hashes(id)?)?;
+        if let Some(recorded) = &run.items_root
+            && *recorded != commitment.root().root.to_string()
+        {
+            return Err(StoreError::Corrupt(format!(
+                "run {id}: its item list no longer matches the root recorded when it started \
+                 ({recorded}); the library was changed outside Hearth"
+            )));
+        }
+        Ok(commitment)
+    }
+
+    /// Adapters whose runs trained on the item with this sha256.
+    pub fn adapters_trained_on(&self, item_sha256: &str) -> Result<Vec<Adapter>> {
+        let columns = ADAPTER_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {columns} FROM adapters a JOIN run_items r ON r.run_id = a.run_id \
+             WHERE r.item_sha256 = ?1 ORDER BY a.id"
+        ))?;
+        let rows = statement.query_map([item_sha256], adapter_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Applies an update to a run.
@@ -464,6 +523,7 @@ mod tests {
         let id = library
             .create_run(&NewRun {
                 kind: RunKind::Text,
+                parent_sha256: None,
                 base_model: "stories260k".into(),
                 base_model_sha256: "b".repeat(64),
                 config: "{}".into(),

@@ -3,6 +3,8 @@
 
 pub mod embed;
 pub mod import;
+pub mod log;
+pub mod secagg;
 pub mod train;
 
 /// Peak resident memory of this process so far, in MiB.

@@ -134,12 +134,49 @@ pub fn library(mut library: Library, command: LibraryCommand) -> Result<ExitCode
                 writeln!(out, "thumbnails {}", output::bytes(stats.thumbnail_bytes))?;
             }
         }
-        LibraryCommand::Remove { id } => {
+        LibraryCommand::Remove { id, yes } => {
+            let item = library.item(id)?;
+            let trained = hearth_personalize::lineage::adapters_trained_on(&library, &item.sha256)?;
+            if !trained.is_empty() {
+                println!(
+                    "{} adapter{} learned from item {id} ({}):",
+                    trained.len(),
+                    if trained.len() == 1 { "" } else { "s" },
+                    item.path
+                );
+                for adapter in &trained {
+                    println!(
+                        "  adapter {} {:?} (run {})",
+                        adapter.id,
+                        adapter.name,
+                        adapter.run_id.map_or("?".to_owned(), |r| r.to_string())
+                    );
+                }
+                if !yes
+                    && !confirm(
+                        "Remove the item anyway? The adapters keep what they learned until retrained. [y/N] ",
+                    )?
+                {
+                    println!("nothing removed");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
             let item = library.remove_item(id)?;
             println!(
                 "removed item {id} ({}); the original {} is untouched",
                 item.kind, item.path
             );
+            for adapter in &trained {
+                let label = adapter
+                    .run_id
+                    .and_then(|run| library.run(run).ok())
+                    .and_then(|run| run.label);
+                println!(
+                    "to retrain adapter {} without it: hearth train text{}",
+                    adapter.id,
+                    label.map_or(String::new(), |l| format!(" --label {l:?}"))
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -261,4 +298,19 @@ fn print_item(item: &Item, thumbnail: Option<PathBuf>, text: Option<&str>) -> Re
         )?;
     }
     Ok(())
+}
+
+/// Asks a yes/no question on the terminal; without one, the answer is no
+/// (scripts pass `--yes`).
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        eprintln!("not removing without --yes (no terminal to ask on)");
+        return Ok(false);
+    }
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }

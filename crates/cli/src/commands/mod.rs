@@ -2,6 +2,7 @@
 //! library crates, and prints the result.
 
 mod library;
+mod lineage;
 mod model;
 mod photos;
 mod text;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs(command) => text::runs(open()?, command),
         Command::Adapters(command) => text::adapters(open()?, command),
         Command::Generate(args) => text::generate(open()?, args),
+        Command::Lineage(args) => lineage::lineage(open()?, args),
         Command::Eval(EvalCommand::Text(args)) => text::eval(open()?, args),
         Command::Eval(EvalCommand::Photos(args)) => photos::eval(args),
         Command::Bench(BenchCommand::Import { photos, megapixels }) => {
@@ -35,6 +37,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::train::run(args),
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::embed::run(args),
+        Command::Bench(BenchCommand::Secagg(args)) => crate::bench::secagg::run(args),
+        Command::Bench(BenchCommand::Log(args)) => crate::bench::log::run(args),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod optim;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -195,6 +196,64 @@ pub fn train(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<TrainReport> {
+    let start = if resume { Start::Resume } else { Start::Fresh };
+    run_training(
+        model,
+        base_model_sha256,
+        dataset,
+        config,
+        run_dir,
+        start,
+        progress,
+        cancel,
+    )
+}
+
+/// [`train`] starting from given adapter weights (PEFT names) instead of
+/// a fresh initialisation: a federated round starts from the global
+/// adapter. Checkpoints and resumption work as for [`train`] (a resumed
+/// run continues from its checkpoint, not from `initial`).
+#[allow(clippy::too_many_arguments)]
+pub fn train_from(
+    model: &Llama,
+    base_model_sha256: &str,
+    dataset: &TextDataset,
+    config: &TrainConfig,
+    run_dir: &Path,
+    initial: &HashMap<String, Tensor>,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TrainReport> {
+    run_training(
+        model,
+        base_model_sha256,
+        dataset,
+        config,
+        run_dir,
+        Start::From(initial),
+        progress,
+        cancel,
+    )
+}
+
+/// Where a run's adapter starts.
+enum Start<'a> {
+    Fresh,
+    Resume,
+    From(&'a HashMap<String, Tensor>),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_training(
+    model: &Llama,
+    base_model_sha256: &str,
+    dataset: &TextDataset,
+    config: &TrainConfig,
+    run_dir: &Path,
+    start: Start<'_>,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TrainReport> {
     config.validate()?;
     let device = model.device();
     if dataset.seq_len() != config.seq_len {
@@ -211,7 +270,7 @@ pub fn train(
     }
     let checkpoints = checkpoint_dir(run_dir);
 
-    let (adapter, mut optimizer, mut state) = if resume {
+    let (adapter, mut optimizer, mut state) = if matches!(start, Start::Resume) {
         let saved = checkpoint::load(&checkpoints)?;
         if saved.state.base_model_sha256 != base_model_sha256 {
             return Err(MlError::BadCheckpoint {
@@ -244,7 +303,12 @@ pub fn train(
                 checkpoints.display()
             )));
         }
-        let adapter = LoraAdapter::new(&config.lora, model.config(), config.seed, device)?;
+        let adapter = match start {
+            Start::From(initial) => {
+                LoraAdapter::from_tensors(&config.lora, model.config(), initial, device)?
+            }
+            _ => LoraAdapter::new(&config.lora, model.config(), config.seed, device)?,
+        };
         let optimizer = AdamW::new(config.optimizer, &adapter.named_vars_owned())?;
         let state = TrainState {
             step: 0,

@@ -6,6 +6,7 @@
 mod enrol;
 mod federations;
 mod health;
+mod log;
 mod rounds;
 mod server_key;
 
@@ -60,6 +61,7 @@ fn v1(state: &AppState) -> Router<AppState> {
             "/federations",
             federations::routes().merge(rounds::routes(&state.config)),
         )
+        .nest("/log", log::routes())
 }
 
 /// Most bytes of a declared-oversized body read and discarded before
@@ -154,6 +156,7 @@ mod tests {
             protocol: Arc::new(SecAggRounds),
             replay: Arc::new(ReplayGuard::new(ReplayLimits::default(), 0)),
             identity: Arc::new(ServerIdentity::generate()),
+            log_key: Arc::new(crate::log::LogKey::from_seed(&[9; 32])),
         }
     }
 

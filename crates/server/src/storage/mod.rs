@@ -14,18 +14,45 @@
 //!   every change to an in-flight round is a compare-and-swap on that
 //!   version ([`StorageError::Conflict`] when someone else got there first);
 //! - publishing a global adapter version and closing its round are one
-//!   change, so nothing half-published can exist after a crash.
+//!   change, so nothing half-published can exist after a crash;
+//! - every change the transparency log records appends its
+//!   [`hearth_ledger::LogEntry`] in the same transaction (see below).
+//!
+//! # The transparency log
+//!
+//! The log ([`hearth_ledger`]'s RFC 9162 tree, its nodes stored beside
+//! everything else) records, in the transaction of the change itself:
+//! - a `federation_config` entry when [`Storage::sync_federation`] creates
+//!   or changes a federation (its id and the SHA-256 of the canonical
+//!   configuration JSON);
+//! - a `round_participation` commitment when the server accepts a device's
+//!   masked upload: round code calls [`Storage::record_upload_commitment`];
+//! - a `round_outcome` when [`Storage::abort_round`] aborts a round
+//!   (contributors 0: nothing was aggregated) or
+//!   [`Storage::publish_global`] completes one;
+//! - an `adapter_published` entry in [`Storage::publish_global`], from the
+//!   [`Publication`]'s global version, contributors, epsilon and delta (a
+//!   round without noise has no epsilon and is logged with `+∞`, "no
+//!   bound", never with a number that could read as a guarantee).
+//!
+//! A change that fails appends nothing, and nothing is appended without
+//! its change. Devices verify the log with `hearth_fed::audit`.
 
+mod log;
 mod sqlite;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
+use hearth_ledger::{Hash, SignedTreeHead};
 use serde::Serialize;
 
+use crate::log::LogKey;
 use crate::rounds::Stage;
 
+pub use log::bench_sqlite_log;
 pub use sqlite::{DATABASE_FILE, SqliteStorage};
 
 /// What every [`Storage`] method returns.
@@ -121,26 +148,136 @@ pub trait Storage: Send + Sync + 'static {
     fn append_event(&self, event: NewEvent) -> StorageFuture<'_, u64>;
     /// Events after `after_seq`, oldest first, at most `limit`.
     fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>>;
+
+    // --- The transparency log (see the module docs). ---
+
+    /// Records that the server accepted a device's masked upload: appends
+    /// its `round_participation` commitment to the transparency log and an
+    /// `upload_accepted` event (so callers log no event of their own), and,
+    /// when `update` is given, saves the round's next state exactly as
+    /// [`Storage::save_round`] does, all in one transaction. Pass the state
+    /// change that accepting the upload made whenever there is one: then
+    /// the log holds the commitment if and only if the round holds the
+    /// upload, whatever crashes.
+    ///
+    /// The round must be in flight and the device in its cohort
+    /// ([`StorageError::NotFound`] / [`StorageError::Conflict`]). A device
+    /// commits once per round: the same upload hash again appends nothing
+    /// and returns the first receipt; another hash is a
+    /// [`StorageError::Conflict`]. A lost compare-and-swap on `update`
+    /// appends nothing.
+    fn record_upload_commitment(
+        &self,
+        commitment: UploadCommitment,
+        update: Option<RoundUpdate>,
+    ) -> StorageFuture<'_, CommitmentReceipt>;
+    /// The number of entries in the transparency log.
+    fn log_size(&self) -> StorageFuture<'_, u64>;
+    /// A signed head of the log as it is now: the latest stored one if it
+    /// still covers every entry and verifies under `key`, otherwise a new
+    /// one, signed, stamped `max(now_ms, latest timestamp)` and stored, so
+    /// heads survive restarts and their timestamps never go back.
+    fn signed_tree_head(&self, key: Arc<LogKey>, now_ms: u64) -> StorageFuture<'_, SignedTreeHead>;
+    /// The inclusion proof of entry `index` in the tree of `size` entries
+    /// ([`StorageError::OutOfRange`] past the log).
+    fn log_inclusion_proof(&self, index: u64, size: u64) -> StorageFuture<'_, LogInclusion>;
+    /// The inclusion proof of the first entry below `size` whose leaf hash
+    /// is `leaf_hash`; `None` if there is none.
+    fn log_inclusion_proof_by_hash(
+        &self,
+        leaf_hash: Hash,
+        size: u64,
+    ) -> StorageFuture<'_, Option<LogInclusion>>;
+    /// The consistency proof from the tree of `old` entries to that of
+    /// `new` ([`StorageError::OutOfRange`] if `old > new` or past the log).
+    fn log_consistency_proof(&self, old: u64, new: u64) -> StorageFuture<'_, Vec<Hash>>;
+    /// Entries `start..end` ([`StorageError::OutOfRange`] past the log).
+    fn log_entries(&self, start: u64, end: u64) -> StorageFuture<'_, Vec<LogLeaf>>;
+    /// The `adapter_published` entry of a federation's global `version`
+    /// with its inclusion proof in the tree of `size` entries; `None` if
+    /// the log has none ([`StorageError::OutOfRange`] if it is at or past
+    /// `size`).
+    fn log_adapter_entry(
+        &self,
+        federation_id: String,
+        version: u64,
+        size: u64,
+    ) -> StorageFuture<'_, Option<(LogLeaf, LogInclusion)>>;
+}
+
+/// A masked upload the server accepted, to commit to in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadCommitment {
+    /// Federation id.
+    pub federation_id: String,
+    /// Round number.
+    pub round: u64,
+    /// The uploading device's id.
+    pub device_id: String,
+    /// SHA-256 of the masked upload bytes exactly as received: the device
+    /// computes the same over what it sent and looks for it in the log.
+    pub upload_sha256: [u8; 32],
+    /// When.
+    pub at_ms: u64,
+}
+
+/// Where a commitment is in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommitmentReceipt {
+    /// Its index.
+    pub log_index: u64,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+    /// Whether this call appended it (false: it was already there).
+    pub appended: bool,
+    /// The round after `update`, when one was given.
+    pub round: Option<RoundSummary>,
+}
+
+/// An inclusion proof from the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogInclusion {
+    /// The entry's index.
+    pub index: u64,
+    /// The tree size.
+    pub size: u64,
+    /// The entry's leaf hash.
+    pub leaf_hash: Hash,
+    /// The audit path, nearest sibling first.
+    pub path: Vec<Hash>,
+}
+
+/// One log entry's stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLeaf {
+    /// Its index.
+    pub index: u64,
+    /// The exact bytes hashed into the log.
+    pub leaf_data: Vec<u8>,
 }
 
 /// The event kinds the round lifecycle records, each in the same
-/// transaction as the change it describes, for the audit trail and the
-/// transparency log to follow.
+/// transaction as the change it describes (and as the transparency log
+/// entry recording it, whose index the detail's `log_index` names), for
+/// the operator's audit trail.
 pub mod event_kinds {
-    /// A masked upload was accepted into a round's sum (saved with the
-    /// sum). Detail: `upload_sha256` (hex SHA-256 of the exact binary
-    /// upload bytes) and `device_key` (hex Ed25519 key, the protocol's
-    /// name for the device); the event's `device_id` and `round` say who
-    /// and which.
-    pub const ROUND_PARTICIPATION: &str = "round_participation";
+    /// A masked upload was accepted into a round's sum, written by
+    /// [`Storage::record_upload_commitment`](super::Storage::record_upload_commitment)
+    /// with the round's `round_participation` log entry (the one record of
+    /// a participation: round code logs no event of its own). Detail:
+    /// `upload_sha256` (hex SHA-256 of the exact binary upload bytes) and
+    /// `log_index`; the event's `device_id` and `round` say who and which.
+    pub const UPLOAD_ACCEPTED: &str = "upload_accepted";
     /// A round ended, published or aborted (with the closing change).
     /// Detail: `contributors` (updates in the aggregate; 0 when aborted),
-    /// `aborted`, and `version` (published) or `reason` (aborted).
+    /// `aborted`, `version` (published) or `reason` (aborted), and the
+    /// `log_index` of its `round_outcome` log entry.
     pub const ROUND_OUTCOME: &str = "round_outcome";
     /// A global adapter version was published (with the publication).
     /// Detail: `version`, `round`, `sha256` (hex, of the safetensors
     /// bytes), `size_bytes`, `contributors`, `epsilon` (the round's ε at
-    /// the federation's δ; `null` when the round added no noise).
+    /// `delta`; `null` when the round added no noise), `delta`, and the
+    /// `log_index` / `outcome_log_index` of its log entries.
     pub const GLOBAL_PUBLISHED: &str = "global_published";
 }
 
@@ -193,6 +330,13 @@ pub enum StorageError {
     /// The blocking task running the call died.
     #[error("storage task failed: {0}")]
     Task(String),
+    /// A log position or range beyond the log, or `old > new`.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The change carries a value the log cannot record (a negative or
+    /// non-finite epsilon, a delta outside `[0, 1]`).
+    #[error("invalid change: {0}")]
+    Invalid(String),
 }
 
 /// Why an invite was refused.
@@ -402,8 +546,6 @@ pub struct RoundUpdate {
     pub stage_deadline_ms: u64,
     /// When.
     pub at_ms: u64,
-    /// Events to log with the change (an accepted upload, say).
-    pub events: Vec<NewEvent>,
 }
 
 /// A round to give up.
@@ -435,8 +577,13 @@ pub struct Publication {
     pub version: u64,
     /// Devices whose updates are in it.
     pub contributors: u64,
-    /// The round's ε at the federation's δ (`None`: no noise, no bound).
+    /// The round's ε at `delta`: finite and at least 0, or `None` when the
+    /// round added no noise and so has no bound. The transparency log
+    /// records `None` as an epsilon of `+∞` (see
+    /// [`hearth_ledger::LogEntry::AdapterPublished`]).
     pub epsilon: Option<f64>,
+    /// The δ `epsilon` holds with (the federation's; in `[0, 1]`).
+    pub delta: f64,
     /// The new global adapter, serialized.
     pub adapter: Vec<u8>,
     /// Facts about it for clients (format, clients aggregated, ...).

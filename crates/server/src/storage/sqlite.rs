@@ -16,12 +16,16 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use rusqlite_migration::{M, Migrations};
 use sha2::{Digest, Sha256};
 
+use hearth_ledger::{Hash, LogEntry, SignedTreeHead, leaf_hash};
+
+use super::log as tlog;
 use super::{
-    Checkin, CohortMember, DeviceCounts, DeviceRecord, Enrolment, Event, FederationRecord,
-    FederationSync, GlobalVersion, InviteRefusal, NewEvent, NewInvite, NewRound, Publication,
-    RoundAbort, RoundOutcome, RoundRecord, RoundSummary, RoundUpdate, Storage, StorageError,
-    StorageFuture, event_kinds,
+    Checkin, CohortMember, CommitmentReceipt, DeviceCounts, DeviceRecord, Enrolment, Event,
+    FederationRecord, FederationSync, GlobalVersion, InviteRefusal, LogInclusion, LogLeaf,
+    NewEvent, NewInvite, NewRound, Publication, RoundAbort, RoundOutcome, RoundRecord,
+    RoundSummary, RoundUpdate, Storage, StorageError, StorageFuture, UploadCommitment, event_kinds,
 };
+use crate::log::LogKey;
 use crate::rounds::Stage;
 
 /// The database file inside the data folder.
@@ -32,7 +36,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every schema change, oldest first. Never edit a released migration; add
 /// a new one. The schema version (`user_version`) is the count applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/01-server.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/01-server.sql"),
+    include_str!("../../migrations/02-log.sql"),
+];
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
@@ -83,9 +90,20 @@ impl SqliteStorage {
             });
         }
         migrations().to_latest(&mut conn)?;
+        tlog::backfill_federations(&mut conn, crate::now_ms())?;
         Ok(SqliteStorage {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Runs `f` on the connection on the calling thread (blocking): for
+    /// callers outside the async runtime, such as benches.
+    pub(super) fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut conn)
     }
 
     /// Runs `f` on the connection on the blocking pool.
@@ -331,6 +349,51 @@ impl Storage for SqliteStorage {
         self.call(move |conn| log_event(conn, &event))
     }
 
+    fn record_upload_commitment(
+        &self,
+        commitment: UploadCommitment,
+        update: Option<RoundUpdate>,
+    ) -> StorageFuture<'_, CommitmentReceipt> {
+        self.call(move |conn| record_upload_commitment(conn, commitment, update))
+    }
+
+    fn log_size(&self) -> StorageFuture<'_, u64> {
+        self.call(|conn| tlog::log_size(conn))
+    }
+
+    fn signed_tree_head(&self, key: Arc<LogKey>, now_ms: u64) -> StorageFuture<'_, SignedTreeHead> {
+        self.call(move |conn| tlog::signed_tree_head(conn, &key, now_ms))
+    }
+
+    fn log_inclusion_proof(&self, index: u64, size: u64) -> StorageFuture<'_, LogInclusion> {
+        self.call(move |conn| tlog::inclusion(conn, index, size))
+    }
+
+    fn log_inclusion_proof_by_hash(
+        &self,
+        leaf_hash: Hash,
+        size: u64,
+    ) -> StorageFuture<'_, Option<LogInclusion>> {
+        self.call(move |conn| tlog::inclusion_by_hash(conn, leaf_hash, size))
+    }
+
+    fn log_consistency_proof(&self, old: u64, new: u64) -> StorageFuture<'_, Vec<Hash>> {
+        self.call(move |conn| tlog::consistency(conn, old, new))
+    }
+
+    fn log_entries(&self, start: u64, end: u64) -> StorageFuture<'_, Vec<LogLeaf>> {
+        self.call(move |conn| tlog::entries(conn, start, end))
+    }
+
+    fn log_adapter_entry(
+        &self,
+        federation_id: String,
+        version: u64,
+        size: u64,
+    ) -> StorageFuture<'_, Option<(LogLeaf, LogInclusion)>> {
+        self.call(move |conn| tlog::adapter_entry(conn, &federation_id, version, size))
+    }
+
     fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>> {
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -445,7 +508,9 @@ fn json_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<serde_json::Value> {
 }
 
 /// Turns "a uniqueness rule refused this" into [`StorageError::Conflict`].
-fn conflict_on_constraint(what: &str) -> impl FnOnce(rusqlite::Error) -> StorageError + '_ {
+pub(super) fn conflict_on_constraint(
+    what: &str,
+) -> impl FnOnce(rusqlite::Error) -> StorageError + '_ {
     move |e| match &e {
         rusqlite::Error::SqliteFailure(failure, _)
             if failure.code == ErrorCode::ConstraintViolation =>
@@ -521,8 +586,20 @@ fn sync_federation(conn: &mut Connection, sync: FederationSync) -> Result<Federa
         Some(_) => None,
     };
     if let Some(created) = created {
+        let logged = tlog::append_entry(
+            &tx,
+            &LogEntry::FederationConfig {
+                federation: sync.id.clone(),
+                config_sha256: Hash::from_bytes(hash),
+            },
+            sync.at_ms,
+        )?;
         let mut e = event("federation_configured", sync.at_ms, &sync.id);
-        e.detail = serde_json::json!({ "created": created, "config_sha256": hex::encode(hash) });
+        e.detail = serde_json::json!({
+            "created": created,
+            "config_sha256": hex::encode(hash),
+            "log_index": logged.index,
+        });
         log_event(&tx, &e)?;
     }
     let record = federation(&tx, &sync.id)?
@@ -735,6 +812,13 @@ fn cas_failure(conn: &Connection, federation_id: &str, round: u64, expected: u64
 
 fn save_round(conn: &mut Connection, update: RoundUpdate) -> Result<RoundSummary> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let summary = save_round_in(&tx, update)?;
+    tx.commit()?;
+    Ok(summary)
+}
+
+/// [`save_round`] inside the caller's transaction.
+fn save_round_in(tx: &Connection, update: RoundUpdate) -> Result<RoundSummary> {
     let previous: Option<String> = tx
         .query_row(
             "SELECT stage FROM rounds WHERE federation_id = ?1 AND round = ?2",
@@ -758,14 +842,11 @@ fn save_round(conn: &mut Connection, update: RoundUpdate) -> Result<RoundSummary
     )?;
     if changed == 0 {
         return Err(cas_failure(
-            &tx,
+            tx,
             &update.federation_id,
             update.round,
             update.expected_version,
         ));
-    }
-    for e in &update.events {
-        log_event(&tx, e)?;
     }
     if previous.as_deref() != Some(update.stage.as_str()) {
         let mut e = event("round_stage", update.at_ms, &update.federation_id);
@@ -775,11 +856,100 @@ fn save_round(conn: &mut Connection, update: RoundUpdate) -> Result<RoundSummary
             "to": update.stage.as_str(),
             "stage_deadline_ms": update.stage_deadline_ms,
         });
+        log_event(tx, &e)?;
+    }
+    round_summary(tx, &update.federation_id, update.round)
+}
+
+fn record_upload_commitment(
+    conn: &mut Connection,
+    commitment: UploadCommitment,
+    update: Option<RoundUpdate>,
+) -> Result<CommitmentReceipt> {
+    let UploadCommitment {
+        federation_id,
+        round,
+        device_id,
+        upload_sha256,
+        at_ms,
+    } = commitment;
+    if let Some(u) = &update
+        && (u.federation_id != federation_id || u.round != round)
+    {
+        return Err(StorageError::Invalid(format!(
+            "commitment for round {round} of {federation_id} came with an update of \
+             round {} of {}",
+            u.round, u.federation_id
+        )));
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcome: Option<Option<String>> = tx
+        .query_row(
+            "SELECT outcome FROM rounds WHERE federation_id = ?1 AND round = ?2",
+            params![federation_id, round],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match outcome {
+        None => {
+            return Err(StorageError::NotFound(format!(
+                "round {round} of {federation_id}"
+            )));
+        }
+        Some(Some(outcome)) => {
+            return Err(StorageError::Conflict(format!(
+                "round {round} of {federation_id} is already {outcome}"
+            )));
+        }
+        Some(None) => {}
+    }
+    let member: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM round_members \
+         WHERE federation_id = ?1 AND round = ?2 AND device_id = ?3)",
+        params![federation_id, round, device_id],
+        |row| row.get(0),
+    )?;
+    if !member {
+        return Err(StorageError::Conflict(format!(
+            "device {device_id} is not in the cohort of round {round} of {federation_id}"
+        )));
+    }
+    let entry = LogEntry::RoundParticipation {
+        federation: federation_id.clone(),
+        round,
+        device: device_id.clone(),
+        upload_sha256: Hash::from_bytes(upload_sha256),
+    };
+    let wanted = entry.leaf_hash();
+    let (log_index, appended) =
+        match tlog::existing_commitment(&tx, &federation_id, round, &device_id)? {
+            Some((index, data)) if leaf_hash(&data) == wanted => (index, false),
+            Some(_) => {
+                return Err(StorageError::Conflict(format!(
+                    "device {device_id} already committed to another upload in round {round} \
+                     of {federation_id}"
+                )));
+            }
+            None => (tlog::append_entry(&tx, &entry, at_ms)?.index, true),
+        };
+    let round_summary = update.map(|u| save_round_in(&tx, u)).transpose()?;
+    if appended {
+        let mut e = event(event_kinds::UPLOAD_ACCEPTED, at_ms, &federation_id);
+        e.round = Some(round);
+        e.device_id = Some(device_id);
+        e.detail = serde_json::json!({
+            "upload_sha256": hex::encode(upload_sha256),
+            "log_index": log_index,
+        });
         log_event(&tx, &e)?;
     }
-    let summary = round_summary(&tx, &update.federation_id, update.round)?;
     tx.commit()?;
-    Ok(summary)
+    Ok(CommitmentReceipt {
+        log_index,
+        leaf_hash: wanted,
+        appended,
+        round: round_summary,
+    })
 }
 
 fn round_summary(conn: &Connection, federation_id: &str, round: u64) -> Result<RoundSummary> {
@@ -836,9 +1006,20 @@ fn abort_round(conn: &mut Connection, abort: RoundAbort) -> Result<RoundSummary>
         &abort.reason,
         abort.at_ms,
     )?;
+    // Nothing of an aborted round is aggregated: it has no contributors.
+    let logged = tlog::append_entry(
+        &tx,
+        &LogEntry::RoundOutcome {
+            federation: abort.federation_id.clone(),
+            round: abort.round,
+            contributors: 0,
+            aborted: true,
+        },
+        abort.at_ms,
+    )?;
     let mut e = event("round_aborted", abort.at_ms, &abort.federation_id);
     e.round = Some(abort.round);
-    e.detail = serde_json::json!({ "reason": abort.reason });
+    e.detail = serde_json::json!({ "reason": abort.reason, "log_index": logged.index });
     log_event(&tx, &e)?;
     let mut e = event(
         event_kinds::ROUND_OUTCOME,
@@ -850,11 +1031,29 @@ fn abort_round(conn: &mut Connection, abort: RoundAbort) -> Result<RoundSummary>
         "contributors": 0,
         "aborted": true,
         "reason": abort.reason,
+        "log_index": logged.index,
     });
     log_event(&tx, &e)?;
     let summary = round_summary(&tx, &abort.federation_id, abort.round)?;
     tx.commit()?;
     Ok(summary)
+}
+
+/// The epsilon an `adapter_published` entry records for a publication's:
+/// `+∞` for `None` (the round added no noise, so there is no bound; a
+/// finite stand-in such as 0 would read as a guarantee), the value itself
+/// otherwise, with -0 as 0 (the one encoding of zero the log accepts). A
+/// given epsilon must be finite and at least 0: `+∞` is reserved for "no
+/// noise", and NaN or a negative value is an accounting bug to refuse, not
+/// to log.
+fn logged_epsilon(epsilon: Option<f64>) -> Result<f64> {
+    match epsilon {
+        None => Ok(f64::INFINITY),
+        Some(e) if e.is_finite() && e >= 0.0 => Ok(e + 0.0),
+        Some(e) => Err(StorageError::Invalid(format!(
+            "epsilon {e} is not a finite value of at least 0 (a round without noise has none)"
+        ))),
+    }
 }
 
 fn publish_global(conn: &mut Connection, publication: Publication) -> Result<GlobalVersion> {
@@ -880,6 +1079,32 @@ fn publish_global(conn: &mut Connection, publication: Publication) -> Result<Glo
         publication.at_ms,
     )?;
     let sha256: [u8; 32] = Sha256::digest(&publication.adapter).into();
+    let outcome = tlog::append_entry(
+        &tx,
+        &LogEntry::RoundOutcome {
+            federation: publication.federation_id.clone(),
+            round: publication.round,
+            contributors: publication.contributors,
+            aborted: false,
+        },
+        publication.at_ms,
+    )?;
+    let logged_adapter = tlog::append_entry(
+        &tx,
+        &LogEntry::AdapterPublished {
+            federation: publication.federation_id.clone(),
+            version,
+            round: publication.round,
+            adapter_sha256: Hash::from_bytes(sha256),
+            contributors: publication.contributors,
+            epsilon: logged_epsilon(publication.epsilon)?,
+            // `+ 0.0` turns -0 into 0, the one encoding of zero the log
+            // accepts; NaN, infinities and values outside [0, 1] are
+            // refused by `append_entry`.
+            delta: publication.delta + 0.0,
+        },
+        publication.at_ms,
+    )?;
     tx.execute(
         "INSERT INTO global_versions (federation_id, version, round, sha256, adapter, \
          metadata_json, published_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -907,6 +1132,9 @@ fn publish_global(conn: &mut Connection, publication: Publication) -> Result<Glo
         "size_bytes": publication.adapter.len(),
         "contributors": publication.contributors,
         "epsilon": publication.epsilon,
+        "delta": publication.delta,
+        "log_index": logged_adapter.index,
+        "outcome_log_index": outcome.index,
     });
     log_event(&tx, &e)?;
     let mut e = event(
@@ -919,6 +1147,7 @@ fn publish_global(conn: &mut Connection, publication: Publication) -> Result<Glo
         "contributors": publication.contributors,
         "aborted": false,
         "version": version,
+        "log_index": outcome.index,
     });
     log_event(&tx, &e)?;
     let published = tx
@@ -1214,25 +1443,32 @@ mod tests {
             state,
             stage_deadline_ms: T0 + 2_000,
             at_ms: T0 + 20,
-            events: vec![],
         };
-        let mut with_event = update(1, vec![4]);
-        with_event.events.push(NewEvent {
-            at_ms: T0 + 20,
-            federation_id: Some("f".into()),
-            device_id: Some("dev-1".into()),
-            round: Some(1),
-            kind: event_kinds::ROUND_PARTICIPATION.into(),
-            detail: serde_json::json!({ "upload_sha256": "00" }),
-        });
-        let saved = s.save_round(with_event).await.expect("save");
+        // An accepted upload saves the round with its commitment, and
+        // logs its one event.
+        let receipt = s
+            .record_upload_commitment(
+                UploadCommitment {
+                    federation_id: "f".into(),
+                    round: 1,
+                    device_id: "dev-1".into(),
+                    upload_sha256: [0; 32],
+                    at_ms: T0 + 20,
+                },
+                Some(update(1, vec![4])),
+            )
+            .await
+            .expect("save");
+        let saved = receipt.round.expect("saved round");
         assert_eq!(saved.version, 2);
         let logged = s.events(0, 100).await.expect("events");
-        assert!(
+        assert_eq!(
             logged
                 .iter()
-                .any(|e| e.kind == event_kinds::ROUND_PARTICIPATION
+                .filter(|e| e.kind == event_kinds::UPLOAD_ACCEPTED
                     && e.device_id.as_deref() == Some("dev-1"))
+                .count(),
+            1
         );
         assert_eq!(saved.stage, Stage::ShareKeys);
         // A writer that computed from version 1 lost the race.
@@ -1285,6 +1521,7 @@ mod tests {
                 epsilon: None,
                 adapter: vec![9; 10],
                 metadata: serde_json::json!({}),
+                delta: 1e-6,
                 at_ms: T0 + 50,
             })
             .await;
@@ -1298,6 +1535,7 @@ mod tests {
                 version: 2,
                 contributors: 1,
                 epsilon: None,
+                delta: 1e-6,
                 adapter: vec![9; 10],
                 metadata: serde_json::json!({}),
                 at_ms: T0 + 50,
@@ -1325,6 +1563,7 @@ mod tests {
                 epsilon: Some(2.5),
                 adapter: b"adapter bytes".to_vec(),
                 metadata: serde_json::json!({ "clients": 1 }),
+                delta: 1e-6,
                 at_ms: T0 + 60,
             })
             .await

@@ -1,0 +1,857 @@
+//! A device's check of the federation server's transparency log.
+//!
+//! The server logs every federation configuration, every accepted masked
+//! upload (a participation commitment), every round outcome and every
+//! published global adapter in an append-only RFC 9162 Merkle tree, and
+//! signs its tree heads with a key the device pinned when it joined. This
+//! module is what the device does with that, after every round:
+//!
+//! 1. the new signed tree head verifies under the pinned key and extends
+//!    the last head this device accepted (a consistency proof), so the
+//!    server cannot rewrite history or show this device a fork;
+//! 2. its own commitment (its device id and the SHA-256 of the bytes it
+//!    uploaded) is in that tree, so the server cannot drop or swap its
+//!    contribution;
+//! 3. the global adapter it is about to use is logged, with the SHA-256 of
+//!    the bytes it downloaded, so the server cannot hand different devices
+//!    different models or publish one it did not log.
+//!
+//! Any failure is an [`AuditError`] saying which of these broke; the caller
+//! stops taking part and tells the person. Everything here is pure: it
+//! takes the server's answers ([`wire`]) as values and never touches the
+//! network, so the HTTP driver fetches and this module judges.
+//!
+//! [`LogAudit`] is the state a device keeps (serde): the pinned key, the
+//! last verified head, and every checkpoint with its evidence, so
+//! [`audit_all`] can re-verify the whole stored history (`hearth audit`).
+//! [`LogReplay`] rebuilds the tree from all entries for a full audit.
+//!
+//! # What the HTTP driver fetches
+//!
+//! At join: [`wire::KEY_PATH`] → [`LogAudit::pin`] (or [`LogAudit::new`]
+//! with the key the operator printed); store the audit. After each round,
+//! with `size` the new head's size:
+//! 1. [`wire::STH_PATH`] → `sth`;
+//! 2. [`wire::CONSISTENCY_PATH`]`?old={audit.size()}&new={size}`;
+//! 3. if this device uploaded: [`wire::INCLUSION_PATH`]`?hash={h}&size={size}`
+//!    with `h` = [`commitment_leaf_hash`] of its device id and the SHA-256
+//!    of the exact bytes it uploaded (a 404 is `proof: None`);
+//! 4. if it downloads global version `v`: [`wire::ADAPTER_PATH`]
+//!    `?federation={f}&version={v}&size={size}` (a 404 is `logged: None`),
+//!    and the SHA-256 it computed over the downloaded bytes.
+//!
+//! Fetch the head after the round has ended and after downloading the
+//! adapter, so both entries are in it (asking about an entry past the
+//! head's size is a 400 that says to ask with a newer head). Then call
+//! [`LogAudit::verify_round`] with a [`RoundCheck`] of those answers,
+//! and store the audit again. On an error, stop taking part and show the
+//! error's message: it says what the server did wrong.
+//!
+//! ```
+//! use hearth_fed::audit::{LogAudit, RoundCheck, CommitmentCheck, wire};
+//! use hearth_ledger::{Hash, LogEntry, MemoryStore, MerkleLog, SigningKey};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The server's side, in memory: a log with this device's commitment.
+//! let key = SigningKey::from_bytes(&[9; 32]);
+//! let mut log = MerkleLog::new(MemoryStore::new());
+//! let upload = b"masked upload bytes";
+//! let mine = LogEntry::RoundParticipation {
+//!     federation: "notes".into(),
+//!     round: 1,
+//!     device: "dev_a".into(),
+//!     upload_sha256: Hash::sha256(upload),
+//! };
+//! let index = log.append(&mine.leaf_data())?;
+//! let sth = log.tree_head(1_700_000_000_000)?.sign(&key);
+//!
+//! // The device pinned the key at join; after the round it checks.
+//! let mut audit = LogAudit::new(key.verifying_key());
+//! let verified = audit.verify_round(RoundCheck {
+//!     sth,
+//!     consistency: wire::ConsistencyProofResponse::trivial(0, 1),
+//!     federation: "notes".into(),
+//!     round: 1,
+//!     commitment: Some(CommitmentCheck {
+//!         device: "dev_a".into(),
+//!         upload_sha256: Hash::sha256(upload),
+//!         proof: Some(wire::InclusionProofResponse {
+//!             index,
+//!             size: 1,
+//!             leaf_hash: mine.leaf_hash(),
+//!             path: log.inclusion_proof(index, 1)?,
+//!         }),
+//!     }),
+//!     adapter: None,
+//! })?;
+//! assert_eq!(verified.commitment_index, Some(0));
+//! assert_eq!(hearth_fed::audit::audit_all(&audit)?.rounds, 1);
+//! # Ok(()) }
+//! ```
+
+pub mod wire;
+
+use hearth_ledger::{
+    EntryError, Hash, LogEntry, LogWatcher, MemoryStore, MerkleLog, ProofError, SignedTreeHead,
+    SthError, TreeHead, VerifyingKey, WatchError, leaf_hash, verify_inclusion,
+};
+use serde::{Deserialize, Serialize};
+
+use wire::{
+    AdapterEntryResponse, ConsistencyProofResponse, EntriesResponse, InclusionProofResponse,
+    LogKeyResponse,
+};
+
+/// Why the log could not be trusted, or does not show what it should.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The tree head is not signed by the pinned log key: a forged head, or
+    /// a server that changed its key.
+    #[error("bad signature: the log's tree head is not signed by the key pinned at join")]
+    BadSignature,
+    /// The server now presents another log key than the pinned one.
+    #[error("the server's log key {served} is not the key pinned at join ({pinned})")]
+    KeyChanged {
+        /// The pinned key, hex.
+        pinned: String,
+        /// The key the server presented, hex.
+        served: String,
+    },
+    /// Two signed heads of one size with different roots.
+    #[error(
+        "fork: the log signed two different trees of {size} entries (root {known_root} before, {offered_root} now)"
+    )]
+    Fork {
+        /// The size both heads claim.
+        size: u64,
+        /// The root verified before.
+        known_root: Hash,
+        /// The conflicting root.
+        offered_root: Hash,
+    },
+    /// The new head does not extend the one verified before: entries were
+    /// changed, removed or reordered, or this device is shown a fork.
+    #[error(
+        "fork: the log's tree of {to} entries does not extend the {from} entries verified before (history was rewritten): {proof}"
+    )]
+    HistoryRewritten {
+        /// The size verified before.
+        from: u64,
+        /// The size offered.
+        to: u64,
+        /// What failed in the consistency proof.
+        proof: ProofError,
+    },
+    /// The log shrank.
+    #[error("the log went back from {current} entries to {offered}")]
+    Rollback {
+        /// The size verified before.
+        current: u64,
+        /// The size offered.
+        offered: u64,
+    },
+    /// A larger head is dated before the one verified before.
+    #[error("the log's clock went back from {current} ms to {offered} ms")]
+    TimestampRegressed {
+        /// The earlier head's timestamp.
+        current: u64,
+        /// The new head's timestamp.
+        offered: u64,
+    },
+    /// This device's participation commitment is not in the log.
+    /// (The upload's hash is in the [`CommitmentCheck`] that failed.)
+    #[error(
+        "missing commitment: the log does not show device {device}'s upload in round {round} of {federation}: {why}"
+    )]
+    MissingCommitment {
+        /// The federation.
+        federation: String,
+        /// The round.
+        round: u64,
+        /// This device's id.
+        device: String,
+        /// What the log answered instead.
+        why: Absence,
+    },
+    /// The log's entry for the adapter version names other bytes than the
+    /// ones downloaded.
+    #[error(
+        "wrong adapter hash: the log says global version {version} of {federation} is {logged}, the downloaded adapter is {downloaded}"
+    )]
+    WrongAdapter {
+        /// The federation.
+        federation: String,
+        /// The global version.
+        version: u64,
+        /// SHA-256 of the downloaded bytes.
+        downloaded: Hash,
+        /// SHA-256 the log records.
+        logged: Hash,
+    },
+    /// The adapter version is not (verifiably) in the log.
+    #[error("global version {version} of {federation} is not in the log: {why}")]
+    AdapterNotLogged {
+        /// The federation.
+        federation: String,
+        /// The global version.
+        version: u64,
+        /// What the log answered instead.
+        why: Absence,
+    },
+    /// The log's entries do not hash to the signed root: its storage was
+    /// altered after the head was signed.
+    #[error(
+        "root mismatch: the log's {size} entries hash to {computed}, not to the signed root {signed} (its stored entries were altered)"
+    )]
+    RootMismatch {
+        /// The tree size.
+        size: u64,
+        /// The root of the served entries.
+        computed: Hash,
+        /// The signed root.
+        signed: Hash,
+    },
+    /// A proof or entry range is for another tree than the verified head.
+    #[error("the answer is for a tree of {answered} entries, the verified head has {verified}")]
+    WrongTreeSize {
+        /// The size the answer is for.
+        answered: u64,
+        /// The verified head's size.
+        verified: u64,
+    },
+    /// A response is malformed (bad base64, entries out of order).
+    #[error("malformed log response: {0}")]
+    Malformed(String),
+    /// Re-verifying the stored history failed at one checkpoint.
+    #[error("stored audit history, checkpoint {checkpoint}: {error}")]
+    History {
+        /// The checkpoint's position in the history.
+        checkpoint: usize,
+        /// What failed there.
+        error: Box<AuditError>,
+    },
+}
+
+impl AuditError {
+    /// Whether the failure proves the server misbehaved (as opposed to a
+    /// malformed answer, which may be a transport problem worth a retry).
+    pub fn is_misbehaviour(&self) -> bool {
+        !matches!(self, AuditError::Malformed(_))
+    }
+}
+
+/// What the log answered instead of the entry a device looked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Absence {
+    /// The log says it holds no such entry.
+    #[error("the log has no such entry")]
+    NoEntry,
+    /// The log answered with a proof for another leaf.
+    #[error("the log answered with another entry (leaf {answered})")]
+    OtherLeaf {
+        /// The leaf hash it answered about.
+        answered: Hash,
+    },
+    /// The inclusion proof does not lead to the signed root.
+    #[error("its inclusion proof does not verify against the signed root: {0}")]
+    NotInTree(ProofError),
+    /// The entry's bytes do not decode.
+    #[error("the entry does not decode: {0}")]
+    Undecodable(EntryError),
+    /// The entry is about something else.
+    #[error("the entry at index {index} is about something else ({found})")]
+    OtherSubject {
+        /// The entry's index.
+        index: u64,
+        /// What it is: kind, federation, version.
+        found: String,
+    },
+}
+
+impl From<WatchError> for AuditError {
+    fn from(e: WatchError) -> Self {
+        match e {
+            WatchError::Signature(SthError::BadSignature) => AuditError::BadSignature,
+            WatchError::Rollback { current, offered } => AuditError::Rollback { current, offered },
+            WatchError::Fork {
+                size,
+                known_root,
+                offered_root,
+            } => AuditError::Fork {
+                size,
+                known_root,
+                offered_root,
+            },
+            WatchError::Inconsistent { from, to, proof } => {
+                AuditError::HistoryRewritten { from, to, proof }
+            }
+            WatchError::TimestampRegressed { current, offered } => {
+                AuditError::TimestampRegressed { current, offered }
+            }
+            // `update` reports no other kinds; `check_included` is not used
+            // through this conversion. Name it rather than panic.
+            other => AuditError::Malformed(other.to_string()),
+        }
+    }
+}
+
+/// This device's commitment to check: what it uploaded, and what the log
+/// answered to [`wire::INCLUSION_PATH`] with the commitment's leaf hash
+/// ([`commitment_leaf_hash`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitmentCheck {
+    /// This device's id in the federation.
+    pub device: String,
+    /// SHA-256 of the masked upload bytes it sent.
+    pub upload_sha256: Hash,
+    /// The log's proof; `None` when it answered that it has no such entry
+    /// (404).
+    pub proof: Option<InclusionProofResponse>,
+}
+
+/// The global adapter to check: what was downloaded, and what the log
+/// answered to [`wire::ADAPTER_PATH`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterCheck {
+    /// The global version downloaded.
+    pub version: u64,
+    /// SHA-256 of the downloaded bytes, computed by this device.
+    pub adapter_sha256: Hash,
+    /// The log's entry and proof; `None` when it has none (404).
+    pub logged: Option<AdapterEntryResponse>,
+}
+
+/// Everything to check after a round, as fetched by the driver: the latest
+/// head, the consistency proof from [`LogAudit::size`] to its size, and
+/// the answers about this device's commitment and the new adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundCheck {
+    /// The latest signed tree head ([`wire::STH_PATH`]).
+    pub sth: SignedTreeHead,
+    /// [`wire::CONSISTENCY_PATH`] from [`LogAudit::size`] to `sth`'s size.
+    pub consistency: ConsistencyProofResponse,
+    /// The federation.
+    pub federation: String,
+    /// The round.
+    pub round: u64,
+    /// This device's commitment, if it uploaded in the round.
+    pub commitment: Option<CommitmentCheck>,
+    /// The adapter it will use, if the round published one.
+    pub adapter: Option<AdapterCheck>,
+}
+
+/// What a successful check established.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct RoundVerified {
+    /// The head everything was verified against.
+    pub head: TreeHead,
+    /// Where this device's commitment is in the log.
+    pub commitment_index: Option<u64>,
+    /// The adapter's log entry, verified: its privacy guarantee is the
+    /// `(epsilon, delta)` to show the person.
+    pub adapter: Option<AdapterVerified>,
+}
+
+/// A verified `adapter_published` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterVerified {
+    /// Its index in the log.
+    pub index: u64,
+    /// The round that produced it.
+    pub round: u64,
+    /// How many devices contributed.
+    pub contributors: u64,
+    /// Differential-privacy epsilon spent so far.
+    pub epsilon: f64,
+    /// The delta it holds with.
+    pub delta: f64,
+}
+
+/// One verified step, kept so the whole history can be re-verified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The head verified at this step.
+    pub sth: SignedTreeHead,
+    /// The consistency proof from the previous checkpoint's size.
+    pub consistency: Vec<Hash>,
+    /// The round checked at this step, with its evidence.
+    pub round: Option<RoundEvidence>,
+}
+
+/// A round's verified evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundEvidence {
+    /// The federation.
+    pub federation: String,
+    /// The round.
+    pub round: u64,
+    /// This device's commitment and its proof.
+    pub commitment: Option<CommitmentCheck>,
+    /// The adapter and its entry.
+    pub adapter: Option<AdapterCheck>,
+}
+
+/// A device's audit state for one server's log: the pinned key, the last
+/// verified head ([`LogWatcher`]) and every checkpoint. Serialize it after
+/// every change; reading it back re-checks the head's signature, and
+/// [`audit_all`] re-checks everything.
+///
+/// Every method that can fail leaves the state as it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogAudit {
+    watcher: LogWatcher,
+    history: Vec<Checkpoint>,
+}
+
+impl LogAudit {
+    /// A fresh audit of the log whose key the device pinned at join.
+    pub fn new(log_key: VerifyingKey) -> Self {
+        Self {
+            watcher: LogWatcher::new(log_key),
+            history: Vec::new(),
+        }
+    }
+
+    /// A fresh audit pinning the key the server presented at join.
+    pub fn pin(served: &LogKeyResponse) -> Result<Self, AuditError> {
+        let key = served
+            .verifying_key()
+            .map_err(|e| AuditError::Malformed(e.to_string()))?;
+        Ok(Self::new(key))
+    }
+
+    /// The pinned key.
+    pub fn log_key(&self) -> &VerifyingKey {
+        self.watcher.log_key()
+    }
+
+    /// The verified size: ask for the consistency proof from here.
+    pub fn size(&self) -> u64 {
+        self.watcher.size()
+    }
+
+    /// The latest verified head, as signed (evidence to show others).
+    pub fn signed_head(&self) -> Option<&SignedTreeHead> {
+        self.watcher.signed_head()
+    }
+
+    /// Every verified step, oldest first.
+    pub fn history(&self) -> &[Checkpoint] {
+        &self.history
+    }
+
+    /// Checks that the server still presents the pinned key.
+    pub fn check_key(&self, served: &LogKeyResponse) -> Result<(), AuditError> {
+        let pinned = hex::encode(self.log_key().as_bytes());
+        match served.verifying_key() {
+            Ok(key) if key == *self.log_key() => Ok(()),
+            _ => Err(AuditError::KeyChanged {
+                pinned,
+                served: served.public_key.clone(),
+            }),
+        }
+    }
+
+    /// Accepts a newer head along its consistency proof (check 1 alone),
+    /// recording a checkpoint when the log grew.
+    pub fn advance(
+        &mut self,
+        sth: &SignedTreeHead,
+        consistency: &ConsistencyProofResponse,
+    ) -> Result<(), AuditError> {
+        let mut next = self.clone();
+        next.advance_in_place(sth, consistency, None)?;
+        *self = next;
+        Ok(())
+    }
+
+    /// The after-round check: the head (1), this device's commitment (2)
+    /// and the adapter it will use (3). On success the state moves to the
+    /// new head and keeps the evidence; on failure nothing changes.
+    pub fn verify_round(&mut self, check: RoundCheck) -> Result<RoundVerified, AuditError> {
+        let mut next = self.clone();
+        let RoundCheck {
+            sth,
+            consistency,
+            federation,
+            round,
+            commitment,
+            adapter,
+        } = check;
+        next.watcher_update(&sth, &consistency)?;
+        let head = sth.head;
+        let commitment_index = match &commitment {
+            Some(c) => Some(next.check_commitment(&federation, round, c)?),
+            None => None,
+        };
+        let adapter_verified = match &adapter {
+            Some(a) => Some(next.check_adapter(&federation, a)?),
+            None => None,
+        };
+        next.history.push(Checkpoint {
+            sth,
+            consistency: consistency.path,
+            round: Some(RoundEvidence {
+                federation,
+                round,
+                commitment,
+                adapter,
+            }),
+        });
+        *self = next;
+        Ok(RoundVerified {
+            head,
+            commitment_index,
+            adapter: adapter_verified,
+        })
+    }
+
+    /// Checks that this device's commitment is in the verified tree
+    /// (check 2) and returns its index.
+    pub fn check_commitment(
+        &self,
+        federation: &str,
+        round: u64,
+        check: &CommitmentCheck,
+    ) -> Result<u64, AuditError> {
+        let leaf = commitment_leaf_hash(federation, round, &check.device, check.upload_sha256);
+        let missing = |why| AuditError::MissingCommitment {
+            federation: federation.to_owned(),
+            round,
+            device: check.device.clone(),
+            why,
+        };
+        let proof = check
+            .proof
+            .as_ref()
+            .ok_or_else(|| missing(Absence::NoEntry))?;
+        self.check_tree_size(proof.size)?;
+        if proof.leaf_hash != leaf {
+            return Err(missing(Absence::OtherLeaf {
+                answered: proof.leaf_hash,
+            }));
+        }
+        verify_inclusion(
+            &leaf,
+            proof.index,
+            self.size(),
+            &proof.path,
+            &self.watcher.root(),
+        )
+        .map_err(|e| missing(Absence::NotInTree(e)))?;
+        Ok(proof.index)
+    }
+
+    /// Checks that the adapter version is logged, in the verified tree,
+    /// with the SHA-256 of the downloaded bytes (check 3).
+    pub fn check_adapter(
+        &self,
+        federation: &str,
+        check: &AdapterCheck,
+    ) -> Result<AdapterVerified, AuditError> {
+        let not_logged = |why| AuditError::AdapterNotLogged {
+            federation: federation.to_owned(),
+            version: check.version,
+            why,
+        };
+        let logged = check
+            .logged
+            .as_ref()
+            .ok_or_else(|| not_logged(Absence::NoEntry))?;
+        self.check_tree_size(logged.proof.size)?;
+        let bytes = logged
+            .entry
+            .leaf_bytes()
+            .map_err(|e| AuditError::Malformed(e.to_string()))?;
+        let index = logged.entry.index;
+        if logged.proof.index != index {
+            return Err(AuditError::Malformed(format!(
+                "adapter entry {index} comes with a proof for index {}",
+                logged.proof.index
+            )));
+        }
+        // Inclusion first: fields of an entry that is not in the signed
+        // tree mean nothing. Hash the served bytes ourselves: a proof
+        // about a stored leaf hash says nothing about altered bytes.
+        verify_inclusion(
+            &leaf_hash(&bytes),
+            index,
+            self.size(),
+            &logged.proof.path,
+            &self.watcher.root(),
+        )
+        .map_err(|e| not_logged(Absence::NotInTree(e)))?;
+        let entry =
+            LogEntry::from_leaf_data(&bytes).map_err(|e| not_logged(Absence::Undecodable(e)))?;
+        match entry {
+            LogEntry::AdapterPublished {
+                federation: logged_federation,
+                version,
+                round,
+                adapter_sha256,
+                contributors,
+                epsilon,
+                delta,
+            } if logged_federation == federation && version == check.version => {
+                if adapter_sha256 != check.adapter_sha256 {
+                    return Err(AuditError::WrongAdapter {
+                        federation: federation.to_owned(),
+                        version,
+                        downloaded: check.adapter_sha256,
+                        logged: adapter_sha256,
+                    });
+                }
+                Ok(AdapterVerified {
+                    index,
+                    round,
+                    contributors,
+                    epsilon,
+                    delta,
+                })
+            }
+            other => Err(not_logged(Absence::OtherSubject {
+                index,
+                found: describe(&other),
+            })),
+        }
+    }
+
+    /// Checks a full replay of the log's entries against the verified head
+    /// (see [`LogReplay`]): every entry the server stores must hash into
+    /// the root it signed.
+    pub fn check_contents(&self, replay: &LogReplay) -> Result<(), AuditError> {
+        let Some(head) = self.watcher.head() else {
+            return Ok(());
+        };
+        replay.check_root(head.size(), head.root())
+    }
+
+    fn check_tree_size(&self, answered: u64) -> Result<(), AuditError> {
+        if answered != self.size() {
+            return Err(AuditError::WrongTreeSize {
+                answered,
+                verified: self.size(),
+            });
+        }
+        Ok(())
+    }
+
+    fn watcher_update(
+        &mut self,
+        sth: &SignedTreeHead,
+        consistency: &ConsistencyProofResponse,
+    ) -> Result<(), AuditError> {
+        let from = self.size();
+        if consistency.old != from || consistency.new != sth.head.size {
+            // Only meaningful if the log grew; a same-size head needs no
+            // proof, and an older one is refused by the watcher anyway.
+            if sth.head.size > from {
+                return Err(AuditError::Malformed(format!(
+                    "consistency proof is from {} to {}, needed from {from} to {}",
+                    consistency.old, consistency.new, sth.head.size
+                )));
+            }
+        }
+        let _ = self.watcher.update(sth, &consistency.path)?;
+        Ok(())
+    }
+
+    fn advance_in_place(
+        &mut self,
+        sth: &SignedTreeHead,
+        consistency: &ConsistencyProofResponse,
+        round: Option<RoundEvidence>,
+    ) -> Result<(), AuditError> {
+        let before = self.watcher.signed_head().cloned();
+        self.watcher_update(sth, consistency)?;
+        // A re-signed head of the same tree may replace the latest one;
+        // record every change so the history ends where the watcher does.
+        if self.watcher.signed_head() != before.as_ref() || round.is_some() {
+            self.history.push(Checkpoint {
+                sth: sth.clone(),
+                consistency: consistency.path.clone(),
+                round,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The leaf hash of a participation commitment, to ask
+/// [`wire::INCLUSION_PATH`] about (`hash=`).
+pub fn commitment_leaf_hash(federation: &str, round: u64, device: &str, upload: Hash) -> Hash {
+    LogEntry::RoundParticipation {
+        federation: federation.to_owned(),
+        round,
+        device: device.to_owned(),
+        upload_sha256: upload,
+    }
+    .leaf_hash()
+}
+
+fn describe(entry: &LogEntry) -> String {
+    match entry {
+        LogEntry::AdapterPublished {
+            federation,
+            version,
+            ..
+        } => format!("adapter_published, federation {federation}, version {version}"),
+        other => format!("{}, federation {}", other.kind_name(), other.federation()),
+    }
+}
+
+/// What [`audit_all`] re-verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct AuditReport {
+    /// Checkpoints replayed.
+    pub checkpoints: usize,
+    /// Rounds whose evidence was re-checked.
+    pub rounds: usize,
+    /// Commitments re-checked.
+    pub commitments: usize,
+    /// Adapters re-checked.
+    pub adapters: usize,
+    /// The latest head, if any.
+    pub head: Option<TreeHead>,
+}
+
+/// Re-verifies a stored audit from scratch (`hearth audit`): starting from
+/// the pinned key alone, every checkpoint's head signature, its
+/// consistency with the one before, and every commitment and adapter
+/// against the head it was checked at; finally that the stored latest head
+/// is the last checkpoint's. Catches a tampered or truncated state file as
+/// well as evidence that no longer holds.
+pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
+    let mut replay = LogAudit::new(*audit.log_key());
+    let mut report = AuditReport {
+        checkpoints: 0,
+        rounds: 0,
+        commitments: 0,
+        adapters: 0,
+        head: None,
+    };
+    for (checkpoint, step) in audit.history.iter().enumerate() {
+        let at = |error: AuditError| AuditError::History {
+            checkpoint,
+            error: Box::new(error),
+        };
+        let consistency = ConsistencyProofResponse {
+            old: replay.size(),
+            new: step.sth.head.size,
+            path: step.consistency.clone(),
+        };
+        replay.watcher_update(&step.sth, &consistency).map_err(at)?;
+        if let Some(evidence) = &step.round {
+            report.rounds += 1;
+            if let Some(c) = &evidence.commitment {
+                replay
+                    .check_commitment(&evidence.federation, evidence.round, c)
+                    .map_err(at)?;
+                report.commitments += 1;
+            }
+            if let Some(a) = &evidence.adapter {
+                replay.check_adapter(&evidence.federation, a).map_err(at)?;
+                report.adapters += 1;
+            }
+        }
+        report.checkpoints += 1;
+    }
+    if replay.watcher.signed_head() != audit.watcher.signed_head() {
+        return Err(AuditError::History {
+            checkpoint: audit.history.len(),
+            error: Box::new(AuditError::Malformed(
+                "the stored latest head is not the last checkpoint's".into(),
+            )),
+        });
+    }
+    report.head = replay.watcher.head().map(|h| *h.head());
+    Ok(report)
+}
+
+/// The log rebuilt from its served entries, page by page
+/// ([`wire::ENTRIES_PATH`]), to check that every stored entry hashes into
+/// the signed root ([`LogAudit::check_contents`]). Holds about 64 bytes
+/// per entry.
+#[derive(Debug, Clone, Default)]
+pub struct LogReplay {
+    log: MerkleLog<MemoryStore>,
+}
+
+impl LogReplay {
+    /// An empty replay.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of entries replayed: the `start` of the next page.
+    pub fn size(&self) -> u64 {
+        self.log.size().unwrap_or(0)
+    }
+
+    /// Appends the next page; it must start where the replay stands and
+    /// hold its entries in order.
+    pub fn push(&mut self, page: &EntriesResponse) -> Result<(), AuditError> {
+        let start = self.size();
+        if page.start != start {
+            return Err(AuditError::Malformed(format!(
+                "entries page starts at {}, expected {start}",
+                page.start
+            )));
+        }
+        let count = u64::try_from(page.entries.len()).unwrap_or(u64::MAX);
+        if page.end.checked_sub(page.start) != Some(count) {
+            return Err(AuditError::Malformed(format!(
+                "entries page {}..{} holds {count} entries",
+                page.start, page.end
+            )));
+        }
+        // Decode the whole page first so a bad one appends nothing.
+        let mut leaves = Vec::with_capacity(page.entries.len());
+        for (expected, entry) in (start..).zip(&page.entries) {
+            if entry.index != expected {
+                return Err(AuditError::Malformed(format!(
+                    "entry {} where {expected} was expected",
+                    entry.index
+                )));
+            }
+            let bytes = entry
+                .leaf_bytes()
+                .map_err(|e| AuditError::Malformed(e.to_string()))?;
+            leaves.push(leaf_hash(&bytes));
+        }
+        for leaf in leaves {
+            // A memory store cannot fail; the log is full only at 2^64.
+            self.log
+                .append_hash(leaf)
+                .map_err(|e| AuditError::Malformed(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the first `size` replayed entries hash to `root`.
+    pub fn check_root(&self, size: u64, root: Hash) -> Result<(), AuditError> {
+        let computed = self
+            .log
+            .root_at(size)
+            .map_err(|_| AuditError::WrongTreeSize {
+                answered: self.size(),
+                verified: size,
+            })?;
+        if computed != root {
+            return Err(AuditError::RootMismatch {
+                size,
+                computed,
+                signed: root,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests;

@@ -1,0 +1,298 @@
+//! The transparency log's HTTP API as serde types, shared by the server
+//! (which answers with them) and the client driver (which parses them), so
+//! the two cannot drift apart.
+//!
+//! Every endpoint is a public `GET` under `/v1/log`; query parameters are
+//! the `*Query` structs here, answers the `*Response` structs. Hashes are
+//! 64 hex digits, the log key 64 hex digits, leaf data standard base64
+//! (as RFC 6962's JSON API carries it). Errors use the server's one error
+//! shape, `{"error": {"kind", "message"}}`; an unknown index, a size beyond
+//! the log, `old > new` or a range over [`MAX_ENTRIES_PER_REQUEST`] is a
+//! `400 bad_request`, an unknown leaf hash or adapter version a
+//! `404 not_found`.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hearth_ledger::{Hash, LogEntry, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `GET`: the log's public key ([`LogKeyResponse`]); a device pins it at
+/// join.
+pub const KEY_PATH: &str = "/v1/log/key";
+/// `GET`: the latest signed tree head ([`SthResponse`]).
+pub const STH_PATH: &str = "/v1/log/sth";
+/// `GET` with [`InclusionQuery`]: an inclusion proof
+/// ([`InclusionProofResponse`]).
+pub const INCLUSION_PATH: &str = "/v1/log/proof/inclusion";
+/// `GET` with [`ConsistencyQuery`]: a consistency proof
+/// ([`ConsistencyProofResponse`]).
+pub const CONSISTENCY_PATH: &str = "/v1/log/proof/consistency";
+/// `GET` with [`EntriesQuery`]: a range of entries ([`EntriesResponse`]).
+pub const ENTRIES_PATH: &str = "/v1/log/entries";
+/// `GET` with [`AdapterQuery`]: the entry that published a global adapter
+/// version, with its inclusion proof ([`AdapterEntryResponse`]).
+pub const ADAPTER_PATH: &str = "/v1/log/adapter";
+
+/// Most entries one [`ENTRIES_PATH`] request may ask for.
+pub const MAX_ENTRIES_PER_REQUEST: u64 = 1000;
+
+/// The only signature algorithm the log uses.
+pub const LOG_KEY_ALGORITHM: &str = "ed25519";
+
+/// Why a response's content is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The log key is not an Ed25519 public key in hex.
+    #[error("the log key is not a 64-hex-digit Ed25519 public key: {0}")]
+    BadKey(String),
+    /// Leaf data is not base64.
+    #[error("leaf data of entry {index} is not base64")]
+    BadLeafData {
+        /// The entry's index.
+        index: u64,
+    },
+}
+
+/// Answer of [`KEY_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogKeyResponse {
+    /// Always [`LOG_KEY_ALGORITHM`].
+    pub algorithm: String,
+    /// The Ed25519 public key, 64 hex digits.
+    pub public_key: String,
+}
+
+impl LogKeyResponse {
+    /// The answer for `key`.
+    pub fn new(key: &VerifyingKey) -> Self {
+        Self {
+            algorithm: LOG_KEY_ALGORITHM.into(),
+            public_key: hex::encode(key.as_bytes()),
+        }
+    }
+
+    /// The key, checked to be a valid Ed25519 point.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, WireError> {
+        if self.algorithm != LOG_KEY_ALGORITHM {
+            return Err(WireError::BadKey(format!(
+                "algorithm {:?}, not {LOG_KEY_ALGORITHM}",
+                self.algorithm
+            )));
+        }
+        parse_log_key(&self.public_key)
+    }
+}
+
+/// Parses a log key as printed by `hearth-server` and served by
+/// [`KEY_PATH`]: 64 hex digits.
+pub fn parse_log_key(hex_digits: &str) -> Result<VerifyingKey, WireError> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_digits.trim(), &mut bytes)
+        .map_err(|e| WireError::BadKey(e.to_string()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| WireError::BadKey(e.to_string()))
+}
+
+/// Answer of [`STH_PATH`]: `{"head": {"size", "root", "timestamp_ms"},
+/// "signature"}`.
+pub type SthResponse = hearth_ledger::SignedTreeHead;
+
+/// Query of [`INCLUSION_PATH`]: exactly one of `index` and `hash`, and the
+/// tree size the proof is for (the size of the head the client verified).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InclusionQuery {
+    /// The leaf's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    /// The leaf's hash (RFC 9162 leaf hash, not the entry's SHA-256): the
+    /// server finds the first entry below `size` with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<Hash>,
+    /// The tree size.
+    pub size: u64,
+}
+
+/// Answer of [`INCLUSION_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InclusionProofResponse {
+    /// The leaf's index.
+    pub index: u64,
+    /// The tree size the proof is for.
+    pub size: u64,
+    /// The leaf's hash, as the log stores it.
+    pub leaf_hash: Hash,
+    /// The audit path, nearest sibling first (RFC 9162 §2.1.3.1).
+    pub path: Vec<Hash>,
+}
+
+/// Query of [`CONSISTENCY_PATH`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyQuery {
+    /// The older tree size (the client's last verified size).
+    pub old: u64,
+    /// The newer tree size (`old <= new <=` the log's size).
+    pub new: u64,
+}
+
+/// Answer of [`CONSISTENCY_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyProofResponse {
+    /// The older size.
+    pub old: u64,
+    /// The newer size.
+    pub new: u64,
+    /// The proof (RFC 9162 §2.1.4.1); empty when `old` is 0 or `new`.
+    pub path: Vec<Hash>,
+}
+
+impl ConsistencyProofResponse {
+    /// The trivial proof from a size to itself (or from the empty tree),
+    /// which a client may use instead of asking.
+    pub fn trivial(old: u64, new: u64) -> Self {
+        Self {
+            old,
+            new,
+            path: Vec::new(),
+        }
+    }
+}
+
+/// Query of [`ENTRIES_PATH`]: entries `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntriesQuery {
+    /// First index.
+    pub start: u64,
+    /// One past the last index; at most [`MAX_ENTRIES_PER_REQUEST`] after
+    /// `start`, and at most the log's size.
+    pub end: u64,
+}
+
+/// One log entry as served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryResponse {
+    /// Its index.
+    pub index: u64,
+    /// The exact bytes hashed into the log, standard base64: what a client
+    /// checks.
+    pub leaf_data: String,
+    /// The entry decoded, for people and tools; `null` if this client does
+    /// not know the entry's kind. Never trusted for verification.
+    #[serde(default, deserialize_with = "lenient_entry")]
+    pub entry: Option<LogEntry>,
+}
+
+impl EntryResponse {
+    /// The answer for the entry at `index` with bytes `leaf_data`.
+    pub fn new(index: u64, leaf_data: &[u8]) -> Self {
+        Self {
+            index,
+            leaf_data: STANDARD.encode(leaf_data),
+            entry: LogEntry::from_leaf_data(leaf_data).ok(),
+        }
+    }
+
+    /// The leaf bytes.
+    pub fn leaf_bytes(&self) -> Result<Vec<u8>, WireError> {
+        STANDARD
+            .decode(&self.leaf_data)
+            .map_err(|_| WireError::BadLeafData { index: self.index })
+    }
+}
+
+/// A decoded entry of a kind this build does not know (from a newer
+/// server) must not make the whole answer unreadable.
+fn lenient_entry<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LogEntry>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// Answer of [`ENTRIES_PATH`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntriesResponse {
+    /// First index.
+    pub start: u64,
+    /// One past the last index.
+    pub end: u64,
+    /// Entries `start..end`, in order.
+    pub entries: Vec<EntryResponse>,
+}
+
+/// Query of [`ADAPTER_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterQuery {
+    /// The federation.
+    pub federation: String,
+    /// The global adapter version.
+    pub version: u64,
+    /// The tree size the proof is for.
+    pub size: u64,
+}
+
+/// Answer of [`ADAPTER_PATH`]: the `adapter_published` entry and its
+/// inclusion proof.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterEntryResponse {
+    /// The entry.
+    pub entry: EntryResponse,
+    /// Its inclusion proof.
+    pub proof: InclusionProofResponse,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_unknown_kinds_read_as_null() {
+        let entry = LogEntry::FederationConfig {
+            federation: "notes".into(),
+            config_sha256: Hash::sha256(b"c"),
+        };
+        let response = EntryResponse::new(3, &entry.leaf_data());
+        assert_eq!(response.entry.as_ref(), Some(&entry));
+        assert_eq!(response.leaf_bytes(), Ok(entry.leaf_data()));
+        let json = serde_json::to_value(&response).expect("serialize");
+        assert_eq!(json["entry"]["kind"], "federation_config");
+        let back: EntryResponse = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, response);
+
+        let newer = serde_json::json!({
+            "index": 4, "leaf_data": "AAAA", "entry": { "kind": "from_the_future" }
+        });
+        let back: EntryResponse = serde_json::from_value(newer).expect("parse");
+        assert_eq!(back.entry, None);
+        let bad = EntryResponse {
+            leaf_data: "not base64!".into(),
+            ..back
+        };
+        assert_eq!(bad.leaf_bytes(), Err(WireError::BadLeafData { index: 4 }));
+    }
+
+    #[test]
+    fn log_keys_parse_and_refuse_junk() {
+        let key = hearth_ledger::SigningKey::from_bytes(&[5; 32]).verifying_key();
+        let response = LogKeyResponse::new(&key);
+        assert_eq!(response.public_key.len(), 64);
+        assert_eq!(response.verifying_key(), Ok(key));
+        assert!(parse_log_key("zz").is_err());
+        let other_algorithm = LogKeyResponse {
+            algorithm: "rsa".into(),
+            ..response
+        };
+        assert!(other_algorithm.verifying_key().is_err());
+    }
+
+    #[test]
+    fn inclusion_query_omits_absent_fields() {
+        let q = InclusionQuery {
+            index: None,
+            hash: Some(Hash::sha256(b"x")),
+            size: 9,
+        };
+        let json = serde_json::to_value(&q).expect("serialize");
+        assert!(json.get("index").is_none());
+        let back: InclusionQuery = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, q);
+    }
+}
