@@ -3,12 +3,13 @@
 //! download.
 //!
 //! Version 0 is never stored: it is a pure function of the federation's
-//! name and adapter layout ([`AdapterLayout::initial`], PEFT's LoRA
-//! initialisation), so the server recomputes it (and its signature, which
-//! Ed25519 makes deterministic) whenever no round has published yet. Every
-//! later version is stored by [`Storage::publish_global`] together with its
-//! signed [`GlobalStatement`], in the same transaction that closes its
-//! round.
+//! name and adapter layout
+//! ([`AdapterLayout::initial`](hearth_fed::global::AdapterLayout::initial),
+//! PEFT's LoRA initialisation), so the server recomputes it (and its
+//! signature, which Ed25519 makes deterministic) whenever no round has
+//! published yet. Every later version is stored by
+//! [`Storage::publish_global`] together with its signed
+//! [`GlobalStatement`], in the same transaction that closes its round.
 
 use std::sync::Arc;
 

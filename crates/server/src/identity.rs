@@ -1,6 +1,6 @@
 //! The server's Ed25519 publication key: it signs every global adapter
 //! version the server publishes (see
-//! [`GlobalStatement`](hearth_fed::global::GlobalStatement)), so a device
+//! [`hearth_fed::global::GlobalStatement`]), so a device
 //! that pinned the public half when it joined can tell a published adapter
 //! from anything else, whoever serves it.
 //!
