@@ -4,10 +4,18 @@
 //! so it runs on whatever thread the caller's scheduler gives it; every
 //! wait is bounded and honours a [`CancelToken`].
 //!
-//! Trust is pinned twice at enrolment and never re-negotiated: the server's
-//! TLS certificate (the only trust anchor of every connection) and its
-//! Ed25519 publication key (every global adapter's signature is checked
-//! against it). Both live in the [`Membership`] the caller stores.
+//! Trust is pinned at enrolment and never re-negotiated: the server's TLS
+//! certificate (the only trust anchor of every connection), its Ed25519
+//! publication key (every global adapter's signature is checked against
+//! it) and its transparency log key (every signed tree head is). All live
+//! in the [`Membership`] the caller stores.
+//!
+//! After each round, [`FedClient::audit_round`] checks the server's
+//! transparency log with [`crate::audit`]: the new head extends the one
+//! this device verified before, its own upload is committed to, and the
+//! adapter it now uses is the one logged. The caller keeps the
+//! [`LogAudit`](crate::audit::LogAudit) (from [`FedClient::log_audit`])
+//! beside the membership and stores it after every check.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,13 +34,17 @@
 //! let pem = std::fs::read_to_string("cert.pem")?;
 //! let membership = FedClient::enrol("https://127.0.0.1:8443", &pem, "INVITE", &identity)?;
 //! let client = FedClient::new(membership, identity)?;
+//! let mut audit = client.log_audit()?; // stored, and reloaded later
 //! if let Checkin::Join { round, .. } = client.checkin(true)? {
 //!     let report = client.participate(round, &Zero, &NoProgress, &CancelToken::new())?;
 //!     println!("round {round}: sent {} bytes, ε = {}", report.bytes_sent, report.epsilon);
+//!     let verified = client.audit_round(&mut audit, &report)?;
+//!     println!("the log's {} entries show this round", verified.head.size);
 //! }
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod http;
 mod round;
 
@@ -44,6 +56,8 @@ use hearth_progress::CancelToken;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{self, ServerKeyInfo};
+use crate::audit::AuditError;
+use crate::audit::wire::{self as log_wire, LogKeyResponse};
 use crate::crypto::{DeviceIdentity, IdentityKey};
 use crate::dp::{DEFAULT_DELTA, DpConfig, DpError};
 use crate::global::{AdapterError, AdapterLayout, GlobalStatement, TensorShape};
@@ -94,6 +108,16 @@ pub enum FedClientError {
     /// A global adapter whose digest or signature does not check out.
     #[error("global adapter rejected: {0}")]
     GlobalIntegrity(String),
+    /// The transparency log key is missing from the membership, unusable,
+    /// or not the one an audit state follows.
+    #[error("transparency log key: {0}")]
+    LogKey(String),
+    /// The transparency log does not show what it must (a fork, a
+    /// rewritten history, a missing commitment, another adapter than the
+    /// one downloaded, a head not signed by the pinned key): the error
+    /// says which. The server misbehaved; stop taking part.
+    #[error("transparency log audit failed: {0}")]
+    Audit(#[from] AuditError),
     /// The adapter does not fit the federation's layout.
     #[error("adapter: {0}")]
     Adapter(#[from] AdapterError),
@@ -193,6 +217,11 @@ pub struct Membership {
     pub device_id: String,
     /// The server's Ed25519 publication key, base64url.
     pub server_key: String,
+    /// The transparency log's Ed25519 key (64 hex digits), as served at
+    /// enrolment over the pinned connection; `None` in memberships stored
+    /// before the log existed (they cannot audit until it is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_key: Option<String>,
 }
 
 /// The answer to a check-in.
@@ -328,8 +357,9 @@ fn parse_server_key(text: &str) -> Result<IdentityKey, FedClientError> {
 
 impl FedClient {
     /// Joins the federation an invite is for: pins `certificate_pem` for
-    /// every connection, pins the server's publication key (fetched over
-    /// that pinned connection), and enrols `identity` with the invite.
+    /// every connection, pins the server's publication key and its
+    /// transparency log key (both fetched over that pinned connection), and
+    /// enrols `identity` with the invite.
     pub fn enrol(
         server_url: &str,
         certificate_pem: &str,
@@ -365,6 +395,14 @@ impl FedClient {
             )));
         }
         parse_server_key(&key.public_key)?;
+        // Pinned now, over the pinned connection, before the server knows
+        // this device: from here on only heads signed by it are accepted.
+        let log_key: LogKeyResponse = http
+            .send(&get(log_wire::KEY_PATH, JSON_LIMIT), &traffic, None)?
+            .json()?;
+        let log_key = log_key
+            .verifying_key()
+            .map_err(|e| FedClientError::LogKey(e.to_string()))?;
         let token = request_auth::decode(invite_token, "invite")?;
         let body = serde_json::to_vec(&EnrolBody {
             invite: invite_token,
@@ -392,6 +430,7 @@ impl FedClient {
             federation_id: answer.federation_id,
             device_id: answer.device_id,
             server_key: key.public_key,
+            log_key: Some(hex::encode(log_key.as_bytes())),
         })
     }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use hearth_progress::{CancelToken, Progress};
 use rand::rngs::OsRng;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::http::{Call, Traffic, sleep};
 use super::{FedClient, FedClientError, GlobalAdapter};
@@ -58,6 +59,10 @@ pub struct ParticipationReport {
     pub delta: f64,
     /// The global version the round published.
     pub global_version_after: u64,
+    /// SHA-256 of the masked upload exactly as sent: what the server's
+    /// transparency log must hold this device's commitment to
+    /// ([`FedClient::audit_round`]).
+    pub upload_sha256: [u8; 32],
 }
 
 /// State shared by the steps of one participation.
@@ -323,11 +328,16 @@ impl FedClient {
         trainer.encoded(&quantized);
         let (upload, state) = ready.upload(&quantized)?;
         drop(quantized);
+        let upload_bytes = upload.encode();
+        // Hashed here, over the bytes that go on the wire, so the audit
+        // looks for exactly what the server received.
+        let upload_sha256: [u8; 32] = Sha256::digest(&upload_bytes).into();
         walk.post(
             RoundEndpoint::Upload,
-            &upload.encode(),
+            &upload_bytes,
             "application/octet-stream",
         )?;
+        drop(upload_bytes);
         walk.uploaded = true;
         progress.advance(4);
 
@@ -351,6 +361,7 @@ impl FedClient {
             epsilon: zcdp_epsilon(rho, delta),
             delta,
             global_version_after,
+            upload_sha256,
         })
     }
 }
