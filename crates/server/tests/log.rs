@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Device, TestServer, kind, status_and_json};
+use common::{Device, TestServer, copy_dir, kind, status_and_json};
 use hearth_fed::audit::wire::{
     self, AdapterEntryResponse, ConsistencyProofResponse, EntriesResponse, InclusionProofResponse,
     LogKeyResponse, SthResponse,
@@ -517,20 +517,6 @@ async fn a_changed_entry_in_the_database_is_detected() {
     );
     assert!(err.to_string().starts_with("root mismatch"));
     t.stop().await;
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            // Keeps the permissions (the log key stays owner-only).
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,14 @@
 //! Federated rounds end to end: a real server over HTTPS on loopback and
 //! real `FedClient`s in threads, SecAgg+ all the way.
 
+mod common;
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_fed::client::FedClientError;
+use hearth_fed::audit::{Absence, AuditError, LogAudit};
+use hearth_fed::client::{FedClientError, Membership, ParticipationReport};
 use hearth_fed::dp::centred_lift;
 use hearth_fed::global::apply_mean;
 use hearth_fed::{DistributedDp, DpConfig, FederationId, MaskedUpload, RoundId};
@@ -82,13 +84,63 @@ fn ten_clients_publish_exactly_the_sum_of_their_quantized_updates() {
         .zip(&trainers)
         .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
         .collect();
+    let mut reports = Vec::new();
     for handle in handles {
         let report = handle.join().expect("thread").expect("participation");
         assert_eq!((report.round, report.global_version_after), (1, 1));
         assert!(report.epsilon.is_infinite(), "no noise, no finite ε");
         assert!(report.bytes_sent as usize > 4 * PARAMS);
         assert!(report.bytes_received > 0);
+        reports.push(report);
     }
+
+    // Every device audits the round in the transparency log: the head
+    // (under the key pinned at enrolment), its own commitment to the bytes
+    // it uploaded, and the adapter it now uses.
+    let mut commitments = std::collections::HashSet::new();
+    for ((membership, secret), report) in devices.iter().zip(&reports) {
+        let client = support::client(membership, secret);
+        let mut audit = client.log_audit().expect("pinned log key");
+        let verified = client.audit_round(&mut audit, report).expect("audit");
+        // 2 configurations, 10 commitments, the outcome, the publication.
+        assert_eq!(verified.head.size, 14);
+        assert!(commitments.insert(verified.commitment_index.expect("committed")));
+        let adapter = verified.adapter.expect("adapter verified");
+        assert_eq!((adapter.round, adapter.contributors), (1, 10));
+        // No noise: logged as no bound at all, at the federation's δ.
+        assert_eq!(adapter.epsilon, hearth_ledger::NO_DP_BOUND);
+        assert_eq!(adapter.delta, report.delta);
+
+        // The stored audit re-verifies from scratch, and a later check
+        // with nothing new still passes.
+        let stored: LogAudit =
+            serde_json::from_str(&serde_json::to_string(&audit).expect("save")).expect("load");
+        let replayed = hearth_fed::audit::audit_all(&stored).expect("re-verifies");
+        assert_eq!((replayed.commitments, replayed.adapters), (1, 1));
+        let mut again = stored.clone();
+        let _ = client.audit_round(&mut again, report).expect("again");
+
+        // Had the server swapped this device's upload, the log would not
+        // hold its commitment: the audit says so and accepts nothing.
+        let mut swapped = report.clone();
+        swapped.upload_sha256[0] ^= 1;
+        let mut before = stored.clone();
+        let err = client
+            .audit_round(&mut before, &swapped)
+            .expect_err("swapped upload");
+        assert!(
+            matches!(
+                &err,
+                FedClientError::Audit(AuditError::MissingCommitment {
+                    why: Absence::NoEntry,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+        assert_eq!(before, stored);
+    }
+    assert_eq!(commitments, (2..12).collect());
 
     let v1 = observer.fetch_global().expect("version 1");
     assert_eq!((v1.version(), v1.round()), (1, 1));
@@ -436,6 +488,11 @@ fn the_client_trusts_only_what_it_pinned_and_stops_when_cancelled() {
     let server = Server::start(dir.path(), &support::config(3, 4, 0.0, 30));
     let (membership, secret) = server.enrol("notes");
     assert_eq!(membership.federation_id, "notes");
+    // The log key pinned at enrolment is the one the server prints.
+    assert_eq!(
+        membership.log_key.as_deref(),
+        Some(server.running().log_public_key())
+    );
 
     // Another certificate: no connection at all.
     let other = tempfile::tempdir().expect("tempdir");
@@ -474,6 +531,42 @@ fn the_client_trusts_only_what_it_pinned_and_stops_when_cancelled() {
         Err(FedClientError::GlobalIntegrity(_))
     ));
 
+    // Another log key: no head of this server's log is accepted, and the
+    // error names the key it presents instead.
+    let other_log_key = hearth_ledger::SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let misled = hearth_fed::client::Membership {
+        log_key: Some(hex::encode(other_log_key.as_bytes())),
+        ..membership.clone()
+    };
+    let client = support::client(&misled, &secret);
+    let mut audit = client.log_audit().expect("audit");
+    let before = audit.clone();
+    let nothing_uploaded = ParticipationReport {
+        round: 1,
+        bytes_sent: 0,
+        bytes_received: 0,
+        rho: 0.0,
+        epsilon: f64::INFINITY,
+        delta: 1e-5,
+        global_version_after: 0,
+        upload_sha256: [0; 32],
+    };
+    let err = client
+        .audit_round(&mut audit, &nothing_uploaded)
+        .expect_err("another key");
+    assert!(
+        matches!(&err, FedClientError::Audit(AuditError::KeyChanged { served, .. })
+            if Some(served.as_str()) == membership.log_key.as_deref()),
+        "{err}"
+    );
+    assert_eq!(audit, before);
+    // An audit kept for another key is refused before asking anything.
+    let client = support::client(&membership, &secret);
+    assert!(matches!(
+        client.audit_round(&mut audit, &nothing_uploaded),
+        Err(FedClientError::LogKey(_))
+    ));
+
     // A cancelled round stops before its first request to the round.
     let client = support::client(&membership, &secret);
     let cancel = hearth_progress::CancelToken::new();
@@ -488,5 +581,90 @@ fn the_client_trusts_only_what_it_pinned_and_stops_when_cancelled() {
         matches!(result, Err(FedClientError::Cancelled)),
         "{result:?}"
     );
+    server.stop();
+}
+
+/// Runs one round of `notes` with every device in it; returns the reports
+/// in device order.
+fn run_round(devices: &[(Membership, [u8; 32])], seed: u64) -> Vec<ParticipationReport> {
+    let handles: Vec<_> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, (m, s))| participate(m.clone(), *s, Arc::new(TestTrainer::new(seed + i as u64))))
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("thread").expect("participation"))
+        .collect()
+}
+
+#[test]
+fn a_device_catches_a_forked_server_by_the_head_it_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(dir.path(), &support::config(3, 3, 0.0, 30));
+    let devices: Vec<_> = (0..3).map(|_| server.enrol("notes")).collect();
+
+    // Someone copies the data folder (keys, certificate, database) and
+    // runs a second server from it: the same identity, the same past.
+    server.kill();
+    let copy = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(dir.path(), copy.path());
+    server.restart();
+    let fork = Server::start(copy.path(), "unused: the copy has its configuration");
+    assert_eq!(
+        fork.running().log_public_key(),
+        server.running().log_public_key()
+    );
+
+    // The real round, audited by every device; each stores its audit.
+    let reports = run_round(&devices, 0);
+    let mut audits = Vec::new();
+    for ((membership, secret), report) in devices.iter().zip(&reports) {
+        let client = support::client(membership, secret);
+        let mut audit = client.log_audit().expect("pinned log key");
+        let _ = client
+            .audit_round(&mut audit, report)
+            .expect("honest round");
+        audits.push(audit);
+    }
+
+    // The same devices are then shown the fork (a redirected address, a
+    // restored backup): another round 1, another history of equal size.
+    let at_fork: Vec<_> = devices
+        .iter()
+        .map(|(m, s)| {
+            (
+                Membership {
+                    server_url: fork.url.clone(),
+                    ..m.clone()
+                },
+                *s,
+            )
+        })
+        .collect();
+    let forked_reports = run_round(&at_fork, 100);
+    let (membership, secret) = &at_fork[0];
+    let client = support::client(membership, secret);
+    let stored = audits[0].clone();
+    let err = client
+        .audit_round(&mut audits[0], &forked_reports[0])
+        .expect_err("the fork is caught");
+    assert!(
+        matches!(
+            &err,
+            FedClientError::Audit(AuditError::Fork { size: 7, .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("fork"), "{err}");
+    assert_eq!(audits[0], stored, "nothing of the fork accepted");
+
+    // Only the stored head tells: a device with no history accepts the
+    // fork's log, which is consistent in itself.
+    let mut fresh = client.log_audit().expect("pinned log key");
+    let _ = client
+        .audit_round(&mut fresh, &forked_reports[0])
+        .expect("a fresh audit sees a consistent log");
+    fork.stop();
     server.stop();
 }

@@ -207,3 +207,19 @@ pub fn trusting_client(cert_pem: &Path) -> reqwest::Client {
         .build()
         .expect("client")
 }
+
+/// Copies a data folder (a stopped server's), keeping permissions: the
+/// copy is a second server with the same keys and the same past.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            // Keeps the permissions (the log key stays owner-only).
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
