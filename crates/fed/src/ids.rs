@@ -33,6 +33,22 @@ impl FederationId {
     pub const fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
+
+    /// The federation an operator named `name` (the server's text id, as
+    /// in `/v1/federations/{name}`): the first 16 bytes of
+    /// `SHA-256("hearth-federation-v1\0" || name)`. Server and devices
+    /// derive it independently, so every key, share and mask of a round is
+    /// bound to the federation the device enrolled in.
+    pub fn from_name(name: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"hearth-federation-v1\0")
+            .chain_update(name.as_bytes())
+            .finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+        Self(bytes)
+    }
 }
 
 impl fmt::Display for FederationId {
@@ -96,6 +112,14 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(&a[..16], &[7; 16]);
         assert_eq!(&a[16..], &1u64.to_le_bytes());
+    }
+
+    #[test]
+    fn names_map_to_distinct_stable_ids() {
+        let notes = FederationId::from_name("notes");
+        assert_eq!(notes, FederationId::from_name("notes"));
+        assert_ne!(notes, FederationId::from_name("photos"));
+        assert_ne!(notes, FederationId::from_name("notes "));
     }
 
     #[test]

@@ -23,6 +23,13 @@
 //!   every round (signed heads, consistency, its own commitment, the
 //!   published adapter), and the log API's types ([`audit::wire`]).
 //! - [`bench`](mod@bench): timings for `hearth bench secagg`.
+//! - [`global`]: the global adapter (layout, version 0, safetensors, the
+//!   signed publication statement); [`request_auth`]: how devices sign
+//!   HTTP requests; [`api`]: the paths and small bodies of the HTTP API.
+//!   All pure, shared by the server and the client.
+//! - `client` (cargo feature `client`, off by default so the protocol core
+//!   stays network-free): a blocking HTTPS driver that enrols, checks in,
+//!   fetches the signed global adapter and walks a round.
 //!
 //! # A round, in process
 //!
@@ -108,14 +115,19 @@
     clippy::indexing_slicing
 )]
 
+pub mod api;
 pub mod audit;
 pub mod bench;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod crypto;
 pub mod dp;
+pub mod global;
 pub mod graph;
 mod ids;
 pub mod mask;
 pub mod protocol;
+pub mod request_auth;
 pub mod shamir;
 pub mod wire;
 
@@ -126,8 +138,8 @@ pub use graph::{GraphSeed, Neighbourhood};
 pub use ids::{FederationId, RoundId};
 pub use protocol::{
     AbortReason, Aborted, AggregatorRound, ClientAwaitingNeighbours, ClientAwaitingShares,
-    ClientAwaitingUnmask, ClientError, ClientReadyToUpload, ClientRound, ConfigError, Done,
-    ServerError, Stage,
+    ClientAwaitingUnmask, ClientError, ClientReadyToUpload, ClientRound, ConfigError, DeviceStatus,
+    Done, ServerError, Stage,
 };
 pub use wire::{
     AdvertiseKeys, ClientMessage, EncryptedShares, MaskedUpload, NeighbourKeys, RoundInfo,

@@ -25,11 +25,13 @@
 //! ```
 //!
 //! [`LogEntry::from_leaf_data`] accepts exactly the bytes `leaf_data`
-//! produces (no trailing bytes, booleans 0 or 1, a finite non-negative
-//! epsilon that is not -0, a delta in `[0, 1]` that is not -0), so
-//! decoding and re-encoding gives the same leaf. The serde derive is for
-//! APIs and display, not for hashing. [`LogEntry::is_canonical`] tells a
-//! writer beforehand whether an entry will decode.
+//! produces (no trailing bytes, booleans 0 or 1, an epsilon that is
+//! `+∞` or finite, non-negative and not -0, a delta in `[0, 1]` that is
+//! not -0), so decoding and re-encoding gives the same leaf. The serde
+//! derive is for APIs and display, not for hashing (an infinite epsilon is
+//! JSON `null` there, since JSON has no infinity).
+//! [`LogEntry::is_canonical`] tells a writer beforehand whether an entry
+//! will decode.
 
 use serde::{Deserialize, Serialize};
 
@@ -93,13 +95,42 @@ pub enum LogEntry {
         adapter_sha256: Hash,
         /// How many devices contributed.
         contributors: u64,
-        /// The differential-privacy epsilon spent so far, as accounted by
-        /// the server.
+        /// The differential-privacy epsilon the server's accountant states
+        /// for this adapter's aggregate at `delta` (Hearth's server: what
+        /// each contributor spent in `round`). [`NO_DP_BOUND`] (`+∞`) when
+        /// the round added no noise: no finite stand-in, which could read as
+        /// a guarantee. JSON `null` in the serde form.
+        #[serde(with = "epsilon_json")]
         epsilon: f64,
         /// The delta that `epsilon` holds with: a DP guarantee is the pair
         /// (epsilon, delta), and an epsilon alone says nothing.
         delta: f64,
     },
+}
+
+/// The epsilon an [`LogEntry::AdapterPublished`] records for a round that
+/// added no noise: `+∞`, no differential-privacy bound at all.
+pub const NO_DP_BOUND: f64 = f64::INFINITY;
+
+/// JSON has no infinity, and serde_json would write `null` for it and then
+/// refuse to read that back: say `null` for [`NO_DP_BOUND`] on purpose and
+/// read it back as such.
+mod epsilon_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::NO_DP_BOUND;
+
+    pub(super) fn serialize<S: Serializer>(epsilon: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if *epsilon == NO_DP_BOUND {
+            s.serialize_none()
+        } else {
+            s.serialize_some(epsilon)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(NO_DP_BOUND))
+    }
 }
 
 /// Why bytes are not an encoded [`LogEntry`].
@@ -122,7 +153,7 @@ pub enum EntryError {
     #[error("a text field of the log entry is not UTF-8")]
     NotUtf8,
     /// A field holds a value its canonical encoding never produces (a
-    /// boolean other than 0 or 1, a negative or non-finite epsilon).
+    /// boolean other than 0 or 1, a negative, NaN or `-∞` epsilon).
     #[error("non-canonical value in field {0}")]
     NonCanonical(&'static str),
 }
@@ -255,8 +286,9 @@ impl LogEntry {
                 epsilon: {
                     let eps = f64::from_bits(r.u64()?);
                     // NaN has many encodings and -0 equals 0: refuse them
-                    // so one entry has one encoding.
-                    if !eps.is_finite() || eps.is_sign_negative() {
+                    // so one entry has one encoding. +∞ (one encoding) is
+                    // NO_DP_BOUND, a round without noise.
+                    if eps.is_nan() || eps.is_sign_negative() {
                         return Err(EntryError::NonCanonical("epsilon"));
                     }
                     eps
@@ -364,6 +396,15 @@ mod tests {
                 epsilon: 2.5,
                 delta: 1e-6,
             },
+            LogEntry::AdapterPublished {
+                federation: "f".into(),
+                version: 10,
+                round: 13,
+                adapter_sha256: h,
+                contributors: 3,
+                epsilon: NO_DP_BOUND,
+                delta: 1e-5,
+            },
         ]
     }
 
@@ -375,6 +416,14 @@ mod tests {
             let json = serde_json::to_string(&e).expect("serialize");
             assert_eq!(serde_json::from_str::<LogEntry>(&json).expect("parse"), e);
         }
+    }
+
+    #[test]
+    fn no_dp_bound_is_json_null() {
+        let e = samples().pop().expect("sample");
+        let json = serde_json::to_value(&e).expect("serialize");
+        assert!(json["epsilon"].is_null(), "{json}");
+        assert_eq!(serde_json::from_value::<LogEntry>(json).expect("parse"), e);
     }
 
     #[test]
@@ -455,7 +504,7 @@ mod tests {
             epsilon,
             delta,
         };
-        for eps in [f64::NAN, f64::INFINITY, -1.0, -0.0] {
+        for eps in [f64::NAN, f64::NEG_INFINITY, -1.0, -0.0] {
             let e = adapter(eps, 0.0);
             assert!(!e.is_canonical());
             assert_eq!(
@@ -473,5 +522,6 @@ mod tests {
         }
         assert!(adapter(0.0, 0.0).is_canonical());
         assert!(adapter(8.0, 1.0).is_canonical());
+        assert!(adapter(NO_DP_BOUND, 1e-5).is_canonical());
     }
 }

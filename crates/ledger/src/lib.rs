@@ -61,7 +61,7 @@ mod serde_hex;
 mod sth;
 mod watcher;
 
-pub use entries::{EntryError, LogEntry};
+pub use entries::{EntryError, LogEntry, NO_DP_BOUND};
 pub use lineage::{ItemProof, ItemSetCommitment, ItemSetRoot, LineageError, Membership, SetProof};
 pub use merkle::{
     Hash, LogError, MemoryStore, MerkleLog, NodeStore, ProofError, empty_root, leaf_hash,

@@ -3,9 +3,9 @@
 //! A device checks in; if it is in the cohort of the round in flight it is
 //! told to join at the current stage. Otherwise, with no round in flight,
 //! the check-in may be the one that completes a cohort: the
-//! [`cohort`](crate::cohort) policy decides and a random cohort is drawn
+//! [`cohort`](mod@crate::cohort) policy decides and a random cohort is drawn
 //! from the recently eligible devices. Everyone not needed now gets a
-//! [`pace`](crate::pace)-steered delay.
+//! [`pace`](mod@crate::pace)-steered delay.
 
 use serde::{Deserialize, Serialize};
 

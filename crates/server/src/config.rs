@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hearth_fed::global::{AdapterError, AdapterLayout, TensorShape};
 use serde::{Deserialize, Serialize};
 
 use crate::rounds::Stage;
@@ -71,6 +72,7 @@ unmasking_secs = 120
 [federation.dp]
 clip_norm = 1.0
 noise_multiplier = 1.0
+# delta = 1e-5     # the δ each round's ε is stated at
 
 [federation.checkin]
 min_retry_secs = 30
@@ -286,6 +288,20 @@ pub struct DpConfig {
     pub clip_norm: f64,
     /// Gaussian noise standard deviation, as a multiple of `clip_norm`.
     pub noise_multiplier: f64,
+    /// δ at which each round's ε is stated (published with every version
+    /// and used by devices for their own accounting).
+    #[serde(default = "default_delta")]
+    pub delta: f64,
+}
+
+impl DpConfig {
+    /// The protocol's view: what every client clips and noises with.
+    pub fn protocol(&self) -> hearth_fed::DpConfig {
+        hearth_fed::DpConfig {
+            clip_norm: self.clip_norm,
+            noise_multiplier: self.noise_multiplier,
+        }
+    }
 }
 
 /// How often devices are asked to check in.
@@ -340,6 +356,9 @@ fn default_short_stage() -> u32 {
 }
 fn default_masked_input() -> u32 {
     1800
+}
+fn default_delta() -> f64 {
+    hearth_fed::dp::DEFAULT_DELTA
 }
 fn default_min_retry() -> u32 {
     30
@@ -512,6 +531,30 @@ impl FederationConfig {
         }
     }
 
+    /// The adapter's tensors in flattening order: the configured tensors,
+    /// or one flat tensor when only a count is given.
+    pub fn adapter_layout(&self) -> Result<AdapterLayout, AdapterError> {
+        if self.adapter.tensors.is_empty() {
+            return AdapterLayout::flat(
+                usize::try_from(self.parameter_count()).unwrap_or(usize::MAX),
+            );
+        }
+        AdapterLayout::new(
+            self.adapter
+                .tensors
+                .iter()
+                .map(|t| TensorShape {
+                    name: t.name.clone(),
+                    shape: t
+                        .shape
+                        .iter()
+                        .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+                        .collect(),
+                })
+                .collect(),
+        )
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let place = |field: &str| format!("federation {:?}: {field}", self.id);
         if !valid_federation_id(&self.id) {
@@ -576,6 +619,9 @@ impl FederationConfig {
                 place("dp.noise_multiplier"),
                 "must be zero or a positive number",
             ));
+        }
+        if !(self.dp.delta > 0.0 && self.dp.delta < 1.0) {
+            return Err(invalid(place("dp.delta"), "must be between 0 and 1"));
         }
         if !(self.server_learning_rate.is_finite() && self.server_learning_rate > 0.0) {
             return Err(invalid(
@@ -648,7 +694,10 @@ impl FederationConfig {
                 place("adapter.parameters"),
                 format!("is {stated} but the tensors hold {sum}"),
             )),
-            _ => Ok(()),
+            _ => self
+                .adapter_layout()
+                .map(drop)
+                .map_err(|e| invalid(place("adapter"), e.to_string())),
         }
     }
 
@@ -786,6 +835,28 @@ mod tests {
             *t = t.replace("shape = [8, 1024]", "shape = [8, 0]");
         }));
         assert!(err.contains("non-zero"), "{err}");
+    }
+
+    #[test]
+    fn dp_delta_defaults_and_adapters_must_fit_a_round() {
+        let config = example();
+        let f = &config.federations[0];
+        assert_eq!(f.dp.delta, hearth_fed::dp::DEFAULT_DELTA);
+        let layout = f.adapter_layout().expect("layout");
+        assert_eq!(layout.parameter_count(), 16384);
+        assert_eq!(
+            layout.tensors()[0].name,
+            "model.layers.0.self_attn.q_proj.lora_A.weight"
+        );
+        let err = problem(with(|t| *t = t.replace("# delta = 1e-5 ", "delta = 1.5 ")));
+        assert!(err.contains("dp.delta"), "{err}");
+        let err = problem(with(|t| {
+            let start = t.find("tensors = [").expect("tensors");
+            let end = t[start..].find("]\n\n").expect("end") + start + 2;
+            t.replace_range(start..end, "");
+            *t = t.replace("parameters = 16384", "parameters = 300000000");
+        }));
+        assert!(err.contains("exceed the round limit"), "{err}");
     }
 
     #[test]

@@ -18,8 +18,9 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::config::ConfigError;
+use crate::identity::IdentityError;
 use crate::replay::ReplayError;
-use crate::rounds::RoundError;
+use crate::rounds::{ProtocolError, Rejection, RoundError};
 use crate::storage::{InviteRefusal, StorageError};
 use crate::tls::TlsError;
 
@@ -70,6 +71,10 @@ pub enum AppError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The device's message for this round stage is already in (a resent
+    /// request whose first answer was lost, typically).
+    #[error("{0}")]
+    AlreadyReceived(String),
     /// The body is over the route's limit.
     #[error("request body is too large")]
     PayloadTooLarge,
@@ -126,6 +131,7 @@ impl AppError {
             AppError::InviteRefused(_) => (StatusCode::FORBIDDEN, "invite_refused"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AppError::AlreadyReceived(_) => (StatusCode::CONFLICT, "already_received"),
             AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
@@ -219,6 +225,24 @@ impl From<RoundError> for AppError {
     }
 }
 
+impl From<ProtocolError> for AppError {
+    fn from(e: ProtocolError) -> Self {
+        AppError::Internal(format!("round protocol: {e}"))
+    }
+}
+
+impl From<Rejection> for AppError {
+    fn from(e: Rejection) -> Self {
+        match e {
+            Rejection::Invalid(m) => AppError::BadRequest(m),
+            Rejection::NotYours(m) => AppError::Forbidden(m),
+            Rejection::WrongStage(m) => AppError::Conflict(m),
+            Rejection::AlreadyReceived(m) => AppError::AlreadyReceived(m),
+            Rejection::Protocol(p) => p.into(),
+        }
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(e: AuthError) -> Self {
         match e {
@@ -256,6 +280,9 @@ pub enum Error {
     /// The certificate could not be made or loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The server's signing key could not be made or loaded.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

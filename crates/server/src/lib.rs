@@ -11,10 +11,14 @@
 //! Everything the server knows lives behind [`Storage`] (SQLite by
 //! default, [`SqliteStorage`]): devices, invites, federations, rounds as
 //! opaque protocol state with a compare-and-swap version, published global
-//! adapters, and an append-only event log. The SecAgg+ state machine plugs
-//! in through [`rounds::RoundProtocol`] and [`rounds::advance_round`]; on a
-//! restart, rounds in flight are resumed or aborted by one rule
-//! ([`rounds::recovery_rule`]).
+//! adapters, and an append-only event log. Rounds run hearth-fed's SecAgg+
+//! ([`secagg::SecAggRounds`], a [`rounds::RoundProtocol`]) through the
+//! signed round endpoints, every step persisted by
+//! [`rounds::advance_round`]; stage deadlines close stages without the
+//! devices that dropped out; on a restart, rounds in flight are resumed or
+//! aborted by one rule ([`rounds::recovery_rule`]). A finished round's mean
+//! update is applied to the global adapter ([`adapter`]) and the new
+//! version is signed with the server's key ([`identity`]).
 //!
 //! Every federation configuration, accepted upload, round outcome and
 //! published adapter is also appended, in the same transaction, to a
@@ -46,12 +50,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod adapter;
 pub mod auth;
 pub mod checkin;
 pub mod cohort;
 pub mod config;
 pub mod error;
 mod extract;
+pub mod identity;
 pub mod ids;
 pub mod log;
 pub mod ops;
@@ -59,6 +65,7 @@ pub mod pace;
 pub mod replay;
 pub mod rounds;
 pub mod routes;
+pub mod secagg;
 pub mod server;
 pub mod storage;
 pub mod tls;
@@ -70,9 +77,11 @@ pub use checkin::{CheckinRequest, CheckinResponse};
 pub use config::{Config, ConfigError, FederationConfig};
 pub use error::{AppError, Error};
 pub use extract::{AppJson, SignedRequest};
+pub use identity::ServerIdentity;
 pub use replay::{ReplayGuard, ReplayLimits};
-pub use rounds::{RoundProtocol, SetupOnly, Stage};
+pub use rounds::{RoundProtocol, Stage};
 pub use routes::app;
+pub use secagg::SecAggRounds;
 pub use server::{RunningServer, start};
 pub use storage::{SqliteStorage, Storage, StorageError};
 
@@ -88,6 +97,8 @@ pub struct AppState {
     pub protocol: Arc<dyn RoundProtocol>,
     /// Signed requests seen recently.
     pub replay: Arc<ReplayGuard>,
+    /// The key published global adapters are signed with.
+    pub identity: Arc<ServerIdentity>,
     /// The transparency log's signing key (see [`log`]).
     pub log_key: Arc<log::LogKey>,
 }

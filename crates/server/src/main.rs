@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hearth_server::config::{CONFIG_FILE, Config};
-use hearth_server::{SetupOnly, ops};
+use hearth_server::{SecAggRounds, ops};
 
 /// How long open requests may take to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -106,22 +106,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             println!("{cert_state} certificate {}", report.tls.cert.display());
             println!("database {}", report.database.display());
-            println!("certificate SHA-256 fingerprint: {}", report.fingerprint);
-            let key_state = if report.generated_log_key {
+            let key_state = if report.generated_server_key {
                 "generated"
             } else {
                 "kept"
             };
             println!(
-                "{key_state} transparency log key; devices pin its public key: {}",
+                "{key_state} server signing key {}",
+                report.server_key_path.display()
+            );
+            println!("certificate SHA-256 fingerprint: {}", report.fingerprint);
+            println!(
+                "server signing key (ed25519, devices pin it): {}",
+                report.server_key
+            );
+            let log_key_state = if report.generated_log_key {
+                "generated"
+            } else {
+                "kept"
+            };
+            println!(
+                "{log_key_state} transparency log key; devices pin its public key: {}",
                 report.log_public_key
             );
         }
         Command::Run => {
             let config = load(&cli.config)?;
-            let server = hearth_server::start(config, std::sync::Arc::new(SetupOnly)).await?;
+            let server_key_config = config.clone();
+            let server = hearth_server::start(config, std::sync::Arc::new(SecAggRounds)).await?;
             println!("listening on https://{}", server.local_addr());
             println!("certificate SHA-256 fingerprint: {}", server.fingerprint());
+            if let Some(key) = ops::server_key(&server_key_config)? {
+                println!("server signing key (ed25519): {key}");
+            }
             println!("transparency log public key: {}", server.log_public_key());
             server.run_until(shutdown_signal(), SHUTDOWN_GRACE).await?;
             println!("stopped");
@@ -174,6 +191,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status => {
             let config = load(&cli.config)?;
+            match ops::server_key(&config)? {
+                Some(key) => println!("server signing key (ed25519): {key}"),
+                None => println!("no server signing key yet (run `hearth-server init`)"),
+            }
             for f in ops::status(&config).await? {
                 let configured = if f.configured {
                     ""

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::{CONFIG_FILE, Config, EXAMPLE_CONFIG};
 use crate::error::Error;
+use crate::identity::ServerIdentity;
 use crate::log::LogKey;
 use crate::storage::{
     DeviceCounts, DeviceRecord, FederationRecord, FederationSync, GlobalVersion, NewInvite,
@@ -34,6 +35,12 @@ pub struct InitReport {
     pub fingerprint: String,
     /// The database file.
     pub database: PathBuf,
+    /// The signing key's file.
+    pub server_key_path: PathBuf,
+    /// Whether the signing key was generated now.
+    pub generated_server_key: bool,
+    /// The public key devices pin (base64url).
+    pub server_key: String,
     /// Whether the transparency log key was generated now.
     pub generated_log_key: bool,
     /// The log's public key, 64 hex digits: devices pin it at join.
@@ -61,6 +68,8 @@ pub async fn init(dir: &Path) -> Result<InitReport, Error> {
     let paths = TlsPaths::from_config(&config);
     let generated_certificate = tls::ensure_self_signed(&paths, &config.server.tls.names)?;
     let loaded = tls::load(&paths)?;
+    let generated_server_key = ServerIdentity::ensure(&config.server.data_dir)?;
+    let server_key = ServerIdentity::load(&config.server.data_dir)?.public_key_base64();
     let (log_key, generated_log_key) = LogKey::ensure(&config.server.data_dir)?;
     open_storage(&config).await?;
     Ok(InitReport {
@@ -70,9 +79,23 @@ pub async fn init(dir: &Path) -> Result<InitReport, Error> {
         generated_certificate,
         fingerprint: loaded.fingerprint,
         database: config.database_path(),
+        server_key_path: ServerIdentity::path(&config.server.data_dir),
+        generated_server_key,
+        server_key,
         generated_log_key,
         log_public_key: log_key.public_hex(),
     })
+}
+
+/// The public half of the server's signing key (base64url), as devices
+/// pin it; `None` before `init` or the first start made it.
+pub fn server_key(config: &Config) -> Result<Option<String>, Error> {
+    if !ServerIdentity::path(&config.server.data_dir).exists() {
+        return Ok(None);
+    }
+    Ok(Some(
+        ServerIdentity::load(&config.server.data_dir)?.public_key_base64(),
+    ))
 }
 
 /// Opens the configured database and syncs the federations into it.

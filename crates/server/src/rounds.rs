@@ -1,22 +1,31 @@
 //! Rounds: the seam where the SecAgg+ state machine plugs in, and the
 //! server-side lifecycle around it (open, persist every step, resume or
-//! abort after a restart, abort at deadlines, publish).
+//! abort after a restart, close stages at their deadlines, publish).
 //!
 //! The server never interprets round state. A protocol implementation
-//! ([`RoundProtocol`]) turns a formed cohort into a first state and says
-//! whether a stored state can be carried on; round endpoints advance it
-//! with [`advance_round`], which persists each step by compare-and-swap so
-//! two requests racing on one round cannot both win, and a crash between
-//! steps loses nothing that was acknowledged.
+//! ([`RoundProtocol`]; [`crate::secagg::SecAggRounds`] is the real one)
+//! turns a formed cohort into a first state, answers polls, takes each
+//! device's messages and closes a stage when its deadline passes. Every
+//! change goes through [`advance_round`], which persists each step by
+//! compare-and-swap so two requests racing on one round cannot both win,
+//! and a crash between steps loses nothing that was acknowledged.
+//!
+//! Deadlines do not abort a round: the sweeper ([`close_expired_stages`])
+//! closes the stage with whoever answered, which is how SecAgg+ moves on
+//! without devices that dropped out; the protocol aborts (publishing
+//! nothing) only when too few remain.
 
 use std::sync::Arc;
 
+use hearth_fed::{ClientMessage, DeviceId, ServerMessage};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{FederationConfig, SecAggParams};
+use crate::adapter::{self, GlobalError, PublishContext};
+use crate::config::{Config, FederationConfig, SecAggParams};
+use crate::identity::ServerIdentity;
 use crate::storage::{
     CohortMember, GlobalVersion, NewRound, Publication, RoundAbort, RoundRecord, RoundSummary,
-    RoundUpdate, Storage, StorageError,
+    RoundUpdate, Storage, StorageError, UploadCommitment,
 };
 
 /// The four SecAgg+ stages a round moves through (Bonawitz et al.; Bell et
@@ -96,10 +105,77 @@ pub struct RoundSetup<'a> {
 #[error("{0}")]
 pub struct ProtocolError(pub String);
 
-/// What the server needs from a round's protocol state machine. The SecAgg+
-/// machine implements this (in an adapter module here, so the protocol
-/// crate needs no server types); round endpoints then call
-/// [`advance_round`] with the machine's step function.
+/// What a polling device should do now.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Poll {
+    /// Process this message (and answer it).
+    Message(ServerMessage),
+    /// It answered this stage; others have not yet.
+    Wait,
+    /// The round carries on without it.
+    Excluded(String),
+}
+
+/// A device's message to a round, as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum Incoming<'a> {
+    /// A JSON protocol message.
+    Message(&'a ClientMessage),
+    /// A binary masked upload.
+    Upload(&'a [u8]),
+}
+
+/// A message with the authenticated device that sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundInput<'a> {
+    /// The server's id for the device.
+    pub device_id: &'a str,
+    /// The protocol's name for it: its enrolled Ed25519 key. Messages
+    /// naming any other device are refused.
+    pub sender: DeviceId,
+    /// The message.
+    pub message: Incoming<'a>,
+}
+
+/// What a step may need beyond the stored round.
+#[derive(Debug, Clone, Copy)]
+pub struct StepContext<'a> {
+    /// The federation's configuration.
+    pub federation: &'a FederationConfig,
+    /// Now.
+    pub now_ms: u64,
+    /// The current global adapter and the signing key, when the step may
+    /// finish the round (unmasking); without it the step saves its state
+    /// and leaves the publication to a step that has it.
+    pub publish: Option<&'a PublishContext>,
+}
+
+/// Why a device's message was refused. The round carries on without it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The message is malformed or fails the protocol's checks.
+    #[error("{0}")]
+    Invalid(String),
+    /// The message names another device, or the device is not taking part.
+    #[error("{0}")]
+    NotYours(String),
+    /// The round is not in the stage that takes this message.
+    #[error("{0}")]
+    WrongStage(String),
+    /// The device's message for this stage is already in.
+    #[error("{0}")]
+    AlreadyReceived(String),
+    /// The stored state is unusable.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+}
+
+/// What the server needs from a round's protocol state machine. Every
+/// method is a pure function of the stored round and its inputs: the
+/// caller persists the result (by compare-and-swap, retrying on a lost
+/// race with the newer state).
 pub trait RoundProtocol: Send + Sync + 'static {
     /// The first state of a round whose cohort was just formed.
     fn open(&self, setup: &RoundSetup<'_>) -> Result<RoundState, ProtocolError>;
@@ -107,59 +183,23 @@ pub trait RoundProtocol: Send + Sync + 'static {
     /// (it decodes, its stage is one the machine knows). Asked for every
     /// round found in flight when the server starts.
     fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError>;
-}
-
-/// The protocol used until the SecAgg+ machine is plugged in: a round's
-/// state is its setup (cohort with keys, `k`, `t`), which is exactly what
-/// the machine's first step consumes, at the advertise-keys stage. With no
-/// endpoint yet to receive key advertisements such rounds run into their
-/// deadline and are aborted, recorded as such.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SetupOnly;
-
-/// The state [`SetupOnly`] stores.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SetupState {
-    /// Round number.
-    pub round: u64,
-    /// Device ids with base64url public keys, sorted by id.
-    pub cohort: Vec<(String, String)>,
-    /// Neighbours per client.
-    pub neighbours: u32,
-    /// Share threshold.
-    pub threshold: u32,
-}
-
-impl RoundProtocol for SetupOnly {
-    fn open(&self, setup: &RoundSetup<'_>) -> Result<RoundState, ProtocolError> {
-        let state = SetupState {
-            round: setup.round,
-            cohort: setup
-                .cohort
-                .iter()
-                .map(|m| (m.device_id.clone(), crate::auth::encode(&m.public_key)))
-                .collect(),
-            neighbours: setup.secagg.neighbours,
-            threshold: setup.secagg.threshold,
-        };
-        let blob = serde_json::to_vec(&state).map_err(|e| ProtocolError(e.to_string()))?;
-        Ok(RoundState {
-            stage: Stage::AdvertiseKeys,
-            blob,
-        })
-    }
-
-    fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError> {
-        let state: SetupState = serde_json::from_slice(&round.state)
-            .map_err(|e| ProtocolError(format!("setup state does not decode: {e}")))?;
-        if state.round != round.summary.round {
-            return Err(ProtocolError(format!(
-                "state is for round {}, stored as round {}",
-                state.round, round.summary.round
-            )));
-        }
-        Ok(())
-    }
+    /// What `device` (a cohort member) should do now.
+    fn poll(&self, round: &RoundRecord, device: &DeviceId) -> Result<Poll, ProtocolError>;
+    /// Takes a device's message; closes the stage early when every
+    /// device it waits for has answered.
+    fn receive(
+        &self,
+        ctx: &StepContext<'_>,
+        round: &RoundRecord,
+        input: &RoundInput<'_>,
+    ) -> Result<Step, Rejection>;
+    /// The stage's deadline passed: move on with whoever answered, or
+    /// abort when too few did.
+    fn close_stage(
+        &self,
+        ctx: &StepContext<'_>,
+        round: &RoundRecord,
+    ) -> Result<Step, ProtocolError>;
 }
 
 /// Why a round operation failed.
@@ -197,23 +237,48 @@ pub enum RoundError {
 pub enum Step {
     /// Nothing to persist (a duplicate or ignorable message).
     Unchanged,
-    /// The machine moved on: persist its new state.
-    Continue(RoundState),
-    /// The round finished: publish the new global adapter and close it.
-    Publish {
-        /// The new global adapter, serialized.
-        adapter: Vec<u8>,
-        /// Facts about it for clients.
-        metadata: serde_json::Value,
-        /// Devices whose updates are in the aggregate (transparency log).
-        contributors: u64,
-        /// Differential-privacy epsilon spent so far (transparency log).
-        epsilon: f64,
-        /// The delta it holds with (transparency log).
-        delta: f64,
+    /// The machine moved on: persist its new state. When the step
+    /// accepted a masked upload, its commitment goes into the transparency
+    /// log in the same transaction as the state
+    /// ([`Storage::record_upload_commitment`]), so the log shows the upload
+    /// if and only if the round holds it.
+    Continue {
+        /// The new state.
+        state: RoundState,
+        /// The masked upload this step accepted, if any.
+        upload: Option<AcceptedUpload>,
     },
+    /// The round finished: publish the new global adapter and close it.
+    Publish(Box<PublishStep>),
     /// The round cannot finish (too many dropouts, a detected attack).
     Abort(String),
+}
+
+/// A masked upload a step accepted into the round's sum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedUpload {
+    /// The server's id for the uploading device.
+    pub device_id: String,
+    /// SHA-256 of the upload bytes exactly as received: the device hashes
+    /// what it sent and looks for this in the log.
+    pub upload_sha256: [u8; 32],
+}
+
+/// A finished round's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishStep {
+    /// The new global adapter, serialized.
+    pub adapter: Vec<u8>,
+    /// The global version it becomes.
+    pub version: u64,
+    /// Devices whose updates are in it.
+    pub contributors: u64,
+    /// The round's ε at `delta` (`None`: no noise, no bound).
+    pub epsilon: Option<f64>,
+    /// The federation's δ, which `epsilon` holds with.
+    pub delta: f64,
+    /// Facts about it for clients (its signed statement among them).
+    pub metadata: serde_json::Value,
 }
 
 /// What [`advance_round`] did.
@@ -260,45 +325,73 @@ pub async fn advance_round<E>(
         let expected_version = record.summary.version;
         let written = match decided {
             Step::Unchanged => return Ok(Ok(Advanced::Unchanged(record.summary))),
-            Step::Continue(next) => {
+            Step::Continue {
+                state: next,
+                upload,
+            } => {
                 let stage_deadline_ms = if next.stage == record.summary.stage {
                     record.summary.stage_deadline_ms
                 } else {
                     now_ms.saturating_add(duration_ms(federation.deadlines.for_stage(next.stage)))
                 };
-                storage
-                    .save_round(RoundUpdate {
-                        federation_id: federation.id.clone(),
-                        round,
-                        expected_version,
-                        stage: next.stage,
-                        state: next.blob,
-                        stage_deadline_ms,
-                        at_ms: now_ms,
-                    })
-                    .await
-                    .map(Advanced::Saved)
-            }
-            Step::Publish {
-                adapter,
-                metadata,
-                contributors,
-                epsilon,
-                delta,
-            } => storage
-                .publish_global(Publication {
+                let update = RoundUpdate {
                     federation_id: federation.id.clone(),
                     round,
                     expected_version,
+                    stage: next.stage,
+                    state: next.blob,
+                    stage_deadline_ms,
+                    at_ms: now_ms,
+                };
+                match upload {
+                    None => storage.save_round(update).await.map(Advanced::Saved),
+                    Some(upload) => storage
+                        .record_upload_commitment(
+                            UploadCommitment {
+                                federation_id: federation.id.clone(),
+                                round,
+                                device_id: upload.device_id,
+                                upload_sha256: upload.upload_sha256,
+                                at_ms: now_ms,
+                            },
+                            Some(update),
+                        )
+                        .await
+                        .and_then(|receipt| {
+                            receipt.round.map(Advanced::Saved).ok_or_else(|| {
+                                StorageError::Corrupt(
+                                    "a commitment saved with a round update returned no round"
+                                        .into(),
+                                )
+                            })
+                        }),
+                }
+            }
+            Step::Publish(publish) => {
+                let PublishStep {
                     adapter,
-                    metadata,
+                    version,
                     contributors,
                     epsilon,
                     delta,
-                    at_ms: now_ms,
-                })
-                .await
-                .map(Advanced::Published),
+                    metadata,
+                } = *publish;
+                storage
+                    .publish_global(Publication {
+                        federation_id: federation.id.clone(),
+                        round,
+                        expected_version,
+                        version,
+                        contributors,
+                        epsilon,
+                        delta,
+                        adapter,
+                        metadata,
+                        at_ms: now_ms,
+                    })
+                    .await
+                    .map(Advanced::Published)
+            }
             Step::Abort(reason) => storage
                 .abort_round(RoundAbort {
                     federation_id: federation.id.clone(),
@@ -431,22 +524,104 @@ pub async fn recover_rounds(
     Ok(report)
 }
 
-/// Aborts every round whose stage deadline has passed; returns them.
-/// Run periodically while serving.
-pub async fn expire_rounds(
+/// A stage the sweeper closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedStage {
+    /// Federation id.
+    pub federation_id: String,
+    /// Round number.
+    pub round: u64,
+    /// The stage whose deadline passed.
+    pub stage: Stage,
+    /// What closing it did: the next stage saved, the result published,
+    /// or the round aborted.
+    pub result: Advanced,
+}
+
+/// Closes every in-flight stage whose deadline has passed, through the
+/// protocol: the round moves on with whoever answered (or aborts when too
+/// few did, or publishes when unmasking completes). A round whose
+/// federation is no longer configured, or whose state cannot be closed,
+/// is aborted. Run periodically while serving.
+pub async fn close_expired_stages(
     storage: &dyn Storage,
+    protocol: &dyn RoundProtocol,
+    config: &Config,
+    identity: &Arc<ServerIdentity>,
     now_ms: u64,
-) -> Result<Vec<RoundSummary>, StorageError> {
-    let mut expired = Vec::new();
+) -> Result<Vec<ClosedStage>, StorageError> {
+    let mut closed = Vec::new();
     for summary in storage.rounds_in_flight().await? {
-        if now_ms > summary.stage_deadline_ms {
-            let reason = format!("stage {} missed its deadline", summary.stage);
-            if let Some(closed) = abort_if_unchanged(storage, &summary, &reason, now_ms).await? {
-                expired.push(closed);
+        if now_ms <= summary.stage_deadline_ms {
+            continue;
+        }
+        let mut closed_with = |result: Advanced| {
+            closed.push(ClosedStage {
+                federation_id: summary.federation_id.clone(),
+                round: summary.round,
+                stage: summary.stage,
+                result,
+            });
+        };
+        let Some(federation) = config.federation(&summary.federation_id) else {
+            let reason = "the federation is no longer configured";
+            if let Some(aborted) = abort_if_unchanged(storage, &summary, reason, now_ms).await? {
+                closed_with(Advanced::Aborted(aborted));
             }
+            continue;
+        };
+        // Only closing unmasking can finish a round.
+        let publish = if summary.stage == Stage::Unmasking {
+            match adapter::publish_context(storage, federation, identity).await {
+                Ok(publish) => Some(publish),
+                Err(GlobalError::Storage(e)) => return Err(e),
+                Err(e) => {
+                    let reason = format!("cannot publish: {e}");
+                    if let Some(aborted) =
+                        abort_if_unchanged(storage, &summary, &reason, now_ms).await?
+                    {
+                        closed_with(Advanced::Aborted(aborted));
+                    }
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let ctx = StepContext {
+            federation,
+            now_ms,
+            publish: publish.as_ref(),
+        };
+        let advanced = advance_round(storage, federation, summary.round, now_ms, |record| {
+            if now_ms <= record.summary.stage_deadline_ms {
+                // Someone moved the round on since the sweep looked.
+                return Ok(Step::Unchanged);
+            }
+            protocol.close_stage(&ctx, record)
+        })
+        .await;
+        match advanced {
+            Ok(Ok(Advanced::Unchanged(_))) | Err(RoundError::NotInFlight { .. }) => {}
+            Ok(Ok(result)) => closed_with(result),
+            Ok(Err(e)) => {
+                let reason = format!("state cannot be closed: {e}");
+                if let Some(aborted) =
+                    abort_if_unchanged(storage, &summary, &reason, now_ms).await?
+                {
+                    closed_with(Advanced::Aborted(aborted));
+                }
+            }
+            Err(RoundError::Storage(e)) => return Err(e),
+            Err(e) => tracing::warn!(
+                federation = %summary.federation_id,
+                round = summary.round,
+                error = %e,
+                "could not close an expired stage; the next sweep retries"
+            ),
         }
     }
-    Ok(expired)
+    Ok(closed)
 }
 
 /// Aborts a round unless it changed since `summary` was read (then whoever
@@ -489,6 +664,88 @@ mod tests {
     };
 
     const T0: u64 = 1_700_000_000_000;
+
+    /// A protocol whose state is its setup and a message count: enough to
+    /// test the lifecycle around any protocol.
+    struct Counter;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct CounterState {
+        round: u64,
+        cohort: Vec<String>,
+        neighbours: u32,
+        threshold: u32,
+        stage: Stage,
+        messages: u32,
+    }
+
+    fn decode(round: &RoundRecord) -> Result<CounterState, ProtocolError> {
+        serde_json::from_slice(&round.state).map_err(|e| ProtocolError(e.to_string()))
+    }
+
+    fn encode(state: &CounterState) -> RoundState {
+        RoundState {
+            stage: state.stage,
+            blob: serde_json::to_vec(state).unwrap_or_default(),
+        }
+    }
+
+    impl RoundProtocol for Counter {
+        fn open(&self, setup: &RoundSetup<'_>) -> Result<RoundState, ProtocolError> {
+            Ok(encode(&CounterState {
+                round: setup.round,
+                cohort: setup.cohort.iter().map(|m| m.device_id.clone()).collect(),
+                neighbours: setup.secagg.neighbours,
+                threshold: setup.secagg.threshold,
+                stage: Stage::AdvertiseKeys,
+                messages: 0,
+            }))
+        }
+
+        fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError> {
+            let state = decode(round)?;
+            if state.round != round.summary.round {
+                return Err(ProtocolError("another round's state".into()));
+            }
+            Ok(())
+        }
+
+        fn poll(&self, _: &RoundRecord, _: &DeviceId) -> Result<Poll, ProtocolError> {
+            Ok(Poll::Wait)
+        }
+
+        fn receive(
+            &self,
+            _: &StepContext<'_>,
+            round: &RoundRecord,
+            _: &RoundInput<'_>,
+        ) -> Result<Step, Rejection> {
+            let mut state = decode(round)?;
+            state.messages += 1;
+            Ok(Step::Continue {
+                state: encode(&state),
+                upload: None,
+            })
+        }
+
+        fn close_stage(
+            &self,
+            _: &StepContext<'_>,
+            round: &RoundRecord,
+        ) -> Result<Step, ProtocolError> {
+            let mut state = decode(round)?;
+            state.stage = match state.stage {
+                Stage::AdvertiseKeys => Stage::ShareKeys,
+                Stage::ShareKeys => Stage::MaskedInput,
+                Stage::MaskedInput => Stage::Unmasking,
+                Stage::Unmasking => return Ok(Step::Abort("a counter has no sum".into())),
+            };
+            Ok(Step::Continue {
+                state: encode(&state),
+                upload: None,
+            })
+        }
+    }
 
     fn federation() -> FederationConfig {
         Config::parse(EXAMPLE_CONFIG, std::path::Path::new("."))
@@ -552,28 +809,22 @@ mod tests {
     #[tokio::test]
     async fn opening_stores_the_protocol_state_with_the_first_deadline() {
         let (s, fed, members) = setup(3).await;
-        let round = open_round(
-            &s,
-            &SetupOnly,
-            &fed,
-            members.into_iter().rev().collect(),
-            T0,
-        )
-        .await
-        .expect("open");
+        let round = open_round(&s, &Counter, &fed, members.into_iter().rev().collect(), T0)
+            .await
+            .expect("open");
         assert_eq!(round.summary.round, 1);
         assert_eq!(round.summary.stage, Stage::AdvertiseKeys);
         assert_eq!(
             round.summary.stage_deadline_ms,
             T0 + u64::from(fed.deadlines.advertise_keys_secs) * 1000
         );
-        let state: SetupState = serde_json::from_slice(&round.state).expect("decodes");
+        let state: CounterState = serde_json::from_slice(&round.state).expect("decodes");
         assert_eq!(state.cohort.len(), 3);
-        assert_eq!(state.cohort[0].0, "dev-1");
+        assert_eq!(state.cohort[0], "dev-1");
         assert_eq!((state.neighbours, state.threshold), (2, 2));
-        assert_eq!(SetupOnly.check_resumable(&round), Ok(()));
+        assert_eq!(Counter.check_resumable(&round), Ok(()));
         // Only one in flight.
-        let again = open_round(&s, &SetupOnly, &fed, vec![], T0).await;
+        let again = open_round(&s, &Counter, &fed, vec![], T0).await;
         assert!(matches!(
             again,
             Err(RoundError::Storage(StorageError::Conflict(_)))
@@ -583,15 +834,18 @@ mod tests {
     #[tokio::test]
     async fn steps_persist_and_stage_changes_start_new_deadlines() {
         let (s, fed, members) = setup(2).await;
-        open_round(&s, &SetupOnly, &fed, members, T0)
+        open_round(&s, &Counter, &fed, members, T0)
             .await
             .expect("open");
 
         let same_stage = advance_round(&s, &fed, 1, T0 + 5, |r| {
-            Ok::<_, ()>(Step::Continue(RoundState {
-                stage: r.summary.stage,
-                blob: b"more keys".to_vec(),
-            }))
+            Ok::<_, ()>(Step::Continue {
+                state: RoundState {
+                    stage: r.summary.stage,
+                    blob: b"more keys".to_vec(),
+                },
+                upload: None,
+            })
         })
         .await
         .expect("advance")
@@ -606,10 +860,13 @@ mod tests {
         );
 
         let next_stage = advance_round(&s, &fed, 1, T0 + 9, |_| {
-            Ok::<_, ()>(Step::Continue(RoundState {
-                stage: Stage::ShareKeys,
-                blob: b"shares".to_vec(),
-            }))
+            Ok::<_, ()>(Step::Continue {
+                state: RoundState {
+                    stage: Stage::ShareKeys,
+                    blob: b"shares".to_vec(),
+                },
+                upload: None,
+            })
         })
         .await
         .expect("advance")
@@ -631,13 +888,14 @@ mod tests {
 
         let published = advance_round(&s, &fed, 1, T0 + 20, |r| {
             assert_eq!(r.state, b"shares");
-            Ok::<_, ()>(Step::Publish {
+            Ok::<_, ()>(Step::Publish(Box::new(PublishStep {
                 adapter: vec![1, 2, 3],
-                metadata: serde_json::json!({ "clients": 2 }),
+                version: 1,
                 contributors: 2,
-                epsilon: 1.5,
-                delta: 1e-6,
-            })
+                epsilon: None,
+                delta: 1e-5,
+                metadata: serde_json::json!({ "clients": 2 }),
+            })))
         })
         .await
         .expect("advance")
@@ -650,33 +908,28 @@ mod tests {
     #[tokio::test]
     async fn restart_recovery_resumes_live_rounds_and_aborts_late_ones() {
         let (s, fed, members) = setup(2).await;
-        let round = open_round(&s, &SetupOnly, &fed, members.clone(), T0)
+        let round = open_round(&s, &Counter, &fed, members.clone(), T0)
             .await
             .expect("open");
         let deadline = round.summary.stage_deadline_ms;
 
-        assert_eq!(
-            recovery_rule(&round, deadline, &SetupOnly),
-            Recovery::Resume
-        );
+        assert_eq!(recovery_rule(&round, deadline, &Counter), Recovery::Resume);
         assert!(matches!(
-            recovery_rule(&round, deadline + 1, &SetupOnly),
+            recovery_rule(&round, deadline + 1, &Counter),
             Recovery::Abort(_)
         ));
         let mut garbled = round.clone();
         garbled.state = b"not json".to_vec();
         assert!(matches!(
-            recovery_rule(&garbled, T0, &SetupOnly),
+            recovery_rule(&garbled, T0, &Counter),
             Recovery::Abort(ref why) if why.contains("cannot be resumed")
         ));
 
-        let report = recover_rounds(&s, &SetupOnly, T0 + 1)
-            .await
-            .expect("recover");
+        let report = recover_rounds(&s, &Counter, T0 + 1).await.expect("recover");
         assert_eq!(report.resumed, [(fed.id.clone(), 1)]);
         assert!(report.aborted.is_empty());
 
-        let report = recover_rounds(&s, &SetupOnly, deadline + 1)
+        let report = recover_rounds(&s, &Counter, deadline + 1)
             .await
             .expect("recover");
         assert_eq!(report.aborted.len(), 1);
@@ -698,20 +951,73 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_sweeper_aborts_only_rounds_past_their_deadline() {
+    async fn the_sweeper_closes_stages_past_their_deadline_through_the_protocol() {
         let (s, fed, members) = setup(2).await;
-        let round = open_round(&s, &SetupOnly, &fed, members, T0)
+        let config = Config::parse(EXAMPLE_CONFIG, std::path::Path::new(".")).expect("config");
+        let identity = Arc::new(ServerIdentity::generate());
+        let round = open_round(&s, &Counter, &fed, members, T0)
             .await
             .expect("open");
         let deadline = round.summary.stage_deadline_ms;
-        assert!(expire_rounds(&s, deadline).await.expect("sweep").is_empty());
-        let expired = expire_rounds(&s, deadline + 1).await.expect("sweep");
-        assert_eq!(expired.len(), 1);
+        let sweep = |now| close_expired_stages(&s, &Counter, &config, &identity, now);
+        assert!(sweep(deadline).await.expect("sweep").is_empty());
+
+        // Past the deadline the stage closes: the round moves on, with the
+        // next stage's deadline.
+        let closed = sweep(deadline + 1).await.expect("sweep");
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].stage, Stage::AdvertiseKeys);
+        let Advanced::Saved(ref next) = closed[0].result else {
+            panic!("saved expected: {closed:?}");
+        };
+        assert_eq!(next.stage, Stage::ShareKeys);
+        assert_eq!(
+            next.stage_deadline_ms,
+            deadline + 1 + u64::from(fed.deadlines.share_keys_secs) * 1000
+        );
+
+        // Through every stage; closing the last one aborts (the counter
+        // has nothing to publish).
+        let mut now = next.stage_deadline_ms;
+        for _ in 0..3 {
+            now += 100_000_000;
+            assert_eq!(sweep(now).await.expect("sweep").len(), 1);
+        }
         assert!(
             s.round_in_flight(fed.id.clone())
                 .await
                 .expect("flight")
                 .is_none()
         );
+        let record = s
+            .load_round(fed.id.clone(), 1)
+            .await
+            .expect("load")
+            .expect("round");
+        assert!(matches!(
+            record.summary.outcome,
+            Some(RoundOutcome::Aborted { ref detail, .. }) if detail.contains("no sum")
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_aborts_rounds_of_federations_no_longer_configured() {
+        let (s, fed, members) = setup(2).await;
+        let mut config = Config::parse(EXAMPLE_CONFIG, std::path::Path::new(".")).expect("config");
+        config.federations.clear();
+        let identity = Arc::new(ServerIdentity::generate());
+        let round = open_round(&s, &Counter, &fed, members, T0)
+            .await
+            .expect("open");
+        let closed = close_expired_stages(
+            &s,
+            &Counter,
+            &config,
+            &identity,
+            round.summary.stage_deadline_ms + 1,
+        )
+        .await
+        .expect("sweep");
+        assert!(matches!(closed[0].result, Advanced::Aborted(_)));
     }
 }

@@ -1,5 +1,6 @@
-//! Starting and stopping the HTTPS server: certificate, log key, storage, start-up
-//! recovery of rounds in flight, the listener, the deadline sweeper, and
+//! Starting and stopping the HTTPS server: certificate, signing key, log
+//! key, storage, start-up recovery of rounds in flight, the listener, the
+//! deadline sweeper (which closes expired stages through the protocol), and
 //! graceful shutdown.
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::identity::ServerIdentity;
 use crate::log::LogKey;
 use crate::replay::{ReplayGuard, ReplayLimits};
 use crate::rounds::{self, RecoveryReport, SharedProtocol};
@@ -48,6 +50,10 @@ pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningSe
         tracing::info!(cert = %paths.cert.display(), "generated a self-signed certificate");
     }
     let tls = tls::load(&paths)?;
+    if ServerIdentity::ensure(&config.server.data_dir)? {
+        tracing::info!("generated the server's signing key");
+    }
+    let identity = Arc::new(ServerIdentity::load(&config.server.data_dir)?);
     let (log_key, generated) = LogKey::ensure(&config.server.data_dir)?;
     if generated {
         tracing::info!(public_key = %log_key.public_hex(), "generated the transparency log key");
@@ -82,16 +88,17 @@ pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningSe
         storage: Arc::clone(&storage),
         protocol,
         replay: Arc::new(ReplayGuard::new(ReplayLimits::default(), started_ms)),
+        identity,
         log_key: Arc::clone(&log_key),
     };
     let handle = Handle::new();
     let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.config))
         .map_err(bind_error)?
         .handle(handle.clone());
-    let serve = tokio::spawn(server.serve(app(state).into_make_service()));
+    let serve = tokio::spawn(server.serve(app(state.clone()).into_make_service()));
 
     let (stop, stopped) = watch::channel(false);
-    let sweeper = tokio::spawn(sweep(storage, stopped));
+    let sweeper = tokio::spawn(sweep(state, stopped));
     tracing::info!(%addr, fingerprint = %tls.fingerprint, "serving");
     Ok(RunningServer {
         addr,
@@ -105,22 +112,31 @@ pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningSe
     })
 }
 
-/// Aborts rounds past their stage deadline until told to stop.
-async fn sweep(storage: Arc<dyn Storage>, mut stopped: watch::Receiver<bool>) {
+/// Closes stages past their deadline until told to stop.
+async fn sweep(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
             _ = tick.tick() => {
-                match rounds::expire_rounds(&*storage, now_ms()).await {
-                    Ok(expired) => {
-                        for round in expired {
-                            tracing::warn!(
-                                federation = %round.federation_id,
-                                round = round.round,
-                                stage = %round.stage,
-                                "round aborted: stage deadline passed"
+                let closed = rounds::close_expired_stages(
+                    &*state.storage,
+                    &*state.protocol,
+                    &state.config,
+                    &state.identity,
+                    now_ms(),
+                )
+                .await;
+                match closed {
+                    Ok(closed) => {
+                        for c in closed {
+                            tracing::info!(
+                                federation = %c.federation_id,
+                                round = c.round,
+                                stage = %c.stage,
+                                result = ?c.result,
+                                "stage deadline passed; stage closed"
                             );
                         }
                     }

@@ -7,8 +7,20 @@ use std::time::Duration;
 
 use common::{TestServer, kind, status_and_json, trusting_client};
 use ed25519_dalek::SigningKey;
+use hearth_fed::global::{AdapterLayout, GlobalStatement};
+use hearth_server::config::Config;
 use hearth_server::storage::{Publication, SqliteStorage, Storage};
 use hearth_server::{CheckinResponse, Stage, now_ms, ops};
+
+/// The `notes` federation's adapter layout in the test configuration.
+fn t_config_layout(dir: &std::path::Path) -> AdapterLayout {
+    let config = Config::load(&dir.join("hearth-server.toml")).expect("config");
+    config
+        .federation("notes")
+        .expect("notes")
+        .adapter_layout()
+        .expect("layout")
+}
 
 const CHECKIN: &str = "/v1/federations/notes/checkin";
 
@@ -30,8 +42,26 @@ async fn public_endpoints_and_uniform_errors() {
     assert_eq!(info["secagg_full_cohort"]["neighbours"], 2);
     assert!(info["global"].is_null());
 
-    let (status, body) = t.get("/v1/federations/notes/global/latest").await;
-    assert_eq!((status, kind(&body)), (404, "not_found"), "{body}");
+    // Before any round, the latest global adapter is version 0, signed.
+    let response = t
+        .client
+        .get(t.url("/v1/federations/notes/global/latest"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-hearth-global-version"], "0");
+    assert_eq!(response.headers()["x-hearth-epsilon"], "none");
+    assert!(response.headers().contains_key("x-hearth-global-signature"));
+    let (status, key) = t.get("/v1/server-key").await;
+    assert_eq!(status, 200);
+    assert_eq!(key["algorithm"], "ed25519");
+    assert_eq!(
+        key["public_key"].as_str(),
+        hearth_server::ops::server_key(&t.config)
+            .expect("key")
+            .as_deref()
+    );
     let (status, body) = t.get("/v1/federations/nope").await;
     assert_eq!((status, kind(&body)), (404, "not_found"));
     let (status, body) = t.get("/v1/no/such/route").await;
@@ -363,23 +393,39 @@ async fn a_restart_keeps_devices_rounds_and_published_versions() {
     t.stop().await;
 
     // Publish round 1 while the server is down (as the aggregation step
-    // will), then check the new server serves it.
+    // does: statement and signature in the metadata), then check the new
+    // server serves it.
     let storage = SqliteStorage::open(dir.path()).expect("storage");
     let round = storage
         .round_in_flight("notes".into())
         .await
         .expect("flight")
         .expect("round 1");
+    let layout = t_config_layout(dir.path());
+    let adapter = layout.to_safetensors(&vec![0.25; 64]).expect("adapter");
+    let statement = GlobalStatement {
+        federation: "notes".into(),
+        version: 1,
+        round: round.round,
+        adapter_sha256: hearth_fed::global::adapter_sha256(&adapter),
+        contributors: 2,
+        epsilon: Some(1.5),
+    };
+    let identity = hearth_server::ServerIdentity::load(dir.path()).expect("key");
     storage
         .publish_global(Publication {
             federation_id: "notes".into(),
             round: round.round,
             expected_version: round.version,
-            adapter: b"global adapter v1".to_vec(),
-            metadata: serde_json::json!({ "clients": 2 }),
+            version: 1,
             contributors: 2,
-            epsilon: 1.0,
-            delta: 1e-6,
+            epsilon: Some(1.5),
+            delta: 1e-5,
+            adapter: adapter.clone(),
+            metadata: serde_json::json!({
+                "statement": statement,
+                "signature": hearth_server::auth::encode(&identity.sign(&statement).to_bytes()),
+            }),
             at_ms: now_ms(),
         })
         .await
@@ -400,8 +446,10 @@ async fn a_restart_keeps_devices_rounds_and_published_versions() {
         .to_str()
         .expect("ascii")
         .to_owned();
+    assert_eq!(response.headers()["x-hearth-contributors"], "2");
+    assert_eq!(response.headers()["x-hearth-epsilon"], "1.5");
     let bytes = response.bytes().await.expect("bytes");
-    assert_eq!(&bytes[..], b"global adapter v1");
+    assert_eq!(&bytes[..], &adapter[..]);
     assert_eq!(sha.len(), 64);
     let (_, info) = t.get("/v1/federations/notes").await;
     assert_eq!(info["global"]["version"], 1);

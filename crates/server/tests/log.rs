@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Device, TestServer, kind, status_and_json};
+use common::{Device, TestServer, copy_dir, kind, status_and_json};
 use hearth_fed::audit::wire::{
     self, AdapterEntryResponse, ConsistencyProofResponse, EntriesResponse, InclusionProofResponse,
     LogKeyResponse, SthResponse,
@@ -16,6 +16,7 @@ use hearth_fed::audit::{
     Absence, AdapterCheck, AuditError, CommitmentCheck, LogAudit, LogReplay, RoundCheck,
     commitment_leaf_hash,
 };
+use hearth_fed::global::GlobalStatement;
 use hearth_ledger::{Hash, LogEntry, ProofError, leaf_hash, verify_consistency, verify_inclusion};
 use hearth_server::now_ms;
 use hearth_server::storage::{Publication, SqliteStorage, Storage, UploadCommitment};
@@ -147,6 +148,31 @@ async fn round_with_two(t: &TestServer) -> (Device, Device) {
     (a, b)
 }
 
+/// The statement and signature a publication carries, as the round code
+/// makes them (the download endpoint serves them), signed with the
+/// server's key from `dir`.
+fn signed_metadata(
+    dir: &Path,
+    version: u64,
+    round: u64,
+    adapter: &[u8],
+    contributors: u64,
+) -> serde_json::Value {
+    let statement = GlobalStatement {
+        federation: "notes".into(),
+        version,
+        round,
+        adapter_sha256: hearth_fed::global::adapter_sha256(adapter),
+        contributors,
+        epsilon: Some(0.8),
+    };
+    let identity = hearth_server::ServerIdentity::load(dir).expect("server key");
+    serde_json::json!({
+        "statement": statement,
+        "signature": hearth_server::auth::encode(&identity.sign(&statement).to_bytes()),
+    })
+}
+
 /// What the round code does as uploads arrive and the round completes,
 /// through the storage API it calls, on the running server's database.
 async fn uploads_then_publish(
@@ -176,15 +202,23 @@ async fn uploads_then_publish(
         .await
         .expect("flight")
         .expect("round in flight");
+    let version = storage
+        .latest_global("notes".into())
+        .await
+        .expect("latest")
+        .map_or(0, |g| g.version)
+        + 1;
+    let contributors = uploads.len() as u64;
     storage
         .publish_global(Publication {
             federation_id: "notes".into(),
             round,
             expected_version: flight.version,
+            version,
             adapter: adapter.to_vec(),
-            metadata: serde_json::json!({}),
-            contributors: uploads.len() as u64,
-            epsilon: 0.8,
+            metadata: signed_metadata(dir, version, round, adapter, contributors),
+            contributors,
+            epsilon: Some(0.8),
             delta: 1e-5,
             at_ms: now_ms(),
         })
@@ -436,9 +470,15 @@ async fn a_changed_entry_in_the_database_is_detected() {
             [forged.leaf_data()],
         )
         .expect("forge entry");
+        // With the data folder comes the publication key: the swapped
+        // adapter carries a valid signature, so only the log can tell.
         conn.execute(
-            "UPDATE global_versions SET adapter = ?1, sha256 = ?2",
-            rusqlite::params![evil.to_vec(), Hash::sha256(evil).to_bytes()],
+            "UPDATE global_versions SET adapter = ?1, sha256 = ?2, metadata_json = ?3",
+            rusqlite::params![
+                evil.to_vec(),
+                Hash::sha256(evil).to_bytes(),
+                signed_metadata(dir.path(), 1, 1, evil, 2).to_string()
+            ],
         )
         .expect("swap adapter");
     }
@@ -477,20 +517,6 @@ async fn a_changed_entry_in_the_database_is_detected() {
     );
     assert!(err.to_string().starts_with("root mismatch"));
     t.stop().await;
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            // Keeps the permissions (the log key stays owner-only).
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

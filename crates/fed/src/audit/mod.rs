@@ -28,6 +28,9 @@
 //!
 //! # What the HTTP driver fetches
 //!
+//! (`FedClient::audit_round`, behind the `client` feature, does exactly
+//! this.)
+//!
 //! At join: [`wire::KEY_PATH`] → [`LogAudit::pin`] (or [`LogAudit::new`]
 //! with the key the operator printed); store the audit. After each round,
 //! with `size` the new head's size:
@@ -364,7 +367,9 @@ pub struct AdapterVerified {
     pub round: u64,
     /// How many devices contributed.
     pub contributors: u64,
-    /// Differential-privacy epsilon spent so far.
+    /// Differential-privacy epsilon of the aggregate at `delta`;
+    /// [`hearth_ledger::NO_DP_BOUND`] (`+∞`) when the round added no
+    /// noise: no guarantee to show.
     pub epsilon: f64,
     /// The delta it holds with.
     pub delta: f64,

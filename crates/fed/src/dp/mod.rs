@@ -38,6 +38,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::RoundId;
 
+/// The δ at which ε is reported when a federation states none: well below
+/// `1/n` for any population Hearth federations are sized for, the usual
+/// rule for user-level (ε, δ) statements.
+pub const DEFAULT_DELTA: f64 = 1e-5;
+
 /// What can go wrong with DP parameters and inputs.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]

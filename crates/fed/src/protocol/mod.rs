@@ -50,8 +50,8 @@ pub use client::{
     ClientReadyToUpload, ClientRound,
 };
 pub use server::{
-    AbortReason, Aborted, AggregatorRound, CollectingKeys, CollectingUploads, Done, ServerError,
-    SharingKeys, Stage, Unmasking,
+    AbortReason, Aborted, AggregatorRound, CollectingKeys, CollectingUploads, DeviceStatus, Done,
+    ServerError, SharingKeys, Stage, Unmasking,
 };
 
 use crate::dp::{DistributedDp, DpError};

@@ -1008,6 +1008,19 @@ impl Done {
     }
 }
 
+/// Where one device stands in the current stage, so a server can answer a
+/// polling device without handing it a message twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// The stage is waiting for this device's message.
+    Pending,
+    /// This device's message for the stage is in.
+    Answered,
+    /// This device is not (or no longer) taking part: it missed an earlier
+    /// stage, or was never in the cohort.
+    NotTakingPart,
+}
+
 /// A whole round on the server, in whichever stage it is: the type the
 /// server crate stores and drives.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -1109,6 +1122,53 @@ impl AggregatorRound {
             Self::Done(_) | Self::Aborted(_) => Err(ServerError::NothingToSend {
                 stage: self.stage(),
             }),
+        }
+    }
+
+    /// Where `device` stands in the current stage. While collecting keys
+    /// anyone not yet advertised is [`DeviceStatus::Pending`]: the cohort
+    /// is the caller's to know until keys close.
+    pub fn device_status(&self, device: &DeviceId) -> DeviceStatus {
+        let of = |answered: bool, member: bool| match (member, answered) {
+            (false, _) => DeviceStatus::NotTakingPart,
+            (true, true) => DeviceStatus::Answered,
+            (true, false) => DeviceStatus::Pending,
+        };
+        match self {
+            Self::CollectingKeys(s) => of(s.advertisements.contains_key(device), true),
+            Self::SharingKeys(s) => match s.cohort.position(device) {
+                Some(p) => of(s.shares.contains_key(&p), true),
+                None => DeviceStatus::NotTakingPart,
+            },
+            Self::CollectingUploads(s) => match s.cohort.position(device) {
+                Some(p) => of(s.uploaded.contains(&p), s.sharers.contains(&p)),
+                None => DeviceStatus::NotTakingPart,
+            },
+            Self::Unmasking(s) => match s.cohort.position(device) {
+                Some(p) => of(s.responded.contains(&p), s.uploaded.contains(&p)),
+                None => DeviceStatus::NotTakingPart,
+            },
+            Self::Done(_) | Self::Aborted(_) => DeviceStatus::NotTakingPart,
+        }
+    }
+
+    /// Messages still expected before the stage can close early: `None`
+    /// while collecting keys (the caller knows whom it invited) and once
+    /// the round has ended.
+    pub fn pending(&self) -> Option<usize> {
+        match self {
+            Self::SharingKeys(s) => Some(s.cohort.devices.len().saturating_sub(s.shares.len())),
+            Self::CollectingUploads(s) => Some(s.sharers.len().saturating_sub(s.uploaded.len())),
+            Self::Unmasking(s) => Some(s.uploaded.len().saturating_sub(s.responded.len())),
+            Self::CollectingKeys(_) | Self::Done(_) | Self::Aborted(_) => None,
+        }
+    }
+
+    /// Key advertisements accepted so far (0 after keys closed).
+    pub fn advertised(&self) -> usize {
+        match self {
+            Self::CollectingKeys(s) => s.advertisements.len(),
+            _ => 0,
         }
     }
 

@@ -1,8 +1,6 @@
 //! `/v1/federations/{id}/...`: the public description of a federation, its
-//! latest global adapter, and device check-in. Round endpoints (key
-//! advertisement, shares, masked uploads, unmasking) join this router when
-//! the SecAgg+ machine is plugged in, each advancing the round through
-//! [`crate::rounds::advance_round`].
+//! latest global adapter (signed; version 0 until a round publishes), and
+//! device check-in. The round endpoints are in [`super::rounds`].
 
 use axum::Router;
 use axum::body::Body;
@@ -13,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use hearth_fed::global::format_epsilon;
+
 use crate::AppState;
+use crate::adapter;
 use crate::checkin::{self, CheckinRequest, CheckinResponse};
 use crate::config::{AdapterShape, BaseModel, Deadlines, DpConfig, SecAggConfig, SecAggParams};
 use crate::error::AppError;
@@ -84,14 +85,10 @@ impl From<GlobalVersion> for GlobalInfo {
     }
 }
 
-/// Headers carrying a global adapter's metadata beside its bytes.
-pub const GLOBAL_VERSION_HEADER: &str = "x-hearth-global-version";
-/// The round that produced the adapter.
-pub const GLOBAL_ROUND_HEADER: &str = "x-hearth-round";
-/// Hex SHA-256 of the body.
-pub const GLOBAL_SHA256_HEADER: &str = "x-hearth-sha256";
-/// Publication time, milliseconds.
-pub const GLOBAL_PUBLISHED_HEADER: &str = "x-hearth-published-at-ms";
+pub use hearth_fed::api::{
+    GLOBAL_CONTRIBUTORS_HEADER, GLOBAL_EPSILON_HEADER, GLOBAL_PUBLISHED_HEADER,
+    GLOBAL_ROUND_HEADER, GLOBAL_SHA256_HEADER, GLOBAL_SIGNATURE_HEADER, GLOBAL_VERSION_HEADER,
+};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -130,17 +127,12 @@ async fn latest_global(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    state.federation(&id)?;
-    let (meta, bytes) = state
-        .storage
-        .latest_global_adapter(id.clone())
-        .await?
-        .ok_or_else(|| {
-            AppError::NotFound(format!(
-                "federation {id} has not published a global adapter yet"
-            ))
-        })?;
-    let sha = hex::encode(meta.sha256);
+    let federation = state.federation(&id)?;
+    let served = adapter::latest(&*state.storage, federation, &state.identity)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let statement = &served.statement;
+    let sha = hex::encode(statement.adapter_sha256);
     let header = |v: String| {
         HeaderValue::from_str(&v).map_err(|e| AppError::Internal(format!("header value: {e}")))
     };
@@ -149,23 +141,35 @@ async fn latest_global(
             CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         ),
-        (CONTENT_LENGTH, header(bytes.len().to_string())?),
+        (CONTENT_LENGTH, header(served.bytes.len().to_string())?),
         (ETAG, header(format!("\"{sha}\""))?),
         (
             HeaderName::from_static(GLOBAL_VERSION_HEADER),
-            header(meta.version.to_string())?,
+            header(statement.version.to_string())?,
         ),
         (
             HeaderName::from_static(GLOBAL_ROUND_HEADER),
-            header(meta.round.to_string())?,
+            header(statement.round.to_string())?,
         ),
         (HeaderName::from_static(GLOBAL_SHA256_HEADER), header(sha)?),
         (
             HeaderName::from_static(GLOBAL_PUBLISHED_HEADER),
-            header(meta.published_at_ms.to_string())?,
+            header(served.published_at_ms.to_string())?,
+        ),
+        (
+            HeaderName::from_static(GLOBAL_CONTRIBUTORS_HEADER),
+            header(statement.contributors.to_string())?,
+        ),
+        (
+            HeaderName::from_static(GLOBAL_EPSILON_HEADER),
+            header(format_epsilon(statement.epsilon))?,
+        ),
+        (
+            HeaderName::from_static(GLOBAL_SIGNATURE_HEADER),
+            header(crate::auth::encode(&served.signature.to_bytes()))?,
         ),
     ];
-    Ok((headers, Body::from(bytes)).into_response())
+    Ok((headers, Body::from(served.bytes)).into_response())
 }
 
 async fn checkin(

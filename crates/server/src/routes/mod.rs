@@ -7,6 +7,8 @@ mod enrol;
 mod federations;
 mod health;
 mod log;
+mod rounds;
+mod server_key;
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ use tower_http::trace::TraceLayer;
 pub use enrol::{ENROL_BODY_LIMIT, EnrolRequest, EnrolResponse};
 pub use federations::{CHECKIN_BODY_LIMIT, GlobalInfo, PublicFederation};
 pub use health::Health;
+pub use rounds::{KEYS_BODY_LIMIT, ROUND_MESSAGE_BODY_LIMIT, UPLOAD_SLACK, upload_size};
 
 use crate::AppState;
 use crate::error::{AppError, finish_response};
@@ -34,7 +37,7 @@ pub fn app(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
     let concurrency = state.config.server.max_concurrent_requests;
     Router::new()
-        .nest("/v1", v1())
+        .nest("/v1", v1(&state))
         .fallback(|| async { AppError::NoRoute("no such endpoint".into()) })
         .with_state(state)
         // Innermost first: the timeout bounds handler time, the limit
@@ -49,11 +52,15 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::map_response(finish_response))
 }
 
-fn v1() -> Router<AppState> {
+fn v1(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(health::routes())
         .merge(enrol::routes())
-        .nest("/federations", federations::routes())
+        .merge(server_key::routes())
+        .nest(
+            "/federations",
+            federations::routes().merge(rounds::routes(&state.config)),
+        )
         .nest("/log", log::routes())
 }
 
@@ -80,7 +87,7 @@ pub(crate) fn with_body_limit(
         ))
 }
 
-async fn refuse_declared_oversize(limit: usize, req: Request, next: Next) -> Response {
+pub(crate) async fn refuse_declared_oversize(limit: usize, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -114,8 +121,9 @@ mod tests {
     use super::*;
     use crate::auth::{self, RequestToSign};
     use crate::config::{Config, EXAMPLE_CONFIG};
+    use crate::identity::ServerIdentity;
     use crate::replay::{ReplayGuard, ReplayLimits};
-    use crate::rounds::SetupOnly;
+    use crate::secagg::SecAggRounds;
     use crate::storage::{Enrolment, NewInvite, SqliteStorage, Storage};
 
     async fn state_with_device(key: &SigningKey) -> AppState {
@@ -145,8 +153,9 @@ mod tests {
         AppState {
             config: Arc::new(config),
             storage: Arc::new(storage),
-            protocol: Arc::new(SetupOnly),
+            protocol: Arc::new(SecAggRounds),
             replay: Arc::new(ReplayGuard::new(ReplayLimits::default(), 0)),
+            identity: Arc::new(ServerIdentity::generate()),
             log_key: Arc::new(crate::log::LogKey::from_seed(&[9; 32])),
         }
     }
@@ -207,6 +216,83 @@ mod tests {
         assert_eq!(
             kind_of(response).await,
             (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn streamed_uploads_past_the_federations_size_are_413() {
+        let app_fn = app;
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let state = state_with_device(&key).await;
+        let notes = state.config.federation("notes").expect("notes");
+        let limit = upload_size(notes) + UPLOAD_SLACK;
+        let app = app(state);
+        // Past axum's default 2 MB too, which the upload route lifts.
+        for size in [limit + 1, 3 << 20] {
+            let body = vec![0u8; size];
+            let path = "/v1/federations/notes/rounds/1/upload";
+            let signed = auth::sign_request(
+                &key,
+                &RequestToSign {
+                    device_id: "dev_one",
+                    method: "POST",
+                    path,
+                    timestamp_ms: crate::now_ms(),
+                    body: &body,
+                },
+            )
+            .expect("sign");
+            let mut request = Request::post(path);
+            for (name, value) in signed.pairs() {
+                request = request.header(name, value);
+            }
+            let response = app
+                .clone()
+                .oneshot(request.body(Body::from(body)).expect("request"))
+                .await
+                .expect("infallible");
+            assert_eq!(
+                kind_of(response).await,
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into())
+            );
+        }
+
+        // A federation whose uploads are larger than axum's default 2 MB
+        // body limit: an upload of exactly its size is read (and then
+        // refused for what it is, here a device outside any round).
+        let mut state = state_with_device(&key).await;
+        let mut config = (*state.config).clone();
+        config.federations[0].adapter = crate::config::AdapterShape {
+            tensors: vec![],
+            parameters: Some(600_000),
+        };
+        state.config = Arc::new(config);
+        let size = upload_size(state.config.federation("notes").expect("notes"));
+        assert!(size > 2 << 20);
+        let body = vec![0u8; size];
+        let path = "/v1/federations/notes/rounds/1/upload";
+        let signed = auth::sign_request(
+            &key,
+            &RequestToSign {
+                device_id: "dev_one",
+                method: "POST",
+                path,
+                timestamp_ms: crate::now_ms(),
+                body: &body,
+            },
+        )
+        .expect("sign");
+        let mut request = Request::post(path);
+        for (name, value) in signed.pairs() {
+            request = request.header(name, value);
+        }
+        let response = app_fn(state)
+            .oneshot(request.body(Body::from(body)).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            kind_of(response).await,
+            (StatusCode::FORBIDDEN, "forbidden".into())
         );
     }
 

@@ -464,11 +464,12 @@ mod tests {
         }
     }
 
-    fn publication(expected_version: u64, epsilon: f64) -> Publication {
+    fn publication(expected_version: u64, epsilon: Option<f64>) -> Publication {
         Publication {
             federation_id: "f".into(),
             round: 1,
             expected_version,
+            version: 1,
             adapter: b"adapter".to_vec(),
             metadata: serde_json::json!({}),
             contributors: 2,
@@ -560,7 +561,7 @@ mod tests {
         s.record_upload_commitment(commitment("dev-1", b"one"), None)
             .await
             .expect("commit");
-        s.publish_global(publication(1, 0.75))
+        s.publish_global(publication(1, Some(0.75)))
             .await
             .expect("publish");
         s.open_round(NewRound {
@@ -640,12 +641,12 @@ mod tests {
 
         // A stale publication, and one whose epsilon the log cannot hold.
         assert!(matches!(
-            s.publish_global(publication(9, 1.0)).await,
+            s.publish_global(publication(9, Some(1.0))).await,
             Err(StorageError::Conflict(_))
         ));
         for bad in [f64::NAN, -1.0, f64::INFINITY] {
             assert!(matches!(
-                s.publish_global(publication(1, bad)).await,
+                s.publish_global(publication(1, Some(bad))).await,
                 Err(StorageError::Invalid(_))
             ));
         }
@@ -709,11 +710,34 @@ mod tests {
         let published = s
             .publish_global(Publication {
                 delta: -0.0,
-                ..publication(1, -0.0)
+                ..publication(1, Some(-0.0))
             })
             .await
             .expect("publish");
         assert_eq!(published.version, 1);
+    }
+
+    #[tokio::test]
+    async fn a_round_without_noise_is_logged_with_an_infinite_epsilon() {
+        let s = storage_with_round(2).await;
+        s.publish_global(publication(1, None))
+            .await
+            .expect("publish");
+        let logged = entries_of(&s);
+        let Some(LogEntry::AdapterPublished { epsilon, delta, .. }) = logged.last() else {
+            panic!("adapter entry expected: {logged:?}");
+        };
+        // "No bound", never a number that reads as a guarantee.
+        assert_eq!(*epsilon, f64::INFINITY);
+        assert_eq!(*delta, 1e-6);
+        let event = s
+            .events(0, 100)
+            .await
+            .expect("events")
+            .into_iter()
+            .find(|e| e.kind == "global_published")
+            .expect("publish event");
+        assert!(event.detail["epsilon"].is_null());
     }
 
     #[tokio::test]
@@ -771,7 +795,7 @@ mod tests {
         assert_eq!(receipt.log_index, first.log_index + 1);
 
         // A closed round takes no more commitments.
-        s.publish_global(publication(2, 1.0))
+        s.publish_global(publication(2, Some(1.0)))
             .await
             .expect("publish");
         assert!(matches!(
@@ -857,7 +881,7 @@ mod tests {
             .record_upload_commitment(commitment("dev-2", b"two"), None)
             .await
             .expect("commit");
-        s.publish_global(publication(1, 1.0))
+        s.publish_global(publication(1, Some(1.0)))
             .await
             .expect("publish");
         let size = s.log_size().await.expect("size");

@@ -31,7 +31,9 @@
 //!   (contributors 0: nothing was aggregated) or
 //!   [`Storage::publish_global`] completes one;
 //! - an `adapter_published` entry in [`Storage::publish_global`], from the
-//!   [`Publication`]'s contributors, epsilon and delta.
+//!   [`Publication`]'s global version, contributors, epsilon and delta (a
+//!   round without noise has no epsilon and is logged with `+∞`, "no
+//!   bound", never with a number that could read as a guarantee).
 //!
 //! A change that fails appends nothing, and nothing is appended without
 //! its change. Devices verify the log with `hearth_fed::audit`.
@@ -135,6 +137,12 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         federation_id: String,
     ) -> StorageFuture<'_, Option<(GlobalVersion, Vec<u8>)>>;
+    /// The version a round published, if it published one.
+    fn global_by_round(
+        &self,
+        federation_id: String,
+        round: u64,
+    ) -> StorageFuture<'_, Option<GlobalVersion>>;
 
     /// Appends an event to the log.
     fn append_event(&self, event: NewEvent) -> StorageFuture<'_, u64>;
@@ -246,6 +254,31 @@ pub struct LogLeaf {
     pub index: u64,
     /// The exact bytes hashed into the log.
     pub leaf_data: Vec<u8>,
+}
+
+/// The event kinds the round lifecycle records, each in the same
+/// transaction as the change it describes (and as the transparency log
+/// entry recording it, whose index the detail's `log_index` names), for
+/// the operator's audit trail.
+pub mod event_kinds {
+    /// A masked upload was accepted into a round's sum, written by
+    /// [`Storage::record_upload_commitment`](super::Storage::record_upload_commitment)
+    /// with the round's `round_participation` log entry (the one record of
+    /// a participation: round code logs no event of its own). Detail:
+    /// `upload_sha256` (hex SHA-256 of the exact binary upload bytes) and
+    /// `log_index`; the event's `device_id` and `round` say who and which.
+    pub const UPLOAD_ACCEPTED: &str = "upload_accepted";
+    /// A round ended, published or aborted (with the closing change).
+    /// Detail: `contributors` (updates in the aggregate; 0 when aborted),
+    /// `aborted`, `version` (published) or `reason` (aborted), and the
+    /// `log_index` of its `round_outcome` log entry.
+    pub const ROUND_OUTCOME: &str = "round_outcome";
+    /// A global adapter version was published (with the publication).
+    /// Detail: `version`, `round`, `sha256` (hex, of the safetensors
+    /// bytes), `size_bytes`, `contributors`, `epsilon` (the round's ε at
+    /// `delta`; `null` when the round added no noise), `delta`, and the
+    /// `log_index` / `outcome_log_index` of its log entries.
+    pub const GLOBAL_PUBLISHED: &str = "global_published";
 }
 
 /// Why a storage call failed.
@@ -537,19 +570,24 @@ pub struct Publication {
     pub federation_id: String,
     /// The round that produced it.
     pub round: u64,
-    /// The version the result was computed from.
+    /// The round state version the result was computed from.
     pub expected_version: u64,
+    /// The global version it becomes: must be the federation's last plus
+    /// one (the statement signed for it names this number).
+    pub version: u64,
+    /// Devices whose updates are in it.
+    pub contributors: u64,
+    /// The round's ε at `delta`: finite and at least 0, or `None` when the
+    /// round added no noise and so has no bound. The transparency log
+    /// records `None` as an epsilon of `+∞` (see
+    /// [`hearth_ledger::LogEntry::AdapterPublished`]).
+    pub epsilon: Option<f64>,
+    /// The δ `epsilon` holds with (the federation's; in `[0, 1]`).
+    pub delta: f64,
     /// The new global adapter, serialized.
     pub adapter: Vec<u8>,
     /// Facts about it for clients (format, clients aggregated, ...).
     pub metadata: serde_json::Value,
-    /// How many devices' updates are in the aggregate (logged).
-    pub contributors: u64,
-    /// The differential-privacy epsilon spent so far (logged; finite, at
-    /// least 0).
-    pub epsilon: f64,
-    /// The delta `epsilon` holds with (logged; in `[0, 1]`).
-    pub delta: f64,
     /// When.
     pub at_ms: u64,
 }
@@ -574,7 +612,7 @@ pub struct GlobalVersion {
 }
 
 /// An event to log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     /// When.
     pub at_ms: u64,

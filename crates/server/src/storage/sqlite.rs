@@ -23,7 +23,7 @@ use super::{
     Checkin, CohortMember, CommitmentReceipt, DeviceCounts, DeviceRecord, Enrolment, Event,
     FederationRecord, FederationSync, GlobalVersion, InviteRefusal, LogInclusion, LogLeaf,
     NewEvent, NewInvite, NewRound, Publication, RoundAbort, RoundOutcome, RoundRecord,
-    RoundSummary, RoundUpdate, Storage, StorageError, StorageFuture, UploadCommitment,
+    RoundSummary, RoundUpdate, Storage, StorageError, StorageFuture, UploadCommitment, event_kinds,
 };
 use crate::log::LogKey;
 use crate::rounds::Stage;
@@ -326,6 +326,21 @@ impl Storage for SqliteStorage {
                      ORDER BY version DESC LIMIT 1"
                 ))?
                 .query_row([federation_id], |row| Ok((global_row(row)?, row.get(7)?)))
+                .optional()?)
+        })
+    }
+
+    fn global_by_round(
+        &self,
+        federation_id: String,
+        round: u64,
+    ) -> StorageFuture<'_, Option<GlobalVersion>> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "{GLOBAL_COLUMNS} WHERE federation_id = ?1 AND round = ?2"
+                ))?
+                .query_row(params![federation_id, round], global_row)
                 .optional()?)
         })
     }
@@ -919,7 +934,7 @@ fn record_upload_commitment(
         };
     let round_summary = update.map(|u| save_round_in(&tx, u)).transpose()?;
     if appended {
-        let mut e = event("upload_accepted", at_ms, &federation_id);
+        let mut e = event(event_kinds::UPLOAD_ACCEPTED, at_ms, &federation_id);
         e.round = Some(round);
         e.device_id = Some(device_id);
         e.detail = serde_json::json!({
@@ -1006,9 +1021,39 @@ fn abort_round(conn: &mut Connection, abort: RoundAbort) -> Result<RoundSummary>
     e.round = Some(abort.round);
     e.detail = serde_json::json!({ "reason": abort.reason, "log_index": logged.index });
     log_event(&tx, &e)?;
+    let mut e = event(
+        event_kinds::ROUND_OUTCOME,
+        abort.at_ms,
+        &abort.federation_id,
+    );
+    e.round = Some(abort.round);
+    e.detail = serde_json::json!({
+        "contributors": 0,
+        "aborted": true,
+        "reason": abort.reason,
+        "log_index": logged.index,
+    });
+    log_event(&tx, &e)?;
     let summary = round_summary(&tx, &abort.federation_id, abort.round)?;
     tx.commit()?;
     Ok(summary)
+}
+
+/// The epsilon an `adapter_published` entry records for a publication's:
+/// `+∞` for `None` (the round added no noise, so there is no bound; a
+/// finite stand-in such as 0 would read as a guarantee), the value itself
+/// otherwise, with -0 as 0 (the one encoding of zero the log accepts). A
+/// given epsilon must be finite and at least 0: `+∞` is reserved for "no
+/// noise", and NaN or a negative value is an accounting bug to refuse, not
+/// to log.
+fn logged_epsilon(epsilon: Option<f64>) -> Result<f64> {
+    match epsilon {
+        None => Ok(f64::INFINITY),
+        Some(e) if e.is_finite() && e >= 0.0 => Ok(e + 0.0),
+        Some(e) => Err(StorageError::Invalid(format!(
+            "epsilon {e} is not a finite value of at least 0 (a round without noise has none)"
+        ))),
+    }
 }
 
 fn publish_global(conn: &mut Connection, publication: Publication) -> Result<GlobalVersion> {
@@ -1018,6 +1063,12 @@ fn publish_global(conn: &mut Connection, publication: Publication) -> Result<Glo
         [&publication.federation_id],
         |row| row.get(0),
     )?;
+    if publication.version != version {
+        return Err(StorageError::Conflict(format!(
+            "federation {} publishes version {version} next, not {}",
+            publication.federation_id, publication.version
+        )));
+    }
     close_round(
         &tx,
         &publication.federation_id,
@@ -1046,9 +1097,10 @@ fn publish_global(conn: &mut Connection, publication: Publication) -> Result<Glo
             round: publication.round,
             adapter_sha256: Hash::from_bytes(sha256),
             contributors: publication.contributors,
+            epsilon: logged_epsilon(publication.epsilon)?,
             // `+ 0.0` turns -0 into 0, the one encoding of zero the log
-            // accepts; NaN, infinities and negatives are refused.
-            epsilon: publication.epsilon + 0.0,
+            // accepts; NaN, infinities and values outside [0, 1] are
+            // refused by `append_entry`.
             delta: publication.delta + 0.0,
         },
         publication.at_ms,
@@ -1068,13 +1120,14 @@ fn publish_global(conn: &mut Connection, publication: Publication) -> Result<Glo
     )
     .map_err(conflict_on_constraint("global version"))?;
     let mut e = event(
-        "global_published",
+        event_kinds::GLOBAL_PUBLISHED,
         publication.at_ms,
         &publication.federation_id,
     );
     e.round = Some(publication.round);
     e.detail = serde_json::json!({
         "version": version,
+        "round": publication.round,
         "sha256": hex::encode(sha256),
         "size_bytes": publication.adapter.len(),
         "contributors": publication.contributors,
@@ -1082,6 +1135,19 @@ fn publish_global(conn: &mut Connection, publication: Publication) -> Result<Glo
         "delta": publication.delta,
         "log_index": logged_adapter.index,
         "outcome_log_index": outcome.index,
+    });
+    log_event(&tx, &e)?;
+    let mut e = event(
+        event_kinds::ROUND_OUTCOME,
+        publication.at_ms,
+        &publication.federation_id,
+    );
+    e.round = Some(publication.round);
+    e.detail = serde_json::json!({
+        "contributors": publication.contributors,
+        "aborted": false,
+        "version": version,
+        "log_index": outcome.index,
     });
     log_event(&tx, &e)?;
     let published = tx
@@ -1378,8 +1444,32 @@ mod tests {
             stage_deadline_ms: T0 + 2_000,
             at_ms: T0 + 20,
         };
-        let saved = s.save_round(update(1, vec![4])).await.expect("save");
+        // An accepted upload saves the round with its commitment, and
+        // logs its one event.
+        let receipt = s
+            .record_upload_commitment(
+                UploadCommitment {
+                    federation_id: "f".into(),
+                    round: 1,
+                    device_id: "dev-1".into(),
+                    upload_sha256: [0; 32],
+                    at_ms: T0 + 20,
+                },
+                Some(update(1, vec![4])),
+            )
+            .await
+            .expect("save");
+        let saved = receipt.round.expect("saved round");
         assert_eq!(saved.version, 2);
+        let logged = s.events(0, 100).await.expect("events");
+        assert_eq!(
+            logged
+                .iter()
+                .filter(|e| e.kind == event_kinds::UPLOAD_ACCEPTED
+                    && e.device_id.as_deref() == Some("dev-1"))
+                .count(),
+            1
+        );
         assert_eq!(saved.stage, Stage::ShareKeys);
         // A writer that computed from version 1 lost the race.
         let stale = s.save_round(update(1, vec![5])).await;
@@ -1426,15 +1516,35 @@ mod tests {
                 federation_id: "f".into(),
                 round: 1,
                 expected_version: 7,
+                version: 1,
+                contributors: 1,
+                epsilon: None,
                 adapter: vec![9; 10],
                 metadata: serde_json::json!({}),
-                contributors: 1,
-                epsilon: 1.0,
                 delta: 1e-6,
                 at_ms: T0 + 50,
             })
             .await;
         assert!(matches!(stale, Err(StorageError::Conflict(_))));
+        // So does one that names the wrong next version.
+        let skipping = s
+            .publish_global(Publication {
+                federation_id: "f".into(),
+                round: 1,
+                expected_version: 1,
+                version: 2,
+                contributors: 1,
+                epsilon: None,
+                delta: 1e-6,
+                adapter: vec![9; 10],
+                metadata: serde_json::json!({}),
+                at_ms: T0 + 50,
+            })
+            .await;
+        assert!(
+            matches!(&skipping, Err(StorageError::Conflict(m)) if m.contains("version 1 next")),
+            "{skipping:?}"
+        );
         assert!(s.latest_global("f".into()).await.expect("latest").is_none());
         assert!(
             s.round_in_flight("f".into())
@@ -1448,10 +1558,11 @@ mod tests {
                 federation_id: "f".into(),
                 round: 1,
                 expected_version: 1,
+                version: 1,
+                contributors: 1,
+                epsilon: Some(2.5),
                 adapter: b"adapter bytes".to_vec(),
                 metadata: serde_json::json!({ "clients": 1 }),
-                contributors: 1,
-                epsilon: 1.0,
                 delta: 1e-6,
                 at_ms: T0 + 60,
             })
@@ -1527,9 +1638,24 @@ mod tests {
         assert!(kinds.ends_with(&[
             "round_opened".to_owned(),
             "global_published".to_owned(),
+            "round_outcome".to_owned(),
             "round_opened".to_owned(),
             "round_aborted".to_owned(),
+            "round_outcome".to_owned(),
         ]));
+        assert_eq!(
+            s.global_by_round("f".into(), 1)
+                .await
+                .expect("by round")
+                .map(|g| g.version),
+            Some(1)
+        );
+        assert!(
+            s.global_by_round("f".into(), 2)
+                .await
+                .expect("by round")
+                .is_none()
+        );
     }
 
     #[tokio::test]

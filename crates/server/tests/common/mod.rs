@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use hearth_server::auth::{self, RequestToSign};
 use hearth_server::config::Config;
 use hearth_server::routes::{EnrolRequest, EnrolResponse};
-use hearth_server::{RunningServer, SetupOnly, now_ms, ops};
+use hearth_server::{RunningServer, SecAggRounds, now_ms, ops};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
@@ -60,7 +60,7 @@ impl TestServer {
             std::fs::write(&config_path, TEST_CONFIG).expect("write config");
         }
         let config = Config::load(&config_path).expect("config");
-        let server = hearth_server::start(config.clone(), Arc::new(SetupOnly))
+        let server = hearth_server::start(config.clone(), Arc::new(SecAggRounds))
             .await
             .expect("server starts");
         let client = trusting_client(&dir.join("tls").join("cert.pem"));
@@ -206,4 +206,20 @@ pub fn trusting_client(cert_pem: &Path) -> reqwest::Client {
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client")
+}
+
+/// Copies a data folder (a stopped server's), keeping permissions: the
+/// copy is a second server with the same keys and the same past.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            // Keeps the permissions (the log key stays owner-only).
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
 }

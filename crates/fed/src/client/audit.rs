@@ -1,0 +1,237 @@
+//! After a round: the HTTP side of [`crate::audit`]. This fetches, in the
+//! order the audit module documents, what the device needs to check the
+//! server's transparency log, and lets [`LogAudit::verify_round`] judge:
+//!
+//! 1. the latest global adapter (the one this device will use), its
+//!    signature checked as in [`FedClient::fetch_global`];
+//! 2. then the signed tree head, so both the round's entries and the
+//!    adapter's are in the tree it signs;
+//! 3. the consistency proof from the head this device verified last;
+//! 4. the inclusion proof of this device's own commitment (its id and the
+//!    SHA-256 of the exact masked bytes it uploaded);
+//! 5. the `adapter_published` entry of the downloaded version.
+//!
+//! Every log endpoint is public and unsigned; every answer still comes
+//! over the pinned TLS connection, though nothing here relies on that: the
+//! head is only accepted under the log key pinned at enrolment.
+
+use hearth_ledger::Hash;
+
+use super::http::{Call, Reply, Traffic};
+use super::{FedClient, FedClientError, JSON_LIMIT, Membership, ParticipationReport, get};
+use crate::audit::wire::{
+    self, AdapterEntryResponse, ConsistencyProofResponse, InclusionProofResponse, LogKeyResponse,
+    SthResponse,
+};
+use crate::audit::{
+    AdapterCheck, AuditError, CommitmentCheck, LogAudit, RoundCheck, RoundVerified,
+    commitment_leaf_hash,
+};
+
+impl Membership {
+    /// The pinned transparency log key, checked to be an Ed25519 key.
+    pub fn pinned_log_key(&self) -> Result<hearth_ledger::VerifyingKey, FedClientError> {
+        let text = self.log_key.as_deref().ok_or_else(|| {
+            FedClientError::LogKey(
+                "this membership pinned no transparency log key (it predates the log): \
+                 enrol again, or set the key the operator printed"
+                    .into(),
+            )
+        })?;
+        wire::parse_log_key(text).map_err(|e| FedClientError::LogKey(e.to_string()))
+    }
+}
+
+impl FedClient {
+    /// A fresh audit of the server's transparency log under the key pinned
+    /// at enrolment. Store it (serde) beside the membership and pass it to
+    /// [`FedClient::audit_round`] after every round; a new one trusts
+    /// whatever history the server shows first, so keep the old one.
+    pub fn log_audit(&self) -> Result<LogAudit, FedClientError> {
+        Ok(LogAudit::new(self.membership.pinned_log_key()?))
+    }
+
+    /// Checks the transparency log after a round this device took part in
+    /// (`report` is what [`FedClient::participate`] returned): the log's new
+    /// signed head verifies under the pinned key and extends the head
+    /// `audit` verified before, the log holds this device's commitment to
+    /// the exact bytes it uploaded, and it records the global adapter this
+    /// device now uses with the SHA-256 of the bytes it downloaded.
+    ///
+    /// On success `audit` moves to the new head and keeps the evidence:
+    /// store it again. On failure it is unchanged and the error says what
+    /// the server did wrong ([`FedClientError::Audit`]); stop taking part
+    /// and tell the person.
+    pub fn audit_round(
+        &self,
+        audit: &mut LogAudit,
+        report: &ParticipationReport,
+    ) -> Result<RoundVerified, FedClientError> {
+        let pinned = self.membership.pinned_log_key()?;
+        if *audit.log_key() != pinned {
+            return Err(FedClientError::LogKey(format!(
+                "the stored audit follows the log key {}, this membership pinned {}",
+                hex::encode(audit.log_key().as_bytes()),
+                hex::encode(pinned.as_bytes())
+            )));
+        }
+        let federation = self.membership.federation_id.clone();
+        let traffic = Traffic::default();
+
+        // The adapter first, then the head, so its entry is in the tree.
+        let global = self.fetch_global_counted(&traffic, None)?;
+        if global.version() < report.global_version_after {
+            return Err(FedClientError::GlobalIntegrity(format!(
+                "the server serves global version {} after round {} published version {}",
+                global.version(),
+                report.round,
+                report.global_version_after
+            )));
+        }
+        let sth: SthResponse = self.log_json(wire::STH_PATH, &traffic)?;
+        let size = sth.head.size;
+        let old = audit.size();
+        // Nothing to prove from the empty tree or to an equal (or, for a
+        // log that went back, smaller) size: the audit judges those alone.
+        let consistency = if old == 0 || old >= size {
+            ConsistencyProofResponse::trivial(old, size)
+        } else {
+            self.log_json(
+                &format!("{}?old={old}&new={size}", wire::CONSISTENCY_PATH),
+                &traffic,
+            )?
+        };
+        let device = self.membership.device_id.clone();
+        let upload_sha256 = Hash::from_bytes(report.upload_sha256);
+        let leaf = commitment_leaf_hash(&federation, report.round, &device, upload_sha256);
+        let proof: Option<InclusionProofResponse> = self.log_json_or_absent(
+            &format!("{}?hash={leaf}&size={size}", wire::INCLUSION_PATH),
+            &traffic,
+        )?;
+        // Version 0 is derived from the federation, never published, so
+        // never logged; only later versions have an entry.
+        let adapter = match global.version() {
+            0 => None,
+            version => Some(AdapterCheck {
+                version,
+                adapter_sha256: Hash::from_bytes(global.sha256()),
+                logged: self.log_json_or_absent::<AdapterEntryResponse>(
+                    &format!(
+                        "{}?federation={}&version={version}&size={size}",
+                        wire::ADAPTER_PATH,
+                        query_value(&federation)
+                    ),
+                    &traffic,
+                )?,
+            }),
+        };
+        let check = RoundCheck {
+            sth,
+            consistency,
+            federation,
+            round: report.round,
+            commitment: Some(CommitmentCheck {
+                device,
+                upload_sha256,
+                proof,
+            }),
+            adapter,
+        };
+        match audit.verify_round(check) {
+            Ok(verified) => Ok(verified),
+            // A head that does not verify: say so more precisely when the
+            // server now presents another key than the pinned one.
+            Err(AuditError::BadSignature) => {
+                let served: LogKeyResponse = self.log_json(wire::KEY_PATH, &traffic)?;
+                audit.check_key(&served)?;
+                Err(AuditError::BadSignature.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn log_reply(&self, path: &str, traffic: &Traffic) -> Result<Reply, FedClientError> {
+        let call: Call<'_> = get(path, JSON_LIMIT);
+        self.http.send(&call, traffic, None)
+    }
+
+    fn log_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        traffic: &Traffic,
+    ) -> Result<T, FedClientError> {
+        self.log_reply(path, traffic)?.json()
+    }
+
+    /// A log answer where 404 means "the log has no such entry", which is
+    /// the audit's to judge (a missing commitment, say), not an error here.
+    fn log_json_or_absent<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        traffic: &Traffic,
+    ) -> Result<Option<T>, FedClientError> {
+        match self.log_reply(path, traffic) {
+            Ok(reply) => reply.json().map(Some),
+            Err(FedClientError::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Percent-encodes a query value (everything but RFC 3986's unreserved
+/// characters), so a federation id cannot break the query.
+fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(query_value("notes-eu_1.x~"), "notes-eu_1.x~");
+        assert_eq!(query_value("a&b=c d/é"), "a%26b%3Dc%20d%2F%C3%A9");
+    }
+
+    #[test]
+    fn a_membership_without_a_log_key_says_so() {
+        let mut membership = Membership {
+            server_url: "https://h".into(),
+            certificate_pem: String::new(),
+            federation_id: "notes".into(),
+            device_id: "dev".into(),
+            server_key: String::new(),
+            log_key: None,
+        };
+        let err = membership.pinned_log_key().unwrap_err();
+        assert!(
+            matches!(&err, FedClientError::LogKey(m) if m.contains("pinned no")),
+            "{err}"
+        );
+        membership.log_key = Some("zz".into());
+        assert!(matches!(
+            membership.pinned_log_key(),
+            Err(FedClientError::LogKey(_))
+        ));
+        let key = hearth_ledger::SigningKey::from_bytes(&[3; 32]).verifying_key();
+        membership.log_key = Some(hex::encode(key.as_bytes()));
+        assert_eq!(membership.pinned_log_key().unwrap(), key);
+        // Stored memberships from before the log still load.
+        let old = serde_json::json!({
+            "server_url": "https://h", "certificate_pem": "", "federation_id": "notes",
+            "device_id": "dev", "server_key": ""
+        });
+        let loaded: Membership = serde_json::from_value(old).unwrap();
+        assert_eq!(loaded.log_key, None);
+    }
+}

@@ -1,0 +1,367 @@
+//! One round over HTTP: the client state machine of
+//! [`protocol::client`](crate::protocol::client), each step's message
+//! posted to its endpoint and each next message obtained by polling.
+//!
+//! The update is trained only after the shares arrived (step 4): the key
+//! stages have short deadlines, the upload stage the long one, so a slow
+//! trainer never costs the device its place in the cohort. The privatised
+//! update exists only inside this call: it is clipped, noised, quantized
+//! and masked before anything leaves, and the state holding the masking
+//! secrets is consumed step by step (a crash or error simply drops the
+//! device from the round, which the protocol tolerates).
+
+use std::time::{Duration, Instant};
+
+use hearth_progress::{CancelToken, Progress};
+use rand::rngs::OsRng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::http::{Call, Traffic, sleep};
+use super::{FedClient, FedClientError, GlobalAdapter};
+use crate::api::{RoundEndpoint, RoundPoll, RoundReceipt};
+use crate::dp::zcdp_epsilon;
+use crate::protocol::ClientRound;
+use crate::wire::{RoundInfo, ServerMessage};
+
+/// What a trainer may fail with.
+pub type TrainerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Produces this device's update for a round. The protocol takes any flat
+/// `f32` vector of the federation's parameter count (in the layout's
+/// order); the text LoRA trainer is one implementation.
+pub trait RoundTrainer {
+    /// The update (new local adapter minus `global`, typically), flat.
+    fn delta(&self, global: &GlobalAdapter) -> Result<Vec<f32>, TrainerError>;
+
+    /// Sees this device's own clipped, noised, quantized update just before
+    /// it is masked: for audits of what was contributed (and for tests).
+    /// Nothing leaves the device through it.
+    fn encoded(&self, quantized: &[u32]) {
+        let _ = quantized;
+    }
+}
+
+/// What taking part in a round cost and produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipationReport {
+    /// The round.
+    pub round: u64,
+    /// Request body bytes sent, every attempt counted.
+    pub bytes_sent: u64,
+    /// Response body bytes received (the global adapter included).
+    pub bytes_received: u64,
+    /// zCDP ρ this round charged this device.
+    pub rho: f64,
+    /// The same as ε at the federation's δ (infinite without noise).
+    pub epsilon: f64,
+    /// δ of `epsilon`.
+    pub delta: f64,
+    /// The global version the round published.
+    pub global_version_after: u64,
+    /// SHA-256 of the masked upload exactly as sent: what the server's
+    /// transparency log must hold this device's commitment to
+    /// ([`FedClient::audit_round`]).
+    pub upload_sha256: [u8; 32],
+}
+
+/// State shared by the steps of one participation.
+struct Walk<'a> {
+    client: &'a FedClient,
+    round: u64,
+    traffic: Traffic,
+    cancel: &'a CancelToken,
+    deadline: Instant,
+    uploaded: bool,
+}
+
+impl Walk<'_> {
+    fn check(&self) -> Result<(), FedClientError> {
+        if self.cancel.is_cancelled() {
+            return Err(FedClientError::Cancelled);
+        }
+        if Instant::now() >= self.deadline {
+            return Err(FedClientError::TimedOut {
+                round: self.round,
+                limit: self.client.options.round_timeout,
+            });
+        }
+        Ok(())
+    }
+
+    fn path(&self, endpoint: RoundEndpoint) -> String {
+        endpoint.path(&self.client.membership.federation_id, self.round)
+    }
+
+    fn poll(&self) -> Result<RoundPoll, FedClientError> {
+        let path = self.path(RoundEndpoint::Poll);
+        self.client
+            .http
+            .send(
+                &self.client.signed("GET", &path, &[]),
+                &self.traffic,
+                Some(self.cancel),
+            )?
+            .json()
+    }
+
+    /// Polls until the server has a message for this device; waits as it
+    /// says, within the client's bounds.
+    fn next_message(&self) -> Result<ServerMessage, FedClientError> {
+        let options = &self.client.options;
+        loop {
+            self.check()?;
+            match self.poll()? {
+                RoundPoll::Message { message } => return Ok(message),
+                RoundPoll::Wait { retry_after_ms } => {
+                    let pause = Duration::from_millis(retry_after_ms)
+                        .clamp(options.min_poll_interval, options.max_poll_interval);
+                    sleep(pause.min(self.remaining()), Some(self.cancel))?;
+                }
+                other => return Err(self.ended(other)),
+            }
+        }
+    }
+
+    /// Polls until the round is published (or aborted).
+    fn outcome(&self) -> Result<u64, FedClientError> {
+        let options = &self.client.options;
+        loop {
+            self.check()?;
+            match self.poll()? {
+                RoundPoll::Done { global_version } => return Ok(global_version),
+                RoundPoll::Wait { retry_after_ms } => {
+                    let pause = Duration::from_millis(retry_after_ms)
+                        .clamp(options.min_poll_interval, options.max_poll_interval);
+                    sleep(pause.min(self.remaining()), Some(self.cancel))?;
+                }
+                RoundPoll::Message { message } => {
+                    return Err(FedClientError::BadResponse(format!(
+                        "a {} after this device finished the round",
+                        kind(&message)
+                    )));
+                }
+                other => return Err(self.ended(other)),
+            }
+        }
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The error for a poll answer that ends this device's part.
+    fn ended(&self, answer: RoundPoll) -> FedClientError {
+        match answer {
+            RoundPoll::Aborted { reason } => FedClientError::RoundAborted {
+                round: self.round,
+                reason,
+                uploaded: self.uploaded,
+            },
+            RoundPoll::Excluded { reason } => FedClientError::Excluded {
+                round: self.round,
+                reason,
+            },
+            RoundPoll::Done { global_version } => FedClientError::Excluded {
+                round: self.round,
+                reason: format!(
+                    "the round finished (global version {global_version}) without this device"
+                ),
+            },
+            RoundPoll::Message { message } => {
+                FedClientError::BadResponse(format!("unexpected {}", kind(&message)))
+            }
+            RoundPoll::Wait { .. } => FedClientError::BadResponse("unexpected wait".into()),
+        }
+    }
+
+    /// Posts a step's message. A message the server already holds (the
+    /// answer to an earlier attempt was lost) counts as delivered.
+    fn post(
+        &self,
+        endpoint: RoundEndpoint,
+        body: &[u8],
+        content_type: &'static str,
+    ) -> Result<(), FedClientError> {
+        self.check()?;
+        let path = self.path(endpoint);
+        let mut call: Call<'_> = self.client.signed("POST", &path, body);
+        call.content_type = Some(content_type);
+        match self
+            .client
+            .http
+            .send(&call, &self.traffic, Some(self.cancel))
+        {
+            Ok(reply) => {
+                let _receipt: RoundReceipt = reply.json()?;
+                Ok(())
+            }
+            Err(FedClientError::Rejected { kind, .. }) if kind == "already_received" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn post_json(
+        &self,
+        endpoint: RoundEndpoint,
+        message: &impl Serialize,
+    ) -> Result<(), FedClientError> {
+        let body =
+            serde_json::to_vec(message).map_err(|e| FedClientError::BadResponse(e.to_string()))?;
+        self.post(endpoint, &body, "application/json")
+    }
+}
+
+fn kind(message: &ServerMessage) -> &'static str {
+    match message {
+        ServerMessage::RoundInfo(_) => "round info",
+        ServerMessage::NeighbourKeys(_) => "neighbour keys message",
+        ServerMessage::SharesForDevice(_) => "shares message",
+        ServerMessage::UnmaskRequest(_) => "unmask request",
+    }
+}
+
+fn expected(what: &str, got: &ServerMessage) -> FedClientError {
+    FedClientError::BadResponse(format!("expected {what}, got a {}", kind(got)))
+}
+
+impl FedClient {
+    /// Takes part in `round` (which a check-in said to join): advertises
+    /// round keys, shares its masking secrets with its neighbours, trains
+    /// with `trainer` from the current global adapter, clips, noises and
+    /// quantizes the update with the federation's DP policy, masks and
+    /// uploads it, helps unmask the sum, and waits for the published
+    /// version. Every wait is bounded by [`ClientOptions::round_timeout`]
+    /// and ends early on `cancel`.
+    ///
+    /// [`ClientOptions::round_timeout`]: super::ClientOptions::round_timeout
+    pub fn participate(
+        &self,
+        round: u64,
+        trainer: &dyn RoundTrainer,
+        progress: &dyn Progress,
+        cancel: &CancelToken,
+    ) -> Result<ParticipationReport, FedClientError> {
+        progress.begin(&format!("federated round {round}"), Some(6));
+        let result = self.walk(round, trainer, progress, cancel);
+        progress.end();
+        result
+    }
+
+    fn walk(
+        &self,
+        round: u64,
+        trainer: &dyn RoundTrainer,
+        progress: &dyn Progress,
+        cancel: &CancelToken,
+    ) -> Result<ParticipationReport, FedClientError> {
+        let mut walk = Walk {
+            client: self,
+            round,
+            traffic: Traffic::default(),
+            cancel,
+            deadline: Instant::now() + self.options.round_timeout,
+            uploaded: false,
+        };
+        let delta = self.federation_info()?.delta;
+
+        // Step 1: the round's parameters, checked to be this federation's
+        // and this round; fresh signed round keys.
+        let info: RoundInfo = match walk.next_message()? {
+            ServerMessage::RoundInfo(info) => info,
+            other => return Err(expected("round info", &other)),
+        };
+        if info.federation != self.federation() || info.round.0 != round {
+            return Err(FedClientError::BadResponse(format!(
+                "round info is for federation {} round {}, not {} round {round}",
+                info.federation,
+                info.round,
+                self.federation()
+            )));
+        }
+        let layout_len = self.federation_info()?.layout.parameter_count();
+        if info.vector_len as usize != layout_len {
+            return Err(FedClientError::BadResponse(format!(
+                "round vector has {} parameters, the federation's adapter {layout_len}",
+                info.vector_len
+            )));
+        }
+        let dp = info.distributed_dp()?;
+        let (advert, state) = ClientRound::new(&self.identity, info.clone(), &mut OsRng)?;
+        walk.post_json(RoundEndpoint::Keys, &advert)?;
+        progress.advance(1);
+
+        // Steps 2–3: neighbours' keys in, sealed shares out.
+        let keys = match walk.next_message()? {
+            ServerMessage::NeighbourKeys(keys) => keys,
+            other => return Err(expected("neighbour keys", &other)),
+        };
+        let (shares, state) = state.receive_neighbours(&keys, &mut OsRng)?;
+        walk.post_json(RoundEndpoint::Shares, &shares)?;
+        progress.advance(2);
+
+        // Step 4: the shares sealed to this device; then train.
+        let forwarded = match walk.next_message()? {
+            ServerMessage::SharesForDevice(forwarded) => forwarded,
+            other => return Err(expected("shares", &other)),
+        };
+        let ready = state.receive_shares(&forwarded)?;
+        walk.check()?;
+        let global = self.fetch_global_counted(&walk.traffic, Some(cancel))?;
+        progress.note(&format!(
+            "training from global version {}",
+            global.version()
+        ));
+        let update = trainer.delta(&global).map_err(FedClientError::Trainer)?;
+        walk.check()?;
+        if update.len() != info.vector_len as usize {
+            return Err(FedClientError::UpdateLength {
+                expected: info.vector_len as usize,
+                got: update.len(),
+            });
+        }
+        progress.advance(3);
+
+        // Step 5: privatise, mask, upload.
+        let quantized = dp.encode(&update, &mut OsRng)?;
+        drop(update);
+        trainer.encoded(&quantized);
+        let (upload, state) = ready.upload(&quantized)?;
+        drop(quantized);
+        let upload_bytes = upload.encode();
+        // Hashed here, over the bytes that go on the wire, so the audit
+        // looks for exactly what the server received.
+        let upload_sha256: [u8; 32] = Sha256::digest(&upload_bytes).into();
+        walk.post(
+            RoundEndpoint::Upload,
+            &upload_bytes,
+            "application/octet-stream",
+        )?;
+        drop(upload_bytes);
+        walk.uploaded = true;
+        progress.advance(4);
+
+        // Steps 6–7: reveal what the server needs to unmask the sum.
+        let request = match walk.next_message()? {
+            ServerMessage::UnmaskRequest(request) => request,
+            other => return Err(expected("an unmask request", &other)),
+        };
+        let response = state.respond(&request)?;
+        walk.post_json(RoundEndpoint::Unmask, &response)?;
+        progress.advance(5);
+
+        let global_version_after = walk.outcome()?;
+        progress.advance(6);
+        let rho = dp.rho_per_round(info.vector_len as usize);
+        Ok(ParticipationReport {
+            round,
+            bytes_sent: walk.traffic.sent.get(),
+            bytes_received: walk.traffic.received.get(),
+            rho,
+            epsilon: zcdp_epsilon(rho, delta),
+            delta,
+            global_version_after,
+            upload_sha256,
+        })
+    }
+}

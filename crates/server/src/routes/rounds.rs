@@ -1,0 +1,266 @@
+//! `/v1/federations/{id}/rounds/{round}/...`: a cohort member's side of a
+//! round, every request signed by the device.
+//!
+//! | method | path | body | answer |
+//! |--------|------|------|--------|
+//! | GET | `…/poll` | | [`RoundPoll`]: a message, wait, excluded, aborted, done |
+//! | POST | `…/keys` | JSON `AdvertiseKeys` | [`RoundReceipt`] |
+//! | POST | `…/shares` | JSON `EncryptedShares` | [`RoundReceipt`] |
+//! | POST | `…/upload` | binary masked upload | [`RoundReceipt`] |
+//! | POST | `…/unmask` | JSON `UnmaskResponse` | [`RoundReceipt`] |
+//!
+//! Each message goes through [`advance_round`] (compare-and-swap on the
+//! stored round), so a refused message leaves the round exactly as it was
+//! and the round carries on for everyone else. The upload's body limit is
+//! the federation's exact upload size plus [`UPLOAD_SLACK`]: anything
+//! larger is refused before it is read.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use hearth_fed::api::{RoundPoll, RoundReceipt};
+use hearth_fed::{ClientMessage, DeviceId, MaskedUpload};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::adapter;
+use crate::config::{Config, FederationConfig};
+use crate::error::AppError;
+use crate::extract::{AppJson, SignedRequest};
+use crate::rounds::{self, Advanced, Incoming, Poll, RoundInput, StepContext};
+use crate::secagg;
+use crate::storage::DeviceRecord;
+
+/// Largest key advertisement accepted.
+pub const KEYS_BODY_LIMIT: usize = 8 * 1024;
+/// Largest share or unmask message accepted (about a thousand neighbours).
+pub const ROUND_MESSAGE_BODY_LIMIT: usize = 256 * 1024;
+/// Bytes allowed over a federation's exact upload size before a body is
+/// refused unread (413); within it, a wrong length is a 400 from the codec.
+pub const UPLOAD_SLACK: usize = 1024;
+
+/// Shortest and longest poll delay suggested to a waiting device.
+const MIN_POLL_HINT_MS: u64 = 250;
+const MAX_POLL_HINT_MS: u64 = 5_000;
+
+#[derive(Debug, Deserialize)]
+struct RoundPath {
+    id: String,
+    round: u64,
+}
+
+/// The exact size of a federation's binary upload.
+pub fn upload_size(federation: &FederationConfig) -> usize {
+    MaskedUpload::encoded_len(usize::try_from(federation.parameter_count()).unwrap_or(usize::MAX))
+}
+
+pub(super) fn routes(config: &Arc<Config>) -> Router<AppState> {
+    let config = Arc::clone(config);
+    let upload: MethodRouter<AppState> = post(upload)
+        // The per-federation limit below replaces axum's default 2 MB one.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(
+            move |Path(path): Path<RoundPath>, req: Request, next: Next| {
+                let config = Arc::clone(&config);
+                async move { limit_upload(&config, &path.id, req, next).await }
+            },
+        ));
+    Router::new()
+        .route("/{id}/rounds/{round}/poll", get(poll))
+        .route(
+            "/{id}/rounds/{round}/keys",
+            super::with_body_limit(post(keys), KEYS_BODY_LIMIT),
+        )
+        .route(
+            "/{id}/rounds/{round}/shares",
+            super::with_body_limit(post(shares), ROUND_MESSAGE_BODY_LIMIT),
+        )
+        .route("/{id}/rounds/{round}/upload", upload)
+        .route(
+            "/{id}/rounds/{round}/unmask",
+            super::with_body_limit(post(unmask), ROUND_MESSAGE_BODY_LIMIT),
+        )
+}
+
+async fn limit_upload(config: &Config, id: &str, req: Request, next: Next) -> Response {
+    let Some(federation) = config.federation(id) else {
+        return AppError::NotFound(format!("no federation {id:?}")).into_response();
+    };
+    let limit = upload_size(federation).saturating_add(UPLOAD_SLACK);
+    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    super::refuse_declared_oversize(limit, req, next).await
+}
+
+/// The checks every round request shares: a configured federation, the
+/// device's own, and a round whose cohort includes it.
+async fn admit<'a>(
+    state: &'a AppState,
+    path: &RoundPath,
+    device: &DeviceRecord,
+) -> Result<&'a FederationConfig, AppError> {
+    let federation = state.federation(&path.id)?;
+    if device.federation_id != path.id {
+        return Err(AppError::Forbidden(format!(
+            "this device is enrolled in federation {:?}, not {:?}",
+            device.federation_id, path.id
+        )));
+    }
+    if !state
+        .storage
+        .is_member(path.id.clone(), path.round, device.id.clone())
+        .await?
+    {
+        return Err(AppError::Forbidden(format!(
+            "this device is not in the cohort of round {} of {}",
+            path.round, path.id
+        )));
+    }
+    Ok(federation)
+}
+
+fn poll_hint_ms(deadline_ms: u64, now_ms: u64) -> u64 {
+    (deadline_ms.saturating_sub(now_ms) / 8).clamp(MIN_POLL_HINT_MS, MAX_POLL_HINT_MS)
+}
+
+async fn poll(
+    State(state): State<AppState>,
+    Path(path): Path<RoundPath>,
+    signed: SignedRequest,
+) -> Result<AppJson<RoundPoll>, AppError> {
+    admit(&state, &path, &signed.device).await?;
+    let record = state
+        .storage
+        .load_round(path.id.clone(), path.round)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no round {} of {}", path.round, path.id)))?;
+    if let Some(outcome) = &record.summary.outcome {
+        let version = state
+            .storage
+            .global_by_round(path.id.clone(), path.round)
+            .await?
+            .map(|g| g.version);
+        return Ok(AppJson(secagg::ended(outcome, version)));
+    }
+    let device = DeviceId::from_bytes(signed.device.public_key);
+    let answer = match state.protocol.poll(&record, &device)? {
+        Poll::Message(message) => RoundPoll::Message { message },
+        Poll::Wait => RoundPoll::Wait {
+            retry_after_ms: poll_hint_ms(record.summary.stage_deadline_ms, crate::now_ms()),
+        },
+        Poll::Excluded(reason) => RoundPoll::Excluded { reason },
+    };
+    Ok(AppJson(answer))
+}
+
+/// Parses a JSON protocol message of the kind the endpoint takes.
+fn message<T: serde::de::DeserializeOwned>(
+    signed: &SignedRequest,
+    wrap: fn(T) -> ClientMessage,
+) -> Result<ClientMessage, AppError> {
+    signed.json::<T>().map(wrap)
+}
+
+async fn keys(
+    State(state): State<AppState>,
+    Path(path): Path<RoundPath>,
+    signed: SignedRequest,
+) -> Result<AppJson<RoundReceipt>, AppError> {
+    let m = message(&signed, ClientMessage::AdvertiseKeys)?;
+    receive(&state, &path, &signed, Incoming::Message(&m)).await
+}
+
+async fn shares(
+    State(state): State<AppState>,
+    Path(path): Path<RoundPath>,
+    signed: SignedRequest,
+) -> Result<AppJson<RoundReceipt>, AppError> {
+    let m = message(&signed, ClientMessage::EncryptedShares)?;
+    receive(&state, &path, &signed, Incoming::Message(&m)).await
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    Path(path): Path<RoundPath>,
+    signed: SignedRequest,
+) -> Result<AppJson<RoundReceipt>, AppError> {
+    receive(&state, &path, &signed, Incoming::Upload(&signed.body)).await
+}
+
+async fn unmask(
+    State(state): State<AppState>,
+    Path(path): Path<RoundPath>,
+    signed: SignedRequest,
+) -> Result<AppJson<RoundReceipt>, AppError> {
+    let m = message(&signed, ClientMessage::UnmaskResponse)?;
+    receive(&state, &path, &signed, Incoming::Message(&m)).await
+}
+
+async fn receive(
+    state: &AppState,
+    path: &RoundPath,
+    signed: &SignedRequest,
+    message: Incoming<'_>,
+) -> Result<AppJson<RoundReceipt>, AppError> {
+    let federation = admit(state, path, &signed.device).await?;
+    // Only an unmask response can complete a round; only then is the
+    // current global (and the signing key) needed.
+    let publish = match message {
+        Incoming::Message(ClientMessage::UnmaskResponse(_)) => Some(
+            adapter::publish_context(&*state.storage, federation, &state.identity)
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let now_ms = crate::now_ms();
+    let ctx = StepContext {
+        federation,
+        now_ms,
+        publish: publish.as_ref(),
+    };
+    let input = RoundInput {
+        device_id: &signed.device.id,
+        sender: DeviceId::from_bytes(signed.device.public_key),
+        message,
+    };
+    let protocol = Arc::clone(&state.protocol);
+    let advanced = rounds::advance_round(&*state.storage, federation, path.round, now_ms, |r| {
+        protocol.receive(&ctx, r, &input)
+    })
+    .await?;
+    let advanced = match advanced {
+        Ok(advanced) => advanced,
+        Err(rejection) => {
+            tracing::info!(
+                federation = %path.id,
+                round = path.round,
+                device = %signed.device.id,
+                reason = %rejection,
+                "round message refused"
+            );
+            return Err(rejection.into());
+        }
+    };
+    let stage = match &advanced {
+        Advanced::Unchanged(s) | Advanced::Saved(s) => s.stage.as_str().to_owned(),
+        Advanced::Published(g) => {
+            tracing::info!(
+                federation = %path.id,
+                round = path.round,
+                version = g.version,
+                "round published a global adapter"
+            );
+            "published".to_owned()
+        }
+        Advanced::Aborted(_) => "aborted".to_owned(),
+    };
+    Ok(AppJson(RoundReceipt {
+        round: path.round,
+        stage,
+    }))
+}

@@ -1,0 +1,344 @@
+//! The real round protocol: hearth-fed's SecAgg+ [`AggregatorRound`],
+//! stored as its serde JSON after every step, mapped onto the server's
+//! [`Stage`]s, and finished by averaging the unmasked sum into the global
+//! adapter and signing the result.
+//!
+//! | hearth-fed stage | server stage | closes early when |
+//! |------------------|--------------|-------------------|
+//! | collecting keys | `advertise_keys` | every invited device advertised |
+//! | sharing keys | `share_keys` | every advertiser sent its shares |
+//! | collecting uploads | `masked_input` | every sharer uploaded |
+//! | unmasking | `unmasking` | every uploader answered |
+//!
+//! Otherwise a stage closes at its deadline with whoever answered (the
+//! sweeper calls [`RoundProtocol::close_stage`]); hearth-fed aborts the
+//! round when too few remain. Round parameters come from the federation:
+//! the vector is the adapter's parameter count, the cohort bounds are
+//! `min_clients` (also the fewest survivors unmasked, over which the DP
+//! noise is split) up to the invited cohort's size, and `k`/`t` are the
+//! configured ones (automatic ones are resolved by hearth-fed for the
+//! cohort that actually advertised).
+//!
+//! What the stored state holds is only what hearth-fed's server states
+//! hold: public keys, sealed shares, the *running sum* of masked uploads
+//! (after the first upload, that one masked vector; never a plaintext
+//! update), and revealed shares.
+
+use hearth_fed::api::RoundPoll;
+use hearth_fed::dp::zcdp_epsilon;
+use hearth_fed::global::{GlobalStatement, adapter_sha256, apply_mean};
+use hearth_fed::wire::codec;
+use hearth_fed::{
+    AggregatorRound, ClientMessage, DeviceId, DeviceStatus, Done, FederationId, GraphSeed, RoundId,
+    RoundInfo, ServerError,
+};
+use rand::rngs::OsRng;
+
+use crate::adapter::{SIGNATURE_KEY, STATEMENT_KEY};
+use crate::config::FederationConfig;
+use crate::rounds::{
+    AcceptedUpload, Incoming, Poll, ProtocolError, PublishStep, Rejection, RoundInput,
+    RoundProtocol, RoundSetup, RoundState, Stage, Step, StepContext,
+};
+use crate::storage::RoundRecord;
+
+/// SecAgg+ rounds (Bell et al. 2020) with distributed DP, as implemented
+/// by hearth-fed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecAggRounds;
+
+/// The server stage a hearth-fed stage runs in (`None`: the round ended).
+pub fn server_stage(stage: hearth_fed::Stage) -> Option<Stage> {
+    match stage {
+        hearth_fed::Stage::CollectingKeys => Some(Stage::AdvertiseKeys),
+        hearth_fed::Stage::SharingKeys => Some(Stage::ShareKeys),
+        hearth_fed::Stage::CollectingUploads => Some(Stage::MaskedInput),
+        hearth_fed::Stage::Unmasking => Some(Stage::Unmasking),
+        hearth_fed::Stage::Done | hearth_fed::Stage::Aborted => None,
+    }
+}
+
+/// The parameters every device of a round checks: from the federation's
+/// configuration and the invited cohort's size.
+pub fn round_info(
+    federation: &FederationConfig,
+    round: u64,
+    cohort_size: u32,
+) -> Result<RoundInfo, ProtocolError> {
+    let vector_len = u32::try_from(federation.parameter_count()).map_err(|_| {
+        ProtocolError(format!(
+            "{} adapter parameters do not fit a round",
+            federation.parameter_count()
+        ))
+    })?;
+    let min = federation.min_clients.min(cohort_size);
+    let info = RoundInfo {
+        federation: FederationId::from_name(&federation.id),
+        round: RoundId(round),
+        vector_len,
+        min_clients: min,
+        max_clients: cohort_size,
+        min_survivors: min,
+        degree: federation.secagg.neighbours,
+        threshold: federation.secagg.threshold,
+        graph_seed: GraphSeed::random(&mut OsRng),
+        dp: federation.dp.protocol(),
+    };
+    info.validate()
+        .map_err(|e| ProtocolError(format!("round parameters: {e}")))?;
+    Ok(info)
+}
+
+/// The ε one round of `info` costs each contributor at `delta` (`None`
+/// when it adds no noise: no finite guarantee).
+pub fn round_epsilon(info: &RoundInfo, delta: f64) -> Option<f64> {
+    let dp = info.distributed_dp().ok()?;
+    let epsilon = zcdp_epsilon(dp.rho_per_round(info.vector_len as usize), delta);
+    epsilon.is_finite().then_some(epsilon)
+}
+
+fn decode(round: &RoundRecord) -> Result<AggregatorRound, ProtocolError> {
+    let state: AggregatorRound = serde_json::from_slice(&round.state)
+        .map_err(|e| ProtocolError(format!("round state does not decode: {e}")))?;
+    let info = state.info();
+    if info.round.0 != round.summary.round
+        || info.federation != FederationId::from_name(&round.summary.federation_id)
+    {
+        return Err(ProtocolError(format!(
+            "state is for round {} of {}, stored as round {} of {}",
+            info.round,
+            info.federation,
+            round.summary.round,
+            FederationId::from_name(&round.summary.federation_id)
+        )));
+    }
+    Ok(state)
+}
+
+fn encode(state: &AggregatorRound) -> Result<RoundState, ProtocolError> {
+    let stage = server_stage(state.stage()).ok_or_else(|| {
+        ProtocolError(format!("a {} round is not stored in flight", state.stage()))
+    })?;
+    let blob = serde_json::to_vec(state).map_err(|e| ProtocolError(e.to_string()))?;
+    Ok(RoundState { stage, blob })
+}
+
+fn reject(e: ServerError) -> Rejection {
+    let text = e.to_string();
+    match e {
+        ServerError::Duplicate { .. } => Rejection::AlreadyReceived(text),
+        ServerError::UnexpectedMessage { .. }
+        | ServerError::NothingToSend { .. }
+        | ServerError::CohortFull { .. } => Rejection::WrongStage(text),
+        ServerError::NotInCohort { .. } | ServerError::NotEligible { .. } => {
+            Rejection::NotYours(text)
+        }
+        ServerError::Config(_) => Rejection::Protocol(ProtocolError(text)),
+        _ => Rejection::Invalid(text),
+    }
+}
+
+/// The device a JSON message says it is from.
+fn named_sender(message: &ClientMessage) -> DeviceId {
+    match message {
+        ClientMessage::AdvertiseKeys(m) => m.device,
+        ClientMessage::EncryptedShares(m) => m.sender,
+        ClientMessage::MaskedUpload(m) => m.device,
+        ClientMessage::UnmaskResponse(m) => m.sender,
+    }
+}
+
+impl SecAggRounds {
+    /// Turns a state after a close into the step to persist.
+    fn settle(
+        ctx: &StepContext<'_>,
+        round: &RoundRecord,
+        state: AggregatorRound,
+        upload: Option<AcceptedUpload>,
+    ) -> Result<Step, ProtocolError> {
+        match state {
+            AggregatorRound::Aborted(aborted) => Ok(Step::Abort(format!(
+                "{} (at {})",
+                aborted.reason(),
+                aborted.stage()
+            ))),
+            AggregatorRound::Done(done) => Self::finish(ctx, round, &done),
+            next => Ok(Step::Continue {
+                state: encode(&next)?,
+                upload,
+            }),
+        }
+    }
+
+    /// The round's sum is known: `global + lr · mean`, as safetensors,
+    /// signed as the next version.
+    fn finish(
+        ctx: &StepContext<'_>,
+        round: &RoundRecord,
+        done: &Done,
+    ) -> Result<Step, ProtocolError> {
+        let publish = ctx
+            .publish
+            .ok_or_else(|| ProtocolError("finishing a round needs the current global".into()))?;
+        let federation = ctx.federation;
+        let fail = |e: &dyn std::fmt::Display| ProtocolError(e.to_string());
+        let mean = done.decode_mean().map_err(|e| fail(&e))?;
+        let updated = apply_mean(
+            &publish.current.params,
+            &mean,
+            federation.server_learning_rate,
+        )
+        .map_err(|e| fail(&e))?;
+        let layout = federation.adapter_layout().map_err(|e| fail(&e))?;
+        let adapter = layout.to_safetensors(&updated).map_err(|e| fail(&e))?;
+        let contributors = done.contributors().len() as u64;
+        let epsilon = round_epsilon(done.info(), federation.dp.delta);
+        let statement = GlobalStatement {
+            federation: federation.id.clone(),
+            version: publish.current.version + 1,
+            round: round.summary.round,
+            adapter_sha256: adapter_sha256(&adapter),
+            contributors,
+            epsilon,
+        };
+        let signature = crate::auth::encode(&publish.identity.sign(&statement).to_bytes());
+        let metadata = serde_json::json!({
+            "format": "safetensors",
+            "version": statement.version,
+            "round": statement.round,
+            "contributors": contributors,
+            "epsilon": epsilon,
+            "delta": federation.dp.delta,
+            "server_learning_rate": federation.server_learning_rate,
+            "previous_version": publish.current.version,
+            "masks_removed": done.masks_removed(),
+            STATEMENT_KEY: statement,
+            SIGNATURE_KEY: signature,
+        });
+        Ok(Step::Publish(Box::new(PublishStep {
+            adapter,
+            version: statement.version,
+            contributors,
+            epsilon,
+            delta: federation.dp.delta,
+            metadata,
+        })))
+    }
+}
+
+impl RoundProtocol for SecAggRounds {
+    fn open(&self, setup: &RoundSetup<'_>) -> Result<RoundState, ProtocolError> {
+        let size = u32::try_from(setup.cohort.len())
+            .map_err(|_| ProtocolError("cohort too large".into()))?;
+        let info = round_info(setup.federation, setup.round, size)?;
+        let state = AggregatorRound::new(info)
+            .map_err(|e| ProtocolError(format!("round parameters: {e}")))?;
+        encode(&state)
+    }
+
+    fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError> {
+        let state = decode(round)?;
+        match server_stage(state.stage()) {
+            Some(stage) if stage == round.summary.stage => Ok(()),
+            _ => Err(ProtocolError(format!(
+                "state is {}, stored as stage {}",
+                state.stage(),
+                round.summary.stage
+            ))),
+        }
+    }
+
+    fn poll(&self, round: &RoundRecord, device: &DeviceId) -> Result<Poll, ProtocolError> {
+        let state = decode(round)?;
+        Ok(match state.device_status(device) {
+            DeviceStatus::Answered => Poll::Wait,
+            DeviceStatus::NotTakingPart => Poll::Excluded(format!(
+                "this device missed a step before {}",
+                state.stage()
+            )),
+            DeviceStatus::Pending => match state.message_for(device) {
+                Ok(message) => Poll::Message(message),
+                Err(e) => Poll::Excluded(e.to_string()),
+            },
+        })
+    }
+
+    fn receive(
+        &self,
+        ctx: &StepContext<'_>,
+        round: &RoundRecord,
+        input: &RoundInput<'_>,
+    ) -> Result<Step, Rejection> {
+        let mut state = decode(round)?;
+        let mut upload = None;
+        match input.message {
+            Incoming::Message(message) => {
+                if named_sender(message) != input.sender {
+                    return Err(Rejection::NotYours(
+                        "the message names another device than the one that signed it".into(),
+                    ));
+                }
+                state.receive(message.clone()).map_err(reject)?;
+            }
+            Incoming::Upload(bytes) => {
+                // Check whose it is before anything is added to the sum.
+                let (header, _) = codec::decode_header(bytes, state.info().vector_len)
+                    .map_err(|e| reject(e.into()))?;
+                if header.device != input.sender {
+                    return Err(Rejection::NotYours(
+                        "the upload names another device than the one that signed it".into(),
+                    ));
+                }
+                state.receive_upload_bytes(bytes).map_err(reject)?;
+                // Committed to in the transparency log with the state
+                // that holds it (see `Step::Continue`).
+                upload = Some(AcceptedUpload {
+                    device_id: input.device_id.to_owned(),
+                    upload_sha256: adapter_sha256(bytes),
+                });
+            }
+        }
+        let everyone = match state.pending() {
+            Some(pending) => pending == 0,
+            None => state.advertised() >= round.cohort.len(),
+        };
+        // Unmasking closes into publication, which needs the current global;
+        // without it the state is saved and the sweeper finishes the round.
+        let can_finish = state.stage() != hearth_fed::Stage::Unmasking || ctx.publish.is_some();
+        if everyone && can_finish {
+            return Ok(Self::settle(ctx, round, state.close_stage(), upload)?);
+        }
+        Ok(Step::Continue {
+            state: encode(&state)?,
+            upload,
+        })
+    }
+
+    fn close_stage(
+        &self,
+        ctx: &StepContext<'_>,
+        round: &RoundRecord,
+    ) -> Result<Step, ProtocolError> {
+        let state = decode(round)?;
+        if state.stage() == hearth_fed::Stage::Unmasking && ctx.publish.is_none() {
+            return Ok(Step::Unchanged);
+        }
+        Self::settle(ctx, round, state.close_stage(), None)
+    }
+}
+
+/// The poll answer for a round that has ended, given the version it
+/// published (if it did).
+pub fn ended(outcome: &crate::storage::RoundOutcome, global_version: Option<u64>) -> RoundPoll {
+    match (outcome, global_version) {
+        (crate::storage::RoundOutcome::Published { .. }, Some(global_version)) => {
+            RoundPoll::Done { global_version }
+        }
+        (crate::storage::RoundOutcome::Published { detail, .. }, None) => RoundPoll::Aborted {
+            reason: format!("published, but its version is missing: {detail}"),
+        },
+        (crate::storage::RoundOutcome::Aborted { detail, .. }, _) => RoundPoll::Aborted {
+            reason: detail.clone(),
+        },
+    }
+}
