@@ -57,6 +57,13 @@ pub enum Command {
     /// `hearth lineage prove ADAPTER ITEM` for a Merkle proof that an item
     /// was (or was not) in its training data.
     Lineage(LineageArgs),
+    /// Federation, opt-in and off by default: join one, take part in rounds
+    /// when this device is eligible, see everything that was shared.
+    #[command(subcommand)]
+    Fed(FedCommand),
+    /// Re-verify, from what this device stored, that every federation
+    /// server's transparency log is consistent and holds its uploads.
+    Audit,
     /// Measure Hearth's speed and memory (not a test).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -244,6 +251,101 @@ pub struct GenerateArgs {
     /// Most new tokens.
     #[arg(long, default_value_t = 200)]
     pub max_tokens: usize,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FedCommand {
+    /// Join a federation with an invite from its operator.
+    Join(FedJoinArgs),
+    /// Memberships, privacy spent, and whether the device is eligible now.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Leave a federation (the upload history stays visible).
+    Leave {
+        /// The membership (see `hearth fed status`); the only one if omitted.
+        id: Option<i64>,
+    },
+    /// Take part in rounds whenever the device is eligible (Ctrl-C stops).
+    Run(FedRunArgs),
+    /// Every upload: round, bytes, privacy spent, hash of what was sent.
+    History {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FedJoinArgs {
+    /// The server, https://host:port.
+    pub url: String,
+    /// The invite token from the operator.
+    #[arg(long)]
+    pub invite: String,
+    /// The server's certificate (PEM), pinned as the only one trusted.
+    #[arg(long, value_name = "PEM")]
+    pub cert: PathBuf,
+    /// Total privacy budget (epsilon, at delta 1e-5); rounds past it are
+    /// refused.
+    #[arg(long, default_value_t = 8.0)]
+    pub epsilon_budget: f64,
+    /// Only between these local hours, e.g. 22-6.
+    #[arg(long, value_parser = parse_hours)]
+    pub hours: Option<(u8, u8)>,
+    /// Also on battery.
+    #[arg(long)]
+    pub any_power: bool,
+    /// Also when the machine is busy.
+    #[arg(long)]
+    pub any_load: bool,
+}
+
+fn parse_hours(s: &str) -> Result<(u8, u8), String> {
+    let (start, end) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?}: expected START-END, e.g. 22-6"))?;
+    let hour = |h: &str| -> Result<u8, String> {
+        h.trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|h| *h < 24)
+            .ok_or_else(|| format!("{h:?} is not an hour 0-23"))
+    };
+    Ok((hour(start)?, hour(end)?))
+}
+
+#[derive(Debug, Args)]
+pub struct FedRunArgs {
+    /// Check in once and stop when there is no round for this device.
+    #[arg(long)]
+    pub once: bool,
+    /// Stop after this many rounds.
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// The base model (the federation's): registry name or path.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Train on texts with this label only.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Local training steps per round.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u64,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Local learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f64,
     /// auto, cpu, cuda or metal.
     #[arg(long, value_parser = parse_device, default_value = "auto")]
     pub device: DeviceChoice,

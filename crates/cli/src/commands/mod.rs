@@ -1,6 +1,7 @@
 //! One module per area of commands; each opens what it needs, calls the
 //! library crates, and prints the result.
 
+mod fed;
 mod library;
 mod lineage;
 mod model;
@@ -30,6 +31,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Adapters(command) => text::adapters(open()?, command),
         Command::Generate(args) => text::generate(open()?, args),
         Command::Lineage(args) => lineage::lineage(open()?, args),
+        Command::Fed(command) => fed::fed(open()?, command),
+        Command::Audit => fed::audit(open()?),
         Command::Eval(EvalCommand::Text(args)) => text::eval(open()?, args),
         Command::Eval(EvalCommand::Photos(args)) => photos::eval(args),
         Command::Bench(BenchCommand::Import { photos, megapixels }) => {
