@@ -64,9 +64,67 @@ pub enum Command {
     /// Re-verify, from what this device stored, that every federation
     /// server's transparency log is consistent and holds its uploads.
     Audit,
+    /// Simulate federated learning on this machine: a real server on
+    /// 127.0.0.1 and N real clients over HTTPS, each with its own library
+    /// holding one speaking role of a public text (LEAF-style), with
+    /// dropouts; one line per round.
+    Sim(SimArgs),
     /// Measure Hearth's speed and memory (not a test).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// The data sets `hearth sim` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimData {
+    /// tinyshakespeare split by speaking role (`../shared/data/text`).
+    Shakespeare,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Simulated devices (each gets one speaking role).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(3..=64))]
+    pub clients: u32,
+    /// Federated rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: u32,
+    /// Fraction of each round's devices that drop after sharing keys.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// The federated data set.
+    #[arg(long, value_enum, default_value = "shakespeare")]
+    pub data: SimData,
+    /// Base model: registry name or path.
+    #[arg(long, default_value = "stories260k")]
+    pub model: String,
+    /// Local training steps per round.
+    #[arg(long, default_value_t = 5)]
+    pub steps: u64,
+    /// Sequences per local step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 64)]
+    pub seq: usize,
+    /// Local learning rate.
+    #[arg(long, default_value_t = 5e-3)]
+    pub learning_rate: f64,
+    /// DP noise multiplier (Gaussian standard deviation / clip).
+    #[arg(long, default_value_t = 1.0)]
+    pub noise: f64,
+    /// DP clip norm of each device's update.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// Seconds the upload stage waits for dropped devices.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(2..=3600))]
+    pub upload_deadline: u32,
+    /// Seed for the dropout draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -67,6 +67,7 @@ pub mod rounds;
 pub mod routes;
 pub mod secagg;
 pub mod server;
+pub mod sim;
 pub mod storage;
 pub mod tls;
 

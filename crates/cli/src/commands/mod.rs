@@ -6,6 +6,7 @@ mod library;
 mod lineage;
 mod model;
 mod photos;
+mod sim;
 mod text;
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lineage(args) => lineage::lineage(open()?, args),
         Command::Fed(command) => fed::fed(open()?, command),
         Command::Audit => fed::audit(open()?),
+        Command::Sim(args) => sim::sim(args),
         Command::Eval(EvalCommand::Text(args)) => text::eval(open()?, args),
         Command::Eval(EvalCommand::Photos(args)) => photos::eval(args),
         Command::Bench(BenchCommand::Import { photos, megapixels }) => {
