@@ -18,4 +18,14 @@ echo "== Metal build check (aarch64-apple-darwin)"
 rustup target list --installed | grep -q '^aarch64-apple-darwin$' || rustup target add aarch64-apple-darwin
 # Without the hub client: its TLS stack compiles C that needs the macOS SDK.
 cargo check --locked --target aarch64-apple-darwin -p hearth-ml -p hearth-cli --no-default-features --features metal
+echo "== app front end: type check, build, unit tests (vitest, mocked IPC)"
+setup_app
+npm run ui:build
+npm test
+echo "== app end to end: the real app (debug build, front end embedded) driven by tauri-driver under Xvfb"
+# Built once; the workspace build above shares every dependency but Tauri
+# itself. The .deb bundle (npm run build) is a release build of everything
+# and is not built here (about 10 more minutes on two cores).
+cargo build --locked -p hearth-app --features custom-protocol
+npm run e2e
 echo "== all tests passed"
