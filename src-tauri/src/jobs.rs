@@ -20,7 +20,7 @@ use crate::state::{JobId, JobKind, Jobs};
 
 /// One progress event of a job whose result is `T`. Serialized with an
 /// `event` tag: `{"event": "advance", "done": 3}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum JobEvent<T> {
     /// A task begins (`Scanning`, `Importing`, `Training`, ...).

@@ -24,9 +24,9 @@ pub mod commands;
 pub mod error;
 pub mod jobs;
 pub mod state;
-pub mod thumbnails;
 #[cfg(test)]
 mod test_support;
+pub mod thumbnails;
 
 use std::time::Duration;
 
@@ -59,20 +59,26 @@ pub fn run() {
 
 /// Configures `builder` with Hearth's plugins, state, thumbnail scheme,
 /// close behaviour and commands.
-pub fn run_app<R: Runtime>(builder: tauri::Builder<R>, location: LibraryLocation) -> tauri::Builder<R> {
+pub fn run_app<R: Runtime>(
+    builder: tauri::Builder<R>,
+    location: LibraryLocation,
+) -> tauri::Builder<R> {
     let thumbnails_of = location.path().to_path_buf();
     builder
         .plugin(tauri_plugin_dialog::init())
         .manage(location)
         .manage(Jobs::default())
-        .register_asynchronous_uri_scheme_protocol(thumbnails::SCHEME, move |_, request, responder| {
-            let library = thumbnails_of.clone();
-            let path = request.uri().path().to_owned();
-            // File reads stay off the main thread.
-            tauri::async_runtime::spawn_blocking(move || {
-                responder.respond(thumbnails::respond(&library, &path));
-            });
-        })
+        .register_asynchronous_uri_scheme_protocol(
+            thumbnails::SCHEME,
+            move |_, request, responder| {
+                let library = thumbnails_of.clone();
+                let path = request.uri().path().to_owned();
+                // File reads stay off the main thread.
+                tauri::async_runtime::spawn_blocking(move || {
+                    responder.respond(thumbnails::respond(&library, &path));
+                });
+            },
+        )
         .on_window_event(pause_jobs_on_close)
         .invoke_handler(tauri::generate_handler![
             commands::jobs::commands::cancel_job,

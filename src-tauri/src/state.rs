@@ -128,7 +128,10 @@ impl Jobs {
     /// The registry, even after a panic elsewhere held its lock (the map is
     /// never left half-changed: every change is one insert or remove).
     fn lock(&self) -> MutexGuard<'_, HashMap<JobId, Running>> {
-        self.0.running.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers a job of `kind`, unless one of that kind is running.

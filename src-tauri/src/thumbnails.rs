@@ -30,7 +30,13 @@ pub fn respond(library: &Path, uri_path: &str) -> Response<Vec<u8>> {
         Err(status) => Response::builder()
             .status(status)
             .header(header::CONTENT_TYPE, "text/plain")
-            .body(status.canonical_reason().unwrap_or("error").as_bytes().to_vec()),
+            .body(
+                status
+                    .canonical_reason()
+                    .unwrap_or("error")
+                    .as_bytes()
+                    .to_vec(),
+            ),
     }
     .unwrap_or_else(|_| Response::new(Vec::new()))
 }
@@ -44,9 +50,11 @@ fn valid_name(name: &str) -> Option<&'static str> {
         "png" => "image/png",
         _ => return None,
     };
-    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    (dir.len() == 2 && hash.len() == 64 && hex(hash) && hash.starts_with(dir))
-        .then_some(media_type)
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    (dir.len() == 2 && hash.len() == 64 && hex(hash) && hash.starts_with(dir)).then_some(media_type)
 }
 
 fn read(library: &Path, uri_path: &str) -> Result<(Vec<u8>, &'static str), StatusCode> {
@@ -80,7 +88,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let hash = format!("ab{}", "0".repeat(62));
         std::fs::create_dir_all(dir.path().join("thumbnails/ab")).expect("mkdir");
-        std::fs::write(dir.path().join(format!("thumbnails/ab/{hash}.jpg")), b"jpeg").expect("write");
+        std::fs::write(
+            dir.path().join(format!("thumbnails/ab/{hash}.jpg")),
+            b"jpeg",
+        )
+        .expect("write");
         std::fs::write(dir.path().join("secret.txt"), b"secret").expect("write");
 
         let ok = respond(dir.path(), &format!("/ab%2F{hash}.jpg"));
@@ -88,17 +100,26 @@ mod tests {
         assert_eq!(ok.body(), b"jpeg");
         assert_eq!(ok.headers()[header::CONTENT_TYPE], "image/jpeg");
 
+        let wrong_folder = format!("/cd/{hash}.jpg");
+        let wrong_type = format!("/ab/{hash}.txt");
         for bad in [
             "/../secret.txt",
             "/ab%2F..%2F..%2Fsecret.txt",
-            &format!("/cd/{hash}.jpg"),
-            &format!("/ab/{hash}.txt"),
+            wrong_folder.as_str(),
+            wrong_type.as_str(),
             "/ab/short.jpg",
         ] {
-            assert_eq!(respond(dir.path(), bad).status(), StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(
+                respond(dir.path(), bad).status(),
+                StatusCode::BAD_REQUEST,
+                "{bad}"
+            );
         }
         let missing = format!("/ab/ab{}.png", "1".repeat(62));
-        assert_eq!(respond(dir.path(), &missing).status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            respond(dir.path(), &missing).status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[cfg(unix)]

@@ -220,7 +220,8 @@ try {
   const train = async (steps) => {
     await typeInto("#train-model", model);
     await typeInto("#train-steps", String(steps));
-    await (await browser.$("#train-seq-len")).isDisplayed() || (await (await browser.$("details.span summary")).click());
+    const seqLen = await browser.$("#train-seq-len");
+    if (!(await seqLen.isDisplayed())) await (await browser.$("details.span summary")).click();
     await typeInto("#train-seq-len", "64");
     await typeInto("#train-lr", "0.005");
     await (await browser.$("#train-start")).click();

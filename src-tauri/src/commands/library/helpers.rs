@@ -36,7 +36,10 @@ pub fn list_items(library: &Library, query: &ItemQuery) -> Result<Vec<Item>> {
     {
         items.retain(|item| {
             item.path.to_lowercase().contains(&search)
-                || item.labels.iter().any(|l| l.to_lowercase().contains(&search))
+                || item
+                    .labels
+                    .iter()
+                    .any(|l| l.to_lowercase().contains(&search))
         });
     }
     Ok(items)

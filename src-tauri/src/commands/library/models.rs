@@ -62,7 +62,12 @@ impl From<ImportReport> for ImportSummary {
             .files
             .iter()
             .filter(|f| f.outcome == Outcome::Failed)
-            .chain(report.files.iter().filter(|f| f.outcome == Outcome::Skipped))
+            .chain(
+                report
+                    .files
+                    .iter()
+                    .filter(|f| f.outcome == Outcome::Skipped),
+            )
             .take(MAX_PROBLEMS)
             .cloned()
             .collect();

@@ -22,14 +22,19 @@ fn imports_the_shared_photos_lists_them_and_serves_their_thumbnails() {
     let last = events.last().expect("events");
     assert_eq!(last["event"], "done", "{last}");
     assert_eq!(last["result"]["imported"], 8, "{last}");
-    assert!(events.iter().any(|e| e["event"] == "begin" && e["task"] == "Importing"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "begin" && e["task"] == "Importing")
+    );
 
     let items = app.ok("list_items", json!({"query": {"kind": "photo"}}));
     let items = items.as_array().expect("array");
     assert_eq!(items.len(), 8);
     let thumbnail = items[0]["thumbnail"].as_str().expect("thumbnail");
     let name = thumbnail.strip_prefix("thumbnails/").expect("prefix");
-    let response = crate::thumbnails::respond(&app.library(), &format!("/{}", name.replace('/', "%2F")));
+    let response =
+        crate::thumbnails::respond(&app.library(), &format!("/{}", name.replace('/', "%2F")));
     assert_eq!(response.status(), 200);
     assert!(!response.body().is_empty());
 
@@ -40,9 +45,15 @@ fn imports_the_shared_photos_lists_them_and_serves_their_thumbnails() {
 
     // Importing again finds everything already there.
     let (channel, id) = app.channel();
-    app.ok("import_folders", json!({"request": {"paths": [photos]}, "onEvent": channel}));
+    app.ok(
+        "import_folders",
+        json!({"request": {"paths": [photos]}, "onEvent": channel}),
+    );
     let again = app.finish(id, Duration::from_secs(120));
-    assert_eq!(again.last().expect("events")["result"]["already_present"], 8);
+    assert_eq!(
+        again.last().expect("events")["result"]["already_present"],
+        8
+    );
 }
 
 #[test]
@@ -53,7 +64,10 @@ fn labels_are_added_filtered_and_removed() {
     std::fs::write(notes.join("rex.txt"), "Rex chased the ball.").expect("write");
     std::fs::write(notes.join("garden.md"), "# Garden\nTomatoes.").expect("write");
     let (channel, id) = app.channel();
-    app.ok("import_folders", json!({"request": {"paths": [notes]}, "onEvent": channel}));
+    app.ok(
+        "import_folders",
+        json!({"request": {"paths": [notes]}, "onEvent": channel}),
+    );
     app.finish(id, Duration::from_secs(60));
 
     let items = app.ok("list_items", json!({}));
@@ -62,7 +76,10 @@ fn labels_are_added_filtered_and_removed() {
     assert_eq!(item["labels"], json!(["Rex"]));
     let labelled = app.ok("list_items", json!({"query": {"label": "rex"}}));
     assert_eq!(labelled.as_array().map(Vec::len), Some(1));
-    assert_eq!(app.ok("list_labels", json!({})), json!([{"name": "Rex", "items": 1}]));
+    assert_eq!(
+        app.ok("list_labels", json!({})),
+        json!([{"name": "Rex", "items": 1}])
+    );
     let text = app.ok("item_text", json!({"id": first}));
     assert!(text.as_str().is_some_and(|t| !t.is_empty()));
 
@@ -82,7 +99,10 @@ fn bad_input_comes_back_as_kind_and_message() {
 
     let (channel, _) = app.channel();
     let error = app
-        .invoke("import_folders", json!({"request": {"paths": ["relative/dir"]}, "onEvent": channel}))
+        .invoke(
+            "import_folders",
+            json!({"request": {"paths": ["relative/dir"]}, "onEvent": channel}),
+        )
         .expect_err("relative path");
     assert_eq!(error["kind"], "invalid_input");
 
@@ -92,8 +112,13 @@ fn bad_input_comes_back_as_kind_and_message() {
     assert_eq!(error["kind"], "invalid_input");
 
     // A malformed argument is refused by the IPC layer, not unwrapped.
-    assert!(app.invoke("add_label", json!({"id": "seven", "name": 3})).is_err());
-    let error = app.invoke("cancel_job", json!({"id": 99})).expect_err("no job");
+    assert!(
+        app.invoke("add_label", json!({"id": "seven", "name": 3}))
+            .is_err()
+    );
+    let error = app
+        .invoke("cancel_job", json!({"id": 99}))
+        .expect_err("no job");
     assert_eq!(error["kind"], "not_found");
     assert_eq!(app.ok("ping", json!({})), "pong");
 }

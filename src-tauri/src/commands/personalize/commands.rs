@@ -42,9 +42,12 @@ pub async fn start_text_training(
 ) -> Result<JobId> {
     let training = helpers::text_training(&request)?;
     let location = location.inner().clone();
-    spawn_progress_job(&jobs, JobKind::TrainText, on_event, move |progress, cancel| {
-        helpers::train_text(&location, &training, progress, cancel)
-    })
+    spawn_progress_job(
+        &jobs,
+        JobKind::TrainText,
+        on_event,
+        move |progress, cancel| helpers::train_text(&location, &training, progress, cancel),
+    )
 }
 
 /// Continues a paused or interrupted run from its last checkpoint.
@@ -58,9 +61,12 @@ pub async fn resume_text_training(
 ) -> Result<JobId> {
     let device = helpers::device(device.as_deref().unwrap_or("auto"))?;
     let location = location.inner().clone();
-    spawn_progress_job(&jobs, JobKind::TrainText, on_event, move |progress, cancel| {
-        helpers::resume_text(&location, run, device, progress, cancel)
-    })
+    spawn_progress_job(
+        &jobs,
+        JobKind::TrainText,
+        on_event,
+        move |progress, cancel| helpers::resume_text(&location, run, device, progress, cancel),
+    )
 }
 
 /// Gives up a paused run (see [`helpers::discard_run`]).
@@ -96,7 +102,10 @@ pub async fn train_photo_tagger(
 ) -> Result<JobId> {
     let request = request.unwrap_or_default();
     let location = location.inner().clone();
-    spawn_progress_job(&jobs, JobKind::TrainPhotos, on_event, move |progress, cancel| {
-        helpers::train_photos(&location, &request, progress, cancel)
-    })
+    spawn_progress_job(
+        &jobs,
+        JobKind::TrainPhotos,
+        on_event,
+        move |progress, cancel| helpers::train_photos(&location, &request, progress, cancel),
+    )
 }

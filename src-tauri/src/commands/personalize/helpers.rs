@@ -43,7 +43,12 @@ pub fn train_config(request: &TextTrainingRequest) -> TrainConfig {
 pub fn text_training(request: &TextTrainingRequest) -> Result<TextTraining> {
     let config = train_config(request);
     config.validate()?;
-    let blank = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let blank = |s: &Option<String>| {
+        s.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
     Ok(TextTraining {
         model: blank(&request.model),
         label: blank(&request.label),

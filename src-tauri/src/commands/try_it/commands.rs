@@ -26,22 +26,27 @@ pub async fn generate_text(
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             helpers::generate_text(&location, &request, &on_event, &cancel)
         }));
-        on_event.send(match outcome {
-            Ok(Ok(())) => GenerateEvent::Done,
-            Ok(Err(error)) => GenerateEvent::Failed { error },
-            Err(panic) => GenerateEvent::Failed {
-                error: AppError::Internal(format!(
-                    "generation stopped unexpectedly: {}",
-                    panic_message(&panic)
-                )),
+        EventSink::send(
+            &on_event,
+            match outcome {
+                Ok(Ok(())) => GenerateEvent::Done,
+                Ok(Err(error)) => GenerateEvent::Failed { error },
+                Err(panic) => GenerateEvent::Failed {
+                    error: AppError::Internal(format!(
+                        "generation stopped unexpectedly: {}",
+                        panic_message(&panic)
+                    )),
+                },
             },
-        });
+        );
     })
 }
 
 /// Runs blocking library work on the blocking pool (loading the photo
 /// model takes a moment; the async workers stay free).
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tauri::async_runtime::spawn_blocking(work)
         .await
         .map_err(|e| AppError::Internal(format!("worker failed: {e}")))?

@@ -59,7 +59,7 @@ pub enum Pass {
 }
 
 /// A generation's events, tagged by `event`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum GenerateEvent {
     /// The model is loading.

@@ -11,7 +11,10 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn import(app: &TestApp, path: &std::path::Path) {
     let (channel, id) = app.channel();
-    app.ok("import_folders", json!({"request": {"paths": [path]}, "onEvent": channel}));
+    app.ok(
+        "import_folders",
+        json!({"request": {"paths": [path]}, "onEvent": channel}),
+    );
     let events = app.finish(id, TIMEOUT);
     assert_eq!(events.last().expect("events")["event"], "done");
 }
@@ -51,7 +54,11 @@ fn base_and_personalized_completions_stream_side_by_side() {
                "max_tokens": 24, "raw": true}, "onEvent": channel}),
     );
     let events = app.finish(id, TIMEOUT);
-    assert_eq!(events.last().expect("events")["event"], "done", "{events:?}");
+    assert_eq!(
+        events.last().expect("events")["event"],
+        "done",
+        "{events:?}"
+    );
     let passes: Vec<&str> = events
         .iter()
         .filter(|e| e["event"] == "begin")
@@ -69,9 +76,15 @@ fn base_and_personalized_completions_stream_side_by_side() {
     assert!(ends.iter().all(|e| e["new_tokens"].as_u64() > Some(0)));
 
     let (channel, id) = app.channel();
-    app.ok("generate_text", json!({"request": {"prompt": "  "}, "onEvent": channel}));
+    app.ok(
+        "generate_text",
+        json!({"request": {"prompt": "  "}, "onEvent": channel}),
+    );
     let events = app.finish(id, TIMEOUT);
-    assert_eq!(events.last().expect("events")["error"]["kind"], "invalid_input");
+    assert_eq!(
+        events.last().expect("events")["error"]["kind"],
+        "invalid_input"
+    );
 }
 
 #[test]
@@ -88,12 +101,18 @@ fn photo_tags_are_suggested_accepted_rejected_and_similar_photos_found() {
     let id_of = |name: &str| -> i64 {
         items
             .as_array()
-            .and_then(|items| items.iter().find(|i| i["path"].as_str().is_some_and(|p| p.contains(name))))
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|i| i["path"].as_str().is_some_and(|p| p.contains(name)))
+            })
             .and_then(|i| i["id"].as_i64())
             .unwrap_or_else(|| panic!("{name} imported"))
     };
     // No tagger yet: a clear "no data" answer.
-    let error = app.invoke("suggest_tags", json!({})).expect_err("no tagger");
+    let error = app
+        .invoke("suggest_tags", json!({}))
+        .expect_err("no tagger");
     assert_eq!(error["kind"], "no_data", "{error}");
 
     for (name, label) in [
@@ -112,16 +131,27 @@ fn photo_tags_are_suggested_accepted_rejected_and_similar_photos_found() {
     let events = app.finish(id, TIMEOUT);
     let last = events.last().expect("events");
     assert_eq!(last["event"], "done", "{last}");
-    assert_eq!(last["result"]["labels"], json!(["animal", "space", "things"]));
+    assert_eq!(
+        last["result"]["labels"],
+        json!(["animal", "space", "things"])
+    );
 
     let tags = app.ok("suggest_tags", json!({}));
     let tags = tags.as_array().expect("array");
     assert_eq!(tags.len(), 1, "only the unlabelled photo: {tags:?}");
     let motorcycle = &tags[0];
-    assert!(motorcycle["item"]["path"].as_str().is_some_and(|p| p.contains("motorcycle")));
+    assert!(
+        motorcycle["item"]["path"]
+            .as_str()
+            .is_some_and(|p| p.contains("motorcycle"))
+    );
     let suggestions = motorcycle["suggestions"].as_array().expect("suggestions");
     assert_eq!(suggestions.len(), 3);
-    assert!(suggestions.iter().all(|s| (0.0..=1.0).contains(&s["confidence"].as_f64().unwrap_or(-1.0))));
+    assert!(
+        suggestions
+            .iter()
+            .all(|s| (0.0..=1.0).contains(&s["confidence"].as_f64().unwrap_or(-1.0)))
+    );
 
     let id = id_of("motorcycle");
     let item = app.ok("accept_tag", json!({"id": id, "label": "things"}));
@@ -132,5 +162,9 @@ fn photo_tags_are_suggested_accepted_rejected_and_similar_photos_found() {
     let similar = app.ok("similar_photos", json!({"id": id_of("rocket"), "k": 3}));
     let similar = similar.as_array().expect("array");
     assert_eq!(similar.len(), 3);
-    assert!(similar.windows(2).all(|w| w[0]["similarity"].as_f64() >= w[1]["similarity"].as_f64()));
+    assert!(
+        similar
+            .windows(2)
+            .all(|w| w[0]["similarity"].as_f64() >= w[1]["similarity"].as_f64())
+    );
 }
