@@ -238,19 +238,19 @@ try {
   });
 
   await check("paused-while-responsive-then-resumed", async () => {
-    await train(3000);
+    await train(300);
     await browser.waitUntil(
-      async () => /Training \d+ \/ 3000/.test(await (await browser.$(".training .progress-text")).getText()),
+      async () => /Training \d+ \/ 300/.test(await (await browser.$(".training .progress-text")).getText()),
       { timeout: 60_000, interval: 100, timeoutMsg: "training never reported steps" },
     );
     figures.ping_during_training = summary(await pings(20));
     figures.memory_during_training = appMemory();
     await (await browser.$("#train-pause")).click();
-    await waitText("#train-result", /paused at step \d+ of 3000/, 60_000);
+    await waitText("#train-result", /paused at step \d+ of 300/, 60_000);
     const resume = await browser.$('button[aria-label^="Resume run"]');
     await resume.waitForDisplayed({ timeout: 10_000 });
     await resume.click();
-    await waitText("#train-result", /completed: 3000 steps/, 300_000);
+    await waitText("#train-result", /completed: 300 steps/, 300_000);
   });
 
   await check("generated-side-by-side", async () => {

@@ -42,7 +42,7 @@ export function LossChart({ loss, validation, totalSteps }: { loss: Point[]; val
     (lastValidation ? `, held-out loss ${lastValidation[1].toFixed(3)} at step ${lastValidation[0]}` : "");
   return (
     <figure class="chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} preserveAspectRatio="none">
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary}>
         <line class="axis" x1={PAD.left} y1={H - PAD.bottom} x2={W - PAD.right} y2={H - PAD.bottom} />
         <line class="axis" x1={PAD.left} y1={PAD.top} x2={PAD.left} y2={H - PAD.bottom} />
         <text class="tick" x={PAD.left - 6} y={PAD.top + 4} text-anchor="end">{hi.toFixed(2)}</text>

@@ -371,7 +371,7 @@ function RunHistory({ runs, error }: { runs: Run[]; error: AppError | null }) {
               </tr>
             </thead>
             <tbody>
-              {[...runs].reverse().map((run) => (
+              {runs.map((run) => (
                 <tr key={run.id}>
                   <td>{run.id}</td>
                   <td>{run.kind}</td>

@@ -59,8 +59,8 @@ function Generate({ active }: { active: boolean }) {
   const [running, setRunning] = useState<number | null>(null);
   const [error, setError] = useState<AppError | null>(null);
   const list = adapters.value ?? [];
-  // The newest adapter, once there is one and none was chosen.
-  const chosen = adapter ?? list.at(-1)?.id ?? null;
+  // The newest adapter (the list is newest first), unless one was chosen.
+  const chosen = adapter ?? list[0]?.id ?? null;
 
   const generate = async () => {
     setError(null);

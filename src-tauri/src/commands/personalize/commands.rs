@@ -18,13 +18,13 @@ pub async fn list_models() -> Result<Vec<ModelChoice>> {
     helpers::model_choices()
 }
 
-/// Every training run, oldest first.
+/// Every training run, newest first.
 #[tauri::command]
 pub async fn list_runs(location: State<'_, LibraryLocation>) -> Result<Vec<Run>> {
     Ok(location.open()?.runs()?)
 }
 
-/// Every adapter, oldest first.
+/// Every adapter, newest first.
 #[tauri::command]
 pub async fn list_adapters(location: State<'_, LibraryLocation>) -> Result<Vec<Adapter>> {
     Ok(location.open()?.adapters()?)
