@@ -8,11 +8,12 @@
 // progress reach done, pause and resume a longer run (measuring how fast
 // a trivial command answers meanwhile), generate text. Each step saves a
 // PNG under target/e2e-screenshots/; measured figures (idle memory, ping
-// latency during training) go to target/e2e-figures.json.
+// latency during training) go to target/e2e-figures.json. Last, closing the
+// window during a run must pause it at a checkpoint before the app exits.
 //
 // Without the shared data or the binary it skips (exit 0), except under
 // CI=true, where it fails.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -101,6 +102,11 @@ function appMemory() {
     rss_mb: Math.round(mine.reduce((s, p) => s + p.rss, 0) / 1024),
     pss_mb: Math.round(mine.reduce((s, p) => s + p.pss, 0) / 1024),
   };
+}
+
+/** One query on the library's database (Python's sqlite3: no extra tool). */
+function runSql(sql) {
+  return execFileSync("python3", ["-c", "import sqlite3,sys; print('|'.join(map(str, sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone() or [])))", path.join(library, "library.sqlite3"), sql], { encoding: "utf8" }).trim();
 }
 
 const driver = spawn("tauri-driver", ["--port", String(port)], {
@@ -208,7 +214,7 @@ try {
     await typeInto("#new-label", "space");
     await (await browser.$("#add-label")).click();
     await (await browser.$('button[aria-label="Remove label space"]')).waitForDisplayed({ timeout: 10_000 });
-    await waitText("#library-stats", /1 labels/, 10_000);
+    await waitText("#library-stats", /1 label\b/, 10_000);
   });
 
   await check("notes-imported", async () => {
@@ -274,7 +280,36 @@ try {
     await browser.setWindowSize(390, 844);
     await (await browser.$("#tab-library")).click();
     await browser.pause(500);
+    await browser.setWindowSize(1280, 800);
   });
+
+  // Last: closing the window ends the app. A run going on must be paused
+  // at a checkpoint first (the app keeps the window until it is).
+  await check("training-before-close", async () => {
+    await (await browser.$("#tab-personalize")).click();
+    await train(300);
+    await browser.waitUntil(
+      async () => /Training \d+ \/ 300/.test(await (await browser.$(".training .progress-text")).getText()),
+      { timeout: 60_000, interval: 100, timeoutMsg: "training never reported steps" },
+    );
+  });
+  const closed = Date.now();
+  await browser.execute(() => window.__TAURI_INTERNALS__.invoke("plugin:window|close", { label: "main" }));
+  const appGone = () => !fs.readdirSync("/proc").some((d) => {
+    try {
+      return /^\d+$/.test(d) && fs.readlinkSync(`/proc/${d}/exe`) === fs.realpathSync(binary);
+    } catch {
+      return false;
+    }
+  });
+  const deadline = Date.now() + 120_000;
+  while (!appGone() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const [status, steps] = runSql(`SELECT status, steps_done FROM runs WHERE kind = 'text' ORDER BY id DESC LIMIT 1`).split("|");
+  const ok = appGone() && status === "paused";
+  results.push({ name: "closing-pauses-training", ok });
+  figures.close_to_exit_s = +((Date.now() - closed) / 1000).toFixed(1);
+  console.log(`${ok ? "ok" : "not ok"} - closing-pauses-training (run ${status} at step ${steps}, app gone: ${appGone()})`);
+  if (!ok) throw new Error("closing the window did not pause the training");
 } catch (error) {
   failed = true;
   console.error(error);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { JobEvent } from "../src/api/types";
 import { thin } from "../src/components/LossChart";
-import { eta, fileName, formatBytes, formatDuration, fraction, reduce, startProgress } from "../src/lib/progress";
+import { eta, fileName, formatBytes, formatDuration, fraction, plural, reduce, startProgress } from "../src/lib/progress";
 
 describe("job progress", () => {
   it("folds events: begin, advance, metrics, notes, done", () => {
@@ -48,6 +48,8 @@ describe("job progress", () => {
     expect(formatBytes(2_500_000)).toBe("2.5 MB");
     expect(fileName("/home/me/Pictures/rex.jpg")).toBe("rex.jpg");
     expect(fileName("C:\\notes\\a.txt")).toBe("a.txt");
+    expect(plural(1, "label")).toBe("1 label");
+    expect(plural(0, "photo")).toBe("0 photos");
   });
 
   it("thins long curves but keeps the last point", () => {

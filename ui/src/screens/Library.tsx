@@ -6,7 +6,7 @@ import { api, thumbnailUrl, toAppError } from "../api/ipc";
 import type { AppError, ImportSummary, Item, ItemKind } from "../api/types";
 import { ErrorNote } from "../components/ErrorNote";
 import { ProgressBar } from "../components/ProgressBar";
-import { fileName, formatBytes } from "../lib/progress";
+import { fileName, formatBytes, plural } from "../lib/progress";
 import { useJob, useLoad } from "../lib/useJob";
 
 export function Library({ active }: { active: boolean }) {
@@ -40,8 +40,8 @@ export function Library({ active }: { active: boolean }) {
       <h2 id="library-title">Library</h2>
       {info.value && (
         <p class="muted" id="library-stats">
-          {info.value.stats.photos} photos ({formatBytes(info.value.stats.photo_bytes)}),{" "}
-          {info.value.stats.texts} texts, {info.value.stats.labels} labels — kept in{" "}
+          {plural(info.value.stats.photos, "photo")} ({formatBytes(info.value.stats.photo_bytes)}),{" "}
+          {plural(info.value.stats.texts, "text")}, {plural(info.value.stats.labels, "label")} — kept in{" "}
           <code>{info.value.path}</code>
         </p>
       )}
