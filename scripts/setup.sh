@@ -13,6 +13,11 @@ as_root() {
 
 # dataset-fashion-mnist: real labelled images for `hearth eval photos`.
 apt_packages=(build-essential pkg-config ca-certificates curl python3 dataset-fashion-mnist)
+# The desktop app (src-tauri/): WebKitGTK and the libraries Tauri links to
+# build it; Xvfb (xauth must be named when recommends are off) and
+# WebKitWebDriver to drive its real window in the end-to-end test.
+apt_packages+=(libwebkit2gtk-4.1-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
+               libsoup-3.0-dev libjavascriptcoregtk-4.1-dev file xvfb xauth webkit2gtk-driver)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -46,3 +51,19 @@ if command -v rustup >/dev/null; then
         rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
     done
 fi
+
+# The app's front end and its end-to-end driver; scripts/test.sh calls this.
+setup_app() {
+    if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+    fi
+    # tauri-driver speaks WebDriver for the app and starts WebKitWebDriver.
+    if ! command -v tauri-driver >/dev/null; then
+        echo "setup: installing tauri-driver" >&2
+        cargo install tauri-driver --locked
+    fi
+    # Exactly the locked front-end packages (again only when the lock changed).
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        npm ci --no-audit --no-fund
+    fi
+}

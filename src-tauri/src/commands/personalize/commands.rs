@@ -1,0 +1,111 @@
+//! Personalization commands: thin wrappers over [`super::helpers`].
+
+use hearth_personalize::RunSummary;
+use hearth_personalize::photos::{EmbedSummary, TaggerSummary};
+use hearth_store::{Adapter, Run, RunId};
+use tauri::State;
+use tauri::ipc::Channel;
+
+use super::helpers;
+use super::models::{ModelChoice, PhotoTrainingRequest, TextTrainingRequest};
+use crate::error::Result;
+use crate::jobs::{JobEvent, spawn_progress_job};
+use crate::state::{JobId, JobKind, Jobs, LibraryLocation};
+
+/// The registry's models and whether each is here.
+#[tauri::command]
+pub async fn list_models() -> Result<Vec<ModelChoice>> {
+    helpers::model_choices()
+}
+
+/// Every training run, newest first.
+#[tauri::command]
+pub async fn list_runs(location: State<'_, LibraryLocation>) -> Result<Vec<Run>> {
+    Ok(location.open()?.runs()?)
+}
+
+/// Every adapter, newest first.
+#[tauri::command]
+pub async fn list_adapters(location: State<'_, LibraryLocation>) -> Result<Vec<Adapter>> {
+    Ok(location.open()?.adapters()?)
+}
+
+/// Starts training a text adapter. Progress (loss, validation loss,
+/// tokens/s, steps) and the run summary arrive on `on_event`;
+/// `cancel_job` pauses it at a checkpoint.
+#[tauri::command]
+pub async fn start_text_training(
+    location: State<'_, LibraryLocation>,
+    jobs: State<'_, Jobs>,
+    request: TextTrainingRequest,
+    on_event: Channel<JobEvent<RunSummary>>,
+) -> Result<JobId> {
+    let training = helpers::text_training(&request)?;
+    let location = location.inner().clone();
+    spawn_progress_job(
+        &jobs,
+        JobKind::TrainText,
+        on_event,
+        move |progress, cancel| helpers::train_text(&location, &training, progress, cancel),
+    )
+}
+
+/// Continues a paused or interrupted run from its last checkpoint.
+#[tauri::command]
+pub async fn resume_text_training(
+    location: State<'_, LibraryLocation>,
+    jobs: State<'_, Jobs>,
+    run: RunId,
+    device: Option<String>,
+    on_event: Channel<JobEvent<RunSummary>>,
+) -> Result<JobId> {
+    let device = helpers::device(device.as_deref().unwrap_or("auto"))?;
+    let location = location.inner().clone();
+    spawn_progress_job(
+        &jobs,
+        JobKind::TrainText,
+        on_event,
+        move |progress, cancel| helpers::resume_text(&location, run, device, progress, cancel),
+    )
+}
+
+/// Gives up a paused run (see [`helpers::discard_run`]).
+#[tauri::command]
+pub async fn discard_run(
+    location: State<'_, LibraryLocation>,
+    jobs: State<'_, Jobs>,
+    run: RunId,
+) -> Result<()> {
+    helpers::discard_run(&location, run, jobs.is_running(JobKind::TrainText))
+}
+
+/// Starts embedding the photos that have no embedding yet.
+#[tauri::command]
+pub async fn embed_photos(
+    location: State<'_, LibraryLocation>,
+    jobs: State<'_, Jobs>,
+    on_event: Channel<JobEvent<EmbedSummary>>,
+) -> Result<JobId> {
+    let location = location.inner().clone();
+    spawn_progress_job(&jobs, JobKind::Embed, on_event, move |progress, cancel| {
+        helpers::embed(&location, progress, cancel)
+    })
+}
+
+/// Starts training the photo tagger on the labelled photos.
+#[tauri::command]
+pub async fn train_photo_tagger(
+    location: State<'_, LibraryLocation>,
+    jobs: State<'_, Jobs>,
+    request: Option<PhotoTrainingRequest>,
+    on_event: Channel<JobEvent<TaggerSummary>>,
+) -> Result<JobId> {
+    let request = request.unwrap_or_default();
+    let location = location.inner().clone();
+    spawn_progress_job(
+        &jobs,
+        JobKind::TrainPhotos,
+        on_event,
+        move |progress, cancel| helpers::train_photos(&location, &request, progress, cancel),
+    )
+}

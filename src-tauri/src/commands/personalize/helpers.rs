@@ -1,0 +1,187 @@
+//! The personalization commands' logic, over `hearth_personalize` (the
+//! calls `hearth train text`, `hearth runs` and `hearth photos` make).
+
+use hearth_ml::DeviceChoice;
+use hearth_ml::lora::LoraConfig;
+use hearth_ml::tagger::TaggerConfig;
+use hearth_ml::train::TrainConfig;
+use hearth_ml::vision::finetune::FineTuneConfig;
+use hearth_personalize::photos::{self, EmbedSummary, PhotoTraining, TaggerSummary};
+use hearth_personalize::{RunSummary, TextTraining};
+use hearth_progress::{CancelToken, Progress};
+use hearth_store::{RunId, RunStatus, RunUpdate};
+
+use super::models::{ModelChoice, PhotoTrainingRequest, TextTrainingRequest};
+use crate::error::{AppError, Result};
+use crate::state::LibraryLocation;
+
+/// Parses a device name.
+pub fn device(name: &str) -> Result<DeviceChoice> {
+    name.parse().map_err(AppError::InvalidInput)
+}
+
+/// The training configuration for a request, built as `hearth train text`
+/// builds it from its flags.
+pub fn train_config(request: &TextTrainingRequest) -> TrainConfig {
+    TrainConfig {
+        lora: LoraConfig {
+            rank: request.rank,
+            ..LoraConfig::default()
+        },
+        steps: request.steps,
+        batch_size: request.batch_size,
+        seq_len: request.seq_len,
+        learning_rate: request.learning_rate,
+        warmup_steps: TrainConfig::default().warmup_steps.min(request.steps),
+        eval_every: request.eval_every,
+        checkpoint_every: request.checkpoint_every,
+        ..TrainConfig::default()
+    }
+}
+
+/// The library's [`TextTraining`] for a request.
+pub fn text_training(request: &TextTrainingRequest) -> Result<TextTraining> {
+    let config = train_config(request);
+    config.validate()?;
+    let blank = |s: &Option<String>| {
+        s.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    Ok(TextTraining {
+        model: blank(&request.model),
+        label: blank(&request.label),
+        config,
+        device: device(&request.device)?,
+    })
+}
+
+/// Trains a new text adapter.
+pub fn train_text(
+    location: &LibraryLocation,
+    training: &TextTraining,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<RunSummary> {
+    let mut library = location.open()?;
+    Ok(hearth_personalize::train_text(
+        &mut library,
+        training,
+        progress,
+        cancel,
+    )?)
+}
+
+/// Continues a paused or interrupted run.
+pub fn resume_text(
+    location: &LibraryLocation,
+    run: RunId,
+    device: DeviceChoice,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<RunSummary> {
+    let mut library = location.open()?;
+    Ok(hearth_personalize::resume_text(
+        &mut library,
+        run,
+        device,
+        progress,
+        cancel,
+    )?)
+}
+
+/// Gives up a paused run: it is marked failed ("cancelled"), so it no
+/// longer offers itself for resuming in the app. Its checkpoint stays, so
+/// `hearth train text --resume` can still continue it.
+pub fn discard_run(location: &LibraryLocation, run: RunId, training_now: bool) -> Result<()> {
+    let mut library = location.open()?;
+    let record = library.run(run)?;
+    if record.status == RunStatus::Running && training_now {
+        return Err(AppError::Busy(format!(
+            "run {run} is training now; pause it first"
+        )));
+    }
+    if !record.status.resumable() {
+        return Err(AppError::InvalidInput(format!(
+            "run {run} is {}; only paused or interrupted runs can be cancelled",
+            record.status
+        )));
+    }
+    library.update_run(
+        run,
+        &RunUpdate {
+            status: Some(RunStatus::Failed),
+            error: Some("cancelled by you".into()),
+            ..RunUpdate::default()
+        },
+    )?;
+    Ok(())
+}
+
+/// Every registry model and whether it is on this machine.
+pub fn model_choices() -> Result<Vec<ModelChoice>> {
+    Ok(hearth_ml::registry::entries()?
+        .into_iter()
+        .map(|entry| ModelChoice {
+            present: entry.local_path().is_some(),
+            name: entry.name,
+            kind: entry.kind,
+            description: entry.description,
+            default: entry.default,
+        })
+        .collect())
+}
+
+/// Embeds every photo not yet embedded by the active photo model (the
+/// call `hearth photos embed` makes).
+pub fn embed(
+    location: &LibraryLocation,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<EmbedSummary> {
+    let mut library = location.open()?;
+    let model = photos::active_photo_model(&library, &DeviceChoice::Auto.open()?)?;
+    Ok(photos::embed_photos(
+        &mut library,
+        &model,
+        16,
+        progress,
+        cancel,
+    )?)
+}
+
+/// Trains the photo tagger as `hearth photos train` does: embeds new
+/// photos with the base network, then learns the labels (fine-tuning the
+/// last blocks first when asked).
+pub fn train_photos(
+    location: &LibraryLocation,
+    request: &PhotoTrainingRequest,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TaggerSummary> {
+    let mut library = location.open()?;
+    let base = photos::load_photo_model(None, &DeviceChoice::Auto.open()?)?;
+    let embedded = photos::embed_photos(&mut library, &base, 16, progress, cancel)?;
+    if embedded.cancelled {
+        return Err(hearth_personalize::PersonalizeError::Cancelled.into());
+    }
+    let training = PhotoTraining {
+        tagger: TaggerConfig::default(),
+        fine_tune: request.fine_tune_blocks.map(|blocks| {
+            let defaults = FineTuneConfig::default();
+            FineTuneConfig {
+                blocks,
+                steps: request.steps.unwrap_or(defaults.steps),
+                ..defaults
+            }
+        }),
+    };
+    Ok(photos::train_tagger(
+        &mut library,
+        &base,
+        &training,
+        progress,
+        cancel,
+    )?)
+}

@@ -1,0 +1,72 @@
+//! Request and response shapes of the personalization commands.
+
+use serde::{Deserialize, Serialize};
+
+/// A text training request. Defaults are `hearth train text`'s.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TextTrainingRequest {
+    /// Base model: registry name or path (default: the default text model).
+    pub model: Option<String>,
+    /// Train on texts with this label only (default: every text).
+    pub label: Option<String>,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// LoRA rank.
+    pub rank: usize,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Steps between held-out evaluations.
+    pub eval_every: u64,
+    /// Steps between checkpoints.
+    pub checkpoint_every: u64,
+    /// `auto`, `cpu`, `cuda` or `metal`.
+    pub device: String,
+}
+
+impl Default for TextTrainingRequest {
+    fn default() -> Self {
+        TextTrainingRequest {
+            model: None,
+            label: None,
+            steps: 100,
+            rank: 8,
+            batch_size: 4,
+            seq_len: 256,
+            learning_rate: 2e-4,
+            eval_every: 25,
+            checkpoint_every: 10,
+            device: "auto".into(),
+        }
+    }
+}
+
+/// A base model the person can choose.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelChoice {
+    /// Registry name.
+    pub name: String,
+    /// `text` or `vision`.
+    pub kind: String,
+    /// One line about it.
+    pub description: String,
+    /// The default of its kind.
+    pub default: bool,
+    /// Whether its files are on this machine.
+    pub present: bool,
+}
+
+/// A photo tagger training request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PhotoTrainingRequest {
+    /// Fine-tune this many of the network's last blocks first (`None`: the
+    /// head alone, on frozen embeddings).
+    pub fine_tune_blocks: Option<usize>,
+    /// Fine-tuning steps (default: the library's).
+    pub steps: Option<usize>,
+}

@@ -1,0 +1,140 @@
+//! The app's one error type, sent to the front end as `{kind, message}`.
+//!
+//! `kind` is a closed set (see [`ErrorKind`]; `ui/src/api/types.ts` mirrors
+//! it) so the front end can react to what went wrong (offer to resume, say
+//! "import some notes first") without parsing messages; `message` is the
+//! library's own sentence, written for people.
+
+use hearth_personalize::PersonalizeError;
+use hearth_store::StoreError;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use crate::state::JobId;
+
+/// What kind of failure an [`AppError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request itself was malformed (an empty label, a relative path).
+    InvalidInput,
+    /// The item, run, adapter or job does not exist.
+    NotFound,
+    /// Something else holds what this needs (an import, a training run).
+    Busy,
+    /// Nothing to work on yet (no texts, no labelled photos, no tagger).
+    NoData,
+    /// The run cannot be resumed.
+    NotResumable,
+    /// The work was cancelled.
+    Cancelled,
+    /// A model is not on this machine or its registry entry is wrong.
+    ModelMissing,
+    /// The library's database or folder failed.
+    Library,
+    /// A model, training or generation failed.
+    Model,
+    /// A bug: a worker panicked or a record no longer makes sense.
+    Internal,
+}
+
+/// Anything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The library failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A personalization workflow failed.
+    #[error(transparent)]
+    Personalize(#[from] PersonalizeError),
+    /// A model operation failed.
+    #[error(transparent)]
+    Ml(#[from] hearth_ml::MlError),
+    /// The request was malformed.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// No job with this id is running.
+    #[error("no job {0} is running")]
+    NoSuchJob(JobId),
+    /// Another job of the same kind is running.
+    #[error("{0}")]
+    Busy(String),
+    /// A bug (a worker panicked).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result with [`AppError`].
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+impl AppError {
+    /// The kind the front end switches on.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AppError::Store(error) => store_kind(error),
+            AppError::Personalize(error) => match error {
+                PersonalizeError::Store(error) => store_kind(error),
+                PersonalizeError::Ml(error) => ml_kind(error),
+                PersonalizeError::NoData(_) => ErrorKind::NoData,
+                PersonalizeError::NotResumable { .. } => ErrorKind::NotResumable,
+                PersonalizeError::Cancelled => ErrorKind::Cancelled,
+                PersonalizeError::Io { .. } => ErrorKind::Library,
+                _ => ErrorKind::Internal,
+            },
+            AppError::Ml(error) => ml_kind(error),
+            AppError::InvalidInput(_) => ErrorKind::InvalidInput,
+            AppError::NoSuchJob(_) => ErrorKind::NotFound,
+            AppError::Busy(_) => ErrorKind::Busy,
+            AppError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+fn store_kind(error: &StoreError) -> ErrorKind {
+    match error {
+        StoreError::NoSuchItem(_) | StoreError::NoSuchRun(_) | StoreError::NoSuchAdapter(_) => {
+            ErrorKind::NotFound
+        }
+        StoreError::InvalidLabel(_) => ErrorKind::InvalidInput,
+        StoreError::Busy(_) => ErrorKind::Busy,
+        _ => ErrorKind::Library,
+    }
+}
+
+fn ml_kind(error: &hearth_ml::MlError) -> ErrorKind {
+    match error {
+        hearth_ml::MlError::Registry(_) => ErrorKind::ModelMissing,
+        hearth_ml::MlError::InvalidRequest(_) => ErrorKind::InvalidInput,
+        _ => ErrorKind::Model,
+    }
+}
+
+impl Serialize for AppError {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("AppError", 2)?;
+        out.serialize_field("kind", &self.kind())?;
+        out.serialize_field("message", &self.to_string())?;
+        out.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_as_kind_and_message() {
+        let error = AppError::Store(StoreError::NoSuchItem(7));
+        assert_eq!(
+            serde_json::to_value(&error).expect("serializes"),
+            serde_json::json!({"kind": "not_found", "message": "no item with id 7"})
+        );
+        let error = AppError::Personalize(PersonalizeError::NoData("import notes".into()));
+        assert_eq!(error.kind(), ErrorKind::NoData);
+        assert_eq!(
+            AppError::Ml(hearth_ml::MlError::Registry("x".into())).kind(),
+            ErrorKind::ModelMissing
+        );
+    }
+}

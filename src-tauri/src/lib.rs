@@ -1,0 +1,135 @@
+//! Hearth's desktop (and, later, mobile) app: thin Tauri commands over the
+//! same library calls the `hearth` command makes, never a second
+//! implementation.
+//!
+//! - [`run`] is the entry point (the binary's `main`, and the mobile entry
+//!   point); [`run_app`] configures any [`tauri::Builder`], so tests pass
+//!   `tauri::test::mock_builder()` and drive the commands through the real
+//!   IPC layer on the mock runtime.
+//! - [`commands`]: one folder per screen (library, personalize, try) plus
+//!   job control.
+//! - [`state`]: the library's location and the registry of running jobs,
+//!   two separately managed pieces.
+//! - [`jobs`]: long work on its own thread, progress over a typed
+//!   `tauri::ipc::Channel`, cancellation by job id.
+//! - [`thumbnails`]: the `hearth-thumb` URI scheme that serves the photo
+//!   grid's thumbnails from the library's thumbnail folder only.
+//! - [`error`]: one error type, sent as `{kind, message}`.
+//!
+//! Closing the window while a job runs cancels every job and waits for it:
+//! a text training checkpoints and is recorded as paused, so it resumes
+//! where it stopped.
+
+pub mod commands;
+pub mod error;
+pub mod jobs;
+pub mod state;
+#[cfg(test)]
+mod test_support;
+pub mod thumbnails;
+
+use std::time::Duration;
+
+use tauri::{Manager, Runtime, Window, WindowEvent};
+
+pub use error::{AppError, ErrorKind};
+pub use state::{Jobs, LibraryLocation};
+
+/// How long closing the window waits for running jobs to reach a safe
+/// point (a training step on the default model takes seconds).
+const CLOSE_WAIT: Duration = Duration::from_secs(120);
+
+/// Starts the app with the library from `$HEARTH_LIBRARY` or the platform
+/// data folder.
+#[cfg_attr(mobile, tauri::mobile_entry_point)]
+pub fn run() {
+    let location = match LibraryLocation::from_environment() {
+        Ok(location) => location,
+        Err(error) => {
+            eprintln!("hearth-app: {error}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(error) = run_app(tauri::Builder::default(), location).run(tauri::generate_context!())
+    {
+        eprintln!("hearth-app: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// Configures `builder` with Hearth's plugins, state, thumbnail scheme,
+/// close behaviour and commands.
+pub fn run_app<R: Runtime>(
+    builder: tauri::Builder<R>,
+    location: LibraryLocation,
+) -> tauri::Builder<R> {
+    let thumbnails_of = location.path().to_path_buf();
+    builder
+        .plugin(tauri_plugin_dialog::init())
+        .manage(location)
+        .manage(Jobs::default())
+        .register_asynchronous_uri_scheme_protocol(
+            thumbnails::SCHEME,
+            move |_, request, responder| {
+                let library = thumbnails_of.clone();
+                let path = request.uri().path().to_owned();
+                // File reads stay off the main thread.
+                tauri::async_runtime::spawn_blocking(move || {
+                    responder.respond(thumbnails::respond(&library, &path));
+                });
+            },
+        )
+        .on_window_event(pause_jobs_on_close)
+        .invoke_handler(tauri::generate_handler![
+            commands::jobs::commands::cancel_job,
+            commands::jobs::commands::running_jobs,
+            commands::jobs::commands::ping,
+            commands::library::commands::library_info,
+            commands::library::commands::list_items,
+            commands::library::commands::item_text,
+            commands::library::commands::list_labels,
+            commands::library::commands::add_label,
+            commands::library::commands::remove_label,
+            commands::library::commands::remove_item,
+            commands::library::commands::import_folders,
+            commands::personalize::commands::list_models,
+            commands::personalize::commands::list_runs,
+            commands::personalize::commands::list_adapters,
+            commands::personalize::commands::start_text_training,
+            commands::personalize::commands::resume_text_training,
+            commands::personalize::commands::discard_run,
+            commands::personalize::commands::embed_photos,
+            commands::personalize::commands::train_photo_tagger,
+            commands::try_it::commands::generate_text,
+            commands::try_it::commands::suggest_tags,
+            commands::try_it::commands::similar_photos,
+            commands::try_it::commands::accept_tag,
+            commands::try_it::commands::reject_tag,
+        ])
+}
+
+/// Closing the window while jobs run: keep it open, ask every job to stop
+/// (training checkpoints and pauses), wait, then close.
+fn pause_jobs_on_close<R: Runtime>(window: &Window<R>, event: &WindowEvent) {
+    let WindowEvent::CloseRequested { api, .. } = event else {
+        return;
+    };
+    let jobs = window.state::<Jobs>().inner().clone();
+    if jobs.list().is_empty() {
+        return;
+    }
+    api.prevent_close();
+    let _ = window.set_title("Hearth — pausing training before closing…");
+    let window = window.clone();
+    std::thread::spawn(move || {
+        pause_all(&jobs, CLOSE_WAIT);
+        let _ = window.destroy();
+    });
+}
+
+/// Cancels every job and waits (at most `timeout`) until all have
+/// stopped; returns whether they did.
+pub fn pause_all(jobs: &Jobs, timeout: Duration) -> bool {
+    jobs.cancel_all();
+    jobs.wait_idle(timeout)
+}

@@ -1,0 +1,109 @@
+// Typed wrappers over the app's commands: one function per command, so
+// screens never spell a command name or argument key, and every failure
+// arrives as an AppError.
+import { Channel, convertFileSrc, invoke } from "@tauri-apps/api/core";
+import type {
+  Adapter,
+  AppError,
+  EmbedSummary,
+  GenerateEvent,
+  GenerateRequest,
+  ImportSummary,
+  Item,
+  ItemQuery,
+  JobEvent,
+  JobId,
+  JobInfo,
+  LabelSummary,
+  LibraryInfo,
+  ModelChoice,
+  PhotoTags,
+  PhotoTrainingRequest,
+  Run,
+  RunSummary,
+  SimilarPhoto,
+  TaggerSummary,
+  TextTrainingRequest,
+} from "./types";
+
+const KINDS = new Set([
+  "invalid_input",
+  "not_found",
+  "busy",
+  "no_data",
+  "not_resumable",
+  "cancelled",
+  "model_missing",
+  "library",
+  "model",
+  "internal",
+]);
+
+export function isAppError(value: unknown): value is AppError {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.kind === "string" && KINDS.has(v.kind) && typeof v.message === "string";
+}
+
+/** Any thrown value as an AppError (the IPC layer itself rejects with strings). */
+export function toAppError(value: unknown): AppError {
+  if (isAppError(value)) return value;
+  if (value instanceof Error) return { kind: "internal", message: value.message };
+  return { kind: "internal", message: String(value) };
+}
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (error) {
+    throw toAppError(error);
+  }
+}
+
+function channel<E>(onEvent: (event: E) => void): Channel<E> {
+  const ch = new Channel<E>();
+  ch.onmessage = onEvent;
+  return ch;
+}
+
+/** The thumbnail URL of a photo, served by the app's `hearth-thumb` scheme. */
+export function thumbnailUrl(item: Pick<Item, "thumbnail">): string | null {
+  if (!item.thumbnail) return null;
+  return convertFileSrc(item.thumbnail.replace(/^thumbnails\//, ""), "hearth-thumb");
+}
+
+export const api = {
+  ping: () => call<string>("ping"),
+  runningJobs: () => call<JobInfo[]>("running_jobs"),
+  cancelJob: (id: JobId) => call<void>("cancel_job", { id }),
+
+  libraryInfo: () => call<LibraryInfo>("library_info"),
+  listItems: (query: ItemQuery = {}) => call<Item[]>("list_items", { query }),
+  itemText: (id: number) => call<string | null>("item_text", { id }),
+  listLabels: () => call<LabelSummary[]>("list_labels"),
+  addLabel: (id: number, name: string) => call<Item>("add_label", { id, name }),
+  removeLabel: (id: number, name: string) => call<Item>("remove_label", { id, name }),
+  removeItem: (id: number) => call<void>("remove_item", { id }),
+  importFolders: (paths: string[], onEvent: (e: JobEvent<ImportSummary>) => void) =>
+    call<JobId>("import_folders", { request: { paths }, onEvent: channel(onEvent) }),
+
+  listModels: () => call<ModelChoice[]>("list_models"),
+  listRuns: () => call<Run[]>("list_runs"),
+  listAdapters: () => call<Adapter[]>("list_adapters"),
+  startTextTraining: (request: TextTrainingRequest, onEvent: (e: JobEvent<RunSummary>) => void) =>
+    call<JobId>("start_text_training", { request, onEvent: channel(onEvent) }),
+  resumeTextTraining: (run: number, onEvent: (e: JobEvent<RunSummary>) => void) =>
+    call<JobId>("resume_text_training", { run, onEvent: channel(onEvent) }),
+  discardRun: (run: number) => call<void>("discard_run", { run }),
+  embedPhotos: (onEvent: (e: JobEvent<EmbedSummary>) => void) =>
+    call<JobId>("embed_photos", { onEvent: channel(onEvent) }),
+  trainPhotoTagger: (request: PhotoTrainingRequest, onEvent: (e: JobEvent<TaggerSummary>) => void) =>
+    call<JobId>("train_photo_tagger", { request, onEvent: channel(onEvent) }),
+
+  generateText: (request: GenerateRequest, onEvent: (e: GenerateEvent) => void) =>
+    call<JobId>("generate_text", { request, onEvent: channel(onEvent) }),
+  suggestTags: (all = false) => call<PhotoTags[]>("suggest_tags", { all }),
+  similarPhotos: (id: number, k = 8) => call<SimilarPhoto[]>("similar_photos", { id, k }),
+  acceptTag: (id: number, label: string) => call<Item>("accept_tag", { id, label }),
+  rejectTag: (id: number, label: string) => call<Item>("reject_tag", { id, label }),
+};

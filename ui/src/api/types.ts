@@ -1,0 +1,251 @@
+// The shapes the Rust commands send and accept, mirrored from
+// src-tauri/src/{error.rs,jobs.rs,commands/*/models.rs} and the library
+// types they return (hearth-store's Item, Run, Adapter, ...). Field names
+// are the Rust ones (snake_case), as serde sends them.
+
+/** `ErrorKind` in src-tauri/src/error.rs. */
+export type ErrorKind =
+  | "invalid_input"
+  | "not_found"
+  | "busy"
+  | "no_data"
+  | "not_resumable"
+  | "cancelled"
+  | "model_missing"
+  | "library"
+  | "model"
+  | "internal";
+
+/** Every command error: `{kind, message}`. */
+export interface AppError {
+  kind: ErrorKind;
+  message: string;
+}
+
+export type JobId = number;
+
+/** `JobEvent<T>` in src-tauri/src/jobs.rs. */
+export type JobEvent<T> =
+  | { event: "begin"; task: string; total: number | null }
+  | { event: "advance"; done: number }
+  | { event: "metric"; name: string; step: number; value: number }
+  | { event: "note"; message: string }
+  | { event: "end" }
+  | { event: "done"; result: T }
+  | { event: "failed"; error: AppError };
+
+export type JobKind = "import" | "embed" | "train_text" | "train_photos" | "generate";
+
+export interface JobInfo {
+  id: JobId;
+  kind: JobKind;
+  cancelling: boolean;
+}
+
+export type ItemKind = "photo" | "text";
+
+export interface Item {
+  id: number;
+  kind: ItemKind;
+  sha256: string;
+  path: string;
+  size_bytes: number;
+  media_type: string;
+  width: number | null;
+  height: number | null;
+  captured_at: string | null;
+  /** Relative to the library: `thumbnails/ab/<sha256>.jpg`. */
+  thumbnail: string | null;
+  text_chars: number | null;
+  imported_at: string;
+  labels: string[];
+}
+
+export interface ItemQuery {
+  kind?: ItemKind;
+  label?: string;
+  search?: string;
+}
+
+export interface LibraryStats {
+  photos: number;
+  texts: number;
+  photo_bytes: number;
+  text_bytes: number;
+  text_chars: number;
+  labels: number;
+  labelled_items: number;
+  database_bytes: number;
+  thumbnail_bytes: number;
+}
+
+export interface LibraryInfo {
+  path: string;
+  stats: LibraryStats;
+}
+
+export interface LabelSummary {
+  name: string;
+  items: number;
+}
+
+export type Outcome = "imported" | "already_present" | "moved" | "skipped" | "failed";
+
+export interface FileReport {
+  path: string;
+  outcome: Outcome;
+  kind?: ItemKind;
+  item_id?: number;
+  reason?: string;
+}
+
+export interface ImportSummary {
+  imported: number;
+  already_present: number;
+  moved: number;
+  skipped: number;
+  failed: number;
+  cancelled: boolean;
+  problems: FileReport[];
+}
+
+export interface TextTrainingRequest {
+  model?: string | null;
+  label?: string | null;
+  steps: number;
+  rank: number;
+  batch_size: number;
+  seq_len: number;
+  learning_rate: number;
+  eval_every: number;
+  checkpoint_every: number;
+  device: "auto" | "cpu" | "cuda" | "metal";
+}
+
+export type RunStatus = "running" | "paused" | "completed" | "early_stopped" | "failed";
+
+export interface Run {
+  id: number;
+  kind: "text" | "photos" | "federated";
+  status: RunStatus;
+  base_model: string;
+  base_model_sha256: string;
+  /** The training configuration, JSON. */
+  config: string;
+  label: string | null;
+  item_count: number;
+  token_count: number;
+  device: string;
+  steps_done: number;
+  train_loss: number | null;
+  base_validation_loss: number | null;
+  validation_loss: number | null;
+  tokens_per_second: number | null;
+  error: string | null;
+  started_at: string;
+  updated_at: string;
+}
+
+export interface Adapter {
+  id: number;
+  name: string;
+  run_id: number | null;
+  source: "trained" | "imported";
+  base_model: string | null;
+  base_model_sha256: string | null;
+  sha256: string;
+  rank: number;
+  alpha: number;
+  targets: string;
+  path: string;
+  created_at: string;
+}
+
+export interface RunSummary {
+  run_id: number;
+  outcome: "completed" | "paused" | "early_stopped";
+  steps: number;
+  total_steps: number;
+  base_validation_loss: number | null;
+  validation_loss: number | null;
+  tokens_per_second: number;
+  adapter_id: number | null;
+  items: number;
+  tokens: number;
+}
+
+export interface ModelChoice {
+  name: string;
+  kind: "text" | "vision";
+  description: string;
+  default: boolean;
+  present: boolean;
+}
+
+export interface EmbedSummary {
+  embedded: number;
+  failed: number;
+  cached: number;
+  cancelled: boolean;
+}
+
+export interface PhotoTrainingRequest {
+  fine_tune_blocks?: number | null;
+  steps?: number | null;
+}
+
+export interface TaggerSummary {
+  run_id: number;
+  labels: string[];
+  examples: number;
+  held_out_accuracy: (number | null)[];
+  thresholds: number[];
+  model_sha256: string;
+  fine_tune_loss: [number, number] | null;
+  path: string;
+}
+
+export type Pass = "base" | "personalized";
+
+export interface GenerateRequest {
+  prompt: string;
+  adapter_id?: number | null;
+  compare?: boolean;
+  model?: string | null;
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  seed?: number;
+  raw?: boolean;
+}
+
+/** `GenerateEvent` in src-tauri/src/commands/try_it/models.rs. */
+export type GenerateEvent =
+  | { event: "loading"; model: string }
+  | { event: "begin"; pass: Pass }
+  | { event: "text"; pass: Pass; text: string }
+  | {
+      event: "end";
+      pass: Pass;
+      prompt_tokens: number;
+      new_tokens: number;
+      tokens_per_second: number;
+    }
+  | { event: "done" }
+  | { event: "failed"; error: AppError };
+
+export interface Suggestion {
+  label: string;
+  confidence: number;
+  suggested: boolean;
+}
+
+export interface PhotoTags {
+  item: Item;
+  suggestions: Suggestion[];
+}
+
+export interface SimilarPhoto {
+  item: Item;
+  similarity: number;
+}

@@ -1,0 +1,82 @@
+// A hook that runs one job at a time for a screen: start it (the start
+// function gets the event handler to pass to the command), follow its
+// events, cancel it.
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { api, toAppError } from "../api/ipc";
+import type { AppError, JobEvent, JobId } from "../api/types";
+import { type JobProgress, reduce, startProgress } from "./progress";
+
+export interface Job<T> {
+  progress: JobProgress<T> | null;
+  jobId: JobId | null;
+  running: boolean;
+  start: (launch: (onEvent: (e: JobEvent<T>) => void) => Promise<JobId>) => Promise<void>;
+  cancel: () => Promise<void>;
+  reset: () => void;
+}
+
+export function useJob<T>(onFinished?: (progress: JobProgress<T>) => void): Job<T> {
+  const [progress, setProgress] = useState<JobProgress<T> | null>(null);
+  const [jobId, setJobId] = useState<JobId | null>(null);
+  const finished = useRef(onFinished);
+  finished.current = onFinished;
+
+  const start = useCallback(
+    async (launch: (onEvent: (e: JobEvent<T>) => void) => Promise<JobId>) => {
+      let state = startProgress<T>();
+      setProgress(state);
+      const onEvent = (event: JobEvent<T>) => {
+        state = reduce(state, event, Date.now());
+        setProgress(state);
+        if (state.status !== "running") {
+          setJobId(null);
+          finished.current?.(state);
+        }
+      };
+      try {
+        setJobId(await launch(onEvent));
+      } catch (error) {
+        onEvent({ event: "failed", error: toAppError(error) });
+      }
+    },
+    [],
+  );
+
+  const cancel = useCallback(async () => {
+    if (jobId !== null) await api.cancelJob(jobId).catch(() => undefined);
+  }, [jobId]);
+
+  const reset = useCallback(() => setProgress(null), []);
+
+  return { progress, jobId, running: progress?.status === "running", start, cancel, reset };
+}
+
+/** Re-renders every `ms` while `active`, for clocks such as the ETA. */
+export function useTicker(active: boolean, ms = 1000): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    if (!active) return;
+    const timer = setInterval(() => setNow(Date.now()), ms);
+    return () => clearInterval(timer);
+  }, [active, ms]);
+  return now;
+}
+
+/** Runs `load` and keeps its result, error and a reload function. */
+export function useLoad<T>(load: () => Promise<T>, deps: unknown[]) {
+  const [value, setValue] = useState<T | null>(null);
+  const [error, setError] = useState<AppError | null>(null);
+  const reload = useCallback(async () => {
+    try {
+      setValue(await load());
+      setError(null);
+    } catch (e) {
+      setError(toAppError(e));
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, deps);
+  useEffect(() => {
+    void reload();
+  }, [reload]);
+  return { value, error, reload };
+}

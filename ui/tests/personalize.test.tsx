@@ -1,0 +1,71 @@
+import { fireEvent, render, screen, waitFor } from "@testing-library/preact";
+import { mockIPC } from "@tauri-apps/api/mocks";
+import type { Channel } from "@tauri-apps/api/core";
+import { describe, expect, it } from "vitest";
+import type { JobEvent, RunSummary } from "../src/api/types";
+import { Personalize } from "../src/screens/Personalize";
+
+function backend() {
+  const calls: { cmd: string; args: Record<string, unknown> }[] = [];
+  let channel: Channel<JobEvent<RunSummary>> | null = null;
+  mockIPC((cmd, payload) => {
+    const args = (payload ?? {}) as Record<string, unknown>;
+    calls.push({ cmd, args });
+    switch (cmd) {
+      case "list_runs":
+      case "list_labels":
+        return [];
+      case "list_models":
+        return [{ name: "stories260k", kind: "text", description: "tiny", default: true, present: true }];
+      case "start_text_training":
+        channel = args.onEvent as Channel<JobEvent<RunSummary>>;
+        return 7;
+      case "cancel_job":
+        return null;
+      default:
+        throw { kind: "internal", message: `unexpected ${cmd}` };
+    }
+  });
+  return { calls, send: (e: JobEvent<RunSummary>) => channel?.onmessage(e), started: () => channel !== null };
+}
+
+describe("Personalize screen", () => {
+  it("starts a run, shows progress and the loss curve, pauses, and reports the result", async () => {
+    const fake = backend();
+    render(<Personalize active={true} />);
+    fireEvent.input(screen.getByLabelText("Steps"), { target: { value: "20" } });
+    fireEvent.input(screen.getByLabelText("Base model"), { target: { value: "/models/stories260K.bin" } });
+    fireEvent.click(screen.getByRole("button", { name: "Start" }));
+    await waitFor(() => expect(fake.started()).toBe(true));
+    const request = fake.calls.find((c) => c.cmd === "start_text_training")?.args.request as Record<string, unknown>;
+    expect(request.steps).toBe(20);
+    expect(request.model).toBe("/models/stories260K.bin");
+
+    fake.send({ event: "metric", name: "validation_loss", step: 0, value: 6.0 });
+    fake.send({ event: "begin", task: "Training", total: 20 });
+    fake.send({ event: "advance", done: 5 });
+    fake.send({ event: "metric", name: "loss", step: 5, value: 5.0 });
+    const bar = await screen.findByRole("progressbar", { name: "Training progress" });
+    await waitFor(() => expect(bar.getAttribute("aria-valuenow")).toBe("5"));
+    expect(screen.getByRole("img").getAttribute("aria-label")).toContain("latest training loss 5.000");
+
+    fireEvent.click(screen.getByRole("button", { name: "Pause" }));
+    await waitFor(() => expect(fake.calls.find((c) => c.cmd === "cancel_job")?.args).toEqual({ id: 7 }));
+    fake.send({
+      event: "done",
+      result: { run_id: 3, outcome: "paused", steps: 5, total_steps: 20, base_validation_loss: 6, validation_loss: null, tokens_per_second: 100, adapter_id: null, items: 4, tokens: 900 },
+    });
+    expect((await screen.findByText(/paused at step 5 of 20/)).getAttribute("data-outcome")).toBe("paused");
+  });
+
+  it("shows a failure with a hint", async () => {
+    const fake = backend();
+    render(<Personalize active={true} />);
+    fireEvent.click(screen.getByRole("button", { name: "Start" }));
+    await waitFor(() => expect(fake.started()).toBe(true));
+    fake.send({ event: "failed", error: { kind: "no_data", message: "the library has no text to learn from" } });
+    const alert = await screen.findByRole("alert");
+    expect(alert.textContent).toContain("no text to learn from");
+    expect(alert.textContent).toContain("Library");
+  });
+});
