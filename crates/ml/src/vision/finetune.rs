@@ -23,6 +23,7 @@
 //!   ([`crate::tagger::Tagger`]) can be fitted on the fine-tuned
 //!   embeddings afterwards.
 
+use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Tensor, Var};
 use hearth_progress::{CancelToken, Progress};
 use image::DynamicImage;
@@ -200,7 +201,7 @@ pub fn fine_tune(
     let mut probe = AdamW::new(params, &head)?;
     for _ in 0..PROBE_STEPS {
         let loss = balanced_bce(&logits(&frozen)?, &y, &weight)?;
-        let grads = gradients(&loss, &head)?;
+        let grads = gradients_of(&loss.backward()?, &head)?;
         probe.step(&head, &grads, PROBE_LEARNING_RATE)?;
     }
     drop(frozen);
@@ -252,16 +253,12 @@ pub fn fine_tune(
             });
         }
         let grads = loss.backward()?;
-        let collect = |vars: &[(String, Var)]| -> Result<Vec<Tensor>> {
-            vars.iter()
-                .map(|(_, var)| match grads.get(var.as_tensor()) {
-                    Some(g) => Ok(g.clone()),
-                    None => Ok(var.as_tensor().zeros_like()?),
-                })
-                .collect()
-        };
-        tail_optimizer.step(&tail, &collect(&tail)?, config.learning_rate)?;
-        head_optimizer.step(&head, &collect(&head)?, config.head_learning_rate)?;
+        tail_optimizer.step(&tail, &gradients_of(&grads, &tail)?, config.learning_rate)?;
+        head_optimizer.step(
+            &head,
+            &gradients_of(&grads, &head)?,
+            config.head_learning_rate,
+        )?;
         report.steps_done = step + 1;
         progress.metric("loss", step as u64 + 1, f64::from(value));
         progress.advance(step as u64 + 1);
@@ -333,8 +330,8 @@ fn scaled_unit(embedding: &Tensor) -> Result<Tensor> {
     Ok((embedding.broadcast_div(&norm)? * EMBEDDING_SCALE)?)
 }
 
-fn gradients(loss: &Tensor, vars: &[(String, Var)]) -> Result<Vec<Tensor>> {
-    let grads = loss.backward()?;
+/// Each variable's gradient from `grads` (zeros when it got none).
+fn gradients_of(grads: &GradStore, vars: &[(String, Var)]) -> Result<Vec<Tensor>> {
     vars.iter()
         .map(|(_, var)| match grads.get(var.as_tensor()) {
             Some(g) => Ok(g.clone()),
