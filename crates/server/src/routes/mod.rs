@@ -172,15 +172,10 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn streamed_bodies_past_the_limit_are_413_in_our_shape() {
-        let key = SigningKey::from_bytes(&[3; 32]);
-        let app = app(state_with_device(&key).await);
-        // No Content-Length: only the streaming limit can catch it.
-        let body = vec![b' '; CHECKIN_BODY_LIMIT + 1];
-        let path = "/v1/federations/notes/checkin";
+    /// A POST of `body` to `path`, signed by device `dev_one` with `key`.
+    fn signed_post(key: &SigningKey, path: &str, body: Vec<u8>) -> Request<Body> {
         let signed = auth::sign_request(
-            &key,
+            key,
             &RequestToSign {
                 device_id: "dev_one",
                 method: "POST",
@@ -194,9 +189,19 @@ mod tests {
         for (name, value) in signed.pairs() {
             request = request.header(name, value);
         }
+        request.body(Body::from(body)).expect("request")
+    }
+
+    #[tokio::test]
+    async fn streamed_bodies_past_the_limit_are_413_in_our_shape() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let app = app(state_with_device(&key).await);
+        // No Content-Length: only the streaming limit can catch it.
+        let body = vec![b' '; CHECKIN_BODY_LIMIT + 1];
+        let path = "/v1/federations/notes/checkin";
         let response = app
             .clone()
-            .oneshot(request.body(Body::from(body)).expect("request"))
+            .oneshot(signed_post(&key, path, body))
             .await
             .expect("infallible");
         assert_eq!(
@@ -231,24 +236,9 @@ mod tests {
         for size in [limit + 1, 3 << 20] {
             let body = vec![0u8; size];
             let path = "/v1/federations/notes/rounds/1/upload";
-            let signed = auth::sign_request(
-                &key,
-                &RequestToSign {
-                    device_id: "dev_one",
-                    method: "POST",
-                    path,
-                    timestamp_ms: crate::now_ms(),
-                    body: &body,
-                },
-            )
-            .expect("sign");
-            let mut request = Request::post(path);
-            for (name, value) in signed.pairs() {
-                request = request.header(name, value);
-            }
             let response = app
                 .clone()
-                .oneshot(request.body(Body::from(body)).expect("request"))
+                .oneshot(signed_post(&key, path, body))
                 .await
                 .expect("infallible");
             assert_eq!(
@@ -271,23 +261,8 @@ mod tests {
         assert!(size > 2 << 20);
         let body = vec![0u8; size];
         let path = "/v1/federations/notes/rounds/1/upload";
-        let signed = auth::sign_request(
-            &key,
-            &RequestToSign {
-                device_id: "dev_one",
-                method: "POST",
-                path,
-                timestamp_ms: crate::now_ms(),
-                body: &body,
-            },
-        )
-        .expect("sign");
-        let mut request = Request::post(path);
-        for (name, value) in signed.pairs() {
-            request = request.header(name, value);
-        }
         let response = app_fn(state)
-            .oneshot(request.body(Body::from(body)).expect("request"))
+            .oneshot(signed_post(&key, path, body))
             .await
             .expect("infallible");
         assert_eq!(
@@ -301,23 +276,8 @@ mod tests {
         let key = SigningKey::from_bytes(&[3; 32]);
         let app = app(state_with_device(&key).await);
         let path = "/v1/federations/notes/checkin";
-        let signed = auth::sign_request(
-            &key,
-            &RequestToSign {
-                device_id: "dev_one",
-                method: "POST",
-                path,
-                timestamp_ms: crate::now_ms(),
-                body: b"{}",
-            },
-        )
-        .expect("sign");
-        let mut request = Request::post(path);
-        for (name, value) in signed.pairs() {
-            request = request.header(name, value);
-        }
         let response = app
-            .oneshot(request.body(Body::from("{}")).expect("request"))
+            .oneshot(signed_post(&key, path, b"{}".to_vec()))
             .await
             .expect("infallible");
         assert_eq!(response.status(), StatusCode::OK);
