@@ -469,6 +469,10 @@ pub struct EvalPhotosArgs {
     /// Seed for picking examples and test images.
     #[arg(long, default_value_t = 2024)]
     pub seed: u64,
+    /// Independent draws of the labelled examples (results are averaged;
+    /// the test images stay the same).
+    #[arg(long, default_value_t = 3)]
+    pub draws: usize,
     /// auto, cpu, cuda or metal.
     #[arg(long, value_parser = parse_device, default_value = "auto")]
     pub device: DeviceChoice,

@@ -1,14 +1,27 @@
 //! The personal photo tagger's head: one sigmoid per label over frozen
 //! image embeddings, learned from a handful of examples.
 //!
-//! Few-shot habits: embeddings are L2-normalised; the loss is binary
-//! cross-entropy with each label's positives and negatives weighted equally
-//! (class-balanced), only over photos whose status for that label is known
-//! (positives: carry the label; negatives: carry other labels, or the
-//! person rejected it); per-label thresholds come from cross-validated
-//! scores (leave-one-out when there are few examples), and confidences are
-//! calibrated on the same held-out scores with Platt scaling. The optimizer
-//! is the text trainer's [`AdamW`].
+//! Few-shot habits:
+//! - Features: each embedding's values are square-rooted (signed) and the
+//!   row L2-normalised. Pooled ReLU features are heavy-tailed; the square
+//!   root (Tukey's ladder of powers, as in Yang et al. 2021, "Free Lunch
+//!   for Few-shot Learning") makes class clusters rounder, which is what a
+//!   linear head fitted on five examples needs. Measured on Fashion-MNIST
+//!   few-shot: +0.5 to +1 point at 5, 10 and 20 examples per class.
+//! - The head starts as the nearest-centroid classifier: each label's
+//!   weights are its positives' mean feature (its prototype), and training
+//!   learns an offset from it, decayed towards zero more strongly the fewer
+//!   positives a label has (a prior that data overrules as it grows). With
+//!   five examples a freely trained head lost to the centroids it could
+//!   have started from; anchored, it beats them at 5, 10 and 20.
+//! - The loss is binary cross-entropy with each label's positives and
+//!   negatives weighted equally (class-balanced), only over photos whose
+//!   status for that label is known (positives: carry the label; negatives:
+//!   carry other labels, or the person rejected it).
+//! - Per-label thresholds come from cross-validated scores (leave-one-out
+//!   when there are few examples), and confidences are calibrated on the
+//!   same held-out scores with Platt scaling. The optimizer is the text
+//!   trainer's [`AdamW`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -38,8 +51,10 @@ pub struct TaggerConfig {
     pub steps: usize,
     /// AdamW learning rate.
     pub learning_rate: f64,
-    /// Decoupled weight decay (the head is tiny; this keeps it calm).
-    pub weight_decay: f64,
+    /// How strongly each label's weights stay at its prototype: the offset
+    /// from it decays at `prior_strength / positives` (decoupled, per
+    /// label), so a label with few examples moves little.
+    pub prior_strength: f64,
     /// Folds for held-out scores (capped by the examples available).
     pub folds: usize,
     /// Seed for fold assignment.
@@ -51,9 +66,10 @@ impl Default for TaggerConfig {
         TaggerConfig {
             steps: 300,
             learning_rate: 0.05,
-            // Measured on Fashion-MNIST few-shot (5-20 per class): 0.1
-            // beats 1e-3 at 5 examples (74% vs 71%) and matches it above.
-            weight_decay: 0.1,
+            // Measured on Fashion-MNIST few-shot (5, 10 and 20 per class,
+            // four draws of the examples): 50 beats 100 and 150 at every
+            // size, and 25 lets five examples overfit.
+            prior_strength: 50.0,
             folds: 5,
             seed: 7,
         }
@@ -71,6 +87,9 @@ pub struct Tagger {
     bias: Vec<f32>,
     /// Embedding width.
     pub dim: usize,
+    /// How embeddings become the head's features.
+    #[serde(default)]
+    features: FeatureMap,
     /// Per-label decision threshold on the calibrated probability.
     pub thresholds: Vec<f32>,
     /// Per-label Platt scaling `(a, b)`: `p = sigmoid(a * logit + b)`.
@@ -90,19 +109,44 @@ pub struct Suggestion {
     pub suggested: bool,
 }
 
-fn normalise(rows: &[Vec<f32>], dim: usize) -> Result<Vec<f32>> {
-    let mut flat = Vec::with_capacity(rows.len() * dim);
-    for row in rows {
-        if row.len() != dim {
-            return Err(MlError::InvalidRequest(format!(
-                "embedding has {} values, expected {dim}",
-                row.len()
-            )));
+/// How an embedding becomes the head's input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum FeatureMap {
+    /// L2-normalised as is (heads saved before the square root existed).
+    #[default]
+    Unit,
+    /// Signed square root of every value, then L2-normalised.
+    SqrtUnit,
+}
+
+impl FeatureMap {
+    /// The features of `rows`, flattened row-major.
+    fn apply(self, rows: &[Vec<f32>], dim: usize) -> Result<Vec<f32>> {
+        let mut flat = Vec::with_capacity(rows.len() * dim);
+        for row in rows {
+            if row.len() != dim {
+                return Err(MlError::InvalidRequest(format!(
+                    "embedding has {} values, expected {dim}",
+                    row.len()
+                )));
+            }
+            let start = flat.len();
+            flat.extend(row.iter().map(|&v| match self {
+                FeatureMap::Unit => v,
+                FeatureMap::SqrtUnit => v.signum() * v.abs().sqrt(),
+            }));
+            let features = &mut flat[start..];
+            let norm = features
+                .iter()
+                .map(|v| v * v)
+                .sum::<f32>()
+                .sqrt()
+                .max(1e-12);
+            features.iter_mut().for_each(|v| *v /= norm);
         }
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        flat.extend(row.iter().map(|v| v / norm));
+        Ok(flat)
     }
-    Ok(flat)
 }
 
 /// Cosine similarities are small: the head sees normalised embeddings
@@ -148,9 +192,60 @@ pub(crate) fn balanced_bce(logits: &Tensor, y: &Tensor, weight: &Tensor) -> Resu
     Ok((loss * weight)?.sum_all()?)
 }
 
-/// Trains one label set on `embeddings` with `targets[photo][label]`.
+/// Each label's prototype, the unit mean of its positives' `features`
+/// (zeros for a label without positives here), and its bias: halfway
+/// between the mean scores of its positives and of its negatives, so that
+/// training starts from the nearest-centroid decision.
+fn prototypes(
+    features: &[f32],
+    dim: usize,
+    targets: &[Vec<Known>],
+    labels: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut weights = vec![0f32; labels * dim];
+    let mut bias = vec![0f32; labels];
+    for label in 0..labels {
+        let row = &mut weights[label * dim..(label + 1) * dim];
+        for (photo, target) in targets.iter().enumerate() {
+            if target[label] == Known::Positive {
+                for (w, x) in row
+                    .iter_mut()
+                    .zip(&features[photo * dim..(photo + 1) * dim])
+                {
+                    *w += x;
+                }
+            }
+        }
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        let mean_score = |kind: Known| {
+            let scores: Vec<f32> = targets
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t[label] == kind)
+                .map(|(photo, _)| {
+                    let x = &features[photo * dim..(photo + 1) * dim];
+                    EMBEDDING_SCALE as f32 * row.iter().zip(x).map(|(w, x)| w * x).sum::<f32>()
+                })
+                .collect();
+            (!scores.is_empty()).then(|| scores.iter().sum::<f32>() / scores.len() as f32)
+        };
+        if let (Some(positive), Some(negative)) =
+            (mean_score(Known::Positive), mean_score(Known::Negative))
+        {
+            bias[label] = -(positive + negative) / 2.0;
+        }
+    }
+    (weights, bias)
+}
+
+/// Trains one label set on `features` with `targets[photo][label]`: the
+/// weights are the labels' prototypes plus a learned offset, which (with
+/// the bias) decays per label at `prior_strength / positives`.
 fn fit(
-    embeddings: &[f32],
+    features: &[f32],
     dim: usize,
     targets: &[Vec<Known>],
     labels: usize,
@@ -158,28 +253,37 @@ fn fit(
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let device = Device::Cpu;
     let n = targets.len();
-    let x = Tensor::from_slice(embeddings, (n, dim), &device)?;
+    let x = Tensor::from_slice(features, (n, dim), &device)?;
     let (y, mask) = balanced_targets(targets, labels);
     let y = Tensor::from_vec(y, (n, labels), &device)?;
     let mask = Tensor::from_vec(mask, (n, labels), &device)?;
-    let weight = Var::from_tensor(&Tensor::zeros((labels, dim), DType::F32, &device)?)?;
-    let bias = Var::from_tensor(&Tensor::zeros(labels, DType::F32, &device)?)?;
+    let (prototype, bias0) = prototypes(features, dim, targets, labels);
+    let prototype = Tensor::from_vec(prototype, (labels, dim), &device)?;
+    // Decoupled decay, one rate per label; below 1 per step so that it
+    // shrinks the offset rather than flipping it.
+    let keep: Vec<f32> = (0..labels)
+        .map(|label| {
+            let positives = targets
+                .iter()
+                .filter(|t| t[label] == Known::Positive)
+                .count()
+                .max(1);
+            let rate = (config.prior_strength / positives as f64).min(0.9 / config.learning_rate);
+            (1.0 - config.learning_rate * rate) as f32
+        })
+        .collect();
+    let keep = Tensor::from_vec(keep, labels, &device)?;
+    let offset = Var::from_tensor(&Tensor::zeros((labels, dim), DType::F32, &device)?)?;
+    let bias = Var::from_tensor(&Tensor::from_vec(bias0, labels, &device)?)?;
     let vars = vec![
-        ("weight".to_owned(), weight.clone()),
+        ("offset".to_owned(), offset.clone()),
         ("bias".to_owned(), bias.clone()),
     ];
-    let mut optimizer = AdamW::new(
-        AdamWParams {
-            weight_decay: config.weight_decay,
-            ..AdamWParams::default()
-        },
-        &vars,
-    )?;
+    let mut optimizer = AdamW::new(AdamWParams::default(), &vars)?;
     let x = (x * EMBEDDING_SCALE)?;
     for _ in 0..config.steps {
-        let logits = x
-            .matmul(&weight.as_tensor().t()?)?
-            .broadcast_add(bias.as_tensor())?;
+        let weight = (&prototype + offset.as_tensor())?;
+        let logits = x.matmul(&weight.t()?)?.broadcast_add(bias.as_tensor())?;
         let loss = balanced_bce(&logits, &y, &mask)?;
         let grads = loss.backward()?;
         let grads = vars
@@ -190,9 +294,13 @@ fn fit(
             })
             .collect::<Result<Vec<_>>>()?;
         optimizer.step(&vars, &grads, config.learning_rate)?;
+        offset.set(&offset.as_tensor().broadcast_mul(&keep.unsqueeze(1)?)?)?;
+        bias.set(&(bias.as_tensor() * &keep)?)?;
     }
     Ok((
-        weight.as_tensor().flatten_all()?.to_vec1()?,
+        (&prototype + offset.as_tensor())?
+            .flatten_all()?
+            .to_vec1()?,
         bias.as_tensor().to_vec1()?,
     ))
 }
@@ -310,7 +418,8 @@ impl Tagger {
                 )));
             }
         }
-        let x = normalise(embeddings, dim)?;
+        let features = FeatureMap::SqrtUnit;
+        let x = features.apply(embeddings, dim)?;
         let n = embeddings.len();
 
         // Held-out logits: each known example is scored by a head trained
@@ -347,7 +456,13 @@ impl Tagger {
                 }
             }
         }
-        let calibration: Vec<(f32, f32)> = held_out.iter().map(|scores| platt(scores)).collect();
+        // One calibration for every label, from all their held-out scores:
+        // a label's own handful (five positives) cannot pin down a slope,
+        // and per-label slopes fitted from so few reorder labels against
+        // each other (Fashion-MNIST, 5 per class: 65% top-1 with per-label
+        // fits against 72% ranked by the head's own scores).
+        let pooled: Vec<(f32, bool)> = held_out.iter().flatten().copied().collect();
+        let calibration = vec![platt(&pooled); labels.len()];
         let (thresholds, held_out_accuracy): (Vec<f32>, Vec<Option<f32>>) = held_out
             .iter()
             .zip(&calibration)
@@ -366,6 +481,7 @@ impl Tagger {
             weights,
             bias,
             dim,
+            features,
             thresholds,
             calibration,
             held_out_accuracy,
@@ -374,7 +490,7 @@ impl Tagger {
 
     /// Calibrated suggestions for one photo's embedding, most confident first.
     pub fn suggest(&self, embedding: &[f32]) -> Result<Vec<Suggestion>> {
-        let row = normalise(&[embedding.to_vec()], self.dim)?;
+        let row = self.features.apply(&[embedding.to_vec()], self.dim)?;
         let logits = logits_of(&self.weights, &self.bias, self.dim, &row);
         let mut out: Vec<Suggestion> = logits
             .iter()
@@ -524,5 +640,46 @@ mod tests {
         .expect_err("one example");
         assert!(err.to_string().contains("has 1 example photo"), "{err}");
         assert!(Tagger::train(&labels, &[], &[], &TaggerConfig::default()).is_err());
+    }
+
+    #[test]
+    fn the_head_starts_at_the_label_prototypes_and_stays_near_with_few_examples() {
+        let (embeddings, targets) = toy(3, 9);
+        let features = FeatureMap::SqrtUnit
+            .apply(&embeddings, 16)
+            .expect("features");
+        let untrained = TaggerConfig {
+            steps: 0,
+            ..TaggerConfig::default()
+        };
+        let (weights, _) = fit(&features, 16, &targets, 2, &untrained).expect("fit");
+        let (prototype, _) = prototypes(&features, 16, &targets, 2);
+        assert_eq!(weights, prototype);
+        for label in 0..2 {
+            let row = &prototype[label * 16..(label + 1) * 16];
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "label {label}: norm {norm}");
+        }
+        // Trained, the weights move, but a label with few positives keeps
+        // most of its prototype.
+        let (trained, _) = fit(&features, 16, &targets, 2, &TaggerConfig::default()).expect("fit");
+        assert_ne!(trained, prototype);
+        for label in 0..2 {
+            let range = label * 16..(label + 1) * 16;
+            assert!(cosine(&trained[range.clone()], &prototype[range]) > 0.8);
+        }
+    }
+
+    #[test]
+    fn heads_saved_before_the_square_root_keep_their_features() {
+        let labels = vec!["rex".to_owned(), "receipt".to_owned()];
+        let (embeddings, targets) = toy(4, 12);
+        let tagger =
+            Tagger::train(&labels, &embeddings, &targets, &TaggerConfig::default()).expect("train");
+        let mut json = serde_json::to_value(&tagger).expect("json");
+        assert_eq!(json["features"], "sqrt-unit");
+        json.as_object_mut().expect("object").remove("features");
+        let old: Tagger = serde_json::from_value(json).expect("old format");
+        assert_eq!(old.features, FeatureMap::Unit);
     }
 }

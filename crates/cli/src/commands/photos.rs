@@ -155,7 +155,7 @@ fn print_suggestions(rows: &[PhotoSuggestions], json: bool) -> Result<()> {
 
 /// `hearth eval photos --fashion-mnist`.
 pub fn eval(args: EvalPhotosArgs) -> Result<ExitCode> {
-    use hearth_personalize::photo_eval::{FashionMnist, FewShotConfig, evaluate_few_shot};
+    use hearth_personalize::photo_eval::{FashionMnist, FewShotConfig, evaluate_few_shot, summary};
     let data = FashionMnist::load(&args.dir).with_context(|| {
         format!(
             "reading Fashion-MNIST from {} (install the Debian package dataset-fashion-mnist)",
@@ -167,6 +167,7 @@ pub fn eval(args: EvalPhotosArgs) -> Result<ExitCode> {
         shots: args.shots,
         test_images: args.test_images,
         seed: args.seed,
+        draws: args.draws,
         fine_tune: (!args.no_fine_tune).then(|| FineTuneConfig {
             blocks: args.fine_tune_blocks,
             ..FineTuneConfig::default()
@@ -181,25 +182,36 @@ pub fn eval(args: EvalPhotosArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "Fashion-MNIST, {} test images, EfficientNet-Lite0 ({}), {:.0} s",
+        "Fashion-MNIST, {} test images, EfficientNet-Lite0 ({}), {} draw{} of the examples, {:.0} s{}",
         report.test_images,
         &model.sha256[..12],
-        started.elapsed().as_secs_f64()
+        report.draws,
+        if report.draws == 1 { "" } else { "s" },
+        started.elapsed().as_secs_f64(),
+        if report.cancelled { " (cancelled)" } else { "" }
     );
+    println!("accuracy: mean over draws (lowest-highest)");
     println!(
-        "{:>9}  {:>12}  {:>18}  {:>16}",
+        "{:>9}  {:>20}  {:>20}  {:>20}",
         "per class", "frozen head", "fine-tuned (last)", "nearest centroid"
     );
+    let cell = |values: &[f32]| match summary(values) {
+        Some((mean, low, high)) if values.len() > 1 => format!(
+            "{:.1}% ({:.1}-{:.1})",
+            100.0 * mean,
+            100.0 * low,
+            100.0 * high
+        ),
+        Some((mean, _, _)) => format!("{:.1}%", 100.0 * mean),
+        None => "-".to_owned(),
+    };
     for row in &report.rows {
-        let tuned = row
-            .fine_tuned
-            .map_or("-".to_owned(), |a| format!("{:.1}%", 100.0 * a));
         println!(
-            "{:>9}  {:>11.1}%  {:>18}  {:>15.1}%",
+            "{:>9}  {:>20}  {:>20}  {:>20}",
             row.shots,
-            100.0 * row.head,
-            tuned,
-            100.0 * row.centroid
+            cell(&row.head),
+            cell(&row.fine_tuned),
+            cell(&row.centroid)
         );
     }
     Ok(ExitCode::SUCCESS)
