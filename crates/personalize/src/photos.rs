@@ -327,6 +327,7 @@ pub fn train_tagger(
     let config = serde_json::to_string(training).map_err(|e| {
         PersonalizeError::NoData(format!("training settings do not serialise: {e}"))
     })?;
+    close_interrupted_runs(library)?;
     let run_id = library.create_run(&NewRun {
         kind: RunKind::Photos,
         parent_sha256: None,
@@ -356,6 +357,35 @@ pub fn train_tagger(
     };
     library.update_run(run_id, &update)?;
     result
+}
+
+/// Photo runs that still say "running" were ended from outside (a crash,
+/// kill -9, power loss) before they could record how they ended. A photo
+/// run takes about a minute and does not checkpoint: the next one starts
+/// over, and the tagger that was active before it stays active (its files
+/// are replaced atomically), so the run is closed as failed rather than
+/// left looking resumable.
+fn close_interrupted_runs(library: &mut Library) -> Result<()> {
+    let stale: Vec<RunId> = library
+        .runs()?
+        .into_iter()
+        .filter(|run| run.kind == RunKind::Photos.as_str() && run.status == RunStatus::Running)
+        .map(|run| run.id)
+        .collect();
+    for id in stale {
+        library.update_run(
+            id,
+            &RunUpdate {
+                status: Some(RunStatus::Failed),
+                error: Some(
+                    "interrupted before it finished (photo training starts over; the previous tagger stayed active)"
+                        .into(),
+                ),
+                ..RunUpdate::default()
+            },
+        )?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

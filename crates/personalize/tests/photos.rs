@@ -10,7 +10,7 @@ use hearth_personalize::photos::{
     train_tagger,
 };
 use hearth_progress::{CancelToken, NoProgress};
-use hearth_store::{ImportOptions, ItemFilter, Library, Verdict};
+use hearth_store::{ImportOptions, ItemFilter, Library, RunStatus, RunUpdate, Verdict};
 
 #[test]
 fn embed_label_train_feedback_similar() {
@@ -118,6 +118,17 @@ fn embed_label_train_feedback_similar() {
     )
     .expect("retrain");
     assert_eq!(second.examples, 6);
+    // A run killed mid-way (kill -9) is left saying "running"; the next
+    // photo run closes it as interrupted instead of leaving it resumable.
+    library
+        .update_run(
+            first.run_id,
+            &RunUpdate {
+                status: Some(RunStatus::Running),
+                ..RunUpdate::default()
+            },
+        )
+        .expect("simulate a killed run");
 
     let suggestions = suggest_tags(&library, &model.sha256, false).expect("tag");
     let unlabelled: Vec<i64> = suggestions.iter().map(|s| s.item_id).collect();
@@ -162,6 +173,14 @@ fn embed_label_train_feedback_similar() {
         &CancelToken::new(),
     )
     .expect("fine-tune");
+    let killed = library.run(first.run_id).expect("run");
+    assert_eq!(killed.status, RunStatus::Failed);
+    assert!(
+        killed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("interrupted"))
+    );
     assert_ne!(tuned.model_sha256, model.sha256);
     assert!(tuned.fine_tune_loss.is_some());
     let run = library.run(tuned.run_id).expect("run");
