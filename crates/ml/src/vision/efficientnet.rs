@@ -795,8 +795,10 @@ mod kernels {
 
     /// Runs `f` compiled for the best instruction set this CPU has (AVX-512,
     /// AVX2+FMA, or the baseline), detected at run time: the binary stays
-    /// portable, and the loops `f` inlines (the helpers below are
-    /// `inline(always)` for that) vectorise as wide as the CPU allows.
+    /// portable, and the loops in `f` vectorise as wide as the CPU allows.
+    /// That needs `f` and everything it calls inlined into the dispatched
+    /// code: callers mark the closure `#[inline(always)]`, as are the helpers
+    /// below.
     #[inline(always)]
     pub(super) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
         pulp::Arch::new().dispatch(f)
@@ -941,11 +943,14 @@ mod fused {
             |_, p, y| {
                 let b = bias[p % channels];
                 let x = &x[p * plane..(p + 1) * plane];
-                vectorized(|| {
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y = if relu6 { (x + b).relu6() } else { x + b };
-                    }
-                });
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = if relu6 { (x + b).relu6() } else { x + b };
+                        }
+                    },
+                );
             },
         );
         y
@@ -1160,18 +1165,21 @@ mod pointwise {
                 let first_row = (task % splits) * rows;
                 let x = &x[image * c * hw..(image + 1) * c * hw];
                 let w = &w[first_row * c..(first_row + rows) * c];
-                vectorized(|| {
-                    for start in (0..hw).step_by(block) {
-                        let n = block.min(hw - start);
-                        gemm_accumulate((rows, n, c), &mut y[start..], hw, w, &x[start..], hw)?;
-                        if relu6 {
-                            for row in y.chunks_exact_mut(hw) {
-                                relu6_in_place(&mut row[start..start + n]);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for start in (0..hw).step_by(block) {
+                            let n = block.min(hw - start);
+                            gemm_accumulate((rows, n, c), &mut y[start..], hw, w, &x[start..], hw)?;
+                            if relu6 {
+                                for row in y.chunks_exact_mut(hw) {
+                                    relu6_in_place(&mut row[start..start + n]);
+                                }
                             }
                         }
-                    }
-                    Ok::<(), candle_core::Error>(())
-                })
+                        Ok::<(), candle_core::Error>(())
+                    },
+                )
             })?;
         Ok(y)
     }
@@ -1500,28 +1508,31 @@ mod depthwise {
             |(phases, acc), p, y| {
                 let c = p % channels;
                 let w = &w[c * taps..(c + 1) * taps];
-                vectorized(|| {
-                    g.split_into(&x[p * in_plane..(p + 1) * in_plane], phases);
-                    for (block, out) in y.chunks_mut(block_rows * g.out_w).enumerate() {
-                        let rows = out.len() / g.out_w;
-                        let first = block * block_rows * g.phase_cols;
-                        let acc = &mut acc[..rows * g.phase_cols];
-                        acc.fill(bias[c]);
-                        for (&wt, &(phase, offset)) in w.iter().zip(&offsets) {
-                            let start = phase + offset + first;
-                            axpy(acc, wt, &phases[start..start + acc.len()]);
-                        }
-                        for (out, row) in out
-                            .chunks_exact_mut(g.out_w)
-                            .zip(acc.chunks_exact(g.phase_cols))
-                        {
-                            out.copy_from_slice(&row[..g.out_w]);
-                            if relu6 {
-                                relu6_in_place(out);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        g.split_into(&x[p * in_plane..(p + 1) * in_plane], phases);
+                        for (block, out) in y.chunks_mut(block_rows * g.out_w).enumerate() {
+                            let rows = out.len() / g.out_w;
+                            let first = block * block_rows * g.phase_cols;
+                            let acc = &mut acc[..rows * g.phase_cols];
+                            acc.fill(bias[c]);
+                            for (&wt, &(phase, offset)) in w.iter().zip(&offsets) {
+                                let start = phase + offset + first;
+                                axpy(acc, wt, &phases[start..start + acc.len()]);
+                            }
+                            for (out, row) in out
+                                .chunks_exact_mut(g.out_w)
+                                .zip(acc.chunks_exact(g.phase_cols))
+                            {
+                                out.copy_from_slice(&row[..g.out_w]);
+                                if relu6 {
+                                    relu6_in_place(out);
+                                }
                             }
                         }
-                    }
-                });
+                    },
+                );
             },
         );
         y
@@ -1608,15 +1619,18 @@ mod depthwise {
             scratch,
             |(wide, phases), p, gx| {
                 let w = &w[(p % channels) * taps..(p % channels + 1) * taps];
-                vectorized(|| {
-                    g.widen(&gy[p * out_plane..(p + 1) * out_plane], wide);
-                    phases.fill(T::default());
-                    for (&wt, &(phase, offset)) in w.iter().zip(&offsets) {
-                        let start = phase + offset;
-                        axpy(&mut phases[start..start + wide.len()], wt, wide);
-                    }
-                    g.merge(phases, gx);
-                });
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        g.widen(&gy[p * out_plane..(p + 1) * out_plane], wide);
+                        phases.fill(T::default());
+                        for (&wt, &(phase, offset)) in w.iter().zip(&offsets) {
+                            let start = phase + offset;
+                            axpy(&mut phases[start..start + wide.len()], wt, wide);
+                        }
+                        g.merge(phases, gx);
+                    },
+                );
             },
         );
         gx
@@ -1671,14 +1685,17 @@ mod depthwise {
             out_plane * taps,
             scratch,
             |(phases, wide), p, gw| {
-                vectorized(|| {
-                    g.split_into(&x[p * in_plane..(p + 1) * in_plane], phases);
-                    g.widen(&gy[p * out_plane..(p + 1) * out_plane], wide);
-                    for (gw, &(phase, offset)) in gw.iter_mut().zip(&offsets) {
-                        let start = phase + offset;
-                        *gw = dot(wide, &phases[start..start + wide.len()]);
-                    }
-                });
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        g.split_into(&x[p * in_plane..(p + 1) * in_plane], phases);
+                        g.widen(&gy[p * out_plane..(p + 1) * out_plane], wide);
+                        for (gw, &(phase, offset)) in gw.iter_mut().zip(&offsets) {
+                            let start = phase + offset;
+                            *gw = dot(wide, &phases[start..start + wide.len()]);
+                        }
+                    },
+                );
             },
         );
         let mut gw = vec![T::default(); channels * taps];
