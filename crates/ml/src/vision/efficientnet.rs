@@ -812,6 +812,22 @@ mod kernels {
         }
     }
 
+    /// `y[i] += a[0] x[i] + a[1] x[i + 1] + ...`: a run of taps in one pass
+    /// over `y`, which stays in registers instead of going back to memory
+    /// after every tap.
+    #[inline(always)]
+    pub(super) fn axpy_run<T: Float, const N: usize>(y: &mut [T], a: [T; N], x: &[T]) {
+        let n = y.len();
+        let xs: [&[T]; N] = std::array::from_fn(|j| &x[j..j + n]);
+        for (i, y) in y.iter_mut().enumerate() {
+            let mut sum = *y;
+            for j in 0..N {
+                sum += a[j] * xs[j][i];
+            }
+            *y = sum;
+        }
+    }
+
     /// `x · y`, in eight independent sums so that it vectorises.
     #[inline(always)]
     pub(super) fn dot<T: Float>(x: &[T], y: &[T]) -> T {
@@ -1261,7 +1277,7 @@ mod depthwise {
     use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
     use super::kernels::{
-        Float, act_grad, axpy, contiguous, dot, planes, relu6_in_place, vectorized,
+        Float, act_grad, axpy, axpy_run, contiguous, dot, planes, relu6_in_place, vectorized,
     };
     use super::same_padding;
     use crate::error::Result;
@@ -1391,6 +1407,23 @@ mod depthwise {
             taps
         }
 
+        /// The taps in runs that read one phase row at consecutive offsets
+        /// (`kx = b, b + stride, ...` of one `ky`): `(where the first reads,
+        /// the taps' indices)`, so that one pass adds them all.
+        fn tap_runs(&self) -> Vec<(usize, Vec<usize>)> {
+            let (s, offsets) = (self.stride, self.taps());
+            let mut runs = Vec::new();
+            for ky in 0..self.k {
+                for b in 0..s.min(self.k) {
+                    let taps: Vec<usize> =
+                        (b..self.k).step_by(s).map(|kx| ky * self.k + kx).collect();
+                    let (phase, offset) = offsets[taps[0]];
+                    runs.push((phase + offset, taps));
+                }
+            }
+            runs
+        }
+
         /// Where input element `(iy, ix)` lives in the phases.
         fn phase_index(&self, iy: usize, ix: usize) -> usize {
             let s = self.stride;
@@ -1491,7 +1524,7 @@ mod depthwise {
     fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T], bias: &[T], relu6: bool) -> Vec<T> {
         let channels = bias.len().max(1);
         let (in_plane, out_plane, taps) = (g.h * g.w, g.out_h * g.out_w, g.k * g.k);
-        let offsets = g.taps();
+        let runs = g.tap_runs();
         let block_rows = g.block_rows();
         let mut y = vec![T::default(); x.len() / in_plane.max(1) * out_plane];
         let scratch = || {
@@ -1517,9 +1550,22 @@ mod depthwise {
                             let first = block * block_rows * g.phase_cols;
                             let acc = &mut acc[..rows * g.phase_cols];
                             acc.fill(bias[c]);
-                            for (&wt, &(phase, offset)) in w.iter().zip(&offsets) {
-                                let start = phase + offset + first;
-                                axpy(acc, wt, &phases[start..start + acc.len()]);
+                            for (start, taps) in &runs {
+                                let x = &phases[start + first..];
+                                match taps[..] {
+                                    [a] => axpy_run(acc, [w[a]], x),
+                                    [a, b] => axpy_run(acc, [w[a], w[b]], x),
+                                    [a, b, c] => axpy_run(acc, [w[a], w[b], w[c]], x),
+                                    [a, b, c, d] => axpy_run(acc, [w[a], w[b], w[c], w[d]], x),
+                                    [a, b, c, d, e] => {
+                                        axpy_run(acc, [w[a], w[b], w[c], w[d], w[e]], x)
+                                    }
+                                    _ => {
+                                        for (i, &tap) in taps.iter().enumerate() {
+                                            axpy_run(acc, [w[tap]], &x[i..]);
+                                        }
+                                    }
+                                }
                             }
                             for (out, row) in out
                                 .chunks_exact_mut(g.out_w)
