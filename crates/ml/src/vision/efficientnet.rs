@@ -295,7 +295,13 @@ impl ConvBn {
             ConvKind::Pointwise => pointwise::conv(x, &self.weight, &self.bias, relu6),
             ConvKind::Dense => {
                 let (_, _, h, w) = x.dims4()?;
-                let k = self.weight.dim(3)?;
+                let (out_channels, in_channels, k, _) = self.weight.dims4()?;
+                if let Some(patches) = depthwise::patches(x, k, self.stride)? {
+                    let weight = self
+                        .weight
+                        .reshape((out_channels, in_channels * k * k, 1, 1))?;
+                    return pointwise::conv(&patches, &weight, &self.bias, relu6);
+                }
                 let (top, bottom, _) = same_padding(h, k, self.stride);
                 let (left, right, _) = same_padding(w, k, self.stride);
                 let y = x
@@ -1274,7 +1280,7 @@ mod pointwise {
 /// as one operation: a CPU kernel of its own with a backward pass, or
 /// candle's grouped convolution and [`super::fused::bias_act`] elsewhere.
 mod depthwise {
-    use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+    use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
     use super::kernels::{
         Float, act_grad, axpy, axpy_run, contiguous, dot, planes, relu6_in_place, vectorized,
@@ -1510,6 +1516,147 @@ mod depthwise {
             {
                 row[..self.out_w].copy_from_slice(out);
             }
+        }
+    }
+
+    /// The `k x k` windows of `x` `(b, c, h, w)` with SAME padding, as
+    /// channels: `(b, c * k * k, out_h, out_w)`, channel `i * k * k + tap`
+    /// holding tap `(ky, kx)` of input channel `i`. A dense convolution is
+    /// then a 1x1 convolution of these (im2col), which is how the stem runs
+    /// on the CPU. `None` where our kernels do not run (other devices).
+    pub(super) fn patches(x: &Tensor, k: usize, stride: usize) -> Result<Option<Tensor>> {
+        let (_, _, h, w) = x.dims4()?;
+        let native = x.device().is_cpu()
+            && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
+        if !native || k == 0 || stride == 0 {
+            return Ok(None);
+        }
+        let op = Patches(Geometry::new(h, w, k, stride));
+        Ok(Some(x.contiguous()?.apply_op1(op)?))
+    }
+
+    /// See [`patches`].
+    #[derive(Debug, Clone, Copy)]
+    struct Patches(Geometry);
+
+    fn patches_cpu<T: Float>(g: &Geometry, x: &[T]) -> Vec<T> {
+        let (in_plane, out_plane, taps) = (g.h * g.w, g.out_h * g.out_w, g.k * g.k);
+        let offsets = g.taps();
+        let mut y = vec![T::default(); x.len() / in_plane.max(1) * taps * out_plane];
+        let scratch = || vec![T::default(); g.phases_len()];
+        planes(
+            &mut y,
+            taps * out_plane,
+            taps * out_plane,
+            scratch,
+            |phases, p, y| {
+                g.split_into(&x[p * in_plane..(p + 1) * in_plane], phases);
+                for (plane, &(phase, offset)) in y.chunks_exact_mut(out_plane).zip(&offsets) {
+                    let rows = phases[phase + offset..].chunks(g.phase_cols);
+                    for (out, row) in plane.chunks_exact_mut(g.out_w).zip(rows) {
+                        out.copy_from_slice(&row[..g.out_w]);
+                    }
+                }
+            },
+        );
+        y
+    }
+
+    /// The gradient of [`patches`]: each window's gradient added back
+    /// where the window was read.
+    fn patches_grad_cpu<T: Float>(g: &Geometry, gy: &[T]) -> Vec<T> {
+        let (in_plane, out_plane, taps) = (g.h * g.w, g.out_h * g.out_w, g.k * g.k);
+        let offsets = g.taps();
+        let mut gx = vec![T::default(); gy.len() / (taps * out_plane).max(1) * in_plane];
+        let scratch = || {
+            (
+                vec![T::default(); g.wide_len()],
+                vec![T::default(); g.phases_len()],
+            )
+        };
+        planes(
+            &mut gx,
+            in_plane,
+            taps * out_plane,
+            scratch,
+            |(wide, phases), p, gx| {
+                let gy = &gy[p * taps * out_plane..(p + 1) * taps * out_plane];
+                phases.fill(T::default());
+                for (plane, &(phase, offset)) in gy.chunks_exact(out_plane).zip(&offsets) {
+                    g.widen(plane, wide);
+                    let start = phase + offset;
+                    axpy(
+                        &mut phases[start..start + wide.len()],
+                        T::from_f64(1.0),
+                        wide,
+                    );
+                }
+                g.merge(phases, gx);
+            },
+        );
+        gx
+    }
+
+    impl CustomOp1 for Patches {
+        fn name(&self) -> &'static str {
+            "patches"
+        }
+
+        fn cpu_fwd(
+            &self,
+            storage: &CpuStorage,
+            layout: &Layout,
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
+            let g = &self.0;
+            let (b, c, _, _) = layout.shape().dims4()?;
+            let shape = Shape::from((b, c * g.k * g.k, g.out_h, g.out_w));
+            let y = match storage {
+                CpuStorage::F32(_) => CpuStorage::F32(patches_cpu(g, contiguous(storage, layout)?)),
+                CpuStorage::F64(_) => CpuStorage::F64(patches_cpu(g, contiguous(storage, layout)?)),
+                _ => candle_core::bail!("patches: f32 or f64 only"),
+            };
+            Ok((y, shape))
+        }
+
+        fn bwd(
+            &self,
+            _x: &Tensor,
+            _res: &Tensor,
+            grad: &Tensor,
+        ) -> candle_core::Result<Option<Tensor>> {
+            Ok(Some(
+                grad.contiguous()?.apply_op1_no_bwd(&PatchesGrad(self.0))?,
+            ))
+        }
+    }
+
+    /// See [`patches_grad_cpu`].
+    #[derive(Debug, Clone, Copy)]
+    struct PatchesGrad(Geometry);
+
+    impl CustomOp1 for PatchesGrad {
+        fn name(&self) -> &'static str {
+            "patches-grad"
+        }
+
+        fn cpu_fwd(
+            &self,
+            storage: &CpuStorage,
+            layout: &Layout,
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
+            let g = &self.0;
+            let (b, ck, _, _) = layout.shape().dims4()?;
+            let shape = Shape::from((b, ck / (g.k * g.k).max(1), g.h, g.w));
+            let gx = match storage {
+                CpuStorage::F32(_) => {
+                    CpuStorage::F32(patches_grad_cpu(g, contiguous(storage, layout)?))
+                }
+                CpuStorage::F64(_) => {
+                    CpuStorage::F64(patches_grad_cpu(g, contiguous(storage, layout)?))
+                }
+                _ => candle_core::bail!("patches: f32 or f64 only"),
+            };
+            Ok((gx, shape))
         }
     }
 
@@ -1801,6 +1948,58 @@ mod depthwise {
                 .and_then(|d| d.max(0))
                 .and_then(|d| d.to_scalar::<f64>())
                 .expect("diff")
+        }
+
+        /// A dense convolution as a 1x1 convolution of [`patches`] agrees
+        /// with candle's, forward and backward, for every kernel size,
+        /// stride and parity.
+        #[test]
+        fn patches_make_a_dense_convolution() {
+            let mut rng = SplitMix64::new(4);
+            for (c, h, w) in [(3, 7, 7), (2, 8, 8), (3, 9, 6), (1, 1, 1), (3, 2, 3)] {
+                for k in [1, 3, 5] {
+                    for stride in [1, 2] {
+                        let x = Var::from_tensor(&random(&[2, c, h, w], &mut rng)).expect("x");
+                        let wt = random(&[4, c, k, k], &mut rng);
+                        let probe =
+                            random(&[2, 4, h.div_ceil(stride), w.div_ceil(stride)], &mut rng);
+                        let ours = patches(&x, k, stride)
+                            .and_then(|p| {
+                                p.ok_or(crate::error::MlError::InvalidRequest("cpu".into()))
+                            })
+                            .and_then(|p| {
+                                let (b, ck, oh, ow) = p.dims4()?;
+                                let weight = wt.reshape((4, ck))?.broadcast_left(b)?;
+                                Ok(weight
+                                    .matmul(&p.reshape((b, ck, oh * ow))?)?
+                                    .reshape((b, 4, oh, ow))?)
+                            })
+                            .expect("ours");
+                        let (top, bottom, _) = same_padding(h, k, stride);
+                        let (left, right, _) = same_padding(w, k, stride);
+                        let theirs = x
+                            .pad_with_zeros(2, top, bottom)
+                            .and_then(|t| t.pad_with_zeros(3, left, right))
+                            .and_then(|t| t.conv2d(&wt, 0, stride, 1, 1))
+                            .expect("candle");
+                        assert_eq!(ours.dims(), theirs.dims(), "{h}x{w} k{k} s{stride}");
+                        assert!(max_diff(&ours, &theirs) < 1e-12, "{h}x{w} k{k} s{stride}");
+                        let grad = |y: &Tensor| {
+                            (y * &probe)
+                                .and_then(|t| t.sum_all())
+                                .and_then(|t| t.backward())
+                                .expect("bwd")
+                                .get(&x)
+                                .expect("grad")
+                                .clone()
+                        };
+                        if h == w {
+                            let diff = max_diff(&grad(&ours), &grad(&theirs));
+                            assert!(diff < 1e-12, "{h}x{w} k{k} s{stride}");
+                        }
+                    }
+                }
+            }
         }
 
         /// The kernel and its backward agree with candle's grouped
