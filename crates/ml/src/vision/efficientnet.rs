@@ -26,8 +26,9 @@
 //!
 //! On the CPU every convolution is one operation with its bias and ReLU6,
 //! each with its backward, so inference and fine-tuning run the same code:
-//! 1x1 convolutions are a `gemm` product accumulated onto the bias, and
-//! depthwise convolutions a kernel of our own (candle runs a grouped
+//! 1x1 convolutions are a `gemm` product accumulated onto the bias (the stem
+//! too, as a 1x1 convolution of its 3x3 patches), and depthwise
+//! convolutions a kernel of our own (candle runs a grouped
 //! convolution as one convolution per channel, which for EfficientNet's
 //! thousands of depthwise channels is many times slower). The kernels
 //! vectorise for the CPU's widest SIMD, detected at run time. Inference
