@@ -27,7 +27,9 @@ npm test
 echo "== app end to end: the real app (debug build, front end embedded) driven by tauri-driver under Xvfb"
 # Built once; the workspace build above shares every dependency but Tauri
 # itself. The .deb bundle (npm run build) is a release build of everything
-# and is not built here (about 10 more minutes on two cores).
-cargo build --locked -p hearth-app --features custom-protocol
+# and is not built here (about 10 more minutes on two cores). The
+# federation_peer example is the e2e test's federation: a real server on
+# 127.0.0.1 and a second device.
+cargo build --locked -p hearth-app --features custom-protocol --bin hearth-app --example federation_peer
 npm run e2e
 echo "== all tests passed"

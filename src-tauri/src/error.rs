@@ -5,6 +5,7 @@
 //! "import some notes first") without parsing messages; `message` is the
 //! library's own sentence, written for people.
 
+use hearth_fed::client::FedClientError;
 use hearth_personalize::PersonalizeError;
 use hearth_store::StoreError;
 use serde::ser::SerializeStruct;
@@ -34,6 +35,11 @@ pub enum ErrorKind {
     Library,
     /// A model, training or generation failed.
     Model,
+    /// The federation's server failed, refused, or misbehaved (its
+    /// transparency log did not check out).
+    Federation,
+    /// Taking part would spend more privacy than the person allowed.
+    PrivacyBudget,
     /// A bug: a worker panicked or a record no longer makes sense.
     Internal,
 }
@@ -80,6 +86,13 @@ impl AppError {
                 PersonalizeError::NotResumable { .. } => ErrorKind::NotResumable,
                 PersonalizeError::Cancelled => ErrorKind::Cancelled,
                 PersonalizeError::Io { .. } => ErrorKind::Library,
+                PersonalizeError::Invalid(_) => ErrorKind::InvalidInput,
+                PersonalizeError::NotMember(_) => ErrorKind::NotFound,
+                PersonalizeError::Federation(error) => federation_kind(error),
+                PersonalizeError::Audit(_) => ErrorKind::Federation,
+                PersonalizeError::BudgetExhausted { .. } => ErrorKind::PrivacyBudget,
+                // The person chose another model file than the federation's.
+                PersonalizeError::WrongBaseModel { .. } => ErrorKind::ModelMissing,
                 _ => ErrorKind::Internal,
             },
             AppError::Ml(error) => ml_kind(error),
@@ -96,9 +109,18 @@ fn store_kind(error: &StoreError) -> ErrorKind {
         StoreError::NoSuchItem(_) | StoreError::NoSuchRun(_) | StoreError::NoSuchAdapter(_) => {
             ErrorKind::NotFound
         }
-        StoreError::InvalidLabel(_) => ErrorKind::InvalidInput,
+        StoreError::InvalidLabel(_) | StoreError::AlreadyMember(_) => ErrorKind::InvalidInput,
         StoreError::Busy(_) => ErrorKind::Busy,
         _ => ErrorKind::Library,
+    }
+}
+
+fn federation_kind(error: &FedClientError) -> ErrorKind {
+    match error {
+        // What the person typed: the address or the certificate.
+        FedClientError::InvalidUrl(_) | FedClientError::Certificate(_) => ErrorKind::InvalidInput,
+        FedClientError::Cancelled => ErrorKind::Cancelled,
+        _ => ErrorKind::Federation,
     }
 }
 
@@ -136,5 +158,19 @@ mod tests {
             AppError::Ml(hearth_ml::MlError::Registry("x".into())).kind(),
             ErrorKind::ModelMissing
         );
+        let budget = AppError::Personalize(PersonalizeError::BudgetExhausted {
+            round: 3,
+            budget: 8.0,
+            delta: 1e-5,
+        });
+        assert_eq!(
+            serde_json::to_value(&budget).expect("serializes")["kind"],
+            "privacy_budget"
+        );
+        let unreachable =
+            AppError::Personalize(FedClientError::Transport("connection refused".into()).into());
+        assert_eq!(unreachable.kind(), ErrorKind::Federation);
+        let typo = AppError::Personalize(FedClientError::InvalidUrl("ftp://x".into()).into());
+        assert_eq!(typo.kind(), ErrorKind::InvalidInput);
     }
 }

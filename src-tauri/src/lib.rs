@@ -6,8 +6,8 @@
 //!   point); [`run_app`] configures any [`tauri::Builder`], so tests pass
 //!   `tauri::test::mock_builder()` and drive the commands through the real
 //!   IPC layer on the mock runtime.
-//! - [`commands`]: one folder per screen (library, personalize, try) plus
-//!   job control.
+//! - [`commands`]: one folder per screen (library, personalize, try,
+//!   federation, audit) plus job control.
 //! - [`state`]: the library's location and the registry of running jobs,
 //!   two separately managed pieces.
 //! - [`jobs`]: long work on its own thread, progress over a typed
@@ -18,7 +18,8 @@
 //!
 //! Closing the window while a job runs cancels every job and waits for it:
 //! a text training checkpoints and is recorded as paused, so it resumes
-//! where it stopped.
+//! where it stopped; a federated round is left (the protocol tolerates a
+//! device dropping out) and nothing half-done is recorded.
 
 pub mod commands;
 pub mod error;
@@ -105,6 +106,14 @@ pub fn run_app<R: Runtime>(
             commands::try_it::commands::similar_photos,
             commands::try_it::commands::accept_tag,
             commands::try_it::commands::reject_tag,
+            commands::federation::commands::federation_status,
+            commands::federation::commands::join_federation,
+            commands::federation::commands::leave_federation,
+            commands::federation::commands::federation_history,
+            commands::federation::commands::set_participation_policy,
+            commands::federation::commands::start_federated_round,
+            commands::audit::commands::adapter_lineage,
+            commands::audit::commands::audit_federations,
         ])
 }
 

@@ -78,6 +78,8 @@ pub enum JobKind {
     TrainPhotos,
     /// Generating text.
     Generate,
+    /// Taking part in federated rounds.
+    Federate,
 }
 
 /// A running job, as `running_jobs` reports it.

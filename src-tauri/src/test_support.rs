@@ -18,6 +18,11 @@ use tauri::{App, Manager, WebviewWindow, WebviewWindowBuilder};
 
 use crate::state::LibraryLocation;
 
+/// A real federation server and peer device on 127.0.0.1 (shared with the
+/// e2e test's helper, `examples/federation_peer`).
+#[path = "../examples/federation_peer/peer.rs"]
+pub mod peer;
+
 type Messages = Arc<Mutex<HashMap<u32, Vec<Value>>>>;
 
 /// A mock app over a library in a temporary folder.

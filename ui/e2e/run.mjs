@@ -6,14 +6,23 @@
 // Steps: import ../shared/data/photos, see the thumbnails, add a label,
 // import notes, train the tiny stories260K model a few steps and watch
 // progress reach done, pause and resume a longer run (measuring how fast
-// a trivial command answers meanwhile), generate text. Each step saves a
-// PNG under target/e2e-screenshots/; measured figures (idle memory, ping
-// latency during training) go to target/e2e-figures.json. Last, closing the
-// window during a run must pause it at a checkpoint before the app exits.
+// a trivial command answers meanwhile), generate text. Then federation:
+// a real hearth-server on 127.0.0.1 with a second real device (the
+// `federation_peer` example, see scripts/test.sh) is started; the screen
+// must be off by default, join with the server's address, invite and
+// certificate, save when-to-take-part settings (checked in the library,
+// where `hearth fed run` reads them), take part in a round until it is
+// published and verified, and list the upload; the Audit screen must show
+// the adapter's lineage checked and the server's log verified; switching
+// federation off leaves. Each step saves a PNG under
+// target/e2e-screenshots/; measured figures (idle memory, ping latency
+// during training) go to target/e2e-figures.json. Last, closing the window
+// during a run must pause it at a checkpoint before the app exits.
 //
 // Without the shared data or the binary it skips (exit 0), except under
 // CI=true, where it fails.
 import { execFileSync, spawn } from "node:child_process";
+import readline from "node:readline";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -23,6 +32,7 @@ import { remote } from "webdriverio";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const binary = process.env.HEARTH_APP_BINARY ?? path.join(root, "target/debug/hearth-app");
+const peerBinary = process.env.HEARTH_FEDERATION_PEER ?? path.join(path.dirname(binary), "examples/federation_peer");
 const shared = process.env.HEARTH_SHARED_DATA ?? path.join(root, "../shared/data");
 const shots = path.join(root, "target/e2e-screenshots");
 const figuresFile = path.join(root, "target/e2e-figures.json");
@@ -41,7 +51,7 @@ function skipOrFail(message) {
 const photos = path.join(shared, "photos");
 const model = path.join(shared, "models/stories260K/stories260K.bin");
 const shakespeare = path.join(shared, "text/tinyshakespeare.txt");
-for (const [file, what] of [[binary, "the app binary (build it: see scripts/test.sh)"], [photos, "shared photos"], [model, "stories260K"], [shakespeare, "tinyshakespeare.txt"]]) {
+for (const [file, what] of [[binary, "the app binary (build it: see scripts/test.sh)"], [peerBinary, "the federation_peer example (build it: see scripts/test.sh)"], [photos, "shared photos"], [model, "stories260K"], [shakespeare, "tinyshakespeare.txt"]]) {
   if (!fs.existsSync(file)) skipOrFail(`${what} not found at ${file}`);
 }
 
@@ -114,6 +124,33 @@ const driver = spawn("tauri-driver", ["--port", String(port)], {
   stdio: ["ignore", "inherit", "inherit"],
 });
 let browser;
+let peer;
+
+/** Starts the federation helper; resolves with its first JSON line (how
+ * to join) and gives a promise of its second (the peer's round). */
+function startFederation() {
+  peer = spawn(peerBinary, [model, shakespeare, path.join(temp, "federation")], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = readline.createInterface({ input: peer.stdout });
+  const queue = [];
+  const waiting = [];
+  lines.on("line", (line) => {
+    const value = JSON.parse(line);
+    const next = waiting.shift();
+    if (next) next(value);
+    else queue.push(value);
+  });
+  const nextLine = (timeoutMs) =>
+    new Promise((resolve, reject) => {
+      if (queue.length > 0) return resolve(queue.shift());
+      const timer = setTimeout(() => reject(new Error("the federation helper said nothing")), timeoutMs);
+      waiting.push((value) => {
+        clearTimeout(timer);
+        resolve(value);
+      });
+      peer.on("exit", (code) => reject(new Error(`the federation helper exited (${code})`)));
+    });
+  return { joinInfo: nextLine(60_000), peerDone: () => nextLine(300_000) };
+}
 
 async function shot(name) {
   await browser.saveScreenshot(path.join(shots, `${String(++step).padStart(2, "0")}-${name}.png`));
@@ -276,8 +313,108 @@ try {
     }
   });
 
+  const federation = startFederation();
+  const info = await federation.joinInfo;
+
+  await check("federation-off-by-default", async () => {
+    await (await browser.$("#tab-federation")).click();
+    const toggle = await browser.$("#federation-switch");
+    await toggle.waitForDisplayed({ timeout: 10_000 });
+    if ((await toggle.getAttribute("aria-checked")) !== "false") throw new Error("federation is not off by default");
+    await waitText("#what-is-shared", /clipped[\s\S]*noised[\s\S]*masked[\s\S]*only the sum/, 5000);
+    await (await browser.$("#fed-history-empty")).waitForDisplayed({ timeout: 5000 });
+  });
+
+  await check("federation-joined", async () => {
+    await (await browser.$("#federation-switch")).click();
+    await typeInto("#fed-url", info.url);
+    await typeInto("#fed-invite", info.invite);
+    await typeInto("#fed-cert", info.certificate);
+    // This test machine is busy (and may report no power supply): allow
+    // taking part anyway, as a person would in the settings.
+    for (const box of ["#join-policy-power", "#join-policy-idle"]) {
+      if (await (await browser.$(box)).isSelected()) await (await browser.$(box)).click();
+    }
+    await (await browser.$("#fed-join")).click();
+    await (await browser.$("#fed-status")).waitForDisplayed({ timeout: 60_000 });
+    await waitText("#fed-status h3", new RegExp(info.federation), 5000);
+    if ((await (await browser.$("#federation-switch")).getAttribute("aria-checked")) !== "true") throw new Error("the switch is not on");
+  });
+
+  await check("participation-settings-saved", async () => {
+    // Hours that include now: the device stays eligible.
+    const from = new Date().getHours();
+    const to = (from + 2) % 24;
+    await (await browser.$("#policy-hours")).click();
+    await (await browser.$("#policy-from")).selectByAttribute("value", String(from));
+    await (await browser.$("#policy-to")).selectByAttribute("value", String(to));
+    await (await browser.$("#fed-policy-save")).click();
+    await (await browser.$("#fed-policy-saved")).waitForDisplayed({ timeout: 10_000 });
+    const stored = JSON.parse(runSql("SELECT policy FROM fed_memberships WHERE left_at IS NULL"));
+    if (JSON.stringify(stored.hours) !== JSON.stringify([from, to]) || stored.require_idle !== false) {
+      throw new Error(`the library holds the policy ${JSON.stringify(stored)}`);
+    }
+    await browser.waitUntil(
+      async () => (await (await browser.$("#fed-eligible")).getAttribute("data-eligible")) === "true",
+      { timeout: 10_000, timeoutMsg: "the device is not eligible with these settings" },
+    );
+  });
+
+  await check("federated-round-complete", async () => {
+    const started = Date.now();
+    await typeInto("#fed-round-model", model);
+    await typeInto("#fed-round-steps", "3");
+    await typeInto("#fed-round-seq", "32");
+    await (await browser.$("#fed-round-start")).click();
+    await (await browser.$('[role="progressbar"][aria-label="Federated round progress"]')).waitForExist({ timeout: 120_000 });
+    await shot("federated-round-in-progress");
+    await waitText("#fed-round-result", /Round \d+ done: sent .* verified in the server's log/, 300_000);
+    const peerRound = await federation.peerDone();
+    if (peerRound.peer !== "done") throw new Error(`the peer device: ${JSON.stringify(peerRound)}`);
+    await waitText("#fed-rounds", /^1 round \(\d+\)/, 10_000);
+    await (await browser.$("#fed-history")).waitForDisplayed({ timeout: 10_000 });
+    figures.federated_round_s = +((Date.now() - started) / 1000).toFixed(1);
+    const [uploads, sent] = runSql("SELECT count(*), sum(bytes_sent) FROM fed_uploads").split("|");
+    if (uploads !== "1" || !(Number(sent) > 0)) throw new Error(`the library recorded ${uploads} uploads`);
+    figures.federated_upload_bytes = Number(sent);
+  });
+
+  await check("audit-lineage-and-log-verified", async () => {
+    await (await browser.$("#tab-audit")).click();
+    await browser.waitUntil(
+      async () => (await (await browser.$("#audit-lineage-check")).getAttribute("data-status")) === "match",
+      { timeout: 20_000, timeoutMsg: "the adapter's lineage never checked out" },
+    );
+    await (await browser.$("#audit-verify")).click();
+    await browser.waitUntil(
+      async () => {
+        const entry = await browser.$('#audit-logs li[data-verified="true"]');
+        return (await entry.isExisting()) && /1 round \(1 upload of this device/.test(await entry.getText());
+      },
+      { timeout: 20_000, timeoutMsg: "the federation's log was not verified" },
+    );
+  });
+
+  await check("federation-switched-off", async () => {
+    await (await browser.$("#tab-federation")).click();
+    await (await browser.$("#federation-switch")).click();
+    await (await browser.$("#fed-leave-confirm")).click();
+    await browser.waitUntil(
+      async () => (await (await browser.$("#federation-switch")).getAttribute("aria-checked")) === "false",
+      { timeout: 10_000, timeoutMsg: "the switch stayed on" },
+    );
+    await (await browser.$("#fed-history")).waitForDisplayed({ timeout: 5000 });
+    if (runSql("SELECT count(*) FROM fed_memberships WHERE left_at IS NULL") !== "0") throw new Error("still a member");
+  });
+
   await check("phone-layout", async () => {
     await browser.setWindowSize(390, 844);
+    await (await browser.$("#tab-federation")).click();
+    await browser.pause(500);
+    await shot("phone-federation");
+    await (await browser.$("#tab-audit")).click();
+    await browser.pause(500);
+    await shot("phone-audit");
     await (await browser.$("#tab-library")).click();
     await browser.pause(500);
     await browser.setWindowSize(1280, 800);
@@ -318,6 +455,9 @@ try {
   console.log(`figures: ${JSON.stringify(figures)}`);
   await browser?.deleteSession().catch(() => undefined);
   driver.kill();
+  // Closing its input stops the federation helper (and its server).
+  peer?.stdin.end();
+  setTimeout(() => peer?.kill(), 5000).unref();
   fs.rmSync(temp, { recursive: true, force: true });
 }
 const passed = results.filter((r) => r.ok).length;

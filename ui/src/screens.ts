@@ -1,6 +1,8 @@
-// The app's screens, in navigation order. Adding a screen (Federation,
-// Audit) is one entry here.
+// The app's screens, in navigation order. Adding a screen is one entry
+// here.
 import type { FunctionComponent } from "preact";
+import { Audit } from "./screens/Audit";
+import { Federation } from "./screens/Federation";
 import { Library } from "./screens/Library";
 import { Personalize } from "./screens/Personalize";
 import { Try } from "./screens/Try";
@@ -17,4 +19,6 @@ export const SCREENS: ScreenEntry[] = [
   { id: "library", label: "Library", component: Library },
   { id: "personalize", label: "Personalize", component: Personalize },
   { id: "try", label: "Try", component: Try },
+  { id: "federation", label: "Federation", component: Federation },
+  { id: "audit", label: "Audit", component: Audit },
 ];

@@ -296,3 +296,37 @@ fn walkdir_files(dir: &Path) -> Vec<PathBuf> {
         .map(walkdir::DirEntry::into_path)
         .collect()
 }
+
+#[test]
+fn federation_is_off_until_joined() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = dir.path().join("library");
+    let status = run_ok(hearth(&library).args(["fed", "status"]));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("federation is off"));
+    assert_eq!(
+        json(hearth(&library).args(["fed", "status", "--json"])),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        json(hearth(&library).args(["fed", "history", "--json"])),
+        serde_json::json!([])
+    );
+    let audit = run_ok(hearth(&library).arg("audit"));
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("nothing to audit"));
+    // Nothing to take part in: a clear refusal, and no network touched.
+    let run = hearth(&library)
+        .args(["fed", "run", "--once"])
+        .output()
+        .expect("runs");
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("member of no federation"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let leave = hearth(&library)
+        .args(["fed", "leave"])
+        .output()
+        .expect("runs");
+    assert!(!leave.status.success());
+}

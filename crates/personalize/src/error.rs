@@ -27,6 +27,50 @@ pub enum PersonalizeError {
     /// A stored record that no longer makes sense (edited by hand?).
     #[error("{0}")]
     Inconsistent(String),
+    /// The request cannot be carried out as given (a blank server URL, a
+    /// budget that is not a positive number, several memberships and none
+    /// named).
+    #[error("{0}")]
+    Invalid(String),
+    /// Federation is off: this device is a member of no (such) federation.
+    #[error("{0}")]
+    NotMember(String),
+    /// Talking to the federation's server failed, or the server refused.
+    /// (Boxed: the client's error is large, and every workflow returns
+    /// this type.)
+    #[error("federation: {0}")]
+    Federation(Box<hearth_fed::client::FedClientError>),
+    /// The server's transparency log does not show what it must (or the
+    /// stored evidence no longer verifies): the server misbehaved, so this
+    /// device stops taking part.
+    #[error("the server's transparency log does not check out ({0}); not taking part")]
+    Audit(String),
+    /// Taking part would spend more privacy than the person allowed.
+    #[error(
+        "taking part in round {round} would spend more than your privacy budget (epsilon {budget} at delta {delta:e}); not taking part"
+    )]
+    BudgetExhausted {
+        /// The round refused.
+        round: u64,
+        /// The budget.
+        budget: f64,
+        /// Its delta.
+        delta: f64,
+    },
+    /// This device's base model is not the federation's.
+    #[error(
+        "the federation trains {model} with sha256 {expected}, but this device's model {local} has sha256 {found}; choose the federation's model file"
+    )]
+    WrongBaseModel {
+        /// The federation's model name.
+        model: String,
+        /// The sha256 the federation announced.
+        expected: String,
+        /// The local model asked for.
+        local: String,
+        /// Its sha256.
+        found: String,
+    },
     /// A file operation on the library folder.
     #[error("{path}: {source}")]
     Io {
@@ -35,6 +79,12 @@ pub enum PersonalizeError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+impl From<hearth_fed::client::FedClientError> for PersonalizeError {
+    fn from(error: hearth_fed::client::FedClientError) -> Self {
+        PersonalizeError::Federation(Box::new(error))
+    }
 }
 
 /// Result with [`PersonalizeError`].

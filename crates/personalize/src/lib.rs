@@ -13,6 +13,8 @@
 //!   tagger, suggestions, questions and look-alikes.
 //! - [`eligibility`]: when the device may take part in a federated round.
 //! - [`federated`]: a federated round's local training, as a flat update.
+//! - [`federation`]: taking part in a federation (join, rounds, privacy
+//!   budget, upload history, transparency-log audits), opt-in.
 //! - [`lineage`]: what an adapter was trained on, with Merkle proofs.
 //! - [`photo_eval`]: few-shot accuracy of the tagger on Fashion-MNIST.
 #![deny(missing_docs)]
@@ -21,6 +23,7 @@ mod adapters;
 pub mod eligibility;
 mod error;
 pub mod federated;
+pub mod federation;
 pub mod lineage;
 pub mod photo_eval;
 pub mod photos;

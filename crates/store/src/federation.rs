@@ -183,6 +183,16 @@ impl Library {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Every membership, left ones too (their uploads stay visible),
+    /// oldest first.
+    pub fn memberships(&self) -> Result<Vec<Membership>> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {MEMBERSHIP_COLUMNS} FROM fed_memberships ORDER BY id"
+        ))?;
+        let rows = statement.query_map([], membership_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// One membership, active or not.
     pub fn membership(&self, id: MembershipId) -> Result<Option<Membership>> {
         Ok(self
@@ -201,6 +211,16 @@ impl Library {
             params![id, record],
         )?;
         Ok(())
+    }
+
+    /// Replaces a membership's participation policy (when the device may
+    /// take part); `false` when there is no such active membership.
+    pub fn update_membership_policy(&mut self, id: MembershipId, policy: &str) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE fed_memberships SET policy = ?2 WHERE id = ?1 AND left_at IS NULL",
+            params![id, policy],
+        )?;
+        Ok(changed == 1)
     }
 
     /// Leaves a federation: the device stops taking part. Its upload
@@ -295,10 +315,28 @@ mod tests {
                 .expect("upload");
         }
         assert!((library.rho_spent(id).expect("rho") - 0.1).abs() < 1e-12);
+        assert!(
+            library
+                .update_membership_policy(id, r#"{"require_idle":false}"#)
+                .expect("policy")
+        );
+        assert_eq!(
+            library.membership(id).expect("read").expect("there").policy,
+            r#"{"require_idle":false}"#
+        );
         assert_eq!(library.uploads(id).expect("uploads").len(), 2);
         assert!(library.leave_federation(id).expect("leave"));
         assert!(library.active_memberships().expect("left").is_empty());
+        assert!(
+            !library.update_membership_policy(id, "{}").expect("policy"),
+            "a membership that was left keeps its last policy"
+        );
         assert_eq!(library.uploads(id).expect("history kept").len(), 2);
+        assert_eq!(
+            library.memberships().expect("all").len(),
+            1,
+            "left ones too"
+        );
         join(&mut library).expect("join again after leaving");
     }
 }

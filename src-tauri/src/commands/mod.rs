@@ -7,6 +7,8 @@
 //! `try` is a Rust keyword, so the Try screen's commands live in
 //! [`try_it`].
 
+pub mod audit;
+pub mod federation;
 pub mod jobs;
 pub mod library;
 pub mod personalize;

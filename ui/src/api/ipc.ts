@@ -4,6 +4,15 @@
 import { Channel, convertFileSrc, invoke } from "@tauri-apps/api/core";
 import type {
   Adapter,
+  AdapterLineage,
+  AuditOutcome,
+  FederatedRoundRequest,
+  FederationOverview,
+  JoinFederationRequest,
+  Membership,
+  ParticipationPolicy,
+  ParticipationSummary,
+  UploadRecord,
   AppError,
   EmbedSummary,
   GenerateEvent,
@@ -36,6 +45,8 @@ const KINDS = new Set([
   "model_missing",
   "library",
   "model",
+  "federation",
+  "privacy_budget",
   "internal",
 ]);
 
@@ -106,4 +117,16 @@ export const api = {
   similarPhotos: (id: number, k = 8) => call<SimilarPhoto[]>("similar_photos", { id, k }),
   acceptTag: (id: number, label: string) => call<Item>("accept_tag", { id, label }),
   rejectTag: (id: number, label: string) => call<Item>("reject_tag", { id, label }),
+
+  federationStatus: () => call<FederationOverview>("federation_status"),
+  joinFederation: (request: JoinFederationRequest) => call<Membership>("join_federation", { request }),
+  leaveFederation: (membership: number) => call<Membership>("leave_federation", { membership }),
+  federationHistory: () => call<UploadRecord[]>("federation_history"),
+  setParticipationPolicy: (membership: number, policy: ParticipationPolicy) =>
+    call<number>("set_participation_policy", { membership, policy }),
+  startFederatedRound: (request: FederatedRoundRequest, onEvent: (e: JobEvent<ParticipationSummary>) => void) =>
+    call<JobId>("start_federated_round", { request, onEvent: channel(onEvent) }),
+
+  adapterLineage: (adapter: number) => call<AdapterLineage>("adapter_lineage", { adapter }),
+  auditFederations: () => call<AuditOutcome[]>("audit_federations"),
 };

@@ -14,6 +14,8 @@ export type ErrorKind =
   | "model_missing"
   | "library"
   | "model"
+  | "federation"
+  | "privacy_budget"
   | "internal";
 
 /** Every command error: `{kind, message}`. */
@@ -34,7 +36,7 @@ export type JobEvent<T> =
   | { event: "done"; result: T }
   | { event: "failed"; error: AppError };
 
-export type JobKind = "import" | "embed" | "train_text" | "train_photos" | "generate";
+export type JobKind = "import" | "embed" | "train_text" | "train_photos" | "generate" | "federate";
 
 export interface JobInfo {
   id: JobId;
@@ -144,6 +146,10 @@ export interface Run {
   error: string | null;
   started_at: string;
   updated_at: string;
+  /** Merkle root over the items it trained on. */
+  items_root: string | null;
+  /** A federated round's run: the global adapter it started from. */
+  parent_sha256: string | null;
 }
 
 export interface Adapter {
@@ -248,4 +254,149 @@ export interface PhotoTags {
 export interface SimilarPhoto {
   item: Item;
   similarity: number;
+}
+
+/** `ParticipationPolicy` in crates/personalize/src/eligibility.rs. */
+export interface ParticipationPolicy {
+  require_power: boolean;
+  require_idle: boolean;
+  /** From hour (inclusive) to hour (exclusive), local time; may wrap midnight. */
+  hours: [number, number] | null;
+}
+
+/** `Conditions`: what the device reports about itself now. */
+export interface Conditions {
+  on_power: boolean | null;
+  idle: boolean | null;
+  local_hour: number;
+}
+
+export interface Decision {
+  eligible: boolean;
+  reasons: string[];
+}
+
+/** `MembershipStatus` in crates/personalize/src/federation.rs. */
+export interface MembershipStatus {
+  id: number;
+  server_url: string;
+  federation_id: string;
+  device_id: string;
+  joined_at: string;
+  rounds: number[];
+  bytes_sent: number;
+  epsilon_spent: number;
+  epsilon_budget: number;
+  delta: number;
+  policy: ParticipationPolicy;
+  eligible_now: Decision;
+  log_size: number;
+}
+
+export interface FederationOverview {
+  memberships: MembershipStatus[];
+  conditions: Conditions;
+}
+
+/** A store `Membership` row, as join and leave return it. */
+export interface Membership {
+  id: number;
+  server_url: string;
+  federation_id: string;
+  device_id: string;
+  epsilon_budget: number;
+  delta: number;
+  joined_at: string;
+  left_at: string | null;
+}
+
+export interface JoinFederationRequest {
+  server_url: string;
+  invite: string;
+  certificate_path: string;
+  epsilon_budget?: number;
+  policy?: ParticipationPolicy;
+}
+
+/** `UploadRecord`: one upload, flattened with its federation. */
+export interface UploadRecord {
+  federation_id: string;
+  server_url: string;
+  delta: number;
+  id: number;
+  membership_id: number;
+  round: number;
+  bytes_sent: number;
+  bytes_received: number;
+  rho: number;
+  epsilon: number;
+  upload_sha256: string;
+  global_version: number | null;
+  run_id: number | null;
+  uploaded_at: string;
+}
+
+export interface FederatedRoundRequest {
+  membership?: number | null;
+  model?: string | null;
+  label?: string | null;
+  steps?: number;
+  batch_size?: number;
+  seq_len?: number;
+  learning_rate?: number;
+  device?: "auto" | "cpu" | "cuda" | "metal";
+  rounds?: number;
+}
+
+export interface RoundOutcome {
+  round: number;
+  bytes_sent: number;
+  bytes_received: number;
+  epsilon: number;
+  global_version: number;
+  run_id: number | null;
+  upload_sha256: string;
+  log_size: number;
+}
+
+/** `ParticipationSummary`: what a federated round job did. */
+export interface ParticipationSummary {
+  rounds: RoundOutcome[];
+  epsilon_spent: number;
+  epsilon_budget: number;
+  delta: number;
+  next_checkin_secs: number | null;
+  cancelled: boolean;
+}
+
+/** `AuditOutcome`: one federation's transparency log, re-verified. */
+export interface AuditOutcome {
+  membership: number;
+  federation_id: string;
+  server_url: string;
+  active: boolean;
+  verified: boolean;
+  checkpoints: number;
+  rounds: number;
+  commitments: number;
+  adapters: number;
+  log_size: number | null;
+  log_root: string | null;
+  error: string | null;
+}
+
+export interface LineageItem {
+  sha256: string;
+  /** `[item id, path]` while the item is still in the library. */
+  item: [number, string] | null;
+}
+
+/** `AdapterLineage` in crates/personalize/src/lineage.rs. */
+export interface AdapterLineage {
+  adapter: Adapter;
+  run: Run | null;
+  items_root: { root: string; count: number } | null;
+  items: LineageItem[];
+  file_lineage: string | null;
+  lineage_matches: boolean | null;
 }

@@ -255,6 +255,19 @@ pub struct FederationInfo {
     pub delta: f64,
     /// The server's step size.
     pub server_learning_rate: f64,
+    /// The base model adapters are trained for, as the operator announced
+    /// it; `None` from a server that does not say.
+    pub base_model: Option<BaseModel>,
+}
+
+/// The base model a federation trains adapters for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseModel {
+    /// Its name (a registry name, typically).
+    pub id: String,
+    /// SHA-256 of its weights, hex: a device whose model file hashes to
+    /// anything else must not take part (its update would not fit).
+    pub sha256: String,
 }
 
 /// A verified global adapter version.
@@ -329,6 +342,8 @@ struct EnrolAnswer {
 #[derive(Deserialize)]
 struct DescribedFederation {
     id: String,
+    #[serde(default)]
+    base_model: Option<BaseModel>,
     adapter: DescribedAdapter,
     parameters: u64,
     dp: DescribedDp,
@@ -523,6 +538,7 @@ impl FedClient {
             },
             delta: described.dp.delta.unwrap_or(DEFAULT_DELTA),
             server_learning_rate: described.server_learning_rate,
+            base_model: described.base_model,
         };
         Ok(self.info.get_or_init(|| info))
     }

@@ -1,0 +1,223 @@
+// The Audit screen: where an adapter came from (items -> run -> adapter,
+// with the lineage hash in its file recomputed from the run's record, as
+// `hearth lineage ADAPTER` shows it) and whether the transparency log of
+// every federation this device joined still verifies from what it stored
+// (as `hearth audit` checks).
+import { useEffect, useState } from "preact/hooks";
+import { api, toAppError } from "../api/ipc";
+import type { AdapterLineage, AppError, AuditOutcome } from "../api/types";
+import { ErrorNote } from "../components/ErrorNote";
+import { fileName, plural } from "../lib/progress";
+import { useLoad } from "../lib/useJob";
+
+/** Items listed before "and N more" (a run may have thousands). */
+const ITEMS_SHOWN = 50;
+
+export function Audit({ active }: { active: boolean }) {
+  return (
+    <section class="screen audit" aria-labelledby="audit-title">
+      <h2 id="audit-title">Audit</h2>
+      <Lineage active={active} />
+      <Logs active={active} />
+    </section>
+  );
+}
+
+function Lineage({ active }: { active: boolean }) {
+  const adapters = useLoad(() => api.listAdapters(), []);
+  useEffect(() => {
+    if (active) void adapters.reload();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [active]);
+  const [chosen, setChosen] = useState<number | null>(null);
+  const [lineage, setLineage] = useState<AdapterLineage | null>(null);
+  const [error, setError] = useState<AppError | null>(null);
+  const list = adapters.value ?? [];
+  // Lists are newest first: the newest adapter is the default.
+  const adapter = chosen ?? list[0]?.id ?? null;
+
+  useEffect(() => {
+    if (adapter === null) {
+      setLineage(null);
+      return;
+    }
+    let current = true;
+    setError(null);
+    api.adapterLineage(adapter).then(
+      (l) => current && setLineage(l),
+      (e) => {
+        if (!current) return;
+        setLineage(null);
+        setError(toAppError(e));
+      },
+    );
+    return () => {
+      current = false;
+    };
+  }, [adapter]);
+
+  return (
+    <div class="card" aria-labelledby="lineage-title">
+      <h3 id="lineage-title">Where an adapter came from</h3>
+      <ErrorNote error={adapters.error ?? error} />
+      {list.length === 0 ? (
+        <p class="muted">No adapters yet: train one on the Personalize screen.</p>
+      ) : (
+        <label>
+          Adapter
+          <select id="audit-adapter" value={adapter ?? ""} onChange={(e) => setChosen(Number(e.currentTarget.value))}>
+            {list.map((a) => (
+              <option key={a.id} value={a.id}>
+                {a.id}: {a.name} ({a.source}, {a.created_at.replace("T", " ").slice(0, 16)})
+              </option>
+            ))}
+          </select>
+        </label>
+      )}
+      {lineage && lineage.adapter.id === adapter && <LineageView lineage={lineage} />}
+    </div>
+  );
+}
+
+function LineageCheck({ lineage }: { lineage: AdapterLineage }) {
+  const { file_lineage: hash, lineage_matches: matches } = lineage;
+  const { status, text } =
+    hash === null
+      ? { status: "none", text: "The adapter's file records no lineage hash." }
+      : matches === true
+        ? { status: "match", text: "The lineage hash in the adapter's file matches the run's record (base model, settings and items)." }
+        : matches === false
+          ? { status: "mismatch", text: "The lineage hash in the adapter's file does NOT match the run's record." }
+          : { status: "unknown", text: "The adapter's file has a lineage hash, but its run is not in this library to check it against." };
+  return (
+    <p id="audit-lineage-check" class={`check ${status}`} data-status={status} role="status">
+      <span aria-hidden="true">{status === "match" ? "✓ " : status === "mismatch" ? "✗ " : ""}</span>
+      {text}
+      {hash && (
+        <>
+          {" "}
+          <code title="lineage hash">{hash.slice(0, 16)}…</code>
+        </>
+      )}
+    </p>
+  );
+}
+
+function LineageView({ lineage }: { lineage: AdapterLineage }) {
+  const { adapter, run, items, items_root: root } = lineage;
+  const [all, setAll] = useState(false);
+  const shown = all ? items : items.slice(0, ITEMS_SHOWN);
+  return (
+    <div class="lineage" id="audit-lineage">
+      <ol class="chain" aria-label="From items to adapter">
+        <li>
+          <h4>Items</h4>
+          {root ? (
+            <p>
+              {plural(root.count, "item")}, committed to by Merkle root <code title={root.root}>{root.root.slice(0, 16)}…</code>
+            </p>
+          ) : (
+            <p class="muted">Unknown: no training run for this adapter in this library.</p>
+          )}
+        </li>
+        <li>
+          <h4>Run</h4>
+          {run ? (
+            <p id="audit-run">
+              Run {run.id} ({run.kind}, {run.status.replace("_", " ")}), {run.steps_done} steps on{" "}
+              {fileName(run.base_model)} <code title={run.base_model_sha256}>{run.base_model_sha256.slice(0, 16)}…</code>,
+              started {run.started_at.replace("T", " ").slice(0, 16)}
+              {run.parent_sha256 && (
+                <>
+                  , from the global adapter <code title={run.parent_sha256}>{run.parent_sha256.slice(0, 16)}…</code>
+                </>
+              )}
+            </p>
+          ) : (
+            <p class="muted">Imported from elsewhere: its training run is not in this library.</p>
+          )}
+        </li>
+        <li>
+          <h4>Adapter</h4>
+          <p>
+            {adapter.id}: {adapter.name} ({adapter.source}), rank {adapter.rank},{" "}
+            <code title={adapter.sha256}>{adapter.sha256.slice(0, 16)}…</code>
+          </p>
+        </li>
+      </ol>
+      <LineageCheck lineage={lineage} />
+      {items.length > 0 && (
+        <details>
+          <summary>The {plural(items.length, "item")} it learned from</summary>
+          <ul class="items" aria-label="Items it learned from">
+            {shown.map((item) => (
+              <li key={item.sha256}>
+                <code title={item.sha256}>{item.sha256.slice(0, 12)}</code>{" "}
+                {item.item ? <span title={item.item[1]}>{fileName(item.item[1])}</span> : <span class="muted">no longer in the library</span>}
+              </li>
+            ))}
+          </ul>
+          {!all && items.length > ITEMS_SHOWN && (
+            <button onClick={() => setAll(true)}>Show all {items.length}</button>
+          )}
+        </details>
+      )}
+    </div>
+  );
+}
+
+function Logs({ active }: { active: boolean }) {
+  const [outcomes, setOutcomes] = useState<AuditOutcome[] | null>(null);
+  const [error, setError] = useState<AppError | null>(null);
+  const [checking, setChecking] = useState(false);
+  const verify = async () => {
+    setChecking(true);
+    setError(null);
+    try {
+      setOutcomes(await api.auditFederations());
+    } catch (e) {
+      setError(toAppError(e));
+    } finally {
+      setChecking(false);
+    }
+  };
+  useEffect(() => {
+    if (active) void verify();
+  }, [active]);
+
+  return (
+    <div class="card" aria-labelledby="logs-title">
+      <div class="row spread">
+        <h3 id="logs-title">Federation transparency logs</h3>
+        <button id="audit-verify" onClick={() => void verify()} disabled={checking}>
+          {checking ? "Checking…" : "Check again"}
+        </button>
+      </div>
+      <p class="muted">
+        After every round this device checks the server's public, append-only log: that it holds this device's
+        upload and the published adapter, and that it never rewrote its history. Here every stored check is
+        verified again.
+      </p>
+      <ErrorNote error={error} />
+      {outcomes !== null && outcomes.length === 0 && (
+        <p id="audit-logs-none">This device never joined a federation: nothing was shared, nothing to check.</p>
+      )}
+      {outcomes !== null && outcomes.length > 0 && (
+        <ul class="audits" id="audit-logs">
+          {outcomes.map((o) => (
+            <li key={o.membership} data-verified={String(o.verified)} class={`check ${o.verified ? "match" : "mismatch"}`}>
+              <strong>
+                “{o.federation_id}” at <code>{o.server_url}</code>
+                {o.active ? "" : " (left)"}:
+              </strong>{" "}
+              {o.verified
+                ? `✓ verified: ${plural(o.checkpoints, "signed log head")}, ${plural(o.rounds, "round")} (${plural(o.commitments, "upload")} of this device, ${plural(o.adapters, "published adapter")})` +
+                  (o.log_size !== null ? `; the log had ${o.log_size} entries at the last check.` : "; no round checked yet.")
+                : `✗ FAILED: ${o.error ?? "unknown"}`}
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
