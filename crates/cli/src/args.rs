@@ -755,6 +755,10 @@ pub struct BenchTrainArgs {
     /// Skip the PyTorch + PEFT reference.
     #[arg(long)]
     pub no_reference: bool,
+    /// Time candle's general autograd path instead of the CPU training
+    /// step (for comparison).
+    #[arg(long)]
+    pub autograd: bool,
 }
 
 fn parse_kind(s: &str) -> Result<ItemKind, String> {

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod loaders;
 pub mod lora;
 pub mod loss;
+mod matmul;
 pub mod models;
 pub mod ops;
 pub mod peft;

@@ -92,7 +92,7 @@ impl Target {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -200,6 +200,20 @@ impl Dropout {
         self.rng.get()
     }
 
+    /// The drop probability.
+    pub(crate) fn probability(&self) -> f32 {
+        self.p
+    }
+
+    /// Claims the next `len` draws (one mask over `len` elements, exactly
+    /// the draws [`Dropout::apply`] would make) and returns the generator
+    /// state the mask starts from, for [`mask_rows`].
+    pub(crate) fn claim(&self, len: usize) -> SplitMix64 {
+        let start = self.rng.get();
+        self.rng.set(start.skipped(len as u64));
+        start
+    }
+
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         if self.p == 0.0 {
             return Ok(x.clone());
@@ -213,6 +227,35 @@ impl Dropout {
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok((x * mask)?)
     }
+}
+
+/// `f(row, out_row, src_row, mask_row)` over the rows of a `(rows, width)`
+/// mask drawn with drop probability `p` from `start` (the mask
+/// [`Dropout::apply`] makes from that state), in parallel: the mask values
+/// (0 or `1/(1-p)`) are written to a per-row scratch before `f` sees them.
+pub(crate) fn mask_rows(
+    p: f32,
+    start: SplitMix64,
+    width: usize,
+    out: &mut [f32],
+    src: &[f32],
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) {
+    use rayon::prelude::*;
+    let keep = 1.0 / (1.0 - p);
+    out.par_chunks_mut(width)
+        .zip(src.par_chunks(width))
+        .enumerate()
+        .for_each_init(
+            || vec![0f32; width],
+            |mask, (row, (out, src))| {
+                let mut rng = start.skipped((row * width) as u64);
+                for m in mask.iter_mut() {
+                    *m = if rng.next_f32() < p { 0.0 } else { keep };
+                }
+                f(out, src, mask);
+            },
+        );
 }
 
 /// A set of LoRA pairs for every layer of a model.

@@ -294,6 +294,11 @@ impl Rope {
         })
     }
 
+    /// The `cos` and `sin` tables, `(max_positions, head_dim/2)` each.
+    pub(crate) fn tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
     /// The longest sequence the tables cover.
     pub fn max_positions(&self) -> usize {
         self.cos.dims()[0]

@@ -12,7 +12,7 @@ use hearth_ml::candle::{DType, Device, Tensor};
 use hearth_ml::candle_nn::VarBuilder;
 use hearth_ml::lora::LoraConfig;
 use hearth_ml::models::llama::{Config, Llama, random_weights};
-use hearth_ml::train::{TrainConfig, measure_steps};
+use hearth_ml::train::{Engine, TrainConfig, measure_steps};
 use hearth_ml::{KvCache, Target};
 use serde_json::Value;
 
@@ -105,7 +105,12 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         args.batch,
         args.seq
     );
-    let timings = measure_steps(&model, &config, args.warmup, args.steps)?;
+    let engine = if args.autograd {
+        Engine::Autograd
+    } else {
+        Engine::Auto
+    };
+    let timings = measure_steps(&model, &config, engine, args.warmup, args.steps)?;
     let rss = peak_rss_self_mib();
     let median = timings.median();
     let tokens_per_second = timings.tokens_per_step as f64 / median;
@@ -124,11 +129,16 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     );
     println!("  weights      {weights}");
     println!(
-        "  hearth       {:.0} ms/step (median of {}), {:.1} tokens/s, peak RSS {:.0} MiB",
+        "  hearth       {:.0} ms/step (median of {}), {:.1} tokens/s, peak RSS {:.0} MiB  [{}]",
         median * 1000.0,
         timings.seconds.len(),
         tokens_per_second,
-        rss
+        rss,
+        if args.autograd {
+            "candle autograd"
+        } else {
+            "CPU training step"
+        }
     );
     if let Some(speed) = generation {
         println!(

@@ -417,6 +417,29 @@ impl Llama {
         self.rope.max_positions()
     }
 
+    /// The frozen tensors, for code that computes with them directly (the
+    /// CPU training step in [`crate::train::cpu_step`]).
+    pub(crate) fn frozen(&self) -> Frozen<'_> {
+        let (rope_cos, rope_sin) = self.rope.tables();
+        Frozen {
+            embed: &self.embed,
+            head: &self.lm_head,
+            norm: &self.norm,
+            rope_cos,
+            rope_sin,
+            blocks: self
+                .blocks
+                .iter()
+                .map(|block| FrozenBlock {
+                    input_norm: &block.input_norm,
+                    post_norm: &block.post_norm,
+                    weights: Target::ALL.map(|target| &block.linear(target).weight),
+                    biases: Target::ALL.map(|target| block.linear(target).bias.as_ref()),
+                })
+                .collect(),
+        }
+    }
+
     /// Logits `(batch, seq, vocab)` for token ids `(batch, seq)`.
     pub fn forward(&self, tokens: &Tensor, how: Forward<'_>) -> Result<Tensor> {
         let (batch, seq) = tokens.dims2()?;
@@ -579,6 +602,34 @@ impl Llama {
         let mlp = self.project(layer, block, Target::DownProj, &(gate * up)?, how)?;
         Ok((x + mlp)?)
     }
+}
+
+/// Borrowed views of a model's frozen tensors.
+pub(crate) struct Frozen<'a> {
+    /// Token embedding `(vocab, hidden)`.
+    pub embed: &'a Tensor,
+    /// Output head `(vocab, hidden)` (the embedding when tied).
+    pub head: &'a Tensor,
+    /// Final RMSNorm weight.
+    pub norm: &'a Tensor,
+    /// Rotary tables `(positions, head_dim/2)`.
+    pub rope_cos: &'a Tensor,
+    /// See `rope_cos`.
+    pub rope_sin: &'a Tensor,
+    /// Each decoder block's tensors.
+    pub blocks: Vec<FrozenBlock<'a>>,
+}
+
+/// One decoder block's frozen tensors; projections in [`Target::ALL`] order.
+pub(crate) struct FrozenBlock<'a> {
+    /// RMSNorm before attention.
+    pub input_norm: &'a Tensor,
+    /// RMSNorm before the MLP.
+    pub post_norm: &'a Tensor,
+    /// Projection weights `(out, in)`.
+    pub weights: [&'a Tensor; 7],
+    /// Projection biases, where the model has them.
+    pub biases: [Option<&'a Tensor>; 7],
 }
 
 /// Repeats each key/value head `n` times so grouped heads line up with the

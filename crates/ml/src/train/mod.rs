@@ -10,6 +10,7 @@
 //! resumed run continues bit for bit on the CPU.
 
 pub mod checkpoint;
+pub mod cpu_step;
 pub mod data;
 pub mod optim;
 
@@ -27,6 +28,7 @@ use crate::models::llama::{Forward, Llama, causal_lm_loss};
 use crate::ops::Mode;
 use crate::rng::SplitMix64;
 use checkpoint::TrainState;
+use cpu_step::CpuStep;
 use data::{DataCursor, TextDataset, batch_tensors};
 use optim::{AdamW, AdamWParams, learning_rate};
 
@@ -339,6 +341,7 @@ fn run_training(
     progress.begin("Training", Some(config.steps));
     progress.advance(state.step);
     let vars = adapter.named_vars_owned();
+    let mut cpu_step = cpu_step::supports(model, &adapter).then(CpuStep::new);
     let started = Instant::now();
     let mut tokens_this_call = 0usize;
     let tokens_per_step = config.batch_size * config.seq_len * config.grad_accumulation;
@@ -356,6 +359,7 @@ fn run_training(
             &adapter,
             &vars,
             &mut optimizer,
+            cpu_step.as_mut(),
             dataset,
             &mut cursor,
             &dropout,
@@ -428,14 +432,17 @@ fn run_training(
 }
 
 /// One optimizer step at `step` (0-based): forward, loss and backward over
-/// `grad_accumulation` micro-batches, clipping, AdamW. Returns the loss and
-/// the learning rate used. Nothing is updated if the loss is not finite.
+/// `grad_accumulation` micro-batches (through `cpu_step` when the CPU step
+/// serves this model, else candle's autograd), clipping, AdamW. Returns the
+/// loss and the learning rate used. Nothing is updated if the loss is not
+/// finite.
 #[allow(clippy::too_many_arguments)]
 fn optimizer_step(
     model: &Llama,
     adapter: &LoraAdapter,
     vars: &[(String, candle_core::Var)],
     optimizer: &mut AdamW,
+    mut cpu_step: Option<&mut CpuStep>,
     dataset: &TextDataset,
     cursor: &mut DataCursor,
     dropout: &Dropout,
@@ -447,22 +454,22 @@ fn optimizer_step(
     for _ in 0..config.grad_accumulation {
         let (inputs, targets) =
             dataset.next_batch(cursor, config.batch_size, config.seed, model.device())?;
-        let how = Forward {
-            adapter: Some(adapter),
-            dropout: Some(dropout),
-            mode: Mode::Train,
+        let share = 1.0 / config.grad_accumulation as f64;
+        let (loss, step_grads) = match cpu_step.as_deref_mut() {
+            Some(cpu_step) => cpu_step.loss_and_grads(
+                model,
+                adapter,
+                &inputs.flatten_all()?.to_vec1::<u32>()?,
+                &targets.flatten_all()?.to_vec1::<u32>()?,
+                inputs.dims2()?,
+                Some(dropout),
+                share as f32,
+            )?,
+            None => {
+                autograd_loss_and_grads(model, adapter, vars, &inputs, &targets, dropout, share)?
+            }
         };
-        let loss = causal_lm_loss(&model.forward(&inputs, how)?, &targets)?;
-        let loss = (loss / config.grad_accumulation as f64)?;
-        loss_total += loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        let grads = loss.backward()?;
-        let step_grads = vars
-            .iter()
-            .map(|(_, var)| match grads.get(var.as_tensor()) {
-                Some(grad) => Ok(grad.clone()),
-                None => Ok(var.as_tensor().zeros_like()?),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        loss_total += loss;
         summed = Some(match summed {
             None => step_grads,
             Some(previous) => previous
@@ -506,6 +513,36 @@ fn optimizer_step(
     Ok((loss_total, lr))
 }
 
+/// `share` times the loss on one micro-batch and its gradients for `vars`,
+/// by candle's autograd (any device, any dtype).
+fn autograd_loss_and_grads(
+    model: &Llama,
+    adapter: &LoraAdapter,
+    vars: &[(String, candle_core::Var)],
+    inputs: &Tensor,
+    targets: &Tensor,
+    dropout: &Dropout,
+    share: f64,
+) -> Result<(f32, Vec<Tensor>)> {
+    let how = Forward {
+        adapter: Some(adapter),
+        dropout: Some(dropout),
+        mode: Mode::Train,
+    };
+    let loss = causal_lm_loss(&model.forward(inputs, how)?, targets)?;
+    let loss = (loss * share)?;
+    let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    let grads = loss.backward()?;
+    let grads = vars
+        .iter()
+        .map(|(_, var)| match grads.get(var.as_tensor()) {
+            Some(grad) => Ok(grad.clone()),
+            None => Ok(var.as_tensor().zeros_like()?),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((value, grads))
+}
+
 /// Wall-clock seconds of training steps, for `hearth bench train`.
 #[derive(Debug, Clone)]
 pub struct StepTimings {
@@ -528,12 +565,23 @@ impl StepTimings {
     }
 }
 
+/// Which implementation computes a training step's gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The CPU step where it serves the model, else candle's autograd
+    /// (what [`train`] uses).
+    Auto,
+    /// candle's autograd everywhere (for comparisons).
+    Autograd,
+}
+
 /// Runs `warmup + steps` real training steps on random token sequences and
 /// times the last `steps`, exactly as [`train`] runs them (no validation or
 /// checkpoints).
 pub fn measure_steps(
     model: &Llama,
     config: &TrainConfig,
+    engine: Engine,
     warmup: usize,
     steps: usize,
 ) -> Result<StepTimings> {
@@ -555,6 +603,8 @@ pub fn measure_steps(
     let dropout = Dropout::new(config.lora.dropout, SplitMix64::new(config.seed));
     let mut cursor = DataCursor::default();
     let mut seconds = Vec::with_capacity(steps);
+    let mut cpu_step =
+        (engine == Engine::Auto && cpu_step::supports(model, &adapter)).then(CpuStep::new);
     for step in 0..total {
         let started = Instant::now();
         optimizer_step(
@@ -562,6 +612,7 @@ pub fn measure_steps(
             &adapter,
             &vars,
             &mut optimizer,
+            cpu_step.as_mut(),
             &dataset,
             &mut cursor,
             &dropout,
