@@ -8,6 +8,7 @@
 
 pub mod device;
 mod error;
+mod fastmath;
 pub mod generate;
 pub mod loaders;
 pub mod lora;

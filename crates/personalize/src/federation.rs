@@ -540,6 +540,17 @@ fn from_client(error: FedClientError) -> PersonalizeError {
         {
             PersonalizeError::Cancelled
         }
+        FedClientError::Trainer(inner)
+            if matches!(
+                inner.downcast_ref::<PersonalizeError>(),
+                Some(PersonalizeError::BudgetExhausted { .. })
+            ) =>
+        {
+            match inner.downcast::<PersonalizeError>() {
+                Ok(error) => *error,
+                Err(other) => FedClientError::Trainer(other).into(),
+            }
+        }
         other => other.into(),
     }
 }
@@ -577,6 +588,7 @@ fn check_base_model(info: &FederationInfo, model: Option<&str>) -> Result<Option
 /// library's texts from the global adapter.
 struct TextTrainer<'a> {
     library: RefCell<&'a mut Library>,
+    membership: &'a hearth_store::Membership,
     request: RoundTraining,
     round: u64,
     progress: &'a dyn Progress,
@@ -585,6 +597,19 @@ struct TextTrainer<'a> {
 }
 
 impl RoundTrainer for TextTrainer<'_> {
+    fn admit(&self, rho: f64) -> std::result::Result<(), TrainerError> {
+        let library = self.library.borrow();
+        let spent = library.rho_spent(self.membership.id)?;
+        if zcdp_epsilon(spent + rho, self.membership.delta) > self.membership.epsilon_budget {
+            return Err(Box::new(PersonalizeError::BudgetExhausted {
+                round: self.round,
+                budget: self.membership.epsilon_budget,
+                delta: self.membership.delta,
+            }));
+        }
+        Ok(())
+    }
+
     fn delta(&self, global: &GlobalAdapter) -> std::result::Result<Vec<f32>, TrainerError> {
         let tensors: HashMap<String, Tensor> =
             hearth_ml::candle::safetensors::load_buffer(global.bytes(), &Device::Cpu)?;
@@ -730,9 +755,12 @@ fn take_part(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<RoundOutcome> {
-    // Refuse before training when the round could take the person past
-    // their budget: rounds charge what the last one did (same policy); the
-    // first is estimated from the federation's noise multiplier.
+    // A quick refusal before contacting the round, when even an estimate
+    // takes the person past their budget: rounds charge what the last one
+    // did (same policy); the first is estimated from the noise multiplier
+    // (a lower bound). The exact cost is checked once the round's
+    // parameters are known, before anything is announced
+    // (`TextTrainer::admit`).
     let spent = library.rho_spent(stored.id)?;
     let info = client.federation_info()?;
     let next = match library.uploads(stored.id)?.last() {
@@ -749,6 +777,7 @@ fn take_part(
     }
     let trainer = TextTrainer {
         library: RefCell::new(library),
+        membership: stored,
         request: training,
         round,
         progress,

@@ -212,6 +212,70 @@ fn thirty_percent_dropping_after_sharing_still_aggregates_exactly() {
 }
 
 #[test]
+fn a_device_over_its_privacy_budget_withdraws_before_announcing_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The withdrawn device never advertises keys; a short key deadline
+    // closes that stage without it.
+    let config = support::config(3, 5, 1.0, 30)
+        .replace("advertise_keys_secs = 30", "advertise_keys_secs = 2");
+    let server = Server::start(dir.path(), &config);
+    let devices: Vec<_> = (0..5).map(|_| server.enrol("notes")).collect();
+    let trainers: Vec<_> = (0..5)
+        .map(|i| {
+            let mut t = TestTrainer::new(300 + i);
+            if i == 4 {
+                t.rho_budget = Some(1e-9);
+            }
+            Arc::new(t)
+        })
+        .collect();
+    let handles: Vec<_> = devices
+        .iter()
+        .zip(&trainers)
+        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
+        .collect();
+    let mut charged = Vec::new();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let result = handle.join().expect("thread");
+        if i == 4 {
+            assert!(
+                matches!(result, Err(FedClientError::Trainer(_))),
+                "{result:?}"
+            );
+        } else {
+            let report = result.expect("within budget");
+            assert_eq!(report.global_version_after, 1);
+            charged.push(report.rho);
+        }
+    }
+    // Every device was asked with the exact cost it would be charged.
+    let asked: Vec<f64> = trainers
+        .iter()
+        .map(|t| {
+            t.admitted_rho
+                .lock()
+                .expect("lock")
+                .expect("admit was asked")
+        })
+        .collect();
+    assert!(asked.iter().all(|&rho| rho.is_finite() && rho > 1e-9));
+    assert_eq!(&asked[..4], &charged[..]);
+    // The refusing device trained nothing and contributed nothing.
+    assert!(trainers[4].encoded().is_none());
+    assert!(trainers[4].update.lock().expect("lock").is_none());
+    let observer = support::client(&devices[0].0, &devices[0].1);
+    assert_eq!(
+        observer
+            .fetch_global()
+            .expect("v1")
+            .statement()
+            .contributors,
+        4
+    );
+    server.stop();
+}
+
+#[test]
 fn dropping_past_the_threshold_aborts_and_publishes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &support::config(6, 10, 0.0, 3));

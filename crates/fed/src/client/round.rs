@@ -31,6 +31,16 @@ pub type TrainerError = Box<dyn std::error::Error + Send + Sync>;
 /// `f32` vector of the federation's parameter count (in the layout's
 /// order); the text LoRA trainer is one implementation.
 pub trait RoundTrainer {
+    /// Called with the round's exact privacy cost (zCDP `rho`, from the
+    /// round's own noise and cohort) before this device announces anything
+    /// for the round; an error withdraws the device, which the server then
+    /// counts as a dropout before key exchange. The person's privacy
+    /// budget is enforced here.
+    fn admit(&self, rho: f64) -> Result<(), TrainerError> {
+        let _ = rho;
+        Ok(())
+    }
+
     /// The update (new local adapter minus `global`, typically), flat.
     fn delta(&self, global: &GlobalAdapter) -> Result<Vec<f32>, TrainerError>;
 
@@ -287,6 +297,8 @@ impl FedClient {
             )));
         }
         let dp = info.distributed_dp()?;
+        let rho = dp.rho_per_round(info.vector_len as usize);
+        trainer.admit(rho).map_err(FedClientError::Trainer)?;
         let (advert, state) = ClientRound::new(&self.identity, info.clone(), &mut OsRng)?;
         walk.post_json(RoundEndpoint::Keys, &advert)?;
         progress.advance(1);
@@ -352,7 +364,6 @@ impl FedClient {
 
         let global_version_after = walk.outcome()?;
         progress.advance(6);
-        let rho = dp.rho_per_round(info.vector_len as usize);
         Ok(ParticipationReport {
             round,
             bytes_sent: walk.traffic.sent.get(),

@@ -30,6 +30,7 @@ use candle_core::{DType, Layout, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{MlError, Result};
+use crate::fastmath;
 use crate::lora::{Dropout, LoraAdapter, Target, mask_rows};
 use crate::matmul::{Threads, View, product};
 use crate::models::llama::Llama;
@@ -139,6 +140,12 @@ struct Buffers {
     /// `silu(gate) * up`, recomputed where needed.
     act: Vec<f32>,
     lora: LoraScratch,
+    /// Attention's per-task outputs and gradients, before they are
+    /// scattered into their heads' columns.
+    tasks_q: Vec<f32>,
+    tasks_k: Vec<f32>,
+    tasks_v: Vec<f32>,
+    tasks_ds: Vec<f32>,
     logits: Vec<f32>,
     d_resid: Vec<f32>,
     d_h: Vec<f32>,
@@ -201,6 +208,10 @@ impl Buffers {
                 d_low: zeros(t * d.rank),
                 d_tmp: zeros(t * widest),
             },
+            tasks_q: zeros(t * d.q_width),
+            tasks_k: zeros(t * d.kv_width),
+            tasks_v: zeros(t * d.kv_width),
+            tasks_ds: zeros(d.batch * d.kv_heads * d.seq * d.seq),
             logits: zeros(HEAD_CHUNK.min(t) * d.vocab),
             d_resid: zeros(t * d.hidden),
             d_h: zeros(t * d.hidden),
@@ -774,7 +785,13 @@ impl Step<'_, '_> {
         }
         rope(&mut acts.q, d.q_width, d, self.weights, false);
         rope(&mut acts.k, d.kv_width, d, self.weights, false);
-        attention_forward(d, &acts.q, &acts.k, &acts.v, &mut acts.probs, &mut acts.att)?;
+        attention_forward(
+            d,
+            (&acts.q, &acts.k, &acts.v),
+            &mut acts.probs,
+            &mut buf.tasks_q,
+            &mut acts.att,
+        )?;
 
         let o = Target::OProj.index();
         acts.x_mid.copy_from_slice(&acts.x);
@@ -907,6 +924,12 @@ impl Step<'_, '_> {
             d,
             (&acts.q, &acts.k, &acts.v, &acts.probs),
             &buf.d_att,
+            AttentionScratch {
+                dq: &mut buf.tasks_q,
+                dk: &mut buf.tasks_k,
+                dv: &mut buf.tasks_v,
+                ds: &mut buf.tasks_ds,
+            },
             (&mut buf.d_q, &mut buf.d_k, &mut buf.d_v),
         )?;
         rope(&mut buf.d_q, d.q_width, d, self.weights, true);
@@ -970,7 +993,12 @@ impl Step<'_, '_> {
             total += logits
                 .par_chunks_mut(vocab)
                 .zip(&targets[start..start + rows])
-                .map(|(row, &target)| softmax_cross_entropy(row, target as usize, per_token))
+                .map(|(row, &target)| {
+                    fastmath::vectorized(
+                        #[inline(always)]
+                        || softmax_cross_entropy(row, target as usize, per_token),
+                    )
+                })
                 .collect::<Vec<f64>>()
                 .into_iter()
                 .sum::<f64>();
@@ -990,14 +1018,11 @@ impl Step<'_, '_> {
 
 /// The cross-entropy of one row of logits against `target`; the row
 /// becomes the loss's gradient, `(softmax - onehot) * per_token`.
+#[inline(always)]
 fn softmax_cross_entropy(row: &mut [f32], target: usize, per_token: f32) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = fastmath::max(row);
     let target_logit = row[target];
-    let mut sum = 0f64;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += f64::from(*v);
-    }
+    let sum = fastmath::exp_shifted_sum(row, max);
     let inverse = (1.0 / sum) as f32 * per_token;
     for v in row.iter_mut() {
         *v *= inverse;
@@ -1014,13 +1039,18 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32], rstd: &mut [f3
         .zip(rstd.par_iter_mut())
         .with_min_len(ROWS_PER_TASK)
         .for_each(|((out, x), rstd)| {
-            let mean_square =
-                x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / width as f64;
-            let inverse = 1.0 / (mean_square + eps).sqrt();
-            *rstd = inverse as f32;
-            for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
-                *o = (f64::from(v) * inverse * f64::from(w)) as f32;
-            }
+            fastmath::vectorized(
+                #[inline(always)]
+                || {
+                    let mean_square =
+                        x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / width as f64;
+                    let inverse = 1.0 / (mean_square + eps).sqrt();
+                    *rstd = inverse as f32;
+                    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+                        *o = (f64::from(v) * inverse * f64::from(w)) as f32;
+                    }
+                },
+            )
         });
 }
 
@@ -1033,17 +1063,22 @@ fn rms_norm_backward(x: &[f32], rstd: &[f32], weight: &[f32], d_out: &[f32], d_x
         .zip(rstd.par_iter())
         .with_min_len(ROWS_PER_TASK)
         .for_each(|(((d_x, x), d_out), &r)| {
-            let r = f64::from(r);
-            let dot: f64 = x
-                .iter()
-                .zip(d_out)
-                .zip(weight)
-                .map(|((&x, &g), &w)| f64::from(x) * f64::from(g) * f64::from(w))
-                .sum();
-            let c = dot * r * r * r / width as f64;
-            for (((dx, &x), &g), &w) in d_x.iter_mut().zip(x).zip(d_out).zip(weight) {
-                *dx += (r * f64::from(g) * f64::from(w) - c * f64::from(x)) as f32;
-            }
+            fastmath::vectorized(
+                #[inline(always)]
+                || {
+                    let r = f64::from(r);
+                    let dot: f64 = x
+                        .iter()
+                        .zip(d_out)
+                        .zip(weight)
+                        .map(|((&x, &g), &w)| f64::from(x) * f64::from(g) * f64::from(w))
+                        .sum();
+                    let c = dot * r * r * r / width as f64;
+                    for (((dx, &x), &g), &w) in d_x.iter_mut().zip(x).zip(d_out).zip(weight) {
+                        *dx += (r * f64::from(g) * f64::from(w) - c * f64::from(x)) as f32;
+                    }
+                },
+            )
         });
 }
 
@@ -1059,133 +1094,198 @@ fn rope(x: &mut [f32], width: usize, d: Dims, weights: &Weights<'_>, inverse: bo
             let position = row % d.seq;
             let cos = &cos[position * half..(position + 1) * half];
             let sin = &sin[position * half..(position + 1) * half];
-            for head in values.chunks_mut(d.head_dim) {
-                let (first, second) = head.split_at_mut(half);
-                for (((a, b), &c), &s) in first.iter_mut().zip(second).zip(cos).zip(sin) {
-                    let s = if inverse { -s } else { s };
-                    let (x1, x2) = (*a, *b);
-                    *a = x1 * c - x2 * s;
-                    *b = x2 * c + x1 * s;
-                }
-            }
+            let sign = if inverse { -1.0 } else { 1.0 };
+            fastmath::vectorized(
+                #[inline(always)]
+                || {
+                    for head in values.chunks_mut(d.head_dim) {
+                        let (first, second) = head.split_at_mut(half);
+                        for (((a, b), &c), &s) in first.iter_mut().zip(second).zip(cos).zip(sin) {
+                            let s = sign * s;
+                            let (x1, x2) = (*a, *b);
+                            *a = x1 * c - x2 * s;
+                            *b = x2 * c + x1 * s;
+                        }
+                    }
+                },
+            )
         });
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
+/// Elements per rayon task in the element-wise kernels.
+const ELEMENTS_PER_TASK: usize = 16_384;
 
 /// `out = silu(gate) * up`.
 fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    out.par_iter_mut()
-        .zip(gate)
-        .zip(up)
-        .with_min_len(4096)
-        .for_each(|((o, &g), &u)| *o = g * sigmoid(g) * u);
+    out.par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(gate.par_chunks(ELEMENTS_PER_TASK))
+        .zip(up.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|((out, gate), up)| {
+            fastmath::vectorized(
+                #[inline(always)]
+                || {
+                    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                        *o = g * fastmath::sigmoid(g) * u;
+                    }
+                },
+            )
+        });
 }
 
 /// On entry `d_up` holds the gradient of `silu(gate) * up`; on return
 /// `d_gate` and `d_up` hold those of `gate` and `up`.
 fn swiglu_backward(gate: &[f32], up: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
     d_gate
-        .par_iter_mut()
-        .zip(d_up.par_iter_mut())
-        .zip(gate)
-        .zip(up)
-        .with_min_len(4096)
-        .for_each(|(((dg, du), &g), &u)| {
-            let s = sigmoid(g);
-            let d_act = *du;
-            *du = d_act * g * s;
-            *dg = d_act * u * s * (1.0 + g * (1.0 - s));
+        .par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(d_up.par_chunks_mut(ELEMENTS_PER_TASK))
+        .zip(gate.par_chunks(ELEMENTS_PER_TASK))
+        .zip(up.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|(((d_gate, d_up), gate), up)| {
+            fastmath::vectorized(
+                #[inline(always)]
+                || {
+                    for (((dg, du), &g), &u) in
+                        d_gate.iter_mut().zip(d_up.iter_mut()).zip(gate).zip(up)
+                    {
+                        let s = fastmath::sigmoid(g);
+                        let d_act = *du;
+                        *du = d_act * g * s;
+                        *dg = d_act * u * s * (1.0 + g * (1.0 - s));
+                    }
+                },
+            )
         });
 }
 
-/// A head's `(seq, head_dim)` block inside a `(tokens, width)` buffer.
-fn head_view(data: &[f32], d: Dims, batch: usize, head: usize, width: usize) -> View<'_> {
+/// A head's rows `rows` (a `(len, head_dim)` block) inside a
+/// `(tokens, width)` buffer.
+fn head_rows(
+    data: &[f32],
+    d: Dims,
+    (batch, head): (usize, usize),
+    rows: std::ops::Range<usize>,
+    width: usize,
+) -> View<'_> {
     View::rows_apart(
-        &data[batch * d.seq * width + head * d.head_dim..],
-        d.seq,
+        &data[(batch * d.seq + rows.start) * width + head * d.head_dim..],
+        rows.len(),
         d.head_dim,
         width,
     )
 }
 
-/// Copies per-head `(seq, head_dim)` blocks into their columns of a
-/// `(tokens, width)` buffer.
-fn scatter_head(dst: &mut [f32], block: &[f32], d: Dims, batch: usize, head: usize, width: usize) {
-    for (s, row) in block.chunks(d.head_dim).enumerate() {
-        let at = (batch * d.seq + s) * width + head * d.head_dim;
-        dst[at..at + d.head_dim].copy_from_slice(row);
+/// Query rows per block of the causal attention: a block of queries
+/// `r0..r1` only looks at keys `0..r1`, so the products skip most of the
+/// masked upper triangle.
+const ATTENTION_BLOCK: usize = 64;
+
+/// The query blocks of a sequence.
+fn query_blocks(seq: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..seq)
+        .step_by(ATTENTION_BLOCK)
+        .map(move |r0| r0..(r0 + ATTENTION_BLOCK).min(seq))
+}
+
+/// `(rows.len(), cols)` block at `rows.start` of a row-major `(seq, seq)`
+/// matrix.
+fn square_rows<'a>(
+    square: &'a [f32],
+    seq: usize,
+    rows: &std::ops::Range<usize>,
+    cols: usize,
+) -> View<'a> {
+    View::rows_apart(&square[rows.start * seq..], rows.len(), cols, seq)
+}
+
+/// Copies task-major `(seq, head_dim)` blocks (task `(b, g)`, then its
+/// `per_task` heads) into their columns of a `(tokens, width)` buffer.
+fn scatter_heads(dst: &mut [f32], tasks: &[f32], d: Dims, per_task: usize, width: usize) {
+    let block = d.seq * d.head_dim;
+    let groups = width / d.head_dim / per_task;
+    for (index, block) in tasks.chunks(block).enumerate() {
+        let (task, j) = (index / per_task, index % per_task);
+        let (b, g) = (task / groups, task % groups);
+        let head = g * per_task + j;
+        for (s, row) in block.chunks(d.head_dim).enumerate() {
+            let at = (b * d.seq + s) * width + head * d.head_dim;
+            dst[at..at + d.head_dim].copy_from_slice(row);
+        }
     }
 }
 
 /// Causal softmax attention with grouped key/value heads, one task per
-/// (sequence, key/value head).
+/// (sequence, key/value head); `tasks` (tokens x q_width) is scratch.
 fn attention_forward(
     d: Dims,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    (q, k, v): (&[f32], &[f32], &[f32]),
     probs: &mut [f32],
+    tasks: &mut [f32],
     att: &mut [f32],
 ) -> Result<()> {
     let group = d.heads / d.kv_heads;
     let square = d.seq * d.seq;
+    let block = d.seq * d.head_dim;
     let scale = 1.0 / (d.head_dim as f32).sqrt();
-    let outputs = probs
+    probs
         .par_chunks_mut(group * square)
+        .zip(tasks.par_chunks_mut(group * block))
         .enumerate()
-        .map(|(task, probs)| -> Result<Vec<f32>> {
+        .try_for_each(|(task, (probs, out))| -> Result<()> {
             let (b, g) = (task / d.kv_heads, task % d.kv_heads);
-            let mut out = vec![0f32; group * d.seq * d.head_dim];
             for (j, (p, out)) in probs
                 .chunks_mut(square)
-                .zip(out.chunks_mut(d.seq * d.head_dim))
+                .zip(out.chunks_mut(block))
                 .enumerate()
             {
                 let head = g * group + j;
-                product(
-                    p,
-                    d.seq,
-                    head_view(q, d, b, head, d.q_width),
-                    head_view(k, d, b, g, d.kv_width).t(),
-                    scale,
-                    false,
-                    Threads::One,
-                )?;
-                for (i, row) in p.chunks_mut(d.seq).enumerate() {
-                    let (seen, future) = row.split_at_mut(i + 1);
-                    future.fill(0.0);
-                    let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for v in seen.iter_mut() {
-                        *v = (*v - max).exp();
-                        sum += *v;
+                for rows in query_blocks(d.seq) {
+                    let seen = rows.end;
+                    product(
+                        &mut p[rows.start * d.seq..],
+                        d.seq,
+                        head_rows(q, d, (b, head), rows.clone(), d.q_width),
+                        head_rows(k, d, (b, g), 0..seen, d.kv_width).t(),
+                        scale,
+                        false,
+                        Threads::One,
+                    )?;
+                    for i in rows.clone() {
+                        let row = &mut p[i * d.seq..i * d.seq + seen];
+                        fastmath::vectorized(
+                            #[inline(always)]
+                            || {
+                                let (now, future) = row.split_at_mut(i + 1);
+                                future.fill(0.0);
+                                let max = fastmath::max(now);
+                                let inverse = (1.0 / fastmath::exp_shifted_sum(now, max)) as f32;
+                                now.iter_mut().for_each(|v| *v *= inverse);
+                            },
+                        );
                     }
-                    let inverse = 1.0 / sum;
-                    seen.iter_mut().for_each(|v| *v *= inverse);
+                    product(
+                        &mut out[rows.start * d.head_dim..],
+                        d.head_dim,
+                        square_rows(p, d.seq, &rows, seen),
+                        head_rows(v, d, (b, g), 0..seen, d.kv_width),
+                        1.0,
+                        false,
+                        Threads::One,
+                    )?;
                 }
-                product(
-                    out,
-                    d.head_dim,
-                    View::new(p, d.seq, d.seq),
-                    head_view(v, d, b, g, d.kv_width),
-                    1.0,
-                    false,
-                    Threads::One,
-                )?;
             }
-            Ok(out)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    for (task, out) in outputs.iter().enumerate() {
-        let (b, g) = (task / d.kv_heads, task % d.kv_heads);
-        for (j, block) in out.chunks(d.seq * d.head_dim).enumerate() {
-            scatter_head(att, block, d, b, g * group + j, d.q_width);
-        }
-    }
+            Ok(())
+        })?;
+    scatter_heads(att, tasks, d, group, d.q_width);
     Ok(())
+}
+
+/// Scratch of [`attention_backward`]: task-major gradients and one
+/// `(seq, seq)` block per task.
+struct AttentionScratch<'a> {
+    dq: &'a mut [f32],
+    dk: &'a mut [f32],
+    dv: &'a mut [f32],
+    ds: &'a mut [f32],
 }
 
 /// Gradients of queries, keys and values from that of the attention
@@ -1194,81 +1294,88 @@ fn attention_backward(
     d: Dims,
     (q, k, v, probs): (&[f32], &[f32], &[f32], &[f32]),
     d_att: &[f32],
+    scratch: AttentionScratch<'_>,
     (d_q, d_k, d_v): (&mut [f32], &mut [f32], &mut [f32]),
 ) -> Result<()> {
     let group = d.heads / d.kv_heads;
     let square = d.seq * d.seq;
     let block = d.seq * d.head_dim;
     let scale = 1.0 / (d.head_dim as f32).sqrt();
-    let outputs = (0..d.batch * d.kv_heads)
-        .into_par_iter()
-        .map(|task| -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    scratch
+        .dq
+        .par_chunks_mut(group * block)
+        .zip(scratch.dk.par_chunks_mut(block))
+        .zip(scratch.dv.par_chunks_mut(block))
+        .zip(scratch.ds.par_chunks_mut(square))
+        .enumerate()
+        .try_for_each(|(task, (((dq, dk), dv), ds))| -> Result<()> {
             let (b, g) = (task / d.kv_heads, task % d.kv_heads);
-            let mut dq = vec![0f32; group * block];
-            let mut dk = vec![0f32; block];
-            let mut dv = vec![0f32; block];
-            let mut ds = vec![0f32; square];
+            dk.fill(0.0);
+            dv.fill(0.0);
             for (j, dq) in dq.chunks_mut(block).enumerate() {
                 let head = g * group + j;
                 let at = (b * d.heads + head) * square;
                 let p = &probs[at..at + square];
-                let d_out = head_view(d_att, d, b, head, d.q_width);
-                product(
-                    &mut ds,
-                    d.seq,
-                    d_out,
-                    head_view(v, d, b, g, d.kv_width).t(),
-                    1.0,
-                    false,
-                    Threads::One,
-                )?;
-                for (i, (ds, p)) in ds.chunks_mut(d.seq).zip(p.chunks(d.seq)).enumerate() {
-                    let seen = i + 1;
-                    let dot: f32 = ds[..seen].iter().zip(&p[..seen]).map(|(a, b)| a * b).sum();
-                    for (g, &p) in ds[..seen].iter_mut().zip(&p[..seen]) {
-                        *g = p * (*g - dot);
+                for rows in query_blocks(d.seq) {
+                    let seen = rows.end;
+                    let d_out = head_rows(d_att, d, (b, head), rows.clone(), d.q_width);
+                    product(
+                        &mut ds[rows.start * d.seq..],
+                        d.seq,
+                        d_out,
+                        head_rows(v, d, (b, g), 0..seen, d.kv_width).t(),
+                        1.0,
+                        false,
+                        Threads::One,
+                    )?;
+                    for i in rows.clone() {
+                        let ds = &mut ds[i * d.seq..i * d.seq + seen];
+                        let p = &p[i * d.seq..i * d.seq + seen];
+                        fastmath::vectorized(
+                            #[inline(always)]
+                            || {
+                                let dot = fastmath::dot(ds, p);
+                                for (g, &p) in ds.iter_mut().zip(p) {
+                                    *g = p * (*g - dot);
+                                }
+                            },
+                        );
                     }
-                    ds[seen..].fill(0.0);
+                    let ds_rows = square_rows(ds, d.seq, &rows, seen);
+                    product(
+                        &mut dq[rows.start * d.head_dim..],
+                        d.head_dim,
+                        ds_rows,
+                        head_rows(k, d, (b, g), 0..seen, d.kv_width),
+                        scale,
+                        false,
+                        Threads::One,
+                    )?;
+                    product(
+                        dk,
+                        d.head_dim,
+                        ds_rows.t(),
+                        head_rows(q, d, (b, head), rows.clone(), d.q_width),
+                        scale,
+                        true,
+                        Threads::One,
+                    )?;
+                    product(
+                        dv,
+                        d.head_dim,
+                        square_rows(p, d.seq, &rows, seen).t(),
+                        d_out,
+                        1.0,
+                        true,
+                        Threads::One,
+                    )?;
                 }
-                product(
-                    dq,
-                    d.head_dim,
-                    View::new(&ds, d.seq, d.seq),
-                    head_view(k, d, b, g, d.kv_width),
-                    scale,
-                    false,
-                    Threads::One,
-                )?;
-                product(
-                    &mut dk,
-                    d.head_dim,
-                    View::new(&ds, d.seq, d.seq).t(),
-                    head_view(q, d, b, head, d.q_width),
-                    scale,
-                    j > 0,
-                    Threads::One,
-                )?;
-                product(
-                    &mut dv,
-                    d.head_dim,
-                    View::new(p, d.seq, d.seq).t(),
-                    d_out,
-                    1.0,
-                    j > 0,
-                    Threads::One,
-                )?;
             }
-            Ok((dq, dk, dv))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    for (task, (dq, dk, dv)) in outputs.iter().enumerate() {
-        let (b, g) = (task / d.kv_heads, task % d.kv_heads);
-        for (j, block) in dq.chunks(block).enumerate() {
-            scatter_head(d_q, block, d, b, g * group + j, d.q_width);
-        }
-        scatter_head(d_k, dk, d, b, g, d.kv_width);
-        scatter_head(d_v, dv, d, b, g, d.kv_width);
-    }
+            Ok(())
+        })?;
+    scatter_heads(d_q, scratch.dq, d, group, d.q_width);
+    scatter_heads(d_k, scratch.dk, d, 1, d.kv_width);
+    scatter_heads(d_v, scratch.dv, d, 1, d.kv_width);
     Ok(())
 }
 

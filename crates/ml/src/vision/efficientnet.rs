@@ -800,16 +800,7 @@ mod kernels {
         }
     }
 
-    /// Runs `f` compiled for the best instruction set this CPU has (AVX-512,
-    /// AVX2+FMA, or the baseline), detected at run time: the binary stays
-    /// portable, and the loops in `f` vectorise as wide as the CPU allows.
-    /// That needs `f` and everything it calls inlined into the dispatched
-    /// code: callers mark the closure `#[inline(always)]`, as are the helpers
-    /// below.
-    #[inline(always)]
-    pub(super) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-        pulp::Arch::new().dispatch(f)
-    }
+    pub(super) use crate::fastmath::vectorized;
 
     /// `y += a * x`.
     #[inline(always)]

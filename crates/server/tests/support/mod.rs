@@ -304,6 +304,10 @@ pub struct TestTrainer {
     pub update: Mutex<Option<Vec<f32>>>,
     /// Runs inside `delta` (during the upload stage), before it returns.
     pub during: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Refuses rounds that cost more than this (zCDP rho).
+    pub rho_budget: Option<f64>,
+    /// The cost `admit` was asked about.
+    pub admitted_rho: Mutex<Option<f64>>,
 }
 
 impl TestTrainer {
@@ -315,6 +319,8 @@ impl TestTrainer {
             encoded: Mutex::new(None),
             update: Mutex::new(None),
             during: None,
+            rho_budget: None,
+            admitted_rho: Mutex::new(None),
         }
     }
 
@@ -341,6 +347,14 @@ impl std::fmt::Display for Dropped {
 impl std::error::Error for Dropped {}
 
 impl RoundTrainer for TestTrainer {
+    fn admit(&self, rho: f64) -> Result<(), TrainerError> {
+        *self.admitted_rho.lock().expect("lock") = Some(rho);
+        match self.rho_budget {
+            Some(budget) if rho > budget => Err(Box::new(Dropped)),
+            _ => Ok(()),
+        }
+    }
+
     fn delta(&self, global: &GlobalAdapter) -> Result<Vec<f32>, TrainerError> {
         assert_eq!(global.layout().parameter_count(), PARAMS);
         if let Some(during) = &self.during {
