@@ -52,7 +52,16 @@ def log(msg):
 
 
 def peak_rss_mb():
-    # Linux reports ru_maxrss in KiB.
+    # VmHWM is this process's own peak (reset at exec); ru_maxrss also
+    # counts what the parent had mapped when it forked us, which would
+    # charge the caller's memory to PyTorch. Both in KiB.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

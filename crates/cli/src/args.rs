@@ -759,6 +759,10 @@ pub struct BenchTrainArgs {
     /// step (for comparison).
     #[arg(long)]
     pub autograd: bool,
+    /// Interleaved rounds: each runs the reference, then Hearth, for
+    /// `--steps` timed steps; medians are over every round's steps.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
 }
 
 fn parse_kind(s: &str) -> Result<ItemKind, String> {

@@ -12,7 +12,7 @@ use hearth_ml::candle::{DType, Device, Tensor};
 use hearth_ml::candle_nn::VarBuilder;
 use hearth_ml::lora::LoraConfig;
 use hearth_ml::models::llama::{Config, Llama, random_weights};
-use hearth_ml::train::{Engine, TrainConfig, measure_steps};
+use hearth_ml::train::{Engine, TrainConfig, measure_steps, median};
 use hearth_ml::{KvCache, Target};
 use serde_json::Value;
 
@@ -51,8 +51,6 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     let device = Device::Cpu;
     let threads = hearth_ml::candle::utils::get_num_threads();
     let targets = args.targets.0.clone();
-    // The reference runs first, before this process has grown: on Linux a
-    // child's peak RSS starts from its parent's at fork.
     let model_path = match &args.model {
         Some(model) => hearth_ml::registry::resolve(model).ok(),
         None => hearth_ml::registry::default_model("text")
@@ -60,11 +58,6 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
             .and_then(|entry| entry.local_path()),
     };
     let gguf = model_path.filter(|p| p.extension().is_some_and(|e| e == "gguf"));
-    let reference = if args.no_reference {
-        None
-    } else {
-        Some(run_reference(&args, &targets, threads, gguf.as_deref())?)
-    };
     let (model, weights) = match hearth_personalize::load_model(args.model.as_deref(), &device) {
         Ok((name, loaded)) => (
             loaded.model,
@@ -96,24 +89,57 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         max_grad_norm: 0.0,
         ..TrainConfig::default()
     };
-    eprintln!(
-        "hearth: {} steps ({} warm-up) of LoRA r{} on {} projections, batch {}x{}, f32, {threads} threads, {weights}",
-        args.warmup + args.steps,
-        args.warmup,
-        args.rank,
-        targets.len(),
-        args.batch,
-        args.seq
-    );
     let engine = if args.autograd {
         Engine::Autograd
     } else {
         Engine::Auto
     };
-    let timings = measure_steps(&model, &config, engine, args.warmup, args.steps)?;
+    let tokens_per_step = (args.batch * args.seq) as f64;
+
+    // Interleaved rounds, so a slow spell of a shared machine falls on
+    // both sides alike. The reference reports its own peak RSS (VmHWM,
+    // which does not count this process's memory at fork).
+    let mut ours: Vec<f64> = Vec::new();
+    let mut theirs: Vec<f64> = Vec::new();
+    let mut reference: Option<Value> = None;
+    let mut torch_rss = 0f64;
+    for round in 1..=args.rounds {
+        if !args.no_reference {
+            let generate = if round == 1 { args.generate } else { 0 };
+            let result = run_reference(&args, &targets, threads, gguf.as_deref(), generate)?;
+            let steps = result["ms_per_step"]
+                .as_array()
+                .map(|steps| steps.iter().filter_map(Value::as_f64).collect::<Vec<_>>())
+                .unwrap_or_default();
+            let Some(rss) = result["peak_rss_mb"].as_f64() else {
+                bail!("unexpected reference output: {result}");
+            };
+            torch_rss = torch_rss.max(rss);
+            theirs.extend(steps.iter().map(|ms| ms / 1000.0));
+            if reference.is_none() {
+                reference = Some(result);
+            }
+        }
+        eprintln!(
+            "hearth: round {round}/{}: {} steps ({} warm-up) of LoRA r{} on {} projections, batch {}x{}, f32, {threads} threads, {weights}",
+            args.rounds,
+            args.warmup + args.steps,
+            args.warmup,
+            args.rank,
+            targets.len(),
+            args.batch,
+            args.seq
+        );
+        let timings = measure_steps(&model, &config, engine, args.warmup, args.steps)?;
+        eprintln!(
+            "hearth: round {round}: median {:.0} ms/step",
+            timings.median() * 1000.0
+        );
+        ours.extend(timings.seconds);
+    }
     let rss = peak_rss_self_mib();
-    let median = timings.median();
-    let tokens_per_second = timings.tokens_per_step as f64 / median;
+    let our_median = median(&ours);
+    let tokens_per_second = tokens_per_step / our_median;
     let generation = if args.generate > 0 {
         Some(generation_speed(&model, args.generate)?)
     } else {
@@ -121,17 +147,18 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     };
 
     println!(
-        "bench train: SmolLM2-135M workload, LoRA r{} on {}, batch {}x{}, f32 CPU, {threads} threads",
+        "bench train: SmolLM2-135M workload, LoRA r{} on {}, batch {}x{}, f32 CPU, {threads} threads, {} interleaved rounds",
         args.rank,
         names(&targets),
         args.batch,
-        args.seq
+        args.seq,
+        args.rounds
     );
     println!("  weights      {weights}");
     println!(
         "  hearth       {:.0} ms/step (median of {}), {:.1} tokens/s, peak RSS {:.0} MiB  [{}]",
-        median * 1000.0,
-        timings.seconds.len(),
+        our_median * 1000.0,
+        ours.len(),
         tokens_per_second,
         rss,
         if args.autograd {
@@ -149,21 +176,17 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     let Some(reference) = reference else {
         return Ok(ExitCode::SUCCESS);
     };
-    let number = |key: &str| reference[key].as_f64();
-    let (Some(torch_tps), Some(torch_ms), Some(torch_rss)) = (
-        number("tokens_per_s"),
-        number("ms_per_step_median"),
-        number("peak_rss_mb"),
-    ) else {
-        bail!("unexpected reference output: {reference}");
-    };
+    let torch_median = median(&theirs);
+    let torch_tps = tokens_per_step / torch_median;
     println!(
-        "  pytorch      {torch_ms:.0} ms/step (median), {torch_tps:.1} tokens/s, peak RSS {torch_rss:.0} MiB  [torch {}, peft {}, weights {}]",
+        "  pytorch      {:.0} ms/step (median of {}), {torch_tps:.1} tokens/s, peak RSS {torch_rss:.0} MiB  [torch {}, peft {}, weights {}]",
+        torch_median * 1000.0,
+        theirs.len(),
         reference["torch"].as_str().unwrap_or("?"),
         reference["peft"].as_str().unwrap_or("?"),
         reference["weights"].as_str().unwrap_or("?")
     );
-    if let (Some(ours), Some(theirs)) = (generation, number("generate_tokens_per_s")) {
+    if let (Some(ours), Some(theirs)) = (generation, reference["generate_tokens_per_s"].as_f64()) {
         println!("  pytorch gen  {theirs:.1} tokens/s");
         println!("  generation   hearth/pytorch = {:.2}x", ours / theirs);
     }
@@ -181,6 +204,7 @@ fn run_reference(
     targets: &[Target],
     threads: usize,
     gguf: Option<&std::path::Path>,
+    generate: usize,
 ) -> Result<Value> {
     let script = reference_script();
     if !script.exists() {
@@ -224,7 +248,7 @@ fn run_reference(
             "--steps",
             &args.steps.to_string(),
         ])
-        .args(["--generate", &args.generate.to_string()]);
+        .args(["--generate", &generate.to_string()]);
     if let Some(gguf) = gguf {
         command.arg("--gguf").arg(gguf);
     }
