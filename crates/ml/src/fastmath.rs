@@ -27,7 +27,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let y = p * r2 + r + 1.0;
     // n is an integer in [-126, 127] here, so this is 2^n exactly.
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)

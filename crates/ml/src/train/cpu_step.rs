@@ -502,8 +502,8 @@ impl Step<'_, '_> {
             let token = token as usize;
             row.copy_from_slice(&self.weights.embed[token * h..(token + 1) * h]);
         }
-        for layer in 0..buf.layers.len() {
-            self.block_forward(buf, &pairs[layer], layer)?;
+        for (layer, layer_pairs) in pairs.iter().enumerate() {
+            self.block_forward(buf, layer_pairs, layer)?;
         }
         rms_norm(
             &buf.resid,
