@@ -87,8 +87,8 @@ fn free_port() -> u16 {
 fn enrol(url: &str, cert_pem: &str, token: &str) -> (Membership, [u8; 32]) {
     let identity = DeviceIdentity::generate(&mut rand::rngs::OsRng);
     let secret = *identity.to_secret_bytes();
-    let membership = FedClient::enrol_with(url, cert_pem, token, &identity, &support::options())
-        .expect("enrol");
+    let membership =
+        FedClient::enrol_with(url, cert_pem, token, &identity, &support::options()).expect("enrol");
     (membership, secret)
 }
 
@@ -118,15 +118,17 @@ fn an_operator_runs_the_binary_and_a_killed_server_finishes_its_round_once() {
     );
     assert!(dir.join("hearth-server.toml").exists());
     let again = operator.ok(&["init", "--dir", &dir.display().to_string()]);
-    assert!(again.contains("kept"), "init twice keeps what exists: {again}");
+    assert!(
+        again.contains("kept"),
+        "init twice keeps what exists: {again}"
+    );
 
     // The test's federation on a fixed loopback port, so a restarted
     // process is where the devices expect it.
     let port = free_port();
     std::fs::write(
         dir.join("hearth-server.toml"),
-        support::config(4, 4, 1.0, 60)
-            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
+        support::config(4, 4, 1.0, 60).replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
     )
     .expect("config");
     let (mut server, url) = operator.serve();
