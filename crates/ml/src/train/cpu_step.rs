@@ -527,6 +527,49 @@ impl Step<'_, '_> {
         Ok(loss)
     }
 
+    /// `out (+)= x·Wᵀ (+ b) + s·(dropout(x)·Aᵀ)·Bᵀ`: projection `target` of
+    /// `layer` with its adapter, when it has one.
+    #[allow(clippy::too_many_arguments)]
+    fn project(
+        &self,
+        layer: usize,
+        target: Target,
+        pair: Option<&Pair>,
+        x: &[f32],
+        out: &mut [f32],
+        accumulate: bool,
+        (low, mask): (&mut [f32], &mut Option<SplitMix64>),
+        dropped: &mut [f32],
+    ) -> Result<()> {
+        self.frozen_forward(layer, target, x, out, accumulate)?;
+        self.lora_forward(pair, target, x, out, low, mask, dropped)
+    }
+
+    /// The adapter's gradients from `d_out`; when `d_in` is given, also
+    /// `d_in (+)=` the input's gradient through the frozen weight and the
+    /// adapter.
+    #[allow(clippy::too_many_arguments)]
+    fn project_backward(
+        &self,
+        layer: usize,
+        target: Target,
+        pair: Option<&mut Pair>,
+        x: &[f32],
+        (low, mask): (&[f32], Option<SplitMix64>),
+        d_out: &[f32],
+        d_in: Option<(&mut [f32], bool)>,
+        scratch: &mut LoraScratch,
+    ) -> Result<()> {
+        let d_in = match d_in {
+            Some((d_in, accumulate)) => {
+                self.frozen_backward(layer, target, d_out, d_in, accumulate)?;
+                Some(d_in)
+            }
+            None => None,
+        };
+        self.lora_backward(pair, target, x, low, mask, d_out, d_in, scratch)
+    }
+
     /// `out (+)= x·Wᵀ (+ b)` for the frozen projection `target` of `layer`.
     fn frozen_forward(
         &self,
@@ -772,14 +815,14 @@ impl Step<'_, '_> {
             (Target::VProj, &mut acts.v),
         ] {
             let i = target.index();
-            self.frozen_forward(layer, target, &acts.h1, out, false)?;
-            self.lora_forward(
-                pairs[i].as_ref(),
+            self.project(
+                layer,
                 target,
+                pairs[i].as_ref(),
                 &acts.h1,
                 out,
-                &mut acts.lows[i],
-                &mut acts.masks[i],
+                false,
+                (&mut acts.lows[i], &mut acts.masks[i]),
                 &mut buf.lora.dropped,
             )?;
         }
@@ -795,14 +838,14 @@ impl Step<'_, '_> {
 
         let o = Target::OProj.index();
         acts.x_mid.copy_from_slice(&acts.x);
-        self.frozen_forward(layer, Target::OProj, &acts.att, &mut acts.x_mid, true)?;
-        self.lora_forward(
-            pairs[o].as_ref(),
+        self.project(
+            layer,
             Target::OProj,
+            pairs[o].as_ref(),
             &acts.att,
             &mut acts.x_mid,
-            &mut acts.lows[o],
-            &mut acts.masks[o],
+            true,
+            (&mut acts.lows[o], &mut acts.masks[o]),
             &mut buf.lora.dropped,
         )?;
 
@@ -818,28 +861,28 @@ impl Step<'_, '_> {
             (Target::UpProj, &mut acts.up),
         ] {
             let i = target.index();
-            self.frozen_forward(layer, target, &acts.h2, out, false)?;
-            self.lora_forward(
-                pairs[i].as_ref(),
+            self.project(
+                layer,
                 target,
+                pairs[i].as_ref(),
                 &acts.h2,
                 out,
-                &mut acts.lows[i],
-                &mut acts.masks[i],
+                false,
+                (&mut acts.lows[i], &mut acts.masks[i]),
                 &mut buf.lora.dropped,
             )?;
         }
         swiglu(&acts.gate, &acts.up, &mut buf.act);
         let down = Target::DownProj.index();
         buf.resid.copy_from_slice(&acts.x_mid);
-        self.frozen_forward(layer, Target::DownProj, &buf.act, &mut buf.resid, true)?;
-        self.lora_forward(
-            pairs[down].as_ref(),
+        self.project(
+            layer,
             Target::DownProj,
+            pairs[down].as_ref(),
             &buf.act,
             &mut buf.resid,
-            &mut acts.lows[down],
-            &mut acts.masks[down],
+            true,
+            (&mut acts.lows[down], &mut acts.masks[down]),
             &mut buf.lora.dropped,
         )
     }
@@ -868,34 +911,33 @@ impl Step<'_, '_> {
 
         // MLP: resid = x_mid + down(silu(gate) * up).
         swiglu(&acts.gate, &acts.up, &mut buf.act);
-        let down = Target::DownProj.index();
-        self.frozen_backward(layer, Target::DownProj, &buf.d_resid, &mut buf.d_up, false)?;
-        self.lora_backward(
-            down_pair.as_mut(),
+        let adapter_input = |target: Target| {
+            let i = target.index();
+            (&acts.lows[i][..], acts.masks[i])
+        };
+        self.project_backward(
+            layer,
             Target::DownProj,
+            down_pair.as_mut(),
             &buf.act,
-            &acts.lows[down],
-            acts.masks[down],
+            adapter_input(Target::DownProj),
             &buf.d_resid,
-            Some(buf.d_up.as_mut_slice()),
+            Some((buf.d_up.as_mut_slice(), false)),
             &mut buf.lora,
         )?;
         swiglu_backward(&acts.gate, &acts.up, &mut buf.d_gate, &mut buf.d_up);
-        self.frozen_backward(layer, Target::GateProj, &buf.d_gate, &mut buf.d_h, false)?;
-        self.frozen_backward(layer, Target::UpProj, &buf.d_up, &mut buf.d_h, true)?;
-        for (pair, target, d_out) in [
-            (gate_pair, Target::GateProj, &buf.d_gate),
-            (up_pair, Target::UpProj, &buf.d_up),
+        for (pair, target, d_out, accumulate) in [
+            (gate_pair, Target::GateProj, &buf.d_gate, false),
+            (up_pair, Target::UpProj, &buf.d_up, true),
         ] {
-            let i = target.index();
-            self.lora_backward(
-                pair.as_mut(),
+            self.project_backward(
+                layer,
                 target,
+                pair.as_mut(),
                 &acts.h2,
-                &acts.lows[i],
-                acts.masks[i],
+                adapter_input(target),
                 d_out,
-                Some(buf.d_h.as_mut_slice()),
+                Some((buf.d_h.as_mut_slice(), accumulate)),
                 &mut buf.lora,
             )?;
         }
@@ -908,16 +950,14 @@ impl Step<'_, '_> {
         );
 
         // Attention: x_mid = x + o(attention(rope(q(h1)), rope(k(h1)), v(h1))).
-        let o = Target::OProj.index();
-        self.frozen_backward(layer, Target::OProj, &buf.d_resid, &mut buf.d_att, false)?;
-        self.lora_backward(
-            o_pair.as_mut(),
+        self.project_backward(
+            layer,
             Target::OProj,
+            o_pair.as_mut(),
             &acts.att,
-            &acts.lows[o],
-            acts.masks[o],
+            adapter_input(Target::OProj),
             &buf.d_resid,
-            Some(buf.d_att.as_mut_slice()),
+            Some((buf.d_att.as_mut_slice(), false)),
             &mut buf.lora,
         )?;
         attention_backward(
@@ -935,25 +975,19 @@ impl Step<'_, '_> {
         rope(&mut buf.d_q, d.q_width, d, self.weights, true);
         rope(&mut buf.d_k, d.kv_width, d, self.weights, true);
         let below = layer > 0;
-        if below {
-            self.frozen_backward(layer, Target::QProj, &buf.d_q, &mut buf.d_h, false)?;
-            self.frozen_backward(layer, Target::KProj, &buf.d_k, &mut buf.d_h, true)?;
-            self.frozen_backward(layer, Target::VProj, &buf.d_v, &mut buf.d_h, true)?;
-        }
-        for (pair, target, d_out) in [
-            (q_pair, Target::QProj, &buf.d_q),
-            (k_pair, Target::KProj, &buf.d_k),
-            (v_pair, Target::VProj, &buf.d_v),
+        for (pair, target, d_out, accumulate) in [
+            (q_pair, Target::QProj, &buf.d_q, false),
+            (k_pair, Target::KProj, &buf.d_k, true),
+            (v_pair, Target::VProj, &buf.d_v, true),
         ] {
-            let i = target.index();
-            self.lora_backward(
-                pair.as_mut(),
+            self.project_backward(
+                layer,
                 target,
+                pair.as_mut(),
                 &acts.h1,
-                &acts.lows[i],
-                acts.masks[i],
+                adapter_input(target),
                 d_out,
-                below.then_some(buf.d_h.as_mut_slice()),
+                below.then_some((buf.d_h.as_mut_slice(), accumulate)),
                 &mut buf.lora,
             )?;
         }
