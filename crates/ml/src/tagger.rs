@@ -527,9 +527,24 @@ impl Tagger {
 
     /// Writes the head as JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
+        use std::io::Write;
         let json =
             serde_json::to_vec(self).map_err(|e| MlError::io(path, std::io::Error::other(e)))?;
-        std::fs::write(path, json).map_err(|e| MlError::io(path, e))
+        // Written beside its place, synced, then renamed over it: a crash
+        // leaves the previous head or the new one, never part of one.
+        let mut temp = path.as_os_str().to_owned();
+        temp.push(format!(".tmp-{}", std::process::id()));
+        let temp = std::path::PathBuf::from(temp);
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+            std::fs::rename(&temp, path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            MlError::io(path, e)
+        })
     }
 
     /// Reads a head written by [`Tagger::save`].
@@ -621,6 +636,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tagger.json");
         tagger.save(&path).expect("save");
+        // Saving again replaces the file whole and leaves nothing beside it.
+        tagger.save(&path).expect("save again");
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(files, ["tagger.json"]);
         let back = Tagger::load(&path).expect("load");
         assert_eq!(
             back.suggest(&test[0]).expect("suggest"),

@@ -19,17 +19,22 @@ fn active_model(library: &Library, device: hearth_ml::DeviceChoice) -> Result<ph
     Ok(photos::active_photo_model(library, &device.open()?)?)
 }
 
+/// A token Ctrl-C cancels: embedding stops after the batch in hand (the
+/// batches before it are kept), training at its next step.
+fn cancelled_by_ctrl_c() -> hearth_progress::CancelToken {
+    let cancel = hearth_progress::CancelToken::new();
+    let on_interrupt = cancel.clone();
+    let _ = ctrlc::set_handler(move || on_interrupt.cancel());
+    cancel
+}
+
 pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> {
+    let cancel = cancelled_by_ctrl_c();
     match command {
         PhotosCommand::Embed { batch, device } => {
             let model = active_model(&library, device)?;
-            let summary = photos::embed_photos(
-                &mut library,
-                &model,
-                batch,
-                &Bar::new(false),
-                &hearth_progress::CancelToken::new(),
-            )?;
+            let summary =
+                photos::embed_photos(&mut library, &model, batch, &Bar::new(false), &cancel)?;
             println!(
                 "{} photos embedded, {} already cached, {} no longer decode",
                 summary.embedded, summary.cached, summary.failed
@@ -43,13 +48,8 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
         } => {
             // The examples are chosen on the base network's embeddings.
             let base = photos::load_photo_model(None, &device.open()?)?;
-            let embedded = photos::embed_photos(
-                &mut library,
-                &base,
-                16,
-                &Bar::new(false),
-                &hearth_progress::CancelToken::new(),
-            )?;
+            let embedded =
+                photos::embed_photos(&mut library, &base, 16, &Bar::new(false), &cancel)?;
             if embedded.embedded > 0 {
                 eprintln!("embedded {} new photos first", embedded.embedded);
             }
@@ -61,10 +61,7 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
                     ..FineTuneConfig::default()
                 }),
             };
-            let cancel = hearth_progress::CancelToken::new();
-            let on_interrupt = cancel.clone();
             // Ctrl-C stops at the next step; the run is recorded as such.
-            let _ = ctrlc::set_handler(move || on_interrupt.cancel());
             let summary =
                 photos::train_tagger(&mut library, &base, &training, &Bar::new(false), &cancel)?;
             if json {
@@ -174,7 +171,7 @@ pub fn eval(args: EvalPhotosArgs) -> Result<ExitCode> {
         }),
         ..FewShotConfig::default()
     };
-    let cancel = hearth_progress::CancelToken::new();
+    let cancel = cancelled_by_ctrl_c();
     let started = std::time::Instant::now();
     let report = evaluate_few_shot(&model.model, &data, &config, &Bar::new(false), &cancel)?;
     if args.json {
