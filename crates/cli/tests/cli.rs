@@ -1,34 +1,15 @@
 //! The `hearth` binary as a person (or a script) uses it: real processes,
 //! real files, a kill -9 in the middle of an import.
 
+mod common;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{hearth, json, run_ok};
 use image::{ImageFormat, RgbImage};
-use serde_json::Value;
-
-fn hearth(library: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    command.arg("--library").arg(library);
-    command
-}
-
-fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().expect("hearth runs");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn json(command: &mut Command) -> Value {
-    serde_json::from_slice(&run_ok(command).stdout).expect("valid JSON on stdout")
-}
 
 fn png(width: u32, height: u32, seed: u8) -> Vec<u8> {
     let image = RgbImage::from_fn(width, height, |x, y| {

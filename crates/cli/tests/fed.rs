@@ -4,43 +4,23 @@
 //! taking part in a round, listing its upload, auditing the server's log
 //! and leaving. stories260K and tinyshakespeare from `../shared/data`.
 
+mod common;
+
 // The federation the app's tests and its e2e run use: the same server
 // configuration and second device, shared rather than copied.
 #[path = "../../../src-tauri/examples/federation_peer/peer.rs"]
 #[allow(dead_code)]
 mod peer;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{hearth, json, run_ok};
 use hearth_progress::CancelToken;
-use serde_json::Value;
 
 /// Longest the round may take before the test gives up (and stops both
 /// devices).
 const ROUND_LIMIT: Duration = Duration::from_secs(300);
-
-fn hearth(library: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    command.arg("--library").arg(library);
-    command
-}
-
-fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().expect("runs");
-    assert!(
-        output.status.success(),
-        "{command:?} failed\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn json(command: &mut Command) -> Value {
-    serde_json::from_slice(&run_ok(command).stdout).expect("JSON")
-}
 
 #[test]
 fn a_device_joins_takes_part_in_a_round_audits_and_leaves() {

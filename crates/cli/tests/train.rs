@@ -1,27 +1,13 @@
 //! `hearth train text` as a person runs it: killed with SIGKILL mid-run,
 //! resumed, and ending with exactly the adapter an uninterrupted run makes.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-fn hearth(library: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    command.arg("--library").arg(library);
-    command
-}
-
-fn json(command: &mut Command) -> Value {
-    let output = command.output().expect("runs");
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON")
-}
+use common::{hearth, json};
 
 fn latest_step(run_dir: &Path) -> Option<u64> {
     let latest = std::fs::read_to_string(run_dir.join("checkpoints/LATEST")).ok()?;

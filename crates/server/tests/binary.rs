@@ -15,7 +15,7 @@ use std::time::Duration;
 use hearth_fed::DeviceIdentity;
 use hearth_fed::client::{FedClient, Membership};
 use hearth_server::storage::{SqliteStorage, Storage, event_kinds};
-use support::{Gate, TestTrainer, participate, wait_until};
+use support::{Gate, TestTrainer, wait_until};
 
 /// The server folder and its configuration, driven through the binary.
 struct Operator {
@@ -174,11 +174,7 @@ fn an_operator_runs_the_binary_and_a_killed_server_finishes_its_round_once() {
             Arc::new(t)
         })
         .collect();
-    let handles: Vec<_> = devices[..4]
-        .iter()
-        .zip(&trainers)
-        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
-        .collect();
+    let handles = support::participate_all(&devices[..4], &trainers);
     wait_until("the first upload", Duration::from_secs(60), || {
         events_of_kind(&dir, event_kinds::UPLOAD_ACCEPTED) == 1
     });

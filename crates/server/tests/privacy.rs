@@ -14,7 +14,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hearth_server::storage::event_kinds;
-use support::{Gate, PARAMS, Server, TestTrainer, participate, wait_until};
+use support::{Gate, PARAMS, Server, TestTrainer, wait_until};
 
 static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
@@ -97,11 +97,7 @@ fn no_individual_update_reaches_the_servers_storage_or_logs() {
             Arc::new(t)
         })
         .collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(&trainers)
-        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
-        .collect();
+    let handles = support::participate_all(&devices, &trainers);
 
     // While only device 0 has uploaded, the stored running sum is exactly
     // its masked upload: compare it with its quantized update.

@@ -79,11 +79,7 @@ fn ten_clients_publish_exactly_the_sum_of_their_quantized_updates() {
     assert!(v0_params[B_START..].iter().all(|&x| x == 0.0));
 
     let trainers: Vec<_> = (0..10).map(|i| Arc::new(TestTrainer::new(i))).collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(&trainers)
-        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
-        .collect();
+    let handles = support::participate_all(&devices, &trainers);
     let mut reports = Vec::new();
     for handle in handles {
         let report = handle.join().expect("thread").expect("participation");
@@ -181,11 +177,7 @@ fn thirty_percent_dropping_after_sharing_still_aggregates_exactly() {
             Arc::new(t)
         })
         .collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(&trainers)
-        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
-        .collect();
+    let handles = support::participate_all(&devices, &trainers);
     for (i, handle) in handles.into_iter().enumerate() {
         let result = handle.join().expect("thread");
         if i >= 7 {
@@ -229,11 +221,7 @@ fn a_device_over_its_privacy_budget_withdraws_before_announcing_anything() {
             Arc::new(t)
         })
         .collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(&trainers)
-        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
-        .collect();
+    let handles = support::participate_all(&devices, &trainers);
     let mut charged = Vec::new();
     for (i, handle) in handles.into_iter().enumerate() {
         let result = handle.join().expect("thread");
@@ -287,11 +275,7 @@ fn dropping_past_the_threshold_aborts_and_publishes_nothing() {
             Arc::new(t)
         })
         .collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(&trainers)
-        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
-        .collect();
+    let handles = support::participate_all(&devices, &trainers);
     for (i, handle) in handles.into_iter().enumerate() {
         let result = handle.join().expect("thread");
         if i < 5 {
@@ -345,11 +329,7 @@ fn a_server_killed_mid_round_resumes_and_publishes_once() {
             Arc::new(t)
         })
         .collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(&trainers)
-        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
-        .collect();
+    let handles = support::participate_all(&devices, &trainers);
 
     // One upload is in the running sum when the server dies.
     wait_until("the first upload", Duration::from_secs(60), || {
@@ -520,11 +500,7 @@ fn bad_requests_are_refused_clearly_while_the_round_carries_on() {
             Arc::new(t)
         })
         .collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(&trainers)
-        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
-        .collect();
+    let handles = support::participate_all(&devices, &trainers);
     for (i, handle) in handles.into_iter().enumerate() {
         let report = handle.join().expect("thread (attack assertions)");
         match report {

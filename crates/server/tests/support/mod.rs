@@ -376,6 +376,18 @@ impl RoundTrainer for TestTrainer {
     }
 }
 
+/// Every device takes part with its trainer, each in a thread.
+pub fn participate_all(
+    devices: &[(Membership, [u8; 32])],
+    trainers: &[Arc<TestTrainer>],
+) -> Vec<std::thread::JoinHandle<Result<ParticipationReport, FedClientError>>> {
+    devices
+        .iter()
+        .zip(trainers)
+        .map(|((m, s), t)| participate(m.clone(), *s, Arc::clone(t)))
+        .collect()
+}
+
 /// Joins and takes part, in a thread; returns the report or error.
 pub fn participate(
     membership: Membership,
