@@ -84,7 +84,9 @@ impl AppError {
                 PersonalizeError::Ml(error) => ml_kind(error),
                 PersonalizeError::NoData(_) => ErrorKind::NoData,
                 PersonalizeError::NotResumable { .. } => ErrorKind::NotResumable,
-                PersonalizeError::Cancelled => ErrorKind::Cancelled,
+                PersonalizeError::Cancelled | PersonalizeError::Paused { .. } => {
+                    ErrorKind::Cancelled
+                }
                 PersonalizeError::Io { .. } => ErrorKind::Library,
                 PersonalizeError::Invalid(_) => ErrorKind::InvalidInput,
                 PersonalizeError::NotMember(_) => ErrorKind::NotFound,

@@ -610,15 +610,20 @@ pub enum PhotosCommand {
         device: DeviceChoice,
     },
     /// Learn your labels from labelled photos and your accept/reject
-    /// verdicts. Ctrl-C stops.
+    /// verdicts. Ctrl-C pauses fine-tuning at a checkpoint; `--resume RUN`
+    /// continues (also a run that was killed).
     Train {
+        /// Continue this paused or interrupted photo run (other options are
+        /// taken from the run).
+        #[arg(long, value_name = "RUN", conflicts_with_all = ["fine_tune_blocks", "steps"])]
+        resume: Option<i64>,
         /// Also fine-tune the network's last N blocks (with augmented views
         /// of your labelled photos); every photo is then embedded again.
         #[arg(long, value_name = "N")]
         fine_tune_blocks: Option<usize>,
-        /// Fine-tuning steps.
-        #[arg(long, default_value_t = 80)]
-        steps: usize,
+        /// Fine-tuning steps [default: 80].
+        #[arg(long)]
+        steps: Option<usize>,
         /// auto, cpu, cuda or metal.
         #[arg(long, value_parser = parse_device, default_value = "auto")]
         device: DeviceChoice,

@@ -34,7 +34,8 @@ use crate::rng::SplitMix64;
 use crate::train::optim::{AdamW, AdamWParams};
 
 /// What a label is for one photo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Known {
     /// The photo has the label.
     Positive,

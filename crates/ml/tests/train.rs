@@ -299,8 +299,9 @@ fn divergence_stops_and_keeps_the_last_good_checkpoint() {
         Err(MlError::Diverged { step: 9, loss }) => assert!(loss.is_nan()),
         other => panic!("expected divergence at step 9, got {other:?}"),
     }
-    let kept = hearth_ml::train::checkpoint::load(&hearth_ml::train::checkpoint_dir(dir.path()))
-        .expect("checkpoint");
+    let kept: hearth_ml::train::checkpoint::Checkpoint =
+        hearth_ml::train::checkpoint::load(&hearth_ml::train::checkpoint_dir(dir.path()))
+            .expect("checkpoint");
     assert_eq!(kept.state.step, 8);
     assert_eq!(kept.state.losses, first.state.losses);
 }

@@ -21,6 +21,19 @@ pub enum PersonalizeError {
         /// Its status.
         status: hearth_store::RunStatus,
     },
+    /// The person asked a run to stop; it was kept at a checkpoint and can
+    /// be resumed.
+    #[error(
+        "paused run {run_id} at step {steps_done} of {total_steps}; resume it to continue from there"
+    )]
+    Paused {
+        /// The run.
+        run_id: i64,
+        /// Steps done.
+        steps_done: u64,
+        /// Steps planned.
+        total_steps: u64,
+    },
     /// The person asked the work to stop; nothing half-done was kept.
     #[error("cancelled")]
     Cancelled,

@@ -382,8 +382,15 @@ pub fn evaluate_few_shot(
                     .iter()
                     .flat_map(|images| images[..shots].iter().cloned())
                     .collect();
-                let outcome =
-                    fine_tune(&mut tuned, &images, &targets, fine_config, progress, cancel)?;
+                let outcome = fine_tune(
+                    &mut tuned,
+                    &images,
+                    &targets,
+                    fine_config,
+                    None,
+                    progress,
+                    cancel,
+                )?;
                 if outcome.cancelled {
                     return Ok(report(rows, draw, true));
                 }

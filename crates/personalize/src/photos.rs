@@ -127,7 +127,7 @@ pub fn embed_photos(
 }
 
 /// How to train the photo tagger.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PhotoTraining {
     /// The calibrated head.
     pub tagger: TaggerConfig,
@@ -308,6 +308,30 @@ fn examples(library: &Library, model_sha256: &str) -> Result<Examples> {
     Ok((labels, rows))
 }
 
+/// What a photo run learns from, fixed when it starts (`examples.json` in
+/// its folder): a resumed run learns from exactly these photos and
+/// verdicts, whatever was labelled in between.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunExamples {
+    labels: Vec<String>,
+    /// `(photo sha256, what is known of it per label)`.
+    photos: Vec<(String, Vec<Known>)>,
+}
+
+const EXAMPLES_FILE: &str = "examples.json";
+
+/// The fine-tuned tail of a run whose fine-tuning finished (in its folder,
+/// beside [`TAIL_FILE`]): a run stopped while embedding the photos again
+/// continues from here instead of fine-tuning again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FinishedTail {
+    from_block: usize,
+    loss: Option<(f32, f32)>,
+}
+
+const TAIL_FILE: &str = "tail.safetensors";
+const TAIL_RECORD: &str = "tail.json";
+
 /// Learns the person's photo labels from labelled photos (positives),
 /// photos labelled otherwise and rejected suggestions (negatives): the
 /// head alone over the cached embeddings, or, with
@@ -316,6 +340,10 @@ fn examples(library: &Library, model_sha256: &str) -> Result<Examples> {
 /// fewer than two photos are left out and named in the error when nothing
 /// is left. The run is recorded with the photos it learned from; the
 /// result becomes the active tagger.
+///
+/// Cancelling fine-tuning pauses the run at a checkpoint
+/// ([`PersonalizeError::Paused`]); [`resume_tagger`] continues it, as it
+/// does a run that was killed.
 pub fn train_tagger(
     library: &mut Library,
     base: &PhotoModel,
@@ -327,7 +355,6 @@ pub fn train_tagger(
     let config = serde_json::to_string(training).map_err(|e| {
         PersonalizeError::NoData(format!("training settings do not serialise: {e}"))
     })?;
-    close_interrupted_runs(library)?;
     let run_id = library.create_run(&NewRun {
         kind: RunKind::Photos,
         parent_sha256: None,
@@ -339,14 +366,124 @@ pub fn train_tagger(
         token_count: 0,
         device: format!("{:?}", base.model.device()),
     })?;
+    let run_dir = library.run_dir(run_id);
+    let saved = std::fs::create_dir_all(&run_dir)
+        .map_err(io_error(&run_dir))
+        .and_then(|()| {
+            let examples = RunExamples {
+                labels: labels.clone(),
+                photos: rows
+                    .iter()
+                    .map(|(_, sha, known)| (sha.clone(), known.clone()))
+                    .collect(),
+            };
+            let json = serde_json::to_vec(&examples)
+                .map_err(|e| PersonalizeError::Inconsistent(format!("examples: {e}")))?;
+            write_atomically(&run_dir.join(EXAMPLES_FILE), &json)
+        });
+    let result = saved.and_then(|()| {
+        train_run(
+            library, base, training, &labels, &rows, run_id, progress, cancel,
+        )
+    });
+    record_outcome(library, run_id, training, result)
+}
+
+/// Continues a paused photo run, or one that was killed, from where it
+/// stopped: its last fine-tuning checkpoint, or the photos it had not
+/// embedded again yet.
+pub fn resume_tagger(
+    library: &mut Library,
+    base: &PhotoModel,
+    run_id: RunId,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TaggerSummary> {
+    let record = library.run(run_id)?;
+    if record.kind != RunKind::Photos.as_str() {
+        return Err(PersonalizeError::Invalid(format!(
+            "run {run_id} is a {} run, not a photo run",
+            record.kind
+        )));
+    }
+    if !record.status.resumable() {
+        return Err(PersonalizeError::NotResumable {
+            id: run_id,
+            status: record.status,
+        });
+    }
+    if record.base_model_sha256 != base.sha256 {
+        return Err(PersonalizeError::Inconsistent(format!(
+            "run {run_id} trained on a photo model with sha256 {}, but the model now has sha256 {}; start a new run",
+            record.base_model_sha256, base.sha256
+        )));
+    }
+    let training: PhotoTraining = serde_json::from_str(&record.config)
+        .map_err(|e| PersonalizeError::Inconsistent(format!("run {run_id} configuration: {e}")))?;
+    let path = library.run_dir(run_id).join(EXAMPLES_FILE);
+    let examples: RunExamples = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            PersonalizeError::Inconsistent(format!("{}: unreadable ({e})", path.display()))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let error = PersonalizeError::Inconsistent(format!(
+                "run {run_id} stopped before it saved what it learns from; start a new run"
+            ));
+            return record_outcome(library, run_id, &training, Err(error));
+        }
+        Err(e) => return Err(io_error(&path)(e)),
+    };
+    let mut rows = Vec::with_capacity(examples.photos.len());
+    let mut missing = 0;
+    for (sha256, known) in examples.photos {
+        match library.item_by_sha256(&sha256)? {
+            Some(item) => rows.push((item.id, sha256, known)),
+            None => missing += 1,
+        }
+    }
+    if missing > 0 {
+        return Err(PersonalizeError::Inconsistent(format!(
+            "{missing} of run {run_id}'s photos are no longer in the library; start a new run"
+        )));
+    }
+    library.update_run(
+        run_id,
+        &RunUpdate {
+            status: Some(RunStatus::Running),
+            error: None,
+            ..RunUpdate::default()
+        },
+    )?;
     let result = train_run(
-        library, base, training, &labels, &rows, run_id, progress, cancel,
+        library,
+        base,
+        &training,
+        &examples.labels,
+        &rows,
+        run_id,
+        progress,
+        cancel,
     );
+    record_outcome(library, run_id, &training, result)
+}
+
+/// Records how a photo run call ended, and hands the result on.
+fn record_outcome(
+    library: &mut Library,
+    run_id: RunId,
+    training: &PhotoTraining,
+    result: Result<TaggerSummary>,
+) -> Result<TaggerSummary> {
     let update = match &result {
         Ok(summary) => RunUpdate {
             status: Some(RunStatus::Completed),
             steps_done: training.fine_tune.as_ref().map(|f| f.steps as u64),
             train_loss: summary.fine_tune_loss.map(|(_, last)| f64::from(last)),
+            ..RunUpdate::default()
+        },
+        Err(PersonalizeError::Paused { steps_done, .. }) => RunUpdate {
+            status: Some(RunStatus::Paused),
+            steps_done: Some(*steps_done),
             ..RunUpdate::default()
         },
         Err(error) => RunUpdate {
@@ -359,35 +496,8 @@ pub fn train_tagger(
     result
 }
 
-/// Photo runs that still say "running" were ended from outside (a crash,
-/// kill -9, power loss) before they could record how they ended. A photo
-/// run takes about a minute and does not checkpoint: the next one starts
-/// over, and the tagger that was active before it stays active (its files
-/// are replaced atomically), so the run is closed as failed rather than
-/// left looking resumable.
-fn close_interrupted_runs(library: &mut Library) -> Result<()> {
-    let stale: Vec<RunId> = library
-        .runs()?
-        .into_iter()
-        .filter(|run| run.kind == RunKind::Photos.as_str() && run.status == RunStatus::Running)
-        .map(|run| run.id)
-        .collect();
-    for id in stale {
-        library.update_run(
-            id,
-            &RunUpdate {
-                status: Some(RunStatus::Failed),
-                error: Some(
-                    "interrupted before it finished (photo training starts over; the previous tagger stayed active)"
-                        .into(),
-                ),
-                ..RunUpdate::default()
-            },
-        )?;
-    }
-    Ok(())
-}
-
+/// Fine-tunes (or picks up the finished tail), embeds every photo with the
+/// result, and fits the head.
 #[allow(clippy::too_many_arguments)]
 fn train_run(
     library: &mut Library,
@@ -404,39 +514,18 @@ fn train_run(
     let (model_sha256, tail, fine_tune_loss) = match &training.fine_tune {
         None => (base.sha256.clone(), None, None),
         Some(config) => {
-            let mut images = Vec::new();
-            let mut targets = Vec::new();
-            for (id, _, known) in rows {
-                let item = library.item(*id)?;
-                let path = PathBuf::from(&item.path);
-                match std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| decode(&bytes, &path).map_err(|e| e.to_string()))
-                {
-                    Ok(image) => {
-                        images.push(image);
-                        targets.push(known.clone());
-                    }
-                    Err(error) => progress.note(&format!("{}: skipped ({error})", item.path)),
-                }
-            }
-            let mut tuned = base.model.clone();
-            let report = fine_tune(&mut tuned, &images, &targets, config, progress, cancel)?;
-            if report.cancelled {
-                return Err(PersonalizeError::Cancelled);
-            }
-            let tensors: HashMap<String, Tensor> = report.tensors.iter().cloned().collect();
-            let tmp = dir.join(format!("run-{run_id}.safetensors.tmp"));
-            hearth_ml::candle::safetensors::save(&tensors, &tmp)
-                .map_err(|e| PersonalizeError::NoData(format!("{}: {e}", tmp.display())))?;
-            let bytes = std::fs::read(&tmp).map_err(io_error(&tmp))?;
+            let run_dir = library.run_dir(run_id);
+            let (tuned, finished) =
+                fine_tuned_tail(library, base, config, rows, run_id, progress, cancel)?;
+            let bytes = std::fs::read(run_dir.join(TAIL_FILE))
+                .map_err(io_error(&run_dir.join(TAIL_FILE)))?;
             let tail_sha = hex::encode(Sha256::digest(&bytes));
             // The fine-tuned network is named by what it is made of.
             let model_sha256 = hex::encode(Sha256::digest(
                 format!("{}+{tail_sha}", base.sha256).as_bytes(),
             ));
             let file = format!("{}.safetensors", &model_sha256[..16]);
-            std::fs::rename(&tmp, dir.join(&file)).map_err(io_error(&dir.join(&file)))?;
+            write_atomically(&dir.join(&file), &bytes)?;
             let summary = embed_photos(
                 library,
                 &PhotoModel {
@@ -448,12 +537,16 @@ fn train_run(
                 cancel,
             )?;
             if summary.cancelled {
-                return Err(PersonalizeError::Cancelled);
+                return Err(PersonalizeError::Paused {
+                    run_id,
+                    steps_done: config.steps as u64,
+                    total_steps: config.steps as u64,
+                });
             }
             (
                 model_sha256,
-                Some((file, report.from_block)),
-                report.probe_loss.zip(report.final_loss),
+                Some((file, finished.from_block)),
+                finished.loss,
             )
         }
     };
@@ -488,6 +581,83 @@ fn train_run(
         fine_tune_loss,
         path,
     })
+}
+
+/// The base network with the run's fine-tuned tail: fine-tuned now
+/// (continuing from the run's checkpoint, if any) and saved in the run's
+/// folder, or read back from there when an earlier call finished it.
+fn fine_tuned_tail(
+    library: &Library,
+    base: &PhotoModel,
+    config: &FineTuneConfig,
+    rows: &[(ItemId, String, Vec<Known>)],
+    run_id: RunId,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<(EfficientNet, FinishedTail)> {
+    let run_dir = library.run_dir(run_id);
+    let mut tuned = base.model.clone();
+    let record_path = run_dir.join(TAIL_RECORD);
+    let tail_path = run_dir.join(TAIL_FILE);
+    if let Ok(bytes) = std::fs::read(&record_path) {
+        let finished: FinishedTail = serde_json::from_slice(&bytes).map_err(|e| {
+            PersonalizeError::Inconsistent(format!("{}: unreadable ({e})", record_path.display()))
+        })?;
+        let tensors = hearth_ml::candle::safetensors::load(&tail_path, base.model.device())
+            .map_err(|e| PersonalizeError::Inconsistent(format!("{}: {e}", tail_path.display())))?;
+        tuned.apply_tail(finished.from_block, &tensors)?;
+        return Ok((tuned, finished));
+    }
+    let mut images = Vec::new();
+    let mut targets = Vec::new();
+    for (id, _, known) in rows {
+        let item = library.item(*id)?;
+        let path = PathBuf::from(&item.path);
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| decode(&bytes, &path).map_err(|e| e.to_string()))
+        {
+            Ok(image) => {
+                images.push(image);
+                targets.push(known.clone());
+            }
+            Err(error) => progress.note(&format!("{}: skipped ({error})", item.path)),
+        }
+    }
+    let checkpoints = hearth_ml::train::checkpoint_dir(&run_dir);
+    let report = fine_tune(
+        &mut tuned,
+        &images,
+        &targets,
+        config,
+        Some(&checkpoints),
+        progress,
+        cancel,
+    )?;
+    if report.cancelled {
+        return Err(PersonalizeError::Paused {
+            run_id,
+            steps_done: report.steps_done as u64,
+            total_steps: config.steps as u64,
+        });
+    }
+    let tensors: HashMap<String, Tensor> = report.tensors.iter().cloned().collect();
+    let tmp = run_dir.join(format!("{TAIL_FILE}.tmp"));
+    hearth_ml::candle::safetensors::save(&tensors, &tmp)
+        .map_err(|e| PersonalizeError::Inconsistent(format!("{}: {e}", tmp.display())))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, &tail_path).map_err(io_error(&tail_path))?;
+    let finished = FinishedTail {
+        from_block: report.from_block,
+        loss: report.probe_loss.zip(report.final_loss),
+    };
+    let json = serde_json::to_vec(&finished)
+        .map_err(|e| PersonalizeError::Inconsistent(format!("tail record: {e}")))?;
+    // The record last: it says the tail file beside it is complete.
+    write_atomically(&record_path, &json)?;
+    Ok((tuned, finished))
 }
 
 fn load_tagger(library: &Library, model_sha256: &str) -> Result<Tagger> {

@@ -188,6 +188,12 @@ pub fn resume_text(
     cancel: &CancelToken,
 ) -> Result<RunSummary> {
     let record = library.run(run_id)?;
+    if record.kind != RunKind::Text.as_str() {
+        return Err(PersonalizeError::Invalid(format!(
+            "run {run_id} is a {} run, not a text run",
+            record.kind
+        )));
+    }
     if !record.status.resumable() {
         return Err(PersonalizeError::NotResumable {
             id: run_id,

@@ -6,10 +6,10 @@ use hearth_ml::candle::Device;
 use hearth_ml::vision::finetune::FineTuneConfig;
 use hearth_personalize::PersonalizeError;
 use hearth_personalize::photos::{
-    PhotoTraining, active_photo_model, ask, embed_photos, load_photo_model, similar, suggest_tags,
-    train_tagger,
+    PhotoTraining, active_photo_model, ask, embed_photos, load_photo_model, resume_tagger, similar,
+    suggest_tags, train_tagger,
 };
-use hearth_progress::{CancelToken, NoProgress};
+use hearth_progress::{CancelToken, NoProgress, Progress};
 use hearth_store::{ImportOptions, ItemFilter, Library, RunStatus, RunUpdate, Verdict};
 
 #[test]
@@ -118,8 +118,9 @@ fn embed_label_train_feedback_similar() {
     )
     .expect("retrain");
     assert_eq!(second.examples, 6);
-    // A run killed mid-way (kill -9) is left saying "running"; the next
-    // photo run closes it as interrupted instead of leaving it resumable.
+    // A run killed mid-way (kill -9) is left saying "running", and
+    // resumes from what it saved when it started: the same four photos,
+    // not the verdicts given since.
     library
         .update_run(
             first.run_id,
@@ -129,6 +130,29 @@ fn embed_label_train_feedback_similar() {
             },
         )
         .expect("simulate a killed run");
+    let resumed = resume_tagger(
+        &mut library,
+        &model,
+        first.run_id,
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("resume the killed run");
+    assert_eq!((resumed.run_id, resumed.examples), (first.run_id, 4));
+    assert_eq!(
+        library.run(first.run_id).expect("run").status,
+        RunStatus::Completed
+    );
+    assert!(matches!(
+        resume_tagger(
+            &mut library,
+            &model,
+            first.run_id,
+            &NoProgress,
+            &CancelToken::new()
+        ),
+        Err(PersonalizeError::NotResumable { .. })
+    ));
 
     let suggestions = suggest_tags(&library, &model.sha256, false).expect("tag");
     let unlabelled: Vec<i64> = suggestions.iter().map(|s| s.item_id).collect();
@@ -155,32 +179,70 @@ fn embed_label_train_feedback_similar() {
 
     // Fine-tuning the last block: a run with the photos it learned from,
     // every photo embedded again with the tuned network, which becomes the
-    // active one (and loads back from the library).
-    let tuned = train_tagger(
+    // active one (and loads back from the library). Cancelled mid-way, it
+    // pauses at a checkpoint and resumes from there.
+    let fine_tuning = PhotoTraining {
+        fine_tune: Some(FineTuneConfig {
+            blocks: 1,
+            views: 2,
+            steps: 4,
+            batch: 8,
+            checkpoint_every: 2,
+            ..FineTuneConfig::default()
+        }),
+        ..PhotoTraining::default()
+    };
+    let pausing = CancelAtStep::new("Fine-tuning", 3);
+    let paused = train_tagger(
         &mut library,
         &model,
-        &PhotoTraining {
-            fine_tune: Some(FineTuneConfig {
-                blocks: 1,
-                views: 2,
-                steps: 4,
-                batch: 8,
-                ..FineTuneConfig::default()
-            }),
-            ..PhotoTraining::default()
-        },
+        &fine_tuning,
+        &pausing,
+        &pausing.cancel,
+    );
+    let Err(PersonalizeError::Paused {
+        run_id,
+        steps_done: 3,
+        total_steps: 4,
+    }) = paused
+    else {
+        panic!("expected a pause at step 3, got {paused:?}");
+    };
+    let record = library.run(run_id).expect("run");
+    assert_eq!((record.status, record.steps_done), (RunStatus::Paused, 3));
+    assert_eq!(
+        active_photo_model(&library, &Device::Cpu)
+            .expect("active")
+            .sha256,
+        model.sha256,
+        "the tagger from before stays active while a run is paused"
+    );
+    // Stopped again while embedding every photo with the tuned network:
+    // the tail is kept, and the next resume only embeds what is left.
+    let embedding = CancelAtStep::new("Embedding", 0);
+    assert!(matches!(
+        resume_tagger(&mut library, &model, run_id, &embedding, &embedding.cancel),
+        Err(PersonalizeError::Paused { steps_done: 4, .. })
+    ));
+    assert!(matches!(
+        hearth_personalize::resume_text(
+            &mut library,
+            run_id,
+            hearth_ml::DeviceChoice::Cpu,
+            &NoProgress,
+            &CancelToken::new()
+        ),
+        Err(PersonalizeError::Invalid(message)) if message.contains("not a text run")
+    ));
+    let tuned = resume_tagger(
+        &mut library,
+        &model,
+        run_id,
         &NoProgress,
         &CancelToken::new(),
     )
-    .expect("fine-tune");
-    let killed = library.run(first.run_id).expect("run");
-    assert_eq!(killed.status, RunStatus::Failed);
-    assert!(
-        killed
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("interrupted"))
-    );
+    .expect("fine-tune resumed");
+    assert_eq!(tuned.run_id, run_id);
     assert_ne!(tuned.model_sha256, model.sha256);
     assert!(tuned.fine_tune_loss.is_some());
     let run = library.run(tuned.run_id).expect("run");
@@ -193,4 +255,38 @@ fn embed_label_train_feedback_similar() {
     assert_eq!(active.sha256, tuned.model_sha256);
     let tagged = suggest_tags(&library, &active.sha256, false).expect("tag with tuned");
     assert_eq!(tagged.len(), suggestions.len());
+}
+
+/// Cancels once the task named `task` reaches `step`.
+struct CancelAtStep {
+    task: &'static str,
+    step: u64,
+    cancel: CancelToken,
+    current: std::sync::Mutex<String>,
+}
+
+impl CancelAtStep {
+    fn new(task: &'static str, step: u64) -> Self {
+        CancelAtStep {
+            task,
+            step,
+            cancel: CancelToken::new(),
+            current: std::sync::Mutex::new(String::new()),
+        }
+    }
+}
+
+impl Progress for CancelAtStep {
+    fn begin(&self, task: &str, _total: Option<u64>) {
+        *self.current.lock().expect("lock") = task.to_owned();
+        if task == self.task && self.step == 0 {
+            self.cancel.cancel();
+        }
+    }
+
+    fn advance(&self, done: u64) {
+        if *self.current.lock().expect("lock") == self.task && done >= self.step {
+            self.cancel.cancel();
+        }
+    }
 }

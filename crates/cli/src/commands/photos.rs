@@ -41,6 +41,7 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
             );
         }
         PhotosCommand::Train {
+            resume,
             fine_tune_blocks,
             steps,
             device,
@@ -48,22 +49,48 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
         } => {
             // The examples are chosen on the base network's embeddings.
             let base = photos::load_photo_model(None, &device.open()?)?;
-            let embedded =
-                photos::embed_photos(&mut library, &base, 16, &Bar::new(false), &cancel)?;
-            if embedded.embedded > 0 {
-                eprintln!("embedded {} new photos first", embedded.embedded);
-            }
-            let training = photos::PhotoTraining {
-                tagger: TaggerConfig::default(),
-                fine_tune: fine_tune_blocks.map(|blocks| FineTuneConfig {
-                    blocks,
-                    steps,
-                    ..FineTuneConfig::default()
-                }),
+            let trained = match resume {
+                Some(run) => {
+                    photos::resume_tagger(&mut library, &base, run, &Bar::new(false), &cancel)
+                }
+                None => {
+                    let embedded =
+                        photos::embed_photos(&mut library, &base, 16, &Bar::new(false), &cancel)?;
+                    if embedded.cancelled {
+                        eprintln!("cancelled while embedding new photos; nothing was trained");
+                        return Ok(ExitCode::from(130));
+                    }
+                    if embedded.embedded > 0 {
+                        eprintln!("embedded {} new photos first", embedded.embedded);
+                    }
+                    let training = photos::PhotoTraining {
+                        tagger: TaggerConfig::default(),
+                        fine_tune: fine_tune_blocks.map(|blocks| {
+                            let defaults = FineTuneConfig::default();
+                            FineTuneConfig {
+                                blocks,
+                                steps: steps.unwrap_or(defaults.steps),
+                                ..defaults
+                            }
+                        }),
+                    };
+                    photos::train_tagger(&mut library, &base, &training, &Bar::new(false), &cancel)
+                }
             };
-            // Ctrl-C stops at the next step; the run is recorded as such.
-            let summary =
-                photos::train_tagger(&mut library, &base, &training, &Bar::new(false), &cancel)?;
+            let summary = match trained {
+                Ok(summary) => summary,
+                Err(hearth_personalize::PersonalizeError::Paused {
+                    run_id,
+                    steps_done,
+                    total_steps,
+                }) => {
+                    println!(
+                        "paused run {run_id} at step {steps_done} of {total_steps}; continue with `hearth photos train --resume {run_id}`"
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(error) => return Err(error.into()),
+            };
             if json {
                 output::json(&summary)?;
             } else {

@@ -1,6 +1,8 @@
 //! Checkpoints: everything needed to continue a run exactly where it
-//! stopped (adapter, optimizer moments, data cursor, dropout generator,
-//! early-stopping state, loss history).
+//! stopped. For text runs: the adapter, optimizer moments, data cursor,
+//! dropout generator, early-stopping state and loss history
+//! ([`TrainState`]); photo fine-tuning keeps its own state in the same
+//! format (`vision::finetune`), so both share one writer.
 //!
 //! Each checkpoint is a folder `step-NNNNNN` written under a temporary name,
 //! synced, and renamed into place; then the `LATEST` file is replaced
@@ -12,6 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
@@ -20,7 +23,7 @@ use crate::error::{MlError, Result};
 use crate::rng::SplitMix64;
 
 const LATEST: &str = "LATEST";
-const ADAPTER_FILE: &str = "adapter.safetensors";
+const WEIGHTS_FILE: &str = "adapter.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
 
@@ -47,13 +50,25 @@ pub struct TrainState {
     pub validation_losses: Vec<(u64, f32)>,
 }
 
+/// The non-tensor part of a checkpoint, whatever trains.
+pub trait CheckpointState: Serialize + DeserializeOwned {
+    /// Optimizer steps completed (names the checkpoint folder).
+    fn step(&self) -> u64;
+}
+
+impl CheckpointState for TrainState {
+    fn step(&self) -> u64 {
+        self.step
+    }
+}
+
 /// A checkpoint read back from disk.
 #[derive(Debug)]
-pub struct Checkpoint {
+pub struct Checkpoint<S = TrainState> {
     /// Non-tensor state.
-    pub state: TrainState,
-    /// Adapter tensors, PEFT names.
-    pub adapter: HashMap<String, Tensor>,
+    pub state: S,
+    /// The trained tensors (for text runs the adapter, PEFT names).
+    pub weights: HashMap<String, Tensor>,
     /// Optimizer moments.
     pub optimizer: HashMap<String, Tensor>,
 }
@@ -76,21 +91,21 @@ fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
 }
 
 /// Writes a checkpoint into `dir` and makes it the latest.
-pub fn save(
+pub fn save<S: CheckpointState>(
     dir: &Path,
-    state: &TrainState,
-    adapter: &HashMap<String, Tensor>,
+    state: &S,
+    weights: &HashMap<String, Tensor>,
     optimizer: &HashMap<String, Tensor>,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let name = format!("step-{:06}", state.step);
+    let name = format!("step-{:06}", state.step());
     let final_dir = dir.join(&name);
     let temp_dir = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     if temp_dir.exists() {
         std::fs::remove_dir_all(&temp_dir).map_err(io(&temp_dir))?;
     }
     std::fs::create_dir(&temp_dir).map_err(io(&temp_dir))?;
-    save_tensors(adapter, &temp_dir.join(ADAPTER_FILE))?;
+    save_tensors(weights, &temp_dir.join(WEIGHTS_FILE))?;
     save_tensors(optimizer, &temp_dir.join(OPTIMIZER_FILE))?;
     let state_path = temp_dir.join(STATE_FILE);
     let json =
@@ -138,7 +153,7 @@ pub fn exists(dir: &Path) -> bool {
 }
 
 /// Reads the latest checkpoint in `dir`.
-pub fn load(dir: &Path) -> Result<Checkpoint> {
+pub fn load<S: CheckpointState>(dir: &Path) -> Result<Checkpoint<S>> {
     let bad = |reason: String| MlError::BadCheckpoint {
         path: dir.to_path_buf(),
         reason,
@@ -150,7 +165,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         return Err(bad(format!("LATEST names {name:?}")));
     }
     let checkpoint = dir.join(name);
-    let state: TrainState = serde_json::from_slice(
+    let state: S = serde_json::from_slice(
         &std::fs::read(checkpoint.join(STATE_FILE))
             .map_err(|e| bad(format!("{STATE_FILE}: {e}")))?,
     )
@@ -161,7 +176,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     };
     Ok(Checkpoint {
         state,
-        adapter: read(ADAPTER_FILE)?,
+        weights: read(WEIGHTS_FILE)?,
         optimizer: read(OPTIMIZER_FILE)?,
     })
 }

@@ -273,7 +273,7 @@ fn run_training(
     let checkpoints = checkpoint_dir(run_dir);
 
     let (adapter, mut optimizer, mut state) = if matches!(start, Start::Resume) {
-        let saved = checkpoint::load(&checkpoints)?;
+        let saved: checkpoint::Checkpoint = checkpoint::load(&checkpoints)?;
         if saved.state.base_model_sha256 != base_model_sha256 {
             return Err(MlError::BadCheckpoint {
                 path: checkpoints,
@@ -290,7 +290,7 @@ fn run_training(
             });
         }
         let adapter =
-            LoraAdapter::from_tensors(&config.lora, model.config(), &saved.adapter, device)?;
+            LoraAdapter::from_tensors(&config.lora, model.config(), &saved.weights, device)?;
         let optimizer = AdamW::restore(
             config.optimizer,
             &adapter.named_vars_owned(),

@@ -23,8 +23,11 @@
 //!   ([`crate::tagger::Tagger`]) can be fitted on the fine-tuned
 //!   embeddings afterwards.
 
+use std::collections::HashMap;
+use std::path::Path;
+
 use candle_core::backprop::GradStore;
-use candle_core::{D, DType, Tensor, Var};
+use candle_core::{D, DType, Device, Tensor, Var};
 use hearth_progress::{CancelToken, Progress};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,7 @@ use super::preprocess::{self, augment, to_tensor};
 use crate::error::{MlError, Result};
 use crate::rng::SplitMix64;
 use crate::tagger::{EMBEDDING_SCALE, Known, balanced_bce, balanced_targets};
+use crate::train::checkpoint::{self, Checkpoint, CheckpointState};
 use crate::train::optim::{AdamW, AdamWParams};
 
 /// How to fine-tune.
@@ -56,6 +60,13 @@ pub struct FineTuneConfig {
     pub weight_decay: f64,
     /// Seed for augmentation and batches.
     pub seed: u64,
+    /// Steps between checkpoints (0: only when cancelled).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+}
+
+fn default_checkpoint_every() -> usize {
+    20
 }
 
 impl Default for FineTuneConfig {
@@ -69,6 +80,7 @@ impl Default for FineTuneConfig {
             head_learning_rate: 1e-3,
             weight_decay: 1e-4,
             seed: 7,
+            checkpoint_every: default_checkpoint_every(),
         }
     }
 }
@@ -102,11 +114,18 @@ const PREFIX_BATCH: usize = 16;
 /// in place on `images` with what is known of each for each label, and
 /// leaves the model frozen again (plain tensors) with the trained weights.
 /// Every label needs a positive and a negative example.
+///
+/// With `checkpoints`, the run is saved there every
+/// `config.checkpoint_every` steps and when it is cancelled, and a run that
+/// finds a checkpoint there continues from it (the same photos, labels and
+/// settings give the same views, so it ends exactly as an uninterrupted
+/// run would).
 pub fn fine_tune(
     model: &mut EfficientNet,
     images: &[DynamicImage],
     targets: &[Vec<Known>],
     config: &FineTuneConfig,
+    checkpoints: Option<&Path>,
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<FineTuneReport> {
@@ -173,15 +192,6 @@ pub fn fine_tune(
     let y = Tensor::from_vec(y, (views, labels), &device)?;
     let weight = Tensor::from_vec(weight, (views, labels), &device)?;
 
-    // Linear probe on the frozen embeddings of every view.
-    let mut frozen = Vec::new();
-    for start in (0..views).step_by(PREFIX_BATCH) {
-        let len = PREFIX_BATCH.min(views - start);
-        frozen.push(scaled_unit(
-            &model.forward_tail(&features.narrow(0, start, len)?, from_block)?,
-        )?);
-    }
-    let frozen = Tensor::cat(&frozen, 0)?;
     let dim = model.embedding_dim();
     let head_weight = Var::from_tensor(&Tensor::zeros((labels, dim), DType::F32, &device)?)?;
     let head_bias = Var::from_tensor(&Tensor::zeros(labels, DType::F32, &device)?)?;
@@ -198,44 +208,109 @@ pub fn fine_tune(
         weight_decay: config.weight_decay,
         ..AdamWParams::default()
     };
-    let mut probe = AdamW::new(params, &head)?;
-    for _ in 0..PROBE_STEPS {
-        let loss = balanced_bce(&logits(&frozen)?, &y, &weight)?;
-        let grads = gradients_of(&loss.backward()?, &head)?;
-        probe.step(&head, &grads, PROBE_LEARNING_RATE)?;
-    }
-    drop(frozen);
+    let saved = match checkpoints {
+        Some(dir) if checkpoint::exists(dir) => Some(saved_state(dir, config, views, labels)?),
+        _ => None,
+    };
 
-    // Everything together.
-    let tail = model.make_trainable(from_block)?;
-    let mut tail_optimizer = AdamW::new(params, &tail)?;
-    let mut head_optimizer = AdamW::new(params, &head)?;
+    let (tail, mut tail_optimizer, mut head_optimizer, mut state) = match saved {
+        Some(saved) => {
+            // Everything the checkpoint holds replaces what was just drawn
+            // or would be trained again: the head, the tail, the moments,
+            // the shuffle generator and the epoch in progress.
+            let tail = model.make_trainable(from_block)?;
+            for (name, var) in head.iter().chain(&tail) {
+                let tensor = saved.weights.get(name).ok_or_else(|| {
+                    MlError::InvalidRequest(format!("the checkpoint has no {name}"))
+                })?;
+                if tensor.dims() != var.dims() {
+                    return Err(MlError::InvalidRequest(format!(
+                        "the checkpoint's {name} has the wrong shape"
+                    )));
+                }
+                var.set(&tensor.to_device(&device)?)?;
+            }
+            let step = saved.state.step;
+            let tail_optimizer = AdamW::restore(params, &tail, &saved.optimizer, step)?;
+            let head_optimizer = AdamW::restore(params, &head, &saved.optimizer, step)?;
+            (tail, tail_optimizer, head_optimizer, saved.state)
+        }
+        None => {
+            // Linear probe on the frozen embeddings of every view.
+            let mut frozen = Vec::new();
+            for start in (0..views).step_by(PREFIX_BATCH) {
+                let len = PREFIX_BATCH.min(views - start);
+                frozen.push(scaled_unit(
+                    &model.forward_tail(&features.narrow(0, start, len)?, from_block)?,
+                )?);
+            }
+            let frozen = Tensor::cat(&frozen, 0)?;
+            let mut probe = AdamW::new(params, &head)?;
+            for _ in 0..PROBE_STEPS {
+                let loss = balanced_bce(&logits(&frozen)?, &y, &weight)?;
+                let grads = gradients_of(&loss.backward()?, &head)?;
+                probe.step(&head, &grads, PROBE_LEARNING_RATE)?;
+            }
+            drop(frozen);
+            let probe_loss = full_loss(model, &features, from_block, &y, &weight, &logits)?;
+            // Then everything together.
+            let tail = model.make_trainable(from_block)?;
+            let state = FineTuneState {
+                step: 0,
+                config: config.clone(),
+                views,
+                labels,
+                rng,
+                order: Vec::new(),
+                probe_loss,
+                losses: Vec::new(),
+            };
+            let tail_optimizer = AdamW::new(params, &tail)?;
+            let head_optimizer = AdamW::new(params, &head)?;
+            (tail, tail_optimizer, head_optimizer, state)
+        }
+    };
+    let save =
+        |state: &FineTuneState, tail_optimizer: &AdamW, head_optimizer: &AdamW| -> Result<()> {
+            let Some(dir) = checkpoints else {
+                return Ok(());
+            };
+            let weights = head
+                .iter()
+                .chain(&tail)
+                .map(|(name, var)| Ok((name.clone(), var.as_tensor().to_device(&Device::Cpu)?)))
+                .collect::<Result<HashMap<_, _>>>()?;
+            let mut moments = tail_optimizer.state()?;
+            moments.extend(head_optimizer.state()?);
+            checkpoint::save(dir, state, &weights, &moments)?;
+            Ok(())
+        };
+
     let batch = config.batch.min(views);
     let mut report = FineTuneReport {
         from_block,
         views,
-        probe_loss: Some(full_loss(
-            model, &features, from_block, &y, &weight, &logits,
-        )?),
+        probe_loss: Some(state.probe_loss),
         final_loss: None,
-        steps_done: 0,
+        steps_done: state.step as usize,
         cancelled: false,
         tensors: Vec::new(),
     };
     progress.begin("Fine-tuning", Some(config.steps as u64));
-    let mut order: Vec<u32> = Vec::new();
-    for step in 0..config.steps {
+    progress.advance(state.step);
+    while (state.step as usize) < config.steps {
         if cancel.is_cancelled() {
+            save(&state, &tail_optimizer, &head_optimizer)?;
             report.cancelled = true;
             break;
         }
         // Epochs over a fresh shuffle, so every view is seen equally often.
-        if order.len() < batch {
+        if state.order.len() < batch {
             let mut epoch: Vec<u32> = (0..views as u32).collect();
-            rng.shuffle(&mut epoch);
-            order.extend(epoch);
+            state.rng.shuffle(&mut epoch);
+            state.order.extend(epoch);
         }
-        let picked: Vec<u32> = order.drain(..batch).collect();
+        let picked: Vec<u32> = state.order.drain(..batch).collect();
         let index = Tensor::new(picked.as_slice(), &device)?;
         let embedding =
             scaled_unit(&model.forward_tail(&features.index_select(&index, 0)?, from_block)?)?;
@@ -248,7 +323,7 @@ pub fn fine_tune(
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
             return Err(MlError::Diverged {
-                step: step as u64,
+                step: state.step,
                 loss: value,
             });
         }
@@ -259,12 +334,23 @@ pub fn fine_tune(
             &gradients_of(&grads, &head)?,
             config.head_learning_rate,
         )?;
-        report.steps_done = step + 1;
-        progress.metric("loss", step as u64 + 1, f64::from(value));
-        progress.advance(step as u64 + 1);
+        state.step += 1;
+        state.losses.push(value);
+        report.steps_done = state.step as usize;
+        progress.metric("loss", state.step, f64::from(value));
+        progress.advance(state.step);
+        if config.checkpoint_every > 0
+            && state.step % config.checkpoint_every as u64 == 0
+            && (state.step as usize) < config.steps
+        {
+            save(&state, &tail_optimizer, &head_optimizer)?;
+        }
     }
     progress.end();
     model.freeze();
+    if report.cancelled {
+        return Ok(report);
+    }
     report.final_loss = Some(full_loss(
         model, &features, from_block, &y, &weight, &logits,
     )?);
@@ -273,6 +359,62 @@ pub fn fine_tune(
         .map(|(name, var)| (name, var.as_tensor().detach()))
         .collect();
     Ok(report)
+}
+
+/// The non-tensor part of a fine-tuning checkpoint; the tensors are the
+/// head and tail (by name) and both optimizers' moments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FineTuneState {
+    step: u64,
+    /// A checkpoint continues only the run it was made by.
+    config: FineTuneConfig,
+    views: usize,
+    labels: usize,
+    /// The shuffle generator, after the views were drawn.
+    rng: SplitMix64,
+    /// What is left of the epoch in progress.
+    order: Vec<u32>,
+    probe_loss: f32,
+    losses: Vec<f32>,
+}
+
+impl CheckpointState for FineTuneState {
+    fn step(&self) -> u64 {
+        self.step
+    }
+}
+
+/// Reads the checkpoint in `dir`, refusing one made for other settings or
+/// another set of photos and labels.
+fn saved_state(
+    dir: &Path,
+    config: &FineTuneConfig,
+    views: usize,
+    labels: usize,
+) -> Result<Checkpoint<FineTuneState>> {
+    let saved: Checkpoint<FineTuneState> = checkpoint::load(dir)?;
+    let reason = if &saved.state.config != config {
+        Some("its fine-tuning settings differ from the ones given".to_owned())
+    } else if (saved.state.views, saved.state.labels) != (views, labels) {
+        Some(format!(
+            "it was made for {} views and {} labels, not {views} and {labels}",
+            saved.state.views, saved.state.labels
+        ))
+    } else if saved.state.step as usize > config.steps {
+        Some(format!(
+            "it is at step {} of {}",
+            saved.state.step, config.steps
+        ))
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(MlError::BadCheckpoint {
+            path: dir.to_path_buf(),
+            reason,
+        }),
+        None => Ok(saved),
+    }
 }
 
 /// Steps and rate of the linear probe that starts the head.
@@ -408,6 +550,7 @@ mod tests {
             &images,
             &targets,
             &config,
+            None,
             &NoProgress,
             &CancelToken::new(),
         )
@@ -464,6 +607,7 @@ mod tests {
                 images,
                 targets,
                 config,
+                None,
                 &NoProgress,
                 &CancelToken::new(),
             )
@@ -490,10 +634,119 @@ mod tests {
             &images,
             &targets,
             &FineTuneConfig::default(),
+            None,
             &NoProgress,
             &cancel,
         )
         .expect("cancelled");
         assert!(report.cancelled);
+    }
+
+    /// Cancels once fine-tuning reaches a given step.
+    struct CancelAtStep {
+        step: u64,
+        cancel: CancelToken,
+        fine_tuning: std::sync::atomic::AtomicBool,
+    }
+
+    impl Progress for CancelAtStep {
+        fn begin(&self, task: &str, _total: Option<u64>) {
+            self.fine_tuning
+                .store(task == "Fine-tuning", std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn advance(&self, done: u64) {
+            if self.fine_tuning.load(std::sync::atomic::Ordering::SeqCst) && done == self.step {
+                self.cancel.cancel();
+            }
+        }
+    }
+
+    #[test]
+    fn a_paused_run_resumes_to_the_same_weights() {
+        let (images, targets) = photos(6);
+        let config = FineTuneConfig {
+            blocks: 1,
+            views: 2,
+            steps: 9,
+            batch: 5,
+            checkpoint_every: 4,
+            ..FineTuneConfig::default()
+        };
+        let mut straight = tiny();
+        let whole = fine_tune(
+            &mut straight,
+            &images,
+            &targets,
+            &config,
+            None,
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .expect("uninterrupted");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut paused = tiny();
+        let pausing = CancelAtStep {
+            step: 6,
+            cancel: CancelToken::new(),
+            fine_tuning: false.into(),
+        };
+        let first = fine_tune(
+            &mut paused,
+            &images,
+            &targets,
+            &config,
+            Some(dir.path()),
+            &pausing,
+            &pausing.cancel,
+        )
+        .expect("paused");
+        assert!(first.cancelled);
+        assert_eq!(first.steps_done, 6);
+        assert!(first.tensors.is_empty(), "a paused run hands back nothing");
+
+        // Other settings do not continue this checkpoint.
+        let other = FineTuneConfig {
+            steps: 10,
+            ..config.clone()
+        };
+        assert!(matches!(
+            fine_tune(
+                &mut tiny(),
+                &images,
+                &targets,
+                &other,
+                Some(dir.path()),
+                &NoProgress,
+                &CancelToken::new()
+            ),
+            Err(MlError::BadCheckpoint { .. })
+        ));
+
+        // A fresh process: a new model, the same photos.
+        let mut resumed = tiny();
+        let rest = fine_tune(
+            &mut resumed,
+            &images,
+            &targets,
+            &config,
+            Some(dir.path()),
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .expect("resumed");
+        assert!(!rest.cancelled);
+        assert_eq!(rest.steps_done, 9);
+        assert_eq!(rest.probe_loss, whole.probe_loss);
+        assert_eq!(rest.final_loss, whole.final_loss);
+        let resumed_tensors: HashMap<_, _> = rest.tensors.into_iter().collect();
+        for (name, tensor) in &whole.tensors {
+            let other = &resumed_tensors[name];
+            let difference = (tensor - other)
+                .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+                .expect("diff");
+            assert_eq!(difference, 0.0, "{name} differs after resuming");
+        }
     }
 }
