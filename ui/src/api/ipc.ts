@@ -110,6 +110,8 @@ export const api = {
     call<JobId>("embed_photos", { onEvent: channel(onEvent) }),
   trainPhotoTagger: (request: PhotoTrainingRequest, onEvent: (e: JobEvent<TaggerSummary>) => void) =>
     call<JobId>("train_photo_tagger", { request, onEvent: channel(onEvent) }),
+  resumePhotoTagger: (run: number, onEvent: (e: JobEvent<TaggerSummary>) => void) =>
+    call<JobId>("resume_photo_tagger", { run, onEvent: channel(onEvent) }),
 
   generateText: (request: GenerateRequest, onEvent: (e: GenerateEvent) => void) =>
     call<JobId>("generate_text", { request, onEvent: channel(onEvent) }),

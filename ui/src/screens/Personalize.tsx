@@ -20,7 +20,7 @@ export function Personalize({ active }: { active: boolean }) {
     <section class="screen personalize" aria-labelledby="personalize-title">
       <h2 id="personalize-title">Personalize</h2>
       <TextTraining runs={runs.value ?? []} onRunsChanged={() => void runs.reload()} active={active} />
-      <PhotoTraining onRunsChanged={() => void runs.reload()} />
+      <PhotoTraining runs={runs.value ?? []} onRunsChanged={() => void runs.reload()} />
       <RunHistory runs={runs.value ?? []} error={runs.error} />
     </section>
   );
@@ -266,13 +266,15 @@ function TextTraining({ runs, onRunsChanged, active }: { runs: Run[]; onRunsChan
   );
 }
 
-function PhotoTraining({ onRunsChanged }: { onRunsChanged: () => void }) {
+function PhotoTraining({ runs, onRunsChanged }: { runs: Run[]; onRunsChanged: () => void }) {
   const [fineTune, setFineTune] = useState(false);
   const [blocks, setBlocks] = useState(2);
   const embed = useJob<EmbedSummary>();
   const train = useJob<TaggerSummary>(() => onRunsChanged());
   const busy = embed.running || train.running;
   const tagger = train.progress?.result;
+  // Fine-tuning stopped by Cancel or by closing the window, or killed.
+  const unfinished = runs.filter((r) => r.kind === "photos" && (r.status === "paused" || r.status === "running"));
   return (
     <div class="card" aria-labelledby="photos-title">
       <h3 id="photos-title">Your photos</h3>
@@ -313,6 +315,26 @@ function PhotoTraining({ onRunsChanged }: { onRunsChanged: () => void }) {
           </label>
         )}
       </div>
+      {unfinished.length > 0 && !busy && (
+        <div class="resumable">
+          <h4>Unfinished photo runs</h4>
+          <ul>
+            {unfinished.map((run) => (
+              <li key={run.id} class="row">
+                <span class="grow">
+                  Run {run.id}: fine-tuning step {run.steps_done} ({run.status})
+                </span>
+                <button
+                  onClick={() => void train.start((onEvent) => api.resumePhotoTagger(run.id, onEvent))}
+                  aria-label={`Resume photo run ${run.id}`}
+                >
+                  Resume
+                </button>
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
       {embed.progress && <ProgressBar progress={embed.progress} label="Photo preparation progress" />}
       <ErrorNote error={embed.progress?.error ?? null} />
       {embed.progress?.result && (

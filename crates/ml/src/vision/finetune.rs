@@ -189,6 +189,13 @@ pub fn fine_tune(
     let features = Tensor::cat(&features, 0)?;
     let views = view_targets.len();
     let (y, weight) = balanced_targets(&view_targets, labels);
+    // A handful of photos is separable by the probe alone: with hard
+    // targets its logits grow until the loss is zero and the tail gets no
+    // gradient. Smoothed targets keep a margin to learn towards.
+    let y: Vec<f32> = y
+        .into_iter()
+        .map(|t| t * (1.0 - LABEL_SMOOTHING) + LABEL_SMOOTHING / 2.0)
+        .collect();
     let y = Tensor::from_vec(y, (views, labels), &device)?;
     let weight = Tensor::from_vec(weight, (views, labels), &device)?;
 
@@ -416,6 +423,9 @@ fn saved_state(
         None => Ok(saved),
     }
 }
+
+/// How far the targets are pulled from 0 and 1 (towards 1/2).
+const LABEL_SMOOTHING: f32 = 0.1;
 
 /// Steps and rate of the linear probe that starts the head.
 const PROBE_STEPS: usize = 200;

@@ -109,3 +109,21 @@ pub async fn train_photo_tagger(
         move |progress, cancel| helpers::train_photos(&location, &request, progress, cancel),
     )
 }
+
+/// Continues a paused photo run (fine-tuning stopped by Cancel or by
+/// closing the window).
+#[tauri::command]
+pub async fn resume_photo_tagger(
+    location: State<'_, LibraryLocation>,
+    jobs: State<'_, Jobs>,
+    run: RunId,
+    on_event: Channel<JobEvent<TaggerSummary>>,
+) -> Result<JobId> {
+    let location = location.inner().clone();
+    spawn_progress_job(
+        &jobs,
+        JobKind::TrainPhotos,
+        on_event,
+        move |progress, cancel| helpers::resume_photos(&location, run, progress, cancel),
+    )
+}

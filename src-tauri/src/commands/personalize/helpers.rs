@@ -91,6 +91,25 @@ pub fn resume_text(
     )?)
 }
 
+/// Continues a paused (or killed) photo run as `hearth photos train
+/// --resume` does.
+pub fn resume_photos(
+    location: &LibraryLocation,
+    run: RunId,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TaggerSummary> {
+    let mut library = location.open()?;
+    let base = photos::load_photo_model(None, &DeviceChoice::Auto.open()?)?;
+    Ok(photos::resume_tagger(
+        &mut library,
+        &base,
+        run,
+        progress,
+        cancel,
+    )?)
+}
+
 /// Gives up a paused run: it is marked failed ("cancelled"), so it no
 /// longer offers itself for resuming in the app. Its checkpoint stays, so
 /// `hearth train text --resume` can still continue it.
