@@ -28,6 +28,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import zlib from "node:zlib";
 import { remote } from "webdriverio";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -152,8 +153,80 @@ function startFederation() {
   return { joinInfo: nextLine(60_000), peerDone: () => nextLine(300_000) };
 }
 
+// Screenshots are read from the X server's own framebuffer (`Xvfb -fbdir`,
+// set up by `npm run e2e`): the pixels on the screen, as a person sees
+// them. WebKitWebDriver's screenshot (a web view snapshot) never answers
+// when the web view draws without compositing, as the app's does
+// (`lean_webview` in src-tauri/src/lib.rs).
+const framebuffer = process.env.HEARTH_E2E_FRAMEBUFFER && path.resolve(root, process.env.HEARTH_E2E_FRAMEBUFFER);
+
 async function shot(name) {
-  await browser.saveScreenshot(path.join(shots, `${String(++step).padStart(2, "0")}-${name}.png`));
+  const file = path.join(shots, `${String(++step).padStart(2, "0")}-${name}.png`);
+  if (!framebuffer) throw new Error("no HEARTH_E2E_FRAMEBUFFER: run this through `npm run e2e`");
+  // The screen shows the page once it has painted (after a resize, the
+  // newly exposed area is drawn a frame or two later).
+  await browser.executeAsync((done) => requestAnimationFrame(() => requestAnimationFrame(() => done())));
+  await browser.pause(150);
+  // Without a window manager the window has no frame: it is the page's
+  // viewport, wherever the window sits.
+  const at = await browser.getWindowRect().catch(() => ({ x: 0, y: 0 }));
+  const [width, height] = await browser.execute(() => [window.innerWidth, window.innerHeight]);
+  fs.writeFileSync(file, xwdToPng(fs.readFileSync(framebuffer), { x: at.x, y: at.y, width, height }));
+}
+
+/** The XWD image Xvfb keeps its screen in, cropped to `rect`, as a PNG. */
+function xwdToPng(xwd, rect) {
+  const field = (i) => xwd.readUInt32BE(i * 4);
+  const [headerSize, width, height] = [field(0), field(4), field(5)];
+  const [lsbFirst, bitsPerPixel, bytesPerLine] = [field(7) === 0, field(11), field(12)];
+  const masks = [field(14), field(15), field(16)];
+  if (bitsPerPixel !== 32) throw new Error(`framebuffer has ${bitsPerPixel} bits per pixel; run Xvfb at depth 24`);
+  const pixels = headerSize + field(19) * 12;
+  // Each channel to 8 bits: its mask's top bit lands on bit 7.
+  const shifts = masks.map((m) => 31 - Math.clz32(m) - 7);
+  const x0 = Math.max(0, Math.min(width - 1, rect?.x ?? 0));
+  const y0 = Math.max(0, Math.min(height - 1, rect?.y ?? 0));
+  const w = Math.min(width - x0, rect?.width ?? width);
+  const h = Math.min(height - y0, rect?.height ?? height);
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    const row = y * (w * 3 + 1);
+    for (let x = 0; x < w; x++) {
+      const at = pixels + (y0 + y) * bytesPerLine + (x0 + x) * 4;
+      const value = lsbFirst ? xwd.readUInt32LE(at) : xwd.readUInt32BE(at);
+      for (let c = 0; c < 3; c++) {
+        const shift = shifts[c];
+        raw[row + 1 + x * 3 + c] = shift >= 0 ? (value & masks[c]) >>> shift : (value & masks[c]) << -shift;
+      }
+    }
+  }
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(w, 0);
+  header.writeUInt32BE(h, 4);
+  header.set([8, 2, 0, 0, 0], 8);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk("IHDR", header),
+    pngChunk("IDAT", zlib.deflateSync(raw)),
+    pngChunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+const crcTable = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function pngChunk(type, data) {
+  const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+  let crc = 0xffffffff;
+  for (const byte of body) crc = crcTable[(crc ^ byte) & 0xff] ^ (crc >>> 8);
+  const out = Buffer.alloc(body.length + 8);
+  out.writeUInt32BE(data.length, 0);
+  body.copy(out, 4);
+  out.writeUInt32BE((crc ^ 0xffffffff) >>> 0, body.length + 4);
+  return out;
 }
 
 async function check(name, body) {
