@@ -8,9 +8,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{hearth, json, run_ok};
+use common::{hearth, json, kill_at_checkpoint, run_ok};
 use serde_json::Value;
 
 /// The shared photos copied into `dir` (the test corrupts one), or `None`
@@ -169,11 +168,6 @@ fn classify_embed_label_suggest_feedback_similar() {
     );
 }
 
-fn latest_step(run_dir: &Path) -> Option<u64> {
-    let latest = std::fs::read_to_string(run_dir.join("checkpoints/LATEST")).ok()?;
-    latest.trim().strip_prefix("step-")?.parse().ok()
-}
-
 #[test]
 fn kill_9_mid_fine_tuning_then_resume_gives_the_uninterrupted_network() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -205,26 +199,13 @@ fn kill_9_mid_fine_tuning_then_resume_gives_the_uninterrupted_network() {
         command
     };
     let fine_tune = ["--fine-tune-blocks", "1", "--steps", "30"];
-    let mut child = train(&fine_tune)
+    let child = train(&fine_tune)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
     // Checkpoints come every 20 steps.
-    let run_dir = library.join("runs/1");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let killed_at = loop {
-        if let Some(step) = latest_step(&run_dir) {
-            child.kill().expect("SIGKILL");
-            break step;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint within five minutes"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    child.wait().expect("reap");
+    let killed_at = kill_at_checkpoint(child, &library.join("runs/1"), 1);
     assert!(
         killed_at < STEPS,
         "the run finished before it could be killed"

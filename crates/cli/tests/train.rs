@@ -3,16 +3,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use common::{hearth, json};
-
-fn latest_step(run_dir: &Path) -> Option<u64> {
-    let latest = std::fs::read_to_string(run_dir.join("checkpoints/LATEST")).ok()?;
-    latest.trim().strip_prefix("step-")?.parse().ok()
-}
+use common::{hearth, json, kill_at_checkpoint};
 
 #[test]
 fn kill_9_mid_training_then_resume_gives_the_uninterrupted_adapter() {
@@ -47,25 +40,12 @@ fn kill_9_mid_training_then_resume_gives_the_uninterrupted_adapter() {
         command
     };
 
-    let mut child = train(&[])
+    let child = train(&[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let run_dir = library.join("runs/1");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let killed_at = loop {
-        if let Some(step) = latest_step(&run_dir).filter(|&s| s >= 10) {
-            child.kill().expect("SIGKILL");
-            break step;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint at step 10 within two minutes"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    child.wait().expect("reap");
+    let killed_at = kill_at_checkpoint(child, &library.join("runs/1"), 10);
     assert!(
         killed_at < STEPS,
         "the run finished before it could be killed"

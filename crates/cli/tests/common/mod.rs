@@ -1,7 +1,8 @@
 //! Running the `hearth` binary from the CLI's integration tests.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -28,4 +29,31 @@ pub fn run_ok(command: &mut Command) -> Output {
 /// Runs `command`, which must succeed and print JSON; the JSON.
 pub fn json(command: &mut Command) -> Value {
     serde_json::from_slice(&run_ok(command).stdout).expect("valid JSON on stdout")
+}
+
+/// The step of the latest checkpoint in a run's folder.
+fn latest_step(run_dir: &Path) -> Option<u64> {
+    let latest = std::fs::read_to_string(run_dir.join("checkpoints/LATEST")).ok()?;
+    latest.trim().strip_prefix("step-")?.parse().ok()
+}
+
+/// Kills `child` with SIGKILL as soon as the run in `run_dir` has a
+/// checkpoint at step `from_step` or later; the step it was killed at.
+/// (Used by the training tests only, hence the allowance.)
+#[allow(dead_code)]
+pub fn kill_at_checkpoint(mut child: Child, run_dir: &Path, from_step: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let killed_at = loop {
+        if let Some(step) = latest_step(run_dir).filter(|&s| s >= from_step) {
+            child.kill().expect("SIGKILL");
+            break step;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint at step {from_step} within five minutes"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.wait().expect("reap");
+    killed_at
 }
