@@ -135,6 +135,21 @@ fn photo_tags_are_suggested_accepted_rejected_and_similar_photos_found() {
         last["result"]["labels"],
         json!(["animal", "space", "things"])
     );
+    // Resuming is for paused photo runs only.
+    for (run, kind) in [
+        (last["result"]["run_id"].clone(), "not_resumable"),
+        (json!(999), "not_found"),
+    ] {
+        let (channel, id) = app.channel();
+        app.ok(
+            "resume_photo_tagger",
+            json!({"run": run, "onEvent": channel}),
+        );
+        let events = app.finish(id, TIMEOUT);
+        let resumed = events.last().expect("events");
+        assert_eq!(resumed["event"], "failed", "{resumed}");
+        assert_eq!(resumed["error"]["kind"], kind, "{resumed}");
+    }
 
     let tags = app.ok("suggest_tags", json!({}));
     let tags = tags.as_array().expect("array");
