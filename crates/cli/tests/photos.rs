@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{hearth, json, kill_at_checkpoint, run_ok};
 use serde_json::Value;
@@ -199,13 +199,8 @@ fn kill_9_mid_fine_tuning_then_resume_gives_the_uninterrupted_network() {
         command
     };
     let fine_tune = ["--fine-tune-blocks", "1", "--steps", "30"];
-    let child = train(&fine_tune)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
     // Checkpoints come every 20 steps.
-    let killed_at = kill_at_checkpoint(child, &library.join("runs/1"), 1);
+    let killed_at = kill_at_checkpoint(&mut train(&fine_tune), &library.join("runs/1"), 1);
     assert!(
         killed_at < STEPS,
         "the run finished before it could be killed"

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::{hearth, json, kill_at_checkpoint};
 
 #[test]
@@ -40,12 +38,7 @@ fn kill_9_mid_training_then_resume_gives_the_uninterrupted_adapter() {
         command
     };
 
-    let child = train(&[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let killed_at = kill_at_checkpoint(child, &library.join("runs/1"), 10);
+    let killed_at = kill_at_checkpoint(&mut train(&[]), &library.join("runs/1"), 10);
     assert!(
         killed_at < STEPS,
         "the run finished before it could be killed"

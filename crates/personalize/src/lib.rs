@@ -27,6 +27,7 @@ pub mod federation;
 pub mod lineage;
 pub mod photo_eval;
 pub mod photos;
+mod runs;
 mod text;
 
 pub use adapters::{export_adapter, import_adapter, load_adapter};

@@ -399,19 +399,7 @@ pub fn resume_tagger(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<TaggerSummary> {
-    let record = library.run(run_id)?;
-    if record.kind != RunKind::Photos.as_str() {
-        return Err(PersonalizeError::Invalid(format!(
-            "run {run_id} is a {} run, not a photo run",
-            record.kind
-        )));
-    }
-    if !record.status.resumable() {
-        return Err(PersonalizeError::NotResumable {
-            id: run_id,
-            status: record.status,
-        });
-    }
+    let record = crate::runs::resumable(library, run_id, RunKind::Photos)?;
     if record.base_model_sha256 != base.sha256 {
         return Err(PersonalizeError::Inconsistent(format!(
             "run {run_id} trained on a photo model with sha256 {}, but the model now has sha256 {}; start a new run",

@@ -187,19 +187,7 @@ pub fn resume_text(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<RunSummary> {
-    let record = library.run(run_id)?;
-    if record.kind != RunKind::Text.as_str() {
-        return Err(PersonalizeError::Invalid(format!(
-            "run {run_id} is a {} run, not a text run",
-            record.kind
-        )));
-    }
-    if !record.status.resumable() {
-        return Err(PersonalizeError::NotResumable {
-            id: run_id,
-            status: record.status,
-        });
-    }
+    let record = crate::runs::resumable(library, run_id, RunKind::Text)?;
     let config: TrainConfig = serde_json::from_str(&record.config)
         .map_err(|e| PersonalizeError::Inconsistent(format!("run {run_id} configuration: {e}")))?;
     let device = device.open()?;

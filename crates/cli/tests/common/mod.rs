@@ -1,7 +1,7 @@
 //! Running the `hearth` binary from the CLI's integration tests.
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -37,11 +37,17 @@ fn latest_step(run_dir: &Path) -> Option<u64> {
     latest.trim().strip_prefix("step-")?.parse().ok()
 }
 
-/// Kills `child` with SIGKILL as soon as the run in `run_dir` has a
-/// checkpoint at step `from_step` or later; the step it was killed at.
-/// (Used by the training tests only, hence the allowance.)
+/// Starts a training `command` and kills it with SIGKILL as soon as the
+/// run in `run_dir` has a checkpoint at step `from_step` or later; the step
+/// it was killed at. (Used by the training tests only, hence the
+/// allowance.)
 #[allow(dead_code)]
-pub fn kill_at_checkpoint(mut child: Child, run_dir: &Path, from_step: u64) -> u64 {
+pub fn kill_at_checkpoint(command: &mut Command, run_dir: &Path, from_step: u64) -> u64 {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(300);
     let killed_at = loop {
         if let Some(step) = latest_step(run_dir).filter(|&s| s >= from_step) {
