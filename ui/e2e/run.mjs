@@ -38,6 +38,11 @@ const shared = process.env.HEARTH_SHARED_DATA ?? path.join(root, "../shared/data
 const shots = path.join(root, "target/e2e-screenshots");
 const figuresFile = path.join(root, "target/e2e-figures.json");
 const port = Number(process.env.TAURI_DRIVER_PORT ?? 4444);
+// WebKitWebDriver's own port. tauri-driver listens on `port` before the
+// driver it starts listens on this one, and a session asked for in
+// between fails with "connection refused" (tauri-apps/tauri#15156), so
+// both are waited for.
+const nativePort = port + 1;
 const ci = process.env.CI === "true";
 
 function skipOrFail(message) {
@@ -82,7 +87,7 @@ async function waitForPort(p, timeoutMs) {
     if (open) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`tauri-driver did not listen on ${p}`);
+  throw new Error(`nothing listened on 127.0.0.1:${p} within ${timeoutMs / 1000} s`);
 }
 
 /** The app's processes (the binary and the WebKit processes it started)
@@ -120,7 +125,7 @@ function runSql(sql) {
   return execFileSync("python3", ["-c", "import sqlite3,sys; print('|'.join(map(str, sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone() or [])))", path.join(library, "library.sqlite3"), sql], { encoding: "utf8" }).trim();
 }
 
-const driver = spawn("tauri-driver", ["--port", String(port)], {
+const driver = spawn("tauri-driver", ["--port", String(port), "--native-port", String(nativePort)], {
   env: { ...process.env, HEARTH_LIBRARY: library },
   stdio: ["ignore", "inherit", "inherit"],
 });
@@ -284,7 +289,12 @@ function summary(times) {
 
 let failed = false;
 try {
-  await waitForPort(port, 20_000);
+  await waitForPort(port, 20_000).catch((e) => {
+    throw new Error(`tauri-driver: ${e.message}`);
+  });
+  await waitForPort(nativePort, 30_000).catch((e) => {
+    throw new Error(`WebKitWebDriver (started by tauri-driver): ${e.message}`);
+  });
   const launched = Date.now();
   browser = await remote({
     hostname: "127.0.0.1",
