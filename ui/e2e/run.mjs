@@ -3,8 +3,10 @@
 // see scripts/test.sh); WebdriverIO drives its window. Run it under a
 // display (`xvfb-run -a`, as `npm run e2e` does).
 //
-// Steps: import ../shared/data/photos, see the thumbnails, add a label,
-// import notes, train the tiny stories260K model a few steps and watch
+// Steps: import ../shared/data/photos, see the thumbnails, label four
+// photos, learn those labels (the photo tagger), see suggestions with
+// confidences for the other four, accept one (it becomes the photo's
+// label in the library), list photos like one of them, import notes, train the tiny stories260K model a few steps and watch
 // progress reach done, pause and resume a longer run (measuring how fast
 // a trivial command answers meanwhile), generate text. Then federation:
 // a real hearth-server on 127.0.0.1 with a second real device (the
@@ -328,16 +330,51 @@ try {
     );
   });
 
-  await check("label-added", async () => {
-    const first = await browser.$('ul[aria-label="Photos"] button.photo');
-    await first.click();
-    await typeInto("#new-label", "space");
+  /** Opens a photo's details in the Library (by file name) and adds a label. */
+  const labelPhoto = async (file, label) => {
+    await (await browser.$(`ul[aria-label="Photos"] button.photo[aria-label^="${file}"]`)).click();
+    await (await browser.$(`aside[aria-label="Details of ${file}"]`)).waitForDisplayed({ timeout: 10_000 });
+    await typeInto("#new-label", label);
     await (await browser.$("#add-label")).click();
-    await (await browser.$('button[aria-label="Remove label space"]')).waitForDisplayed({ timeout: 10_000 });
+    await (await browser.$(`aside[aria-label="Details of ${file}"] button[aria-label="Remove label ${label}"]`)).waitForDisplayed({ timeout: 10_000 });
+  };
+
+  await check("label-added", async () => {
+    await labelPhoto("chelsea.png", "animal");
     await waitText("#library-stats", /1 label\b/, 10_000);
   });
 
+  await check("photo-labels-learned-and-suggested", async () => {
+    await labelPhoto("horse.png", "animal");
+    await labelPhoto("coffee.png", "things");
+    await labelPhoto("rocket.jpg", "things");
+    await waitText("#library-stats", /2 labels\b/, 10_000);
+    await (await browser.$("#tab-personalize")).click();
+    await (await browser.$("#train-tagger")).click();
+    // Prepares (embeds) all 8 photos, then learns from the 4 labelled.
+    await waitText("#tagger-result caption", /Learned from 4 photos/, 180_000);
+    await (await browser.$("#tab-try")).click();
+    await (await browser.$("#suggest-tags")).click();
+    const list = await browser.$('ul[aria-label="Suggested labels"]');
+    await list.waitForDisplayed({ timeout: 60_000 });
+    const suggested = await browser.$$('ul[aria-label="Suggested labels"] > li');
+    if (suggested.length !== 4) throw new Error(`${suggested.length} photos with suggestions, not the 4 unlabelled`);
+    const confidences = await browser.execute(() =>
+      [...document.querySelectorAll('ul[aria-label="Suggested labels"] .chip')].map((chip) => Number(/(\d+)%/.exec(chip.textContent)?.[1])),
+    );
+    if (confidences.length === 0 || confidences.some((c) => !(c >= 0 && c <= 100))) throw new Error(`confidences ${confidences}`);
+    // A verdict is training data: accepted, the label is the photo's own.
+    await (await browser.$('button[aria-label="Accept things for astronaut.png"]')).click();
+    await browser.waitUntil(
+      () => runSql("SELECT count(*) FROM item_labels il JOIN labels l ON l.id = il.label_id JOIN items i ON i.id = il.item_id WHERE l.name = 'things' AND i.path LIKE '%astronaut.png'") === "1",
+      { timeout: 10_000, timeoutMsg: "the accepted label never reached the library" },
+    );
+    await (await browser.$("#similar-of")).selectByVisibleText("chelsea.png");
+    await (await browser.$('ul[aria-label="Photos like chelsea.png"] li')).waitForDisplayed({ timeout: 30_000 });
+  });
+
   await check("notes-imported", async () => {
+    await (await browser.$("#tab-library")).click();
     await typeInto("#import-path", notes);
     await (await browser.$("#import-button")).click();
     await waitText("#import-result", /40 new/, 60_000);

@@ -134,7 +134,10 @@ fn classify_embed_label_suggest_feedback_similar() {
     for row in suggestions.as_array().expect("array") {
         for suggestion in row["suggestions"].as_array().expect("suggestions") {
             let confidence = suggestion["confidence"].as_f64().expect("confidence");
-            assert!((0.0..=1.0).contains(&confidence), "{row}");
+            // A cat and a horse, a coffee and a rocket: two photos per
+            // label that are unlike each other teach little, and the
+            // tagger says so rather than being sure of anything.
+            assert!((0.2..=0.8).contains(&confidence), "{row}");
         }
     }
 
@@ -146,11 +149,23 @@ fn classify_embed_label_suggest_feedback_similar() {
     let second = json(hearth(&library).args(["photos", "train", "--json"]));
     assert_eq!(second["examples"], 6);
 
-    let asked = json(hearth(&library).args(["photos", "ask", "-n", "1", "--json"]));
-    assert_eq!(
-        ids(&asked),
-        vec![id("hubble_deep_field.jpg").parse::<i64>().expect("id")]
-    );
+    // Asked about: the photos without a label (not the corrupt camera.png,
+    // never embedded), the most uncertain first.
+    let asked = ids(&json(
+        hearth(&library).args(["photos", "ask", "-n", "5", "--json"]),
+    ));
+    let mut unlabelled: Vec<i64> = ["hubble_deep_field.jpg", "motorcycle_left.png"]
+        .iter()
+        .map(|photo| id(photo).parse().expect("id"))
+        .collect();
+    let mut sorted = asked.clone();
+    sorted.sort();
+    unlabelled.sort();
+    assert_eq!(sorted, unlabelled);
+    let first = ids(&json(
+        hearth(&library).args(["photos", "ask", "-n", "1", "--json"]),
+    ));
+    assert_eq!(first, asked[..1]);
     let similar =
         json(hearth(&library).args(["photos", "similar", &id("chelsea.png"), "-k", "3", "--json"]));
     let scores: Vec<f64> = similar

@@ -214,8 +214,17 @@ impl Default for FewShotConfig {
 pub struct FewShotRow {
     /// Labelled examples per class.
     pub shots: usize,
-    /// (a) head on frozen embeddings.
+    /// (a) head on frozen embeddings: top-1 accuracy.
     pub head: Vec<f32>,
+    /// (a)'s yes/no decision per label (its confidence against the label's
+    /// threshold, as `hearth photos tag` marks suggestions): balanced
+    /// accuracy, the mean over labels of (true positive rate + true
+    /// negative rate) / 2.
+    pub head_decisions: Vec<f32>,
+    /// (a)'s expected calibration error over every (image, label)
+    /// confidence, in 10 equal bins: how far "70% sure" is from being right
+    /// 70% of the time.
+    pub head_calibration_error: Vec<f32>,
     /// (b) last blocks fine-tuned, head refitted (empty when left out).
     pub fine_tuned: Vec<f32>,
     /// (c) nearest class centroid on frozen embeddings.
@@ -335,6 +344,8 @@ pub fn evaluate_few_shot(
         .map(|&shots| FewShotRow {
             shots,
             head: Vec::new(),
+            head_decisions: Vec::new(),
+            head_calibration_error: Vec::new(),
             fine_tuned: Vec::new(),
             centroid: Vec::new(),
             fine_tune_seconds: Vec::new(),
@@ -372,7 +383,7 @@ pub fn evaluate_few_shot(
             }
             let shots = row.shots;
             let (rows_train, targets) = few(&frozen_train, shots);
-            let head = head_accuracy(&rows_train, &targets, &frozen_test, &truth, &config.tagger)?;
+            let head = head_scores(&rows_train, &targets, &frozen_test, &truth, &config.tagger)?;
             let centroid = centroid_accuracy(&rows_train, &targets, &frozen_test, &truth);
             let mut fine_tuned = None;
             if let Some(fine_config) = &config.fine_tune {
@@ -397,19 +408,21 @@ pub fn evaluate_few_shot(
                 let seconds = started.elapsed().as_secs_f64();
                 let tuned_train = embed_images(&tuned, &images)?;
                 let tuned_test = tail_embeddings(&tuned, &test_prefix, from_block)?;
-                let accuracy =
-                    head_accuracy(&tuned_train, &targets, &tuned_test, &truth, &config.tagger)?;
+                let scores =
+                    head_scores(&tuned_train, &targets, &tuned_test, &truth, &config.tagger)?;
                 row.fine_tune_seconds.push(seconds);
-                fine_tuned = Some(accuracy);
+                fine_tuned = Some(scores.top1);
             }
             progress.note(&format!(
                 "draw {}, {shots} per class: head {:.1}%, fine-tuned {}, centroid {:.1}%",
                 draw + 1,
-                100.0 * head,
+                100.0 * head.top1,
                 fine_tuned.map_or("-".to_owned(), |a| format!("{:.1}%", 100.0 * a)),
                 100.0 * centroid
             ));
-            row.head.push(head);
+            row.head.push(head.top1);
+            row.head_decisions.push(head.decisions);
+            row.head_calibration_error.push(head.calibration_error);
             row.centroid.push(centroid);
             row.fine_tuned.extend(fine_tuned);
         }
@@ -484,27 +497,71 @@ fn tail_embeddings(
     Ok(out)
 }
 
-/// The tagger trained on `rows`, scored by its most confident label.
-fn head_accuracy(
+/// How a head did on the test images.
+struct HeadScores {
+    /// Its most confident label is the right one.
+    top1: f32,
+    /// See [`FewShotRow::head_decisions`].
+    decisions: f32,
+    /// See [`FewShotRow::head_calibration_error`].
+    calibration_error: f32,
+}
+
+/// The tagger trained on `rows`, scored on `test`.
+fn head_scores(
     rows: &[Vec<f32>],
     targets: &[Vec<Known>],
     test: &[Vec<f32>],
     truth: &[usize],
     config: &TaggerConfig,
-) -> Result<f32> {
+) -> Result<HeadScores> {
     let labels: Vec<String> = FASHION_MNIST_CLASSES
         .iter()
         .map(|c| (*c).to_owned())
         .collect();
     let tagger = Tagger::train(&labels, rows, targets, config)?;
     let mut correct = 0usize;
+    // Per label: [true negatives, false positives, false negatives, true positives].
+    let mut outcomes = vec![[0usize; 4]; labels.len()];
+    // Per confidence bin: (count, sum of confidences, positives).
+    let mut bins = [(0usize, 0f64, 0usize); 10];
     for (embedding, &class) in test.iter().zip(truth) {
-        let top = tagger.suggest(embedding)?;
-        if top.first().is_some_and(|s| s.label == labels[class]) {
+        let suggestions = tagger.suggest(embedding)?;
+        if suggestions
+            .first()
+            .is_some_and(|s| s.label == labels[class])
+        {
             correct += 1;
         }
+        for suggestion in &suggestions {
+            let Some(label) = labels.iter().position(|l| *l == suggestion.label) else {
+                continue;
+            };
+            let positive = label == class;
+            outcomes[label][usize::from(positive) * 2 + usize::from(suggestion.suggested)] += 1;
+            let bin = &mut bins[((suggestion.confidence * 10.0) as usize).min(9)];
+            bin.0 += 1;
+            bin.1 += f64::from(suggestion.confidence);
+            bin.2 += usize::from(positive);
+        }
     }
-    Ok(correct as f32 / test.len().max(1) as f32)
+    let rate = |hits: usize, misses: usize| hits as f32 / (hits + misses).max(1) as f32;
+    let decisions = outcomes
+        .iter()
+        .map(|[tn, fp, fn_, tp]| (rate(*tp, *fn_) + rate(*tn, *fp)) / 2.0)
+        .sum::<f32>()
+        / labels.len() as f32;
+    let total: usize = bins.iter().map(|b| b.0).sum();
+    let calibration_error = bins
+        .iter()
+        .filter(|b| b.0 > 0)
+        .map(|&(_, confidence, positives)| (confidence - positives as f64).abs() / total as f64)
+        .sum::<f64>() as f32;
+    Ok(HeadScores {
+        top1: correct as f32 / test.len().max(1) as f32,
+        decisions,
+        calibration_error,
+    })
 }
 
 /// Nearest class centroid of L2-normalised embeddings, by cosine.

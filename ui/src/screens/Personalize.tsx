@@ -346,7 +346,7 @@ function PhotoTraining({ runs, onRunsChanged }: { runs: Run[]; onRunsChanged: ()
       {train.progress && <ProgressBar progress={train.progress} label="Photo label training progress" />}
       <ErrorNote error={train.progress?.error ?? null} />
       {tagger && (
-        <table class="table">
+        <table class="table" id="tagger-result">
           <caption>Learned from {tagger.examples} photos</caption>
           <thead>
             <tr>

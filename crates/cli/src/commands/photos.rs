@@ -238,5 +238,22 @@ pub fn eval(args: EvalPhotosArgs) -> Result<ExitCode> {
             cell(&row.centroid)
         );
     }
+    println!("frozen head, yes or no for each label (as `hearth photos tag` marks suggestions)");
+    println!(
+        "{:>9}  {:>20}  {:>20}",
+        "per class", "balanced accuracy", "calibration error"
+    );
+    for row in &report.rows {
+        let error = summary(&row.head_calibration_error)
+            .map_or("-".to_owned(), |(mean, low, high)| {
+                format!("{mean:.3} ({low:.3}-{high:.3})")
+            });
+        println!(
+            "{:>9}  {:>20}  {:>20}",
+            row.shots,
+            cell(&row.head_decisions),
+            error
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
