@@ -353,6 +353,9 @@ try {
     await (await browser.$("#train-tagger")).click();
     // Prepares (embeds) all 8 photos, then learns from the 4 labelled.
     await waitText("#tagger-result caption", /Learned from 4 photos/, 180_000);
+    // A cat and a horse, a coffee and a rocket: too unlike to learn
+    // from, and the screen says so.
+    await (await browser.$("#tagger-guessing")).waitForDisplayed({ timeout: 5000 });
     await (await browser.$("#tab-try")).click();
     await (await browser.$("#suggest-tags")).click();
     const list = await browser.$('ul[aria-label="Suggested labels"]');
@@ -371,6 +374,7 @@ try {
     );
     await (await browser.$("#similar-of")).selectByVisibleText("chelsea.png");
     await (await browser.$('ul[aria-label="Photos like chelsea.png"] li')).waitForDisplayed({ timeout: 30_000 });
+    await browser.execute(() => document.getElementById("tags-title")?.scrollIntoView({ block: "start" }));
   });
 
   await check("notes-imported", async () => {

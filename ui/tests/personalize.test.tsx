@@ -2,7 +2,7 @@ import { fireEvent, render, screen, waitFor } from "@testing-library/preact";
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { Channel } from "@tauri-apps/api/core";
 import { describe, expect, it } from "vitest";
-import type { JobEvent, RunSummary } from "../src/api/types";
+import type { JobEvent, RunSummary, TaggerSummary } from "../src/api/types";
 import { Personalize } from "../src/screens/Personalize";
 
 function backend() {
@@ -18,6 +18,7 @@ function backend() {
       case "list_models":
         return [{ name: "stories260k", kind: "text", description: "tiny", default: true, present: true }];
       case "start_text_training":
+      case "train_photo_tagger":
         channel = args.onEvent as Channel<JobEvent<RunSummary>>;
         return 7;
       case "cancel_job":
@@ -26,7 +27,12 @@ function backend() {
         throw { kind: "internal", message: `unexpected ${cmd}` };
     }
   });
-  return { calls, send: (e: JobEvent<RunSummary>) => channel?.onmessage(e), started: () => channel !== null };
+  return {
+    calls,
+    send: (e: JobEvent<RunSummary>) => channel?.onmessage(e),
+    sendTagger: (e: JobEvent<TaggerSummary>) => (channel as unknown as Channel<JobEvent<TaggerSummary>> | null)?.onmessage(e),
+    started: () => channel !== null,
+  };
 }
 
 describe("Personalize screen", () => {
@@ -56,6 +62,35 @@ describe("Personalize screen", () => {
       result: { run_id: 3, outcome: "paused", steps: 5, total_steps: 20, base_validation_loss: 6, validation_loss: null, tokens_per_second: 100, adapter_id: null, items: 4, tokens: 900 },
     });
     expect((await screen.findByText(/paused at step 5 of 20/)).getAttribute("data-outcome")).toBe("paused");
+  });
+
+  it("says when the photo labels were learned no better than guessing", async () => {
+    const tagger = (held_out_accuracy: (number | null)[]): TaggerSummary => ({
+      run_id: 2,
+      labels: ["animal", "things"],
+      examples: 4,
+      held_out_accuracy,
+      thresholds: [0.5, 0.5],
+      model_sha256: "ab".repeat(32),
+      fine_tune_loss: null,
+      path: "/library/taggers/ab.json",
+    });
+    const fake = backend();
+    const { unmount } = render(<Personalize active={true} />);
+    fireEvent.click(screen.getByRole("button", { name: "Learn my labels" }));
+    await waitFor(() => expect(fake.started()).toBe(true));
+    fake.sendTagger({ event: "done", result: tagger([0.25, 0.5]) });
+    expect((await screen.findByText("Learned from 4 photos")).closest("table")?.textContent).toContain("25%");
+    expect((await screen.findByRole("note")).textContent).toContain("no better than guessing");
+    unmount();
+
+    const second = backend();
+    render(<Personalize active={true} />);
+    fireEvent.click(screen.getByRole("button", { name: "Learn my labels" }));
+    await waitFor(() => expect(second.started()).toBe(true));
+    second.sendTagger({ event: "done", result: tagger([0.9, null]) });
+    await screen.findByText("Learned from 4 photos");
+    expect(screen.queryByRole("note")).toBeNull();
   });
 
   it("shows a failure with a hint", async () => {

@@ -367,8 +367,20 @@ function PhotoTraining({ runs, onRunsChanged }: { runs: Run[]; onRunsChanged: ()
           </tbody>
         </table>
       )}
+      {tagger && guessing(tagger) && (
+        <p class="muted" id="tagger-guessing" role="note">
+          Tested on photos it had not seen, it did no better than guessing: these photos are too unlike each other
+          to learn from yet. Label a few more photos of each label, then learn again.
+        </p>
+      )}
     </div>
   );
+}
+
+/** Every label measured on held-out photos, and none better than a coin. */
+function guessing(tagger: TaggerSummary): boolean {
+  const measured = tagger.held_out_accuracy.filter((a): a is number => a !== null && a !== undefined);
+  return measured.length === tagger.labels.length && measured.every((a) => a <= 0.5);
 }
 
 function RunHistory({ runs, error }: { runs: Run[]; error: AppError | null }) {
