@@ -112,7 +112,9 @@ pub struct Suggestion {
     pub label: String,
     /// Calibrated probability that the photo has it.
     pub confidence: f32,
-    /// Whether it clears the label's threshold.
+    /// Whether it clears the label's threshold, for a label that held-out
+    /// photos say was learned (better than chance): a coin flip is shown
+    /// with its confidence but never marked.
     pub suggested: bool,
 }
 
@@ -565,10 +567,11 @@ impl Tagger {
             .map(|(label, &z)| {
                 let (a, b) = self.calibration[label];
                 let confidence = sigmoid(a * z + b);
+                let learned = self.held_out_accuracy[label].is_none_or(|a| a > 0.5);
                 Suggestion {
                     label: self.labels[label].clone(),
                     confidence,
-                    suggested: confidence >= self.thresholds[label],
+                    suggested: learned && confidence >= self.thresholds[label],
                 }
             })
             .collect();
@@ -845,8 +848,17 @@ mod tests {
                     "{s:?} {:?}",
                     tagger.calibration
                 );
+                assert!(!s.suggested, "a label not learned is never marked: {s:?}");
             }
         }
+        assert!(
+            tagger
+                .held_out_accuracy
+                .iter()
+                .all(|a| a.is_some_and(|a| a <= 0.5)),
+            "{:?}",
+            tagger.held_out_accuracy
+        );
     }
 
     #[test]
