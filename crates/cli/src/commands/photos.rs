@@ -111,10 +111,17 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
                     .zip(&summary.held_out_accuracy)
                     .zip(&summary.thresholds)
                 {
+                    // The tagger never marks a label its held-out photos
+                    // guessed no better than chance (`Suggestion::suggested`).
+                    let chance = if accuracy.is_some_and(|a| a <= 0.5) {
+                        ": no better than chance, not suggested until more photos have it"
+                    } else {
+                        ""
+                    };
                     let accuracy =
                         accuracy.map_or("n/a".to_owned(), |a| format!("{:.0}%", a * 100.0));
                     println!(
-                        "  {label:<20} held-out accuracy {accuracy:>5}, threshold {threshold:.2}"
+                        "  {label:<20} held-out accuracy {accuracy:>5}, threshold {threshold:.2}{chance}"
                     );
                 }
             }
