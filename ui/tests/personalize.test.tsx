@@ -80,7 +80,9 @@ describe("Personalize screen", () => {
     fireEvent.click(screen.getByRole("button", { name: "Learn my labels" }));
     await waitFor(() => expect(fake.started()).toBe(true));
     fake.sendTagger({ event: "done", result: tagger([0.25, 0.5]) });
-    expect((await screen.findByText("Learned from 4 photos")).closest("table")?.textContent).toContain("25%");
+    expect((await screen.findByText("Learned from 4 photos")).closest("table")?.textContent).toContain(
+      "25% (no better than chance: not suggested yet)",
+    );
     expect((await screen.findByRole("note")).textContent).toContain("no better than guessing");
     unmount();
 

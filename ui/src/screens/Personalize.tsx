@@ -360,7 +360,11 @@ function PhotoTraining({ runs, onRunsChanged }: { runs: Run[]; onRunsChanged: ()
               return (
                 <tr key={label}>
                   <td>{label}</td>
-                  <td>{accuracy === null || accuracy === undefined ? "too few photos to tell" : `${Math.round(accuracy * 100)}%`}</td>
+                  <td>
+                    {accuracy === null || accuracy === undefined
+                      ? "too few photos to tell"
+                      : `${Math.round(accuracy * 100)}%${accuracy <= 0.5 ? " (no better than chance: not suggested yet)" : ""}`}
+                  </td>
                 </tr>
               );
             })}
