@@ -108,9 +108,10 @@ impl AppError {
 
 fn store_kind(error: &StoreError) -> ErrorKind {
     match error {
-        StoreError::NoSuchItem(_) | StoreError::NoSuchRun(_) | StoreError::NoSuchAdapter(_) => {
-            ErrorKind::NotFound
-        }
+        StoreError::NoSuchItem(_)
+        | StoreError::NoSuchRun(_)
+        | StoreError::NoSuchAdapter(_)
+        | StoreError::NoSuchTagger(_) => ErrorKind::NotFound,
         StoreError::InvalidLabel(_) | StoreError::AlreadyMember(_) => ErrorKind::InvalidInput,
         StoreError::Busy(_) => ErrorKind::Busy,
         _ => ErrorKind::Library,

@@ -660,6 +660,22 @@ pub enum PhotosCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The taggers photo runs have trained, newest first (the newest over
+    /// the active network is the one tagging uses).
+    Taggers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where a tagger came from: its run, the photos it learned from
+    /// (checked against the run's Merkle root) and its head file's hash.
+    Lineage {
+        /// The tagger's id (see `hearth photos taggers`).
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -149,6 +149,29 @@ fn classify_embed_label_suggest_feedback_similar() {
     let second = json(hearth(&library).args(["photos", "train", "--json"]));
     assert_eq!(second["examples"], 6);
 
+    // Both taggers are in the library, each traceable to its photos.
+    let taggers = json(hearth(&library).args(["photos", "taggers", "--json"]));
+    assert_eq!(
+        ids(&taggers),
+        [
+            second["tagger_id"].as_i64().expect("id"),
+            first["tagger_id"].as_i64().expect("id")
+        ]
+    );
+    let lineage = json(hearth(&library).args([
+        "photos",
+        "lineage",
+        &second["tagger_id"].to_string(),
+        "--json",
+    ]));
+    assert_eq!(lineage["file_matches"], true);
+    assert_eq!(lineage["items_root"]["count"], 6);
+    assert_eq!(lineage["run"]["id"], second["run_id"]);
+    assert!(
+        failure(hearth(&library).args(["photos", "lineage", "99"]))
+            .contains("no photo tagger with id 99")
+    );
+
     // Asked about: the photos without a label (not the corrupt camera.png,
     // never embedded), the most uncertain first.
     let asked = ids(&json(

@@ -10,12 +10,14 @@
 //!   adapter a federated round started from), with the lineage hash
 //!   recomputed and compared with the file's;
 //! - [`prove_item`]: a Merkle proof that an item was, or was not, in the
-//!   data an adapter was trained on, checked against the run's root.
+//!   data an adapter was trained on, checked against the run's root;
+//! - [`photo_tagger_lineage`]: the same chain for a photo tagger, with its
+//!   head file's hash recomputed and compared with the one recorded.
 
 use std::path::Path;
 
 use hearth_ledger::{Hash, ItemSetRoot, Membership, SetProof};
-use hearth_store::{Adapter, AdapterId, ItemId, Library, Run};
+use hearth_store::{Adapter, AdapterId, ItemId, Library, PhotoTagger, Run, RunId, TaggerId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -92,23 +94,12 @@ pub fn adapter_lineage(library: &Library, adapter: AdapterId) -> Result<AdapterL
     };
     let (items_root, items, lineage_matches) = match &run {
         Some(run) => {
-            let commitment = library.run_commitment(run.id)?;
-            let items = commitment
-                .items()
-                .iter()
-                .map(|hash| {
-                    let sha256 = hash.to_string();
-                    let item = library
-                        .item_by_sha256(&sha256)?
-                        .map(|item| (item.id, item.path));
-                    Ok(LineageItem { sha256, item })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let (root, items) = run_items(library, run.id)?;
             let matches = file_lineage
                 .as_ref()
                 .map(|lineage| recompute(run).map(|r| r == *lineage))
                 .transpose()?;
-            (Some(commitment.root()), items, matches)
+            (Some(root), items, matches)
         }
         None => (None, Vec::new(), None),
     };
@@ -119,6 +110,65 @@ pub fn adapter_lineage(library: &Library, adapter: AdapterId) -> Result<AdapterL
         items,
         file_lineage,
         lineage_matches,
+    })
+}
+
+/// A run's commitment to its items (checked against the root it recorded
+/// when it started) and the items, sorted by hash.
+fn run_items(library: &Library, run: RunId) -> Result<(ItemSetRoot, Vec<LineageItem>)> {
+    let commitment = library.run_commitment(run)?;
+    let items = commitment
+        .items()
+        .iter()
+        .map(|hash| {
+            let sha256 = hash.to_string();
+            let item = library
+                .item_by_sha256(&sha256)?
+                .map(|item| (item.id, item.path));
+            Ok(LineageItem { sha256, item })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((commitment.root(), items))
+}
+
+/// Where a photo tagger came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaggerLineage {
+    /// The tagger.
+    pub tagger: PhotoTagger,
+    /// The run that trained it.
+    pub run: Run,
+    /// The run's commitment to its items.
+    pub items_root: ItemSetRoot,
+    /// The items, sorted by hash.
+    pub items: Vec<LineageItem>,
+    /// sha256 of the head file now (None when it is gone).
+    pub file_sha256: Option<String>,
+    /// Whether that is the hash recorded when it was trained.
+    pub file_matches: bool,
+}
+
+/// The chain from items to a photo tagger: the run that trained it (its
+/// items checked against the root it recorded when it started) and its
+/// head file, hashed again.
+pub fn photo_tagger_lineage(library: &Library, tagger: TaggerId) -> Result<TaggerLineage> {
+    let tagger = library.photo_tagger(tagger)?;
+    let run = library.run(tagger.run_id)?;
+    let (items_root, items) = run_items(library, run.id)?;
+    let path = library.root().join(&tagger.path);
+    let file_sha256 = match std::fs::read(&path) {
+        Ok(bytes) => Some(hex::encode(Sha256::digest(&bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => return Err(PersonalizeError::Io { path, source }),
+    };
+    let file_matches = file_sha256.as_deref() == Some(tagger.sha256.as_str());
+    Ok(TaggerLineage {
+        tagger,
+        run,
+        items_root,
+        items,
+        file_sha256,
+        file_matches,
     })
 }
 
@@ -175,4 +225,10 @@ pub fn prove_item(
 /// would leave trained on data the person no longer keeps.
 pub fn adapters_trained_on(library: &Library, item_sha256: &str) -> Result<Vec<Adapter>> {
     Ok(library.adapters_trained_on(item_sha256)?)
+}
+
+/// The photo taggers trained on the item with this sha256 (as
+/// [`adapters_trained_on`] for adapters).
+pub fn photo_taggers_trained_on(library: &Library, item_sha256: &str) -> Result<Vec<PhotoTagger>> {
+    Ok(library.photo_taggers_trained_on(item_sha256)?)
 }

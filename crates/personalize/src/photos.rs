@@ -14,8 +14,8 @@ use hearth_ml::vision::preprocess::decode;
 use hearth_ml::vision::{EfficientNet, load_efficientnet, load_image};
 use hearth_progress::{CancelToken, Progress};
 use hearth_store::{
-    EmbeddingResult, Item, ItemFilter, ItemId, ItemKind, Library, NewRun, RunId, RunKind,
-    RunStatus, RunUpdate,
+    EmbeddingResult, Item, ItemFilter, ItemId, ItemKind, Library, NewPhotoTagger, NewRun, RunId,
+    RunKind, RunStatus, RunUpdate, TaggerId,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -141,6 +141,8 @@ pub struct PhotoTraining {
 pub struct TaggerSummary {
     /// The run recorded for it.
     pub run_id: RunId,
+    /// The tagger recorded for it (`hearth photos lineage`).
+    pub tagger_id: TaggerId,
     /// Labels learned.
     pub labels: Vec<String>,
     /// Photos with a known status for at least one label.
@@ -162,7 +164,15 @@ fn taggers_dir(library: &Library) -> PathBuf {
     library.root().join("taggers")
 }
 
-fn tagger_path(library: &Library, model_sha256: &str) -> PathBuf {
+/// Each run's head has a file of its own, so a later run never changes
+/// the bytes an earlier tagger's record vouches for.
+fn tagger_file(run_id: RunId) -> String {
+    format!("taggers/run-{run_id}.json")
+}
+
+/// Where heads were kept before taggers were recorded in the library: one
+/// per network, replaced by each run.
+fn legacy_tagger_path(library: &Library, model_sha256: &str) -> PathBuf {
     taggers_dir(library).join(format!("{}.json", &model_sha256[..16]))
 }
 
@@ -548,8 +558,17 @@ fn train_run(
         .filter_map(|(id, _, known)| Some((vectors.get(id)?.clone(), known.clone())))
         .unzip();
     let tagger = Tagger::train(labels, &embeddings, &targets, &training.tagger)?;
-    let path = tagger_path(library, &model_sha256);
+    let file = tagger_file(run_id);
+    let path = library.root().join(&file);
     tagger.save(&path)?;
+    let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+    let tagger_id = library.record_photo_tagger(&NewPhotoTagger {
+        run_id,
+        model_sha256: model_sha256.clone(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        labels: labels.to_vec(),
+        path: file,
+    })?;
     let active = ActiveModel {
         base_sha256: base.sha256.clone(),
         model_sha256: model_sha256.clone(),
@@ -561,6 +580,7 @@ fn train_run(
     write_atomically(&dir.join(ACTIVE_FILE), &json)?;
     Ok(TaggerSummary {
         run_id,
+        tagger_id,
         labels: labels.to_vec(),
         examples: embeddings.len(),
         held_out_accuracy: tagger.held_out_accuracy.clone(),
@@ -648,8 +668,12 @@ fn fine_tuned_tail(
     Ok((tuned, finished))
 }
 
+/// The newest tagger over this network.
 fn load_tagger(library: &Library, model_sha256: &str) -> Result<Tagger> {
-    let path = tagger_path(library, model_sha256);
+    let path = match library.latest_photo_tagger(model_sha256)? {
+        Some(tagger) => library.root().join(tagger.path),
+        None => legacy_tagger_path(library, model_sha256),
+    };
     if !path.exists() {
         return Err(PersonalizeError::NoData(
             "no tagger trained yet: run `hearth photos train`".into(),

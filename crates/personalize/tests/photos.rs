@@ -5,6 +5,7 @@
 use hearth_ml::candle::Device;
 use hearth_ml::vision::finetune::FineTuneConfig;
 use hearth_personalize::PersonalizeError;
+use hearth_personalize::lineage::{photo_tagger_lineage, photo_taggers_trained_on};
 use hearth_personalize::photos::{
     PhotoTraining, active_photo_model, ask, embed_photos, load_photo_model, resume_tagger, similar,
     suggest_tags, train_tagger,
@@ -168,6 +169,46 @@ fn embed_label_train_feedback_similar() {
                 .all(|x| (0.0..=1.0).contains(&x.confidence))
     }));
     assert_eq!(ask(&library, &model.sha256, 1).expect("ask").len(), 1);
+
+    // Each run's tagger is recorded with its own head file; the one
+    // finished last (the resumed first run) is the one tagging uses.
+    let taggers = library.photo_taggers().expect("taggers");
+    assert_eq!(
+        taggers.iter().map(|t| t.run_id).collect::<Vec<_>>(),
+        [first.run_id, second.run_id]
+    );
+    assert_eq!(
+        library
+            .latest_photo_tagger(&model.sha256)
+            .expect("latest")
+            .map(|t| t.id),
+        Some(resumed.tagger_id)
+    );
+    let lineage = photo_tagger_lineage(&library, second.tagger_id).expect("lineage");
+    assert!(lineage.file_matches, "{lineage:?}");
+    assert_eq!(lineage.run.id, second.run_id);
+    assert_eq!(lineage.items_root.count, 6);
+    assert!(
+        lineage.items.iter().all(|item| item.item.is_some()),
+        "every photo it learned from is still in the library"
+    );
+    assert_eq!(
+        photo_taggers_trained_on(
+            &library,
+            &library.item(id("astronaut.png")).expect("item").sha256
+        )
+        .expect("trained on")
+        .iter()
+        .map(|t| t.id)
+        .collect::<Vec<_>>(),
+        [second.tagger_id],
+        "the accepted photo taught the second run only"
+    );
+    // A head file changed after training no longer matches its record.
+    std::fs::write(library.root().join(&lineage.tagger.path), b"{}").expect("tamper");
+    let tampered = photo_tagger_lineage(&library, second.tagger_id).expect("lineage");
+    assert!(!tampered.file_matches);
+    assert_ne!(tampered.file_sha256, None);
 
     let neighbours = similar(&library, &model.sha256, id("chelsea.png"), 3).expect("similar");
     assert_eq!(neighbours.len(), 3);

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/04-runs-of-every-kind.sql"),
     include_str!("../migrations/05-run-lineage.sql"),
     include_str!("../migrations/06-federation.sql"),
+    include_str!("../migrations/07-photo-taggers.sql"),
 ];
 
 /// Migrations run with foreign keys off (a table rebuild must not cascade

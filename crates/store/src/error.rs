@@ -49,6 +49,9 @@ pub enum StoreError {
     /// No adapter has this id.
     #[error("no adapter with id {0}")]
     NoSuchAdapter(i64),
+    /// No photo tagger has this id.
+    #[error("no photo tagger with id {0} (see `hearth photos taggers`)")]
+    NoSuchTagger(i64),
     /// A label name that cannot be stored.
     #[error("invalid label name {0:?}: it must not be empty or longer than 100 characters")]
     InvalidLabel(String),

@@ -2,7 +2,8 @@
 //! one folder on their own device.
 //!
 //! A [`Library`] is a folder holding a SQLite database (items, labels,
-//! training runs with the items they used, adapters) and content-addressed
+//! training runs with the items they used, the adapters and photo taggers
+//! they produced) and content-addressed
 //! thumbnails, run checkpoints and adapter folders. Originals are referenced by path and never modified or
 //! deleted. [`Library::import`] walks folders, hashes, decodes and
 //! thumbnails files on all cores, and commits them from a single writer, so
@@ -35,6 +36,7 @@ pub mod import;
 mod items;
 mod labels;
 mod runs;
+mod taggers;
 mod thumbnails;
 
 pub use db::{DATABASE_FILE, Library};
@@ -46,4 +48,5 @@ pub use import::{FileReport, ImportOptions, ImportReport, Outcome};
 pub use items::{Item, ItemFilter, ItemId, ItemKind, LibraryStats};
 pub use labels::LabelSummary;
 pub use runs::{Adapter, AdapterId, NewAdapter, NewRun, Run, RunId, RunKind, RunStatus, RunUpdate};
+pub use taggers::{NewPhotoTagger, PhotoTagger, TaggerId};
 pub use thumbnails::THUMBNAIL_MAX_SIDE;

@@ -137,11 +137,14 @@ pub fn library(mut library: Library, command: LibraryCommand) -> Result<ExitCode
         LibraryCommand::Remove { id, yes } => {
             let item = library.item(id)?;
             let trained = hearth_personalize::lineage::adapters_trained_on(&library, &item.sha256)?;
+            let taggers =
+                hearth_personalize::lineage::photo_taggers_trained_on(&library, &item.sha256)?;
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
             if !trained.is_empty() {
                 println!(
                     "{} adapter{} learned from item {id} ({}):",
                     trained.len(),
-                    if trained.len() == 1 { "" } else { "s" },
+                    plural(trained.len()),
                     item.path
                 );
                 for adapter in &trained {
@@ -152,9 +155,27 @@ pub fn library(mut library: Library, command: LibraryCommand) -> Result<ExitCode
                         adapter.run_id.map_or("?".to_owned(), |r| r.to_string())
                     );
                 }
+            }
+            if !taggers.is_empty() {
+                println!(
+                    "{} photo tagger{} learned from item {id} ({}):",
+                    taggers.len(),
+                    plural(taggers.len()),
+                    item.path
+                );
+                for tagger in &taggers {
+                    println!(
+                        "  tagger {} ({}) (run {})",
+                        tagger.id,
+                        tagger.labels.join(", "),
+                        tagger.run_id
+                    );
+                }
+            }
+            if !trained.is_empty() || !taggers.is_empty() {
                 if !yes
                     && !confirm(
-                        "Remove the item anyway? The adapters keep what they learned until retrained. [y/N] ",
+                        "Remove the item anyway? What was learned from it stays until retrained. [y/N] ",
                     )?
                 {
                     println!("nothing removed");
@@ -176,6 +197,9 @@ pub fn library(mut library: Library, command: LibraryCommand) -> Result<ExitCode
                     adapter.id,
                     label.map_or(String::new(), |l| format!(" --label {l:?}"))
                 );
+            }
+            if !taggers.is_empty() {
+                println!("to retrain the photo tagger without it: hearth photos train");
             }
         }
     }

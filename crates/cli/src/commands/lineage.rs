@@ -1,10 +1,11 @@
-//! `hearth lineage`: where an adapter came from, and proofs about its data.
+//! `hearth lineage`: where an adapter came from, and proofs about its data
+//! (`hearth photos lineage` does the same for photo taggers).
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use hearth_ledger::Membership;
-use hearth_personalize::lineage::{adapter_lineage, prove_item};
+use hearth_personalize::lineage::{LineageItem, adapter_lineage, prove_item};
 use hearth_store::Library;
 use sha2::{Digest, Sha256};
 
@@ -67,12 +68,7 @@ pub fn lineage(library: Library, args: LineageArgs) -> Result<ExitCode> {
             if let Some(root) = &lineage.items_root {
                 println!("  items: {} (Merkle root {})", root.count, root.root);
             }
-            for item in &lineage.items {
-                match &item.item {
-                    Some((id, path)) => println!("    {}  item {id}  {path}", &item.sha256[..16]),
-                    None => println!("    {}  (no longer in the library)", &item.sha256[..16]),
-                }
-            }
+            print_items(&lineage.items);
             match (&lineage.file_lineage, lineage.lineage_matches) {
                 (Some(hash), Some(true)) => println!("  file lineage {hash}: matches the run"),
                 (Some(hash), Some(false)) => {
@@ -85,6 +81,16 @@ pub fn lineage(library: Library, args: LineageArgs) -> Result<ExitCode> {
         (None, None) => bail!("name an adapter: hearth lineage ADAPTER (see hearth adapters list)"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The items a run learned from, one line each.
+pub fn print_items(items: &[LineageItem]) {
+    for item in items {
+        match &item.item {
+            Some((id, path)) => println!("    {}  item {id}  {path}", &item.sha256[..16]),
+            None => println!("    {}  (no longer in the library)", &item.sha256[..16]),
+        }
+    }
 }
 
 /// An item given as a library id, a sha256, or a file to hash.

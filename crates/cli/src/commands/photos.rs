@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use hearth_ml::tagger::TaggerConfig;
 use hearth_ml::vision::finetune::FineTuneConfig;
+use hearth_personalize::lineage::photo_tagger_lineage;
 use hearth_personalize::photos::{self, PhotoSuggestions};
 use hearth_store::Library;
 
 use crate::args::{EvalPhotosArgs, PhotosCommand};
+use crate::commands::lineage::print_items;
 use crate::output;
 use crate::progress_bar::Bar;
 
@@ -149,6 +151,59 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
                 for (id, path, score) in neighbours {
                     println!("{id:>6}  {score:.3}  {path}");
                 }
+            }
+        }
+        PhotosCommand::Taggers { json } => {
+            let taggers = library.photo_taggers()?;
+            if json {
+                output::json(&taggers)?;
+            } else if taggers.is_empty() {
+                println!("no taggers yet: label a few photos, then `hearth photos train`");
+            } else {
+                for t in &taggers {
+                    println!(
+                        "{:>4}  run {:<4} {}  network {}  {}",
+                        t.id,
+                        t.run_id,
+                        t.created_at,
+                        &t.model_sha256[..12],
+                        t.labels.join(", ")
+                    );
+                }
+            }
+        }
+        PhotosCommand::Lineage { id, json } => {
+            let lineage = photo_tagger_lineage(&library, id)?;
+            if json {
+                output::json(&lineage)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (t, run) = (&lineage.tagger, &lineage.run);
+            println!(
+                "tagger {} ({}), head sha256 {}",
+                t.id,
+                t.labels.join(", "),
+                t.sha256
+            );
+            println!(
+                "  trained by run {} ({}, {}), base {} ({}), network {}",
+                run.id, run.kind, run.status, run.base_model, run.base_model_sha256, t.model_sha256
+            );
+            println!("  configuration {}", run.config);
+            println!(
+                "  photos: {} (Merkle root {})",
+                lineage.items_root.count, lineage.items_root.root
+            );
+            print_items(&lineage.items);
+            match &lineage.file_sha256 {
+                Some(_) if lineage.file_matches => {
+                    println!("  head file {}: matches the record", t.path)
+                }
+                Some(now) => println!(
+                    "  head file {}: sha256 {now} DOES NOT match the record",
+                    t.path
+                ),
+                None => println!("  head file {}: missing", t.path),
             }
         }
     }
