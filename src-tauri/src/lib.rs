@@ -118,6 +118,8 @@ pub fn run_app<R: Runtime>(
             commands::federation::commands::set_participation_policy,
             commands::federation::commands::start_federated_round,
             commands::audit::commands::adapter_lineage,
+            commands::audit::commands::list_photo_taggers,
+            commands::audit::commands::photo_tagger_lineage,
             commands::audit::commands::audit_federations,
         ])
 }

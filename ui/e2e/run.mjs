@@ -15,8 +15,8 @@
 // certificate, save when-to-take-part settings (checked in the library,
 // where `hearth fed run` reads them), take part in a round until it is
 // published and verified, and list the upload; the Audit screen must show
-// the adapter's lineage checked and the server's log verified; switching
-// federation off leaves. Each step saves a PNG under
+// the adapter's and the photo tagger's lineage checked and the server's
+// log verified; switching federation off leaves. Each step saves a PNG under
 // target/e2e-screenshots/; measured figures (idle memory, ping latency
 // during training) go to target/e2e-figures.json. Last, closing the window
 // during a run must pause it at a checkpoint before the app exits.
@@ -509,6 +509,12 @@ try {
       async () => (await (await browser.$("#audit-lineage-check")).getAttribute("data-status")) === "match",
       { timeout: 20_000, timeoutMsg: "the adapter's lineage never checked out" },
     );
+    // The photo tagger learned earlier: its four photos, its head file intact.
+    await browser.waitUntil(
+      async () => (await (await browser.$("#audit-tagger-check")).getAttribute("data-status")) === "match",
+      { timeout: 20_000, timeoutMsg: "the photo tagger's lineage never checked out" },
+    );
+    await waitText("#audit-tagger-lineage", /4 photos, committed to by Merkle root/, 5000);
     await (await browser.$("#audit-verify")).click();
     await browser.waitUntil(
       async () => {

@@ -1,7 +1,7 @@
 import { fireEvent, render, screen, waitFor } from "@testing-library/preact";
 import { mockIPC } from "@tauri-apps/api/mocks";
 import { describe, expect, it } from "vitest";
-import type { Adapter, AdapterLineage, AuditOutcome, Run } from "../src/api/types";
+import type { Adapter, AdapterLineage, AuditOutcome, PhotoTagger, Run, TaggerLineage } from "../src/api/types";
 import { Audit } from "../src/screens/Audit";
 
 function adapter(id: number): Adapter {
@@ -61,7 +61,34 @@ function lineage(id: number, matches: boolean | null): AdapterLineage {
   };
 }
 
-function backend(audits: AuditOutcome[]) {
+function tagger(id: number): PhotoTagger {
+  return {
+    id,
+    run_id: id + 20,
+    model_sha256: "5".repeat(64),
+    sha256: "e".repeat(64),
+    labels: ["Rex", "receipts"],
+    path: `taggers/run-${id + 20}.json`,
+    created_at: "2026-01-02T10:00:00Z",
+  };
+}
+
+/** Tagger 4's head is as its run wrote it; tagger 3's was changed since. */
+function taggerLineage(id: number): TaggerLineage {
+  return {
+    tagger: tagger(id),
+    run: { ...run(id + 20), kind: "photos", base_model: "efficientnet-lite0" },
+    items_root: { root: "8".repeat(64), count: 12 },
+    items: Array.from({ length: 12 }, (_, i) => ({
+      sha256: i.toString(16).padStart(64, "a"),
+      item: [i + 1, `/photos/${i}.jpg`] as [number, string],
+    })),
+    file_sha256: id === 4 ? "e".repeat(64) : "f".repeat(64),
+    file_matches: id === 4,
+  };
+}
+
+function backend(audits: AuditOutcome[], taggers: PhotoTagger[] = []) {
   const asked: number[] = [];
   let checks = 0;
   mockIPC((cmd, payload) => {
@@ -72,6 +99,10 @@ function backend(audits: AuditOutcome[]) {
       case "adapter_lineage":
         asked.push(args.adapter as number);
         return lineage(args.adapter as number, args.adapter === 2);
+      case "list_photo_taggers":
+        return taggers;
+      case "photo_tagger_lineage":
+        return taggerLineage(args.tagger as number);
       case "audit_federations":
         checks += 1;
         return audits;
@@ -118,6 +149,21 @@ describe("Audit screen", () => {
     fireEvent.change(screen.getByLabelText("Adapter"), { target: { value: "1" } });
     await waitFor(() => expect(document.getElementById("audit-lineage-check")?.getAttribute("data-status")).toBe("mismatch"));
     expect(document.getElementById("audit-lineage-check")?.textContent).toContain("does NOT match");
+  });
+
+  it("traces the newest photo tagger to its photos and flags a changed head file", async () => {
+    backend([verified], [tagger(4), tagger(3)]);
+    render(<Audit active={true} />);
+    await waitFor(() => expect(document.getElementById("audit-tagger-check")?.getAttribute("data-status")).toBe("match"));
+    const view = document.getElementById("audit-tagger-lineage");
+    expect(view?.textContent).toContain("12 photos, committed to by Merkle root");
+    expect(view?.textContent).toContain("Run 24 (completed) on efficientnet-lite0");
+    expect(view?.textContent).toContain("4: Rex, receipts");
+    expect(document.getElementById("audit-tagger-check")?.textContent).toContain("the one its run wrote");
+
+    fireEvent.change(screen.getByLabelText("Tagger"), { target: { value: "3" } });
+    await waitFor(() => expect(document.getElementById("audit-tagger-check")?.getAttribute("data-status")).toBe("mismatch"));
+    expect(document.getElementById("audit-tagger-check")?.textContent).toContain("has changed since");
   });
 
   it("re-verifies every federation log and says when something fails", async () => {

@@ -67,6 +67,7 @@ describe("Personalize screen", () => {
   it("says when the photo labels were learned no better than guessing", async () => {
     const tagger = (held_out_accuracy: (number | null)[]): TaggerSummary => ({
       run_id: 2,
+      tagger_id: 1,
       labels: ["animal", "things"],
       examples: 4,
       held_out_accuracy,

@@ -5,6 +5,8 @@ import { Channel, convertFileSrc, invoke } from "@tauri-apps/api/core";
 import type {
   Adapter,
   AdapterLineage,
+  PhotoTagger,
+  TaggerLineage,
   AuditOutcome,
   FederatedRoundRequest,
   FederationOverview,
@@ -130,5 +132,7 @@ export const api = {
     call<JobId>("start_federated_round", { request, onEvent: channel(onEvent) }),
 
   adapterLineage: (adapter: number) => call<AdapterLineage>("adapter_lineage", { adapter }),
+  listPhotoTaggers: () => call<PhotoTagger[]>("list_photo_taggers"),
+  photoTaggerLineage: (tagger: number) => call<TaggerLineage>("photo_tagger_lineage", { tagger }),
   auditFederations: () => call<AuditOutcome[]>("audit_federations"),
 };

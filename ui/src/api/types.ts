@@ -202,6 +202,7 @@ export interface PhotoTrainingRequest {
 
 export interface TaggerSummary {
   run_id: number;
+  tagger_id: number;
   labels: string[];
   examples: number;
   held_out_accuracy: (number | null)[];
@@ -399,4 +400,26 @@ export interface AdapterLineage {
   items: LineageItem[];
   file_lineage: string | null;
   lineage_matches: boolean | null;
+}
+
+/** `PhotoTagger` in crates/store/src/taggers.rs. */
+export interface PhotoTagger {
+  id: number;
+  run_id: number;
+  model_sha256: string;
+  sha256: string;
+  labels: string[];
+  path: string;
+  created_at: string;
+}
+
+/** `TaggerLineage` in crates/personalize/src/lineage.rs. */
+export interface TaggerLineage {
+  tagger: PhotoTagger;
+  run: Run;
+  items_root: { root: string; count: number };
+  items: LineageItem[];
+  /** The head file's sha256 now (null when it is gone). */
+  file_sha256: string | null;
+  file_matches: boolean;
 }

@@ -1,11 +1,13 @@
 // The Audit screen: where an adapter came from (items -> run -> adapter,
 // with the lineage hash in its file recomputed from the run's record, as
-// `hearth lineage ADAPTER` shows it) and whether the transparency log of
+// `hearth lineage ADAPTER` shows it), where a photo tagger came from
+// (photos -> run -> tagger, its head file hashed again, as `hearth photos
+// lineage` shows it) and whether the transparency log of
 // every federation this device joined still verifies from what it stored
 // (as `hearth audit` checks).
 import { useEffect, useState } from "preact/hooks";
 import { api, toAppError } from "../api/ipc";
-import type { AdapterLineage, AppError, AuditOutcome } from "../api/types";
+import type { AdapterLineage, AppError, AuditOutcome, LineageItem, TaggerLineage } from "../api/types";
 import { ErrorNote } from "../components/ErrorNote";
 import { fileName, plural } from "../lib/progress";
 import { useLoad } from "../lib/useJob";
@@ -18,6 +20,7 @@ export function Audit({ active }: { active: boolean }) {
     <section class="screen audit" aria-labelledby="audit-title">
       <h2 id="audit-title">Audit</h2>
       <Lineage active={active} />
+      <TaggerLineageCard active={active} />
       <Logs active={active} />
     </section>
   );
@@ -105,8 +108,6 @@ function LineageCheck({ lineage }: { lineage: AdapterLineage }) {
 
 function LineageView({ lineage }: { lineage: AdapterLineage }) {
   const { adapter, run, items, items_root: root } = lineage;
-  const [all, setAll] = useState(false);
-  const shown = all ? items : items.slice(0, ITEMS_SHOWN);
   return (
     <div class="lineage" id="audit-lineage">
       <ol class="chain" aria-label="From items to adapter">
@@ -146,22 +147,124 @@ function LineageView({ lineage }: { lineage: AdapterLineage }) {
         </li>
       </ol>
       <LineageCheck lineage={lineage} />
-      {items.length > 0 && (
-        <details>
-          <summary>The {plural(items.length, "item")} it learned from</summary>
-          <ul class="items" aria-label="Items it learned from">
-            {shown.map((item) => (
-              <li key={item.sha256}>
-                <code title={item.sha256}>{item.sha256.slice(0, 12)}</code>{" "}
-                {item.item ? <span title={item.item[1]}>{fileName(item.item[1])}</span> : <span class="muted">no longer in the library</span>}
-              </li>
+      <LearnedFrom items={items} />
+    </div>
+  );
+}
+
+/** The items a run learned from: the first [`ITEMS_SHOWN`], then all on request. */
+function LearnedFrom({ items }: { items: LineageItem[] }) {
+  const [all, setAll] = useState(false);
+  const shown = all ? items : items.slice(0, ITEMS_SHOWN);
+  if (items.length === 0) return null;
+  return (
+    <details>
+      <summary>The {plural(items.length, "item")} it learned from</summary>
+      <ul class="items" aria-label="Items it learned from">
+        {shown.map((item) => (
+          <li key={item.sha256}>
+            <code title={item.sha256}>{item.sha256.slice(0, 12)}</code>{" "}
+            {item.item ? <span title={item.item[1]}>{fileName(item.item[1])}</span> : <span class="muted">no longer in the library</span>}
+          </li>
+        ))}
+      </ul>
+      {!all && items.length > ITEMS_SHOWN && <button onClick={() => setAll(true)}>Show all {items.length}</button>}
+    </details>
+  );
+}
+
+function TaggerLineageCard({ active }: { active: boolean }) {
+  const taggers = useLoad(() => api.listPhotoTaggers(), []);
+  useEffect(() => {
+    if (active) void taggers.reload();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [active]);
+  const [chosen, setChosen] = useState<number | null>(null);
+  const [lineage, setLineage] = useState<TaggerLineage | null>(null);
+  const [error, setError] = useState<AppError | null>(null);
+  const list = taggers.value ?? [];
+  const tagger = chosen ?? list[0]?.id ?? null;
+
+  useEffect(() => {
+    if (tagger === null) {
+      setLineage(null);
+      return;
+    }
+    let current = true;
+    setError(null);
+    api.photoTaggerLineage(tagger).then(
+      (l) => current && setLineage(l),
+      (e) => {
+        if (!current) return;
+        setLineage(null);
+        setError(toAppError(e));
+      },
+    );
+    return () => {
+      current = false;
+    };
+  }, [tagger]);
+
+  return (
+    <div class="card" aria-labelledby="tagger-lineage-title">
+      <h3 id="tagger-lineage-title">Where a photo tagger came from</h3>
+      <ErrorNote error={taggers.error ?? error} />
+      {list.length === 0 ? (
+        <p class="muted">No photo taggers yet: label a few photos and learn them on the Personalize screen.</p>
+      ) : (
+        <label>
+          Tagger
+          <select id="audit-tagger" value={tagger ?? ""} onChange={(e) => setChosen(Number(e.currentTarget.value))}>
+            {list.map((t) => (
+              <option key={t.id} value={t.id}>
+                {t.id}: {t.labels.join(", ")} ({t.created_at.replace("T", " ").slice(0, 16)})
+              </option>
             ))}
-          </ul>
-          {!all && items.length > ITEMS_SHOWN && (
-            <button onClick={() => setAll(true)}>Show all {items.length}</button>
-          )}
-        </details>
+          </select>
+        </label>
       )}
+      {lineage && lineage.tagger.id === tagger && <TaggerLineageView lineage={lineage} />}
+    </div>
+  );
+}
+
+function TaggerLineageView({ lineage }: { lineage: TaggerLineage }) {
+  const { tagger, run, items, items_root: root } = lineage;
+  const status = lineage.file_matches ? "match" : "mismatch";
+  return (
+    <div class="lineage" id="audit-tagger-lineage">
+      <ol class="chain" aria-label="From photos to tagger">
+        <li>
+          <h4>Photos</h4>
+          <p>
+            {plural(root.count, "photo")}, committed to by Merkle root <code title={root.root}>{root.root.slice(0, 16)}…</code>
+          </p>
+        </li>
+        <li>
+          <h4>Run</h4>
+          <p>
+            Run {run.id} ({run.status.replace("_", " ")}) on {run.base_model}{" "}
+            <code title={run.base_model_sha256}>{run.base_model_sha256.slice(0, 16)}…</code>, started{" "}
+            {run.started_at.replace("T", " ").slice(0, 16)}
+          </p>
+        </li>
+        <li>
+          <h4>Tagger</h4>
+          <p>
+            {tagger.id}: {tagger.labels.join(", ")}, head <code title={tagger.sha256}>{tagger.sha256.slice(0, 16)}…</code>
+            {tagger.model_sha256 !== run.base_model_sha256 && " (over the network its run fine-tuned)"}
+          </p>
+        </li>
+      </ol>
+      <p id="audit-tagger-check" class={`check ${status}`} data-status={status} role="status">
+        <span aria-hidden="true">{lineage.file_matches ? "✓ " : "✗ "}</span>
+        {lineage.file_matches
+          ? "The tagger's head file is the one its run wrote."
+          : lineage.file_sha256 === null
+            ? "The tagger's head file is missing."
+            : "The tagger's head file has changed since its run wrote it."}
+      </p>
+      <LearnedFrom items={items} />
     </div>
   );
 }

@@ -172,15 +172,14 @@ pub fn library(mut library: Library, command: LibraryCommand) -> Result<ExitCode
                     );
                 }
             }
-            if !trained.is_empty() || !taggers.is_empty() {
-                if !yes
-                    && !confirm(
-                        "Remove the item anyway? What was learned from it stays until retrained. [y/N] ",
-                    )?
-                {
-                    println!("nothing removed");
-                    return Ok(ExitCode::FAILURE);
-                }
+            if (!trained.is_empty() || !taggers.is_empty())
+                && !yes
+                && !confirm(
+                    "Remove the item anyway? What was learned from it stays until retrained. [y/N] ",
+                )?
+            {
+                println!("nothing removed");
+                return Ok(ExitCode::FAILURE);
             }
             let item = library.remove_item(id)?;
             println!(

@@ -2,8 +2,8 @@
 //! make, unchanged.
 
 use hearth_personalize::federation::{self, AuditOutcome};
-use hearth_personalize::lineage::{self, AdapterLineage};
-use hearth_store::AdapterId;
+use hearth_personalize::lineage::{self, AdapterLineage, TaggerLineage};
+use hearth_store::{AdapterId, PhotoTagger, TaggerId};
 use tauri::State;
 
 use crate::error::Result;
@@ -16,6 +16,22 @@ pub async fn adapter_lineage(
     adapter: AdapterId,
 ) -> Result<AdapterLineage> {
     Ok(lineage::adapter_lineage(&location.open()?, adapter)?)
+}
+
+/// Every photo tagger the library recorded, newest first.
+#[tauri::command]
+pub async fn list_photo_taggers(location: State<'_, LibraryLocation>) -> Result<Vec<PhotoTagger>> {
+    Ok(location.open()?.photo_taggers()?)
+}
+
+/// The chain from photos to a photo tagger, with its head file hashed
+/// again and compared with the record.
+#[tauri::command]
+pub async fn photo_tagger_lineage(
+    location: State<'_, LibraryLocation>,
+    tagger: TaggerId,
+) -> Result<TaggerLineage> {
+    Ok(lineage::photo_tagger_lineage(&location.open()?, tagger)?)
 }
 
 /// Every federation log this device watches, re-verified from the stored

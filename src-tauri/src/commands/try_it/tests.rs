@@ -150,6 +150,17 @@ fn photo_tags_are_suggested_accepted_rejected_and_similar_photos_found() {
         assert_eq!(resumed["event"], "failed", "{resumed}");
         assert_eq!(resumed["error"]["kind"], kind, "{resumed}");
     }
+    // The tagger is in the library, and the Audit screen traces it.
+    let taggers = app.ok("list_photo_taggers", json!({}));
+    assert_eq!(taggers[0]["id"], last["result"]["tagger_id"], "{taggers}");
+    assert_eq!(taggers[0]["run_id"], last["result"]["run_id"]);
+    let lineage = app.ok("photo_tagger_lineage", json!({"tagger": taggers[0]["id"]}));
+    assert_eq!(lineage["file_matches"], true, "{lineage}");
+    assert_eq!(lineage["items_root"]["count"], last["result"]["examples"]);
+    let missing = app
+        .invoke("photo_tagger_lineage", json!({"tagger": 999}))
+        .expect_err("no such tagger");
+    assert_eq!(missing["kind"], "not_found");
 
     let tags = app.ok("suggest_tags", json!({}));
     let tags = tags.as_array().expect("array");
