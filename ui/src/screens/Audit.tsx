@@ -26,27 +26,35 @@ export function Audit({ active }: { active: boolean }) {
   );
 }
 
-function Lineage({ active }: { active: boolean }) {
-  const adapters = useLoad(() => api.listAdapters(), []);
+/**
+ * A list reloaded whenever the screen is shown, the entry chosen from it
+ * (the newest, first in the list, until the person picks another) and that
+ * entry's lineage, fetched whenever the choice changes.
+ */
+function useLineage<T extends { id: number }, L>(
+  active: boolean,
+  list: () => Promise<T[]>,
+  fetch: (id: number) => Promise<L>,
+) {
+  const entries = useLoad(list, []);
   useEffect(() => {
-    if (active) void adapters.reload();
+    if (active) void entries.reload();
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [active]);
   const [chosen, setChosen] = useState<number | null>(null);
-  const [lineage, setLineage] = useState<AdapterLineage | null>(null);
+  const [lineage, setLineage] = useState<L | null>(null);
   const [error, setError] = useState<AppError | null>(null);
-  const list = adapters.value ?? [];
-  // Lists are newest first: the newest adapter is the default.
-  const adapter = chosen ?? list[0]?.id ?? null;
+  const all = entries.value ?? [];
+  const id = chosen ?? all[0]?.id ?? null;
 
   useEffect(() => {
-    if (adapter === null) {
+    if (id === null) {
       setLineage(null);
       return;
     }
     let current = true;
     setError(null);
-    api.adapterLineage(adapter).then(
+    fetch(id).then(
       (l) => current && setLineage(l),
       (e) => {
         if (!current) return;
@@ -57,12 +65,18 @@ function Lineage({ active }: { active: boolean }) {
     return () => {
       current = false;
     };
-  }, [adapter]);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [id]);
+  return { all, id, setChosen, lineage, error: entries.error ?? error };
+}
+
+function Lineage({ active }: { active: boolean }) {
+  const { all: list, id: adapter, setChosen, lineage, error } = useLineage(active, api.listAdapters, api.adapterLineage);
 
   return (
     <div class="card" aria-labelledby="lineage-title">
       <h3 id="lineage-title">Where an adapter came from</h3>
-      <ErrorNote error={adapters.error ?? error} />
+      <ErrorNote error={error} />
       {list.length === 0 ? (
         <p class="muted">No adapters yet: train one on the Personalize screen.</p>
       ) : (
@@ -174,41 +188,12 @@ function LearnedFrom({ items }: { items: LineageItem[] }) {
 }
 
 function TaggerLineageCard({ active }: { active: boolean }) {
-  const taggers = useLoad(() => api.listPhotoTaggers(), []);
-  useEffect(() => {
-    if (active) void taggers.reload();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [active]);
-  const [chosen, setChosen] = useState<number | null>(null);
-  const [lineage, setLineage] = useState<TaggerLineage | null>(null);
-  const [error, setError] = useState<AppError | null>(null);
-  const list = taggers.value ?? [];
-  const tagger = chosen ?? list[0]?.id ?? null;
-
-  useEffect(() => {
-    if (tagger === null) {
-      setLineage(null);
-      return;
-    }
-    let current = true;
-    setError(null);
-    api.photoTaggerLineage(tagger).then(
-      (l) => current && setLineage(l),
-      (e) => {
-        if (!current) return;
-        setLineage(null);
-        setError(toAppError(e));
-      },
-    );
-    return () => {
-      current = false;
-    };
-  }, [tagger]);
+  const { all: list, id: tagger, setChosen, lineage, error } = useLineage(active, api.listPhotoTaggers, api.photoTaggerLineage);
 
   return (
     <div class="card" aria-labelledby="tagger-lineage-title">
       <h3 id="tagger-lineage-title">Where a photo tagger came from</h3>
-      <ErrorNote error={taggers.error ?? error} />
+      <ErrorNote error={error} />
       {list.length === 0 ? (
         <p class="muted">No photo taggers yet: label a few photos and learn them on the Personalize screen.</p>
       ) : (
