@@ -380,14 +380,9 @@ impl Library {
 
     /// Adapters whose runs trained on the item with this sha256.
     pub fn adapters_trained_on(&self, item_sha256: &str) -> Result<Vec<Adapter>> {
-        let columns = ADAPTER_COLUMNS
-            .split(", ")
-            .map(|c| format!("a.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT {columns} FROM adapters a JOIN run_items r ON r.run_id = a.run_id \
-             WHERE r.item_sha256 = ?1 ORDER BY a.id"
+            "SELECT {ADAPTER_COLUMNS} FROM adapters WHERE run_id IN \
+             (SELECT run_id FROM run_items WHERE item_sha256 = ?1) ORDER BY id"
         ))?;
         let rows = statement.query_map([item_sha256], adapter_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -120,14 +120,9 @@ impl Library {
 
     /// Photo taggers whose runs learned from the item with this sha256.
     pub fn photo_taggers_trained_on(&self, item_sha256: &str) -> Result<Vec<PhotoTagger>> {
-        let columns = COLUMNS
-            .split(", ")
-            .map(|c| format!("t.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT {columns} FROM photo_taggers t JOIN run_items r ON r.run_id = t.run_id \
-             WHERE r.item_sha256 = ?1 ORDER BY t.id"
+            "SELECT {COLUMNS} FROM photo_taggers WHERE run_id IN \
+             (SELECT run_id FROM run_items WHERE item_sha256 = ?1) ORDER BY id"
         ))?;
         let rows = statement.query_map([item_sha256], from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
