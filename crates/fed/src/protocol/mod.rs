@@ -45,6 +45,9 @@
 pub mod client;
 pub mod server;
 
+#[cfg(test)]
+mod attacks;
+
 pub use client::{
     ClientAwaitingNeighbours, ClientAwaitingShares, ClientAwaitingUnmask, ClientError,
     ClientReadyToUpload, ClientRound,
