@@ -154,3 +154,243 @@ fn a_device_joins_takes_part_in_a_round_audits_and_leaves() {
     assert_eq!(history.as_array().map(Vec::len), Some(1));
     server.server.shutdown().expect("shutdown");
 }
+
+/// Cancels its token the moment a federated round reports its upload sent
+/// (step 4 of the round's task): "right after the upload".
+struct CancelAfterUpload {
+    cancel: CancelToken,
+    in_round: std::sync::atomic::AtomicBool,
+}
+
+impl hearth_progress::Progress for CancelAfterUpload {
+    fn begin(&self, task: &str, _total: Option<u64>) {
+        self.in_round.store(
+            task.starts_with("federated round"),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    fn advance(&self, done: u64) {
+        if done >= 4 && self.in_round.load(std::sync::atomic::Ordering::SeqCst) {
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// Runs the peer device (joining with `invite`, one round) in a thread of
+/// `scope`, stopped by `cancel`.
+fn spawn_peer<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    dir: std::path::PathBuf,
+    server: &'scope peer::PeerServer,
+    invite: String,
+    model: &'scope std::path::Path,
+    shakespeare: &'scope std::path::Path,
+    cancel: &'scope CancelToken,
+) -> std::thread::ScopedJoinHandle<
+    'scope,
+    peer::PeerResult<hearth_personalize::federation::ParticipationSummary>,
+> {
+    scope.spawn(move || {
+        peer::run_peer(
+            &dir,
+            server.server.url(),
+            server.server.cert_pem(),
+            &invite,
+            model,
+            shakespeare,
+            cancel,
+        )
+    })
+}
+
+/// Attack 3 of the threat model: a cancel right after the upload (or a
+/// crash, a time-out, an abort) must not leave the upload uncharged, and a
+/// round number this device was already charged for is refused before any
+/// training.
+#[test]
+fn a_cancel_after_the_upload_is_charged_and_a_replayed_round_is_refused() {
+    use hearth_personalize::federation::{self, JoinRequest, Participation, ParticipationPolicy};
+    use hearth_store::{ImportOptions, Library, NewUpload};
+
+    let (Some(model), Some(shakespeare)) = (
+        hearth_testdata::shared("models/stories260K/stories260K.bin"),
+        hearth_testdata::shared("text/tinyshakespeare.txt"),
+    ) else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let server = peer::start_server(&work.path().join("server"), &model).expect("server");
+    let notes = work.path().join("notes");
+    std::fs::create_dir_all(&notes).expect("notes");
+    let text = std::fs::read_to_string(&shakespeare).expect("text");
+    for (index, speech) in text.split("\n\n").take(60).enumerate() {
+        std::fs::write(notes.join(format!("{index:03}.txt")), speech).expect("note");
+    }
+    let mut library = Library::open(work.path().join("library")).expect("library");
+    library
+        .import(
+            &[notes],
+            &ImportOptions::default(),
+            &hearth_progress::NoProgress,
+            &CancelToken::new(),
+        )
+        .expect("import");
+    let membership = federation::join(
+        &mut library,
+        &JoinRequest {
+            server_url: server.server.url().to_owned(),
+            certificate_pem: server.server.cert_pem().to_owned(),
+            invite: server.server.invite(peer::FEDERATION).expect("invite"),
+            epsilon_budget: federation::DEFAULT_EPSILON_BUDGET,
+            policy: ParticipationPolicy {
+                require_power: false,
+                require_idle: false,
+                hours: None,
+            },
+        },
+    )
+    .expect("join");
+    let participation = Participation {
+        model: Some(model.display().to_string()),
+        steps: 2,
+        seq_len: 32,
+        batch_size: 2,
+        learning_rate: 5e-3,
+        device: hearth_ml::DeviceChoice::Cpu,
+        rounds: Some(1),
+        ..Participation::default()
+    };
+    let federated_runs = |library: &Library| {
+        library
+            .runs()
+            .expect("runs")
+            .iter()
+            .filter(|r| r.kind == "federated")
+            .count()
+    };
+
+    // 1. Cancelled right after the upload left: the charge is on the books.
+    let peer_cancel = CancelToken::new();
+    let outcome = std::thread::scope(|scope| {
+        let peer = spawn_peer(
+            scope,
+            work.path().join("peer-1"),
+            &server,
+            server.server.invite(peer::FEDERATION).expect("invite"),
+            &model,
+            &shakespeare,
+            &peer_cancel,
+        );
+        let cancel = CancelToken::new();
+        watchdog(scope, &cancel);
+        let progress = CancelAfterUpload {
+            cancel: cancel.clone(),
+            in_round: false.into(),
+        };
+        let outcome =
+            federation::participate(&mut library, &participation, &Always, &progress, &cancel);
+        cancel.cancel();
+        peer_cancel.cancel();
+        let _ = peer.join();
+        outcome
+    });
+    assert!(
+        matches!(
+            outcome,
+            Err(hearth_personalize::PersonalizeError::Cancelled)
+        ),
+        "{outcome:?}"
+    );
+    let uploads = library.uploads(membership.id).expect("uploads");
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    let charged = &uploads[0];
+    assert!(charged.rho > 0.0 && charged.rho.is_finite(), "{charged:?}");
+    assert_eq!(
+        charged.global_version, None,
+        "the round never finished here"
+    );
+    let status = federation::status(&library, &Always).expect("status");
+    assert!(status[0].epsilon_spent > 0.0, "{status:?}");
+    let trained = federated_runs(&library);
+    assert_eq!(trained, 1);
+
+    // 2. The server comes back with a round number at or below one this
+    // device was charged for (here: its books say round 1000): refused
+    // before any training, and nothing more is charged.
+    library
+        .charge_upload(&NewUpload {
+            membership_id: membership.id,
+            round: 1000,
+            bytes_sent: 0,
+            bytes_received: 0,
+            rho: charged.rho,
+            epsilon: charged.epsilon,
+            upload_sha256: "a".repeat(64),
+            global_version: None,
+            run_id: None,
+        })
+        .expect("books");
+    let spent = library.rho_spent(membership.id).expect("spent");
+    let peer_cancel = CancelToken::new();
+    let outcome = std::thread::scope(|scope| {
+        let peer = spawn_peer(
+            scope,
+            work.path().join("peer-2"),
+            &server,
+            server.server.invite(peer::FEDERATION).expect("invite"),
+            &model,
+            &shakespeare,
+            &peer_cancel,
+        );
+        let cancel = CancelToken::new();
+        watchdog(scope, &cancel);
+        let outcome = federation::participate(
+            &mut library,
+            &participation,
+            &Always,
+            &hearth_progress::NoProgress,
+            &cancel,
+        );
+        cancel.cancel();
+        peer_cancel.cancel();
+        let _ = peer.join();
+        outcome
+    });
+    assert!(
+        matches!(
+            outcome,
+            Err(hearth_personalize::PersonalizeError::RoundReplayed { last: 1000, .. })
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(federated_runs(&library), trained, "no training started");
+    assert_eq!(library.rho_spent(membership.id).expect("spent"), spent);
+    server.server.shutdown().expect("shutdown");
+}
+
+/// Cancels `cancel` after [`ROUND_LIMIT`] unless it was cancelled before
+/// (the caller cancels it when done): no participation waits forever.
+fn watchdog<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, cancel: &CancelToken) {
+    let cancel = cancel.clone();
+    scope.spawn(move || {
+        let until = Instant::now() + ROUND_LIMIT;
+        while Instant::now() < until && !cancel.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cancel.cancel();
+    });
+}
+
+/// Conditions that always allow taking part.
+struct Always;
+
+impl hearth_personalize::eligibility::DeviceState for Always {
+    fn conditions(&self) -> hearth_personalize::eligibility::Conditions {
+        hearth_personalize::eligibility::Conditions {
+            on_power: Some(true),
+            idle: Some(true),
+            local_hour: 12,
+        }
+    }
+}

@@ -57,7 +57,9 @@ pub enum RoundEndpoint {
     Shares,
     /// Step 5: the binary masked upload.
     Upload,
-    /// Step 7: revealed shares.
+    /// Step 7: the signature over the survivor set.
+    Consistency,
+    /// Step 9: revealed shares.
     Unmask,
 }
 
@@ -69,6 +71,7 @@ impl RoundEndpoint {
             Self::Keys => "keys",
             Self::Shares => "shares",
             Self::Upload => "upload",
+            Self::Consistency => "consistency",
             Self::Unmask => "unmask",
         }
     }
@@ -121,7 +124,7 @@ pub struct RoundReceipt {
     /// The round.
     pub round: u64,
     /// Its stage after the message (`advertise_keys`, `share_keys`,
-    /// `masked_input`, `unmasking`, or `published` / `aborted` when the
+    /// `masked_input`, `consistency_check`, `unmasking`, or `published` / `aborted` when the
     /// message completed the round).
     pub stage: String,
 }

@@ -37,8 +37,8 @@ use crate::dp::DpConfig;
 use crate::graph::{GraphSeed, GraphSpec, NeighbourGraph, Neighbourhood};
 use crate::ids::{FederationId, RoundId};
 use crate::protocol::{
-    AbortReason, AggregatorRound, ClientAwaitingUnmask, ClientError, ClientReadyToUpload,
-    ClientRound, ConfigError, ServerError,
+    AbortReason, AggregatorRound, ClientAwaitingSurvivors, ClientAwaitingUnmask, ClientError,
+    ClientReadyToUpload, ClientRound, ConfigError, ServerError,
 };
 use crate::wire::{ClientBytes, MaskedUpload, RoundInfo, client_bytes_per_round};
 
@@ -99,6 +99,9 @@ pub struct ServerUnmaskFigures {
     pub key_stages_seconds: f64,
     /// Decoding and summing every upload as it arrives.
     pub upload_seconds: f64,
+    /// Serving the survivor set, verifying every uploader's signature over
+    /// it, and relaying neighbours' signatures (the consistency round).
+    pub consistency_seconds: f64,
     /// Checking revealed shares and the unmasking close.
     pub unmask_seconds: f64,
     /// ChaCha20 expansions of the full vector done by the unmasking.
@@ -110,7 +113,10 @@ pub struct ServerUnmaskFigures {
 impl ServerUnmaskFigures {
     /// All server-side time.
     pub fn server_seconds(&self) -> f64 {
-        self.key_stages_seconds + self.upload_seconds + self.unmask_seconds
+        self.key_stages_seconds
+            + self.upload_seconds
+            + self.consistency_seconds
+            + self.unmask_seconds
     }
 }
 
@@ -118,14 +124,17 @@ impl fmt::Display for ClientMaskingFigures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "client, {} params, k = {}: dp encode {:.3} s, keys+shares {:.4} s, masking {:.3} s; sends {} bytes ({:.4}x plain f32)",
+            "client, {} params, k = {}: dp encode {:.3} s, keys+shares {:.4} s, masking {:.3} s; sends {} bytes ({:.4}x plain f32); the consistency round adds {} bytes ({} sent, {} received)",
             self.params,
             self.neighbours,
             self.dp_encode_seconds,
             self.keys_and_shares_seconds,
             self.masking_seconds,
             self.bytes.total(),
-            self.bytes.ratio()
+            self.bytes.ratio(),
+            self.bytes.consistency_overhead(),
+            self.bytes.consistency,
+            self.bytes.consistency_received
         )
     }
 }
@@ -134,7 +143,7 @@ impl fmt::Display for ServerUnmaskFigures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "server, {} clients ({} dropped), {} params, k = {}, t = {}: key stages {:.3} s, uploads {:.3} s, unmask {:.3} s ({} PRG expansions), total {:.3} s",
+            "server, {} clients ({} dropped), {} params, k = {}, t = {}: key stages {:.3} s, uploads {:.3} s, consistency {:.3} s, unmask {:.3} s ({} PRG expansions), total {:.3} s",
             self.clients,
             self.dropped,
             self.params,
@@ -142,6 +151,7 @@ impl fmt::Display for ServerUnmaskFigures {
             self.threshold,
             self.key_stages_seconds,
             self.upload_seconds,
+            self.consistency_seconds,
             self.unmask_seconds,
             self.prg_expansions,
             self.server_seconds()
@@ -170,13 +180,15 @@ fn bench_info(clients: usize, params: usize, degree: Option<u32>) -> RoundInfo {
 /// Runs a round with `clients` clients up to the point where every client is
 /// ready to upload. Returns the server (collecting uploads), the clients and
 /// the server-side seconds spent.
-/// Clients ready to upload, with their names.
+/// Clients ready to upload, with their names and identities (for the
+/// consistency round's signatures).
 type ReadyClients = Vec<(DeviceId, ClientReadyToUpload)>;
+type Identities = std::collections::BTreeMap<DeviceId, DeviceIdentity>;
 
 fn run_to_uploads(
     info: &RoundInfo,
     clients: usize,
-) -> Result<(AggregatorRound, ReadyClients, f64), BenchError> {
+) -> Result<(AggregatorRound, ReadyClients, Identities, f64), BenchError> {
     let identities: Vec<DeviceIdentity> = (0..clients)
         .map(|_| DeviceIdentity::generate(&mut OsRng))
         .collect();
@@ -241,7 +253,8 @@ fn run_to_uploads(
             Ok((device, state.receive_shares(&msg)?))
         })
         .collect::<Result<_, BenchError>>()?;
-    Ok((server, ready, server_seconds))
+    let identities = identities.into_iter().map(|i| (i.device_id(), i)).collect();
+    Ok((server, ready, identities, server_seconds))
 }
 
 /// One client's costs for a `params`-parameter update with `k` neighbours
@@ -309,8 +322,8 @@ pub fn client_masking(params: usize, k: usize) -> Result<ClientMaskingFigures, B
     if upload.masked.len() != params {
         return Err(BenchError::Stage);
     }
-    let bytes =
-        client_bytes_per_round(info.federation, info.round, params, k).ok_or(BenchError::Stage)?;
+    let bytes = client_bytes_per_round(info.federation, info.round, params, k, clients)
+        .ok_or(BenchError::Stage)?;
     Ok(ClientMaskingFigures {
         params,
         neighbours: k,
@@ -373,7 +386,7 @@ pub fn server_unmask(
     let info = bench_info(clients, params, None);
     let neighbourhood =
         Neighbourhood::resolve(clients as u32, None, None).map_err(ConfigError::from)?;
-    let (mut server, ready, key_stages_seconds) = run_to_uploads(&info, clients)?;
+    let (mut server, ready, identities, key_stages_seconds) = run_to_uploads(&info, clients)?;
 
     let graph = NeighbourGraph::new(GraphSpec {
         seed: info.graph_seed,
@@ -405,7 +418,7 @@ pub fn server_unmask(
 
     let mut upload_seconds = 0.0;
     let mut upload_bytes = 0u64;
-    let mut survivors: Vec<(DeviceId, ClientAwaitingUnmask)> = Vec::new();
+    let mut survivors: Vec<(DeviceId, ClientAwaitingSurvivors)> = Vec::new();
     for (device, client) in ready {
         let position = cohort
             .binary_search(&device)
@@ -426,15 +439,42 @@ pub fn server_unmask(
 
     let t = Instant::now();
     server = server.close_stage();
-    let requests: Vec<_> = survivors
+    let sets: Vec<_> = survivors
         .iter()
         .map(|(d, _)| server.message_for(d))
         .collect::<Result<_, _>>()?;
-    let mut unmask_seconds = t.elapsed().as_secs_f64();
+    let mut consistency_seconds = t.elapsed().as_secs_f64();
     if let AggregatorRound::Aborted(a) = &server {
         return Err(BenchError::Aborted(a.reason().clone()));
     }
-    let responses: Vec<_> = survivors
+    let signed: Vec<_> = survivors
+        .into_par_iter()
+        .zip(sets)
+        .map(|((device, client), msg)| {
+            let crate::wire::ServerMessage::SurvivorSet(msg) = msg else {
+                return Err(BenchError::Stage);
+            };
+            let identity = identities.get(&device).ok_or(BenchError::Stage)?;
+            let (signature, next) = client.sign_survivors(identity, &msg)?;
+            Ok((device, signature, next))
+        })
+        .collect::<Result<_, BenchError>>()?;
+    let t = Instant::now();
+    let mut signers: Vec<(DeviceId, ClientAwaitingUnmask)> = Vec::with_capacity(signed.len());
+    for (device, signature, next) in signed {
+        server.receive(crate::wire::ClientMessage::ConsistencySignature(signature))?;
+        signers.push((device, next));
+    }
+    server = server.close_stage();
+    let requests: Vec<_> = signers
+        .iter()
+        .map(|(d, _)| server.message_for(d))
+        .collect::<Result<_, _>>()?;
+    consistency_seconds += t.elapsed().as_secs_f64();
+    if let AggregatorRound::Aborted(a) = &server {
+        return Err(BenchError::Aborted(a.reason().clone()));
+    }
+    let responses: Vec<_> = signers
         .into_par_iter()
         .zip(requests)
         .map(|((_, client), msg)| {
@@ -444,6 +484,7 @@ pub fn server_unmask(
             Ok(client.respond(&msg)?)
         })
         .collect::<Result<_, BenchError>>()?;
+    let mut unmask_seconds = 0.0;
     let t = Instant::now();
     for response in responses {
         server.receive(crate::wire::ClientMessage::UnmaskResponse(response))?;
@@ -463,6 +504,7 @@ pub fn server_unmask(
         threshold: neighbourhood.threshold,
         key_stages_seconds,
         upload_seconds,
+        consistency_seconds,
         unmask_seconds,
         prg_expansions: done.masks_removed(),
         upload_bytes,

@@ -75,27 +75,49 @@ impl fmt::Display for RoundId {
     }
 }
 
-/// The (federation, round) pair, in the fixed 24-byte form that goes into
-/// every transcript, HKDF `info` and AEAD associated data.
+/// The (federation, round) pair and the digest of the round's parameters
+/// ([`RoundInfo::digest`](crate::wire::RoundInfo::digest)), in the fixed
+/// 56-byte form that goes into every transcript, HKDF `info` and AEAD
+/// associated data. Binding the parameters' digest means a device shown
+/// other parameters (another graph seed, degree, threshold, noise split)
+/// derives other keys and verifies no signature made under this view: a
+/// server cannot show devices different views of one round and still get
+/// them to talk to each other.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct RoundContext {
     pub(crate) federation: FederationId,
     pub(crate) round: RoundId,
+    pub(crate) info: [u8; 32],
 }
 
 impl RoundContext {
+    /// A context bound to the federation and round only (an all-zero
+    /// parameter digest): for derivations whose other inputs already carry
+    /// the parameters they depend on (the neighbour graph takes its seed
+    /// and degree directly), and for unit tests of the primitives.
     pub(crate) const fn new(federation: FederationId, round: RoundId) -> Self {
-        Self { federation, round }
+        Self::bound(federation, round, [0; 32])
     }
 
-    /// `federation (16 bytes) || round (u64 little-endian)`: fixed width, so
-    /// the encoding is injective wherever it is concatenated with other
-    /// fixed-width fields.
-    pub(crate) fn to_bytes(self) -> [u8; 24] {
-        let mut out = [0u8; 24];
-        let (fed, round) = out.split_at_mut(16);
+    /// A context bound to the round's parameter digest.
+    pub(crate) const fn bound(federation: FederationId, round: RoundId, info: [u8; 32]) -> Self {
+        Self {
+            federation,
+            round,
+            info,
+        }
+    }
+
+    /// `federation (16 bytes) || round (u64 little-endian) || digest (32
+    /// bytes)`: fixed width, so the encoding is injective wherever it is
+    /// concatenated with other fixed-width fields.
+    pub(crate) fn to_bytes(self) -> [u8; 56] {
+        let mut out = [0u8; 56];
+        let (fed, rest) = out.split_at_mut(16);
+        let (round, info) = rest.split_at_mut(8);
         fed.copy_from_slice(&self.federation.0);
         round.copy_from_slice(&self.round.0.to_le_bytes());
+        info.copy_from_slice(&self.info);
         out
     }
 }
@@ -111,7 +133,10 @@ mod tests {
         let b = RoundContext::new(fed, RoundId(2)).to_bytes();
         assert_ne!(a, b);
         assert_eq!(&a[..16], &[7; 16]);
-        assert_eq!(&a[16..], &1u64.to_le_bytes());
+        assert_eq!(&a[16..24], &1u64.to_le_bytes());
+        let c = RoundContext::bound(fed, RoundId(1), [9; 32]).to_bytes();
+        assert_eq!(&c[..24], &a[..24]);
+        assert_ne!(a, c);
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //!
 //! - [`protocol`]: the round as state machines. Client: [`ClientRound`] →
 //!   [`ClientAwaitingNeighbours`] → [`ClientAwaitingShares`] →
-//!   [`ClientReadyToUpload`] → [`ClientAwaitingUnmask`], each consumed by
-//!   value. Server: [`AggregatorRound`], serializable at every stage.
+//!   [`ClientReadyToUpload`] → [`ClientAwaitingSurvivors`] →
+//!   [`ClientAwaitingUnmask`], each consumed by value. Server:
+//!   [`AggregatorRound`], serializable at every stage.
 //! - [`wire`]: serde message types and the binary upload codec.
 //! - [`dp`]: clipping, fixed-point encoding, the discrete Gaussian sampler,
 //!   the zCDP [`PrivacyAccountant`].
@@ -59,35 +60,46 @@
 //!     let identity = DeviceIdentity::generate(&mut OsRng);
 //!     let (advert, client) = ClientRound::new(&identity, info.clone(), &mut OsRng)?;
 //!     server.receive(ClientMessage::AdvertiseKeys(advert))?;
-//!     clients.push((identity.device_id(), client));
+//!     clients.push((identity.device_id(), identity, client));
 //! }
 //! server = server.close_stage();
 //!
 //! // 2–3. Each checks its neighbours' keys and seals them shares.
 //! let mut sharing = Vec::new();
-//! for (device, client) in clients {
+//! for (device, identity, client) in clients {
 //!     let ServerMessage::NeighbourKeys(keys) = server.message_for(&device)? else { unreachable!() };
 //!     let (shares, client) = client.receive_neighbours(&keys, &mut OsRng)?;
 //!     server.receive(ClientMessage::EncryptedShares(shares))?;
-//!     sharing.push((device, client));
+//!     sharing.push((device, identity, client));
 //! }
 //! server = server.close_stage();
 //!
 //! // 4–5. Each opens its shares, then uploads its encoded, masked update.
 //! let dp = info.distributed_dp()?;
 //! let mut uploaded = Vec::new();
-//! for (device, client) in sharing {
+//! for (device, identity, client) in sharing {
 //!     let ServerMessage::SharesForDevice(shares) = server.message_for(&device)? else { unreachable!() };
 //!     let ready = client.receive_shares(&shares)?;
 //!     let update = dp.encode(&[0.25, -0.5, 0.0, 0.125], &mut OsRng)?;
 //!     let (upload, client) = ready.upload(&update)?;
 //!     server.receive_upload_bytes(&upload.encode())?;
-//!     uploaded.push((device, client));
+//!     uploaded.push((device, identity, client));
 //! }
 //! server = server.close_stage();
 //!
-//! // 6–7. Survivors reveal the shares the server needs to unmask the sum.
-//! for (device, client) in uploaded {
+//! // 6–7. Each uploader signs the survivor set it is shown (consistency round).
+//! let mut signed = Vec::new();
+//! for (device, identity, client) in uploaded {
+//!     let ServerMessage::SurvivorSet(set) = server.message_for(&device)? else { unreachable!() };
+//!     let (signature, client) = client.sign_survivors(&identity, &set)?;
+//!     server.receive(ClientMessage::ConsistencySignature(signature))?;
+//!     signed.push((device, client));
+//! }
+//! server = server.close_stage();
+//!
+//! // 8–9. With t neighbours' signatures over that set, each reveals the
+//! // shares the server needs to unmask the sum.
+//! for (device, client) in signed {
 //!     let ServerMessage::UnmaskRequest(request) = server.message_for(&device)? else { unreachable!() };
 //!     server.receive(ClientMessage::UnmaskResponse(client.respond(&request)?))?;
 //! }
@@ -138,10 +150,11 @@ pub use graph::{GraphSeed, Neighbourhood};
 pub use ids::{FederationId, RoundId};
 pub use protocol::{
     AbortReason, Aborted, AggregatorRound, ClientAwaitingNeighbours, ClientAwaitingShares,
-    ClientAwaitingUnmask, ClientError, ClientReadyToUpload, ClientRound, ConfigError, DeviceStatus,
-    Done, ServerError, Stage,
+    ClientAwaitingSurvivors, ClientAwaitingUnmask, ClientError, ClientReadyToUpload, ClientRound,
+    ConfigError, DeviceStatus, Done, ServerError, Stage,
 };
 pub use wire::{
-    AdvertiseKeys, ClientMessage, EncryptedShares, MaskedUpload, NeighbourKeys, RoundInfo,
-    ServerMessage, SharesForDevice, UnmaskRequest, UnmaskResponse,
+    AdvertiseKeys, ClientMessage, ConsistencySignature, EncryptedShares, MaskedUpload,
+    NeighbourKeys, RoundInfo, ServerMessage, SharesForDevice, SurvivorSet, UnmaskRequest,
+    UnmaskResponse,
 };

@@ -8,9 +8,10 @@
 use hearth_fed::protocol::ClientAwaitingShares;
 use hearth_fed::wire::{CodecError, UPLOAD_MAGIC};
 use hearth_fed::{
-    AbortReason, AggregatorRound, ClientAwaitingNeighbours, ClientAwaitingUnmask, ClientError,
-    ClientMessage, ClientRound, CryptoError, DeviceId, DeviceIdentity, DpConfig, FederationId,
-    GraphSeed, MaskedUpload, RoundId, RoundInfo, ServerError, ServerMessage, Stage,
+    AbortReason, AggregatorRound, ClientAwaitingNeighbours, ClientAwaitingSurvivors,
+    ClientAwaitingUnmask, ClientError, ClientMessage, ClientRound, CryptoError, DeviceId,
+    DeviceIdentity, DpConfig, FederationId, GraphSeed, MaskedUpload, RoundId, RoundInfo,
+    ServerError, ServerMessage, Stage,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -138,7 +139,7 @@ impl Round {
         &mut self,
         clients: Vec<(DeviceId, ClientAwaitingShares)>,
         drop: &[DeviceId],
-    ) -> (Vec<(DeviceId, ClientAwaitingUnmask)>, Vec<u32>) {
+    ) -> (Vec<(DeviceId, ClientAwaitingSurvivors)>, Vec<u32>) {
         let dp = self.info.distributed_dp().unwrap();
         let len = self.info.vector_len as usize;
         let mut expected = vec![0u32; len];
@@ -169,8 +170,35 @@ impl Round {
         (survivors, expected)
     }
 
-    /// Steps 6–7 for every client given; closes the stage.
-    fn unmask(&mut self, clients: Vec<(DeviceId, ClientAwaitingUnmask)>) {
+    fn identity(&self, device: &DeviceId) -> &DeviceIdentity {
+        self.identities
+            .iter()
+            .find(|i| i.device_id() == *device)
+            .unwrap()
+    }
+
+    /// Steps 6–7 (the consistency round) for every client given; closes
+    /// the stage.
+    fn sign(
+        &mut self,
+        clients: Vec<(DeviceId, ClientAwaitingSurvivors)>,
+    ) -> Vec<(DeviceId, ClientAwaitingUnmask)> {
+        let mut next = Vec::new();
+        for (device, client) in clients {
+            let ServerMessage::SurvivorSet(set) = self.message_for(&device) else {
+                panic!("expected the survivor set")
+            };
+            let (signature, client) = client.sign_survivors(self.identity(&device), &set).unwrap();
+            self.send(ClientMessage::ConsistencySignature(signature))
+                .unwrap();
+            next.push((device, client));
+        }
+        self.close();
+        next
+    }
+
+    /// Steps 8–9 for every client given; closes the stage.
+    fn reveal(&mut self, clients: Vec<(DeviceId, ClientAwaitingUnmask)>) {
         for (device, client) in clients {
             let ServerMessage::UnmaskRequest(request) = self.message_for(&device) else {
                 panic!("expected request")
@@ -181,6 +209,13 @@ impl Round {
             .unwrap();
         }
         self.close();
+    }
+
+    /// Steps 6–9 for every client given.
+    fn unmask(&mut self, clients: Vec<(DeviceId, ClientAwaitingSurvivors)>) {
+        let signed = self.sign(clients);
+        assert_eq!(self.server.stage(), Stage::Unmasking);
+        self.reveal(signed);
     }
 
     fn done(&self) -> &hearth_fed::Done {
@@ -333,57 +368,141 @@ fn dropout_past_a_neighbourhood_threshold_aborts() {
 }
 
 #[test]
-fn a_client_refuses_to_reveal_both_shares_of_a_neighbour() {
+fn a_client_signs_only_a_survivor_set_it_can_vouch_for() {
+    let mut round = Round::new(info(40, 10, 5, Some(9)), 10, 12);
+    let clients = round.advertise();
+    let clients = round.share(clients);
+    let (survivors, _) = round.upload(clients, &[]);
+    let cohort = sorted(round.identities.iter().map(|i| i.device_id()).collect());
+    let mut survivors = survivors.into_iter();
+    let mut next = |round: &Round| {
+        let (device, client) = survivors.next().unwrap();
+        let ServerMessage::SurvivorSet(set) = round.message_for(&device) else {
+            panic!()
+        };
+        let position = cohort.binary_search(&device).unwrap();
+        (device, client, set, position)
+    };
+
+    // Told it dropped although its upload is in: it will not vouch for it.
+    let (device, client, mut set, p) = next(&round);
+    set.survivors[p / 8] &= !(1 << (p % 8));
+    assert_eq!(
+        client
+            .sign_survivors(round.identity(&device), &set)
+            .unwrap_err(),
+        ClientError::NotASurvivor
+    );
+    // Fewer survivors than the round promised (its noise share assumed 5).
+    let (device, client, mut set, p) = next(&round);
+    set.survivors = vec![0; 2];
+    set.survivors[p / 8] |= 1 << (p % 8);
+    assert_eq!(
+        client
+            .sign_survivors(round.identity(&device), &set)
+            .unwrap_err(),
+        ClientError::TooFewSurvivorsInRound { have: 1, need: 5 }
+    );
+    // A bitmap that does not fit the cohort.
+    let (device, client, mut set, _) = next(&round);
+    set.survivors.push(0);
+    assert!(matches!(
+        client.sign_survivors(round.identity(&device), &set),
+        Err(ClientError::SurvivorSet(_))
+    ));
+    // Another device's identity.
+    let (device, client, set, _) = next(&round);
+    let other = round
+        .identities
+        .iter()
+        .find(|i| i.device_id() != device)
+        .unwrap();
+    assert!(matches!(
+        client.sign_survivors(other, &set),
+        Err(ClientError::WrongIdentity { .. })
+    ));
+}
+
+#[test]
+fn a_client_reveals_only_against_the_set_t_neighbours_signed() {
     let mut round = Round::new(info(40, 10, 5, Some(9)), 10, 7);
     let clients = round.advertise();
     let clients = round.share(clients);
     let (survivors, expected) = round.upload(clients, &[]);
-    let mut survivors = survivors.into_iter();
+    let signed = round.sign(survivors);
+    assert_eq!(round.server.stage(), Stage::Unmasking);
+    let mut signed = signed.into_iter();
     let mut request_for = |round: &Round| {
-        let (device, client) = survivors.next().unwrap();
+        let (device, client) = signed.next().unwrap();
         let ServerMessage::UnmaskRequest(request) = round.message_for(&device) else {
             panic!()
         };
+        assert_eq!(request.signatures.len(), 9);
         (client, request)
     };
 
-    // The core check: a neighbour named as survivor *and* dropped.
+    // A different survivor set from the one it signed.
     let (client, mut request) = request_for(&round);
-    let victim = request.survivors[0];
-    request.dropped.push(victim);
+    request.survivors[0] ^= 1;
     assert_eq!(
         client.respond(&request).unwrap_err(),
-        ClientError::BothSharesRequested { device: victim }
+        ClientError::SurvivorSetChanged
     );
-
-    // Everyone "dropped": fewer than t survivors, so nothing is revealed.
+    // Fewer than t = 5 neighbours' signatures.
     let (client, mut request) = request_for(&round);
-    request.dropped.append(&mut request.survivors);
+    request.signatures.truncate(4);
+    assert_eq!(
+        client.respond(&request).unwrap_err(),
+        ClientError::TooFewConsistencySignatures { have: 4, need: 5 }
+    );
+    // A signature moved to another neighbour's name, or one named twice.
+    let (client, mut request) = request_for(&round);
+    request.signatures[1].signature = request.signatures[0].signature;
+    let moved = request.signatures[1].device;
     assert!(matches!(
         client.respond(&request),
-        Err(ClientError::TooFewSurvivors { have: 0, need: 5 })
+        Err(ClientError::BadConsistencySignature { device, .. }) if device == moved
     ));
-
-    // A neighbour left out, or a stranger named.
     let (client, mut request) = request_for(&round);
-    let left_out = request.survivors.pop().unwrap();
+    let again = request.signatures[0].clone();
+    request.signatures.push(again.clone());
     assert_eq!(
         client.respond(&request).unwrap_err(),
-        ClientError::IncompleteUnmaskRequest { device: left_out }
-    );
-    let (client, mut request) = request_for(&round);
-    let stranger = DeviceId::from_bytes([0xee; 32]);
-    request.dropped.push(stranger);
-    assert_eq!(
-        client.respond(&request).unwrap_err(),
-        ClientError::UnknownNeighbour { device: stranger }
+        ClientError::UnexpectedSigner {
+            device: again.device
+        }
     );
 
     // The six honest clients left still unmask the sum (t = 5).
-    let rest: Vec<_> = survivors.collect();
+    let rest: Vec<_> = signed.collect();
     assert_eq!(rest.len(), 6);
-    round.unmask(rest);
+    round.reveal(rest);
     assert_eq!(round.done().sum(), expected.as_slice());
+}
+
+#[test]
+fn the_server_refuses_a_consistency_signature_over_another_set() {
+    let mut round = Round::new(info(16, 10, 2, Some(9)), 10, 13);
+    let clients = round.advertise();
+    let clients = round.share(clients);
+    let (survivors, _) = round.upload(clients, &[]);
+    let (device, client) = survivors.into_iter().next().unwrap();
+    let ServerMessage::SurvivorSet(mut set) = round.message_for(&device) else {
+        panic!()
+    };
+    // The device is shown (and signs) a set the server does not hold.
+    let position = sorted(round.identities.iter().map(|i| i.device_id()).collect())
+        .binary_search(&device)
+        .unwrap();
+    let other = if position == 0 { 1 } else { 0 };
+    set.survivors[0] &= !(1 << other);
+    let (signature, _) = client
+        .sign_survivors(round.identity(&device), &set)
+        .unwrap();
+    assert!(matches!(
+        round.send(ClientMessage::ConsistencySignature(signature)),
+        Err(ServerError::BadConsistencySignature { .. })
+    ));
 }
 
 #[test]
@@ -712,12 +831,20 @@ fn server_rejects_malformed_share_sets_and_unmask_responses() {
     assert!(matches!(
         round.server.message_for(&dropped),
         Err(ServerError::NotEligible {
+            stage: Stage::CheckingConsistency,
+            ..
+        })
+    ));
+    let signed = round.sign(survivors);
+    assert!(matches!(
+        round.server.message_for(&dropped),
+        Err(ServerError::NotEligible {
             stage: Stage::Unmasking,
             ..
         })
     ));
 
-    for (i, (device, client)) in survivors.into_iter().enumerate() {
+    for (i, (device, client)) in signed.into_iter().enumerate() {
         let ServerMessage::UnmaskRequest(request) = round.message_for(&device) else {
             panic!()
         };
@@ -769,7 +896,8 @@ fn a_neighbour_revealing_a_wrong_share_is_routed_around() {
     let clients = round.advertise();
     let clients = round.share(clients);
     let (survivors, expected) = round.upload(clients, &[]);
-    for (i, (device, client)) in survivors.into_iter().enumerate() {
+    let signed = round.sign(survivors);
+    for (i, (device, client)) in signed.into_iter().enumerate() {
         let ServerMessage::UnmaskRequest(request) = round.message_for(&device) else {
             panic!()
         };

@@ -70,6 +70,17 @@ pub enum PersonalizeError {
         /// Its delta.
         delta: f64,
     },
+    /// The server offered a round number this device has already been
+    /// charged for (or an older one): a replay, refused before any work.
+    #[error(
+        "round {round} is not newer than round {last}, which this device already took part in; refused as a replay"
+    )]
+    RoundReplayed {
+        /// The round offered.
+        round: u64,
+        /// The newest round this device was charged for.
+        last: u64,
+    },
     /// This device's base model is not the federation's.
     #[error(
         "the federation trains {model} with sha256 {expected}, but this device's model {local} has sha256 {found}; choose the federation's model file"

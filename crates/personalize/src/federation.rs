@@ -32,7 +32,7 @@ use hearth_fed::DeviceIdentity;
 use hearth_fed::audit::LogAudit;
 use hearth_fed::client::{
     Checkin, ClientOptions, FedClient, FedClientError, FederationInfo, GlobalAdapter, Membership,
-    RoundTrainer, TrainerError,
+    RoundCharge, RoundTrainer, TrainerError,
 };
 use hearth_fed::dp::{DEFAULT_DELTA, zcdp_epsilon};
 use hearth_ml::candle::{Device, Tensor};
@@ -543,7 +543,10 @@ fn from_client(error: FedClientError) -> PersonalizeError {
         FedClientError::Trainer(inner)
             if matches!(
                 inner.downcast_ref::<PersonalizeError>(),
-                Some(PersonalizeError::BudgetExhausted { .. })
+                Some(
+                    PersonalizeError::BudgetExhausted { .. }
+                        | PersonalizeError::RoundReplayed { .. }
+                )
             ) =>
         {
             match inner.downcast::<PersonalizeError>() {
@@ -597,8 +600,19 @@ struct TextTrainer<'a> {
 }
 
 impl RoundTrainer for TextTrainer<'_> {
-    fn admit(&self, rho: f64) -> std::result::Result<(), TrainerError> {
+    fn admit(&self, round: u64, rho: f64) -> std::result::Result<(), TrainerError> {
         let library = self.library.borrow();
+        // Round numbers only grow: one this device was charged for, or an
+        // older one, is a replay, refused before any work.
+        if let Some(last) = library
+            .uploads(self.membership.id)?
+            .iter()
+            .map(|u| u.round)
+            .max()
+            .filter(|&last| last >= round)
+        {
+            return Err(Box::new(PersonalizeError::RoundReplayed { round, last }));
+        }
         let spent = library.rho_spent(self.membership.id)?;
         if zcdp_epsilon(spent + rho, self.membership.delta) > self.membership.epsilon_budget {
             return Err(Box::new(PersonalizeError::BudgetExhausted {
@@ -606,6 +620,28 @@ impl RoundTrainer for TextTrainer<'_> {
                 budget: self.membership.epsilon_budget,
                 delta: self.membership.delta,
             }));
+        }
+        Ok(())
+    }
+
+    fn charge(&self, charge: &RoundCharge) -> std::result::Result<(), TrainerError> {
+        self.library.borrow_mut().charge_upload(&NewUpload {
+            membership_id: self.membership.id,
+            round: charge.round,
+            bytes_sent: 0,
+            bytes_received: 0,
+            rho: charge.rho,
+            epsilon: charge.epsilon,
+            upload_sha256: hex::encode(charge.upload_sha256),
+            global_version: None,
+            run_id: self.run_id.get(),
+        })?;
+        if let Some(survivors) = charge.survivors {
+            self.progress.note(&format!(
+                "round {}: only {survivors} devices survived, fewer than the noise was split over; \
+                 booked at its true cost, epsilon {:.3}",
+                charge.round, charge.epsilon
+            ));
         }
         Ok(())
     }
@@ -633,7 +669,7 @@ impl RoundTrainer for TextTrainer<'_> {
         // Training took over the progress display; hand it back to the
         // round (keys and shares are done, the upload comes next).
         self.progress
-            .begin(&format!("federated round {}", self.round), Some(6));
+            .begin(&format!("federated round {}", self.round), Some(7));
         self.progress.advance(2);
         Ok(update.delta)
     }
@@ -659,6 +695,15 @@ pub fn participate(
 ) -> Result<ParticipationSummary> {
     let stored = pick(library, request.membership)?;
     let mut record = record_of(&stored)?;
+    if record.membership.policy.is_none() {
+        // Stored before round policies were pinned at join: pin the one the
+        // federation describes now (trust on first use), before any round.
+        let identity = load_identity(&key_path(library.root(), &stored.federation_id))?;
+        let probe =
+            FedClient::with_options(record.membership.clone(), identity, request.client.clone())?;
+        record.membership.policy = Some(probe.describe_policy().map_err(from_client)?);
+        library.update_membership_record(stored.id, &json(&record)?)?;
+    }
     let identity = load_identity(&key_path(library.root(), &stored.federation_id))?;
     let client =
         FedClient::with_options(record.membership.clone(), identity, request.client.clone())?;
@@ -790,17 +835,18 @@ fn take_part(
     let run_id = trainer.run_id.get();
     let library = trainer.library.into_inner();
     let upload_sha256 = hex::encode(report.upload_sha256);
-    library.record_upload(&NewUpload {
-        membership_id: stored.id,
+    // The charge was booked before the upload left; now its outcome.
+    if !library.complete_upload(
+        stored.id,
         round,
-        bytes_sent: report.bytes_sent,
-        bytes_received: report.bytes_received,
-        rho: report.rho,
-        epsilon: report.epsilon,
-        upload_sha256: upload_sha256.clone(),
-        global_version: Some(report.global_version_after),
-        run_id,
-    })?;
+        report.bytes_sent,
+        report.bytes_received,
+        report.global_version_after,
+    )? {
+        return Err(PersonalizeError::Inconsistent(format!(
+            "round {round} completed without a booked privacy charge"
+        )));
+    }
     progress.note(&format!(
         "round {round}: sent {} bytes, epsilon {:.3} this round; global version {} published",
         report.bytes_sent, report.epsilon, report.global_version_after

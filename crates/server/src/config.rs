@@ -63,6 +63,7 @@ gather_secs = 600
 advertise_keys_secs = 120
 share_keys_secs = 120
 masked_input_secs = 1800
+consistency_check_secs = 120
 unmasking_secs = 120
 
 [federation.secagg]
@@ -207,6 +208,9 @@ pub struct Deadlines {
     /// SecAgg+ stage 2: clients train and upload masked updates.
     #[serde(default = "default_masked_input")]
     pub masked_input_secs: u32,
+    /// The consistency round: uploaders sign the survivor set.
+    #[serde(default = "default_short_stage")]
+    pub consistency_check_secs: u32,
     /// SecAgg+ stage 3: survivors reveal shares to remove masks.
     #[serde(default = "default_short_stage")]
     pub unmasking_secs: u32,
@@ -219,6 +223,7 @@ impl Default for Deadlines {
             advertise_keys_secs: default_short_stage(),
             share_keys_secs: default_short_stage(),
             masked_input_secs: default_masked_input(),
+            consistency_check_secs: default_short_stage(),
             unmasking_secs: default_short_stage(),
         }
     }
@@ -231,6 +236,7 @@ impl Deadlines {
             Stage::AdvertiseKeys => self.advertise_keys_secs,
             Stage::ShareKeys => self.share_keys_secs,
             Stage::MaskedInput => self.masked_input_secs,
+            Stage::ConsistencyCheck => self.consistency_check_secs,
             Stage::Unmasking => self.unmasking_secs,
         };
         Duration::from_secs(u64::from(secs))
@@ -601,6 +607,7 @@ impl FederationConfig {
             ("deadlines.advertise_keys_secs", d.advertise_keys_secs),
             ("deadlines.share_keys_secs", d.share_keys_secs),
             ("deadlines.masked_input_secs", d.masked_input_secs),
+            ("deadlines.consistency_check_secs", d.consistency_check_secs),
             ("deadlines.unmasking_secs", d.unmasking_secs),
         ] {
             if secs == 0 || secs > 7 * 24 * 3600 {

@@ -40,16 +40,20 @@ pub enum Stage {
     ShareKeys,
     /// Clients train and upload masked updates.
     MaskedInput,
+    /// Uploaders sign the survivor set (the consistency round), so no
+    /// device reveals a share against a set its neighbours did not see.
+    ConsistencyCheck,
     /// Survivors reveal shares so masks can be removed.
     Unmasking,
 }
 
 impl Stage {
     /// Every stage, in protocol order.
-    pub const ALL: [Stage; 4] = [
+    pub const ALL: [Stage; 5] = [
         Stage::AdvertiseKeys,
         Stage::ShareKeys,
         Stage::MaskedInput,
+        Stage::ConsistencyCheck,
         Stage::Unmasking,
     ];
 
@@ -59,6 +63,7 @@ impl Stage {
             Stage::AdvertiseKeys => "advertise_keys",
             Stage::ShareKeys => "share_keys",
             Stage::MaskedInput => "masked_input",
+            Stage::ConsistencyCheck => "consistency_check",
             Stage::Unmasking => "unmasking",
         }
     }
@@ -737,7 +742,8 @@ mod tests {
             state.stage = match state.stage {
                 Stage::AdvertiseKeys => Stage::ShareKeys,
                 Stage::ShareKeys => Stage::MaskedInput,
-                Stage::MaskedInput => Stage::Unmasking,
+                Stage::MaskedInput => Stage::ConsistencyCheck,
+                Stage::ConsistencyCheck => Stage::Unmasking,
                 Stage::Unmasking => return Ok(Step::Abort("a counter has no sum".into())),
             };
             Ok(Step::Continue {
@@ -979,7 +985,7 @@ mod tests {
         // Through every stage; closing the last one aborts (the counter
         // has nothing to publish).
         let mut now = next.stage_deadline_ms;
-        for _ in 0..3 {
+        for _ in 0..4 {
             now += 100_000_000;
             assert_eq!(sweep(now).await.expect("sweep").len(), 1);
         }

@@ -8,7 +8,8 @@
 //! | collecting keys | `advertise_keys` | every invited device advertised |
 //! | sharing keys | `share_keys` | every advertiser sent its shares |
 //! | collecting uploads | `masked_input` | every sharer uploaded |
-//! | unmasking | `unmasking` | every uploader answered |
+//! | checking consistency | `consistency_check` | every uploader signed the survivor set |
+//! | unmasking | `unmasking` | every signer answered |
 //!
 //! Otherwise a stage closes at its deadline with whoever answered (the
 //! sweeper calls [`RoundProtocol::close_stage`]); hearth-fed aborts the
@@ -53,6 +54,7 @@ pub fn server_stage(stage: hearth_fed::Stage) -> Option<Stage> {
         hearth_fed::Stage::CollectingKeys => Some(Stage::AdvertiseKeys),
         hearth_fed::Stage::SharingKeys => Some(Stage::ShareKeys),
         hearth_fed::Stage::CollectingUploads => Some(Stage::MaskedInput),
+        hearth_fed::Stage::CheckingConsistency => Some(Stage::ConsistencyCheck),
         hearth_fed::Stage::Unmasking => Some(Stage::Unmasking),
         hearth_fed::Stage::Done | hearth_fed::Stage::Aborted => None,
     }
@@ -144,6 +146,7 @@ fn named_sender(message: &ClientMessage) -> DeviceId {
         ClientMessage::AdvertiseKeys(m) => m.device,
         ClientMessage::EncryptedShares(m) => m.sender,
         ClientMessage::MaskedUpload(m) => m.device,
+        ClientMessage::ConsistencySignature(m) => m.sender,
         ClientMessage::UnmaskResponse(m) => m.sender,
     }
 }

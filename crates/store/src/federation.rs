@@ -234,11 +234,18 @@ impl Library {
         Ok(changed == 1)
     }
 
-    /// Records an upload.
-    pub fn record_upload(&mut self, upload: &NewUpload) -> Result<i64> {
+    /// Books an upload's privacy charge, durably, before the upload leaves
+    /// the device (the round's outcome is filled in later by
+    /// [`Library::complete_upload`]). Booking the same round again keeps
+    /// the larger charge: a round whose survivors turned out fewer than its
+    /// noise split assumed is re-booked at its true cost. Returns the row.
+    pub fn charge_upload(&mut self, upload: &NewUpload) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO fed_uploads (membership_id, round, bytes_sent, bytes_received, rho, epsilon, upload_sha256, global_version, run_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (membership_id, round) DO UPDATE SET \
+               rho = max(rho, excluded.rho), epsilon = max(epsilon, excluded.epsilon), \
+               run_id = coalesce(excluded.run_id, run_id)",
             params![
                 upload.membership_id,
                 upload.round,
@@ -251,7 +258,36 @@ impl Library {
                 upload.run_id
             ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn.query_row(
+            "SELECT id FROM fed_uploads WHERE membership_id = ?1 AND round = ?2",
+            params![upload.membership_id, upload.round],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// Fills in what a charged upload's round came to: the traffic and the
+    /// global version it published. `false` if no charge was booked for
+    /// that round.
+    pub fn complete_upload(
+        &mut self,
+        membership: MembershipId,
+        round: u64,
+        bytes_sent: u64,
+        bytes_received: u64,
+        global_version: u64,
+    ) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE fed_uploads SET bytes_sent = ?3, bytes_received = ?4, global_version = ?5 \
+             WHERE membership_id = ?1 AND round = ?2",
+            params![
+                membership,
+                round,
+                bytes_sent,
+                bytes_received,
+                global_version
+            ],
+        )?;
+        Ok(changed == 1)
     }
 
     /// Every upload to a membership, oldest first.
@@ -300,21 +336,56 @@ mod tests {
             "one active membership per federation"
         );
         for round in [1u64, 2] {
-            library
-                .record_upload(&NewUpload {
-                    membership_id: id,
-                    round,
-                    bytes_sent: 4_000_000,
-                    bytes_received: 1_000,
-                    rho: 0.05,
-                    epsilon: 1.2,
-                    upload_sha256: "e".repeat(64),
-                    global_version: Some(round),
-                    run_id: None,
-                })
-                .expect("upload");
+            let charge = NewUpload {
+                membership_id: id,
+                round,
+                bytes_sent: 0,
+                bytes_received: 0,
+                rho: 0.05,
+                epsilon: 1.2,
+                upload_sha256: "e".repeat(64),
+                global_version: None,
+                run_id: None,
+            };
+            let row = library.charge_upload(&charge).expect("charge");
+            // Booked again with a lower charge (a retry): nothing changes.
+            let lower = NewUpload {
+                rho: 0.01,
+                ..charge.clone()
+            };
+            assert_eq!(library.charge_upload(&lower).expect("again"), row);
+            assert!(
+                library
+                    .complete_upload(id, round, 4_000_000, 1_000, round)
+                    .expect("complete")
+            );
         }
         assert!((library.rho_spent(id).expect("rho") - 0.1).abs() < 1e-12);
+        // A round re-booked at a higher, true cost keeps the higher one.
+        library
+            .charge_upload(&NewUpload {
+                membership_id: id,
+                round: 2,
+                bytes_sent: 0,
+                bytes_received: 0,
+                rho: 0.25,
+                epsilon: 3.0,
+                upload_sha256: "e".repeat(64),
+                global_version: None,
+                run_id: None,
+            })
+            .expect("raise");
+        assert!((library.rho_spent(id).expect("rho") - 0.3).abs() < 1e-12);
+        let second = &library.uploads(id).expect("uploads")[1];
+        assert_eq!(
+            (second.global_version, second.bytes_sent),
+            (Some(2), 4_000_000)
+        );
+        assert!(
+            !library
+                .complete_upload(id, 9, 1, 1, 1)
+                .expect("no such round")
+        );
         assert!(
             library
                 .update_membership_policy(id, r#"{"require_idle":false}"#)

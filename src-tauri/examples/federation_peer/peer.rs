@@ -64,7 +64,7 @@ server_learning_rate = 1.0
 base_model = {{ id = "stories260k", sha256 = "{sha256}" }}
 adapter = {{ tensors = [ {tensors} ] }}
 dp = {{ clip_norm = 1.0, noise_multiplier = 1.0 }}
-deadlines = {{ gather_secs = 60, advertise_keys_secs = 60, share_keys_secs = 60, masked_input_secs = 300, unmasking_secs = 60 }}
+deadlines = {{ gather_secs = 60, advertise_keys_secs = 60, share_keys_secs = 60, masked_input_secs = 300, consistency_check_secs = 15, unmasking_secs = 60 }}
 checkin = {{ min_retry_secs = 1, max_retry_secs = 2 }}
 "#,
         sha256 = loaded.info.sha256,

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use hearth_fed::DeviceIdentity;
 use hearth_fed::client::{
-    Checkin, ClientOptions, FedClient, GlobalAdapter, Membership, RoundTrainer, TrainerError,
+    Checkin, ClientOptions, FedClient, GlobalAdapter, Membership, RoundCharge, RoundTrainer,
+    TrainerError,
 };
 use hearth_fed::dp::zcdp_epsilon;
 use hearth_ml::candle::{Device, Tensor};
@@ -728,6 +729,7 @@ impl SimDevice {
                 drop_out,
                 train_secs: Cell::new(0.0),
                 uploaded_at: Cell::new(None),
+                charged_rho: Cell::new(None),
             };
             let started = Instant::now();
             let result = client.participate(round, &trainer, &NoProgress, &CancelToken::new());
@@ -736,7 +738,7 @@ impl SimDevice {
                 Ok(report) => Outcome::Contributed {
                     server_round: round,
                     bytes_sent: report.bytes_sent,
-                    rho: report.rho,
+                    rho: trainer.charged_rho.get().unwrap_or(report.rho),
                     delta: report.delta,
                     global_version: report.global_version_after,
                     train_secs: trainer.train_secs.get(),
@@ -783,6 +785,8 @@ struct SimTrainer<'a> {
     drop_out: bool,
     train_secs: Cell<f64>,
     uploaded_at: Cell<Option<Instant>>,
+    /// The privacy charge booked for the round (the larger, if raised).
+    charged_rho: Cell<Option<f64>>,
 }
 
 #[derive(Debug)]
@@ -797,6 +801,16 @@ impl std::fmt::Display for DroppedOut {
 impl std::error::Error for DroppedOut {}
 
 impl RoundTrainer for SimTrainer<'_> {
+    fn charge(&self, charge: &RoundCharge) -> Result<(), TrainerError> {
+        // A simulated device keeps its books in memory, for the round's row.
+        let booked = self
+            .charged_rho
+            .get()
+            .map_or(charge.rho, |r| r.max(charge.rho));
+        self.charged_rho.set(Some(booked));
+        Ok(())
+    }
+
     fn delta(&self, global: &GlobalAdapter) -> Result<Vec<f32>, TrainerError> {
         // Called once keys are shared: failing here is exactly a dropout
         // before the upload, which the survivors' shares must repair.

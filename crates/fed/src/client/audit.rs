@@ -212,6 +212,7 @@ mod tests {
             device_id: "dev".into(),
             server_key: String::new(),
             log_key: None,
+            policy: None,
         };
         let err = membership.pinned_log_key().unwrap_err();
         assert!(

@@ -20,11 +20,18 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use hearth_fed::DeviceIdentity;
-//! use hearth_fed::client::{Checkin, FedClient, GlobalAdapter, RoundTrainer, TrainerError};
+//! use hearth_fed::client::{
+//!     Checkin, FedClient, GlobalAdapter, RoundCharge, RoundTrainer, TrainerError,
+//! };
 //! use hearth_progress::{CancelToken, NoProgress};
 //!
 //! struct Zero;
 //! impl RoundTrainer for Zero {
+//!     fn charge(&self, charge: &RoundCharge) -> Result<(), TrainerError> {
+//!         // A real trainer writes this to disk before returning.
+//!         println!("round {}: rho {}", charge.round, charge.rho);
+//!         Ok(())
+//!     }
 //!     fn delta(&self, global: &GlobalAdapter) -> Result<Vec<f32>, TrainerError> {
 //!         Ok(vec![0.0; global.layout().parameter_count()])
 //!     }
@@ -46,6 +53,7 @@
 
 mod audit;
 mod http;
+mod policy;
 mod round;
 
 use std::sync::OnceLock;
@@ -67,7 +75,8 @@ use crate::request_auth::{self, AuthError};
 
 use http::{Call, Http, Traffic};
 
-pub use round::{ParticipationReport, RoundTrainer, TrainerError};
+pub use policy::{PolicyViolation, RoundPolicy};
+pub use round::{ParticipationReport, RoundCharge, RoundTrainer, TrainerError};
 
 /// Largest JSON answer accepted (neighbour keys of a large neighbourhood
 /// are the biggest).
@@ -124,6 +133,14 @@ pub enum FedClientError {
     /// The round protocol refused a server message.
     #[error("round protocol: {0}")]
     Protocol(#[from] ClientError),
+    /// The round's parameters break the policy pinned at enrolment: the
+    /// device refuses the round before announcing anything.
+    #[error("round refused: {0}")]
+    Policy(#[from] PolicyViolation),
+    /// The membership pinned no round policy (it predates pinning, or the
+    /// server did not describe one), so no round can be checked.
+    #[error("this membership has no pinned round policy")]
+    NoPinnedPolicy,
     /// The update could not be privatised.
     #[error("differential privacy: {0}")]
     Dp(#[from] DpError),
@@ -205,7 +222,7 @@ impl Default for ClientOptions {
 
 /// What a device keeps after joining: where the server is and what it
 /// pinned. Store it; it holds no secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Membership {
     /// `https://host[:port]`.
     pub server_url: String,
@@ -222,6 +239,12 @@ pub struct Membership {
     /// before the log existed (they cannot audit until it is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_key: Option<String>,
+    /// The round policy pinned from the federation's description at
+    /// enrolment; every round is checked against it. `None` in memberships
+    /// stored before pinning existed (the caller pins one with
+    /// [`FedClient::describe_policy`] before taking part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RoundPolicy>,
 }
 
 /// The answer to a check-in.
@@ -258,6 +281,9 @@ pub struct FederationInfo {
     /// The base model adapters are trained for, as the operator announced
     /// it; `None` from a server that does not say.
     pub base_model: Option<BaseModel>,
+    /// The round policy the description implies; `None` from a server
+    /// that does not say its cohort bounds.
+    pub policy: Option<RoundPolicy>,
 }
 
 /// The base model a federation trains adapters for.
@@ -348,6 +374,20 @@ struct DescribedFederation {
     parameters: u64,
     dp: DescribedDp,
     server_learning_rate: f64,
+    #[serde(default)]
+    min_clients: Option<u32>,
+    #[serde(default)]
+    cohort_target: Option<u32>,
+    #[serde(default)]
+    secagg: Option<DescribedSecAgg>,
+}
+
+#[derive(Deserialize)]
+struct DescribedSecAgg {
+    #[serde(default)]
+    neighbours: Option<u32>,
+    #[serde(default)]
+    threshold: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +479,10 @@ impl FedClient {
                 None,
             )?
             .json()?;
+        // The round policy, pinned over the same connection.
+        let policy = describe(&http, &answer.federation_id)?
+            .policy
+            .ok_or(FedClientError::NoPinnedPolicy)?;
         Ok(Membership {
             server_url: server_url.trim_end_matches('/').to_owned(),
             certificate_pem: certificate_pem.to_owned(),
@@ -446,6 +490,7 @@ impl FedClient {
             device_id: answer.device_id,
             server_key: key.public_key,
             log_key: Some(hex::encode(log_key.as_bytes())),
+            policy: Some(policy),
         })
     }
 
@@ -519,28 +564,18 @@ impl FedClient {
         if let Some(info) = self.info.get() {
             return Ok(info);
         }
-        let path = format!("/v1/federations/{}", self.membership.federation_id);
-        let described: DescribedFederation = self
-            .http
-            .send(&get(&path, JSON_LIMIT), &Traffic::default(), None)?
-            .json()?;
-        let layout = if described.adapter.tensors.is_empty() {
-            AdapterLayout::flat(usize::try_from(described.parameters).unwrap_or(usize::MAX))?
-        } else {
-            AdapterLayout::new(described.adapter.tensors)?
-        };
-        let info = FederationInfo {
-            id: described.id,
-            layout,
-            dp: DpConfig {
-                clip_norm: described.dp.clip_norm,
-                noise_multiplier: described.dp.noise_multiplier,
-            },
-            delta: described.dp.delta.unwrap_or(DEFAULT_DELTA),
-            server_learning_rate: described.server_learning_rate,
-            base_model: described.base_model,
-        };
+        let info = describe(&self.http, &self.membership.federation_id)?;
         Ok(self.info.get_or_init(|| info))
+    }
+
+    /// The round policy the federation describes now: for pinning it into
+    /// a membership stored before pinning existed (trust on first use).
+    /// A membership made by [`FedClient::enrol`] pinned it already.
+    pub fn describe_policy(&self) -> Result<RoundPolicy, FedClientError> {
+        self.federation_info()?
+            .policy
+            .clone()
+            .ok_or(FedClientError::NoPinnedPolicy)
     }
 
     /// The latest global adapter, checked against the pinned server key
@@ -609,6 +644,43 @@ impl FedClient {
             layout,
         })
     }
+}
+
+/// The federation's public description, and the round policy it implies.
+fn describe(http: &Http, federation: &str) -> Result<FederationInfo, FedClientError> {
+    let path = format!("/v1/federations/{federation}");
+    let described: DescribedFederation = http
+        .send(&get(&path, JSON_LIMIT), &Traffic::default(), None)?
+        .json()?;
+    let layout = if described.adapter.tensors.is_empty() {
+        AdapterLayout::flat(usize::try_from(described.parameters).unwrap_or(usize::MAX))?
+    } else {
+        AdapterLayout::new(described.adapter.tensors)?
+    };
+    let dp = DpConfig {
+        clip_norm: described.dp.clip_norm,
+        noise_multiplier: described.dp.noise_multiplier,
+    };
+    let policy = match (described.min_clients, described.cohort_target) {
+        (Some(min_clients), Some(cohort_target)) => Some(RoundPolicy {
+            parameters: layout.parameter_count() as u64,
+            dp,
+            max_noise_split: min_clients,
+            max_cohort: cohort_target,
+            neighbours: described.secagg.as_ref().and_then(|s| s.neighbours),
+            threshold: described.secagg.as_ref().and_then(|s| s.threshold),
+        }),
+        _ => None,
+    };
+    Ok(FederationInfo {
+        id: described.id,
+        layout,
+        dp,
+        delta: described.dp.delta.unwrap_or(DEFAULT_DELTA),
+        server_learning_rate: described.server_learning_rate,
+        base_model: described.base_model,
+        policy,
+    })
 }
 
 fn get(path: &str, limit: usize) -> Call<'_> {

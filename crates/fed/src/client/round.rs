@@ -21,25 +21,53 @@ use super::http::{Call, Traffic, sleep};
 use super::{FedClient, FedClientError, GlobalAdapter};
 use crate::api::{RoundEndpoint, RoundPoll, RoundReceipt};
 use crate::dp::zcdp_epsilon;
-use crate::protocol::ClientRound;
+use crate::protocol::{ClientError, ClientRound};
 use crate::wire::{RoundInfo, ServerMessage};
 
 /// What a trainer may fail with.
 pub type TrainerError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A privacy charge to book, durably, before anything it pays for leaves
+/// the device.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundCharge {
+    /// The round.
+    pub round: u64,
+    /// zCDP `rho` of this device's contribution.
+    pub rho: f64,
+    /// The same as ε at the federation's δ.
+    pub epsilon: f64,
+    /// SHA-256 of the masked upload this charge pays for.
+    pub upload_sha256: [u8; 32],
+    /// `Some(n)` when the charge was raised after the fact: the round's
+    /// survivor set had `n` devices, fewer than the noise split assumed, so
+    /// the upload carries less noise in the sum than booked at first.
+    pub survivors: Option<u32>,
+}
+
 /// Produces this device's update for a round. The protocol takes any flat
 /// `f32` vector of the federation's parameter count (in the layout's
 /// order); the text LoRA trainer is one implementation.
 pub trait RoundTrainer {
-    /// Called with the round's exact privacy cost (zCDP `rho`, from the
-    /// round's own noise and cohort) before this device announces anything
-    /// for the round; an error withdraws the device, which the server then
-    /// counts as a dropout before key exchange. The person's privacy
-    /// budget is enforced here.
-    fn admit(&self, rho: f64) -> Result<(), TrainerError> {
-        let _ = rho;
+    /// Called with the round number and its exact privacy cost (zCDP
+    /// `rho`, from the round's own noise and cohort) once the round's
+    /// parameters passed the pinned policy, before this device announces
+    /// anything for the round; an error withdraws the device, which the
+    /// server then counts as a dropout before key exchange. The person's
+    /// privacy budget is enforced here, and a round number this device has
+    /// already been charged for (a replay) is refused here.
+    fn admit(&self, round: u64, rho: f64) -> Result<(), TrainerError> {
+        let _ = (round, rho);
         Ok(())
     }
+
+    /// Books a privacy charge durably. Called with the round's cost after
+    /// the update is masked and *before* the upload is sent, so a cancel,
+    /// a crash, a time-out or an abort after the upload still leaves the
+    /// charge on the books; called again with a higher `rho` if the survivor
+    /// set turns out smaller than the noise split assumed (keep the larger
+    /// charge per round). An error keeps the upload on the device.
+    fn charge(&self, charge: &RoundCharge) -> Result<(), TrainerError>;
 
     /// The update (new local adapter minus `global`, typically), flat.
     fn delta(&self, global: &GlobalAdapter) -> Result<Vec<f32>, TrainerError>;
@@ -227,6 +255,7 @@ fn kind(message: &ServerMessage) -> &'static str {
         ServerMessage::RoundInfo(_) => "round info",
         ServerMessage::NeighbourKeys(_) => "neighbour keys message",
         ServerMessage::SharesForDevice(_) => "shares message",
+        ServerMessage::SurvivorSet(_) => "survivor set",
         ServerMessage::UnmaskRequest(_) => "unmask request",
     }
 }
@@ -252,7 +281,7 @@ impl FedClient {
         progress: &dyn Progress,
         cancel: &CancelToken,
     ) -> Result<ParticipationReport, FedClientError> {
-        progress.begin(&format!("federated round {round}"), Some(6));
+        progress.begin(&format!("federated round {round}"), Some(7));
         let result = self.walk(round, trainer, progress, cancel);
         progress.end();
         result
@@ -296,9 +325,16 @@ impl FedClient {
                 info.vector_len
             )));
         }
+        // Every privacy-relevant parameter against what this device agreed
+        // to when it joined, before it announces anything.
+        self.membership
+            .policy
+            .as_ref()
+            .ok_or(FedClientError::NoPinnedPolicy)?
+            .check(&info)?;
         let dp = info.distributed_dp()?;
         let rho = dp.rho_per_round(info.vector_len as usize);
-        trainer.admit(rho).map_err(FedClientError::Trainer)?;
+        trainer.admit(round, rho).map_err(FedClientError::Trainer)?;
         let (advert, state) = ClientRound::new(&self.identity, info.clone(), &mut OsRng)?;
         walk.post_json(RoundEndpoint::Keys, &advert)?;
         progress.advance(1);
@@ -344,6 +380,17 @@ impl FedClient {
         // Hashed here, over the bytes that go on the wire, so the audit
         // looks for exactly what the server received.
         let upload_sha256: [u8; 32] = Sha256::digest(&upload_bytes).into();
+        // Booked before a byte of it leaves: whatever happens next (a
+        // cancel, a crash, an abort), the upload is paid for.
+        trainer
+            .charge(&RoundCharge {
+                round,
+                rho,
+                epsilon: zcdp_epsilon(rho, delta),
+                upload_sha256,
+                survivors: None,
+            })
+            .map_err(FedClientError::Trainer)?;
         walk.post(
             RoundEndpoint::Upload,
             &upload_bytes,
@@ -353,17 +400,47 @@ impl FedClient {
         walk.uploaded = true;
         progress.advance(4);
 
-        // Steps 6–7: reveal what the server needs to unmask the sum.
+        // Steps 6–7: the consistency round. Sign the survivor set (only one
+        // that includes this device); nothing is revealed yet.
+        let survivors = match walk.next_message()? {
+            ServerMessage::SurvivorSet(survivors) => survivors,
+            other => return Err(expected("the survivor set", &other)),
+        };
+        let (signature, state) = match state.sign_survivors(&self.identity, &survivors) {
+            Ok(signed) => signed,
+            Err(ClientError::TooFewSurvivorsInRound { have, need }) => {
+                // Fewer devices than the noise was split over: whatever the
+                // server does with this upload, it carries only `have` noise
+                // shares. Book the true, higher cost, then refuse.
+                let true_rho = dp.rho_with_noise_shares(info.vector_len as usize, have as u32);
+                trainer
+                    .charge(&RoundCharge {
+                        round,
+                        rho: true_rho,
+                        epsilon: zcdp_epsilon(true_rho, delta),
+                        upload_sha256,
+                        survivors: Some(have as u32),
+                    })
+                    .map_err(FedClientError::Trainer)?;
+                return Err(ClientError::TooFewSurvivorsInRound { have, need }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        walk.post_json(RoundEndpoint::Consistency, &signature)?;
+        progress.advance(5);
+
+        // Steps 8–9: with t neighbours' signatures over the same set,
+        // reveal what the server needs to unmask the sum.
         let request = match walk.next_message()? {
             ServerMessage::UnmaskRequest(request) => request,
             other => return Err(expected("an unmask request", &other)),
         };
         let response = state.respond(&request)?;
         walk.post_json(RoundEndpoint::Unmask, &response)?;
-        progress.advance(5);
+        progress.advance(6);
 
         let global_version_after = walk.outcome()?;
-        progress.advance(6);
+        progress.advance(7);
         Ok(ParticipationReport {
             round,
             bytes_sent: walk.traffic.sent.get(),

@@ -97,6 +97,16 @@ pub(crate) mod labels {
     pub(crate) const PAIRWISE_MASK: &[u8] = b"pairwise-mask-seed";
     /// HKDF info for the neighbour-graph permutation key.
     pub(crate) const GRAPH: &[u8] = b"neighbour-graph";
+    /// Hash of a round's canonical parameters. Protects: two devices being
+    /// shown different parameters for one round (see `RoundContext`).
+    pub(crate) const ROUND_INFO: &[u8] = b"round-info";
+    /// Hash of the cohort list a device was shown.
+    pub(crate) const COHORT: &[u8] = b"cohort";
+    /// Signed transcript of the consistency round: the cohort digest and
+    /// the survivor set a device saw. Protects: the server telling some
+    /// neighbours that a device survived and others that it dropped, which
+    /// would hand it both secrets behind one device's masks.
+    pub(crate) const CONSISTENCY: &[u8] = b"survivor-set-signature";
 }
 
 /// `len(label) || label || context || parts...`: the one encoding of every
@@ -104,7 +114,7 @@ pub(crate) mod labels {
 pub(crate) fn transcript(label: &[u8], context: &RoundContext, parts: &[&[u8]]) -> Vec<u8> {
     let label_len = u8::try_from(label.len()).unwrap_or(u8::MAX);
     let mut out =
-        Vec::with_capacity(1 + label.len() + 24 + parts.iter().map(|p| p.len()).sum::<usize>());
+        Vec::with_capacity(1 + label.len() + 56 + parts.iter().map(|p| p.len()).sum::<usize>());
     out.push(label_len);
     out.extend_from_slice(label);
     out.extend_from_slice(&context.to_bytes());
@@ -148,6 +158,9 @@ mod tests {
             labels::SELF_MASK_COMMITMENT,
             labels::PAIRWISE_MASK,
             labels::GRAPH,
+            labels::ROUND_INFO,
+            labels::COHORT,
+            labels::CONSISTENCY,
         ];
         for (i, a) in all.iter().enumerate() {
             for (j, b) in all.iter().enumerate() {

@@ -27,7 +27,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::{CryptoError, DeviceId, DeviceIdentity, derive_key, labels, transcript};
 use crate::ids::RoundContext;
 use crate::mask::MaskSeed;
-use crate::wire::AdvertiseKeys;
+use crate::wire::{AdvertiseKeys, RoundInfo};
 
 /// A secret field element: zeroized on drop, never cloned or printed.
 pub(crate) struct SecretScalar(Scalar);
@@ -205,17 +205,24 @@ pub(crate) fn sign_advertisement(
 }
 
 /// Proof, minted only by [`AdvertiseKeys::verify`], that an advertisement's
-/// signature verified under its device's identity key for its own round.
+/// signature verified under its device's identity key for the round as the
+/// verifier sees it.
 #[derive(Debug)]
 pub struct AdvertisementVerified(());
 
 impl AdvertiseKeys {
     /// Checks the signature over this advertisement's transcript with the
-    /// identity key its `device` names. Any change to the round, device or
-    /// keys (a replay into another round, a key swapped by a relay) fails.
-    pub fn verify(&self) -> Result<AdvertisementVerified, CryptoError> {
+    /// identity key its `device` names, for the round `info` describes (its
+    /// parameter digest included). Any change to the round, its parameters,
+    /// the device or the keys (a replay into another round, a key swapped
+    /// by a relay, an advertisement made under another device's view of the
+    /// round) fails.
+    pub fn verify(&self, info: &RoundInfo) -> Result<AdvertisementVerified, CryptoError> {
+        if !info.is_this_round(self.federation, self.round) {
+            return Err(CryptoError::BadSignature);
+        }
         let key = self.device.identity_key()?;
-        let context = RoundContext::new(self.federation, self.round);
+        let context = info.context();
         let keys = RoundPublicKeys {
             share_key: self.share_key,
             mask_key: self.mask_key,
@@ -237,10 +244,28 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
+    fn info() -> RoundInfo {
+        RoundInfo {
+            federation: FederationId::from_bytes([4; 16]),
+            round: RoundId(12),
+            vector_len: 8,
+            min_clients: 3,
+            max_clients: 3,
+            min_survivors: 2,
+            degree: None,
+            threshold: None,
+            graph_seed: crate::graph::GraphSeed([1; 32]),
+            dp: crate::dp::DpConfig {
+                clip_norm: 1.0,
+                noise_multiplier: 1.0,
+            },
+        }
+    }
+
     fn setup() -> (DeviceIdentity, RoundContext, RoundSecrets, AdvertiseKeys) {
         let mut rng = StdRng::seed_from_u64(9);
         let identity = DeviceIdentity::generate(&mut rng);
-        let ctx = RoundContext::new(FederationId::from_bytes([4; 16]), RoundId(12));
+        let ctx = info().context();
         let (secrets, public) = RoundSecrets::generate(&mut rng, &ctx, &identity.device_id());
         let advert = sign_advertisement(&identity, &ctx, &public);
         (identity, ctx, secrets, advert)
@@ -249,28 +274,60 @@ mod tests {
     #[test]
     fn advertisement_verifies_and_binds_every_field() {
         let (_, _, _, advert) = setup();
-        assert!(advert.verify().is_ok());
+        let info = info();
+        assert!(advert.verify(&info).is_ok());
+
+        // The same round with another graph seed (or any other parameter)
+        // is another view: the advertisement does not verify in it.
+        let other_view = RoundInfo {
+            graph_seed: crate::graph::GraphSeed([2; 32]),
+            ..info.clone()
+        };
+        assert_eq!(
+            advert.verify(&other_view).unwrap_err(),
+            CryptoError::BadSignature
+        );
+        let noisier = RoundInfo {
+            min_survivors: 3,
+            ..info.clone()
+        };
+        assert_eq!(
+            advert.verify(&noisier).unwrap_err(),
+            CryptoError::BadSignature
+        );
 
         let mut replay = advert.clone();
         replay.round = RoundId(13);
-        assert_eq!(replay.verify().unwrap_err(), CryptoError::BadSignature);
+        assert_eq!(replay.verify(&info).unwrap_err(), CryptoError::BadSignature);
 
         let mut other_fed = advert.clone();
         other_fed.federation = FederationId::from_bytes([5; 16]);
-        assert_eq!(other_fed.verify().unwrap_err(), CryptoError::BadSignature);
+        assert_eq!(
+            other_fed.verify(&info).unwrap_err(),
+            CryptoError::BadSignature
+        );
 
         let mut swapped = advert.clone();
         swapped.mask_key = advert.share_key;
-        assert_eq!(swapped.verify().unwrap_err(), CryptoError::BadSignature);
+        assert_eq!(
+            swapped.verify(&info).unwrap_err(),
+            CryptoError::BadSignature
+        );
 
         let mut commitment = advert.clone();
         commitment.self_mask_commitment[0] ^= 1;
-        assert_eq!(commitment.verify().unwrap_err(), CryptoError::BadSignature);
+        assert_eq!(
+            commitment.verify(&info).unwrap_err(),
+            CryptoError::BadSignature
+        );
 
         let mut impostor = advert.clone();
         let mut rng = StdRng::seed_from_u64(10);
         impostor.device = DeviceIdentity::generate(&mut rng).device_id();
-        assert_eq!(impostor.verify().unwrap_err(), CryptoError::BadSignature);
+        assert_eq!(
+            impostor.verify(&info).unwrap_err(),
+            CryptoError::BadSignature
+        );
     }
 
     #[test]

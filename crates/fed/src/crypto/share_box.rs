@@ -2,7 +2,8 @@
 //! relayed (and so readable) by the server.
 //!
 //! key = HKDF-SHA256(X25519(c_sender, C_recipient),
-//!                   info = "share-box-key" || federation || round || sender || recipient || x)
+//!                   info = "share-box-key" || federation || round || round-info digest
+//!                          || cohort digest || sender || recipient || x)
 //! ciphertext = ChaCha20-Poly1305(key, nonce = 0, aad = "share-box-aad" || same fields,
 //!                                plaintext = σ-share || β-share)
 //!
@@ -43,6 +44,9 @@ impl Drop for SharePair {
 #[derive(Clone, Copy)]
 pub(crate) struct Envelope<'a> {
     pub(crate) context: &'a RoundContext,
+    /// Digest of the cohort list the sealing (or opening) device was shown:
+    /// a share sealed under one view of the cohort opens under no other.
+    pub(crate) cohort: &'a [u8; 32],
     pub(crate) sender: &'a DeviceId,
     pub(crate) recipient: &'a DeviceId,
     /// The recipient's Shamir x-coordinate.
@@ -50,8 +54,9 @@ pub(crate) struct Envelope<'a> {
 }
 
 impl Envelope<'_> {
-    fn parts(&self) -> [Vec<u8>; 3] {
+    fn parts(&self) -> [Vec<u8>; 4] {
         [
+            self.cohort.to_vec(),
             self.sender.as_bytes().to_vec(),
             self.recipient.as_bytes().to_vec(),
             self.x.to_le_bytes().to_vec(),
@@ -67,19 +72,19 @@ impl Envelope<'_> {
         if !shared.was_contributory() {
             return Err(CryptoError::NonContributory);
         }
-        let [s, r, x] = self.parts();
+        let [c, s, r, x] = self.parts();
         let key = derive_key(
             shared.as_bytes(),
             labels::SHARE_BOX_KEY,
             self.context,
-            &[&s, &r, &x],
+            &[&c, &s, &r, &x],
         );
         Ok(ChaCha20Poly1305::new(Key::from_slice(key.as_ref())))
     }
 
     fn aad(&self) -> Vec<u8> {
-        let [s, r, x] = self.parts();
-        transcript(labels::SHARE_BOX_AAD, self.context, &[&s, &r, &x])
+        let [c, s, r, x] = self.parts();
+        transcript(labels::SHARE_BOX_AAD, self.context, &[&c, &s, &r, &x])
     }
 }
 
@@ -157,6 +162,7 @@ mod tests {
 
     struct Fixture {
         ctx: RoundContext,
+        cohort: [u8; 32],
         a: DeviceId,
         b: DeviceId,
         a_secret: StaticSecret,
@@ -167,6 +173,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(5);
         Fixture {
             ctx: RoundContext::new(FederationId::from_bytes([2; 16]), RoundId(8)),
+            cohort: [7; 32],
             a: DeviceId::from_bytes([1; 32]),
             b: DeviceId::from_bytes([2; 32]),
             a_secret: StaticSecret::random_from_rng(&mut rng),
@@ -186,6 +193,7 @@ mod tests {
         let f = fixture();
         let to_b = Envelope {
             context: &f.ctx,
+            cohort: &f.cohort,
             sender: &f.a,
             recipient: &f.b,
             x: 2,
@@ -204,6 +212,7 @@ mod tests {
         let b_pub = PublicKey::from(&f.b_secret);
         let to_b = Envelope {
             context: &f.ctx,
+            cohort: &f.cohort,
             sender: &f.a,
             recipient: &f.b,
             x: 2,
@@ -223,6 +232,7 @@ mod tests {
         // Reflected back to the sender as if it came the other way.
         let reflected = Envelope {
             context: &f.ctx,
+            cohort: &f.cohort,
             sender: &f.b,
             recipient: &f.a,
             x: 2,
@@ -237,6 +247,19 @@ mod tests {
             ..to_b
         };
         assert!(open(&f.b_secret, &a_pub, other_round, &ct).is_err());
+        // Another view of the round's parameters, or of its cohort.
+        let other_params = RoundContext::bound(f.ctx.federation, f.ctx.round, [1; 32]);
+        let other_view = Envelope {
+            context: &other_params,
+            ..to_b
+        };
+        assert!(open(&f.b_secret, &a_pub, other_view, &ct).is_err());
+        let padded = [8; 32];
+        let other_cohort = Envelope {
+            cohort: &padded,
+            ..to_b
+        };
+        assert!(open(&f.b_secret, &a_pub, other_cohort, &ct).is_err());
     }
 
     #[test]
@@ -244,6 +267,7 @@ mod tests {
         let f = fixture();
         let to_b = Envelope {
             context: &f.ctx,
+            cohort: &f.cohort,
             sender: &f.a,
             recipient: &f.b,
             x: 2,

@@ -188,6 +188,22 @@ impl DistributedDp {
         let sensitivity = self.config.clip_norm * self.quantizer.scale() + (dim as f64).sqrt();
         distributed_discrete_gaussian_rho(sensitivity, noise.sigma(), self.noise_shares, dim)
     }
+
+    /// The true cost of a round whose sum carries only `shares` devices'
+    /// noise (each this round's client share), e.g. when fewer devices
+    /// survived than the noise was split over: more than
+    /// [`DistributedDp::rho_per_round`] when `shares` is below the split.
+    /// Infinite without noise or with no share at all.
+    pub fn rho_with_noise_shares(&self, dim: usize, shares: u32) -> f64 {
+        let Some(noise) = self.client_noise else {
+            return f64::INFINITY;
+        };
+        if shares == 0 {
+            return f64::INFINITY;
+        }
+        let sensitivity = self.config.clip_norm * self.quantizer.scale() + (dim as f64).sqrt();
+        distributed_discrete_gaussian_rho(sensitivity, noise.sigma(), shares, dim)
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +212,25 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn fewer_noise_shares_cost_more() {
+        let dp = DistributedDp::new(
+            DpConfig {
+                clip_norm: 1.0,
+                noise_multiplier: 1.0,
+            },
+            10,
+            20,
+        )
+        .unwrap();
+        let nominal = dp.rho_per_round(1000);
+        assert_eq!(dp.rho_with_noise_shares(1000, 10), nominal);
+        let thin = dp.rho_with_noise_shares(1000, 2);
+        assert!(thin > 4.0 * nominal, "{thin} vs {nominal}");
+        assert!(dp.rho_with_noise_shares(1000, 20) < nominal);
+        assert_eq!(dp.rho_with_noise_shares(1000, 0), f64::INFINITY);
+    }
 
     #[test]
     fn noiseless_pipeline_sums_to_within_rounding() {

@@ -16,27 +16,37 @@
 //! With `β_J`, `σ_A` and `σ_B` the server removes every mask from `J`'s
 //! upload. Each client's own check (never both shares of one neighbour)
 //! holds, because no single client is asked for both: the attack lives in
-//! the *difference* between the views, which is what binding every message
-//! to one round transcript and the consistency round close.
+//! the *difference* between the views. Run against the protocol before
+//! round parameters were bound into every signature and the consistency
+//! round existed (commit af3a608), it recovered `J`'s update exactly.
+//! Now every device it tries refuses at step 2: its neighbours' signed
+//! keys were made under other views of the round.
+//!
+//! With one view for everyone, what is left to the server is lying about
+//! who survived: telling `J`'s neighbours that everyone survived and the
+//! others that `J`'s neighbours dropped. [`one_view_survivor_lies`] plays
+//! that, and a property test plays every mix of survivor sets, signature
+//! forwarding and dropouts: the server never holds `β_J` together with the
+//! mask secrets of all of `J`'s neighbours (or `σ_J`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use proptest::prelude::*;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
-use super::client::{ClientAwaitingUnmask, ClientError, ClientRound};
-use crate::crypto::round_keys::{mask_agreement_secret, self_mask_seed};
+use super::client::{ClientAwaitingSurvivors, ClientError, ClientRound};
+use super::consistency::SurvivorBitmap;
+use super::server::AggregatorRound;
 use crate::crypto::{DeviceId, DeviceIdentity};
 use crate::dp::DpConfig;
-use crate::graph::{GraphSeed, GraphSpec, NeighbourGraph};
-use crate::ids::{FederationId, RoundContext, RoundId};
-use crate::mask::{self, MaskSign, pairwise_seed, pairwise_sign};
-use crate::shamir::{self, Share};
+use crate::graph::{GraphSeed, GraphSpec, NeighbourGraph, Neighbourhood};
+use crate::ids::{FederationId, RoundId};
 use crate::wire::{
-    AdvertiseKeys, EncryptedShares, NeighbourKeys, RoundInfo, ShareFromSender, SharesForDevice,
-    UnmaskRequest, UnmaskResponse,
+    AdvertiseKeys, ClientMessage, NeighbourKeys, RoundInfo, ServerMessage, SurvivorSet,
+    SurvivorSignature, UnmaskRequest,
 };
 
 const DEVICES: usize = 12;
@@ -97,24 +107,19 @@ fn ground_view(position: u32, wanted: &BTreeSet<u32>, threshold: u32) -> RoundIn
     panic!("no seed found for position {position}");
 }
 
-/// What the attack got: `J`'s update, or the first refusal from an honest
-/// device.
-struct Outcome {
-    target_update: Vec<u32>,
-    recovered: Result<Vec<u32>, ClientError>,
-}
-
-fn run_split_view_attack(seed: u64) -> Outcome {
+/// The split-view attack: every device gets its own view (graph seed,
+/// degree, threshold), ground so that `J`'s neighbourhood is `{A, B}` and
+/// theirs are as the module docs say. Returns each targeted device's
+/// answer to step 2.
+fn split_view_attack(seed: u64) -> BTreeMap<u32, Result<(), ClientError>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let identities: Vec<DeviceIdentity> = (0..DEVICES)
-        .map(|_| DeviceIdentity::generate(&mut rng))
+    let identities: BTreeMap<DeviceId, DeviceIdentity> = (0..DEVICES)
+        .map(|_| {
+            let identity = DeviceIdentity::generate(&mut rng);
+            (identity.device_id(), identity)
+        })
         .collect();
-    let mut by_id: BTreeMap<DeviceId, &DeviceIdentity> = BTreeMap::new();
-    for identity in &identities {
-        by_id.insert(identity.device_id(), identity);
-    }
-    let cohort: Vec<DeviceId> = by_id.keys().copied().collect();
-    // Roles by cohort position: J, A, B, then five Cs; the rest stay idle.
+    let cohort: Vec<DeviceId> = identities.keys().copied().collect();
     let (j, a, b) = (0u32, 1u32, 2u32);
     let cs: BTreeSet<u32> = (3..8).collect();
     let mut neighbourhoods: BTreeMap<u32, (BTreeSet<u32>, u32)> = BTreeMap::new();
@@ -129,25 +134,18 @@ fn run_split_view_attack(seed: u64) -> Outcome {
         set.extend([a, b]);
         neighbourhoods.insert(c, (set, 4));
     }
-
-    let target_update: Vec<u32> = (0..LEN).map(|_| rng.r#gen()).collect();
-    let recovered = (|| -> Result<Vec<u32>, ClientError> {
-        // Step 1: every device advertises, each under its own view.
-        let mut views = BTreeMap::new();
-        let mut adverts: BTreeMap<u32, AdvertiseKeys> = BTreeMap::new();
-        let mut waiting = BTreeMap::new();
-        for (&p, (wanted, t)) in &neighbourhoods {
-            let view = ground_view(p, wanted, *t);
-            let identity = by_id[&cohort[p as usize]];
-            let (advert, state) = ClientRound::new(identity, view.clone(), &mut rng)?;
-            adverts.insert(p, advert);
-            waiting.insert(p, state);
-            views.insert(p, view);
-        }
-        // Steps 2–3: each gets its chosen neighbours' adverts.
-        let mut sealed: BTreeMap<(u32, DeviceId), Vec<u8>> = BTreeMap::new();
-        let mut sharing = BTreeMap::new();
-        for (p, state) in waiting {
+    let mut adverts: BTreeMap<u32, AdvertiseKeys> = BTreeMap::new();
+    let mut waiting = BTreeMap::new();
+    for (&p, (wanted, t)) in &neighbourhoods {
+        let view = ground_view(p, wanted, *t);
+        let (advert, state) =
+            ClientRound::new(&identities[&cohort[p as usize]], view, &mut rng).unwrap();
+        adverts.insert(p, advert);
+        waiting.insert(p, state);
+    }
+    waiting
+        .into_iter()
+        .map(|(p, state)| {
             let message = NeighbourKeys {
                 federation: FederationId::from_bytes(FEDERATION),
                 round: RoundId(7),
@@ -158,119 +156,278 @@ fn run_split_view_attack(seed: u64) -> Outcome {
                     .map(|q| adverts[q].clone())
                     .collect(),
             };
-            let (shares, next): (EncryptedShares, _) =
-                state.receive_neighbours(&message, &mut rng)?;
-            for share in shares.shares {
-                sealed.insert((p, share.recipient), share.ciphertext);
-            }
-            sharing.insert(p, next);
-        }
-        // Step 4: the shares sealed to each; step 5: uploads.
-        let mut uploads = BTreeMap::new();
-        let mut unmasking: BTreeMap<u32, ClientAwaitingUnmask> = BTreeMap::new();
-        for (p, state) in sharing {
-            let me = cohort[p as usize];
-            let shares = neighbourhoods[&p]
-                .0
-                .iter()
-                .filter_map(|&q| {
-                    sealed.get(&(q, me)).map(|c| ShareFromSender {
-                        sender: cohort[q as usize],
-                        ciphertext: c.clone(),
-                    })
-                })
-                .collect();
-            let ready = state.receive_shares(&SharesForDevice {
-                federation: FederationId::from_bytes(FEDERATION),
-                round: RoundId(7),
-                recipient: me,
-                shares,
-            })?;
-            let update = if p == j {
-                target_update.clone()
-            } else {
-                vec![0; LEN as usize]
-            };
-            let (upload, next) = ready.upload(&update)?;
-            uploads.insert(p, upload.masked);
-            unmasking.insert(p, next);
-        }
-        // Steps 6–7: A and B hear that everyone survived; each C hears
-        // that A and B dropped.
-        let mut responses: BTreeMap<u32, UnmaskResponse> = BTreeMap::new();
-        for (p, state) in unmasking {
-            if p == j {
-                continue;
-            }
-            let held = &neighbourhoods[&p].0;
-            let dropped: Vec<u32> = if cs.contains(&p) {
-                vec![a, b]
-            } else {
-                Vec::new()
-            };
-            let request = UnmaskRequest {
-                federation: FederationId::from_bytes(FEDERATION),
-                round: RoundId(7),
-                recipient: cohort[p as usize],
-                survivors: held
-                    .iter()
-                    .filter(|q| !dropped.contains(q))
-                    .map(|&q| cohort[q as usize])
-                    .collect(),
-                dropped: dropped.iter().map(|&q| cohort[q as usize]).collect(),
-            };
-            responses.insert(p, state.respond(&request)?);
-        }
-
-        // The server's arithmetic: β_J from A and B, σ_A and σ_B from the Cs.
-        let collect = |owner: u32, pick: fn(&UnmaskResponse) -> &[crate::wire::RevealedShare]| {
-            responses
-                .iter()
-                .flat_map(|(&p, r)| {
-                    pick(r)
-                        .iter()
-                        .filter(|s| s.owner == cohort[owner as usize])
-                        .map(move |s| Share {
-                            x: p + 1,
-                            y: s.value,
-                        })
-                })
-                .collect::<Vec<_>>()
-        };
-        let context_of = |p: u32| -> RoundContext { views[&p].context() };
-        let beta = shamir::reconstruct(&collect(j, |r| &r.self_mask_shares), 2).unwrap();
-        let device_j = cohort[j as usize];
-        let mut masks = vec![(
-            self_mask_seed(&beta, &context_of(j), &device_j),
-            MaskSign::Subtract,
-        )];
-        for owner in [a, b] {
-            let sigma = shamir::reconstruct(&collect(owner, |r| &r.mask_key_shares), 4).unwrap();
-            let device = cohort[owner as usize];
-            let secret = mask_agreement_secret(&sigma, &context_of(owner), &device);
-            let seed = pairwise_seed(
-                &secret,
-                &adverts[&j].mask_key,
-                &context_of(owner),
-                &device,
-                &device_j,
-            )
-            .unwrap();
-            masks.push((seed, pairwise_sign(j, owner).opposite()));
-        }
-        let mut unmasked = uploads[&j].clone();
-        let refs: Vec<_> = masks.iter().map(|(s, sign)| (s, *sign)).collect();
-        mask::apply(&mut unmasked, &refs).unwrap();
-        Ok(unmasked)
-    })();
-    Outcome {
-        target_update,
-        recovered,
-    }
+            (p, state.receive_neighbours(&message, &mut rng).map(|_| ()))
+        })
+        .collect()
 }
 
 #[test]
-fn split_views_with_honest_devices_only_unmask_one_device() {
-    let outcome = run_split_view_attack(2025);
-    assert_eq!(outcome.recovered, Ok(outcome.target_update));
+fn split_views_are_refused_by_every_device() {
+    let answers = split_view_attack(2025);
+    assert_eq!(answers.len(), 8);
+    for (position, answer) in answers {
+        assert!(
+            matches!(answer, Err(ClientError::BadAdvertisement { .. })),
+            "device {position} answered {answer:?}"
+        );
+    }
+}
+
+/// Devices after their uploads, with what a server learns from them.
+struct Uploaded {
+    info: RoundInfo,
+    cohort: Vec<DeviceId>,
+    identities: BTreeMap<DeviceId, DeviceIdentity>,
+    graph: NeighbourGraph,
+    threshold: usize,
+    clients: BTreeMap<u32, ClientAwaitingSurvivors>,
+}
+
+/// An honest round of `DEVICES` devices up to their uploads, through the
+/// real server state machine (the attack starts after).
+fn honest_until_uploads(seed: u64, degree: Option<u32>) -> Uploaded {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut graph_seed = [0u8; 32];
+    graph_seed[..8].copy_from_slice(&seed.to_le_bytes());
+    let info = RoundInfo {
+        degree,
+        graph_seed: GraphSeed(graph_seed),
+        ..honest_info()
+    };
+    let identities: BTreeMap<DeviceId, DeviceIdentity> = (0..DEVICES)
+        .map(|_| {
+            let identity = DeviceIdentity::generate(&mut rng);
+            (identity.device_id(), identity)
+        })
+        .collect();
+    let cohort: Vec<DeviceId> = identities.keys().copied().collect();
+    let mut server = AggregatorRound::new(info.clone()).unwrap();
+    let mut states = BTreeMap::new();
+    for (p, identity) in identities.values().enumerate() {
+        let (advert, state) = ClientRound::new(identity, info.clone(), &mut rng).unwrap();
+        server
+            .receive(ClientMessage::AdvertiseKeys(advert))
+            .unwrap();
+        states.insert(p as u32, state);
+    }
+    server = server.close_stage();
+    let mut sharing = BTreeMap::new();
+    for (p, state) in states {
+        let ServerMessage::NeighbourKeys(keys) = server.message_for(&cohort[p as usize]).unwrap()
+        else {
+            panic!("no keys")
+        };
+        let (shares, next) = state.receive_neighbours(&keys, &mut rng).unwrap();
+        server
+            .receive(ClientMessage::EncryptedShares(shares))
+            .unwrap();
+        sharing.insert(p, next);
+    }
+    server = server.close_stage();
+    let mut clients = BTreeMap::new();
+    for (p, state) in sharing {
+        let ServerMessage::SharesForDevice(shares) =
+            server.message_for(&cohort[p as usize]).unwrap()
+        else {
+            panic!("no shares")
+        };
+        let ready = state.receive_shares(&shares).unwrap();
+        let (_, next) = ready.upload(&vec![p; LEN as usize]).unwrap();
+        clients.insert(p, next);
+    }
+    let neighbourhood = Neighbourhood::resolve(DEVICES as u32, degree, None).unwrap();
+    let graph = NeighbourGraph::new(GraphSpec {
+        seed: info.graph_seed,
+        federation: info.federation,
+        round: info.round,
+        nodes: DEVICES as u32,
+        degree: neighbourhood.degree,
+    })
+    .unwrap();
+    Uploaded {
+        info,
+        cohort,
+        identities,
+        graph,
+        threshold: neighbourhood.threshold as usize,
+        clients,
+    }
+}
+
+/// What a lying server collected: per owner, how many of its self-mask
+/// (`β`) and mask-key (`σ`) shares were revealed.
+#[derive(Debug, Default)]
+struct Collected {
+    beta: BTreeMap<DeviceId, usize>,
+    sigma: BTreeMap<DeviceId, usize>,
+    refusals: usize,
+}
+
+/// Plays the consistency round as a lying server: each device is shown
+/// `sets[p]` (a bitmap of positions), devices in `silent` drop before
+/// signing, and each signer is forwarded exactly the signatures of its
+/// neighbours that signed the same set it did (any other signature would
+/// only make it refuse).
+fn lie_about_survivors(
+    round: Uploaded,
+    sets: &BTreeMap<u32, SurvivorBitmap>,
+    silent: &BTreeSet<u32>,
+) -> Collected {
+    let Uploaded {
+        info,
+        cohort,
+        identities,
+        graph,
+        clients,
+        ..
+    } = round;
+    let mut collected = Collected::default();
+    let mut signed = BTreeMap::new();
+    let mut signatures: BTreeMap<u32, SurvivorSignature> = BTreeMap::new();
+    for (p, client) in clients {
+        if silent.contains(&p) {
+            continue;
+        }
+        let device = cohort[p as usize];
+        let message = SurvivorSet {
+            federation: info.federation,
+            round: info.round,
+            recipient: device,
+            survivors: sets[&p].as_bytes().to_vec(),
+        };
+        match client.sign_survivors(&identities[&device], &message) {
+            Ok((signature, next)) => {
+                signatures.insert(
+                    p,
+                    SurvivorSignature {
+                        device,
+                        signature: signature.signature,
+                    },
+                );
+                signed.insert(p, next);
+            }
+            Err(_) => collected.refusals += 1,
+        }
+    }
+    for (p, client) in signed {
+        let forwarded = graph
+            .neighbours(p)
+            .into_iter()
+            .filter(|q| signatures.contains_key(q) && sets[q] == sets[&p])
+            .map(|q| signatures[&q].clone())
+            .collect();
+        let request = UnmaskRequest {
+            federation: info.federation,
+            round: info.round,
+            recipient: cohort[p as usize],
+            survivors: sets[&p].as_bytes().to_vec(),
+            signatures: forwarded,
+        };
+        match client.respond(&request) {
+            Ok(response) => {
+                let mut owners = BTreeSet::new();
+                for share in &response.self_mask_shares {
+                    *collected.beta.entry(share.owner).or_default() += 1;
+                    owners.insert(share.owner);
+                }
+                for share in &response.mask_key_shares {
+                    // One device never reveals both shares of one owner.
+                    assert!(owners.insert(share.owner), "both shares revealed");
+                    *collected.sigma.entry(share.owner).or_default() += 1;
+                }
+            }
+            Err(_) => collected.refusals += 1,
+        }
+    }
+    collected
+}
+
+/// Positions whose update the server could read from what it collected:
+/// it holds `β_J` and either `σ_J` or the `σ` of every neighbour of `J`.
+fn exposed(
+    collected: &Collected,
+    graph: &NeighbourGraph,
+    cohort: &[DeviceId],
+    t: usize,
+) -> Vec<u32> {
+    let has = |book: &BTreeMap<DeviceId, usize>, p: u32| {
+        book.get(&cohort[p as usize]).copied().unwrap_or(0) >= t
+    };
+    (0..cohort.len() as u32)
+        .filter(|&j| {
+            has(&collected.beta, j)
+                && (has(&collected.sigma, j)
+                    || graph
+                        .neighbours(j)
+                        .iter()
+                        .all(|&n| has(&collected.sigma, n)))
+        })
+        .collect()
+}
+
+/// With one view, the server tells `J` and its neighbours that everyone
+/// survived (so they would reveal `β_J`) and everyone else that `J`'s
+/// neighbours dropped (so they would reveal those neighbours' `σ`).
+#[test]
+fn one_view_survivor_lies() {
+    let round = honest_until_uploads(11, None);
+    let (graph, cohort, t) = (round.graph.clone(), round.cohort.clone(), round.threshold);
+    let j = 0u32;
+    let around_j: BTreeSet<u32> = graph.neighbours(j).into_iter().chain([j]).collect();
+    let everyone = SurvivorBitmap::from_positions(DEVICES, 0..DEVICES as u32);
+    let without_neighbours = SurvivorBitmap::from_positions(
+        DEVICES,
+        (0..DEVICES as u32).filter(|p| *p == j || !around_j.contains(p)),
+    );
+    let sets = (0..DEVICES as u32)
+        .map(|p| {
+            let set = if around_j.contains(&p) {
+                everyone.clone()
+            } else {
+                without_neighbours.clone()
+            };
+            (p, set)
+        })
+        .collect();
+    let collected = lie_about_survivors(round, &sets, &BTreeSet::new());
+    assert!(collected.refusals > 0, "{collected:?}");
+    assert_eq!(exposed(&collected, &graph, &cohort, t), Vec::<u32>::new());
+    // And no σ of J's neighbours reached the threshold at all.
+    for n in graph.neighbours(j) {
+        let got = collected
+            .sigma
+            .get(&cohort[n as usize])
+            .copied()
+            .unwrap_or(0);
+        assert!(got < t, "σ of neighbour {n}: {got} shares");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any mix of survivor sets (drawn from three), signature forwarding
+    /// and dropouts before signing, at any degree: no device's update is
+    /// exposed, and no device reveals both shares of one neighbour.
+    #[test]
+    fn no_mix_of_survivor_sets_exposes_an_update(
+        seed in any::<u64>(),
+        degree in prop::sample::select(vec![None, Some(2u32), Some(6), Some(11)]),
+        candidates in prop::collection::vec(any::<u16>(), 3),
+        choice in prop::collection::vec(0usize..3, DEVICES),
+        silent in prop::collection::btree_set(0u32..DEVICES as u32, 0..3),
+    ) {
+        let round = honest_until_uploads(seed, degree);
+        let (graph, cohort, t) = (round.graph.clone(), round.cohort.clone(), round.threshold);
+        let bitmap = |mask: u16| {
+            SurvivorBitmap::from_positions(DEVICES, (0..DEVICES as u32).filter(|p| mask & (1 << p) != 0))
+        };
+        // Each device is shown one of the candidates, with itself added so
+        // that it signs (a set without it is simply refused).
+        let sets = (0..DEVICES as u32)
+            .map(|p| (p, bitmap(candidates[choice[p as usize]] | (1 << p))))
+            .collect();
+        let collected = lie_about_survivors(round, &sets, &silent);
+        prop_assert_eq!(exposed(&collected, &graph, &cohort, t), Vec::<u32>::new());
+    }
 }

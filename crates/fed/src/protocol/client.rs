@@ -7,7 +7,8 @@
 //! | [`ClientAwaitingNeighbours`] | share secret, `σ`, `β` |
 //! | [`ClientAwaitingShares`] | share secret, pairwise seeds, self-mask seed |
 //! | [`ClientReadyToUpload`] | pairwise seeds (of neighbours that shared), self-mask seed, neighbours' shares |
-//! | [`ClientAwaitingUnmask`] | neighbours' shares |
+//! | [`ClientAwaitingSurvivors`] | neighbours' shares |
+//! | [`ClientAwaitingUnmask`] | neighbours' shares, the survivor set it signed |
 //!
 //! Everything secret zeroizes when its state is dropped or consumed. None of
 //! these types is `Clone` or `Serialize`: a client's round secrets never
@@ -27,12 +28,16 @@ use crate::crypto::round_keys::{
 use crate::crypto::share_box::{self, Envelope, SharePair};
 use crate::crypto::{CryptoError, DeviceId, DeviceIdentity};
 use crate::graph::{GraphError, GraphSpec, NeighbourGraph, Neighbourhood};
-use crate::ids::{FederationId, RoundContext, RoundId};
+use crate::ids::{FederationId, RoundId};
 use crate::mask::{self, MaskError, MaskSeed, MaskSign, pairwise_seed, pairwise_sign};
+use crate::protocol::consistency::{
+    SurvivorBitmap, SurvivorSetError, cohort_digest, sign_survivors, verify_survivors,
+};
 use crate::shamir::{self, ShamirError};
 use crate::wire::{
-    AdvertiseKeys, EncryptedShares, MaskedUpload, NeighbourKeys, RevealedShare, RoundInfo,
-    ShareForRecipient, SharesForDevice, UnmaskRequest, UnmaskResponse,
+    AdvertiseKeys, ConsistencySignature, EncryptedShares, MaskedUpload, NeighbourKeys,
+    RevealedShare, RoundInfo, ShareForRecipient, SharesForDevice, SurvivorSet, UnmaskRequest,
+    UnmaskResponse,
 };
 
 use super::ConfigError;
@@ -143,26 +148,21 @@ pub enum ClientError {
         /// Given.
         got: usize,
     },
-    /// The server asked for both the self-mask share and the mask-key share
-    /// of one neighbour. Answering would let it unmask that neighbour's
-    /// update: the core SecAgg check.
-    #[error("server asked for both shares of {device}; refused")]
-    BothSharesRequested {
-        /// The neighbour.
-        device: DeviceId,
-    },
-    /// The unmask request names a device this client holds no shares of,
-    /// or names one twice.
-    #[error("unmask request names {device}, which this client cannot answer for")]
-    UnknownNeighbour {
-        /// The device.
-        device: DeviceId,
-    },
-    /// The unmask request leaves out a neighbour this client masked with.
-    #[error("unmask request does not account for neighbour {device}")]
-    IncompleteUnmaskRequest {
-        /// The neighbour.
-        device: DeviceId,
+    /// The survivor set does not fit the cohort.
+    #[error("survivor set: {0}")]
+    SurvivorSet(#[from] SurvivorSetError),
+    /// The survivor set leaves out this device, whose upload the server
+    /// accepted: signing it would vouch for a lie.
+    #[error("the survivor set leaves out this device")]
+    NotASurvivor,
+    /// The survivor set is smaller than the round's minimum: the noise this
+    /// device added assumed at least that many contributors.
+    #[error("{have} survivors, the round promised at least {need}")]
+    TooFewSurvivorsInRound {
+        /// Survivors in the set.
+        have: usize,
+        /// The round's `min_survivors`.
+        need: u32,
     },
     /// Fewer surviving neighbours than the threshold: this client's self mask
     /// could not be removed, so revealing anything would be pointless.
@@ -172,6 +172,42 @@ pub enum ClientError {
         have: usize,
         /// Threshold.
         need: usize,
+    },
+    /// The unmask request names another survivor set than the one this
+    /// device signed.
+    #[error("the unmask request's survivor set differs from the one this device signed")]
+    SurvivorSetChanged,
+    /// A consistency signature from a device that is not a neighbour this
+    /// device shares with, or twice from one.
+    #[error("unexpected consistency signature from {device}")]
+    UnexpectedSigner {
+        /// The device.
+        device: DeviceId,
+    },
+    /// A consistency signature that does not verify over this device's view
+    /// of the round, cohort and survivor set.
+    #[error("consistency signature from {device} rejected: {source}")]
+    BadConsistencySignature {
+        /// The device.
+        device: DeviceId,
+        /// Why.
+        source: CryptoError,
+    },
+    /// Fewer neighbours signed the survivor set than the threshold: the
+    /// server may be showing neighbours different sets, so nothing is
+    /// revealed.
+    #[error("{have} neighbours signed the survivor set, {need} needed")]
+    TooFewConsistencySignatures {
+        /// Valid signatures from neighbours.
+        have: usize,
+        /// Threshold.
+        need: usize,
+    },
+    /// The identity offered for signing is not this round's device.
+    #[error("signing identity {device} is not this round's device")]
+    WrongIdentity {
+        /// The identity's device id.
+        device: DeviceId,
     },
     /// Splitting failed (cannot happen with a validated neighbourhood).
     #[error("shamir: {0}")]
@@ -295,7 +331,7 @@ impl ClientAwaitingNeighbours {
             }
             check_round(info, advert.federation, advert.round)?;
             advert
-                .verify()
+                .verify(info)
                 .map_err(|source| ClientError::BadAdvertisement { device, source })?;
         }
         if let Some(device) = expected.keys().find(|d| !adverts.contains_key(d)) {
@@ -341,6 +377,7 @@ impl ClientAwaitingNeighbours {
         }
         drop(mask_secret);
 
+        let cohort_digest = cohort_digest(cohort);
         // Shamir-share σ and β among the neighbours, at x = position + 1.
         let threshold = neighbourhood.threshold as usize;
         let xs: Vec<u32> = neighbours.values().map(|n| n.position + 1).collect();
@@ -357,6 +394,7 @@ impl ClientAwaitingNeighbours {
             };
             let envelope = Envelope {
                 context: &context,
+                cohort: &cohort_digest,
                 sender: &self.device,
                 recipient: device,
                 x: neighbour.position + 1,
@@ -403,6 +441,10 @@ impl ClientAwaitingNeighbours {
             device,
             position,
             threshold,
+            cohort: CohortView {
+                size,
+                digest: cohort_digest,
+            },
             share_secret,
             neighbours,
             self_mask,
@@ -411,12 +453,26 @@ impl ClientAwaitingNeighbours {
     }
 }
 
+/// The cohort as this device was shown it: its size and digest.
+#[derive(Clone, Copy)]
+struct CohortView {
+    size: usize,
+    digest: [u8; 32],
+}
+
+/// A neighbour's share pair, with the neighbour's cohort position.
+struct Held {
+    position: u32,
+    pair: SharePair,
+}
+
 /// After step 3: waiting for the shares neighbours sealed to this client.
 pub struct ClientAwaitingShares {
     info: RoundInfo,
     device: DeviceId,
     position: u32,
     threshold: usize,
+    cohort: CohortView,
     share_secret: StaticSecret,
     neighbours: BTreeMap<DeviceId, Neighbour>,
     self_mask: MaskSeed,
@@ -436,7 +492,7 @@ impl ClientAwaitingShares {
             });
         }
         let context = self.info.context();
-        let mut held: BTreeMap<DeviceId, SharePair> = BTreeMap::new();
+        let mut held: BTreeMap<DeviceId, Held> = BTreeMap::new();
         for share in &message.shares {
             let sender = share.sender;
             let neighbour = self
@@ -446,6 +502,7 @@ impl ClientAwaitingShares {
                 .ok_or(ClientError::UnexpectedSender { device: sender })?;
             let envelope = Envelope {
                 context: &context,
+                cohort: &self.cohort.digest,
                 sender: &sender,
                 recipient: &self.device,
                 x: self.position + 1,
@@ -457,7 +514,13 @@ impl ClientAwaitingShares {
                 &share.ciphertext,
             )
             .map_err(|source| ClientError::ShareDecryption { sender, source })?;
-            held.insert(sender, pair);
+            held.insert(
+                sender,
+                Held {
+                    position: neighbour.position,
+                    pair,
+                },
+            );
         }
         if held.len() < self.threshold {
             return Err(ClientError::TooFewShares {
@@ -470,6 +533,7 @@ impl ClientAwaitingShares {
             device,
             position,
             threshold,
+            cohort,
             neighbours,
             self_mask,
             ..
@@ -486,6 +550,7 @@ impl ClientAwaitingShares {
             device,
             position,
             threshold,
+            cohort,
             masking_with,
             self_mask,
             held,
@@ -499,9 +564,10 @@ pub struct ClientReadyToUpload {
     device: DeviceId,
     position: u32,
     threshold: usize,
+    cohort: CohortView,
     masking_with: Vec<(u32, MaskSeed)>,
     self_mask: MaskSeed,
-    held: BTreeMap<DeviceId, SharePair>,
+    held: BTreeMap<DeviceId, Held>,
 }
 
 impl ClientReadyToUpload {
@@ -516,7 +582,7 @@ impl ClientReadyToUpload {
     pub fn upload(
         self,
         quantized: &[u32],
-    ) -> Result<(MaskedUpload, ClientAwaitingUnmask), ClientError> {
+    ) -> Result<(MaskedUpload, ClientAwaitingSurvivors), ClientError> {
         let expected = self.info.vector_len as usize;
         if quantized.len() != expected {
             return Err(ClientError::UpdateLength {
@@ -542,18 +608,22 @@ impl ClientReadyToUpload {
         Ok((upload, self.into_awaiting_unmask()))
     }
 
-    fn into_awaiting_unmask(self) -> ClientAwaitingUnmask {
+    fn into_awaiting_unmask(self) -> ClientAwaitingSurvivors {
         let ClientReadyToUpload {
             info,
             device,
+            position,
             threshold,
+            cohort,
             held,
             ..
         } = self;
-        ClientAwaitingUnmask {
-            context: info.context(),
+        ClientAwaitingSurvivors {
+            info,
             device,
+            position,
             threshold,
+            cohort,
             held,
         }
     }
@@ -561,78 +631,166 @@ impl ClientReadyToUpload {
     /// For the in-process server benchmark only: moves on as if uploaded,
     /// without computing the masked vector (whose cost is the client's, not
     /// the server's).
-    pub(crate) fn skip_upload_for_bench(self) -> ClientAwaitingUnmask {
+    pub(crate) fn skip_upload_for_bench(self) -> ClientAwaitingSurvivors {
         self.into_awaiting_unmask()
     }
 }
 
-/// After step 5: holds neighbours' shares until the server says who
-/// survived.
+/// After step 5: holds neighbours' shares until the server says whose
+/// uploads are in the sum.
+pub struct ClientAwaitingSurvivors {
+    info: RoundInfo,
+    device: DeviceId,
+    position: u32,
+    threshold: usize,
+    cohort: CohortView,
+    held: BTreeMap<DeviceId, Held>,
+}
+
+impl ClientAwaitingSurvivors {
+    /// Steps 6–7: checks the survivor set (it fits the cohort, includes
+    /// this device, reaches the round's minimum, and leaves at least `t` of
+    /// this device's neighbours in it) and signs it with `identity`. The
+    /// next state will reveal only against this exact set.
+    pub fn sign_survivors(
+        self,
+        identity: &DeviceIdentity,
+        message: &SurvivorSet,
+    ) -> Result<(ConsistencySignature, ClientAwaitingUnmask), ClientError> {
+        check_round(&self.info, message.federation, message.round)?;
+        if message.recipient != self.device {
+            return Err(ClientError::WrongRecipient {
+                recipient: message.recipient,
+            });
+        }
+        if identity.device_id() != self.device {
+            return Err(ClientError::WrongIdentity {
+                device: identity.device_id(),
+            });
+        }
+        let survivors = SurvivorBitmap::parse(&message.survivors, self.cohort.size)?;
+        if !survivors.contains(self.position) {
+            return Err(ClientError::NotASurvivor);
+        }
+        if survivors.len() < self.info.min_survivors as usize {
+            return Err(ClientError::TooFewSurvivorsInRound {
+                have: survivors.len(),
+                need: self.info.min_survivors,
+            });
+        }
+        let alive = self
+            .held
+            .values()
+            .filter(|h| survivors.contains(h.position))
+            .count();
+        if alive < self.threshold {
+            return Err(ClientError::TooFewSurvivors {
+                have: alive,
+                need: self.threshold,
+            });
+        }
+        let context = self.info.context();
+        let signature = sign_survivors(identity, &context, &self.cohort.digest, &survivors);
+        let message = ConsistencySignature {
+            federation: self.info.federation,
+            round: self.info.round,
+            sender: self.device,
+            signature,
+        };
+        let ClientAwaitingSurvivors {
+            info,
+            device,
+            threshold,
+            cohort,
+            held,
+            ..
+        } = self;
+        Ok((
+            message,
+            ClientAwaitingUnmask {
+                info,
+                device,
+                threshold,
+                cohort,
+                survivors,
+                held,
+            },
+        ))
+    }
+}
+
+/// After step 7: holds neighbours' shares and the survivor set it signed,
+/// until the server relays its neighbours' signatures.
 pub struct ClientAwaitingUnmask {
-    context: RoundContext,
+    info: RoundInfo,
     device: DeviceId,
     threshold: usize,
-    held: BTreeMap<DeviceId, SharePair>,
+    cohort: CohortView,
+    survivors: SurvivorBitmap,
+    held: BTreeMap<DeviceId, Held>,
 }
 
 impl ClientAwaitingUnmask {
-    /// Step 7: for each neighbour it masked with, reveals the self-mask share
-    /// if the server says it survived, or the mask-key share if it dropped;
-    /// never both. Refuses (and reveals nothing) if any neighbour is in both
-    /// lists, if a list names a device twice or one this client holds no
-    /// shares of, if a neighbour is unaccounted for, or if fewer than `t`
-    /// neighbours survived. Consumes the state: a client answers once.
+    /// Steps 8–9: reveals shares only if at least `t` neighbours this
+    /// device shares with signed exactly the survivor set it signed (every
+    /// relayed signature must verify; an unknown or repeated signer is
+    /// refused). Then, for each neighbour it holds shares of, it reveals
+    /// the self-mask share if the neighbour is in the set and the mask-key
+    /// share if not: which one is fixed by the signed set, so it is never
+    /// both. Consumes the state: a client answers once.
     pub fn respond(self, request: &UnmaskRequest) -> Result<UnmaskResponse, ClientError> {
-        let RoundContext { federation, round } = self.context;
-        if request.federation != federation || request.round != round {
-            return Err(ClientError::WrongRound {
-                federation: request.federation,
-                round: request.round,
-            });
-        }
+        check_round(&self.info, request.federation, request.round)?;
         if request.recipient != self.device {
             return Err(ClientError::WrongRecipient {
                 recipient: request.recipient,
             });
         }
-        let survivors: BTreeSet<DeviceId> = request.survivors.iter().copied().collect();
-        if let Some(device) = request.dropped.iter().find(|d| survivors.contains(d)) {
-            return Err(ClientError::BothSharesRequested { device: *device });
+        if request.survivors != self.survivors.as_bytes() {
+            return Err(ClientError::SurvivorSetChanged);
         }
-        let mut listed = BTreeSet::new();
-        for device in request.survivors.iter().chain(&request.dropped) {
-            if !self.held.contains_key(device) || !listed.insert(*device) {
-                return Err(ClientError::UnknownNeighbour { device: *device });
+        let context = self.info.context();
+        let mut signers = BTreeSet::new();
+        for signed in &request.signatures {
+            let device = signed.device;
+            if !self.held.contains_key(&device) || !signers.insert(device) {
+                return Err(ClientError::UnexpectedSigner { device });
             }
+            verify_survivors(
+                &device,
+                &signed.signature,
+                &context,
+                &self.cohort.digest,
+                &self.survivors,
+            )
+            .map_err(|source| ClientError::BadConsistencySignature { device, source })?;
         }
-        if let Some(device) = self.held.keys().find(|d| !listed.contains(d)) {
-            return Err(ClientError::IncompleteUnmaskRequest { device: *device });
-        }
-        if survivors.len() < self.threshold {
-            return Err(ClientError::TooFewSurvivors {
-                have: survivors.len(),
+        if signers.len() < self.threshold {
+            return Err(ClientError::TooFewConsistencySignatures {
+                have: signers.len(),
                 need: self.threshold,
             });
         }
-        let reveal = |owners: &[DeviceId],
-                      pick: fn(&SharePair) -> curve25519_dalek::Scalar|
-         -> Vec<RevealedShare> {
-            owners
-                .iter()
-                .filter_map(|owner| {
-                    self.held.get(owner).map(|pair| RevealedShare {
-                        owner: *owner,
-                        value: pick(pair),
-                    })
-                })
-                .collect()
-        };
+        let mut self_mask_shares = Vec::new();
+        let mut mask_key_shares = Vec::new();
+        for (owner, held) in &self.held {
+            if self.survivors.contains(held.position) {
+                self_mask_shares.push(RevealedShare {
+                    owner: *owner,
+                    value: held.pair.self_mask_share,
+                });
+            } else {
+                mask_key_shares.push(RevealedShare {
+                    owner: *owner,
+                    value: held.pair.mask_scalar_share,
+                });
+            }
+        }
         Ok(UnmaskResponse {
-            federation,
-            round,
+            federation: self.info.federation,
+            round: self.info.round,
             sender: self.device,
-            self_mask_shares: reveal(&request.survivors, |p| p.self_mask_share),
-            mask_key_shares: reveal(&request.dropped, |p| p.mask_scalar_share),
+            self_mask_shares,
+            mask_key_shares,
         })
     }
 }
@@ -651,6 +809,7 @@ debug_without_secrets!(
     ClientAwaitingNeighbours,
     ClientAwaitingShares,
     ClientReadyToUpload,
+    ClientAwaitingSurvivors,
     ClientAwaitingUnmask
 );
 

@@ -20,41 +20,53 @@
 //!    that completed step 3; those neighbours are exactly whom it masks with.
 //! 5. Each client uploads `x + PRG(β-seed) ± PRG(pairwise seeds)`; the server
 //!    sums uploads as they arrive.
-//! 6. At the deadline the server asks each uploader, for each of its
-//!    neighbours, for the `β` share if that neighbour uploaded and for the
-//!    `σ` share if it dropped after step 3.
-//! 7. With `t` shares of each needed secret, the server removes survivors'
+//! 6. At the deadline the server shows each uploader the survivor set (whose
+//!    uploads are in the sum), and
+//! 7. each uploader that is in it signs it ([`consistency`]).
+//! 8. The server relays to each signer its neighbours' signatures; a signer
+//!    that sees `t` neighbours' signatures over the set it signed reveals,
+//!    for each neighbour, the `β` share if that neighbour is in the set and
+//!    the `σ` share if it shared but is not.
+//! 9. With `t` shares of each needed secret, the server removes survivors'
 //!    self masks and the pairwise masks survivors shared with dropped
 //!    clients, leaving exactly `Σ x_i` over the uploaders.
 //!
-//! # Why a client never reveals both shares of one neighbour
+//! Every signature, key derivation and share box is bound to the round's
+//! parameter digest ([`RoundInfo::digest`]), and share boxes and consistency
+//! signatures to the cohort list too, so devices shown different views of
+//! one round cannot complete it with each other.
+//!
+//! # Why the server never gets both secrets behind a device's masks
 //!
 //! A neighbour `j`'s upload is `x_j + PRG(β_j) + pairwise masks`. Knowing
-//! `β_j` removes the self mask; knowing `σ_j` lets the server recompute all
-//! of `j`'s pairwise masks. Both together expose `x_j` alone. The server
-//! learns `β_j` only if `t` neighbours say "`j` survived" and `σ_j` only if
-//! `t` say "`j` dropped". Each honest client answers one request, once (its
-//! state is consumed), and refuses a request naming `j` in both lists; with
-//! `2t > k` no server can find two disjoint sets of `t` honest neighbours,
-//! so it can never hold both. That is the check in
-//! [`ClientAwaitingUnmask::respond`], and why [`Neighbourhood`] insists on
-//! `2t > k`.
+//! `β_j` removes the self mask; knowing `σ` of each of `j`'s neighbours (or
+//! `σ_j` itself) lets the server recompute `j`'s pairwise masks. The server
+//! learns `β_j` only if `t` of `j`'s neighbours act on a survivor set that
+//! contains `j`, and a neighbour's `σ_m` only if `t` of `m`'s neighbours act
+//! on a set without `m`. Each honest client signs one set, only one that
+//! contains itself, and acts only when `t` of its neighbours signed the
+//! same set; with `2t > k`, a device's honest neighbours cannot split into
+//! two groups of `t` acting on different sets. Without the consistency
+//! round the server could tell the two groups different stories (the test
+//! in `protocol::attacks` does, and reads one device's update).
 //!
 //! [`Neighbourhood`]: crate::graph::Neighbourhood
 
 pub mod client;
+pub(crate) mod consistency;
 pub mod server;
 
 #[cfg(test)]
 mod attacks;
 
 pub use client::{
-    ClientAwaitingNeighbours, ClientAwaitingShares, ClientAwaitingUnmask, ClientError,
-    ClientReadyToUpload, ClientRound,
+    ClientAwaitingNeighbours, ClientAwaitingShares, ClientAwaitingSurvivors, ClientAwaitingUnmask,
+    ClientError, ClientReadyToUpload, ClientRound,
 };
+pub use consistency::SurvivorSetError;
 pub use server::{
-    AbortReason, Aborted, AggregatorRound, CollectingKeys, CollectingUploads, DeviceStatus, Done,
-    ServerError, SharingKeys, Stage, Unmasking,
+    AbortReason, Aborted, AggregatorRound, CheckingConsistency, CollectingKeys, CollectingUploads,
+    DeviceStatus, Done, ServerError, SharingKeys, Stage, Unmasking,
 };
 
 use crate::dp::{DistributedDp, DpError};
@@ -131,8 +143,42 @@ impl RoundInfo {
         DistributedDp::new(self.dp, self.min_survivors, self.max_clients)
     }
 
+    /// SHA-256 of the canonical encoding of every field: what the
+    /// transparency log records before the round starts, and what every
+    /// signature, key derivation and share box of the round is bound to
+    /// (through [`RoundContext`]). Two devices shown different parameters
+    /// for one round hold different digests, and nothing one of them signs
+    /// or seals is accepted by the other.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let optional = |v: Option<u32>| -> [u8; 5] {
+            let mut out = [0u8; 5];
+            if let Some(v) = v {
+                out[0] = 1;
+                out[1..].copy_from_slice(&v.to_le_bytes());
+            }
+            out
+        };
+        let label = crate::crypto::labels::ROUND_INFO;
+        let mut hasher = Sha256::new();
+        hasher.update([label.len() as u8]);
+        hasher.update(label);
+        hasher.update(self.federation.as_bytes());
+        hasher.update(self.round.0.to_le_bytes());
+        hasher.update(self.vector_len.to_le_bytes());
+        hasher.update(self.min_clients.to_le_bytes());
+        hasher.update(self.max_clients.to_le_bytes());
+        hasher.update(self.min_survivors.to_le_bytes());
+        hasher.update(optional(self.degree));
+        hasher.update(optional(self.threshold));
+        hasher.update(self.graph_seed.0);
+        hasher.update(self.dp.clip_norm.to_bits().to_le_bytes());
+        hasher.update(self.dp.noise_multiplier.to_bits().to_le_bytes());
+        hasher.finalize().into()
+    }
+
     pub(crate) fn context(&self) -> RoundContext {
-        RoundContext::new(self.federation, self.round)
+        RoundContext::bound(self.federation, self.round, self.digest())
     }
 
     pub(crate) fn is_this_round(&self, federation: FederationId, round: RoundId) -> bool {

@@ -5,8 +5,10 @@
 //! consumes the stage and returns the next or an [`Aborted`].
 //!
 //! ```text
-//! CollectingKeys ─close→ SharingKeys ─close→ CollectingUploads ─close→ Unmasking ─close→ Done
-//!        └──────────────────┴───────────────────────┴─────────────────────┴──────→ Aborted
+//! CollectingKeys ─close→ SharingKeys ─close→ CollectingUploads ─close→ CheckingConsistency
+//!        │                  │                       │                       │
+//!        │                  │                       │               ─close→ Unmasking ─close→ Done
+//!        └──────────────────┴───────────────────────┴───────────────────────┴──────┴──→ Aborted
 //! ```
 //!
 //! Every state is `Serialize + Deserialize`, so the server crate can store
@@ -34,12 +36,13 @@ use crate::crypto::{CryptoError, DeviceId};
 use crate::graph::{GraphError, GraphSpec, NeighbourGraph, Neighbourhood};
 use crate::ids::{FederationId, RoundId};
 use crate::mask::{self, MaskSeed, MaskSign, pairwise_seed, pairwise_sign};
+use crate::protocol::consistency::{SurvivorBitmap, cohort_digest, verify_survivors};
 use crate::shamir::{self, Share};
 use crate::wire::codec::{self, CodecError};
 use crate::wire::{
-    AdvertiseKeys, ClientMessage, EncryptedShares, MaskedUpload, NeighbourKeys, RoundInfo,
-    SEALED_SHARE_LEN, ServerMessage, ShareForRecipient, ShareFromSender, SharesForDevice,
-    UnmaskRequest, UnmaskResponse, share_at,
+    AdvertiseKeys, ClientMessage, ConsistencySignature, EncryptedShares, MaskedUpload,
+    NeighbourKeys, RoundInfo, SEALED_SHARE_LEN, ServerMessage, ShareForRecipient, ShareFromSender,
+    SharesForDevice, SurvivorSet, SurvivorSignature, UnmaskRequest, UnmaskResponse, share_at,
 };
 
 use super::ConfigError;
@@ -58,7 +61,10 @@ pub enum Stage {
     SharingKeys,
     /// Serving sealed shares; accepting masked uploads.
     CollectingUploads,
-    /// Serving unmask requests; accepting revealed shares.
+    /// Serving the survivor set; accepting uploaders' signatures over it.
+    CheckingConsistency,
+    /// Serving unmask requests (with neighbours' signatures); accepting
+    /// revealed shares.
     Unmasking,
     /// The sum is known.
     Done,
@@ -72,6 +78,7 @@ impl fmt::Display for Stage {
             Self::CollectingKeys => "collecting keys",
             Self::SharingKeys => "sharing keys",
             Self::CollectingUploads => "collecting uploads",
+            Self::CheckingConsistency => "checking consistency",
             Self::Unmasking => "unmasking",
             Self::Done => "done",
             Self::Aborted => "aborted",
@@ -173,6 +180,14 @@ pub enum ServerError {
     /// Binary upload that does not decode.
     #[error("upload: {0}")]
     Codec(#[from] CodecError),
+    /// A consistency signature that does not verify over the survivor set.
+    #[error("consistency signature from {device} rejected: {source}")]
+    BadConsistencySignature {
+        /// The device.
+        device: DeviceId,
+        /// Why.
+        source: CryptoError,
+    },
     /// An unmask response that does not answer exactly the request.
     #[error("unmask response from {device} does not match its request")]
     UnmaskResponseMismatch {
@@ -376,7 +391,7 @@ impl CollectingKeys {
             });
         }
         advert
-            .verify()
+            .verify(&self.info)
             .map_err(|source| ServerError::BadAdvertisement { device, source })?;
         let keys = [advert.share_key.to_bytes(), advert.mask_key.to_bytes()];
         let [share, mask] = keys;
@@ -686,7 +701,7 @@ impl CollectingUploads {
 
     /// Fixes who uploaded, and checks every secret that must be
     /// reconstructed has `t` live holders.
-    pub fn close(self) -> Result<Unmasking, Aborted> {
+    pub fn close(self) -> Result<CheckingConsistency, Aborted> {
         let Self {
             info,
             cohort,
@@ -696,7 +711,6 @@ impl CollectingUploads {
             ..
         } = self;
         let stage = Stage::CollectingUploads;
-        let need = cohort.threshold();
         let have = uploaded.len() as u32;
         if have < info.min_survivors {
             let reason = AbortReason::TooFewSurvivors {
@@ -706,29 +720,166 @@ impl CollectingUploads {
             };
             return Err(Aborted::new(info, stage, reason));
         }
-        // Survivors need t live holders of β; dropped sharers that any
-        // survivor masked with need t live holders of σ.
-        let dropped = sharers.difference(&uploaded).copied();
-        for p in uploaded.iter().copied().chain(dropped) {
-            let live = cohort.live_neighbours(p, &uploaded).len() as u32;
-            let needed = uploaded.contains(&p) || live > 0;
-            if needed && live < need {
-                let device = cohort.device(p).unwrap_or(DeviceId::from_bytes([0; 32]));
-                let reason = AbortReason::NeighbourhoodTooSmall {
-                    stage,
-                    device,
-                    have: live,
-                    need,
-                };
-                return Err(Aborted::new(info, stage, reason));
-            }
+        if let Err(reason) = check_holders(&cohort, &sharers, &uploaded, &uploaded, stage) {
+            return Err(Aborted::new(info, stage, reason));
+        }
+        let survivors =
+            SurvivorBitmap::from_positions(cohort.devices.len(), uploaded.iter().copied());
+        Ok(CheckingConsistency {
+            info,
+            cohort,
+            sharers,
+            uploaded,
+            survivors: survivors.as_bytes().to_vec(),
+            sum,
+            signatures: BTreeMap::new(),
+        })
+    }
+}
+
+/// Survivors need `t` live holders of `β`; dropped sharers that any
+/// survivor masked with need `t` live holders of `σ`. "Live" is `holders`:
+/// the uploaders after uploads close, the signers after the consistency
+/// round.
+fn check_holders(
+    cohort: &Cohort,
+    sharers: &BTreeSet<u32>,
+    uploaded: &BTreeSet<u32>,
+    holders: &BTreeSet<u32>,
+    stage: Stage,
+) -> Result<(), AbortReason> {
+    let need = cohort.threshold();
+    let dropped = sharers.difference(uploaded).copied();
+    for p in uploaded.iter().copied().chain(dropped) {
+        let masked_with_survivor = !cohort.live_neighbours(p, uploaded).is_empty();
+        let live = cohort.live_neighbours(p, holders).len() as u32;
+        let needed = uploaded.contains(&p) || masked_with_survivor;
+        if needed && live < need {
+            let device = cohort.device(p).unwrap_or(DeviceId::from_bytes([0; 32]));
+            return Err(AbortReason::NeighbourhoodTooSmall {
+                stage,
+                device,
+                have: live,
+                need,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Stage 4: the consistency round. Every uploader is shown the survivor set
+/// and signs it; the signatures are relayed to neighbours with the unmask
+/// requests, and a device reveals nothing without `t` of them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckingConsistency {
+    info: RoundInfo,
+    cohort: Cohort,
+    sharers: BTreeSet<u32>,
+    uploaded: BTreeSet<u32>,
+    #[serde(with = "crate::wire::encoding::base64_bytes")]
+    survivors: Vec<u8>,
+    #[serde(with = "crate::wire::encoding::u32_vec")]
+    sum: Vec<u32>,
+    signatures: BTreeMap<u32, SurvivorSignature>,
+}
+
+impl CheckingConsistency {
+    /// The round.
+    pub fn info(&self) -> &RoundInfo {
+        &self.info
+    }
+
+    /// Devices whose uploads are in the sum.
+    pub fn survivors(&self) -> Vec<DeviceId> {
+        self.cohort
+            .devices_at(&self.uploaded.iter().copied().collect::<Vec<_>>())
+    }
+
+    /// Signatures accepted so far.
+    pub fn signed(&self) -> usize {
+        self.signatures.len()
+    }
+
+    /// What to send `device`: the survivor set.
+    pub fn survivor_set_for(&self, device: &DeviceId) -> Result<SurvivorSet, ServerError> {
+        let position = self.cohort.member(device)?;
+        if !self.uploaded.contains(&position) {
+            return Err(ServerError::NotEligible {
+                device: *device,
+                stage: Stage::CheckingConsistency,
+            });
+        }
+        Ok(SurvivorSet {
+            federation: self.info.federation,
+            round: self.info.round,
+            recipient: *device,
+            survivors: self.survivors.clone(),
+        })
+    }
+
+    /// Accepts an uploader's signature over the survivor set, after
+    /// checking it verifies (a bad one would only make its neighbours
+    /// refuse to reveal).
+    pub fn receive_signature(&mut self, message: ConsistencySignature) -> Result<(), ServerError> {
+        check_round(&self.info, message.federation, message.round)?;
+        let device = message.sender;
+        let position = self.cohort.member(&device)?;
+        if !self.uploaded.contains(&position) {
+            return Err(ServerError::NotEligible {
+                device,
+                stage: Stage::CheckingConsistency,
+            });
+        }
+        if self.signatures.contains_key(&position) {
+            return Err(ServerError::Duplicate { device });
+        }
+        let survivors = SurvivorBitmap::from_positions(
+            self.cohort.devices.len(),
+            self.uploaded.iter().copied(),
+        );
+        verify_survivors(
+            &device,
+            &message.signature,
+            &self.info.context(),
+            &cohort_digest(&self.cohort.devices),
+            &survivors,
+        )
+        .map_err(|source| ServerError::BadConsistencySignature { device, source })?;
+        self.signatures.insert(
+            position,
+            SurvivorSignature {
+                device,
+                signature: message.signature,
+            },
+        );
+        Ok(())
+    }
+
+    /// Fixes who signed; checks every secret that must be reconstructed
+    /// has `t` signers among its holders (only signers will reveal).
+    pub fn close(self) -> Result<Unmasking, Aborted> {
+        let Self {
+            info,
+            cohort,
+            sharers,
+            uploaded,
+            survivors,
+            sum,
+            signatures,
+        } = self;
+        let stage = Stage::CheckingConsistency;
+        let signers: BTreeSet<u32> = signatures.keys().copied().collect();
+        if let Err(reason) = check_holders(&cohort, &sharers, &uploaded, &signers, stage) {
+            return Err(Aborted::new(info, stage, reason));
         }
         Ok(Unmasking {
             info,
             cohort,
             sharers,
             uploaded,
+            survivors,
             sum,
+            signatures,
             responded: BTreeSet::new(),
             self_mask_shares: BTreeMap::new(),
             mask_key_shares: BTreeMap::new(),
@@ -736,15 +887,18 @@ impl CollectingUploads {
     }
 }
 
-/// Stage 4: asking uploaders for shares; collecting them.
+/// Stage 5: asking signers for shares; collecting them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Unmasking {
     info: RoundInfo,
     cohort: Cohort,
     sharers: BTreeSet<u32>,
     uploaded: BTreeSet<u32>,
+    #[serde(with = "crate::wire::encoding::base64_bytes")]
+    survivors: Vec<u8>,
     #[serde(with = "crate::wire::encoding::u32_vec")]
     sum: Vec<u32>,
+    signatures: BTreeMap<u32, SurvivorSignature>,
     responded: BTreeSet<u32>,
     self_mask_shares: BTreeMap<u32, Vec<Share>>,
     mask_key_shares: BTreeMap<u32, Vec<Share>>,
@@ -767,6 +921,12 @@ impl Unmasking {
         self.responded.len()
     }
 
+    /// Devices asked to reveal: the uploaders that signed the survivor set.
+    pub fn signers(&self) -> Vec<DeviceId> {
+        self.cohort
+            .devices_at(&self.signatures.keys().copied().collect::<Vec<_>>())
+    }
+
     /// Survivor and dropped neighbours of the uploader at `position`.
     fn split_neighbours(&self, position: u32) -> (Vec<u32>, Vec<u32>) {
         self.cohort
@@ -775,23 +935,28 @@ impl Unmasking {
             .partition(|p| self.uploaded.contains(p))
     }
 
-    /// What to send `device`: which of its neighbours survived and which
-    /// dropped.
+    /// What to send `device`: the survivor set and its neighbours'
+    /// signatures over it.
     pub fn unmask_request_for(&self, device: &DeviceId) -> Result<UnmaskRequest, ServerError> {
         let position = self.cohort.member(device)?;
-        if !self.uploaded.contains(&position) {
+        if !self.signatures.contains_key(&position) {
             return Err(ServerError::NotEligible {
                 device: *device,
                 stage: Stage::Unmasking,
             });
         }
-        let (survivors, dropped) = self.split_neighbours(position);
+        let signatures = self
+            .cohort
+            .neighbours(position)
+            .into_iter()
+            .filter_map(|p| self.signatures.get(&p).cloned())
+            .collect();
         Ok(UnmaskRequest {
             federation: self.info.federation,
             round: self.info.round,
             recipient: *device,
-            survivors: self.cohort.devices_at(&survivors),
-            dropped: self.cohort.devices_at(&dropped),
+            survivors: self.survivors.clone(),
+            signatures,
         })
     }
 
@@ -800,7 +965,7 @@ impl Unmasking {
         check_round(&self.info, response.federation, response.round)?;
         let device = response.sender;
         let position = self.cohort.member(&device)?;
-        if !self.uploaded.contains(&position) {
+        if !self.signatures.contains_key(&position) {
             return Err(ServerError::NotEligible {
                 device,
                 stage: Stage::Unmasking,
@@ -1033,6 +1198,8 @@ pub enum AggregatorRound {
     SharingKeys(SharingKeys),
     /// See [`CollectingUploads`].
     CollectingUploads(CollectingUploads),
+    /// See [`CheckingConsistency`].
+    CheckingConsistency(CheckingConsistency),
     /// See [`Unmasking`].
     Unmasking(Unmasking),
     /// See [`Done`].
@@ -1046,6 +1213,7 @@ fn message_kind(message: &ClientMessage) -> &'static str {
         ClientMessage::AdvertiseKeys(_) => "advertise_keys",
         ClientMessage::EncryptedShares(_) => "encrypted_shares",
         ClientMessage::MaskedUpload(_) => "masked_upload",
+        ClientMessage::ConsistencySignature(_) => "consistency_signature",
         ClientMessage::UnmaskResponse(_) => "unmask_response",
     }
 }
@@ -1062,6 +1230,7 @@ impl AggregatorRound {
             Self::CollectingKeys(_) => Stage::CollectingKeys,
             Self::SharingKeys(_) => Stage::SharingKeys,
             Self::CollectingUploads(_) => Stage::CollectingUploads,
+            Self::CheckingConsistency(_) => Stage::CheckingConsistency,
             Self::Unmasking(_) => Stage::Unmasking,
             Self::Done(_) => Stage::Done,
             Self::Aborted(_) => Stage::Aborted,
@@ -1074,6 +1243,7 @@ impl AggregatorRound {
             Self::CollectingKeys(s) => &s.info,
             Self::SharingKeys(s) => &s.info,
             Self::CollectingUploads(s) => &s.info,
+            Self::CheckingConsistency(s) => &s.info,
             Self::Unmasking(s) => &s.info,
             Self::Done(s) => &s.info,
             Self::Aborted(s) => &s.info,
@@ -1089,6 +1259,9 @@ impl AggregatorRound {
             }
             (Self::SharingKeys(s), ClientMessage::EncryptedShares(m)) => s.receive_shares(m),
             (Self::CollectingUploads(s), ClientMessage::MaskedUpload(m)) => s.receive_upload(&m),
+            (Self::CheckingConsistency(s), ClientMessage::ConsistencySignature(m)) => {
+                s.receive_signature(m)
+            }
             (Self::Unmasking(s), ClientMessage::UnmaskResponse(m)) => s.receive_response(m),
             (_, m) => Err(ServerError::UnexpectedMessage {
                 stage,
@@ -1116,6 +1289,9 @@ impl AggregatorRound {
                 .neighbour_keys_for(device)
                 .map(ServerMessage::NeighbourKeys),
             Self::CollectingUploads(s) => s.shares_for(device).map(ServerMessage::SharesForDevice),
+            Self::CheckingConsistency(s) => {
+                s.survivor_set_for(device).map(ServerMessage::SurvivorSet)
+            }
             Self::Unmasking(s) => s
                 .unmask_request_for(device)
                 .map(ServerMessage::UnmaskRequest),
@@ -1144,8 +1320,12 @@ impl AggregatorRound {
                 Some(p) => of(s.uploaded.contains(&p), s.sharers.contains(&p)),
                 None => DeviceStatus::NotTakingPart,
             },
+            Self::CheckingConsistency(s) => match s.cohort.position(device) {
+                Some(p) => of(s.signatures.contains_key(&p), s.uploaded.contains(&p)),
+                None => DeviceStatus::NotTakingPart,
+            },
             Self::Unmasking(s) => match s.cohort.position(device) {
-                Some(p) => of(s.responded.contains(&p), s.uploaded.contains(&p)),
+                Some(p) => of(s.responded.contains(&p), s.signatures.contains_key(&p)),
                 None => DeviceStatus::NotTakingPart,
             },
             Self::Done(_) | Self::Aborted(_) => DeviceStatus::NotTakingPart,
@@ -1159,7 +1339,10 @@ impl AggregatorRound {
         match self {
             Self::SharingKeys(s) => Some(s.cohort.devices.len().saturating_sub(s.shares.len())),
             Self::CollectingUploads(s) => Some(s.sharers.len().saturating_sub(s.uploaded.len())),
-            Self::Unmasking(s) => Some(s.uploaded.len().saturating_sub(s.responded.len())),
+            Self::CheckingConsistency(s) => {
+                Some(s.uploaded.len().saturating_sub(s.signatures.len()))
+            }
+            Self::Unmasking(s) => Some(s.signatures.len().saturating_sub(s.responded.len())),
             Self::CollectingKeys(_) | Self::Done(_) | Self::Aborted(_) => None,
         }
     }
@@ -1178,7 +1361,8 @@ impl AggregatorRound {
         match self {
             Self::SharingKeys(s) => s.cohort.devices.clone(),
             Self::CollectingUploads(s) => s.sharers(),
-            Self::Unmasking(s) => s.survivors(),
+            Self::CheckingConsistency(s) => s.survivors(),
+            Self::Unmasking(s) => s.signers(),
             Self::CollectingKeys(_) | Self::Done(_) | Self::Aborted(_) => Vec::new(),
         }
     }
@@ -1191,7 +1375,10 @@ impl AggregatorRound {
             Self::SharingKeys(s) => s
                 .close()
                 .map_or_else(Self::Aborted, Self::CollectingUploads),
-            Self::CollectingUploads(s) => s.close().map_or_else(Self::Aborted, Self::Unmasking),
+            Self::CollectingUploads(s) => s
+                .close()
+                .map_or_else(Self::Aborted, Self::CheckingConsistency),
+            Self::CheckingConsistency(s) => s.close().map_or_else(Self::Aborted, Self::Unmasking),
             Self::Unmasking(s) => s.close().map_or_else(Self::Aborted, Self::Done),
             done @ (Self::Done(_) | Self::Aborted(_)) => done,
         }

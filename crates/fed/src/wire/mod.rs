@@ -10,17 +10,21 @@
 //! | 3 | client → server | [`EncryptedShares`] |
 //! | 4 | server → client | [`SharesForDevice`] |
 //! | 5 | client → server | [`MaskedUpload`] (binary) |
-//! | 6 | server → client | [`UnmaskRequest`] |
-//! | 7 | client → server | [`UnmaskResponse`] |
+//! | 6 | server → uploader | [`SurvivorSet`] |
+//! | 7 | uploader → server | [`ConsistencySignature`] (signed) |
+//! | 8 | server → signer | [`UnmaskRequest`] (neighbours' signatures) |
+//! | 9 | signer → server | [`UnmaskResponse`] |
 //!
 //! [`ClientMessage`] and [`ServerMessage`] wrap them with a `"type"` tag for
 //! a single endpoint each way.
 //!
-//! Only [`AdvertiseKeys`] carries a signature: it is the one message whose
-//! contents the server relays to *other clients*, who must not have to trust
-//! the server for it. Every other message goes between a client and the
-//! server only, and the transport (the server crate's authenticated device
-//! requests) vouches for its sender.
+//! [`AdvertiseKeys`] and [`ConsistencySignature`] carry signatures: they are
+//! the messages whose contents the server relays to *other clients*, who
+//! must not have to trust the server for them. Both are bound to the round's
+//! parameter digest ([`RoundInfo::digest`]), so one made under one view of
+//! the round verifies under no other. Every other message goes between a
+//! client and the server only, and the transport (the server crate's
+//! authenticated device requests) vouches for its sender.
 
 pub mod codec;
 pub(crate) mod encoding;
@@ -176,9 +180,54 @@ pub struct MaskedUpload {
     pub masked: Vec<u32>,
 }
 
-/// Step 6, server → client: which of the recipient's neighbours uploaded
-/// (reveal their self-mask share) and which dropped after sharing (reveal
-/// their mask-key share). A device in both lists is refused.
+/// Step 6, server → uploader: the survivor set, every cohort position
+/// whose masked upload is in the sum, as a bitmap (bit `i` of byte `i / 8`,
+/// least significant first, `ceil(n / 8)` bytes). The uploader signs it
+/// (step 7) only if it is in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurvivorSet {
+    /// The federation.
+    pub federation: FederationId,
+    /// The round.
+    pub round: RoundId,
+    /// Whom it is for.
+    pub recipient: DeviceId,
+    /// The bitmap over cohort positions.
+    #[serde(with = "encoding::base64_bytes")]
+    pub survivors: Vec<u8>,
+}
+
+/// Step 7, uploader → server (relayed to its neighbours in step 8): its
+/// signature over the round (parameter digest included), the cohort it was
+/// shown and the survivor set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencySignature {
+    /// The federation.
+    pub federation: FederationId,
+    /// The round.
+    pub round: RoundId,
+    /// The signing device.
+    pub sender: DeviceId,
+    /// Ed25519 signature by `sender`.
+    #[serde(with = "encoding::signature")]
+    pub signature: Signature,
+}
+
+/// A neighbour's consistency signature, as relayed in step 8.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurvivorSignature {
+    /// The neighbour that signed.
+    pub device: DeviceId,
+    /// Its signature over the survivor set.
+    #[serde(with = "encoding::signature")]
+    pub signature: Signature,
+}
+
+/// Step 8, server → signer: the survivor set again, with the consistency
+/// signatures of the recipient's neighbours. The recipient reveals nothing
+/// unless at least `t` of its neighbours signed exactly the set it signed;
+/// then it reveals the self-mask share of each neighbour in the set and the
+/// mask-key share of each neighbour outside it, never both.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnmaskRequest {
     /// The federation.
@@ -187,10 +236,11 @@ pub struct UnmaskRequest {
     pub round: RoundId,
     /// Whom it is for.
     pub recipient: DeviceId,
-    /// Neighbours whose masked vector is in the sum.
-    pub survivors: Vec<DeviceId>,
-    /// Neighbours that shared but did not upload.
-    pub dropped: Vec<DeviceId>,
+    /// The survivor set (as in step 6).
+    #[serde(with = "encoding::base64_bytes")]
+    pub survivors: Vec<u8>,
+    /// The recipient's neighbours' signatures over it.
+    pub signatures: Vec<SurvivorSignature>,
 }
 
 /// A share revealed to the server, of `owner`'s secret, at the sender's
@@ -212,7 +262,7 @@ impl std::fmt::Debug for RevealedShare {
     }
 }
 
-/// Step 7, client → server: self-mask shares of surviving neighbours and
+/// Step 9, client → server: self-mask shares of surviving neighbours and
 /// mask-key shares of dropped ones; never both for one neighbour.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnmaskResponse {
@@ -240,6 +290,8 @@ pub enum ClientMessage {
     /// Step 5 (JSON fallback; normally binary).
     MaskedUpload(MaskedUpload),
     /// Step 7.
+    ConsistencySignature(ConsistencySignature),
+    /// Step 9.
     UnmaskResponse(UnmaskResponse),
 }
 
@@ -254,6 +306,8 @@ pub enum ServerMessage {
     /// Step 4.
     SharesForDevice(SharesForDevice),
     /// Step 6.
+    SurvivorSet(SurvivorSet),
+    /// Step 8.
     UnmaskRequest(UnmaskRequest),
 }
 

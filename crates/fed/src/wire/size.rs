@@ -6,8 +6,9 @@ use ed25519_dalek::Signature;
 use x25519_dalek::PublicKey;
 
 use super::{
-    AdvertiseKeys, ClientMessage, EncryptedShares, MaskedUpload, RevealedShare, SEALED_SHARE_LEN,
-    ShareForRecipient, UnmaskResponse,
+    AdvertiseKeys, ClientMessage, ConsistencySignature, EncryptedShares, MaskedUpload,
+    RevealedShare, SEALED_SHARE_LEN, ServerMessage, ShareForRecipient, SurvivorSet,
+    SurvivorSignature, UnmaskRequest, UnmaskResponse,
 };
 use crate::crypto::DeviceId;
 use crate::ids::{FederationId, RoundId};
@@ -21,16 +22,27 @@ pub struct ClientBytes {
     pub shares: usize,
     /// Step 5, binary.
     pub upload: usize,
-    /// Step 7, JSON (one share per neighbour, whichever kind).
+    /// Step 7, JSON: the signature over the survivor set.
+    pub consistency: usize,
+    /// Step 9, JSON (one share per neighbour, whichever kind).
     pub unmask: usize,
+    /// Steps 6 and 8, received, JSON: the survivor set (a bitmap over the
+    /// cohort) and the unmask request carrying every neighbour's signature.
+    /// With [`ClientBytes::consistency`], what the consistency round adds.
+    pub consistency_received: usize,
     /// The same update sent as plain little-endian `f32`s, no header.
     pub plain_f32: usize,
 }
 
 impl ClientBytes {
-    /// All four messages.
+    /// Everything sent.
     pub fn total(&self) -> usize {
-        self.advertise + self.shares + self.upload + self.unmask
+        self.advertise + self.shares + self.upload + self.consistency + self.unmask
+    }
+
+    /// What the consistency round adds to a device's traffic, both ways.
+    pub fn consistency_overhead(&self) -> usize {
+        self.consistency + self.consistency_received
     }
 
     /// `total / plain_f32`.
@@ -40,7 +52,7 @@ impl ClientBytes {
 }
 
 /// The exact bytes a client sends for a `vector_len`-parameter update with
-/// `neighbours` neighbours, as [`ClientMessage`] JSON for the small
+/// `neighbours` neighbours in a cohort of `cohort`, as [`ClientMessage`] JSON for the small
 /// messages and the binary codec for the upload. Every field of every
 /// message is fixed width except the decimal round number, so the count is
 /// exact for a response in which every neighbour survived (the common
@@ -51,9 +63,33 @@ pub fn client_bytes_per_round(
     round: RoundId,
     vector_len: usize,
     neighbours: usize,
+    cohort: usize,
 ) -> Option<ClientBytes> {
     let device = DeviceId::from_bytes([0; 32]);
     let json = |m: ClientMessage| m.to_json().ok().map(|b| b.len());
+    let received = |m: ServerMessage| m.to_json().ok().map(|b| b.len());
+    let signature = Signature::from_bytes(&[0; 64]);
+    let bitmap = vec![0u8; cohort.div_ceil(8)];
+    let consistency = json(ClientMessage::ConsistencySignature(ConsistencySignature {
+        federation,
+        round,
+        sender: device,
+        signature,
+    }))?;
+    let consistency_received = received(ServerMessage::SurvivorSet(SurvivorSet {
+        federation,
+        round,
+        recipient: device,
+        survivors: bitmap.clone(),
+    }))? + received(ServerMessage::UnmaskRequest(UnmaskRequest {
+        federation,
+        round,
+        recipient: device,
+        survivors: bitmap,
+        signatures: (0..neighbours)
+            .map(|_| SurvivorSignature { device, signature })
+            .collect(),
+    }))?;
     let advertise = json(ClientMessage::AdvertiseKeys(AdvertiseKeys {
         federation,
         round,
@@ -90,7 +126,9 @@ pub fn client_bytes_per_round(
         advertise,
         shares,
         upload: MaskedUpload::encoded_len(vector_len),
+        consistency,
         unmask,
+        consistency_received,
         plain_f32: 4 * vector_len,
     })
 }
@@ -107,6 +145,7 @@ mod tests {
             RoundId(42),
             1_000_000,
             16,
+            1000,
         )
         .unwrap();
         assert_eq!(b.upload, 4_000_068);
@@ -118,7 +157,7 @@ mod tests {
     #[test]
     fn sizes_match_real_messages_of_the_same_shape() {
         let fed = FederationId::from_bytes([9; 16]);
-        let b = client_bytes_per_round(fed, RoundId(7), 10, 3).unwrap();
+        let b = client_bytes_per_round(fed, RoundId(7), 10, 3, 4).unwrap();
         let real = ClientMessage::UnmaskResponse(UnmaskResponse {
             federation: fed,
             round: RoundId(7),

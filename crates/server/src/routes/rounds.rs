@@ -7,6 +7,7 @@
 //! | POST | `…/keys` | JSON `AdvertiseKeys` | [`RoundReceipt`] |
 //! | POST | `…/shares` | JSON `EncryptedShares` | [`RoundReceipt`] |
 //! | POST | `…/upload` | binary masked upload | [`RoundReceipt`] |
+//! | POST | `…/consistency` | JSON `ConsistencySignature` | [`RoundReceipt`] |
 //! | POST | `…/unmask` | JSON `UnmaskResponse` | [`RoundReceipt`] |
 //!
 //! Each message goes through [`advance_round`] (compare-and-swap on the
@@ -81,6 +82,10 @@ pub(super) fn routes(config: &Arc<Config>) -> Router<AppState> {
             super::with_body_limit(post(shares), ROUND_MESSAGE_BODY_LIMIT),
         )
         .route("/{id}/rounds/{round}/upload", upload)
+        .route(
+            "/{id}/rounds/{round}/consistency",
+            super::with_body_limit(post(consistency), KEYS_BODY_LIMIT),
+        )
         .route(
             "/{id}/rounds/{round}/unmask",
             super::with_body_limit(post(unmask), ROUND_MESSAGE_BODY_LIMIT),
@@ -189,6 +194,15 @@ async fn upload(
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
     receive(&state, &path, &signed, Incoming::Upload(&signed.body)).await
+}
+
+async fn consistency(
+    State(state): State<AppState>,
+    Path(path): Path<RoundPath>,
+    signed: SignedRequest,
+) -> Result<AppJson<RoundReceipt>, AppError> {
+    let m = message(&signed, ClientMessage::ConsistencySignature)?;
+    receive(&state, &path, &signed, Incoming::Message(&m)).await
 }
 
 async fn unmask(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hearth_fed::DeviceIdentity;
 use hearth_fed::client::{
     Checkin, ClientOptions, FedClient, FedClientError, GlobalAdapter, Membership,
-    ParticipationReport, RoundTrainer, TrainerError,
+    ParticipationReport, RoundCharge, RoundTrainer, TrainerError,
 };
 use hearth_fed::request_auth::{self, RequestToSign};
 use hearth_progress::{CancelToken, NoProgress};
@@ -308,6 +308,8 @@ pub struct TestTrainer {
     pub rho_budget: Option<f64>,
     /// The cost `admit` was asked about.
     pub admitted_rho: Mutex<Option<f64>>,
+    /// Every charge booked, in order (the client books before uploading).
+    pub charges: Mutex<Vec<RoundCharge>>,
 }
 
 impl TestTrainer {
@@ -321,7 +323,13 @@ impl TestTrainer {
             during: None,
             rho_budget: None,
             admitted_rho: Mutex::new(None),
+            charges: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The charges booked so far.
+    pub fn charged(&self) -> Vec<RoundCharge> {
+        self.charges.lock().expect("lock").clone()
     }
 
     pub fn update_for(seed: u64) -> Vec<f32> {
@@ -347,7 +355,10 @@ impl std::fmt::Display for Dropped {
 impl std::error::Error for Dropped {}
 
 impl RoundTrainer for TestTrainer {
-    fn admit(&self, rho: f64) -> Result<(), TrainerError> {
+    fn admit(&self, round: u64, rho: f64) -> Result<(), TrainerError> {
+        if self.charged().iter().any(|c| c.round >= round) {
+            return Err(Box::new(Dropped));
+        }
         *self.admitted_rho.lock().expect("lock") = Some(rho);
         match self.rho_budget {
             Some(budget) if rho > budget => Err(Box::new(Dropped)),
@@ -369,6 +380,11 @@ impl RoundTrainer for TestTrainer {
         let update = Self::update_for(self.seed);
         *self.update.lock().expect("lock") = Some(update.clone());
         Ok(update)
+    }
+
+    fn charge(&self, charge: &RoundCharge) -> Result<(), TrainerError> {
+        self.charges.lock().expect("lock").push(*charge);
+        Ok(())
     }
 
     fn encoded(&self, quantized: &[u32]) {
