@@ -2,9 +2,9 @@
 //! on the device that signs and on the server that verifies, so the two can
 //! never drift apart.
 //!
-//! Every request after enrolment carries three headers: the device id, a
-//! timestamp in milliseconds, and an Ed25519 signature (base64url, no
-//! padding) over
+//! Every request after enrolment carries four headers: the device id, a
+//! timestamp in milliseconds, the SHA-256 of the body (hex), and an
+//! Ed25519 signature (base64url, no padding) over
 //!
 //! ```text
 //! hearth-req-v1\n<device id>\n<METHOD>\n<path and query>\n<timestamp ms>\n<hex sha256(body)>
@@ -12,10 +12,15 @@
 //!
 //! The device id is part of the string so a signature cannot be presented
 //! under another device's name; the body enters as its hash so bodies of
-//! any size sign in constant memory. No field may contain a newline or
-//! whitespace, which makes the string unambiguous. The timestamp bounds how
-//! long a captured request stays usable (±[`MAX_CLOCK_SKEW_MS`]); replays
-//! inside that window are the server's to refuse (it remembers signatures).
+//! any size sign in constant memory. The hash also travels in its own
+//! header ([`CONTENT_SHA256_HEADER`]) so that a verifier can check the
+//! signature from the request head alone, before it reads a byte of the
+//! body ([`verify_head`]), and then check the body against the signed hash
+//! ([`check_body`]): a request without a valid signature costs the server
+//! no body bytes. No field may contain a newline or whitespace, which makes
+//! the string unambiguous. The timestamp bounds how long a captured request
+//! stays usable (±[`MAX_CLOCK_SKEW_MS`]); replays inside that window are
+//! the server's to refuse (it remembers signatures).
 //!
 //! Enrolment proves possession of the key once, by signing
 //! `hearth-enrol-v1\0 || sha256(invite token) || public key`.
@@ -36,8 +41,16 @@
 //!     body: b"{}",
 //! };
 //! let headers = request_auth::sign_request(&key, &request).unwrap();
-//! request_auth::verify_request(&key.verifying_key(), &request, &headers.signature, 1_700_000_000_500)
+//!
+//! // The verifier: the head first (the body's hash as the header says) ...
+//! let head = request_auth::RequestHead {
+//!     body_sha256: request_auth::parse_body_sha256(&headers.content_sha256).unwrap(),
+//!     ..request.head()
+//! };
+//! request_auth::verify_head(&key.verifying_key(), &head, &headers.signature, 1_700_000_000_500)
 //!     .unwrap();
+//! // ... then, once it is read, the body.
+//! request_auth::check_body(&head.body_sha256, b"{}").unwrap();
 //! ```
 
 use base64::Engine;
@@ -58,6 +71,10 @@ pub const DEVICE_HEADER: &str = "x-hearth-device";
 pub const TIMESTAMP_HEADER: &str = "x-hearth-timestamp";
 /// Header carrying the base64url Ed25519 signature.
 pub const SIGNATURE_HEADER: &str = "x-hearth-signature";
+/// Header carrying the SHA-256 of the body, 64 lower-case hex digits: the
+/// value the signature covers, sent so it can be checked before the body
+/// is read.
+pub const CONTENT_SHA256_HEADER: &str = "x-hearth-content-sha256";
 /// How far a request's timestamp may be from the verifier's clock.
 pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 /// Longest device id accepted.
@@ -78,23 +95,56 @@ pub struct RequestToSign<'a> {
     pub body: &'a [u8],
 }
 
-/// The three header values a signed request carries.
+impl<'a> RequestToSign<'a> {
+    /// The request as its signature covers it: the body as its hash.
+    pub fn head(&self) -> RequestHead<'a> {
+        RequestHead {
+            device_id: self.device_id,
+            method: self.method,
+            path: self.path,
+            timestamp_ms: self.timestamp_ms,
+            body_sha256: body_sha256(self.body),
+        }
+    }
+}
+
+/// What a request signature covers: everything a verifier knows from the
+/// request head, before reading the body, whose hash the device states in
+/// [`CONTENT_SHA256_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    /// The device id the server assigned at enrolment.
+    pub device_id: &'a str,
+    /// HTTP method, upper case (`POST`).
+    pub method: &'a str,
+    /// Path with query string as sent on the wire.
+    pub path: &'a str,
+    /// Milliseconds since the Unix epoch when the device signed.
+    pub timestamp_ms: u64,
+    /// SHA-256 of the exact body bytes.
+    pub body_sha256: [u8; 32],
+}
+
+/// The four header values a signed request carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
     /// Value of [`DEVICE_HEADER`].
     pub device_id: String,
     /// Value of [`TIMESTAMP_HEADER`].
     pub timestamp_ms: u64,
+    /// Value of [`CONTENT_SHA256_HEADER`]: lower-case hex.
+    pub content_sha256: String,
     /// Value of [`SIGNATURE_HEADER`]: base64url, no padding.
     pub signature: String,
 }
 
 impl SignedHeaders {
     /// Header name/value pairs, ready to attach to a request.
-    pub fn pairs(&self) -> [(&'static str, String); 3] {
+    pub fn pairs(&self) -> [(&'static str, String); 4] {
         [
             (DEVICE_HEADER, self.device_id.clone()),
             (TIMESTAMP_HEADER, self.timestamp_ms.to_string()),
+            (CONTENT_SHA256_HEADER, self.content_sha256.clone()),
             (SIGNATURE_HEADER, self.signature.clone()),
         ]
     }
@@ -125,6 +175,9 @@ pub enum AuthError {
     /// The signature does not verify under the device's key.
     #[error("signature does not verify")]
     BadSignature,
+    /// The body is not the one whose hash was signed.
+    #[error("the body does not match the signed {CONTENT_SHA256_HEADER}")]
+    BodyMismatch,
 }
 
 mod sealed {
@@ -178,32 +231,72 @@ pub fn check_device_id(device_id: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// The exact string a request signature covers.
-pub fn canonical_request(request: &RequestToSign<'_>) -> Result<String, AuthError> {
-    check_device_id(request.device_id)?;
-    if !signable(request.method) || request.method.bytes().any(|b| b.is_ascii_lowercase()) {
+/// SHA-256 of a body, as signed and as sent in [`CONTENT_SHA256_HEADER`].
+pub fn body_sha256(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
+
+/// Parses a [`CONTENT_SHA256_HEADER`] value: exactly 64 lower-case hex
+/// digits, the form [`sign_request`] writes (one form, so the header and
+/// the signed string cannot disagree on spelling).
+pub fn parse_body_sha256(text: &str) -> Result<[u8; 32], AuthError> {
+    let malformed = || AuthError::Malformed("body hash");
+    if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(malformed());
+    }
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(text, &mut hash).map_err(|_| malformed())?;
+    Ok(hash)
+}
+
+/// Checks a body, once read, against the hash its signature covers.
+pub fn check_body(signed_sha256: &[u8; 32], body: &[u8]) -> Result<(), AuthError> {
+    use subtle::ConstantTimeEq;
+    if bool::from(body_sha256(body).ct_eq(signed_sha256)) {
+        Ok(())
+    } else {
+        Err(AuthError::BodyMismatch)
+    }
+}
+
+/// The exact string a request signature covers: the one definition of the
+/// signed transcript, for signer and verifier alike.
+pub fn canonical_head(head: &RequestHead<'_>) -> Result<String, AuthError> {
+    check_device_id(head.device_id)?;
+    if !signable(head.method) || head.method.bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(AuthError::InvalidField("method"));
     }
-    if !request.path.starts_with('/') || !signable(request.path) {
+    if !head.path.starts_with('/') || !signable(head.path) {
         return Err(AuthError::InvalidField("path"));
     }
-    let body_hash = hex::encode(Sha256::digest(request.body));
     Ok(format!(
-        "{REQUEST_DOMAIN}\n{}\n{}\n{}\n{}\n{body_hash}",
-        request.device_id, request.method, request.path, request.timestamp_ms
+        "{REQUEST_DOMAIN}\n{}\n{}\n{}\n{}\n{}",
+        head.device_id,
+        head.method,
+        head.path,
+        head.timestamp_ms,
+        hex::encode(head.body_sha256)
     ))
 }
 
-/// Signs a request with the device's key.
+/// The exact string a request signature covers ([`canonical_head`] of the
+/// request with its body hashed).
+pub fn canonical_request(request: &RequestToSign<'_>) -> Result<String, AuthError> {
+    canonical_head(&request.head())
+}
+
+/// Signs a request with the device's key: the four headers to send.
 pub fn sign_request(
     key: &impl RequestSigner,
     request: &RequestToSign<'_>,
 ) -> Result<SignedHeaders, AuthError> {
-    let message = canonical_request(request)?;
+    let head = request.head();
+    let message = canonical_head(&head)?;
     let signature = key.sign_message(message.as_bytes());
     Ok(SignedHeaders {
         device_id: request.device_id.to_owned(),
         timestamp_ms: request.timestamp_ms,
+        content_sha256: hex::encode(head.body_sha256),
         signature: encode(&signature.to_bytes()),
     })
 }
@@ -219,22 +312,35 @@ pub fn check_clock(timestamp_ms: u64, now_ms: u64) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// Verifies a signed request: timestamp within the window, then the
-/// signature (strict Ed25519: no small-order keys or malleable encodings,
-/// so one message has one acceptable signature encoding per nonce).
-/// Returns the signature bytes for the caller's replay check.
+/// Verifies a request's head: timestamp within the window, then the
+/// signature over [`canonical_head`] (strict Ed25519: no small-order keys
+/// or malleable encodings, so one message has one acceptable signature
+/// encoding per nonce). Needs no body byte: the body is checked against
+/// `head.body_sha256` once read ([`check_body`]). Returns the signature
+/// bytes for the caller's replay check.
+pub fn verify_head(
+    key: &VerifyingKey,
+    head: &RequestHead<'_>,
+    signature: &str,
+    now_ms: u64,
+) -> Result<[u8; 64], AuthError> {
+    check_clock(head.timestamp_ms, now_ms)?;
+    let message = canonical_head(head)?;
+    let bytes = decode_signature(signature)?;
+    key.verify_strict(message.as_bytes(), &Signature::from_bytes(&bytes))
+        .map_err(|_| AuthError::BadSignature)?;
+    Ok(bytes)
+}
+
+/// Verifies a whole signed request, body in hand ([`verify_head`] with
+/// the body hashed).
 pub fn verify_request(
     key: &VerifyingKey,
     request: &RequestToSign<'_>,
     signature: &str,
     now_ms: u64,
 ) -> Result<[u8; 64], AuthError> {
-    check_clock(request.timestamp_ms, now_ms)?;
-    let message = canonical_request(request)?;
-    let bytes = decode_signature(signature)?;
-    key.verify_strict(message.as_bytes(), &Signature::from_bytes(&bytes))
-        .map_err(|_| AuthError::BadSignature)?;
-    Ok(bytes)
+    verify_head(key, &request.head(), signature, now_ms)
 }
 
 /// SHA-256 of an invite token: what the server stores and what the
@@ -392,6 +498,56 @@ mod tests {
             verify_request(&k.verifying_key(), &r, "not base64!", now),
             Err(AuthError::Malformed("signature"))
         );
+    }
+
+    #[test]
+    fn the_head_verifies_before_the_body_and_the_body_is_checked_after() {
+        let k = key(7);
+        let body = br#"{"a":1}"#;
+        let r = request(body);
+        let signed = sign_request(&k, &r).expect("sign");
+        let now = r.timestamp_ms + 1_000;
+        assert_eq!(
+            signed.content_sha256,
+            "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"
+        );
+        let [_, _, (name, value), _] = signed.pairs();
+        assert_eq!(
+            (name, value.as_str()),
+            (CONTENT_SHA256_HEADER, signed.content_sha256.as_str())
+        );
+
+        // The verifier knows the hash only from the header.
+        let declared = parse_body_sha256(&signed.content_sha256).expect("hash");
+        let head = RequestHead {
+            body_sha256: declared,
+            ..r.head()
+        };
+        verify_head(&k.verifying_key(), &head, &signed.signature, now).expect("head verifies");
+        check_body(&declared, body).expect("the signed body");
+        assert_eq!(
+            check_body(&declared, br#"{"a":2}"#),
+            Err(AuthError::BodyMismatch)
+        );
+
+        // A hash header other than the signed one fails the signature,
+        // before any body is looked at.
+        let other = RequestHead {
+            body_sha256: body_sha256(b"something else"),
+            ..r.head()
+        };
+        assert_eq!(
+            verify_head(&k.verifying_key(), &other, &signed.signature, now),
+            Err(AuthError::BadSignature)
+        );
+        // Only the one spelling of the hash is accepted.
+        let upper = signed.content_sha256.to_ascii_uppercase();
+        assert_eq!(
+            parse_body_sha256(&upper),
+            Err(AuthError::Malformed("body hash"))
+        );
+        assert!(parse_body_sha256(&signed.content_sha256[1..]).is_err());
+        assert!(parse_body_sha256(&"g".repeat(64)).is_err());
     }
 
     #[test]

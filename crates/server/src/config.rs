@@ -29,6 +29,15 @@ listen = "127.0.0.1:8443"
 data_dir = "."
 request_timeout_secs = 30
 max_concurrent_requests = 1024
+# Limits that keep clients without a key from tying the server up: the TLS
+# handshake, each request head and each idle gap between requests must
+# take less than header_timeout_secs; connections open at once, in all and
+# from one address (an IPv6 /64 counts as one); requests in flight from one
+# address. Raise the per-address ones if many devices share an address.
+header_timeout_secs = 10
+max_connections = 4096
+max_connections_per_ip = 64
+max_requests_per_ip = 32
 
 [server.tls]
 # Operator-supplied PEM files; leave both out to use the self-signed
@@ -108,9 +117,25 @@ pub struct ServerConfig {
     /// Longest a request may take before it is answered 408.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
-    /// Requests served at once; more wait their turn.
+    /// Requests served at once; more wait their turn, briefly (see
+    /// [`crate::limits`]).
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_requests: usize,
+    /// Longest a TLS handshake, a request head, or the idle gap before the
+    /// next request on a connection may take; the connection is closed
+    /// after it.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Connections open at once; more are closed as they arrive.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one address (IPv6: one /64).
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Requests in flight at once from one address (IPv6: one /64); more
+    /// are answered 429.
+    #[serde(default = "default_max_requests_per_ip")]
+    pub max_requests_per_ip: usize,
 }
 
 /// The `[server.tls]` section.
@@ -348,6 +373,18 @@ fn default_request_timeout() -> u64 {
 fn default_max_concurrent() -> usize {
     1024
 }
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_ip() -> usize {
+    64
+}
+fn default_max_requests_per_ip() -> usize {
+    32
+}
 fn default_over_selection() -> f64 {
     1.3
 }
@@ -455,11 +492,24 @@ impl Config {
         if server.request_timeout_secs == 0 {
             return Err(invalid("server.request_timeout_secs", "must be at least 1"));
         }
-        if server.max_concurrent_requests == 0 {
-            return Err(invalid(
+        for (field, value) in [
+            (
                 "server.max_concurrent_requests",
-                "must be at least 1",
-            ));
+                server.max_concurrent_requests,
+            ),
+            ("server.max_connections", server.max_connections),
+            (
+                "server.max_connections_per_ip",
+                server.max_connections_per_ip,
+            ),
+            ("server.max_requests_per_ip", server.max_requests_per_ip),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if server.header_timeout_secs == 0 {
+            return Err(invalid("server.header_timeout_secs", "must be at least 1"));
         }
         if server.tls.cert.is_some() != server.tls.key.is_some() {
             return Err(invalid(
@@ -782,6 +832,43 @@ mod tests {
         assert_eq!(f.cohort_target(), 13);
         assert_eq!(f.parameter_count(), 16384);
         assert_eq!(f.over_selection, 1.3);
+    }
+
+    #[test]
+    fn the_example_states_every_server_limit_at_its_default() {
+        let server = example().server;
+        let defaults = Config::parse(
+            "[server]
+",
+            Path::new("/srv/hearth"),
+        )
+        .expect("an empty [server] section takes every default")
+        .server;
+        assert_eq!(
+            (
+                server.header_timeout_secs,
+                server.max_connections,
+                server.max_connections_per_ip,
+                server.max_requests_per_ip,
+            ),
+            (
+                defaults.header_timeout_secs,
+                defaults.max_connections,
+                defaults.max_connections_per_ip,
+                defaults.max_requests_per_ip,
+            )
+        );
+        for field in ["max_connections_per_ip", "header_timeout_secs"] {
+            let err = problem(with(|t| {
+                let line = t
+                    .lines()
+                    .find(|l| l.starts_with(field))
+                    .expect("line")
+                    .to_owned();
+                *t = t.replace(&line, &format!("{field} = 0"));
+            }));
+            assert!(err.contains(field), "{err}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub enum AppError {
     BadRequest(String),
     /// No signature headers.
     #[error(
-        "this endpoint needs a signed request (x-hearth-device, x-hearth-timestamp, x-hearth-signature)"
+        "this endpoint needs a signed request (x-hearth-device, x-hearth-timestamp, x-hearth-content-sha256, x-hearth-signature)"
     )]
     MissingCredentials,
     /// Signature headers present but unusable.
@@ -56,6 +56,9 @@ pub enum AppError {
     /// The signature does not verify.
     #[error("signature does not verify")]
     BadSignature,
+    /// The signature verified, but the body is not the one it covers.
+    #[error("the body does not match the signed x-hearth-content-sha256")]
+    BodyMismatch,
     /// This signed request was already used.
     #[error("this signed request was already used; sign each request afresh")]
     Replayed,
@@ -126,6 +129,7 @@ impl AppError {
             AppError::UnknownDevice => (StatusCode::UNAUTHORIZED, "unknown_device"),
             AppError::RevokedDevice => (StatusCode::FORBIDDEN, "revoked_device"),
             AppError::BadSignature => (StatusCode::UNAUTHORIZED, "bad_signature"),
+            AppError::BodyMismatch => (StatusCode::UNAUTHORIZED, "body_mismatch"),
             AppError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::InviteRefused(_) => (StatusCode::FORBIDDEN, "invite_refused"),
@@ -247,6 +251,7 @@ impl From<AuthError> for AppError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::BadSignature => AppError::BadSignature,
+            AuthError::BodyMismatch => AppError::BodyMismatch,
             AuthError::ClockSkew { now_ms, .. } => AppError::StaleTimestamp {
                 message: e.to_string(),
                 server_time_ms: now_ms,

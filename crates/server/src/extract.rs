@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::auth::{self, RequestToSign};
+use crate::auth::{self, RequestHead};
 use crate::error::AppError;
 use crate::storage::DeviceRecord;
 
@@ -59,10 +59,16 @@ fn bytes_rejection(rejection: BytesRejection) -> AppError {
 /// A request whose signature verified: the enrolled, non-revoked device
 /// that sent it and the exact body it signed.
 ///
-/// Checks, cheapest first: headers present and well-formed; timestamp
-/// within the clock-skew window; device known and not revoked; signature;
-/// not seen before (see [`crate::replay`]). Consumes the body (it is
-/// hashed), so it must be a handler's last extractor.
+/// Checks, cheapest first, all on the request head: headers present and
+/// well-formed (the body's hash among them); timestamp within the
+/// clock-skew window; device known and not revoked; signature over the
+/// head and the declared body hash; not seen before (see
+/// [`crate::replay`]). Any failure is answered (401, or 403 for a revoked
+/// device) before a single body byte is read, so someone without a
+/// device's key, who may well know its public id, cannot make the server
+/// take in an upload-sized body. Only then is the body read, under the
+/// route's limit, and checked against the signed hash. Consumes the body,
+/// so it must be a handler's last extractor.
 #[derive(Debug, Clone)]
 pub struct SignedRequest {
     /// The device that signed.
@@ -82,6 +88,7 @@ impl SignedRequest {
 struct Credentials {
     device_id: String,
     timestamp_ms: u64,
+    body_sha256: [u8; 32],
     signature: String,
 }
 
@@ -98,8 +105,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, App
 fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
     let device = header(headers, auth::DEVICE_HEADER)?;
     let timestamp = header(headers, auth::TIMESTAMP_HEADER)?;
+    let body_sha256 = header(headers, auth::CONTENT_SHA256_HEADER)?;
     let signature = header(headers, auth::SIGNATURE_HEADER)?;
-    let (Some(device), Some(timestamp), Some(signature)) = (device, timestamp, signature) else {
+    let (Some(device), Some(timestamp), Some(body_sha256), Some(signature)) =
+        (device, timestamp, body_sha256, signature)
+    else {
         return Err(AppError::MissingCredentials);
     };
     auth::check_device_id(device).map_err(|e| AppError::MalformedCredentials(e.to_string()))?;
@@ -109,9 +119,12 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
             auth::TIMESTAMP_HEADER
         ))
     })?;
+    let body_sha256 = auth::parse_body_sha256(body_sha256)
+        .map_err(|e| AppError::MalformedCredentials(e.to_string()))?;
     Ok(Credentials {
         device_id: device.to_owned(),
         timestamp_ms,
+        body_sha256,
         signature: signature.to_owned(),
     })
 }
@@ -146,27 +159,32 @@ impl FromRequest<AppState> for SignedRequest {
         let key = ed25519_dalek::VerifyingKey::from_bytes(&device.public_key)
             .map_err(|e| AppError::Internal(format!("stored key of {}: {e}", device.id)))?;
 
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(bytes_rejection)?;
-        let signature = auth::verify_request(
+        let signature = auth::verify_head(
             &key,
-            &RequestToSign {
+            &RequestHead {
                 device_id: &credentials.device_id,
                 method: &method,
                 path: &path,
                 timestamp_ms: credentials.timestamp_ms,
-                body: &body,
+                body_sha256: credentials.body_sha256,
             },
             &credentials.signature,
             now_ms,
         )?;
+        // Remembered before the body is read: a replayed head is refused
+        // as cheaply as a forged one.
         state.replay.check_and_remember(
             &credentials.device_id,
             &signature,
             credentials.timestamp_ms,
             now_ms,
         )?;
+
+        // The first body byte read, under the route's limit.
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
+        auth::check_body(&credentials.body_sha256, &body)?;
         Ok(SignedRequest { device, body })
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! Devices enrol with a one-time invite and an Ed25519 key
 //! ([`routes`]: `POST /v1/enrol`), then sign every request ([`auth`]: the
-//! canonical string both sides build; [`replay`]: each signed request is
-//! accepted once). They check in ([`checkin`]) and are either told to join
+//! canonical string both sides build, checked from the request head before
+//! any body byte is read; [`replay`]: each signed request is accepted
+//! once). Every connection and request first passes the admission limits
+//! ([`limits`]: per address and in all, with time-outs), so clients
+//! without a key cannot tie the server up. They check in ([`checkin`]) and are either told to join
 //! the round in flight or when to come back, with the delay steered by the
 //! federation's state and size ([`pace`]). A round opens when enough
 //! eligible devices are around; [`cohort`] decides and draws its members.
@@ -59,6 +62,7 @@ pub mod error;
 mod extract;
 pub mod identity;
 pub mod ids;
+pub mod limits;
 pub mod log;
 pub mod ops;
 pub mod pace;

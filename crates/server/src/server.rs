@@ -2,19 +2,28 @@
 //! key, storage, start-up recovery of rounds in flight, the listener, the
 //! deadline sweeper (which closes expired stages through the protocol), and
 //! graceful shutdown.
+//!
+//! The listener serves HTTP/1.1 only (the one protocol ALPN offers), so a
+//! connection carries one request at a time. Each connection passes the
+//! connection limits ([`ConnectionLimits`]) before its TLS handshake; the
+//! handshake, every request head, and every idle gap between requests must
+//! each take less than `header_timeout_secs`, and a request head is held
+//! in at most [`MAX_HEAD_BUFFER`] bytes, so a connection that trickles or
+//! says nothing is closed and costs little while it lasts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::identity::ServerIdentity;
+use crate::limits::ConnectionLimits;
 use crate::log::LogKey;
 use crate::replay::{ReplayGuard, ReplayLimits};
 use crate::rounds::{self, RecoveryReport, SharedProtocol};
@@ -24,6 +33,10 @@ use crate::{AppState, app, now_ms, ops};
 
 /// How often rounds are checked against their stage deadlines.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest read buffer of a connection, and so the most bytes a request
+/// head may take (hyper's default is about 400 KB; Hearth's heads are a
+/// few hundred bytes). Bodies stream through it in pieces.
+pub const MAX_HEAD_BUFFER: usize = 64 * 1024;
 
 /// A server accepting connections.
 #[derive(Debug)]
@@ -72,6 +85,11 @@ pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningSe
     }
 
     let listen = config.server.listen;
+    let header_timeout = Duration::from_secs(config.server.header_timeout_secs);
+    let connections = ConnectionLimits::new(
+        config.server.max_connections,
+        config.server.max_connections_per_ip,
+    );
     let listener = std::net::TcpListener::bind(listen).map_err(|source| Error::Bind {
         addr: listen,
         source,
@@ -92,10 +110,22 @@ pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningSe
         log_key: Arc::clone(&log_key),
     };
     let handle = Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.config))
+    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls.config))
+        .handshake_timeout(header_timeout)
+        .acceptor(connections);
+    let mut server = axum_server::from_tcp(listener)
         .map_err(bind_error)?
+        .acceptor(acceptor)
+        .http1_only()
+        .first_request_timeout(header_timeout)
         .handle(handle.clone());
-    let serve = tokio::spawn(server.serve(app(state.clone()).into_make_service()));
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BUFFER);
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let serve = tokio::spawn(server.serve(service));
 
     let (stop, stopped) = watch::channel(false);
     let sweeper = tokio::spawn(sweep(state, stopped));

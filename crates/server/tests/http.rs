@@ -241,14 +241,17 @@ async fn bad_requests_are_refused_with_clear_errors() {
     let (status, body) = t.signed_post(&impostor, CHECKIN, b"{}").await;
     assert_eq!((status, kind(&body)), (401, "bad_signature"), "{body}");
 
-    // Signed, then the body changed in transit.
+    // Signed, then the body changed in transit. (Its signature is used up
+    // once its head checks out, so it is dated a minute ahead, inside the
+    // clock window, where no later request in this test signs the same
+    // bytes.)
     let headers = hearth_server::auth::sign_request(
         &device.key,
         &hearth_server::auth::RequestToSign {
             device_id: &device.id,
             method: "POST",
             path: CHECKIN,
-            timestamp_ms: now_ms(),
+            timestamp_ms: now_ms() + 60_000,
             body: b"{}",
         },
     )
@@ -258,7 +261,41 @@ async fn bad_requests_are_refused_with_clear_errors() {
         tampered = tampered.header(name, value);
     }
     let (status, body) = status_and_json(tampered.send().await.expect("post")).await;
-    assert_eq!((status, kind(&body)), (401, "bad_signature"));
+    assert_eq!((status, kind(&body)), (401, "body_mismatch"), "{body}");
+
+    // Signed, then both the body and its hash header changed: the signature
+    // no longer covers the head.
+    let other = r#"{"eligible":false}"#;
+    let mut tampered = t.client.post(t.url(CHECKIN)).body(other);
+    for (name, value) in headers.pairs() {
+        let value = if name == hearth_server::auth::CONTENT_SHA256_HEADER {
+            hex::encode(hearth_server::auth::body_sha256(other.as_bytes()))
+        } else {
+            value
+        };
+        tampered = tampered.header(name, value);
+    }
+    let (status, body) = status_and_json(tampered.send().await.expect("post")).await;
+    assert_eq!((status, kind(&body)), (401, "bad_signature"), "{body}");
+
+    // No body hash header, or a malformed one.
+    for hash in [None, Some("not-a-hash")] {
+        let mut request = t.client.post(t.url(CHECKIN)).body("{}");
+        for (name, value) in headers.pairs() {
+            if name != hearth_server::auth::CONTENT_SHA256_HEADER {
+                request = request.header(name, value);
+            } else if let Some(hash) = hash {
+                request = request.header(name, hash);
+            }
+        }
+        let (status, body) = status_and_json(request.send().await.expect("post")).await;
+        let expected = if hash.is_none() {
+            "missing_credentials"
+        } else {
+            "malformed_credentials"
+        };
+        assert_eq!((status, kind(&body)), (401, expected), "{body}");
+    }
 
     // The same signed request twice: the second is a replay.
     let now = now_ms();
@@ -311,6 +348,7 @@ async fn bad_requests_are_refused_with_clear_errors() {
         .post(t.url(CHECKIN))
         .header("x-hearth-device", &device.id)
         .header("x-hearth-timestamp", "yesterday")
+        .header("x-hearth-content-sha256", hex::encode([0u8; 32]))
         .header("x-hearth-signature", "AAAA")
         .body("{}")
         .send()

@@ -386,6 +386,9 @@ listen = "127.0.0.1:0"
 data_dir = "."
 request_timeout_secs = 60
 max_concurrent_requests = 256
+# Every simulated device shares 127.0.0.1.
+max_connections_per_ip = 4096
+max_requests_per_ip = 1024
 
 [[federation]]
 id = "{FEDERATION}"

@@ -238,7 +238,9 @@ impl Http {
         }
         if let Some((device_id, identity)) = call.signer {
             // Signed afresh on every attempt: a new timestamp, so a retry
-            // is a new request to the replay guard.
+            // is a new request to the replay guard. The headers include
+            // the body's hash, so the server checks the signature before
+            // it reads the body.
             let headers = request_auth::sign_request(
                 identity,
                 &RequestToSign {

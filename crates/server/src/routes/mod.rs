@@ -1,7 +1,7 @@
 //! The HTTP API, versioned under `/v1`. One module per area, each a
 //! `Router<AppState>`; [`app`] nests them and wraps the whole in the global
-//! layers (uniform errors, tracing, concurrency limit, timeout). Body limits
-//! are per route, set where the route is defined.
+//! layers (uniform errors, tracing, time-out, admission limits). Body
+//! limits are per route, set where the route is defined.
 
 mod enrol;
 mod federations;
@@ -19,7 +19,6 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -31,23 +30,27 @@ pub use rounds::{KEYS_BODY_LIMIT, ROUND_MESSAGE_BODY_LIMIT, UPLOAD_SLACK, upload
 
 use crate::AppState;
 use crate::error::{AppError, finish_response};
+use crate::limits::{self, RequestLimits};
 
 /// The server's router with all layers, ready to serve.
 pub fn app(state: AppState) -> Router {
-    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
-    let concurrency = state.config.server.max_concurrent_requests;
+    let server = &state.config.server;
+    let timeout = Duration::from_secs(server.request_timeout_secs);
+    let limits = RequestLimits::new(server.max_concurrent_requests, server.max_requests_per_ip);
     Router::new()
         .nest("/v1", v1(&state))
         .fallback(|| async { AppError::NoRoute("no such endpoint".into()) })
         .with_state(state)
-        // Innermost first: the timeout bounds handler time, the limit
-        // bounds handlers at once (one semaphore shared by every route),
-        // and the outermost pass gives every error the same JSON shape.
+        // Innermost first: admission (per-address allowance, then a slot
+        // among `max_concurrent_requests`, one set shared by every route;
+        // see `limits`), then the time-out around it, so a request waiting
+        // for a slot is timed out too; the outermost pass gives every error
+        // the same JSON shape.
+        .layer(axum::middleware::from_fn_with_state(limits, limits::admit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(GlobalConcurrencyLimitLayer::new(concurrency))
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::map_response(finish_response))
 }
