@@ -14,6 +14,8 @@
 //! self-mask scalar `β` of each client.
 
 use curve25519_dalek::Scalar;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::traits::VartimeMultiscalarMul;
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -98,6 +100,20 @@ pub fn split<R: CryptoRngCore + ?Sized>(
     xs: &[u32],
     rng: &mut R,
 ) -> Result<Vec<Share>, ShamirError> {
+    let mut coefficients = polynomial(secret, threshold, xs, rng)?;
+    let shares = evaluate_at(&coefficients, xs);
+    coefficients.zeroize();
+    Ok(shares)
+}
+
+/// A random polynomial of degree `threshold - 1` with `f(0) = secret`,
+/// after checking the threshold and x-coordinates.
+fn polynomial<R: CryptoRngCore + ?Sized>(
+    secret: &Scalar,
+    threshold: usize,
+    xs: &[u32],
+    rng: &mut R,
+) -> Result<Vec<Scalar>, ShamirError> {
     if threshold == 0 {
         return Err(ShamirError::ThresholdZero);
     }
@@ -116,15 +132,109 @@ pub fn split<R: CryptoRngCore + ?Sized>(
         coefficients.push(Scalar::from_bytes_mod_order_wide(&wide));
         wide.zeroize();
     }
-    let shares = xs
-        .iter()
+    Ok(coefficients)
+}
+
+fn evaluate_at(coefficients: &[Scalar], xs: &[u32]) -> Vec<Share> {
+    xs.iter()
         .map(|&x| Share {
             x,
-            y: evaluate(&coefficients, Scalar::from(u64::from(x))),
+            y: evaluate(coefficients, Scalar::from(u64::from(x))),
         })
-        .collect();
+        .collect()
+}
+
+/// A point of a Feldman commitment: a compressed ristretto255 element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommittedPoint(#[serde(with = "crate::wire::encoding::hex_array")] pub [u8; 32]);
+
+/// Feldman's commitments to a sharing polynomial (Feldman, FOCS 1987):
+/// `a_j · B` for each coefficient `a_j` of `f`, on ristretto255 (whose
+/// group order is the field's `l`, so the shares' arithmetic carries over).
+/// Anyone holding them checks a share `(x, y)` with `y · B = Σ x^j (a_j ·
+/// B)`: a wrong share is caught and its sender known, instead of being
+/// found by trying subsets. The constant term's commitment `s · B` hides
+/// `s` as well as the discrete logarithm is hard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Commitments(pub Vec<CommittedPoint>);
+
+impl Commitments {
+    /// The threshold the polynomial was made for (its coefficient count).
+    pub fn threshold(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The points, if every one is a valid encoding.
+    fn points(&self) -> Option<Vec<RistrettoPoint>> {
+        self.0
+            .iter()
+            .map(|p| CompressedRistretto(p.0).decompress())
+            .collect()
+    }
+
+    /// Whether every point is a valid group element.
+    pub fn is_well_formed(&self) -> bool {
+        !self.0.is_empty() && self.points().is_some()
+    }
+
+    /// Whether `share` lies on the committed polynomial.
+    pub fn verify(&self, share: &Share) -> bool {
+        self.verify_all(std::slice::from_ref(share), &mut rand_core::OsRng)
+    }
+
+    /// Whether every share lies on the committed polynomial, checked at
+    /// once: with random weights `r_i`, `(Σ r_i y_i) · B = Σ_j (Σ_i r_i
+    /// x_i^j) (a_j · B)`, one multiscalar product of `t + 1` points however
+    /// many shares. A false share passes only with probability `1/l`.
+    pub fn verify_all<R: CryptoRngCore + ?Sized>(&self, shares: &[Share], rng: &mut R) -> bool {
+        let Some(points) = self.points() else {
+            return false;
+        };
+        if points.is_empty() || shares.iter().any(|s| s.x == 0) {
+            return false;
+        }
+        let mut weighted_y = Scalar::ZERO;
+        let mut weights = vec![Scalar::ZERO; points.len()];
+        for share in shares {
+            let r = if shares.len() == 1 {
+                Scalar::ONE
+            } else {
+                let mut wide = [0u8; 64];
+                rng.fill_bytes(&mut wide);
+                Scalar::from_bytes_mod_order_wide(&wide)
+            };
+            weighted_y += r * share.y;
+            let x = Scalar::from(u64::from(share.x));
+            let mut power = r;
+            for weight in weights.iter_mut() {
+                *weight += power;
+                power *= x;
+            }
+        }
+        let expected = RistrettoPoint::vartime_multiscalar_mul(&weights, &points);
+        RistrettoPoint::mul_base(&weighted_y) == expected
+    }
+}
+
+/// [`split`], with Feldman commitments to the polynomial.
+pub fn split_verifiable<R: CryptoRngCore + ?Sized>(
+    secret: &Scalar,
+    threshold: usize,
+    xs: &[u32],
+    rng: &mut R,
+) -> Result<(Vec<Share>, Commitments), ShamirError> {
+    let mut coefficients = polynomial(secret, threshold, xs, rng)?;
+    let shares = evaluate_at(&coefficients, xs);
+    let commitments = Commitments(
+        coefficients
+            .iter()
+            .map(|c| CommittedPoint(RistrettoPoint::mul_base(c).compress().to_bytes()))
+            .collect(),
+    );
     coefficients.zeroize();
-    Ok(shares)
+    Ok((shares, commitments))
 }
 
 /// [`split`] at x = 1..=n.
@@ -281,6 +391,58 @@ mod tests {
         let mut wide = [0u8; 64];
         rand_core::RngCore::fill_bytes(&mut rng, &mut wide);
         Scalar::from_bytes_mod_order_wide(&wide)
+    }
+
+    #[test]
+    fn committed_shares_verify_and_wrong_ones_do_not() {
+        let mut rng = StdRng::seed_from_u64(77);
+        let s = secret(5);
+        let xs: Vec<u32> = (1..=7).collect();
+        let (shares, commitments) = split_verifiable(&s, 4, &xs, &mut rng).unwrap();
+        assert_eq!(commitments.threshold(), 4);
+        assert!(commitments.is_well_formed());
+        assert_eq!(reconstruct(&shares, 4).unwrap(), s);
+        for share in &shares {
+            assert!(commitments.verify(share));
+        }
+        assert!(commitments.verify_all(&shares, &mut rng));
+        let mut wrong = shares.clone();
+        wrong[3].y += Scalar::ONE;
+        assert!(!commitments.verify(&wrong[3]));
+        assert!(!commitments.verify_all(&wrong, &mut rng));
+        // The right value at another x is wrong there.
+        let moved = Share {
+            x: 9,
+            y: shares[0].y,
+        };
+        assert!(!commitments.verify(&moved));
+        assert!(!commitments.verify(&Share { x: 0, y: s }));
+        // Commitments to another polynomial reject these shares.
+        let (_, other) = split_verifiable(&s, 4, &xs, &mut rng).unwrap();
+        assert!(!other.verify(&shares[0]));
+        let mut garbled = commitments.clone();
+        garbled.0[1].0 = [0xff; 32];
+        assert!(!garbled.is_well_formed());
+        assert!(!garbled.verify(&shares[0]));
+    }
+
+    proptest! {
+        #[test]
+        fn any_committed_share_set_verifies_and_any_tampered_one_fails(
+            seed in any::<u64>(),
+            t in 1usize..6,
+            extra in 0usize..4,
+            victim in any::<prop::sample::Index>(),
+        ) {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let xs: Vec<u32> = (1..=(t + extra) as u32).map(|x| x * 3).collect();
+            let (mut shares, commitments) = split_verifiable(&secret(seed), t, &xs, &mut rng).unwrap();
+            prop_assert!(commitments.verify_all(&shares, &mut rng));
+            let i = victim.index(shares.len());
+            shares[i].y += Scalar::ONE;
+            prop_assert!(!commitments.verify_all(&shares, &mut rng));
+            prop_assert!(!commitments.verify(&shares[i]));
+        }
     }
 
     proptest! {

@@ -889,14 +889,16 @@ fn server_rejects_malformed_share_sets_and_unmask_responses() {
 }
 
 #[test]
-fn a_neighbour_revealing_a_wrong_share_is_routed_around() {
-    // Complete graph on six, t = 3: each secret has five holders, so a
-    // wrong share is found (by the advertised commitment) and avoided.
+fn a_neighbour_revealing_a_wrong_share_is_caught_and_named() {
+    // Complete graph on six, t = 3: each secret has five holders. The
+    // wrong share is off its owner's committed polynomial: it is dropped,
+    // the sum comes out exact, and its sender is named.
     let mut round = Round::new(info(24, 6, 3, Some(5)), 6, 14);
     let clients = round.advertise();
     let clients = round.share(clients);
     let (survivors, expected) = round.upload(clients, &[]);
     let signed = round.sign(survivors);
+    let liar = signed[0].0;
     for (i, (device, client)) in signed.into_iter().enumerate() {
         let ServerMessage::UnmaskRequest(request) = round.message_for(&device) else {
             panic!()
@@ -909,4 +911,109 @@ fn a_neighbour_revealing_a_wrong_share_is_routed_around() {
     }
     round.close();
     assert_eq!(round.done().sum(), expected.as_slice());
+    assert_eq!(round.done().misbehaving(), &[liar]);
+}
+
+/// Attack 5 of the threat model, at scale: with 300 devices (k = 10,
+/// t = 6), the first responder reveals a wrong share of every neighbour.
+/// Each is caught against its owner's commitments on its own (no subsets
+/// tried), the round publishes the exact sum, and the liar is named.
+#[test]
+fn a_wrong_share_from_the_first_responder_at_300_devices_is_caught_and_named() {
+    let mut round = Round::new(info(16, 300, 150, None), 300, 15);
+    let clients = round.advertise();
+    let clients = round.share(clients);
+    let (survivors, expected) = round.upload(clients, &[]);
+    let signed = round.sign(survivors);
+    let liar = signed[0].0;
+    for (i, (device, client)) in signed.into_iter().enumerate() {
+        let ServerMessage::UnmaskRequest(request) = round.message_for(&device) else {
+            panic!()
+        };
+        let mut response = client.respond(&request).unwrap();
+        if i == 0 {
+            for share in &mut response.self_mask_shares {
+                share.value += curve25519_dalek::Scalar::ONE;
+            }
+        }
+        round.send(ClientMessage::UnmaskResponse(response)).unwrap();
+    }
+    round.close();
+    let done = round.done();
+    assert_eq!(done.sum(), expected.as_slice());
+    assert_eq!(done.contributors().len(), 300);
+    assert_eq!(done.misbehaving(), &[liar]);
+    assert!(done.check_bounds().is_ok());
+}
+
+/// Attack 5's other half: a device that skips clipping and noise and
+/// uploads 2^30 in every coordinate. Its upload is masked like any other,
+/// so the server cannot see it alone; the unmasked sum, though, is far
+/// beyond what honestly clipped updates can reach, and is not decoded.
+#[test]
+fn an_upload_of_huge_values_is_caught_by_the_bound() {
+    let info = info(300, 10, 5, None);
+    let mut round = Round::new(info.clone(), 10, 16);
+    let clients = round.advertise();
+    let clients = round.share(clients);
+    let dp = info.distributed_dp().unwrap();
+    let mut survivors = Vec::new();
+    for (i, (device, client)) in clients.into_iter().enumerate() {
+        let ServerMessage::SharesForDevice(shares) = round.message_for(&device) else {
+            panic!()
+        };
+        let ready = client.receive_shares(&shares).unwrap();
+        let quantized = if i == 0 {
+            vec![1u32 << 30; 300]
+        } else {
+            dp.encode(&vec![0.01; 300], &mut round.rng).unwrap()
+        };
+        let (upload, client) = ready.upload(&quantized).unwrap();
+        round.server.receive_upload_bytes(&upload.encode()).unwrap();
+        survivors.push((device, client));
+    }
+    round.close();
+    round.unmask(survivors);
+    let done = round.done();
+    assert!(
+        matches!(done.check_bounds(), Err(AbortReason::SumOutOfBounds { norm, bound }) if norm > 4 * bound),
+        "{:?}",
+        done.check_bounds()
+    );
+    assert!(matches!(
+        done.decode_mean(),
+        Err(hearth_fed::protocol::SumError::OutOfBounds(_))
+    ));
+}
+
+/// A neighbour that deals a share off the polynomial it committed to is
+/// caught by the share's recipient on arrival.
+#[test]
+fn a_share_off_its_commitments_is_refused_on_arrival() {
+    let mut round = Round::new(info(8, 4, 2, Some(3)), 4, 17);
+    let clients = round.advertise();
+    let mut dealt = Vec::new();
+    for (device, client) in clients {
+        let ServerMessage::NeighbourKeys(keys) = round.message_for(&device) else {
+            panic!()
+        };
+        let (mut shares, client) = client.receive_neighbours(&keys, &mut round.rng).unwrap();
+        if dealt.is_empty() {
+            // The first dealer commits to another polynomial than the one
+            // its shares lie on.
+            shares.commitments.self_mask = shares.commitments.mask_scalar.clone();
+        }
+        round.send(ClientMessage::EncryptedShares(shares)).unwrap();
+        dealt.push((device, client));
+    }
+    round.close();
+    let cheat = dealt[0].0;
+    let (device, client) = dealt.into_iter().nth(1).unwrap();
+    let ServerMessage::SharesForDevice(shares) = round.message_for(&device) else {
+        panic!()
+    };
+    assert_eq!(
+        client.receive_shares(&shares).unwrap_err(),
+        ClientError::UncommittedShare { sender: cheat }
+    );
 }

@@ -185,6 +185,19 @@ impl SecAggRounds {
             .ok_or_else(|| ProtocolError("finishing a round needs the current global".into()))?;
         let federation = ctx.federation;
         let fail = |e: &dyn std::fmt::Display| ProtocolError(e.to_string());
+        if !done.misbehaving().is_empty() {
+            tracing::warn!(
+                federation = %federation.id,
+                round = round.summary.round,
+                devices = ?done.misbehaving(),
+                "devices revealed shares off their owners' commitments; dropped"
+            );
+        }
+        // A sum no honest cohort can produce (a device uploaded huge or
+        // unclipped values) is never applied.
+        if let Err(reason) = done.check_bounds() {
+            return Ok(Step::Abort(format!("{reason} (at unmasking)")));
+        }
         let mean = done.decode_mean().map_err(|e| fail(&e))?;
         let updated = apply_mean(
             &publish.current.params,
@@ -215,6 +228,13 @@ impl SecAggRounds {
             "server_learning_rate": federation.server_learning_rate,
             "previous_version": publish.current.version,
             "masks_removed": done.masks_removed(),
+            // Devices whose revealed shares were off their owners'
+            // commitments: caught, dropped, named.
+            "misbehaving_devices": done
+                .misbehaving()
+                .iter()
+                .map(|d| hex::encode(d.as_bytes()))
+                .collect::<Vec<_>>(),
             STATEMENT_KEY: statement,
             SIGNATURE_KEY: signature,
         });

@@ -33,11 +33,11 @@ use crate::mask::{self, MaskError, MaskSeed, MaskSign, pairwise_seed, pairwise_s
 use crate::protocol::consistency::{
     SurvivorBitmap, SurvivorSetError, cohort_digest, sign_survivors, verify_survivors,
 };
-use crate::shamir::{self, ShamirError};
+use crate::shamir::{self, Commitments, ShamirError, Share};
 use crate::wire::{
     AdvertiseKeys, ConsistencySignature, EncryptedShares, MaskedUpload, NeighbourKeys,
-    RevealedShare, RoundInfo, ShareForRecipient, SharesForDevice, SurvivorSet, UnmaskRequest,
-    UnmaskResponse,
+    RevealedShare, RoundInfo, ShareForRecipient, SharesForDevice, SharingCommitments, SurvivorSet,
+    UnmaskRequest, UnmaskResponse,
 };
 
 use super::ConfigError;
@@ -130,6 +130,13 @@ pub enum ClientError {
         sender: DeviceId,
         /// Why.
         source: CryptoError,
+    },
+    /// A neighbour's share that does not lie on the polynomial it committed
+    /// to (or commitments of the wrong size): that neighbour dealt falsely.
+    #[error("share from {sender} does not match its commitments")]
+    UncommittedShare {
+        /// The neighbour.
+        sender: DeviceId,
     },
     /// Fewer neighbours shared than the threshold: this client's own
     /// secrets could not be recovered, so it will not upload.
@@ -381,9 +388,10 @@ impl ClientAwaitingNeighbours {
         // Shamir-share σ and β among the neighbours, at x = position + 1.
         let threshold = neighbourhood.threshold as usize;
         let xs: Vec<u32> = neighbours.values().map(|n| n.position + 1).collect();
-        let sigma_shares = shamir::split(self.secrets.mask_scalar.expose(), threshold, &xs, rng)?;
-        let beta_shares =
-            shamir::split(self.secrets.self_mask_scalar.expose(), threshold, &xs, rng)?;
+        let (sigma_shares, sigma_commitments) =
+            shamir::split_verifiable(self.secrets.mask_scalar.expose(), threshold, &xs, rng)?;
+        let (beta_shares, beta_commitments) =
+            shamir::split_verifiable(self.secrets.self_mask_scalar.expose(), threshold, &xs, rng)?;
         let mut sealed = Vec::with_capacity(neighbours.len());
         for ((device, neighbour), (sigma, beta)) in
             neighbours.iter().zip(sigma_shares.iter().zip(&beta_shares))
@@ -435,6 +443,10 @@ impl ClientAwaitingNeighbours {
             round: info.round,
             sender: device,
             shares: sealed,
+            commitments: SharingCommitments {
+                mask_scalar: sigma_commitments,
+                self_mask: beta_commitments,
+            },
         };
         let next = ClientAwaitingShares {
             info,
@@ -514,6 +526,15 @@ impl ClientAwaitingShares {
                 &share.ciphertext,
             )
             .map_err(|source| ClientError::ShareDecryption { sender, source })?;
+            let x = self.position + 1;
+            let committed = |commitments: &Commitments, y| {
+                commitments.threshold() == self.threshold && commitments.verify(&Share { x, y })
+            };
+            if !committed(&share.commitments.mask_scalar, pair.mask_scalar_share)
+                || !committed(&share.commitments.self_mask, pair.self_mask_share)
+            {
+                return Err(ClientError::UncommittedShare { sender });
+            }
             held.insert(
                 sender,
                 Held {

@@ -66,7 +66,7 @@ pub use client::{
 pub use consistency::SurvivorSetError;
 pub use server::{
     AbortReason, Aborted, AggregatorRound, CheckingConsistency, CollectingKeys, CollectingUploads,
-    DeviceStatus, Done, ServerError, SharingKeys, Stage, Unmasking,
+    DeviceStatus, Done, ServerError, SharingKeys, Stage, SumError, Unmasking,
 };
 
 use crate::dp::{DistributedDp, DpError};

@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use curve25519_dalek::Scalar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -33,23 +34,21 @@ use crate::crypto::round_keys::{
     self_mask_seed,
 };
 use crate::crypto::{CryptoError, DeviceId};
+use crate::dp::{NOISE_TAIL_SIGMAS, centred_lift};
 use crate::graph::{GraphError, GraphSpec, NeighbourGraph, Neighbourhood};
 use crate::ids::{FederationId, RoundId};
 use crate::mask::{self, MaskSeed, MaskSign, pairwise_seed, pairwise_sign};
 use crate::protocol::consistency::{SurvivorBitmap, cohort_digest, verify_survivors};
-use crate::shamir::{self, Share};
+use crate::shamir::{self, Commitments, Share};
 use crate::wire::codec::{self, CodecError};
 use crate::wire::{
     AdvertiseKeys, ClientMessage, ConsistencySignature, EncryptedShares, MaskedUpload,
     NeighbourKeys, RoundInfo, SEALED_SHARE_LEN, ServerMessage, ShareForRecipient, ShareFromSender,
-    SharesForDevice, SurvivorSet, SurvivorSignature, UnmaskRequest, UnmaskResponse, share_at,
+    SharesForDevice, SharingCommitments, SurvivorSet, SurvivorSignature, UnmaskRequest,
+    UnmaskResponse, share_at,
 };
 
 use super::ConfigError;
-
-/// Subsets of revealed shares tried per secret when the first does not
-/// match the advertised key or commitment (a lying neighbour).
-const MAX_RECONSTRUCTION_SUBSETS: usize = 64;
 
 /// Where a round is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,6 +158,12 @@ pub enum ServerError {
         /// The sender.
         device: DeviceId,
     },
+    /// Commitments that are not `t` valid points for each secret.
+    #[error("commitments from {device} are malformed")]
+    MalformedCommitments {
+        /// The sender.
+        device: DeviceId,
+    },
     /// A sealed share of the wrong size.
     #[error("share from {device} to {recipient} is malformed")]
     MalformedShare {
@@ -252,6 +257,16 @@ pub enum AbortReason {
     ReconstructionFailed {
         /// The client.
         device: DeviceId,
+    },
+    /// The unmasked sum is larger than any set of honestly clipped, noised
+    /// updates can be: some device uploaded outside the protocol (say, huge
+    /// values). Nothing is published.
+    #[error("the unmasked sum's norm {norm} exceeds the bound {bound} for its contributors")]
+    SumOutOfBounds {
+        /// L2 norm of the sum (ring units).
+        norm: u64,
+        /// The most honest contributors can reach.
+        bound: u64,
     },
 }
 
@@ -454,6 +469,7 @@ impl CollectingKeys {
             info,
             cohort,
             shares: BTreeMap::new(),
+            commitments: BTreeMap::new(),
         })
     }
 }
@@ -465,6 +481,7 @@ pub struct SharingKeys {
     info: RoundInfo,
     cohort: Cohort,
     shares: BTreeMap<u32, Vec<ShareForRecipient>>,
+    commitments: BTreeMap<u32, SharingCommitments>,
 }
 
 impl SharingKeys {
@@ -528,7 +545,13 @@ impl SharingKeys {
                 recipient: bad.recipient,
             });
         }
+        let t = self.cohort.threshold() as usize;
+        let fits = |c: &Commitments| c.threshold() == t && c.is_well_formed();
+        if !fits(&message.commitments.mask_scalar) || !fits(&message.commitments.self_mask) {
+            return Err(ServerError::MalformedCommitments { device });
+        }
         self.shares.insert(position, message.shares);
+        self.commitments.insert(position, message.commitments);
         Ok(())
     }
 
@@ -540,6 +563,7 @@ impl SharingKeys {
             info,
             cohort,
             mut shares,
+            mut commitments,
         } = self;
         let t = cohort.threshold() as usize;
         let mut sharers: BTreeSet<u32> = shares.keys().copied().collect();
@@ -566,12 +590,14 @@ impl SharingKeys {
             return Err(Aborted::new(info, Stage::SharingKeys, reason));
         }
         shares.retain(|p, _| sharers.contains(p));
+        commitments.retain(|p, _| sharers.contains(p));
         let sum = vec![0u32; info.vector_len as usize];
         Ok(CollectingUploads {
             info,
             cohort,
             sharers,
             shares,
+            commitments,
             sum,
             uploaded: BTreeSet::new(),
         })
@@ -586,6 +612,7 @@ pub struct CollectingUploads {
     cohort: Cohort,
     sharers: BTreeSet<u32>,
     shares: BTreeMap<u32, Vec<ShareForRecipient>>,
+    commitments: BTreeMap<u32, SharingCommitments>,
     #[serde(with = "crate::wire::encoding::u32_vec")]
     sum: Vec<u32>,
     uploaded: BTreeSet<u32>,
@@ -631,6 +658,7 @@ impl CollectingUploads {
                 Some(ShareFromSender {
                     sender: self.cohort.device(sender)?,
                     ciphertext: sealed.ciphertext.clone(),
+                    commitments: self.commitments.get(&sender)?.clone(),
                 })
             })
             .collect();
@@ -706,6 +734,7 @@ impl CollectingUploads {
             info,
             cohort,
             sharers,
+            commitments,
             sum,
             uploaded,
             ..
@@ -730,6 +759,7 @@ impl CollectingUploads {
             cohort,
             sharers,
             uploaded,
+            commitments,
             survivors: survivors.as_bytes().to_vec(),
             sum,
             signatures: BTreeMap::new(),
@@ -776,6 +806,7 @@ pub struct CheckingConsistency {
     cohort: Cohort,
     sharers: BTreeSet<u32>,
     uploaded: BTreeSet<u32>,
+    commitments: BTreeMap<u32, SharingCommitments>,
     #[serde(with = "crate::wire::encoding::base64_bytes")]
     survivors: Vec<u8>,
     #[serde(with = "crate::wire::encoding::u32_vec")]
@@ -863,6 +894,7 @@ impl CheckingConsistency {
             cohort,
             sharers,
             uploaded,
+            commitments,
             survivors,
             sum,
             signatures,
@@ -877,6 +909,7 @@ impl CheckingConsistency {
             cohort,
             sharers,
             uploaded,
+            commitments,
             survivors,
             sum,
             signatures,
@@ -894,6 +927,7 @@ pub struct Unmasking {
     cohort: Cohort,
     sharers: BTreeSet<u32>,
     uploaded: BTreeSet<u32>,
+    commitments: BTreeMap<u32, SharingCommitments>,
     #[serde(with = "crate::wire::encoding::base64_bytes")]
     survivors: Vec<u8>,
     #[serde(with = "crate::wire::encoding::u32_vec")]
@@ -1005,8 +1039,34 @@ impl Unmasking {
         Ok(())
     }
 
+    /// The revealed shares of `owner`'s secret that lie on the polynomial
+    /// it committed to, and the positions of the devices that revealed
+    /// shares that do not. All are checked at once first; only when that
+    /// fails is each checked alone, to name the liar.
+    fn verified_shares(
+        &self,
+        book: &BTreeMap<u32, Vec<Share>>,
+        owner: u32,
+        pick: fn(&SharingCommitments) -> &Commitments,
+    ) -> (Vec<Share>, Vec<u32>) {
+        let shares = book.get(&owner).cloned().unwrap_or_default();
+        let Some(commitments) = self.commitments.get(&owner).map(pick) else {
+            return (Vec::new(), Vec::new());
+        };
+        if commitments.verify_all(&shares, &mut rand_core::OsRng) {
+            return (shares, Vec::new());
+        }
+        let (good, bad): (Vec<Share>, Vec<Share>) =
+            shares.into_iter().partition(|s| commitments.verify(s));
+        (good, bad.iter().map(|s| s.x - 1).collect())
+    }
+
     /// Reconstructs survivors' self-mask seeds and dropped clients' mask
-    /// keys, regenerates those masks and removes them from the sum.
+    /// keys from verified shares (a device that revealed a share off its
+    /// owner's committed polynomial is named in [`Done::misbehaving`] and
+    /// its share dropped), regenerates those masks and removes them from
+    /// the sum. Whether the sum is one honest contributors can reach is
+    /// [`Done::check_bounds`].
     pub fn close(self) -> Result<Done, Aborted> {
         let context = self.info.context();
         let t = self.cohort.threshold();
@@ -1019,19 +1079,6 @@ impl Unmasking {
             .filter(|&p| !cohort.live_neighbours(p, &self.uploaded).is_empty())
             .collect();
 
-        let shares_of =
-            |book: &BTreeMap<u32, Vec<Share>>, p: u32| -> Result<Vec<Share>, AbortReason> {
-                let shares = book.get(&p).cloned().unwrap_or_default();
-                if (shares.len() as u32) < t {
-                    let device = cohort.device(p).unwrap_or(DeviceId::from_bytes([0; 32]));
-                    return Err(AbortReason::TooFewUnmaskShares {
-                        device,
-                        have: shares.len() as u32,
-                        need: t,
-                    });
-                }
-                Ok(shares)
-            };
         let failed = |p: u32| AbortReason::ReconstructionFailed {
             device: cohort.device(p).unwrap_or(DeviceId::from_bytes([0; 32])),
         };
@@ -1041,40 +1088,51 @@ impl Unmasking {
                 .zip(cohort.advertisement(p))
                 .ok_or_else(|| failed(p))
         };
+        // The secret of `p`, from `t` verified shares, checked against what
+        // `p` advertised; the revealers of bad shares alongside.
+        let secret_of = |book: &BTreeMap<u32, Vec<Share>>,
+                         p: u32,
+                         pick: fn(&SharingCommitments) -> &Commitments,
+                         matches: &dyn Fn(&Scalar, &DeviceId, &AdvertiseKeys) -> bool|
+         -> Result<(SecretScalar, DeviceId, Vec<u32>), AbortReason> {
+            let (shares, liars) = self.verified_shares(book, p, pick);
+            let (device, advert) = member(p)?;
+            if (shares.len() as u32) < t {
+                return Err(AbortReason::TooFewUnmaskShares {
+                    device,
+                    have: shares.len() as u32,
+                    need: t,
+                });
+            }
+            let value = shamir::reconstruct(&shares, t as usize).map_err(|_| failed(p))?;
+            let value = SecretScalar::from_scalar(value);
+            // Shares on the committed polynomial, yet not the advertised
+            // secret: the owner itself dealt falsely.
+            if !matches(value.expose(), &device, advert) {
+                return Err(failed(p));
+            }
+            Ok((value, device, liars))
+        };
 
-        let self_masks: Result<Vec<MaskSeed>, AbortReason> = survivors
+        let self_masks: Result<Vec<(MaskSeed, Vec<u32>)>, AbortReason> = survivors
             .par_iter()
             .map(|&p| {
-                let shares = shares_of(&self.self_mask_shares, p)?;
-                let (device, advert) = member(p)?;
-                let beta = shamir::reconstruct_checked(
-                    &shares,
-                    t as usize,
-                    MAX_RECONSTRUCTION_SUBSETS,
-                    |b| {
-                        self_mask_scalar_matches(b, &context, &device, &advert.self_mask_commitment)
-                    },
-                )
-                .map_err(|_| failed(p))?;
-                let beta = SecretScalar::from_scalar(beta);
-                Ok(self_mask_seed(beta.expose(), &context, &device))
+                let (beta, device, liars) =
+                    secret_of(&self.self_mask_shares, p, |c| &c.self_mask, &|b, d, a| {
+                        self_mask_scalar_matches(b, &context, d, &a.self_mask_commitment)
+                    })?;
+                Ok((self_mask_seed(beta.expose(), &context, &device), liars))
             })
             .collect();
-        let pairwise: Result<Vec<Vec<(MaskSeed, MaskSign)>>, AbortReason> = dropped
+        let pairwise: Result<Vec<(PairwiseMasks, Vec<u32>)>, AbortReason> = dropped
             .par_iter()
             .map(|&j| {
-                let shares = shares_of(&self.mask_key_shares, j)?;
-                let (device_j, advert_j) = member(j)?;
-                let sigma = shamir::reconstruct_checked(
-                    &shares,
-                    t as usize,
-                    MAX_RECONSTRUCTION_SUBSETS,
-                    |s| mask_scalar_matches(s, &context, &device_j, &advert_j.mask_key),
-                )
-                .map_err(|_| failed(j))?;
-                let sigma = SecretScalar::from_scalar(sigma);
+                let (sigma, device_j, liars) =
+                    secret_of(&self.mask_key_shares, j, |c| &c.mask_scalar, &|s, d, a| {
+                        mask_scalar_matches(s, &context, d, &a.mask_key)
+                    })?;
                 let secret = mask_agreement_secret(sigma.expose(), &context, &device_j);
-                cohort
+                let seeds = cohort
                     .live_neighbours(j, &self.uploaded)
                     .into_iter()
                     .map(|i| {
@@ -1090,7 +1148,8 @@ impl Unmasking {
                         // Survivor i applied pairwise_sign(i, j); undo it.
                         Ok((seed, pairwise_sign(i, j).opposite()))
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>, AbortReason>>()?;
+                Ok((seeds, liars))
             })
             .collect();
 
@@ -1104,10 +1163,21 @@ impl Unmasking {
             Ok(v) => v,
             Err(reason) => return Err(abort(info, reason)),
         };
+        let liars: BTreeSet<u32> = self_masks
+            .iter()
+            .flat_map(|(_, l)| l)
+            .chain(pairwise.iter().flat_map(|(_, l)| l))
+            .copied()
+            .collect();
         let masks: Vec<(&MaskSeed, MaskSign)> = self_masks
             .iter()
-            .map(|s| (s, MaskSign::Subtract))
-            .chain(pairwise.iter().flatten().map(|(s, sign)| (s, *sign)))
+            .map(|(s, _)| (s, MaskSign::Subtract))
+            .chain(
+                pairwise
+                    .iter()
+                    .flat_map(|(seeds, _)| seeds)
+                    .map(|(s, sign)| (s, *sign)),
+            )
             .collect();
         let mut sum = sum;
         if mask::apply(&mut sum, &masks).is_err() {
@@ -1117,13 +1187,52 @@ impl Unmasking {
             return Err(abort(info, AbortReason::ReconstructionFailed { device }));
         }
         let contributors = cohort.devices_at(&survivors);
+        let misbehaving = cohort.devices_at(&liars.into_iter().collect::<Vec<_>>());
         Ok(Done {
             info,
             contributors,
             sum,
             masks_removed: masks.len() as u32,
+            misbehaving,
         })
     }
+}
+
+/// The pairwise masks to undo for one dropped client, with their signs.
+type PairwiseMasks = Vec<(MaskSeed, MaskSign)>;
+
+/// Checks an unmasked sum against the most `contributors` honest devices
+/// can produce: each clipped, quantized update has L2 norm at most `C·s +
+/// √d` (and each coordinate at most `C·s + 1`), and the summed discrete
+/// Gaussian noise stays within [`NOISE_TAIL_SIGMAS`] deviations per
+/// coordinate and `σ√n (√d + τ)` in norm, except with negligible
+/// probability. A device that uploads outside the protocol (huge values,
+/// or no clipping) shows up here, and nothing is published.
+fn check_sum_bounds(info: &RoundInfo, sum: &[u32], contributors: usize) -> Result<(), AbortReason> {
+    let Ok(dp) = info.distributed_dp() else {
+        // Validated when the round was created.
+        return Ok(());
+    };
+    let n = contributors as f64;
+    let d = sum.len() as f64;
+    let clip = dp.config().clip_norm * dp.quantizer().scale();
+    let noise = dp.client_sigma() * n.sqrt();
+    let norm_bound = n * (clip + d.sqrt()) + noise * (d.sqrt() + NOISE_TAIL_SIGMAS);
+    let coordinate_bound = n * (clip + 1.0) + NOISE_TAIL_SIGMAS * noise;
+    let (mut squares, mut largest) = (0.0f64, 0.0f64);
+    for &word in sum {
+        let value = f64::from(centred_lift(word));
+        squares += value * value;
+        largest = largest.max(value.abs());
+    }
+    let norm = squares.sqrt();
+    if norm > norm_bound || largest > coordinate_bound {
+        return Err(AbortReason::SumOutOfBounds {
+            norm: norm as u64,
+            bound: norm_bound as u64,
+        });
+    }
+    Ok(())
 }
 
 /// The round's result: the exact sum mod 2^32 of the contributors'
@@ -1135,6 +1244,8 @@ pub struct Done {
     #[serde(with = "crate::wire::encoding::u32_vec")]
     sum: Vec<u32>,
     masks_removed: u32,
+    #[serde(default)]
+    misbehaving: Vec<DeviceId>,
 }
 
 impl Done {
@@ -1158,19 +1269,48 @@ impl Done {
         self.sum
     }
 
+    /// Devices that revealed a share off its owner's committed polynomial
+    /// (caught, dropped, and named here); the round went on without it.
+    pub fn misbehaving(&self) -> &[DeviceId] {
+        &self.misbehaving
+    }
+
     /// PRG expansions the server ran to unmask (survivors' self masks plus
     /// pairwise masks with dropped clients).
     pub fn masks_removed(&self) -> u32 {
         self.masks_removed
     }
 
-    /// The contributors' mean update, decoded from fixed point.
-    pub fn decode_mean(&self) -> Result<Vec<f32>, crate::dp::DpError> {
+    /// Checks the sum is within what its contributors can reach when they
+    /// follow the protocol (clipped, quantized, noised updates): an upload
+    /// of huge values, or one never clipped, breaks the bound, and the
+    /// round must publish nothing. See `check_sum_bounds`.
+    pub fn check_bounds(&self) -> Result<(), AbortReason> {
+        check_sum_bounds(&self.info, &self.sum, self.contributors.len())
+    }
+
+    /// The contributors' mean update, decoded from fixed point, after
+    /// [`Done::check_bounds`].
+    pub fn decode_mean(&self) -> Result<Vec<f32>, SumError> {
+        self.check_bounds().map_err(SumError::OutOfBounds)?;
         Ok(self
             .info
             .distributed_dp()?
             .decode_mean(&self.sum, self.contributors.len()))
     }
+}
+
+/// Why a finished round's sum cannot be decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SumError {
+    /// The round's DP parameters are unusable (cannot happen for a round
+    /// that was created).
+    #[error(transparent)]
+    Dp(#[from] crate::dp::DpError),
+    /// The sum is beyond what honest contributors can reach.
+    #[error(transparent)]
+    OutOfBounds(AbortReason),
 }
 
 /// Where one device stands in the current stage, so a server can answer a

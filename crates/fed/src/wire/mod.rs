@@ -41,7 +41,7 @@ use crate::crypto::DeviceId;
 use crate::dp::DpConfig;
 use crate::graph::GraphSeed;
 use crate::ids::{FederationId, RoundId};
-use crate::shamir::Share;
+use crate::shamir::{Commitments, Share};
 
 pub use crate::crypto::share_box::SEALED_SHARE_LEN;
 
@@ -127,7 +127,19 @@ pub struct ShareForRecipient {
     pub ciphertext: Vec<u8>,
 }
 
-/// Step 3, client → server: one sealed share pair for each neighbour.
+/// Feldman commitments to the two polynomials a client shared its secrets
+/// with, `t` points each: every share can be checked on its own, by its
+/// recipient when it arrives and by the server when it is revealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharingCommitments {
+    /// For the mask scalar `σ`.
+    pub mask_scalar: Commitments,
+    /// For the self-mask scalar `β`.
+    pub self_mask: Commitments,
+}
+
+/// Step 3, client → server: one sealed share pair for each neighbour, and
+/// the commitments they can be checked against.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncryptedShares {
     /// The federation.
@@ -138,6 +150,8 @@ pub struct EncryptedShares {
     pub sender: DeviceId,
     /// Exactly one per neighbour.
     pub shares: Vec<ShareForRecipient>,
+    /// Commitments to the polynomials the shares lie on.
+    pub commitments: SharingCommitments,
 }
 
 /// One sealed share pair, as forwarded to its recipient.
@@ -148,6 +162,8 @@ pub struct ShareFromSender {
     /// [`SEALED_SHARE_LEN`] bytes.
     #[serde(with = "encoding::base64_bytes")]
     pub ciphertext: Vec<u8>,
+    /// The sender's commitments, to check the opened shares against.
+    pub commitments: SharingCommitments,
 }
 
 /// Step 4, server → client: the shares the recipient's neighbours sealed to

@@ -5,6 +5,7 @@ use curve25519_dalek::Scalar;
 use ed25519_dalek::Signature;
 use x25519_dalek::PublicKey;
 
+use super::SharingCommitments;
 use super::{
     AdvertiseKeys, ClientMessage, ConsistencySignature, EncryptedShares, MaskedUpload,
     RevealedShare, SEALED_SHARE_LEN, ServerMessage, ShareForRecipient, SurvivorSet,
@@ -12,6 +13,7 @@ use super::{
 };
 use crate::crypto::DeviceId;
 use crate::ids::{FederationId, RoundId};
+use crate::shamir::{Commitments, CommittedPoint};
 
 /// Bytes one client sends in one round, by message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +111,14 @@ pub fn client_bytes_per_round(
                 ciphertext: vec![0; SEALED_SHARE_LEN],
             })
             .collect(),
+        commitments: {
+            // t = a strict majority of the neighbours (the default).
+            let points = Commitments(vec![CommittedPoint([0; 32]); neighbours / 2 + 1]);
+            SharingCommitments {
+                mask_scalar: points.clone(),
+                self_mask: points,
+            }
+        },
     }))?;
     let unmask = json(ClientMessage::UnmaskResponse(UnmaskResponse {
         federation,
