@@ -514,6 +514,10 @@ pub struct ImportArgs {
     /// Refuse images whose header claims more than this many megapixels.
     #[arg(long, default_value_t = 100, value_name = "MP")]
     pub max_megapixels: u64,
+    /// Also follow symbolic links that lead outside the folders imported
+    /// (by default they are reported and skipped).
+    #[arg(long)]
+    pub follow_links_outside: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -108,6 +108,38 @@ fn import_list_label_show_remove() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no item with id 999"));
 }
 
+/// A symbolic link out of the imported folder is reported, not read, unless
+/// `--follow-links-outside` says so.
+#[cfg(unix)]
+#[test]
+fn import_follows_links_outside_only_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::fs::write(dir.path().join("id_ed25519"), "PRIVATE KEY").expect("write");
+    std::os::unix::fs::symlink(dir.path().join("id_ed25519"), input.join("notes.txt"))
+        .expect("symlink");
+    let library = dir.path().join("library");
+
+    let refused = json(hearth(&library).arg("import").arg("--json").arg(&input));
+    assert_eq!(refused["imported"], 0, "{refused:#}");
+    assert_eq!(refused["failed"], 1, "{refused:#}");
+    assert!(
+        refused["files"][0]["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("symbolic link leaves the imported folders"),
+        "{refused:#}"
+    );
+
+    let followed = json(
+        hearth(&library)
+            .args(["import", "--json", "--follow-links-outside"])
+            .arg(&input),
+    );
+    assert_eq!(followed["imported"], 1, "{followed:#}");
+}
+
 /// Root can read a mode-000 file, so as root the importer runs as `nobody`.
 #[test]
 fn unreadable_file_is_reported() {

@@ -556,3 +556,119 @@ fn cancelled_import_commits_nothing_half_done() {
     assert_eq!(report.imported, 0);
     assert_thumbnails_match_rows(&library);
 }
+
+/// An imported folder with symbolic links in and out of it:
+///
+/// ```text
+/// input/inside.txt, input/sub/deep.md, input/.hidden/only-by-link.md
+/// input/visible.md -> .hidden/only-by-link.md  (a file link within)
+/// input/alias -> sub                           (a folder link within)
+/// input/notes.txt -> ../outside/id_ed25519.txt (a file link out)
+/// input/chain.txt -> notes.txt                 (a link to a link out)
+/// input/escape -> ../outside/dir               (a folder link out)
+/// outside/id_ed25519.txt, outside/dir/leak.md
+/// ```
+#[cfg(unix)]
+fn linked_folders() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(input.join("sub")).expect("mkdir");
+    std::fs::create_dir_all(input.join(".hidden")).expect("mkdir");
+    std::fs::create_dir_all(outside.join("dir")).expect("mkdir");
+    std::fs::write(input.join("inside.txt"), "a note inside").expect("write");
+    std::fs::write(input.join("sub/deep.md"), "# deeper inside").expect("write");
+    std::fs::write(input.join(".hidden/only-by-link.md"), "reached by a link").expect("write");
+    std::fs::write(outside.join("id_ed25519.txt"), "PRIVATE KEY").expect("write");
+    std::fs::write(outside.join("dir/leak.md"), "not for training").expect("write");
+    symlink(".hidden/only-by-link.md", input.join("visible.md")).expect("symlink");
+    symlink("sub", input.join("alias")).expect("symlink");
+    // Absolute, as `ln -s ~/.ssh/id_ed25519 notes.txt` would make it.
+    symlink(outside.join("id_ed25519.txt"), input.join("notes.txt")).expect("symlink");
+    symlink("notes.txt", input.join("chain.txt")).expect("symlink");
+    symlink("../outside/dir", input.join("escape")).expect("symlink");
+    (dir, input, outside)
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_leaving_the_imported_folders_are_reported_not_imported() {
+    let (dir, input, _outside) = linked_folders();
+    let mut library = Library::open(dir.path().join("library")).expect("open");
+    let report = import(&mut library, &[&input]);
+
+    for name in ["input/notes.txt", "input/chain.txt", "input/escape"] {
+        let file = outcome_of(&report, name);
+        assert_eq!(file.outcome, Outcome::Failed, "{file:#?}");
+        let why = file.reason.as_deref().unwrap_or_default();
+        assert!(
+            why.starts_with("symbolic link leaves the imported folders"),
+            "{name}: {why}"
+        );
+    }
+    assert!(
+        report.files.iter().all(|f| !f.path.contains("escape/")),
+        "nothing is read through a folder link out: {:#?}",
+        report.files
+    );
+    // Links that stay inside are followed.
+    for name in ["input/visible.md", "input/alias/deep.md"] {
+        let file = outcome_of(&report, name);
+        assert!(
+            matches!(file.outcome, Outcome::Imported | Outcome::AlreadyPresent),
+            "{file:#?}"
+        );
+        assert!(file.item_id.is_some(), "{file:#?}");
+    }
+    assert_eq!(
+        outcome_of(&report, "input/visible.md").outcome,
+        Outcome::Imported
+    );
+    assert_eq!((report.imported, report.failed), (3, 3), "{report:#?}");
+
+    let items = library.items(&ItemFilter::default()).expect("list");
+    assert_eq!(items.len(), 3, "{items:#?}");
+    for item in &items {
+        let text = library
+            .item_text(item.id)
+            .expect("text")
+            .unwrap_or_default();
+        assert!(!text.contains("PRIVATE KEY") && !text.contains("not for training"));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn following_links_outside_is_opt_in() {
+    let (dir, input, _outside) = linked_folders();
+    let mut library = Library::open(dir.path().join("library")).expect("open");
+    let options = ImportOptions {
+        follow_links_outside: true,
+        ..ImportOptions::default()
+    };
+    let report = import_with(&mut library, &[&input], &options);
+    assert_eq!(report.failed, 0, "{report:#?}");
+    let key = outcome_of(&report, "input/notes.txt");
+    assert!(key.item_id.is_some(), "{key:#?}");
+    assert_eq!(
+        outcome_of(&report, "input/escape/leak.md").outcome,
+        Outcome::Imported
+    );
+    // inside, deep, only-by-link, the key (chain.txt is the same content)
+    // and leak.
+    assert_eq!(report.imported, 5, "{report:#?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_into_another_imported_folder_are_followed() {
+    let (dir, input, outside) = linked_folders();
+    let mut library = Library::open(dir.path().join("library")).expect("open");
+    let report = import(&mut library, &[&input, &outside]);
+    assert_eq!(report.failed, 0, "{report:#?}");
+    for name in ["input/notes.txt", "input/chain.txt", "input/escape/leak.md"] {
+        let file = outcome_of(&report, name);
+        assert!(file.item_id.is_some(), "{file:#?}");
+    }
+}

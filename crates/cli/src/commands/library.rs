@@ -16,6 +16,7 @@ pub fn import(mut library: Library, args: ImportArgs) -> Result<ExitCode> {
     let options = ImportOptions {
         max_file_bytes: args.max_file_mb.saturating_mul(1_000_000),
         max_pixels: args.max_megapixels.saturating_mul(1_000_000),
+        follow_links_outside: args.follow_links_outside,
     };
     let started = Instant::now();
     let bar = Bar::new(args.json);

@@ -50,6 +50,12 @@ const MAX_DEPTH: u32 = 64;
 /// tricks.
 const MAX_WORK: u64 = 1 << 23;
 
+/// Bytes the tensors may take beyond twice the file's size. Zero strides
+/// (`expand`) and storages shared by several tensors let tensors hold more
+/// elements than the file stores; this bounds how much a small file can
+/// make us allocate.
+const MAX_EXPANSION_BYTES: usize = 1 << 28;
+
 /// Reads a legacy (non-zip) PyTorch checkpoint holding a state dict.
 ///
 /// Returns every tensor of the dict by name, on the CPU, contiguous, with
@@ -236,6 +242,10 @@ fn parse(bytes: &[u8]) -> std::result::Result<HashMap<String, Tensor>, String> {
         pos += len;
     }
 
+    let mut budget = bytes
+        .len()
+        .saturating_mul(2)
+        .saturating_add(MAX_EXPANSION_BYTES);
     let mut out = HashMap::with_capacity(tensors.len());
     for tensor in &tensors {
         let data = located.get(&tensor.storage.key).ok_or_else(|| {
@@ -244,7 +254,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<HashMap<String, Tensor>, String> {
                 tensor.name, tensor.storage.key
             )
         })?;
-        let value = materialise(tensor, data)?;
+        let value = materialise(tensor, data, &mut budget)?;
         out.insert(tensor.name.clone(), value);
     }
     Ok(out)
@@ -655,19 +665,51 @@ fn usizes(object: Object) -> Option<Vec<usize>> {
 }
 
 /// Copies a tensor's elements out of its storage bytes (following offset,
-/// shape and strides) into a contiguous CPU tensor.
-fn materialise(tensor: &TensorRef, storage: &[u8]) -> std::result::Result<Tensor, String> {
+/// shape and strides) into a contiguous CPU tensor, taking its size out of
+/// `budget` (bytes all tensors may still take).
+///
+/// All arithmetic on the file's sizes, strides and offsets is checked:
+/// element counts, the furthest element reached and byte sizes that do not
+/// fit a `usize` are errors, never wrapped.
+fn materialise(
+    tensor: &TensorRef,
+    storage: &[u8],
+    budget: &mut usize,
+) -> std::result::Result<Tensor, String> {
     let bad = |what: String| format!("tensor {}: {what}", tensor.name);
+    let too_many = || {
+        bad(format!(
+            "too many elements in shape {:?} with strides {:?}",
+            tensor.size, tensor.stride
+        ))
+    };
     let kind = tensor.storage.kind;
     let element = kind.element_size();
     let (base, available) = tensor.storage.view.unwrap_or((0, tensor.storage.numel));
+    // The shape must be one candle can describe: the product of its non-zero
+    // dimensions (its contiguous strides) fits, even when another is zero.
+    tensor
+        .size
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
+        .ok_or_else(too_many)?;
     let numel = tensor
         .size
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| bad("too many elements".into()))?;
+        .ok_or_else(too_many)?;
+    let reach_past = || {
+        bad(format!(
+            "shape {:?}, strides {:?} and offset {} reach past its storage of {available} elements",
+            tensor.size, tensor.stride, tensor.offset
+        ))
+    };
+    // Where the first element lies in the root storage.
+    let first = base.checked_add(tensor.offset).ok_or_else(reach_past)?;
     if numel > 0 {
-        // The furthest element the view touches must lie inside the storage.
+        // The furthest element the view touches,
+        // offset + sum((size_i - 1) * stride_i), must lie inside the storage.
+        // Zero strides (expanded tensors) repeat elements and are fine.
         let last = tensor
             .size
             .iter()
@@ -676,35 +718,44 @@ fn materialise(tensor: &TensorRef, storage: &[u8]) -> std::result::Result<Tensor
                 (d - 1).checked_mul(s).and_then(|x| acc.checked_add(x))
             });
         if last.is_none_or(|last| last >= available) {
-            return Err(bad(format!(
-                "shape {:?}, strides {:?} and offset {} reach past its storage of {available} elements",
-                tensor.size, tensor.stride, tensor.offset
-            )));
+            return Err(reach_past());
         }
     }
-    let mut data = Vec::with_capacity(numel * element);
+    let bytes = numel.checked_mul(element).ok_or_else(too_many)?;
+    let left = *budget;
+    *budget = left.checked_sub(bytes).ok_or_else(|| {
+        bad(format!(
+            "shape {:?} with strides {:?} takes {bytes} bytes, more than the {left} bytes \
+             left for this file's tensors (zero or overlapping strides repeat too many elements)",
+            tensor.size, tensor.stride
+        ))
+    })?;
+    let mut data = Vec::with_capacity(bytes);
     if numel > 0 {
         let rank = tensor.size.len();
         let mut index = vec![0usize; rank];
-        let mut at = base + tensor.offset;
+        // Every position visited lies in [first, base + last], checked above,
+        // so the steps below cannot overflow; the slice is still fetched with
+        // `get` rather than trusted.
+        let mut at = first;
         for _ in 0..numel {
-            let start = at * element;
-            let bytes = &storage[start..start + element];
+            let value = at
+                .checked_mul(element)
+                .and_then(|start| storage.get(start..start.checked_add(element)?))
+                .ok_or_else(reach_past)?;
             if cfg!(target_endian = "big") {
-                data.extend(bytes.iter().rev());
+                data.extend(value.iter().rev());
             } else {
-                data.extend_from_slice(bytes);
+                data.extend_from_slice(value);
             }
             // Odometer step over the multi-index, last dimension fastest.
-            // Wrapping arithmetic: a step past a dimension's end may leave
-            // the range for a moment, but every element visited was checked.
             for dim in (0..rank).rev() {
-                index[dim] += 1;
-                at = at.wrapping_add(tensor.stride[dim]);
-                if index[dim] < tensor.size[dim] {
+                if index[dim] + 1 < tensor.size[dim] {
+                    index[dim] += 1;
+                    at += tensor.stride[dim];
                     break;
                 }
-                at = at.wrapping_sub(tensor.stride[dim].wrapping_mul(tensor.size[dim]));
+                at -= index[dim] * tensor.stride[dim];
                 index[dim] = 0;
             }
         }
@@ -762,10 +813,20 @@ mod tests {
                 .extend_from_slice(format!("{module}\n{name}\n").as_bytes());
             self
         }
-        fn ints(mut self, values: &[i32]) -> Self {
+        /// An integer as `torch.save` writes it: `BININT` when it fits,
+        /// else an 8-byte `LONG1`.
+        fn long(mut self, v: i64) -> Self {
+            if let Ok(v) = i32::try_from(v) {
+                return self.int(v);
+            }
+            self.0.extend_from_slice(&[0x8a, 8]);
+            self.0.extend_from_slice(&v.to_le_bytes());
+            self
+        }
+        fn ints(mut self, values: &[i64]) -> Self {
             self = self.op(b'(');
             for &v in values {
-                self = self.int(v);
+                self = self.long(v);
             }
             self.op(b't')
         }
@@ -777,10 +838,10 @@ mod tests {
     struct Fixture {
         name: &'static str,
         storage: &'static str,
-        numel: i32,
-        offset: i32,
-        size: Vec<i32>,
-        stride: Vec<i32>,
+        numel: i64,
+        offset: i64,
+        size: Vec<i64>,
+        stride: Vec<i64>,
     }
 
     /// A legacy file with a state dict over two f32 storages: `a` is a
@@ -813,6 +874,14 @@ mod tests {
                 stride: vec![2],
             },
         ];
+        let first: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let second: Vec<f32> = (0..4).map(|i| 10.0 + i as f32).collect();
+        build(&tensors, &[("100", &first), ("200", &second)])
+    }
+
+    /// A legacy file of f32 `tensors` over `storages` (key and elements,
+    /// written in this order).
+    fn build(tensors: &[Fixture], storages: &[(&str, &[f32])]) -> Vec<u8> {
         let mut out = vec![0x80, 2, 0x8a, 10];
         out.extend_from_slice(&MAGIC);
         out.push(b'.');
@@ -833,7 +902,7 @@ mod tests {
             .op(b')')
             .op(b'R')
             .op(b'(');
-        for t in &tensors {
+        for t in tensors {
             state = state
                 .str(t.name)
                 .global("torch._utils", "_rebuild_tensor_v2")
@@ -843,11 +912,11 @@ mod tests {
                 .global("torch", "FloatStorage")
                 .str(t.storage)
                 .str("cpu")
-                .int(t.numel)
+                .long(t.numel)
                 .op(b'N')
                 .op(b't')
                 .op(b'Q')
-                .int(t.offset)
+                .long(t.offset)
                 .ints(&t.size)
                 .ints(&t.stride)
                 .op(0x89)
@@ -858,22 +927,40 @@ mod tests {
                 .op(b'R');
         }
         out.extend(state.op(b'u').stop());
-        out.extend(
-            Pickle::new()
-                .op(b']')
-                .op(b'(')
-                .str("100")
-                .str("200")
-                .op(b'e')
-                .stop(),
-        );
-        for (numel, first) in [(8u64, 0.0f32), (4, 10.0)] {
-            out.extend_from_slice(&numel.to_le_bytes());
-            for i in 0..numel {
-                out.extend_from_slice(&(first + i as f32).to_le_bytes());
+        let mut keys = Pickle::new().op(b']').op(b'(');
+        for (key, _) in storages {
+            keys = keys.str(key);
+        }
+        out.extend(keys.op(b'e').stop());
+        for (_, values) in storages {
+            out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+            for value in *values {
+                out.extend_from_slice(&value.to_le_bytes());
             }
         }
         out
+    }
+
+    /// A file whose one tensor `t` views a storage of `values` with the
+    /// given offset, size and stride (the storage's declared length is
+    /// `values.len()`).
+    fn one_view(values: &[f32], offset: i64, size: &[i64], stride: &[i64]) -> Vec<u8> {
+        let tensor = Fixture {
+            name: "t",
+            storage: "1",
+            numel: values.len() as i64,
+            offset,
+            size: size.to_vec(),
+            stride: stride.to_vec(),
+        };
+        build(&[tensor], &[("1", values)])
+    }
+
+    fn refusal(file: &[u8]) -> String {
+        match parse_legacy_pth(file, Path::new("t.pth")) {
+            Err(err @ MlError::BadModel { .. }) => err.to_string(),
+            other => panic!("expected a BadModel error, got {other:?}"),
+        }
     }
 
     fn values(t: &Tensor) -> Vec<f32> {
@@ -930,6 +1017,105 @@ mod tests {
         bad[key + 1..key + 5].copy_from_slice(&u32::MAX.to_le_bytes());
         let err = parse_legacy_pth(&bad, Path::new("t.pth")).expect_err("refused");
         assert!(err.to_string().contains("past the end"), "{err}");
+    }
+
+    /// Sizes whose product, or whose furthest element, does not fit a
+    /// `usize` are refused, not wrapped.
+    #[test]
+    fn overflowing_sizes_strides_and_offsets_are_refused() {
+        let one = [1.0f32];
+        let huge = 1i64 << 40;
+        for (offset, size, stride) in [
+            (0, vec![huge, huge], vec![1, 1]),
+            (0, vec![huge, huge, 0], vec![0, 0, 0]),
+            (0, vec![0, huge, huge], vec![1, 1, 1]),
+            (0, vec![3], vec![i64::MAX]),
+            (0, vec![2, 2], vec![i64::MAX / 2 + 1, 1]),
+            (i64::MAX, vec![2], vec![1]),
+            (i64::MAX, vec![1], vec![0]),
+            (1, vec![2], vec![i64::MAX]),
+        ] {
+            let why = refusal(&one_view(&one, offset, &size, &stride));
+            assert!(
+                why.contains("too many elements") || why.contains("reach past"),
+                "offset {offset}, size {size:?}, stride {stride:?}: {why}"
+            );
+        }
+        // Negative sizes, strides and offsets are no usize at all.
+        for (offset, size, stride) in [(-1, vec![1], vec![1]), (0, vec![-1], vec![1])] {
+            refusal(&one_view(&one, offset, &size, &stride));
+        }
+        let why = refusal(&one_view(&one, 0, &[1], &[-1]));
+        assert!(why.contains("bad stride"), "{why}");
+    }
+
+    /// The file's integers are at most `i64::MAX`; the checks hold for any
+    /// `usize` all the same.
+    #[test]
+    fn extremes_of_usize_are_refused() {
+        let storage = [0u8; 4];
+        let view = |offset, size: &[usize], stride: &[usize], window| TensorRef {
+            name: "t".into(),
+            storage: StorageRef {
+                key: "1".into(),
+                kind: StorageKind::F32,
+                numel: 1,
+                view: window,
+            },
+            offset,
+            size: size.to_vec(),
+            stride: stride.to_vec(),
+        };
+        let max = usize::MAX;
+        for tensor in [
+            view(0, &[2], &[max], None),
+            view(0, &[max, 2], &[0, 0], None),
+            view(0, &[2, 2], &[max / 2 + 1, 1], None),
+            view(max, &[1], &[0], None),
+            view(1, &[1], &[0], Some((max, 1))),
+            view(max, &[0], &[1], Some((1, 0))),
+            view(0, &[max / 4 + 1], &[0], None),
+            view(0, &[max], &[0], None),
+        ] {
+            let mut budget = max;
+            let err = materialise(&tensor, &storage, &mut budget)
+                .expect_err("refused before reading or allocating");
+            assert!(
+                err.contains("too many elements") || err.contains("reach past"),
+                "{tensor:?}: {err}"
+            );
+        }
+    }
+
+    /// `expand`ed tensors have zero strides and repeat one element; they
+    /// still read, but a few bytes of pickle cannot claim terabytes.
+    #[test]
+    fn zero_strides_repeat_elements_within_limits() {
+        let tensors = parse_legacy_pth(&one_view(&[7.0], 0, &[3], &[0]), Path::new("t.pth"))
+            .expect("an expanded scalar");
+        assert_eq!(tensors["t"].dims(), &[3]);
+        assert_eq!(values(&tensors["t"]), vec![7.0; 3]);
+        let tensors = parse_legacy_pth(
+            &one_view(&[1.0, 2.0, 3.0], 0, &[2, 3], &[0, 1]),
+            Path::new("t.pth"),
+        )
+        .expect("an expanded row");
+        assert_eq!(values(&tensors["t"]), vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+
+        for size in [
+            vec![1i64 << 62],
+            vec![1 << 61],
+            vec![1 << 40],
+            vec![1 << 31, 1 << 31],
+            vec![1 << 20, 1 << 20, 1 << 20],
+        ] {
+            let stride = vec![0; size.len()];
+            let why = refusal(&one_view(&[1.0], 0, &size, &stride));
+            assert!(
+                why.contains("too many elements") || why.contains("more than"),
+                "size {size:?}: {why}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Finding what to import: walks the given paths (following symbolic links,
 //! with loop detection), sorts files into photos, texts and the rest, and
 //! reports what cannot even be looked at.
+//!
+//! A symbolic link is followed only if it resolves inside one of the
+//! imported folders, unless the import opts in to links outside: otherwise
+//! `notes.txt -> ~/.ssh/id_ed25519` in an imported folder would be read as a
+//! note.
 
 use std::path::{Path, PathBuf};
 
@@ -56,29 +61,60 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')
 }
 
+/// Where a symbolic link found by the walk may lead.
+enum LinkPolicy {
+    /// Anywhere.
+    Anywhere,
+    /// Only inside these (canonical) imported paths.
+    Within(Vec<PathBuf>),
+}
+
+impl LinkPolicy {
+    /// Why the link at `path` may not be followed, if it may not.
+    fn refuses(&self, path: &Path) -> Option<FileProblem> {
+        let LinkPolicy::Within(roots) = self else {
+            return None;
+        };
+        match std::fs::canonicalize(path) {
+            Ok(target) if roots.iter().any(|root| target.starts_with(root)) => None,
+            Ok(target) => Some(FileProblem::SymlinkOutside(target)),
+            Err(error) => Some(FileProblem::Unreadable(error)),
+        }
+    }
+}
+
 /// Walks `roots`, never descending into the library folder itself or into
-/// hidden files and folders (`.git`, `.thumbnails`, ...).
+/// hidden files and folders (`.git`, `.thumbnails`, ...). Symbolic links
+/// that resolve outside every root are reported and not followed unless
+/// `follow_links_outside`.
 pub(crate) fn discover(
     roots: &[PathBuf],
     library_root: &Path,
+    follow_links_outside: bool,
     cancel: &CancelToken,
     mut found: impl FnMut(usize),
 ) -> (Vec<Candidate>, Vec<Settled>) {
     let mut candidates = Vec::new();
     let mut settled = Vec::new();
+    // Canonical roots give every file one stable path to remember, and the
+    // bounds symbolic links must resolve within.
+    let mut canonical_roots = Vec::with_capacity(roots.len());
     for root in roots {
-        // Canonical roots give every file one stable path to remember.
-        let root = match std::fs::canonicalize(root) {
-            Ok(root) => root,
-            Err(error) => {
-                settled.push(Settled::Failed {
-                    path: root.display().to_string(),
-                    problem: FileProblem::Unreadable(error),
-                });
-                continue;
-            }
-        };
-        let walk = WalkDir::new(&root)
+        match std::fs::canonicalize(root) {
+            Ok(root) => canonical_roots.push(root),
+            Err(error) => settled.push(Settled::Failed {
+                path: root.display().to_string(),
+                problem: FileProblem::Unreadable(error),
+            }),
+        }
+    }
+    let links = if follow_links_outside {
+        LinkPolicy::Anywhere
+    } else {
+        LinkPolicy::Within(canonical_roots.clone())
+    };
+    for root in canonical_roots {
+        let mut walk = WalkDir::new(&root)
             .follow_links(true)
             .sort_by_file_name()
             .into_iter()
@@ -86,7 +122,7 @@ pub(crate) fn discover(
                 entry.path() != library_root
                     && (entry.depth() == 0 || !is_hidden(entry.file_name()))
             });
-        for entry in walk {
+        while let Some(entry) = walk.next() {
             if cancel.is_cancelled() {
                 return (candidates, settled);
             }
@@ -106,6 +142,18 @@ pub(crate) fn discover(
                     continue;
                 }
             };
+            if entry.path_is_symlink()
+                && let Some(problem) = links.refuses(entry.path())
+            {
+                if entry.file_type().is_dir() {
+                    walk.skip_current_dir();
+                }
+                settled.push(Settled::Failed {
+                    path: entry.path().display().to_string(),
+                    problem,
+                });
+                continue;
+            }
             if entry.file_type().is_dir() {
                 continue;
             }

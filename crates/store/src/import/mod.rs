@@ -42,6 +42,10 @@ pub struct ImportOptions {
     /// Images whose header claims more pixels are refused before decoding
     /// (default 100 megapixels).
     pub max_pixels: u64,
+    /// Follow symbolic links that lead outside every imported folder
+    /// (default false: such links are reported and skipped, so a link such
+    /// as `notes.txt -> ~/.ssh/id_ed25519` is never read as a note).
+    pub follow_links_outside: bool,
 }
 
 impl Default for ImportOptions {
@@ -49,6 +53,7 @@ impl Default for ImportOptions {
         ImportOptions {
             max_file_bytes: 100_000_000,
             max_pixels: 100_000_000,
+            follow_links_outside: false,
         }
     }
 }
@@ -144,11 +149,17 @@ impl Library {
             .map_err(|e| crate::StoreError::io(self.root().join("thumbnails"), e))?;
 
         progress.begin("Scanning", None);
-        let (candidates, settled) = discover(paths, self.root(), cancel, |n| {
-            if n % 256 == 0 {
-                progress.advance(n as u64);
-            }
-        });
+        let (candidates, settled) = discover(
+            paths,
+            self.root(),
+            options.follow_links_outside,
+            cancel,
+            |n| {
+                if n % 256 == 0 {
+                    progress.advance(n as u64);
+                }
+            },
+        );
         progress.end();
 
         let mut report = ImportReport::default();

@@ -16,6 +16,13 @@ pub enum FileProblem {
     /// A symbolic link leads back to one of its own ancestors.
     #[error("symbolic link loop back to {}", .0.display())]
     SymlinkLoop(PathBuf),
+    /// A symbolic link whose target lies outside every imported folder
+    /// (followed only when the import opts in).
+    #[error(
+        "symbolic link leaves the imported folders (it points to {}); import that location too, or allow links outside",
+        .0.display()
+    )]
+    SymlinkOutside(PathBuf),
     /// A socket, FIFO or device node.
     #[error("not a regular file")]
     NotRegularFile,
