@@ -343,8 +343,9 @@ pub enum FedCommand {
 pub struct FedJoinArgs {
     /// The server, https://host:port.
     pub url: String,
-    /// The invite token from the operator.
-    #[arg(long)]
+    /// The invite token from the operator (base64url: it may start with
+    /// a `-`, which is still the token, not a flag).
+    #[arg(long, allow_hyphen_values = true)]
     pub invite: String,
     /// The server's certificate (PEM), pinned as the only one trusted.
     #[arg(long, value_name = "PEM")]

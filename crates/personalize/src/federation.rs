@@ -800,6 +800,18 @@ fn take_part(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<RoundOutcome> {
+    // Round numbers only grow: one this device was already charged for (or
+    // an older one) is a replay, or a round it left; refused before any
+    // work. `TextTrainer::admit` checks again once the round is known.
+    if let Some(last) = library
+        .uploads(stored.id)?
+        .iter()
+        .map(|u| u.round)
+        .max()
+        .filter(|&last| last >= round)
+    {
+        return Err(PersonalizeError::RoundReplayed { round, last });
+    }
     // A quick refusal before contacting the round, when even an estimate
     // takes the person past their budget: rounds charge what the last one
     // did (same policy); the first is estimated from the noise multiplier

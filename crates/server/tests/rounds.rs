@@ -708,3 +708,56 @@ fn a_device_catches_a_forked_server_by_the_head_it_stored() {
     fork.stop();
     server.stop();
 }
+
+/// Attack 2 of the threat model, from the device's side: the server changes
+/// a privacy parameter after devices joined (here, a tenth of the noise).
+/// Each device checks the round against the policy it pinned at join and
+/// refuses before announcing anything: no budget check, no charge, no keys.
+#[test]
+fn a_round_outside_the_policy_pinned_at_join_is_refused_before_anything_is_announced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(dir.path(), &support::config(2, 2, 1.0, 30));
+    let devices: Vec<(Membership, [u8; 32])> = (0..2).map(|_| server.enrol("notes")).collect();
+    for (membership, _) in &devices {
+        let policy = membership.policy.as_ref().expect("pinned at join");
+        assert_eq!(policy.dp.noise_multiplier, 1.0);
+        assert_eq!((policy.max_noise_split, policy.max_cohort), (2, 2));
+        assert_eq!(policy.parameters, PARAMS as u64);
+    }
+    server.kill();
+    let path = dir.path().join("hearth-server.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    assert!(text.contains("noise_multiplier = 1 }"), "{text}");
+    std::fs::write(
+        &path,
+        text.replacen("noise_multiplier = 1 }", "noise_multiplier = 0.1 }", 1),
+    )
+    .expect("config");
+    server.restart();
+
+    let trainers: Vec<Arc<TestTrainer>> = (0..2).map(|i| Arc::new(TestTrainer::new(i))).collect();
+    for handle in support::participate_all(&devices, &trainers) {
+        let result = handle.join().expect("device thread");
+        assert!(
+            matches!(
+                result,
+                Err(FedClientError::Policy(
+                    hearth_fed::client::PolicyViolation::Dp { .. }
+                ))
+            ),
+            "{result:?}"
+        );
+    }
+    for trainer in &trainers {
+        assert_eq!(*trainer.admitted_rho.lock().expect("lock"), None);
+        assert!(trainer.charged().is_empty());
+    }
+    let round = server.round("notes", 1).expect("the round opened");
+    let state: serde_json::Value = serde_json::from_slice(&round.state).expect("state");
+    assert_eq!(
+        state["state"]["advertisements"],
+        serde_json::json!({}),
+        "no device announced keys: {state}"
+    );
+    server.stop();
+}
