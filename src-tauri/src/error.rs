@@ -93,6 +93,8 @@ impl AppError {
                 PersonalizeError::Federation(error) => federation_kind(error),
                 PersonalizeError::Audit(_) => ErrorKind::Federation,
                 PersonalizeError::BudgetExhausted { .. } => ErrorKind::PrivacyBudget,
+                // The server offered a round this device already paid for.
+                PersonalizeError::RoundReplayed { .. } => ErrorKind::Federation,
                 // The person chose another model file than the federation's.
                 PersonalizeError::WrongBaseModel { .. } => ErrorKind::ModelMissing,
                 _ => ErrorKind::Internal,
