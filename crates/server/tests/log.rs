@@ -260,13 +260,13 @@ async fn a_device_verifies_its_round_with_the_pinned_key() {
     let check = t.after_round(&audit, &a.id, 1, b"a's masked upload").await;
     let sth = check.sth.clone();
     assert_eq!(
-        sth.head.size, 6,
-        "2 configs, 2 commitments, outcome, publication"
+        sth.head.size, 8,
+        "2 configs, 2 enrolments, 2 commitments, outcome, publication"
     );
     let result = audit
         .verify_round(check.clone())
         .expect("the honest round verifies");
-    assert_eq!(result.commitment_index, Some(2));
+    assert_eq!(result.commitment_index, Some(4));
     let adapter = result.adapter.expect("adapter verified");
     assert_eq!(
         (adapter.contributors, adapter.epsilon, adapter.delta),
@@ -289,25 +289,25 @@ async fn a_device_verifies_its_round_with_the_pinned_key() {
         Ok(())
     );
     let by_index: InclusionProofResponse = t
-        .log_get(&format!("{}?index=2&size=6", wire::INCLUSION_PATH))
+        .log_get(&format!("{}?index=4&size=8", wire::INCLUSION_PATH))
         .await
         .expect("by index");
     assert_eq!(by_index, commitment);
-    for old in 1..=6 {
-        let c = t.consistency(old, 6).await;
+    for old in 1..=8 {
+        let c = t.consistency(old, 8).await;
         let old_root = leaf_root(&t, old).await;
         assert_eq!(
-            verify_consistency(old, 6, &old_root, &sth.head.root, &c.path),
+            verify_consistency(old, 8, &old_root, &sth.head.root, &c.path),
             Ok(()),
-            "consistency {old}..6"
+            "consistency {old}..8"
         );
     }
     assert_eq!(verified.size(), 2);
 
     // Entries decode, and all of them hash to the signed root.
-    let page = t.entries(0, 6).await;
+    let page = t.entries(0, 8).await;
     assert!(matches!(
-        page.entries[5].entry,
+        page.entries[7].entry,
         Some(LogEntry::AdapterPublished { version: 1, .. })
     ));
     t.replay(&audit).await.expect("contents match the root");
@@ -512,7 +512,7 @@ async fn a_changed_entry_in_the_database_is_detected() {
     // Re-reading the whole log shows the root no longer matches.
     let err = t.replay(&audit).await.expect_err("root mismatch");
     assert!(
-        matches!(err, AuditError::RootMismatch { size: 6, .. }),
+        matches!(err, AuditError::RootMismatch { size: 8, .. }),
         "{err}"
     );
     assert!(err.to_string().starts_with("root mismatch"));

@@ -98,8 +98,9 @@ fn ten_clients_publish_exactly_the_sum_of_their_quantized_updates() {
         let client = support::client(membership, secret);
         let mut audit = client.log_audit().expect("pinned log key");
         let verified = client.audit_round(&mut audit, report).expect("audit");
-        // 2 configurations, 10 commitments, the outcome, the publication.
-        assert_eq!(verified.head.size, 14);
+        // 2 configurations, 10 enrolments, 10 commitments, the outcome,
+        // the publication.
+        assert_eq!(verified.head.size, 24);
         assert!(commitments.insert(verified.commitment_index.expect("committed")));
         let adapter = verified.adapter.expect("adapter verified");
         assert_eq!((adapter.round, adapter.contributors), (1, 10));
@@ -136,7 +137,7 @@ fn ten_clients_publish_exactly_the_sum_of_their_quantized_updates() {
         );
         assert_eq!(before, stored);
     }
-    assert_eq!(commitments, (2..12).collect());
+    assert_eq!(commitments, (12..22).collect());
 
     let v1 = observer.fetch_global().expect("version 1");
     assert_eq!((v1.version(), v1.round()), (1, 1));
@@ -692,7 +693,7 @@ fn a_device_catches_a_forked_server_by_the_head_it_stored() {
     assert!(
         matches!(
             &err,
-            FedClientError::Audit(AuditError::Fork { size: 7, .. })
+            FedClientError::Audit(AuditError::Fork { size: 10, .. })
         ),
         "{err}"
     );

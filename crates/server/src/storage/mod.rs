@@ -25,6 +25,10 @@
 //! - a `federation_config` entry when [`Storage::sync_federation`] creates
 //!   or changes a federation (its id and the SHA-256 of the canonical
 //!   configuration JSON);
+//! - a `device_enrolled` entry (federation, device id, public key) when
+//!   [`Storage::enrol`] admits a device, and a `device_revoked` entry when
+//!   [`Storage::revoke_device`] revokes one (the first time); devices of a
+//!   database from before these entries are logged when it is opened;
 //! - a `round_participation` commitment when the server accepts a device's
 //!   masked upload: round code calls [`Storage::record_upload_commitment`];
 //! - a `round_outcome` when [`Storage::abort_round`] aborts a round

@@ -36,9 +36,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every schema change, oldest first. Never edit a released migration; add
 /// a new one. The schema version (`user_version`) is the count applied.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/01-server.sql"),
     include_str!("../../migrations/02-log.sql"),
+    include_str!("../../migrations/03-log-devices.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -91,6 +92,7 @@ impl SqliteStorage {
         }
         migrations().to_latest(&mut conn)?;
         tlog::backfill_federations(&mut conn, crate::now_ms())?;
+        tlog::backfill_devices(&mut conn, crate::now_ms())?;
         Ok(SqliteStorage {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -679,9 +681,23 @@ fn enrol(conn: &mut Connection, enrolment: Enrolment) -> Result<DeviceRecord> {
          WHERE token_sha256 = ?1 AND used_at_ms IS NULL",
         params![enrolment.token_sha256, enrolment.at_ms, enrolment.device_id],
     )?;
+    // The device and its key are public from now on: in the log, in the
+    // same transaction (a device is enrolled if and only if it is logged).
+    let logged = tlog::append_entry(
+        &tx,
+        &LogEntry::DeviceEnrolled {
+            federation: federation_id.clone(),
+            device: enrolment.device_id.clone(),
+            public_key: enrolment.public_key,
+        },
+        enrolment.at_ms,
+    )?;
     let mut e = event("device_enrolled", enrolment.at_ms, &federation_id);
     e.device_id = Some(enrolment.device_id.clone());
-    e.detail = serde_json::json!({ "public_key": hex::encode(enrolment.public_key) });
+    e.detail = serde_json::json!({
+        "public_key": hex::encode(enrolment.public_key),
+        "log_index": logged.index,
+    });
     log_event(&tx, &e)?;
     let record = device(&tx, &enrolment.device_id)?
         .ok_or_else(|| StorageError::NotFound(format!("device {}", enrolment.device_id)))?;
@@ -704,8 +720,17 @@ fn revoke_device(conn: &mut Connection, id: &str, at_ms: u64) -> Result<Option<D
     )?;
     let record = device(&tx, id)?;
     if let (1, Some(record)) = (changed, &record) {
+        let logged = tlog::append_entry(
+            &tx,
+            &LogEntry::DeviceRevoked {
+                federation: record.federation_id.clone(),
+                device: record.id.clone(),
+            },
+            at_ms,
+        )?;
         let mut e = event("device_revoked", at_ms, &record.federation_id);
         e.device_id = Some(record.id.clone());
+        e.detail = serde_json::json!({ "log_index": logged.index });
         log_event(&tx, &e)?;
     }
     tx.commit()?;
