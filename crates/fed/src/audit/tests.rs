@@ -78,6 +78,8 @@ impl Server {
     /// (unless `drop_commitment`), publishes version `round` with bytes
     /// `adapter`, and answers the device's after-round questions.
     fn round(&mut self, audit: &LogAudit, round: u64, upload: &[u8], adapter: &[u8]) -> RoundCheck {
+        let info = round_info(round, 1);
+        let opened_index = self.append(&parameters::round_opened_entry("notes", &info));
         let mine = LogEntry::RoundParticipation {
             federation: "notes".into(),
             round,
@@ -122,8 +124,83 @@ impl Server {
                 adapter_sha256: Hash::sha256(adapter),
                 logged: Some(self.adapter_entry(adapter_index, &published)),
             }),
+            parameters: Some(ParametersCheck {
+                info,
+                proof: Some(self.inclusion(opened_index)),
+            }),
         }
     }
+}
+
+/// The parameters of `round` with graph seed `seed`.
+fn round_info(round: u64, seed: u8) -> crate::RoundInfo {
+    crate::RoundInfo {
+        federation: crate::FederationId::from_name("notes"),
+        round: crate::RoundId(round),
+        vector_len: 16,
+        min_clients: 2,
+        max_clients: 2,
+        min_survivors: 2,
+        degree: None,
+        threshold: None,
+        graph_seed: crate::GraphSeed([seed; 32]),
+        dp: crate::DpConfig {
+            clip_norm: 1.0,
+            noise_multiplier: 0.0,
+        },
+    }
+}
+
+#[test]
+fn parameters_other_than_the_logged_ones_are_caught() {
+    let (mut server, mut audit) = audited(1);
+    let mut check = server.round(&audit, 2, b"u", b"a");
+    let honest = check.clone();
+    let before = audit.clone();
+    // This device was shown another graph seed than the logged one; the
+    // server answers the inclusion query (by that leaf hash) with nothing,
+    // or with the logged entry's proof.
+    let shown = round_info(2, 9);
+    check.parameters = Some(ParametersCheck {
+        info: shown.clone(),
+        proof: None,
+    });
+    let err = audit.verify_round(check.clone()).expect_err("not logged");
+    assert!(
+        matches!(&err, AuditError::ParametersNotLogged { round: 2, why: Absence::NoEntry, digest, .. }
+            if *digest == Hash::from_bytes(shown.digest())),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("round parameters not logged"));
+    check.parameters = Some(ParametersCheck {
+        info: shown,
+        proof: honest.parameters.as_ref().and_then(|p| p.proof.clone()),
+    });
+    let err = audit.verify_round(check).expect_err("another leaf");
+    assert!(
+        matches!(
+            &err,
+            AuditError::ParametersNotLogged {
+                why: Absence::OtherLeaf { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Parameters of another round are refused as such.
+    let mut other = honest.clone();
+    if let Some(p) = other.parameters.as_mut() {
+        p.info.round = crate::RoundId(1);
+    }
+    assert!(matches!(
+        audit.verify_round(other),
+        Err(AuditError::Malformed(_))
+    ));
+    assert_eq!(audit, before);
+    let verified = audit.verify_round(honest).expect("the logged parameters");
+    assert_eq!(verified.parameters_index, Some(6));
+    let report = audit_all(&audit).expect("re-verifies");
+    assert_eq!(report.parameters, 2);
 }
 
 fn audited(rounds: u64) -> (Server, LogAudit) {
@@ -281,6 +358,10 @@ fn a_dropped_or_swapped_commitment_is_caught() {
     if let Some(c) = check.commitment.as_mut() {
         let mine = c.proof.as_ref().map(|p| p.index).expect("my index");
         c.proof = Some(server.inclusion(mine));
+    }
+    if let Some(p) = check.parameters.as_mut() {
+        let opened = p.proof.as_ref().map(|p| p.index).expect("opened index");
+        p.proof = Some(server.inclusion(opened));
     }
     let mut other = check.clone();
     if let Some(c) = other.commitment.as_mut() {
@@ -458,6 +539,7 @@ fn server_leaf_data(server: &Server, index: u64) -> Vec<u8> {
         .leaf_data(),
     ];
     for r in 1..=8u64 {
+        candidates.push(parameters::round_opened_entry("notes", &round_info(r, 1)).leaf_data());
         candidates.push(
             LogEntry::RoundParticipation {
                 federation: "notes".into(),

@@ -506,6 +506,7 @@ mod tests {
             state: vec![1],
             opened_at_ms: T0 + 2,
             stage_deadline_ms: T0 + 10_000,
+            parameters: None,
         })
         .await
         .expect("open");
@@ -630,6 +631,10 @@ mod tests {
             state: vec![],
             opened_at_ms: T0 + 20,
             stage_deadline_ms: T0 + 30,
+            parameters: Some(crate::storage::RoundParameters {
+                sha256: Hash::sha256(b"parameters").to_bytes(),
+                encoding: b"parameters".to_vec(),
+            }),
         })
         .await
         .expect("open 2");
@@ -680,6 +685,12 @@ mod tests {
                     contributors: 2,
                     epsilon: 0.75,
                     delta: 1e-6,
+                },
+                LogEntry::RoundOpened {
+                    federation: "f".into(),
+                    round: 2,
+                    parameters_sha256: Hash::sha256(b"parameters"),
+                    parameters: b"parameters".to_vec(),
                 },
                 LogEntry::RoundOutcome {
                     federation: "f".into(),

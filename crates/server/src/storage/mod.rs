@@ -29,6 +29,10 @@
 //!   [`Storage::enrol`] admits a device, and a `device_revoked` entry when
 //!   [`Storage::revoke_device`] revokes one (the first time); devices of a
 //!   database from before these entries are logged when it is opened;
+//! - a `round_opened` entry when [`Storage::open_round`] opens a round
+//!   whose protocol states its parameters ([`NewRound::parameters`]: the
+//!   SecAgg+ `RoundInfo`'s digest and its canonical encoding), before any
+//!   device can be sent them;
 //! - a `round_participation` commitment when the server accepts a device's
 //!   masked upload: round code calls [`Storage::record_upload_commitment`];
 //! - a `round_outcome` when [`Storage::abort_round`] aborts a round
@@ -477,6 +481,30 @@ pub struct NewRound {
     pub opened_at_ms: u64,
     /// When the first stage runs out.
     pub stage_deadline_ms: u64,
+    /// The round's parameters, logged as its `round_opened` entry in the
+    /// same transaction (`None`: a protocol with nothing to log).
+    pub parameters: Option<RoundParameters>,
+}
+
+/// A round's parameters as the transparency log records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundParameters {
+    /// The digest every signature of the round is bound to: the SHA-256
+    /// of `encoding`.
+    pub sha256: [u8; 32],
+    /// The parameters' canonical encoding.
+    pub encoding: Vec<u8>,
+}
+
+impl RoundParameters {
+    /// The parameters of a SecAgg+ round: `RoundInfo::digest` and the
+    /// bytes it hashes.
+    pub fn of(info: &hearth_fed::RoundInfo) -> Self {
+        Self {
+            sha256: info.digest(),
+            encoding: hearth_fed::audit::parameters::encode(info),
+        }
+    }
 }
 
 /// How a round ended.

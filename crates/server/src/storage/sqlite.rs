@@ -773,12 +773,32 @@ fn open_round(conn: &mut Connection, round: NewRound) -> Result<RoundRecord> {
             insert.execute(params![round.federation_id, round.round, member])?;
         }
     }
+    // The parameters are public before any device can be sent them: the
+    // round exists (and can be polled) only from this commit on.
+    let logged = match &round.parameters {
+        Some(parameters) => Some(
+            tlog::append_entry(
+                &tx,
+                &LogEntry::RoundOpened {
+                    federation: round.federation_id.clone(),
+                    round: round.round,
+                    parameters_sha256: Hash::from_bytes(parameters.sha256),
+                    parameters: parameters.encoding.clone(),
+                },
+                round.opened_at_ms,
+            )?
+            .index,
+        ),
+        None => None,
+    };
     let mut e = event("round_opened", round.opened_at_ms, &round.federation_id);
     e.round = Some(round.round);
     e.detail = serde_json::json!({
         "cohort_size": round.cohort.len(),
         "stage": round.stage.as_str(),
         "stage_deadline_ms": round.stage_deadline_ms,
+        "parameters_sha256": round.parameters.as_ref().map(|p| hex::encode(p.sha256)),
+        "log_index": logged,
     });
     log_event(&tx, &e)?;
     let record = load_round(&tx, &round.federation_id, round.round)?.ok_or_else(|| {
@@ -1233,6 +1253,7 @@ mod tests {
             state: vec![1, 2, 3],
             opened_at_ms: T0 + 10,
             stage_deadline_ms: T0 + 1_000,
+            parameters: None,
         })
         .await
         .expect("open")
@@ -1456,6 +1477,7 @@ mod tests {
                 state: vec![],
                 opened_at_ms: T0,
                 stage_deadline_ms: T0,
+                parameters: None,
             })
             .await;
         assert!(matches!(second, Err(StorageError::Conflict(_))));
