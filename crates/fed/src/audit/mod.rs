@@ -100,8 +100,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod gossip;
 pub mod parameters;
 pub mod wire;
+
+pub use gossip::{GossipHead, GossipReport, SplitViewEvidence};
 
 use hearth_ledger::{
     EntryError, Hash, LogEntry, LogWatcher, MemoryStore, MerkleLog, ProofError, SignedTreeHead,
@@ -246,6 +249,19 @@ pub enum AuditError {
         answered: u64,
         /// The verified head's size.
         verified: u64,
+    },
+    /// Two heads signed by the log cannot both be true: another device was
+    /// shown another history than this one (found by gossip, see
+    /// [`gossip`]).
+    #[error("SPLIT VIEW: {}", gossip::describe(.mine, .theirs, .proof))]
+    SplitView {
+        /// The head this device verified.
+        mine: TreeHead,
+        /// The head another device was shown.
+        theirs: TreeHead,
+        /// Why the log's consistency proof between them failed, when it
+        /// gave one.
+        proof: Option<ProofError>,
     },
     /// A response is malformed (bad base64, entries out of order).
     #[error("malformed log response: {0}")]
@@ -449,11 +465,15 @@ pub struct RoundEvidence {
 /// every change; reading it back re-checks the head's signature, and
 /// [`audit_all`] re-checks everything.
 ///
-/// Every method that can fail leaves the state as it was.
+/// Every method that can fail leaves the state as it was, except
+/// [`LogAudit::gossip`], which keeps the evidence of a split view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogAudit {
     watcher: LogWatcher,
     history: Vec<Checkpoint>,
+    /// Split views found by gossip (absent in audits stored before gossip).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    split_views: Vec<SplitViewEvidence>,
 }
 
 impl LogAudit {
@@ -462,6 +482,7 @@ impl LogAudit {
         Self {
             watcher: LogWatcher::new(log_key),
             history: Vec::new(),
+            split_views: Vec::new(),
         }
     }
 
@@ -827,8 +848,10 @@ pub struct AuditReport {
 /// the pinned key alone, every checkpoint's head signature, its
 /// consistency with the one before, and every commitment and adapter
 /// against the head it was checked at; finally that the stored latest head
-/// is the last checkpoint's. Catches a tampered or truncated state file as
-/// well as evidence that no longer holds.
+/// is the last checkpoint's; and that no split view was found by gossip
+/// ([`AuditError::SplitView`], re-checked from its stored evidence).
+/// Catches a tampered or truncated state file as well as evidence that no
+/// longer holds.
 pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
     let mut replay = LogAudit::new(*audit.log_key());
     let mut report = AuditReport {
@@ -878,6 +901,9 @@ pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
                 "the stored latest head is not the last checkpoint's".into(),
             )),
         });
+    }
+    for evidence in &audit.split_views {
+        gossip::recheck(evidence, audit.log_key())?;
     }
     report.head = replay.watcher.head().map(|h| *h.head());
     Ok(report)

@@ -80,9 +80,9 @@ pub fn decode(bytes: &[u8]) -> Result<RoundInfo, ParametersError> {
         return Err(ParametersError::Length(bytes.len()));
     }
     let (label, mut rest) = bytes.split_at(1 + ROUND_INFO.len());
-    if label.first().map(|&n| usize::from(n)) != Some(ROUND_INFO.len()) || &label[1..] != ROUND_INFO
-    {
-        return Err(ParametersError::Label);
+    match label.split_first() {
+        Some((&n, text)) if usize::from(n) == ROUND_INFO.len() && text == ROUND_INFO => {}
+        _ => return Err(ParametersError::Label),
     }
     let mut take = |n: usize| {
         let (head, tail) = rest.split_at(n);

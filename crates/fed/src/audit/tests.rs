@@ -652,3 +652,139 @@ fn advancing_without_a_round_records_checkpoints() {
     let report = audit_all(&audit).expect("re-verifies");
     assert_eq!((report.checkpoints, report.rounds), (3, 0));
 }
+
+/// A second history under the same key: the toy server's log up to
+/// `shared` entries, then other entries.
+fn forked(server: &Server, shared: u64, extra: u64) -> Server {
+    let mut fork = Server::new();
+    for i in 1..shared {
+        let leaf = server.log.leaf(i).expect("leaf");
+        fork.log.append_hash(leaf).expect("append");
+    }
+    for i in 0..extra {
+        fork.append(&LogEntry::FederationConfig {
+            federation: "notes".into(),
+            config_sha256: Hash::sha256(&i.to_be_bytes()),
+        });
+    }
+    fork
+}
+
+fn head(sth: SignedTreeHead, consistency: Option<ConsistencyProofResponse>) -> GossipHead {
+    GossipHead { sth, consistency }
+}
+
+#[test]
+fn gossip_of_consistent_heads_passes() {
+    let (mut server, mut audit) = audited(1);
+    let older = server.log.tree_head(T0).expect("head").sign(&key());
+    let same = server.sth();
+    let _ = server.round(&audit, 2, b"u", b"a");
+    let newer = server.sth();
+    let mine = audit.size();
+    let heads = [
+        head(
+            older.clone(),
+            Some(ConsistencyProofResponse {
+                old: older.head.size,
+                new: mine,
+                path: server
+                    .log
+                    .consistency_proof(older.head.size, mine)
+                    .expect("proof"),
+            }),
+        ),
+        head(same, None),
+        head(newer, Some(server.consistency(mine))),
+        // Not the log's key: ignored, not evidence.
+        head(
+            server
+                .log
+                .tree_head(T0)
+                .expect("head")
+                .sign(&SigningKey::from_bytes(&[1; 32])),
+            None,
+        ),
+    ];
+    let report = audit.gossip(&heads).expect("consistent");
+    assert_eq!((report.heads, report.consistent, report.ignored), (4, 3, 1));
+    assert!(audit.split_views().is_empty());
+}
+
+#[test]
+fn gossip_exposes_a_split_view_and_the_full_audit_keeps_reporting_it() {
+    let (server, mut audit) = audited(1);
+    let size = audit.size();
+    // Same size, another root.
+    let mut fork = forked(&server, size - 1, 1);
+    assert_eq!(fork.size(), size);
+    let theirs = fork.sth();
+    let before = audit.clone();
+    let err = audit
+        .gossip(&[head(theirs.clone(), None)])
+        .expect_err("split view");
+    assert!(
+        matches!(&err, AuditError::SplitView { mine, theirs: t, proof: None }
+            if mine.size == size && *t == theirs.head),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("SPLIT VIEW"), "{err}");
+    assert_eq!(audit.split_views().len(), 1, "evidence kept");
+    assert_ne!(audit, before);
+    // Stored and re-read, the full audit still reports it.
+    let stored: LogAudit =
+        serde_json::from_str(&serde_json::to_string(&audit).expect("save")).expect("load");
+    assert!(matches!(
+        audit_all(&stored),
+        Err(AuditError::SplitView { .. })
+    ));
+    // The same evidence again is not stored twice.
+    let _ = audit.gossip(&[head(theirs, None)]).expect_err("again");
+    assert_eq!(audit.split_views().len(), 1);
+
+    // A larger tree that does not extend this device's: the fork's own
+    // consistency proof fails, and no proof at all is no better.
+    let (_, mut audit) = audited(1);
+    let mut fork = forked(&server, size - 1, 3);
+    let bigger = fork.sth();
+    let proof = fork.consistency(size);
+    let err = audit
+        .gossip(&[head(bigger.clone(), Some(proof))])
+        .expect_err("inconsistent");
+    assert!(
+        matches!(&err, AuditError::SplitView { proof: Some(_), .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not consistent"), "{err}");
+    let (_, mut audit) = audited(1);
+    let err = audit.gossip(&[head(bigger, None)]).expect_err("no proof");
+    assert!(err.to_string().contains("cannot prove"), "{err}");
+    assert!(matches!(
+        audit_all(&audit),
+        Err(AuditError::SplitView { .. })
+    ));
+
+    // Two other devices' heads of one size that disagree: a split even
+    // before this device has verified anything.
+    let mut fresh = LogAudit::new(key().verifying_key());
+    let mut honest = Server::new();
+    let a = honest.sth();
+    let mut other = Server::new();
+    other.log = MerkleLog::new(MemoryStore::new());
+    other.append(&LogEntry::FederationConfig {
+        federation: "other".into(),
+        config_sha256: Hash::sha256(b"x"),
+    });
+    let b = other.sth();
+    assert!(matches!(
+        fresh.gossip(&[head(a, None), head(b, None)]),
+        Err(AuditError::SplitView { .. })
+    ));
+
+    // A tampered state file whose evidence no longer proves anything
+    // (the foreign head's signature broken) no longer reports it.
+    let mut json = serde_json::to_value(&stored).expect("serialize");
+    json["split_views"][0]["theirs"]["head"]["timestamp_ms"] = serde_json::json!(1);
+    let tampered: LogAudit = serde_json::from_value(json).expect("parse");
+    assert!(audit_all(&tampered).is_ok());
+}

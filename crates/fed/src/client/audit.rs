@@ -219,7 +219,7 @@ impl FedClient {
         self.http.send(&call, traffic, None)
     }
 
-    fn log_json<T: serde::de::DeserializeOwned>(
+    pub(super) fn log_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         traffic: &Traffic,
@@ -229,7 +229,7 @@ impl FedClient {
 
     /// A log answer where 404 means "the log has no such entry", which is
     /// the audit's to judge (a missing commitment, say), not an error here.
-    fn log_json_or_absent<T: serde::de::DeserializeOwned>(
+    pub(super) fn log_json_or_absent<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         traffic: &Traffic,

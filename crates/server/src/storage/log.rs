@@ -15,7 +15,7 @@ use hearth_ledger::{
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{LogInclusion, LogLeaf, SqliteStorage, StorageError};
+use super::{GossipHead, LogInclusion, LogLeaf, SqliteStorage, StorageError};
 use crate::log::LogKey;
 
 type Result<T> = std::result::Result<T, StorageError>;
@@ -418,6 +418,80 @@ pub(super) fn adapter_entry(
         }
         let proof = inclusion_in(tx, index, size)?;
         Ok(Some((LogLeaf { index, leaf_data }, proof)))
+    })
+}
+
+pub(super) fn record_gossip_head(conn: &mut Connection, head: &GossipHead) -> Result<bool> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let sth = &head.sth.head;
+    let log = MerkleLog::new(SqliteNodes::new(&tx));
+    let size = log.size().map_err(log_error)?;
+    let matches_log = sth.size <= size && log.root_at(sth.size).map_err(log_error)? == sth.root;
+    tx.prepare_cached(
+        "INSERT INTO log_gossip (federation_id, device_id, size, root, timestamp_ms, signature, \
+         matches_log, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (federation_id, device_id) DO UPDATE SET size = excluded.size, \
+         root = excluded.root, timestamp_ms = excluded.timestamp_ms, \
+         signature = excluded.signature, matches_log = excluded.matches_log, \
+         received_at_ms = excluded.received_at_ms",
+    )?
+    .execute(params![
+        head.federation_id,
+        head.device_id,
+        sth.size,
+        sth.root.as_bytes(),
+        sth.timestamp_ms,
+        head.sth.signature.to_bytes(),
+        matches_log,
+        head.at_ms
+    ])?;
+    if !matches_log {
+        // Signed by this log's key, yet not this log's tree: a fork, a
+        // restored backup or a leaked key. The operator must know.
+        tx.prepare_cached(
+            "INSERT INTO events (at_ms, federation_id, device_id, round, kind, detail_json) \
+             VALUES (?1, ?2, ?3, NULL, 'log_head_conflict', ?4)",
+        )?
+        .execute(params![
+            head.at_ms,
+            head.federation_id,
+            head.device_id,
+            serde_json::json!({
+                "size": sth.size,
+                "root": sth.root.to_string(),
+                "timestamp_ms": sth.timestamp_ms,
+                "log_size": size,
+            })
+            .to_string()
+        ])?;
+    }
+    tx.commit()?;
+    Ok(matches_log)
+}
+
+pub(super) fn gossip_heads(
+    conn: &mut Connection,
+    federation_id: &str,
+    limit: u32,
+) -> Result<Vec<SignedTreeHead>> {
+    read(conn, |tx| {
+        // SQLite takes the bare columns from the row with the max().
+        let mut stmt = tx.prepare_cached(
+            "SELECT size, root, timestamp_ms, signature, max(received_at_ms) AS latest \
+             FROM log_gossip WHERE federation_id = ?1 GROUP BY size, root \
+             ORDER BY latest DESC, size DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![federation_id, limit], |row| {
+            Ok(SignedTreeHead {
+                head: TreeHead {
+                    size: row.get(0)?,
+                    root: Hash::from_bytes(row.get(1)?),
+                    timestamp_ms: row.get(2)?,
+                },
+                signature: Signature::from_bytes(&row.get(3)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     })
 }
 

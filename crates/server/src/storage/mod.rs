@@ -45,6 +45,12 @@
 //!
 //! A change that fails appends nothing, and nothing is appended without
 //! its change. Devices verify the log with `hearth_fed::audit`.
+//!
+//! Devices also gossip the heads they verified
+//! ([`Storage::record_gossip_head`], [`Storage::gossip_heads`]): one per
+//! device, only heads the log key signed, so devices shown two histories
+//! can tell. A posted head that is not of this server's own log is an
+//! event (`log_head_conflict`) for the operator.
 
 mod log;
 mod sqlite;
@@ -211,6 +217,31 @@ pub trait Storage: Send + Sync + 'static {
         version: u64,
         size: u64,
     ) -> StorageFuture<'_, Option<(LogLeaf, LogInclusion)>>;
+    /// Stores a device's latest verified head (replacing its previous one);
+    /// the caller has checked the signature under the log key. Says
+    /// whether the head is of this log (same root at its size); a head that
+    /// is not is also a `log_head_conflict` event.
+    fn record_gossip_head(&self, head: GossipHead) -> StorageFuture<'_, bool>;
+    /// The heads devices of a federation posted, one per distinct tree
+    /// (size and root), most recently posted first, at most `limit`.
+    fn gossip_heads(
+        &self,
+        federation_id: String,
+        limit: u32,
+    ) -> StorageFuture<'_, Vec<SignedTreeHead>>;
+}
+
+/// A device's latest verified signed tree head, posted for gossip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipHead {
+    /// The device's federation.
+    pub federation_id: String,
+    /// The device.
+    pub device_id: String,
+    /// The head, its signature already checked under the log key.
+    pub sth: SignedTreeHead,
+    /// When it was posted.
+    pub at_ms: u64,
 }
 
 /// A masked upload the server accepted, to commit to in the log.

@@ -21,8 +21,8 @@ use hearth_ledger::{Hash, LogEntry, SignedTreeHead, leaf_hash};
 use super::log as tlog;
 use super::{
     Checkin, CohortMember, CommitmentReceipt, DeviceCounts, DeviceRecord, Enrolment, Event,
-    FederationRecord, FederationSync, GlobalVersion, InviteRefusal, LogInclusion, LogLeaf,
-    NewEvent, NewInvite, NewRound, Publication, RoundAbort, RoundOutcome, RoundRecord,
+    FederationRecord, FederationSync, GlobalVersion, GossipHead, InviteRefusal, LogInclusion,
+    LogLeaf, NewEvent, NewInvite, NewRound, Publication, RoundAbort, RoundOutcome, RoundRecord,
     RoundSummary, RoundUpdate, Storage, StorageError, StorageFuture, UploadCommitment, event_kinds,
 };
 use crate::log::LogKey;
@@ -40,6 +40,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/01-server.sql"),
     include_str!("../../migrations/02-log.sql"),
     include_str!("../../migrations/03-log-devices.sql"),
+    include_str!("../../migrations/04-gossip.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -394,6 +395,18 @@ impl Storage for SqliteStorage {
         size: u64,
     ) -> StorageFuture<'_, Option<(LogLeaf, LogInclusion)>> {
         self.call(move |conn| tlog::adapter_entry(conn, &federation_id, version, size))
+    }
+
+    fn record_gossip_head(&self, head: GossipHead) -> StorageFuture<'_, bool> {
+        self.call(move |conn| tlog::record_gossip_head(conn, &head))
+    }
+
+    fn gossip_heads(
+        &self,
+        federation_id: String,
+        limit: u32,
+    ) -> StorageFuture<'_, Vec<SignedTreeHead>> {
+        self.call(move |conn| tlog::gossip_heads(conn, &federation_id, limit))
     }
 
     fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>> {
