@@ -125,6 +125,9 @@ const verified: AuditOutcome = {
   adapters: 2,
   log_size: 41,
   log_root: "c".repeat(64),
+  parameters: 2,
+  gossip_heads: 3,
+  gossip_note: null,
   error: null,
 };
 

@@ -1,10 +1,14 @@
 //! What the federation server writes into its transparency log.
 //!
 //! Each [`LogEntry`] is a public, checkable statement: which configuration
-//! a federation runs, which devices committed to which (masked) uploads in
-//! a round, how a round ended, and which adapter was published with what
-//! privacy budget. A device checks that its own participation commitment
-//! and the adapter it downloads are in the log the server signs.
+//! a federation runs, which devices (with which keys) are enrolled or
+//! revoked, with which parameters each round opened, which devices
+//! committed to which (masked) uploads in a round, how a round ended, and
+//! which adapter was published with what privacy budget. A device checks
+//! that its round's parameters, its own participation commitment and the
+//! adapter it downloads are in the log the server signs; anyone can count
+//! a federation's enrolled keys (sybils cost a log entry each) and read
+//! every round's neighbourhood and noise parameters.
 //!
 //! # Encoding
 //!
@@ -22,12 +26,15 @@
 //! hash   = 32 raw bytes
 //! bool   = 0x00 or 0x01
 //! f64    = IEEE 754 bits, 8 bytes BE
+//! key    = 32 raw bytes (an Ed25519 public key)
+//! bytes  = length (u32 BE) || raw bytes
 //! ```
 //!
 //! [`LogEntry::from_leaf_data`] accepts exactly the bytes `leaf_data`
 //! produces (no trailing bytes, booleans 0 or 1, an epsilon that is
 //! `+∞` or finite, non-negative and not -0, a delta in `[0, 1]` that is
-//! not -0), so decoding and re-encoding gives the same leaf. The serde
+//! not -0, round parameters of at most [`MAX_ROUND_PARAMETERS_LEN`] bytes
+//! whose SHA-256 is the logged digest), so decoding and re-encoding gives the same leaf. The serde
 //! derive is for APIs and display, not for hashing (an infinite epsilon is
 //! JSON `null` there, since JSON has no infinity).
 //! [`LogEntry::is_canonical`] tells a writer beforehand whether an entry
@@ -44,6 +51,13 @@ const KIND_FEDERATION_CONFIG: u8 = 1;
 const KIND_ROUND_PARTICIPATION: u8 = 2;
 const KIND_ROUND_OUTCOME: u8 = 3;
 const KIND_ADAPTER_PUBLISHED: u8 = 4;
+const KIND_DEVICE_ENROLLED: u8 = 5;
+const KIND_DEVICE_REVOKED: u8 = 6;
+const KIND_ROUND_OPENED: u8 = 7;
+
+/// The most bytes of round parameters a [`LogEntry::RoundOpened`] may
+/// carry (Hearth's encoding is about a hundred).
+pub const MAX_ROUND_PARAMETERS_LEN: usize = 4096;
 
 /// One statement in the federation transparency log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +120,43 @@ pub enum LogEntry {
         /// (epsilon, delta), and an epsilon alone says nothing.
         delta: f64,
     },
+    /// A device enrolled in a federation, with the key its requests and
+    /// round messages are signed with: the federation's population is
+    /// public, so a server cannot fill a round with devices nobody else
+    /// can see (sybils) without logging each of them.
+    DeviceEnrolled {
+        /// The federation's id.
+        federation: String,
+        /// The device's id in the federation.
+        device: String,
+        /// Its Ed25519 public key (64 hex digits in serde).
+        #[serde(with = "crate::serde_hex")]
+        public_key: [u8; 32],
+    },
+    /// A device was revoked: from this entry on it takes part in no round.
+    DeviceRevoked {
+        /// The federation's id.
+        federation: String,
+        /// The device's id.
+        device: String,
+    },
+    /// A round opened with these parameters, logged before any device is
+    /// sent them: every device checks that the parameters it was shown
+    /// (and bound its signatures to) are the logged ones, so two devices
+    /// cannot be shown two sets of parameters for one round unnoticed.
+    RoundOpened {
+        /// The federation's id.
+        federation: String,
+        /// The round number.
+        round: u64,
+        /// The digest every signature of the round is bound to (Hearth:
+        /// `hearth_fed::RoundInfo::digest`): the SHA-256 of `parameters`.
+        parameters_sha256: Hash,
+        /// The canonical encoding of the round's parameters (hex in
+        /// serde), at most [`MAX_ROUND_PARAMETERS_LEN`] bytes.
+        #[serde(with = "crate::serde_hex::bytes")]
+        parameters: Vec<u8>,
+    },
 }
 
 /// The epsilon an [`LogEntry::AdapterPublished`] records for a round that
@@ -153,7 +204,8 @@ pub enum EntryError {
     #[error("a text field of the log entry is not UTF-8")]
     NotUtf8,
     /// A field holds a value its canonical encoding never produces (a
-    /// boolean other than 0 or 1, a negative, NaN or `-∞` epsilon).
+    /// boolean other than 0 or 1, a negative, NaN or `-∞` epsilon, round
+    /// parameters too long or not hashing to their digest).
     #[error("non-canonical value in field {0}")]
     NonCanonical(&'static str),
 }
@@ -214,6 +266,33 @@ impl LogEntry {
                 out.extend_from_slice(&epsilon.to_bits().to_be_bytes());
                 out.extend_from_slice(&delta.to_bits().to_be_bytes());
             }
+            Self::DeviceEnrolled {
+                federation,
+                device,
+                public_key,
+            } => {
+                out.push(KIND_DEVICE_ENROLLED);
+                put_str(&mut out, federation);
+                put_str(&mut out, device);
+                out.extend_from_slice(public_key);
+            }
+            Self::DeviceRevoked { federation, device } => {
+                out.push(KIND_DEVICE_REVOKED);
+                put_str(&mut out, federation);
+                put_str(&mut out, device);
+            }
+            Self::RoundOpened {
+                federation,
+                round,
+                parameters_sha256,
+                parameters,
+            } => {
+                out.push(KIND_ROUND_OPENED);
+                put_str(&mut out, federation);
+                out.extend_from_slice(&round.to_be_bytes());
+                out.extend_from_slice(parameters_sha256.as_bytes());
+                put_bytes(&mut out, parameters);
+            }
         }
         out
     }
@@ -237,6 +316,9 @@ impl LogEntry {
             Self::RoundParticipation { .. } => "round_participation",
             Self::RoundOutcome { .. } => "round_outcome",
             Self::AdapterPublished { .. } => "adapter_published",
+            Self::DeviceEnrolled { .. } => "device_enrolled",
+            Self::DeviceRevoked { .. } => "device_revoked",
+            Self::RoundOpened { .. } => "round_opened",
         }
     }
 
@@ -246,7 +328,10 @@ impl LogEntry {
             Self::FederationConfig { federation, .. }
             | Self::RoundParticipation { federation, .. }
             | Self::RoundOutcome { federation, .. }
-            | Self::AdapterPublished { federation, .. } => federation,
+            | Self::AdapterPublished { federation, .. }
+            | Self::DeviceEnrolled { federation, .. }
+            | Self::DeviceRevoked { federation, .. }
+            | Self::RoundOpened { federation, .. } => federation,
         }
     }
 
@@ -302,6 +387,33 @@ impl LogEntry {
                     delta
                 },
             },
+            KIND_DEVICE_ENROLLED => Self::DeviceEnrolled {
+                federation: r.string()?,
+                device: r.string()?,
+                public_key: r.array()?,
+            },
+            KIND_DEVICE_REVOKED => Self::DeviceRevoked {
+                federation: r.string()?,
+                device: r.string()?,
+            },
+            KIND_ROUND_OPENED => {
+                let federation = r.string()?;
+                let round = r.u64()?;
+                let parameters_sha256 = r.hash()?;
+                let parameters = r.bytes()?;
+                if parameters.len() > MAX_ROUND_PARAMETERS_LEN {
+                    return Err(EntryError::NonCanonical("parameters"));
+                }
+                if Hash::sha256(&parameters) != parameters_sha256 {
+                    return Err(EntryError::NonCanonical("parameters_sha256"));
+                }
+                Self::RoundOpened {
+                    federation,
+                    round,
+                    parameters_sha256,
+                    parameters,
+                }
+            }
             other => return Err(EntryError::UnknownKind(other)),
         };
         if !r.0.is_empty() {
@@ -317,6 +429,13 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    // As for strings: too long to encode means the decoder refuses it.
+    let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(b);
 }
 
 /// A cursor over untrusted bytes; every read checks the length first.
@@ -350,11 +469,14 @@ impl<'a> Reader<'a> {
         Ok(Hash::from_bytes(self.array::<HASH_LEN>()?))
     }
 
-    fn string(&mut self) -> Result<String, EntryError> {
+    fn bytes(&mut self) -> Result<Vec<u8>, EntryError> {
         let len = u32::from_be_bytes(self.array()?);
         let len = usize::try_from(len).map_err(|_| EntryError::Truncated)?;
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| EntryError::NotUtf8)
+        Ok(self.take(len)?.to_vec())
+    }
+
+    fn string(&mut self) -> Result<String, EntryError> {
+        String::from_utf8(self.bytes()?).map_err(|_| EntryError::NotUtf8)
     }
 }
 
@@ -395,6 +517,21 @@ mod tests {
                 contributors: 97,
                 epsilon: 2.5,
                 delta: 1e-6,
+            },
+            LogEntry::DeviceEnrolled {
+                federation: "f".into(),
+                device: "dev_a".into(),
+                public_key: [7; 32],
+            },
+            LogEntry::DeviceRevoked {
+                federation: "f".into(),
+                device: "dev_a".into(),
+            },
+            LogEntry::RoundOpened {
+                federation: "f".into(),
+                round: 12,
+                parameters_sha256: Hash::sha256(b"params"),
+                parameters: b"params".to_vec(),
             },
             LogEntry::AdapterPublished {
                 federation: "f".into(),
@@ -523,5 +660,47 @@ mod tests {
         assert!(adapter(0.0, 0.0).is_canonical());
         assert!(adapter(8.0, 1.0).is_canonical());
         assert!(adapter(NO_DP_BOUND, 1e-5).is_canonical());
+    }
+
+    #[test]
+    fn round_parameters_must_hash_to_their_digest_and_stay_small() {
+        let opened = |parameters: Vec<u8>, parameters_sha256| LogEntry::RoundOpened {
+            federation: "f".into(),
+            round: 1,
+            parameters_sha256,
+            parameters,
+        };
+        let good = opened(b"p".to_vec(), Hash::sha256(b"p"));
+        assert!(good.is_canonical());
+        let lying = opened(b"p".to_vec(), Hash::sha256(b"q"));
+        assert_eq!(
+            LogEntry::from_leaf_data(&lying.leaf_data()),
+            Err(EntryError::NonCanonical("parameters_sha256"))
+        );
+        let big = vec![0u8; MAX_ROUND_PARAMETERS_LEN + 1];
+        let too_big = opened(big.clone(), Hash::sha256(&big));
+        assert_eq!(
+            LogEntry::from_leaf_data(&too_big.leaf_data()),
+            Err(EntryError::NonCanonical("parameters"))
+        );
+        let json = serde_json::to_value(&good).expect("serialize");
+        assert_eq!(json["parameters"], "70");
+        assert_eq!(json["kind"], "round_opened");
+    }
+
+    #[test]
+    fn known_encoding_of_an_enrolment() {
+        let e = LogEntry::DeviceEnrolled {
+            federation: "f".into(),
+            device: "d".into(),
+            public_key: [9; 32],
+        };
+        let mut want = b"hearth-log-entry-v1".to_vec();
+        want.push(5);
+        want.extend_from_slice(&[0, 0, 0, 1, b'f', 0, 0, 0, 1, b'd']);
+        want.extend_from_slice(&[9; 32]);
+        assert_eq!(e.leaf_data(), want);
+        let json = serde_json::to_value(&e).expect("serialize");
+        assert_eq!(json["public_key"], hex::encode([9u8; 32]));
     }
 }

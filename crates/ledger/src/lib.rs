@@ -1,9 +1,10 @@
 //! Hearth's verifiable log and lineage primitives.
 //!
 //! The federation server keeps an append-only transparency log of what it
-//! does (federation configs, round participation commitments, round
-//! outcomes, published adapters), and devices check it; the local library
-//! commits to the items each training run used. Both rest on the same
+//! does (federation configs, enrolments and revocations, round parameters,
+//! round participation commitments, round outcomes, published adapters),
+//! and devices check it; the local library commits to the items each
+//! training run used. Both rest on the same
 //! RFC 9162 (Certificate Transparency 2.0) Merkle tree. This crate holds
 //! those pieces and nothing else: no network, no database, no clock.
 //!
@@ -61,7 +62,7 @@ mod serde_hex;
 mod sth;
 mod watcher;
 
-pub use entries::{EntryError, LogEntry, NO_DP_BOUND};
+pub use entries::{EntryError, LogEntry, MAX_ROUND_PARAMETERS_LEN, NO_DP_BOUND};
 pub use lineage::{ItemProof, ItemSetCommitment, ItemSetRoot, LineageError, Membership, SetProof};
 pub use merkle::{
     Hash, LogError, MemoryStore, MerkleLog, NodeStore, ProofError, empty_root, leaf_hash,

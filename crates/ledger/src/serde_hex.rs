@@ -72,3 +72,18 @@ pub(crate) mod verifying_key {
             .map_err(|_| D::Error::custom("not a valid Ed25519 public key"))
     }
 }
+
+/// `#[serde(with = "...")]` for a byte string of any length, as hex.
+pub(crate) mod bytes {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(text.as_ref()).map_err(D::Error::custom)
+    }
+}

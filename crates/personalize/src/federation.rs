@@ -145,7 +145,17 @@ pub struct AuditOutcome {
     pub log_size: Option<u64>,
     /// The latest verified root, hex.
     pub log_root: Option<String>,
-    /// What failed, when something did.
+    /// Round parameters re-checked in the log.
+    pub parameters: usize,
+    /// Heads other devices posted that were compared with this device's
+    /// (gossip, for active memberships); `None` when the server could not
+    /// be asked.
+    pub gossip_heads: Option<usize>,
+    /// Why gossip could not be had, when it could not (not a failure of
+    /// the audit: the stored evidence still verified).
+    pub gossip_note: Option<String>,
+    /// What failed, when something did (a `SPLIT VIEW: ...` when the log
+    /// showed other devices another history).
     pub error: Option<String>,
 }
 
@@ -488,8 +498,13 @@ pub fn set_policy(
 }
 
 /// Re-verifies, from what this device stored, every federation log it
-/// watches (`hearth audit`): each signed head, their consistency, and every
-/// round's commitment and adapter evidence.
+/// watches (`hearth audit`): each signed head, their consistency, every
+/// round's parameters, commitment and adapter evidence, and any split view
+/// found before; then, for active memberships, compares this device's
+/// latest head with the heads the federation's other devices posted
+/// (gossip; a short network budget, and a server that cannot be reached
+/// is only noted): two heads of one size with different roots, or a head
+/// the log cannot prove consistent with this device's, is a SPLIT VIEW.
 pub fn audit(library: &Library) -> Result<Vec<AuditOutcome>> {
     let mut outcomes = Vec::new();
     for m in library.memberships()? {
@@ -505,26 +520,69 @@ pub fn audit(library: &Library) -> Result<Vec<AuditOutcome>> {
             adapters: 0,
             log_size: None,
             log_root: None,
+            parameters: 0,
+            gossip_heads: None,
+            gossip_note: None,
             error: None,
         };
-        match record_of(&m).and_then(|record| {
-            hearth_fed::audit::audit_all(&record.audit)
-                .map_err(|e| PersonalizeError::Audit(e.to_string()))
-        }) {
+        let record = record_of(&m);
+        match record
+            .as_ref()
+            .map_err(|e| e.to_string())
+            .and_then(|record| {
+                hearth_fed::audit::audit_all(&record.audit).map_err(|e| e.to_string())
+            }) {
             Ok(report) => {
                 outcome.verified = true;
                 outcome.checkpoints = report.checkpoints;
                 outcome.rounds = report.rounds;
                 outcome.commitments = report.commitments;
                 outcome.adapters = report.adapters;
+                outcome.parameters = report.parameters;
                 outcome.log_size = report.head.as_ref().map(|h| h.size);
                 outcome.log_root = report.head.as_ref().map(|h| h.root.to_string());
             }
-            Err(error) => outcome.error = Some(error.to_string()),
+            Err(error) => outcome.error = Some(error),
+        }
+        if let (true, true, Ok(record)) = (outcome.active, outcome.verified, record) {
+            gossip_for_audit(library, &m, record, &mut outcome);
         }
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// The live part of [`audit`]: gossip with the federation's other devices
+/// through its server, within a short network budget.
+fn gossip_for_audit(
+    library: &Library,
+    m: &hearth_store::Membership,
+    mut record: Record,
+    outcome: &mut AuditOutcome,
+) {
+    let options = hearth_fed::client::ClientOptions {
+        connect_timeout: std::time::Duration::from_secs(5),
+        request_timeout: std::time::Duration::from_secs(20),
+        retry_for: std::time::Duration::from_secs(5),
+        ..hearth_fed::client::ClientOptions::default()
+    };
+    let client = load_identity(&key_path(library.root(), &m.federation_id)).and_then(|identity| {
+        Ok(FedClient::with_options(
+            record.membership.clone(),
+            identity,
+            options,
+        )?)
+    });
+    let result = client.map(|client| client.gossip(&mut record.audit));
+    match result {
+        Ok(Ok(report)) => outcome.gossip_heads = Some(report.heads),
+        Ok(Err(FedClientError::Audit(e))) => {
+            outcome.verified = false;
+            outcome.error = Some(e.to_string());
+        }
+        Ok(Err(e)) => outcome.gossip_note = Some(e.to_string()),
+        Err(e) => outcome.gossip_note = Some(e.to_string()),
+    }
 }
 
 /// A client error as the workflow's: cancellation (asked for directly, or
@@ -869,6 +927,20 @@ fn take_part(
         .audit_round(&mut record.audit, &report)
         .map_err(|e| PersonalizeError::Audit(e.to_string()))?;
     library.update_membership_record(stored.id, &json(record)?)?;
+    // Compare heads with the federation's other devices: a split view is
+    // kept in the record (so `hearth audit` reports it from then on) and
+    // stops this device; gossip that cannot be had is only noted.
+    match client.gossip(&mut record.audit) {
+        Ok(report) => progress.note(&format!(
+            "log heads compared with other devices: {} consistent with this one",
+            report.consistent
+        )),
+        Err(FedClientError::Audit(e)) => {
+            library.update_membership_record(stored.id, &json(record)?)?;
+            return Err(PersonalizeError::Audit(e.to_string()));
+        }
+        Err(e) => progress.note(&format!("log heads not compared with other devices: {e}")),
+    }
     progress.note(&format!(
         "round {round} verified in the server's transparency log ({} entries)",
         verified.head.size

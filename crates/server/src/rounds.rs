@@ -24,8 +24,8 @@ use crate::adapter::{self, GlobalError, PublishContext};
 use crate::config::{Config, FederationConfig, SecAggParams};
 use crate::identity::ServerIdentity;
 use crate::storage::{
-    CohortMember, GlobalVersion, NewRound, Publication, RoundAbort, RoundRecord, RoundSummary,
-    RoundUpdate, Storage, StorageError, UploadCommitment,
+    CohortMember, GlobalVersion, NewRound, Publication, RoundAbort, RoundParameters, RoundRecord,
+    RoundSummary, RoundUpdate, Storage, StorageError, UploadCommitment,
 };
 
 /// The four SecAgg+ stages a round moves through (Bonawitz et al.; Bell et
@@ -184,6 +184,14 @@ pub enum Rejection {
 pub trait RoundProtocol: Send + Sync + 'static {
     /// The first state of a round whose cohort was just formed.
     fn open(&self, setup: &RoundSetup<'_>) -> Result<RoundState, ProtocolError>;
+    /// The parameters of a round whose first state is `state`, for the
+    /// transparency log: [`open_round`] logs them in the transaction that
+    /// stores the round, before any device can be sent them. `None` (the
+    /// default) for a protocol with no parameters to log.
+    fn parameters(&self, state: &RoundState) -> Result<Option<RoundParameters>, ProtocolError> {
+        let _ = state;
+        Ok(None)
+    }
     /// Whether a stored in-flight state can be carried on by this build
     /// (it decodes, its stage is one the machine knows). Asked for every
     /// round found in flight when the server starts.
@@ -442,8 +450,10 @@ pub async fn open_round(
         now_ms,
     })?;
     let deadline = now_ms.saturating_add(duration_ms(federation.deadlines.for_stage(first.stage)));
+    let parameters = protocol.parameters(&first)?;
     Ok(storage
         .open_round(NewRound {
+            parameters,
             federation_id: federation.id.clone(),
             round,
             cohort: cohort.into_iter().map(|m| m.device_id).collect(),

@@ -41,7 +41,7 @@ use crate::rounds::{
     AcceptedUpload, Incoming, Poll, ProtocolError, PublishStep, Rejection, RoundInput,
     RoundProtocol, RoundSetup, RoundState, Stage, Step, StepContext,
 };
-use crate::storage::RoundRecord;
+use crate::storage::{RoundParameters, RoundRecord};
 
 /// SecAgg+ rounds (Bell et al. 2020) with distributed DP, as implemented
 /// by hearth-fed.
@@ -257,6 +257,12 @@ impl RoundProtocol for SecAggRounds {
         let state = AggregatorRound::new(info)
             .map_err(|e| ProtocolError(format!("round parameters: {e}")))?;
         encode(&state)
+    }
+
+    fn parameters(&self, state: &RoundState) -> Result<Option<RoundParameters>, ProtocolError> {
+        let state: AggregatorRound = serde_json::from_slice(&state.blob)
+            .map_err(|e| ProtocolError(format!("round state does not decode: {e}")))?;
+        Ok(Some(RoundParameters::of(state.info())))
     }
 
     fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError> {

@@ -13,8 +13,8 @@ use hearth_fed::audit::wire::{
     LogKeyResponse, SthResponse,
 };
 use hearth_fed::audit::{
-    Absence, AdapterCheck, AuditError, CommitmentCheck, LogAudit, LogReplay, RoundCheck,
-    commitment_leaf_hash,
+    Absence, AdapterCheck, AuditError, CommitmentCheck, LogAudit, LogReplay, ParametersCheck,
+    RoundCheck, commitment_leaf_hash,
 };
 use hearth_fed::global::GlobalStatement;
 use hearth_ledger::{Hash, LogEntry, ProofError, leaf_hash, verify_consistency, verify_inclusion};
@@ -122,6 +122,9 @@ impl TestServer {
                 adapter_sha256,
                 logged: self.adapter_entry(version, size).await,
             }),
+            // These devices take no part in the protocol, so were shown no
+            // parameters; a_device_verifies_... checks the logged ones.
+            parameters: None,
         }
     }
 
@@ -260,13 +263,13 @@ async fn a_device_verifies_its_round_with_the_pinned_key() {
     let check = t.after_round(&audit, &a.id, 1, b"a's masked upload").await;
     let sth = check.sth.clone();
     assert_eq!(
-        sth.head.size, 6,
-        "2 configs, 2 commitments, outcome, publication"
+        sth.head.size, 9,
+        "2 configs, 2 enrolments, round opened, 2 commitments, outcome, publication"
     );
     let result = audit
         .verify_round(check.clone())
         .expect("the honest round verifies");
-    assert_eq!(result.commitment_index, Some(2));
+    assert_eq!(result.commitment_index, Some(5));
     let adapter = result.adapter.expect("adapter verified");
     assert_eq!(
         (adapter.contributors, adapter.epsilon, adapter.delta),
@@ -289,28 +292,54 @@ async fn a_device_verifies_its_round_with_the_pinned_key() {
         Ok(())
     );
     let by_index: InclusionProofResponse = t
-        .log_get(&format!("{}?index=2&size=6", wire::INCLUSION_PATH))
+        .log_get(&format!("{}?index=5&size=9", wire::INCLUSION_PATH))
         .await
         .expect("by index");
     assert_eq!(by_index, commitment);
-    for old in 1..=6 {
-        let c = t.consistency(old, 6).await;
+    for old in 1..=9 {
+        let c = t.consistency(old, 9).await;
         let old_root = leaf_root(&t, old).await;
         assert_eq!(
-            verify_consistency(old, 6, &old_root, &sth.head.root, &c.path),
+            verify_consistency(old, 9, &old_root, &sth.head.root, &c.path),
             Ok(()),
-            "consistency {old}..6"
+            "consistency {old}..9"
         );
     }
     assert_eq!(verified.size(), 2);
 
     // Entries decode, and all of them hash to the signed root.
-    let page = t.entries(0, 6).await;
+    let page = t.entries(0, 9).await;
     assert!(matches!(
-        page.entries[5].entry,
+        page.entries[8].entry,
         Some(LogEntry::AdapterPublished { version: 1, .. })
     ));
     t.replay(&audit).await.expect("contents match the root");
+
+    // The round's parameters were logged when check-in opened it, before
+    // any device could poll them: decodable, hashing to their digest, and
+    // provably in the tree under the round's RoundInfo.
+    let Some(LogEntry::RoundOpened {
+        round: 1,
+        parameters_sha256,
+        parameters,
+        ..
+    }) = page.entries[4].entry.clone()
+    else {
+        panic!("no round_opened entry at 4: {:?}", page.entries[4]);
+    };
+    let info = hearth_fed::audit::parameters::decode(&parameters).expect("parameters decode");
+    assert_eq!(info.digest(), parameters_sha256.to_bytes());
+    assert_eq!(
+        info.federation,
+        hearth_fed::FederationId::from_name("notes")
+    );
+    assert_eq!((info.round.0, info.max_clients), (1, 2));
+    let opened = hearth_fed::audit::parameters::round_opened_entry("notes", &info);
+    let check = ParametersCheck {
+        proof: t.inclusion_by_hash(opened.leaf_hash(), sth.head.size).await,
+        info,
+    };
+    assert_eq!(audit.check_parameters("notes", 1, &check), Ok(4));
 
     // Everything stored re-verifies from scratch (`hearth audit`).
     let stored: LogAudit =
@@ -512,7 +541,7 @@ async fn a_changed_entry_in_the_database_is_detected() {
     // Re-reading the whole log shows the root no longer matches.
     let err = t.replay(&audit).await.expect_err("root mismatch");
     assert!(
-        matches!(err, AuditError::RootMismatch { size: 6, .. }),
+        matches!(err, AuditError::RootMismatch { size: 9, .. }),
         "{err}"
     );
     assert!(err.to_string().starts_with("root mismatch"));

@@ -98,8 +98,10 @@ fn ten_clients_publish_exactly_the_sum_of_their_quantized_updates() {
         let client = support::client(membership, secret);
         let mut audit = client.log_audit().expect("pinned log key");
         let verified = client.audit_round(&mut audit, report).expect("audit");
-        // 2 configurations, 10 commitments, the outcome, the publication.
-        assert_eq!(verified.head.size, 14);
+        // 2 configurations, 10 enrolments, the round's parameters, 10
+        // commitments, the outcome, the publication.
+        assert_eq!(verified.head.size, 25);
+        assert_eq!(verified.parameters_index, Some(12));
         assert!(commitments.insert(verified.commitment_index.expect("committed")));
         let adapter = verified.adapter.expect("adapter verified");
         assert_eq!((adapter.round, adapter.contributors), (1, 10));
@@ -136,7 +138,7 @@ fn ten_clients_publish_exactly_the_sum_of_their_quantized_updates() {
         );
         assert_eq!(before, stored);
     }
-    assert_eq!(commitments, (2..12).collect());
+    assert_eq!(commitments, (13..23).collect());
 
     let v1 = observer.fetch_global().expect("version 1");
     assert_eq!((v1.version(), v1.round()), (1, 1));
@@ -590,6 +592,21 @@ fn the_client_trusts_only_what_it_pinned_and_stops_when_cancelled() {
         delta: 1e-5,
         global_version_after: 0,
         upload_sha256: [0; 32],
+        round_info: hearth_fed::RoundInfo {
+            federation: hearth_fed::FederationId::from_name("notes"),
+            round: hearth_fed::RoundId(1),
+            vector_len: 1,
+            min_clients: 2,
+            max_clients: 2,
+            min_survivors: 2,
+            degree: None,
+            threshold: None,
+            graph_seed: hearth_fed::GraphSeed([0; 32]),
+            dp: hearth_fed::DpConfig {
+                clip_norm: 1.0,
+                noise_multiplier: 0.0,
+            },
+        },
     };
     let err = client
         .audit_round(&mut audit, &nothing_uploaded)
@@ -692,7 +709,7 @@ fn a_device_catches_a_forked_server_by_the_head_it_stored() {
     assert!(
         matches!(
             &err,
-            FedClientError::Audit(AuditError::Fork { size: 7, .. })
+            FedClientError::Audit(AuditError::Fork { size: 11, .. })
         ),
         "{err}"
     );

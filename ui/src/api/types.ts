@@ -383,6 +383,13 @@ export interface AuditOutcome {
   adapters: number;
   log_size: number | null;
   log_root: string | null;
+  /** Round parameters re-checked in the log. */
+  parameters: number;
+  /** Heads other devices posted that were compared (gossip); null when the server could not be asked. */
+  gossip_heads: number | null;
+  /** Why gossip could not be had. */
+  gossip_note: string | null;
+  /** What failed; "SPLIT VIEW: ..." when the log showed other devices another history. */
   error: string | null;
 }
 

@@ -223,18 +223,30 @@ pub fn audit(library: Library) -> Result<ExitCode> {
     let mut failed = false;
     for outcome in outcomes {
         match &outcome.error {
-            None => println!(
-                "federation {} at {}: verified {} signed heads, {} rounds ({} of this device's uploads, {} published adapters); log size {}",
-                outcome.federation_id,
-                outcome.server_url,
-                outcome.checkpoints,
-                outcome.rounds,
-                outcome.commitments,
-                outcome.adapters,
-                outcome
-                    .log_size
-                    .map_or("unknown (no round yet)".to_owned(), |s| s.to_string())
-            ),
+            None => {
+                println!(
+                    "federation {} at {}: verified {} signed heads, {} rounds ({} of this device's uploads, {} published adapters, {} round parameters); log size {}",
+                    outcome.federation_id,
+                    outcome.server_url,
+                    outcome.checkpoints,
+                    outcome.rounds,
+                    outcome.commitments,
+                    outcome.adapters,
+                    outcome.parameters,
+                    outcome
+                        .log_size
+                        .map_or("unknown (no round yet)".to_owned(), |s| s.to_string())
+                );
+                match (outcome.gossip_heads, &outcome.gossip_note) {
+                    (Some(heads), _) => {
+                        println!("  log heads compared with other devices': {heads}, no split view")
+                    }
+                    (None, Some(note)) => {
+                        println!("  log heads not compared with other devices': {note}")
+                    }
+                    (None, None) => {}
+                }
+            }
             Some(error) => {
                 failed = true;
                 println!(

@@ -14,7 +14,11 @@
 //!    contribution;
 //! 3. the global adapter it is about to use is logged, with the SHA-256 of
 //!    the bytes it downloaded, so the server cannot hand different devices
-//!    different models or publish one it did not log.
+//!    different models or publish one it did not log;
+//! 4. the round's parameters it was shown (and bound every signature to)
+//!    are the ones logged when the round opened ([`parameters`]), so the
+//!    server cannot show two devices two sets of parameters for one round
+//!    in one history.
 //!
 //! Any failure is an [`AuditError`] saying which of these broke; the caller
 //! stops taking part and tells the person. Everything here is pure: it
@@ -41,7 +45,10 @@
 //!    of the exact bytes it uploaded (a 404 is `proof: None`);
 //! 4. if it downloads global version `v`: [`wire::ADAPTER_PATH`]
 //!    `?federation={f}&version={v}&size={size}` (a 404 is `logged: None`),
-//!    and the SHA-256 it computed over the downloaded bytes.
+//!    and the SHA-256 it computed over the downloaded bytes;
+//! 5. [`wire::INCLUSION_PATH`]`?hash={h}&size={size}` with `h` the leaf
+//!    hash of [`parameters::round_opened_entry`] for the round's
+//!    parameters as this device received them (a 404 is `proof: None`).
 //!
 //! Fetch the head after the round has ended and after downloading the
 //! adapter, so both entries are in it (asking about an entry past the
@@ -86,13 +93,18 @@
 //!         }),
 //!     }),
 //!     adapter: None,
+//!     parameters: None,
 //! })?;
 //! assert_eq!(verified.commitment_index, Some(0));
 //! assert_eq!(hearth_fed::audit::audit_all(&audit)?.rounds, 1);
 //! # Ok(()) }
 //! ```
 
+pub mod gossip;
+pub mod parameters;
 pub mod wire;
+
+pub use gossip::{GossipHead, GossipReport, SplitViewEvidence};
 
 use hearth_ledger::{
     EntryError, Hash, LogEntry, LogWatcher, MemoryStore, MerkleLog, ProofError, SignedTreeHead,
@@ -192,6 +204,21 @@ pub enum AuditError {
         /// SHA-256 the log records.
         logged: Hash,
     },
+    /// The round's parameters this device was shown are not (verifiably)
+    /// the ones the log recorded when the round opened.
+    #[error(
+        "round parameters not logged: the log does not hold the parameters (digest {digest}) this device was shown for round {round} of {federation}: {why}"
+    )]
+    ParametersNotLogged {
+        /// The federation.
+        federation: String,
+        /// The round.
+        round: u64,
+        /// The digest of the parameters this device was shown.
+        digest: Hash,
+        /// What the log answered instead.
+        why: Absence,
+    },
     /// The adapter version is not (verifiably) in the log.
     #[error("global version {version} of {federation} is not in the log: {why}")]
     AdapterNotLogged {
@@ -222,6 +249,19 @@ pub enum AuditError {
         answered: u64,
         /// The verified head's size.
         verified: u64,
+    },
+    /// Two heads signed by the log cannot both be true: another device was
+    /// shown another history than this one (found by gossip, see
+    /// [`gossip`]).
+    #[error("SPLIT VIEW: {}", gossip::describe(.mine, .theirs, .proof))]
+    SplitView {
+        /// The head this device verified.
+        mine: TreeHead,
+        /// The head another device was shown.
+        theirs: TreeHead,
+        /// Why the log's consistency proof between them failed, when it
+        /// gave one.
+        proof: Option<ProofError>,
     },
     /// A response is malformed (bad base64, entries out of order).
     #[error("malformed log response: {0}")]
@@ -326,6 +366,18 @@ pub struct AdapterCheck {
     pub logged: Option<AdapterEntryResponse>,
 }
 
+/// The round's parameters to check: what this device was shown, and what
+/// the log answered to [`wire::INCLUSION_PATH`] with the leaf hash of
+/// their `round_opened` entry ([`parameters::round_opened_entry`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParametersCheck {
+    /// The parameters as this device received them.
+    pub info: crate::RoundInfo,
+    /// The log's proof; `None` when it answered that it has no such entry
+    /// (404).
+    pub proof: Option<InclusionProofResponse>,
+}
+
 /// Everything to check after a round, as fetched by the driver: the latest
 /// head, the consistency proof from [`LogAudit::size`] to its size, and
 /// the answers about this device's commitment and the new adapter.
@@ -343,6 +395,9 @@ pub struct RoundCheck {
     pub commitment: Option<CommitmentCheck>,
     /// The adapter it will use, if the round published one.
     pub adapter: Option<AdapterCheck>,
+    /// The round's parameters as this device was shown them (always, for
+    /// a round it took part in).
+    pub parameters: Option<ParametersCheck>,
 }
 
 /// What a successful check established.
@@ -353,6 +408,8 @@ pub struct RoundVerified {
     pub head: TreeHead,
     /// Where this device's commitment is in the log.
     pub commitment_index: Option<u64>,
+    /// Where the round's parameters are in the log.
+    pub parameters_index: Option<u64>,
     /// The adapter's log entry, verified: its privacy guarantee is the
     /// `(epsilon, delta)` to show the person.
     pub adapter: Option<AdapterVerified>,
@@ -397,6 +454,10 @@ pub struct RoundEvidence {
     pub commitment: Option<CommitmentCheck>,
     /// The adapter and its entry.
     pub adapter: Option<AdapterCheck>,
+    /// The round's parameters and their proof (absent in audits stored
+    /// before parameters were logged).
+    #[serde(default)]
+    pub parameters: Option<ParametersCheck>,
 }
 
 /// A device's audit state for one server's log: the pinned key, the last
@@ -404,11 +465,15 @@ pub struct RoundEvidence {
 /// every change; reading it back re-checks the head's signature, and
 /// [`audit_all`] re-checks everything.
 ///
-/// Every method that can fail leaves the state as it was.
+/// Every method that can fail leaves the state as it was, except
+/// [`LogAudit::gossip`], which keeps the evidence of a split view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogAudit {
     watcher: LogWatcher,
     history: Vec<Checkpoint>,
+    /// Split views found by gossip (absent in audits stored before gossip).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    split_views: Vec<SplitViewEvidence>,
 }
 
 impl LogAudit {
@@ -417,6 +482,7 @@ impl LogAudit {
         Self {
             watcher: LogWatcher::new(log_key),
             history: Vec::new(),
+            split_views: Vec::new(),
         }
     }
 
@@ -485,9 +551,14 @@ impl LogAudit {
             round,
             commitment,
             adapter,
+            parameters,
         } = check;
         next.watcher_update(&sth, &consistency)?;
         let head = sth.head;
+        let parameters_index = match &parameters {
+            Some(p) => Some(next.check_parameters(&federation, round, p)?),
+            None => None,
+        };
         let commitment_index = match &commitment {
             Some(c) => Some(next.check_commitment(&federation, round, c)?),
             None => None,
@@ -504,12 +575,14 @@ impl LogAudit {
                 round,
                 commitment,
                 adapter,
+                parameters,
             }),
         });
         *self = next;
         Ok(RoundVerified {
             head,
             commitment_index,
+            parameters_index,
             adapter: adapter_verified,
         })
     }
@@ -547,6 +620,51 @@ impl LogAudit {
             &self.watcher.root(),
         )
         .map_err(|e| missing(Absence::NotInTree(e)))?;
+        Ok(proof.index)
+    }
+
+    /// Checks that the round's parameters this device was shown are the
+    /// ones logged for the round, in the verified tree (check 4), and
+    /// returns their entry's index.
+    pub fn check_parameters(
+        &self,
+        federation: &str,
+        round: u64,
+        check: &ParametersCheck,
+    ) -> Result<u64, AuditError> {
+        let not_logged = |why| AuditError::ParametersNotLogged {
+            federation: federation.to_owned(),
+            round,
+            digest: Hash::from_bytes(check.info.digest()),
+            why,
+        };
+        if check.info.round.0 != round
+            || check.info.federation != crate::FederationId::from_name(federation)
+        {
+            return Err(AuditError::Malformed(format!(
+                "the parameters checked are for round {} of {}, not round {round} of {federation}",
+                check.info.round, check.info.federation
+            )));
+        }
+        let leaf = parameters::round_opened_entry(federation, &check.info).leaf_hash();
+        let proof = check
+            .proof
+            .as_ref()
+            .ok_or_else(|| not_logged(Absence::NoEntry))?;
+        self.check_tree_size(proof.size)?;
+        if proof.leaf_hash != leaf {
+            return Err(not_logged(Absence::OtherLeaf {
+                answered: proof.leaf_hash,
+            }));
+        }
+        verify_inclusion(
+            &leaf,
+            proof.index,
+            self.size(),
+            &proof.path,
+            &self.watcher.root(),
+        )
+        .map_err(|e| not_logged(Absence::NotInTree(e)))?;
         Ok(proof.index)
     }
 
@@ -720,6 +838,8 @@ pub struct AuditReport {
     pub commitments: usize,
     /// Adapters re-checked.
     pub adapters: usize,
+    /// Round parameters re-checked.
+    pub parameters: usize,
     /// The latest head, if any.
     pub head: Option<TreeHead>,
 }
@@ -728,8 +848,10 @@ pub struct AuditReport {
 /// the pinned key alone, every checkpoint's head signature, its
 /// consistency with the one before, and every commitment and adapter
 /// against the head it was checked at; finally that the stored latest head
-/// is the last checkpoint's. Catches a tampered or truncated state file as
-/// well as evidence that no longer holds.
+/// is the last checkpoint's; and that no split view was found by gossip
+/// ([`AuditError::SplitView`], re-checked from its stored evidence).
+/// Catches a tampered or truncated state file as well as evidence that no
+/// longer holds.
 pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
     let mut replay = LogAudit::new(*audit.log_key());
     let mut report = AuditReport {
@@ -737,6 +859,7 @@ pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
         rounds: 0,
         commitments: 0,
         adapters: 0,
+        parameters: 0,
         head: None,
     };
     for (checkpoint, step) in audit.history.iter().enumerate() {
@@ -762,6 +885,12 @@ pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
                 replay.check_adapter(&evidence.federation, a).map_err(at)?;
                 report.adapters += 1;
             }
+            if let Some(p) = &evidence.parameters {
+                replay
+                    .check_parameters(&evidence.federation, evidence.round, p)
+                    .map_err(at)?;
+                report.parameters += 1;
+            }
         }
         report.checkpoints += 1;
     }
@@ -772,6 +901,9 @@ pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
                 "the stored latest head is not the last checkpoint's".into(),
             )),
         });
+    }
+    for evidence in &audit.split_views {
+        gossip::recheck(evidence, audit.log_key())?;
     }
     report.head = replay.watcher.head().map(|h| *h.head());
     Ok(report)

@@ -78,6 +78,8 @@ impl Server {
     /// (unless `drop_commitment`), publishes version `round` with bytes
     /// `adapter`, and answers the device's after-round questions.
     fn round(&mut self, audit: &LogAudit, round: u64, upload: &[u8], adapter: &[u8]) -> RoundCheck {
+        let info = round_info(round, 1);
+        let opened_index = self.append(&parameters::round_opened_entry("notes", &info));
         let mine = LogEntry::RoundParticipation {
             federation: "notes".into(),
             round,
@@ -122,8 +124,83 @@ impl Server {
                 adapter_sha256: Hash::sha256(adapter),
                 logged: Some(self.adapter_entry(adapter_index, &published)),
             }),
+            parameters: Some(ParametersCheck {
+                info,
+                proof: Some(self.inclusion(opened_index)),
+            }),
         }
     }
+}
+
+/// The parameters of `round` with graph seed `seed`.
+fn round_info(round: u64, seed: u8) -> crate::RoundInfo {
+    crate::RoundInfo {
+        federation: crate::FederationId::from_name("notes"),
+        round: crate::RoundId(round),
+        vector_len: 16,
+        min_clients: 2,
+        max_clients: 2,
+        min_survivors: 2,
+        degree: None,
+        threshold: None,
+        graph_seed: crate::GraphSeed([seed; 32]),
+        dp: crate::DpConfig {
+            clip_norm: 1.0,
+            noise_multiplier: 0.0,
+        },
+    }
+}
+
+#[test]
+fn parameters_other_than_the_logged_ones_are_caught() {
+    let (mut server, mut audit) = audited(1);
+    let mut check = server.round(&audit, 2, b"u", b"a");
+    let honest = check.clone();
+    let before = audit.clone();
+    // This device was shown another graph seed than the logged one; the
+    // server answers the inclusion query (by that leaf hash) with nothing,
+    // or with the logged entry's proof.
+    let shown = round_info(2, 9);
+    check.parameters = Some(ParametersCheck {
+        info: shown.clone(),
+        proof: None,
+    });
+    let err = audit.verify_round(check.clone()).expect_err("not logged");
+    assert!(
+        matches!(&err, AuditError::ParametersNotLogged { round: 2, why: Absence::NoEntry, digest, .. }
+            if *digest == Hash::from_bytes(shown.digest())),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("round parameters not logged"));
+    check.parameters = Some(ParametersCheck {
+        info: shown,
+        proof: honest.parameters.as_ref().and_then(|p| p.proof.clone()),
+    });
+    let err = audit.verify_round(check).expect_err("another leaf");
+    assert!(
+        matches!(
+            &err,
+            AuditError::ParametersNotLogged {
+                why: Absence::OtherLeaf { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Parameters of another round are refused as such.
+    let mut other = honest.clone();
+    if let Some(p) = other.parameters.as_mut() {
+        p.info.round = crate::RoundId(1);
+    }
+    assert!(matches!(
+        audit.verify_round(other),
+        Err(AuditError::Malformed(_))
+    ));
+    assert_eq!(audit, before);
+    let verified = audit.verify_round(honest).expect("the logged parameters");
+    assert_eq!(verified.parameters_index, Some(6));
+    let report = audit_all(&audit).expect("re-verifies");
+    assert_eq!(report.parameters, 2);
 }
 
 fn audited(rounds: u64) -> (Server, LogAudit) {
@@ -281,6 +358,10 @@ fn a_dropped_or_swapped_commitment_is_caught() {
     if let Some(c) = check.commitment.as_mut() {
         let mine = c.proof.as_ref().map(|p| p.index).expect("my index");
         c.proof = Some(server.inclusion(mine));
+    }
+    if let Some(p) = check.parameters.as_mut() {
+        let opened = p.proof.as_ref().map(|p| p.index).expect("opened index");
+        p.proof = Some(server.inclusion(opened));
     }
     let mut other = check.clone();
     if let Some(c) = other.commitment.as_mut() {
@@ -458,6 +539,7 @@ fn server_leaf_data(server: &Server, index: u64) -> Vec<u8> {
         .leaf_data(),
     ];
     for r in 1..=8u64 {
+        candidates.push(parameters::round_opened_entry("notes", &round_info(r, 1)).leaf_data());
         candidates.push(
             LogEntry::RoundParticipation {
                 federation: "notes".into(),
@@ -569,4 +651,140 @@ fn advancing_without_a_round_records_checkpoints() {
     assert_eq!(audit.history().len(), 3);
     let report = audit_all(&audit).expect("re-verifies");
     assert_eq!((report.checkpoints, report.rounds), (3, 0));
+}
+
+/// A second history under the same key: the toy server's log up to
+/// `shared` entries, then other entries.
+fn forked(server: &Server, shared: u64, extra: u64) -> Server {
+    let mut fork = Server::new();
+    for i in 1..shared {
+        let leaf = server.log.leaf(i).expect("leaf");
+        fork.log.append_hash(leaf).expect("append");
+    }
+    for i in 0..extra {
+        fork.append(&LogEntry::FederationConfig {
+            federation: "notes".into(),
+            config_sha256: Hash::sha256(&i.to_be_bytes()),
+        });
+    }
+    fork
+}
+
+fn head(sth: SignedTreeHead, consistency: Option<ConsistencyProofResponse>) -> GossipHead {
+    GossipHead { sth, consistency }
+}
+
+#[test]
+fn gossip_of_consistent_heads_passes() {
+    let (mut server, mut audit) = audited(1);
+    let older = server.log.tree_head(T0).expect("head").sign(&key());
+    let same = server.sth();
+    let _ = server.round(&audit, 2, b"u", b"a");
+    let newer = server.sth();
+    let mine = audit.size();
+    let heads = [
+        head(
+            older.clone(),
+            Some(ConsistencyProofResponse {
+                old: older.head.size,
+                new: mine,
+                path: server
+                    .log
+                    .consistency_proof(older.head.size, mine)
+                    .expect("proof"),
+            }),
+        ),
+        head(same, None),
+        head(newer, Some(server.consistency(mine))),
+        // Not the log's key: ignored, not evidence.
+        head(
+            server
+                .log
+                .tree_head(T0)
+                .expect("head")
+                .sign(&SigningKey::from_bytes(&[1; 32])),
+            None,
+        ),
+    ];
+    let report = audit.gossip(&heads).expect("consistent");
+    assert_eq!((report.heads, report.consistent, report.ignored), (4, 3, 1));
+    assert!(audit.split_views().is_empty());
+}
+
+#[test]
+fn gossip_exposes_a_split_view_and_the_full_audit_keeps_reporting_it() {
+    let (server, mut audit) = audited(1);
+    let size = audit.size();
+    // Same size, another root.
+    let mut fork = forked(&server, size - 1, 1);
+    assert_eq!(fork.size(), size);
+    let theirs = fork.sth();
+    let before = audit.clone();
+    let err = audit
+        .gossip(&[head(theirs.clone(), None)])
+        .expect_err("split view");
+    assert!(
+        matches!(&err, AuditError::SplitView { mine, theirs: t, proof: None }
+            if mine.size == size && *t == theirs.head),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("SPLIT VIEW"), "{err}");
+    assert_eq!(audit.split_views().len(), 1, "evidence kept");
+    assert_ne!(audit, before);
+    // Stored and re-read, the full audit still reports it.
+    let stored: LogAudit =
+        serde_json::from_str(&serde_json::to_string(&audit).expect("save")).expect("load");
+    assert!(matches!(
+        audit_all(&stored),
+        Err(AuditError::SplitView { .. })
+    ));
+    // The same evidence again is not stored twice.
+    let _ = audit.gossip(&[head(theirs, None)]).expect_err("again");
+    assert_eq!(audit.split_views().len(), 1);
+
+    // A larger tree that does not extend this device's: the fork's own
+    // consistency proof fails, and no proof at all is no better.
+    let (_, mut audit) = audited(1);
+    let mut fork = forked(&server, size - 1, 3);
+    let bigger = fork.sth();
+    let proof = fork.consistency(size);
+    let err = audit
+        .gossip(&[head(bigger.clone(), Some(proof))])
+        .expect_err("inconsistent");
+    assert!(
+        matches!(&err, AuditError::SplitView { proof: Some(_), .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not consistent"), "{err}");
+    let (_, mut audit) = audited(1);
+    let err = audit.gossip(&[head(bigger, None)]).expect_err("no proof");
+    assert!(err.to_string().contains("cannot prove"), "{err}");
+    assert!(matches!(
+        audit_all(&audit),
+        Err(AuditError::SplitView { .. })
+    ));
+
+    // Two other devices' heads of one size that disagree: a split even
+    // before this device has verified anything.
+    let mut fresh = LogAudit::new(key().verifying_key());
+    let mut honest = Server::new();
+    let a = honest.sth();
+    let mut other = Server::new();
+    other.log = MerkleLog::new(MemoryStore::new());
+    other.append(&LogEntry::FederationConfig {
+        federation: "other".into(),
+        config_sha256: Hash::sha256(b"x"),
+    });
+    let b = other.sth();
+    assert!(matches!(
+        fresh.gossip(&[head(a, None), head(b, None)]),
+        Err(AuditError::SplitView { .. })
+    ));
+
+    // A tampered state file whose evidence no longer proves anything
+    // (the foreign head's signature broken) no longer reports it.
+    let mut json = serde_json::to_value(&stored).expect("serialize");
+    json["split_views"][0]["theirs"]["head"]["timestamp_ms"] = serde_json::json!(1);
+    let tampered: LogAudit = serde_json::from_value(json).expect("parse");
+    assert!(audit_all(&tampered).is_ok());
 }

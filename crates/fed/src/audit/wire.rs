@@ -33,6 +33,51 @@ pub const ENTRIES_PATH: &str = "/v1/log/entries";
 /// version, with its inclusion proof ([`AdapterEntryResponse`]).
 pub const ADAPTER_PATH: &str = "/v1/log/adapter";
 
+/// `POST` (signed by an enrolled device of `{id}`, body [`GossipPost`]):
+/// the latest signed tree head the device verified; `GET` (public):
+/// the heads devices of the federation posted ([`GossipResponse`]). See
+/// [`gossip_path`].
+pub const GOSSIP_PATH_TEMPLATE: &str = "/v1/federations/{id}/gossip";
+
+/// The gossip endpoint of federation `id` (a plain name).
+pub fn gossip_path(federation: &str) -> String {
+    format!("/v1/federations/{federation}/gossip")
+}
+
+/// Most heads one gossip answer lists (the most recently posted, one per
+/// distinct tree).
+pub const MAX_GOSSIP_HEADS: usize = 64;
+
+/// Largest gossip `POST` body accepted (a head is about 300 bytes).
+pub const GOSSIP_BODY_LIMIT: usize = 4 * 1024;
+
+/// Body of a gossip `POST`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipPost {
+    /// The latest head the device verified, as the log signed it.
+    pub sth: hearth_ledger::SignedTreeHead,
+}
+
+/// Answer of a gossip `POST`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipAccepted {
+    /// Whether the head is one of the server's own log (same root at that
+    /// size). A server says so for its operator's sake; devices never
+    /// rely on it.
+    pub matches_log: bool,
+}
+
+/// Answer of a gossip `GET`: heads that devices of the federation posted,
+/// newest first, at most [`MAX_GOSSIP_HEADS`]. Each verifies under the
+/// log key (the server refuses others), and a device checks again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipResponse {
+    /// The federation.
+    pub federation: String,
+    /// The heads.
+    pub heads: Vec<hearth_ledger::SignedTreeHead>,
+}
+
 /// Most entries one [`ENTRIES_PATH`] request may ask for.
 pub const MAX_ENTRIES_PER_REQUEST: u64 = 1000;
 

@@ -9,7 +9,9 @@
 //! 3. the consistency proof from the head this device verified last;
 //! 4. the inclusion proof of this device's own commitment (its id and the
 //!    SHA-256 of the exact masked bytes it uploaded);
-//! 5. the `adapter_published` entry of the downloaded version.
+//! 5. the `adapter_published` entry of the downloaded version;
+//! 6. the inclusion proof of the round's `round_opened` entry for the
+//!    parameters this device was shown.
 //!
 //! Every log endpoint is public and unsigned; every answer still comes
 //! over the pinned TLS connection, though nothing here relies on that: the
@@ -19,13 +21,14 @@ use hearth_ledger::Hash;
 
 use super::http::{Call, Reply, Traffic};
 use super::{FedClient, FedClientError, JSON_LIMIT, Membership, ParticipationReport, get};
+use crate::RoundInfo;
 use crate::audit::wire::{
     self, AdapterEntryResponse, ConsistencyProofResponse, InclusionProofResponse, LogKeyResponse,
     SthResponse,
 };
 use crate::audit::{
-    AdapterCheck, AuditError, CommitmentCheck, LogAudit, RoundCheck, RoundVerified,
-    commitment_leaf_hash,
+    Absence, AdapterCheck, AuditError, CommitmentCheck, LogAudit, ParametersCheck, RoundCheck,
+    RoundVerified, commitment_leaf_hash, parameters,
 };
 
 impl Membership {
@@ -55,8 +58,10 @@ impl FedClient {
     /// (`report` is what [`FedClient::participate`] returned): the log's new
     /// signed head verifies under the pinned key and extends the head
     /// `audit` verified before, the log holds this device's commitment to
-    /// the exact bytes it uploaded, and it records the global adapter this
-    /// device now uses with the SHA-256 of the bytes it downloaded.
+    /// the exact bytes it uploaded, it records the global adapter this
+    /// device now uses with the SHA-256 of the bytes it downloaded, and it
+    /// logged the round's parameters this device was shown when the round
+    /// opened.
     ///
     /// On success `audit` moves to the new head and keeps the evidence:
     /// store it again. On failure it is unchanged and the error says what
@@ -125,10 +130,19 @@ impl FedClient {
                 )?,
             }),
         };
+        let opened = parameters::round_opened_entry(&federation, &report.round_info).leaf_hash();
+        let parameters = Some(ParametersCheck {
+            info: report.round_info.clone(),
+            proof: self.log_json_or_absent(
+                &format!("{}?hash={opened}&size={size}", wire::INCLUSION_PATH),
+                &traffic,
+            )?,
+        });
         let check = RoundCheck {
             sth,
             consistency,
             federation,
+            parameters,
             round: report.round,
             commitment: Some(CommitmentCheck {
                 device,
@@ -150,12 +164,62 @@ impl FedClient {
         }
     }
 
+    /// Before this device announces anything for a round: checks that the
+    /// round's parameters it was sent are logged, under a head signed by
+    /// the pinned log key, so a device never binds itself to parameters
+    /// the server did not commit to publicly. The after-round audit
+    /// ([`FedClient::audit_round`]) checks them again under a head
+    /// consistent with everything this device verified before.
+    pub(super) fn check_parameters_logged(
+        &self,
+        info: &RoundInfo,
+        traffic: &Traffic,
+    ) -> Result<(), FedClientError> {
+        let key = self.membership.pinned_log_key()?;
+        let federation = &self.membership.federation_id;
+        let sth: SthResponse = self.log_json(wire::STH_PATH, traffic)?;
+        let head = sth
+            .verify(&key)
+            .map_err(|_| FedClientError::Audit(AuditError::BadSignature))?;
+        let opened = parameters::round_opened_entry(federation, info).leaf_hash();
+        let proof: Option<InclusionProofResponse> = self.log_json_or_absent(
+            &format!(
+                "{}?hash={opened}&size={}",
+                wire::INCLUSION_PATH,
+                head.size()
+            ),
+            traffic,
+        )?;
+        let not_logged = |why| {
+            FedClientError::Audit(AuditError::ParametersNotLogged {
+                federation: federation.clone(),
+                round: info.round.0,
+                digest: Hash::from_bytes(info.digest()),
+                why,
+            })
+        };
+        let proof = proof.ok_or_else(|| not_logged(Absence::NoEntry))?;
+        if proof.leaf_hash != opened || proof.size != head.size() {
+            return Err(not_logged(Absence::OtherLeaf {
+                answered: proof.leaf_hash,
+            }));
+        }
+        hearth_ledger::verify_inclusion(
+            &opened,
+            proof.index,
+            head.size(),
+            &proof.path,
+            &head.root(),
+        )
+        .map_err(|e| not_logged(Absence::NotInTree(e)))
+    }
+
     fn log_reply(&self, path: &str, traffic: &Traffic) -> Result<Reply, FedClientError> {
         let call: Call<'_> = get(path, JSON_LIMIT);
         self.http.send(&call, traffic, None)
     }
 
-    fn log_json<T: serde::de::DeserializeOwned>(
+    pub(super) fn log_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         traffic: &Traffic,
@@ -165,7 +229,7 @@ impl FedClient {
 
     /// A log answer where 404 means "the log has no such entry", which is
     /// the audit's to judge (a missing commitment, say), not an error here.
-    fn log_json_or_absent<T: serde::de::DeserializeOwned>(
+    pub(super) fn log_json_or_absent<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         traffic: &Traffic,

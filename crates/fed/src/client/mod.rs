@@ -52,6 +52,7 @@
 //! ```
 
 mod audit;
+mod gossip;
 mod http;
 mod policy;
 mod round;

@@ -101,6 +101,10 @@ pub struct ParticipationReport {
     /// transparency log must hold this device's commitment to
     /// ([`FedClient::audit_round`]).
     pub upload_sha256: [u8; 32],
+    /// The round's parameters as this device received them (and bound
+    /// every signature to): the log must hold them
+    /// ([`FedClient::audit_round`]).
+    pub round_info: RoundInfo,
 }
 
 /// State shared by the steps of one participation.
@@ -335,6 +339,7 @@ impl FedClient {
         let dp = info.distributed_dp()?;
         let rho = dp.rho_per_round(info.vector_len as usize);
         trainer.admit(round, rho).map_err(FedClientError::Trainer)?;
+        self.check_parameters_logged(&info, &walk.traffic)?;
         let (advert, state) = ClientRound::new(&self.identity, info.clone(), &mut OsRng)?;
         walk.post_json(RoundEndpoint::Keys, &advert)?;
         progress.advance(1);
@@ -450,6 +455,7 @@ impl FedClient {
             delta,
             global_version_after,
             upload_sha256,
+            round_info: info,
         })
     }
 }

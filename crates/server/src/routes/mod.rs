@@ -5,6 +5,7 @@
 
 mod enrol;
 mod federations;
+mod gossip;
 mod health;
 mod log;
 mod rounds;
@@ -62,7 +63,9 @@ fn v1(state: &AppState) -> Router<AppState> {
         .merge(server_key::routes())
         .nest(
             "/federations",
-            federations::routes().merge(rounds::routes(&state.config)),
+            federations::routes()
+                .merge(rounds::routes(&state.config))
+                .merge(gossip::routes()),
         )
         .nest("/log", log::routes())
 }

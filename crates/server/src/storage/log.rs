@@ -15,7 +15,7 @@ use hearth_ledger::{
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{LogInclusion, LogLeaf, SqliteStorage, StorageError};
+use super::{GossipHead, LogInclusion, LogLeaf, SqliteStorage, StorageError};
 use crate::log::LogKey;
 
 type Result<T> = std::result::Result<T, StorageError>;
@@ -112,6 +112,10 @@ pub(super) fn append_entry(tx: &Connection, entry: &LogEntry, at_ms: u64) -> Res
         }
         LogEntry::RoundOutcome { round, .. } => (Some(*round), None, None),
         LogEntry::AdapterPublished { round, version, .. } => (Some(*round), None, Some(*version)),
+        LogEntry::DeviceEnrolled { device, .. } | LogEntry::DeviceRevoked { device, .. } => {
+            (None, Some(device.as_str()), None)
+        }
+        LogEntry::RoundOpened { round, .. } => (Some(*round), None, None),
         _ => (None, None, None),
     };
     tx.prepare_cached(
@@ -178,6 +182,60 @@ pub(super) fn backfill_federations(conn: &mut Connection, at_ms: u64) -> Result<
             config_sha256: Hash::from_bytes(sha),
         };
         append_entry(&tx, &entry, at_ms)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Logs every device enrolled (and revoked) before the log recorded
+/// enrolments, oldest first: a database from before migration 03 gets
+/// the entries its devices would have had. Runs at every open; devices
+/// already logged are skipped, so it appends nothing after the first time.
+pub(super) fn backfill_devices(conn: &mut Connection, at_ms: u64) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let logged = |kind: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM log_leaves l WHERE l.kind = '{kind}' \
+             AND l.federation_id = d.federation_id AND l.device_id = d.id)"
+        )
+    };
+    let (enrolled, revoked) = (logged("device_enrolled"), logged("device_revoked"));
+    // (device, federation, key, enrolment missing, revocation missing)
+    let missing: Vec<(String, String, [u8; 32], bool, bool)> = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT id, federation_id, public_key, enrolment_missing, revocation_missing FROM \
+             (SELECT d.id, d.federation_id, d.public_key, d.enrolled_at_ms, \
+                     NOT {enrolled} AS enrolment_missing, \
+                     (d.revoked_at_ms IS NOT NULL AND NOT {revoked}) AS revocation_missing \
+              FROM devices d) \
+             WHERE enrolment_missing OR revocation_missing ORDER BY enrolled_at_ms, id"
+        ))?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for (device, federation, public_key, enrolment_missing, revocation_missing) in missing {
+        if enrolment_missing {
+            let entry = LogEntry::DeviceEnrolled {
+                federation: federation.clone(),
+                device: device.clone(),
+                public_key,
+            };
+            append_entry(&tx, &entry, at_ms)?;
+        }
+        if revocation_missing {
+            append_entry(&tx, &LogEntry::DeviceRevoked { federation, device }, at_ms)?;
+        }
     }
     tx.commit()?;
     Ok(())
@@ -363,6 +421,80 @@ pub(super) fn adapter_entry(
     })
 }
 
+pub(super) fn record_gossip_head(conn: &mut Connection, head: &GossipHead) -> Result<bool> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let sth = &head.sth.head;
+    let log = MerkleLog::new(SqliteNodes::new(&tx));
+    let size = log.size().map_err(log_error)?;
+    let matches_log = sth.size <= size && log.root_at(sth.size).map_err(log_error)? == sth.root;
+    tx.prepare_cached(
+        "INSERT INTO log_gossip (federation_id, device_id, size, root, timestamp_ms, signature, \
+         matches_log, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (federation_id, device_id) DO UPDATE SET size = excluded.size, \
+         root = excluded.root, timestamp_ms = excluded.timestamp_ms, \
+         signature = excluded.signature, matches_log = excluded.matches_log, \
+         received_at_ms = excluded.received_at_ms",
+    )?
+    .execute(params![
+        head.federation_id,
+        head.device_id,
+        sth.size,
+        sth.root.as_bytes(),
+        sth.timestamp_ms,
+        head.sth.signature.to_bytes(),
+        matches_log,
+        head.at_ms
+    ])?;
+    if !matches_log {
+        // Signed by this log's key, yet not this log's tree: a fork, a
+        // restored backup or a leaked key. The operator must know.
+        tx.prepare_cached(
+            "INSERT INTO events (at_ms, federation_id, device_id, round, kind, detail_json) \
+             VALUES (?1, ?2, ?3, NULL, 'log_head_conflict', ?4)",
+        )?
+        .execute(params![
+            head.at_ms,
+            head.federation_id,
+            head.device_id,
+            serde_json::json!({
+                "size": sth.size,
+                "root": sth.root.to_string(),
+                "timestamp_ms": sth.timestamp_ms,
+                "log_size": size,
+            })
+            .to_string()
+        ])?;
+    }
+    tx.commit()?;
+    Ok(matches_log)
+}
+
+pub(super) fn gossip_heads(
+    conn: &mut Connection,
+    federation_id: &str,
+    limit: u32,
+) -> Result<Vec<SignedTreeHead>> {
+    read(conn, |tx| {
+        // SQLite takes the bare columns from the row with the max().
+        let mut stmt = tx.prepare_cached(
+            "SELECT size, root, timestamp_ms, signature, max(received_at_ms) AS latest \
+             FROM log_gossip WHERE federation_id = ?1 GROUP BY size, root \
+             ORDER BY latest DESC, size DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![federation_id, limit], |row| {
+            Ok(SignedTreeHead {
+                head: TreeHead {
+                    size: row.get(0)?,
+                    root: Hash::from_bytes(row.get(1)?),
+                    timestamp_ms: row.get(2)?,
+                },
+                signature: Signature::from_bytes(&row.get(3)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
+}
+
 /// Runs [`hearth_ledger::bench::log`] over SQLite: `entries` synthetic
 /// appends to a fresh in-memory database with the server's schema
 /// (triggers included), in one transaction, then `samples` timed roots and
@@ -448,6 +580,7 @@ mod tests {
             state: vec![1],
             opened_at_ms: T0 + 2,
             stage_deadline_ms: T0 + 10_000,
+            parameters: None,
         })
         .await
         .expect("open");
@@ -557,7 +690,7 @@ mod tests {
         })
         .await
         .expect("sync");
-        assert_eq!(s.log_size().await.expect("size"), 1);
+        assert_eq!(s.log_size().await.expect("size"), 3, "config, 2 enrolments");
         s.record_upload_commitment(commitment("dev-1", b"one"), None)
             .await
             .expect("commit");
@@ -572,6 +705,10 @@ mod tests {
             state: vec![],
             opened_at_ms: T0 + 20,
             stage_deadline_ms: T0 + 30,
+            parameters: Some(crate::storage::RoundParameters {
+                sha256: Hash::sha256(b"parameters").to_bytes(),
+                encoding: b"parameters".to_vec(),
+            }),
         })
         .await
         .expect("open 2");
@@ -591,6 +728,16 @@ mod tests {
                 LogEntry::FederationConfig {
                     federation: "f".into(),
                     config_sha256: config_sha,
+                },
+                LogEntry::DeviceEnrolled {
+                    federation: "f".into(),
+                    device: "dev-1".into(),
+                    public_key: [1; 32],
+                },
+                LogEntry::DeviceEnrolled {
+                    federation: "f".into(),
+                    device: "dev-2".into(),
+                    public_key: [2; 32],
                 },
                 LogEntry::RoundParticipation {
                     federation: "f".into(),
@@ -613,6 +760,12 @@ mod tests {
                     epsilon: 0.75,
                     delta: 1e-6,
                 },
+                LogEntry::RoundOpened {
+                    federation: "f".into(),
+                    round: 2,
+                    parameters_sha256: Hash::sha256(b"parameters"),
+                    parameters: b"parameters".to_vec(),
+                },
                 LogEntry::RoundOutcome {
                     federation: "f".into(),
                     round: 2,
@@ -626,12 +779,118 @@ mod tests {
             .iter()
             .find(|e| e.kind == "upload_accepted")
             .expect("upload event");
-        assert_eq!(accepted.detail["log_index"], 1);
+        assert_eq!(accepted.detail["log_index"], 3);
         let published = events
             .iter()
             .find(|e| e.kind == "global_published")
             .expect("publish event");
-        assert_eq!(published.detail["log_index"], 3);
+        assert_eq!(published.detail["log_index"], 5);
+        let enrolled = events
+            .iter()
+            .find(|e| e.kind == "device_enrolled")
+            .expect("enrolment event");
+        assert_eq!(enrolled.detail["log_index"], 1);
+    }
+
+    #[tokio::test]
+    async fn enrolments_and_revocations_are_logged_once_and_backfilled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SqliteStorage::open(dir.path()).expect("db");
+        s.sync_federation(FederationSync {
+            id: "f".into(),
+            config_json: "{}".into(),
+            at_ms: T0,
+        })
+        .await
+        .expect("sync");
+        for n in 1..=2u8 {
+            s.create_invite(NewInvite {
+                federation_id: "f".into(),
+                token_sha256: [n; 32],
+                created_at_ms: T0,
+                expires_at_ms: T0 + 1_000,
+            })
+            .await
+            .expect("invite");
+            s.enrol(Enrolment {
+                token_sha256: [n; 32],
+                device_id: format!("dev-{n}"),
+                public_key: [n; 32],
+                at_ms: T0 + 1,
+            })
+            .await
+            .expect("enrol");
+        }
+        // A refused enrolment (the invite is used) logs nothing.
+        assert!(
+            s.enrol(Enrolment {
+                token_sha256: [1; 32],
+                device_id: "dev-3".into(),
+                public_key: [3; 32],
+                at_ms: T0 + 2,
+            })
+            .await
+            .is_err()
+        );
+        s.revoke_device("dev-1".into(), T0 + 3)
+            .await
+            .expect("revoke");
+        // Revoking again keeps the first time and logs nothing more.
+        s.revoke_device("dev-1".into(), T0 + 4)
+            .await
+            .expect("again");
+        let revoked = LogEntry::DeviceRevoked {
+            federation: "f".into(),
+            device: "dev-1".into(),
+        };
+        let enrolled = |n: u8| LogEntry::DeviceEnrolled {
+            federation: "f".into(),
+            device: format!("dev-{n}"),
+            public_key: [n; 32],
+        };
+        assert_eq!(
+            entries_of(&s)[1..],
+            [enrolled(1), enrolled(2), revoked.clone()]
+        );
+        drop(s);
+
+        // A database from before enrolments were logged: its devices are
+        // logged (revocations too) when it is next opened, once.
+        let old = tempfile::tempdir().expect("tempdir");
+        {
+            let mut conn =
+                Connection::open(old.path().join(super::super::DATABASE_FILE)).expect("open");
+            let m = rusqlite_migration::Migrations::new(
+                super::super::sqlite::MIGRATIONS[..2]
+                    .iter()
+                    .map(|sql| rusqlite_migration::M::up(sql))
+                    .collect(),
+            );
+            m.to_latest(&mut conn).expect("old schema");
+            conn.execute_batch(
+                "INSERT INTO federations VALUES ('f', '{}', zeroblob(32), 1, 1, 1);
+                 INSERT INTO devices (id, federation_id, public_key, enrolled_at_ms, \
+                 revoked_at_ms) VALUES ('dev-2', 'f', x'0202020202020202020202020202020202020202020202020202020202020202', 2, NULL), \
+                 ('dev-1', 'f', x'0101010101010101010101010101010101010101010101010101010101010101', 1, 5);",
+            )
+            .expect("old rows");
+        }
+        let s = SqliteStorage::open(old.path()).expect("upgraded");
+        assert_eq!(
+            entries_of(&s),
+            [
+                LogEntry::FederationConfig {
+                    federation: "f".into(),
+                    config_sha256: Hash::from_bytes([0; 32]),
+                },
+                enrolled(1),
+                revoked,
+                enrolled(2),
+            ]
+        );
+        drop(s);
+        let s = SqliteStorage::open(old.path()).expect("again");
+        assert_eq!(s.log_size().await.expect("size"), 4, "nothing twice");
     }
 
     #[tokio::test]
@@ -838,7 +1097,7 @@ mod tests {
             Ok(())
         })
         .expect("checked");
-        assert_eq!(s.log_size().await.expect("size"), 2);
+        assert_eq!(s.log_size().await.expect("size"), 3);
     }
 
     #[tokio::test]
@@ -849,7 +1108,7 @@ mod tests {
             .signed_tree_head(Arc::clone(&key), T0 + 100)
             .await
             .expect("sth");
-        assert_eq!(first.head.size, 1);
+        assert_eq!(first.head.size, 2, "config, enrolment");
         assert!(first.verify(&key.public()).is_ok());
         // Nothing appended: the same head, even asked later.
         let cached = s
@@ -862,7 +1121,7 @@ mod tests {
             .await
             .expect("commit");
         let grown = s.signed_tree_head(Arc::clone(&key), T0).await.expect("sth");
-        assert_eq!(grown.head.size, 2);
+        assert_eq!(grown.head.size, 3);
         assert_eq!(grown.head.timestamp_ms, T0 + 100);
         // Another key: the cached head is re-signed under it.
         let other = Arc::new(LogKey::from_seed(&[2; 32]));
@@ -885,7 +1144,10 @@ mod tests {
             .await
             .expect("publish");
         let size = s.log_size().await.expect("size");
-        assert_eq!(size, 4);
+        assert_eq!(
+            size, 6,
+            "config, 2 enrolments, commitment, outcome, publication"
+        );
         let by_hash = s
             .log_inclusion_proof_by_hash(receipt.leaf_hash, size)
             .await
@@ -910,7 +1172,7 @@ mod tests {
             .await
             .expect("lookup")
             .expect("found");
-        assert_eq!(leaf.index, 3);
+        assert_eq!(leaf.index, 5);
         assert_eq!(proof.leaf_hash, leaf_hash(&leaf.leaf_data));
         assert!(
             s.log_adapter_entry("f".into(), 2, size)

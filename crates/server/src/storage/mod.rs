@@ -25,6 +25,14 @@
 //! - a `federation_config` entry when [`Storage::sync_federation`] creates
 //!   or changes a federation (its id and the SHA-256 of the canonical
 //!   configuration JSON);
+//! - a `device_enrolled` entry (federation, device id, public key) when
+//!   [`Storage::enrol`] admits a device, and a `device_revoked` entry when
+//!   [`Storage::revoke_device`] revokes one (the first time); devices of a
+//!   database from before these entries are logged when it is opened;
+//! - a `round_opened` entry when [`Storage::open_round`] opens a round
+//!   whose protocol states its parameters ([`NewRound::parameters`]: the
+//!   SecAgg+ `RoundInfo`'s digest and its canonical encoding), before any
+//!   device can be sent them;
 //! - a `round_participation` commitment when the server accepts a device's
 //!   masked upload: round code calls [`Storage::record_upload_commitment`];
 //! - a `round_outcome` when [`Storage::abort_round`] aborts a round
@@ -37,6 +45,12 @@
 //!
 //! A change that fails appends nothing, and nothing is appended without
 //! its change. Devices verify the log with `hearth_fed::audit`.
+//!
+//! Devices also gossip the heads they verified
+//! ([`Storage::record_gossip_head`], [`Storage::gossip_heads`]): one per
+//! device, only heads the log key signed, so devices shown two histories
+//! can tell. A posted head that is not of this server's own log is an
+//! event (`log_head_conflict`) for the operator.
 
 mod log;
 mod sqlite;
@@ -203,6 +217,31 @@ pub trait Storage: Send + Sync + 'static {
         version: u64,
         size: u64,
     ) -> StorageFuture<'_, Option<(LogLeaf, LogInclusion)>>;
+    /// Stores a device's latest verified head (replacing its previous one);
+    /// the caller has checked the signature under the log key. Says
+    /// whether the head is of this log (same root at its size); a head that
+    /// is not is also a `log_head_conflict` event.
+    fn record_gossip_head(&self, head: GossipHead) -> StorageFuture<'_, bool>;
+    /// The heads devices of a federation posted, one per distinct tree
+    /// (size and root), most recently posted first, at most `limit`.
+    fn gossip_heads(
+        &self,
+        federation_id: String,
+        limit: u32,
+    ) -> StorageFuture<'_, Vec<SignedTreeHead>>;
+}
+
+/// A device's latest verified signed tree head, posted for gossip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipHead {
+    /// The device's federation.
+    pub federation_id: String,
+    /// The device.
+    pub device_id: String,
+    /// The head, its signature already checked under the log key.
+    pub sth: SignedTreeHead,
+    /// When it was posted.
+    pub at_ms: u64,
 }
 
 /// A masked upload the server accepted, to commit to in the log.
@@ -473,6 +512,30 @@ pub struct NewRound {
     pub opened_at_ms: u64,
     /// When the first stage runs out.
     pub stage_deadline_ms: u64,
+    /// The round's parameters, logged as its `round_opened` entry in the
+    /// same transaction (`None`: a protocol with nothing to log).
+    pub parameters: Option<RoundParameters>,
+}
+
+/// A round's parameters as the transparency log records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundParameters {
+    /// The digest every signature of the round is bound to: the SHA-256
+    /// of `encoding`.
+    pub sha256: [u8; 32],
+    /// The parameters' canonical encoding.
+    pub encoding: Vec<u8>,
+}
+
+impl RoundParameters {
+    /// The parameters of a SecAgg+ round: `RoundInfo::digest` and the
+    /// bytes it hashes.
+    pub fn of(info: &hearth_fed::RoundInfo) -> Self {
+        Self {
+            sha256: info.digest(),
+            encoding: hearth_fed::audit::parameters::encode(info),
+        }
+    }
 }
 
 /// How a round ended.

@@ -21,8 +21,8 @@ use hearth_ledger::{Hash, LogEntry, SignedTreeHead, leaf_hash};
 use super::log as tlog;
 use super::{
     Checkin, CohortMember, CommitmentReceipt, DeviceCounts, DeviceRecord, Enrolment, Event,
-    FederationRecord, FederationSync, GlobalVersion, InviteRefusal, LogInclusion, LogLeaf,
-    NewEvent, NewInvite, NewRound, Publication, RoundAbort, RoundOutcome, RoundRecord,
+    FederationRecord, FederationSync, GlobalVersion, GossipHead, InviteRefusal, LogInclusion,
+    LogLeaf, NewEvent, NewInvite, NewRound, Publication, RoundAbort, RoundOutcome, RoundRecord,
     RoundSummary, RoundUpdate, Storage, StorageError, StorageFuture, UploadCommitment, event_kinds,
 };
 use crate::log::LogKey;
@@ -36,9 +36,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every schema change, oldest first. Never edit a released migration; add
 /// a new one. The schema version (`user_version`) is the count applied.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/01-server.sql"),
     include_str!("../../migrations/02-log.sql"),
+    include_str!("../../migrations/03-log-devices.sql"),
+    include_str!("../../migrations/04-gossip.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -91,6 +93,7 @@ impl SqliteStorage {
         }
         migrations().to_latest(&mut conn)?;
         tlog::backfill_federations(&mut conn, crate::now_ms())?;
+        tlog::backfill_devices(&mut conn, crate::now_ms())?;
         Ok(SqliteStorage {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -394,6 +397,18 @@ impl Storage for SqliteStorage {
         self.call(move |conn| tlog::adapter_entry(conn, &federation_id, version, size))
     }
 
+    fn record_gossip_head(&self, head: GossipHead) -> StorageFuture<'_, bool> {
+        self.call(move |conn| tlog::record_gossip_head(conn, &head))
+    }
+
+    fn gossip_heads(
+        &self,
+        federation_id: String,
+        limit: u32,
+    ) -> StorageFuture<'_, Vec<SignedTreeHead>> {
+        self.call(move |conn| tlog::gossip_heads(conn, &federation_id, limit))
+    }
+
     fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>> {
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -679,9 +694,23 @@ fn enrol(conn: &mut Connection, enrolment: Enrolment) -> Result<DeviceRecord> {
          WHERE token_sha256 = ?1 AND used_at_ms IS NULL",
         params![enrolment.token_sha256, enrolment.at_ms, enrolment.device_id],
     )?;
+    // The device and its key are public from now on: in the log, in the
+    // same transaction (a device is enrolled if and only if it is logged).
+    let logged = tlog::append_entry(
+        &tx,
+        &LogEntry::DeviceEnrolled {
+            federation: federation_id.clone(),
+            device: enrolment.device_id.clone(),
+            public_key: enrolment.public_key,
+        },
+        enrolment.at_ms,
+    )?;
     let mut e = event("device_enrolled", enrolment.at_ms, &federation_id);
     e.device_id = Some(enrolment.device_id.clone());
-    e.detail = serde_json::json!({ "public_key": hex::encode(enrolment.public_key) });
+    e.detail = serde_json::json!({
+        "public_key": hex::encode(enrolment.public_key),
+        "log_index": logged.index,
+    });
     log_event(&tx, &e)?;
     let record = device(&tx, &enrolment.device_id)?
         .ok_or_else(|| StorageError::NotFound(format!("device {}", enrolment.device_id)))?;
@@ -704,8 +733,17 @@ fn revoke_device(conn: &mut Connection, id: &str, at_ms: u64) -> Result<Option<D
     )?;
     let record = device(&tx, id)?;
     if let (1, Some(record)) = (changed, &record) {
+        let logged = tlog::append_entry(
+            &tx,
+            &LogEntry::DeviceRevoked {
+                federation: record.federation_id.clone(),
+                device: record.id.clone(),
+            },
+            at_ms,
+        )?;
         let mut e = event("device_revoked", at_ms, &record.federation_id);
         e.device_id = Some(record.id.clone());
+        e.detail = serde_json::json!({ "log_index": logged.index });
         log_event(&tx, &e)?;
     }
     tx.commit()?;
@@ -748,12 +786,32 @@ fn open_round(conn: &mut Connection, round: NewRound) -> Result<RoundRecord> {
             insert.execute(params![round.federation_id, round.round, member])?;
         }
     }
+    // The parameters are public before any device can be sent them: the
+    // round exists (and can be polled) only from this commit on.
+    let logged = match &round.parameters {
+        Some(parameters) => Some(
+            tlog::append_entry(
+                &tx,
+                &LogEntry::RoundOpened {
+                    federation: round.federation_id.clone(),
+                    round: round.round,
+                    parameters_sha256: Hash::from_bytes(parameters.sha256),
+                    parameters: parameters.encoding.clone(),
+                },
+                round.opened_at_ms,
+            )?
+            .index,
+        ),
+        None => None,
+    };
     let mut e = event("round_opened", round.opened_at_ms, &round.federation_id);
     e.round = Some(round.round);
     e.detail = serde_json::json!({
         "cohort_size": round.cohort.len(),
         "stage": round.stage.as_str(),
         "stage_deadline_ms": round.stage_deadline_ms,
+        "parameters_sha256": round.parameters.as_ref().map(|p| hex::encode(p.sha256)),
+        "log_index": logged,
     });
     log_event(&tx, &e)?;
     let record = load_round(&tx, &round.federation_id, round.round)?.ok_or_else(|| {
@@ -1208,6 +1266,7 @@ mod tests {
             state: vec![1, 2, 3],
             opened_at_ms: T0 + 10,
             stage_deadline_ms: T0 + 1_000,
+            parameters: None,
         })
         .await
         .expect("open")
@@ -1431,6 +1490,7 @@ mod tests {
                 state: vec![],
                 opened_at_ms: T0,
                 stage_deadline_ms: T0,
+                parameters: None,
             })
             .await;
         assert!(matches!(second, Err(StorageError::Conflict(_))));
