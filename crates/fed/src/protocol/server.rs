@@ -317,6 +317,25 @@ impl Cohort {
         self.position(device)
             .ok_or(ServerError::NotInCohort { device: *device })
     }
+
+    /// The device's position if it takes part in `stage` (`takes_part`
+    /// says who does: the sharers, the uploaders, the signers), or why not.
+    fn participant(
+        &self,
+        device: &DeviceId,
+        stage: Stage,
+        takes_part: impl Fn(&u32) -> bool,
+    ) -> Result<u32, ServerError> {
+        let position = self.member(device)?;
+        if takes_part(&position) {
+            Ok(position)
+        } else {
+            Err(ServerError::NotEligible {
+                device: *device,
+                stage,
+            })
+        }
+    }
 }
 
 fn check_round(
@@ -638,13 +657,11 @@ impl CollectingUploads {
     /// What to send `device`: the shares its sharing neighbours sealed to
     /// it.
     pub fn shares_for(&self, device: &DeviceId) -> Result<SharesForDevice, ServerError> {
-        let position = self.cohort.member(device)?;
-        if !self.sharers.contains(&position) {
-            return Err(ServerError::NotEligible {
-                device: *device,
-                stage: Stage::CollectingUploads,
-            });
-        }
+        let position = self
+            .cohort
+            .participant(device, Stage::CollectingUploads, |p| {
+                self.sharers.contains(p)
+            })?;
         let shares = self
             .cohort
             .live_neighbours(position, &self.sharers)
@@ -679,13 +696,11 @@ impl CollectingUploads {
         len: u64,
     ) -> Result<u32, ServerError> {
         check_round(&self.info, federation, round)?;
-        let position = self.cohort.member(&device)?;
-        if !self.sharers.contains(&position) {
-            return Err(ServerError::NotEligible {
-                device,
-                stage: Stage::CollectingUploads,
-            });
-        }
+        let position = self
+            .cohort
+            .participant(&device, Stage::CollectingUploads, |p| {
+                self.sharers.contains(p)
+            })?;
         if self.uploaded.contains(&position) {
             return Err(ServerError::Duplicate { device });
         }
@@ -833,13 +848,10 @@ impl CheckingConsistency {
 
     /// What to send `device`: the survivor set.
     pub fn survivor_set_for(&self, device: &DeviceId) -> Result<SurvivorSet, ServerError> {
-        let position = self.cohort.member(device)?;
-        if !self.uploaded.contains(&position) {
-            return Err(ServerError::NotEligible {
-                device: *device,
-                stage: Stage::CheckingConsistency,
-            });
-        }
+        self.cohort
+            .participant(device, Stage::CheckingConsistency, |p| {
+                self.uploaded.contains(p)
+            })?;
         Ok(SurvivorSet {
             federation: self.info.federation,
             round: self.info.round,
@@ -854,13 +866,11 @@ impl CheckingConsistency {
     pub fn receive_signature(&mut self, message: ConsistencySignature) -> Result<(), ServerError> {
         check_round(&self.info, message.federation, message.round)?;
         let device = message.sender;
-        let position = self.cohort.member(&device)?;
-        if !self.uploaded.contains(&position) {
-            return Err(ServerError::NotEligible {
-                device,
-                stage: Stage::CheckingConsistency,
-            });
-        }
+        let position = self
+            .cohort
+            .participant(&device, Stage::CheckingConsistency, |p| {
+                self.uploaded.contains(p)
+            })?;
         if self.signatures.contains_key(&position) {
             return Err(ServerError::Duplicate { device });
         }
@@ -972,13 +982,9 @@ impl Unmasking {
     /// What to send `device`: the survivor set and its neighbours'
     /// signatures over it.
     pub fn unmask_request_for(&self, device: &DeviceId) -> Result<UnmaskRequest, ServerError> {
-        let position = self.cohort.member(device)?;
-        if !self.signatures.contains_key(&position) {
-            return Err(ServerError::NotEligible {
-                device: *device,
-                stage: Stage::Unmasking,
-            });
-        }
+        let position = self.cohort.participant(device, Stage::Unmasking, |p| {
+            self.signatures.contains_key(p)
+        })?;
         let signatures = self
             .cohort
             .neighbours(position)
@@ -998,13 +1004,9 @@ impl Unmasking {
     pub fn receive_response(&mut self, response: UnmaskResponse) -> Result<(), ServerError> {
         check_round(&self.info, response.federation, response.round)?;
         let device = response.sender;
-        let position = self.cohort.member(&device)?;
-        if !self.signatures.contains_key(&position) {
-            return Err(ServerError::NotEligible {
-                device,
-                stage: Stage::Unmasking,
-            });
-        }
+        let position = self.cohort.participant(&device, Stage::Unmasking, |p| {
+            self.signatures.contains_key(p)
+        })?;
         if self.responded.contains(&position) {
             return Err(ServerError::Duplicate { device });
         }
