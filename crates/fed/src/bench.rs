@@ -174,6 +174,7 @@ fn bench_info(clients: usize, params: usize, degree: Option<u32>) -> RoundInfo {
             clip_norm: 1.0,
             noise_multiplier: 1.0,
         },
+        threat_model: None,
     }
 }
 

@@ -61,6 +61,11 @@ pub enum GraphError {
         /// Cohort size.
         nodes: u32,
     },
+    /// Threat-model fractions outside `γ, δ ≥ 0, γ + δ < 1/2`.
+    #[error(
+        "threat model: the corrupt and dropout fractions must be non-negative and sum below 1/2"
+    )]
+    BadThreatModel,
     /// A threshold outside `k/2 < t <= k`.
     #[error("threshold {threshold} must satisfy {degree}/2 < t <= {degree}")]
     BadThreshold {
@@ -69,6 +74,123 @@ pub enum GraphError {
         /// The threshold asked for.
         threshold: u32,
     },
+}
+
+/// Security parameter of [`ThreatModel`]: the chance that some device in
+/// the cohort has enough colluding neighbours to expose it is at most
+/// `2^-40`.
+pub const SECURITY_BITS: i32 = 40;
+/// Correctness parameter of [`ThreatModel`]: the chance that some surviving
+/// device has fewer than `t` honest surviving neighbours (and the round
+/// aborts) is at most `2^-20`.
+pub const CORRECTNESS_BITS: i32 = 20;
+
+/// The adversary a federation sizes its neighbourhoods against (Bell,
+/// Bonawitz, Gascón, Lepoint, Raykova, CCS 2020, §4): a fraction `γ` of the
+/// cohort may be the server's (sybils, or corrupted devices) and a fraction
+/// `δ` may drop out.
+///
+/// With the consistency round, a device's secrets stay hidden while its
+/// colluding neighbours number fewer than `2t − k` (each honest neighbour
+/// reveals at most one of its two shares); the round completes while every
+/// survivor keeps `t` honest surviving neighbours. Neighbourhoods are a
+/// random `k`-regular graph, so each neighbour is roughly an independent
+/// draw; with a union bound over the `n` devices, `(k, t)` must satisfy
+///
+/// - security: `n · P[Bin(k, γ) ≥ 2t − k] ≤ 2^-40`, and
+/// - correctness: `n · P[Bin(k, 1 − γ − δ) < t] ≤ 2^-20`.
+///
+/// [`ThreatModel::neighbourhood`] picks the smallest such `k`. A cohort too
+/// small for any `k` to meet both gets the complete graph with a strict
+/// majority threshold, the most any round of that size can do.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThreatModel {
+    /// `γ`: the fraction of the cohort that may collude with the server.
+    pub corrupt_fraction: f64,
+    /// `δ`: the fraction of the cohort that may drop out.
+    pub dropout_fraction: f64,
+}
+
+impl ThreatModel {
+    /// Checks the fractions are usable: `γ, δ ≥ 0` and `γ + δ < 1/2`.
+    pub fn validate(&self) -> Result<(), GraphError> {
+        let (g, d) = (self.corrupt_fraction, self.dropout_fraction);
+        if g.is_finite() && d.is_finite() && g >= 0.0 && d >= 0.0 && g + d < 0.5 {
+            Ok(())
+        } else {
+            Err(GraphError::BadThreatModel)
+        }
+    }
+
+    /// Whether `(k, t)` keeps every one of `nodes` devices hidden from the
+    /// server and its colluders, except with probability `2^-40`.
+    pub fn is_secure(&self, nodes: u32, degree: u32, threshold: u32) -> bool {
+        let margin = (2 * i64::from(threshold) - i64::from(degree)).max(0);
+        f64::from(nodes) * binomial_at_least(degree, self.corrupt_fraction, margin)
+            <= 2f64.powi(-SECURITY_BITS)
+    }
+
+    /// Whether `(k, t)` lets every surviving device of `nodes` keep `t`
+    /// honest surviving neighbours, except with probability `2^-20`.
+    pub fn is_correct(&self, nodes: u32, degree: u32, threshold: u32) -> bool {
+        let live = 1.0 - self.corrupt_fraction - self.dropout_fraction;
+        let short = 1.0 - binomial_at_least(degree, live, i64::from(threshold));
+        f64::from(nodes) * short.max(0.0) <= 2f64.powi(-CORRECTNESS_BITS)
+    }
+
+    /// The smallest neighbourhood meeting both bounds for a cohort of
+    /// `nodes`, or the complete graph when none does.
+    pub fn neighbourhood(&self, nodes: u32) -> Result<Neighbourhood, GraphError> {
+        self.validate()?;
+        if nodes < 2 {
+            return Err(GraphError::TooFewNodes { nodes });
+        }
+        // Beyond this the cost is unreasonable and the bounds are met long
+        // before for any valid fractions and cohorts up to 2^24.
+        let largest = (nodes - 1).min(1024);
+        let degrees = (2..=largest).step_by(2).chain(std::iter::once(nodes - 1));
+        for degree in degrees.filter(|&k| k < nodes) {
+            for threshold in default_threshold(degree)..=degree {
+                if self.is_secure(nodes, degree, threshold)
+                    && self.is_correct(nodes, degree, threshold)
+                {
+                    return Ok(Neighbourhood { degree, threshold });
+                }
+            }
+        }
+        let degree = nodes - 1;
+        Ok(Neighbourhood {
+            degree,
+            threshold: default_threshold(degree),
+        })
+    }
+}
+
+/// `P[X ≥ m]` for `X ~ Bin(k, p)`, summed in the log domain so tiny tails
+/// do not underflow before they are added.
+fn binomial_at_least(k: u32, p: f64, m: i64) -> f64 {
+    if m <= 0 {
+        return 1.0;
+    }
+    if m > i64::from(k) || p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let (ln_p, ln_q) = (p.ln(), (1.0 - p).ln());
+    // ln C(k, i), built up from i = 0.
+    let mut ln_choose = 0.0;
+    let mut total = 0.0;
+    for i in 0..=k {
+        if i > 0 {
+            ln_choose += f64::from(k - i + 1).ln() - f64::from(i).ln();
+        }
+        if i64::from(i) >= m {
+            total += (ln_choose + f64::from(i) * ln_p + f64::from(k - i) * ln_q).exp();
+        }
+    }
+    total.min(1.0)
 }
 
 /// A neighbourhood size and Shamir threshold, resolved for a cohort size.
@@ -294,6 +416,54 @@ impl WordStream {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threat_model_neighbourhoods_follow_the_bounds() {
+        let light = ThreatModel {
+            corrupt_fraction: 0.01,
+            dropout_fraction: 0.05,
+        };
+        let heavy = ThreatModel {
+            corrupt_fraction: 0.05,
+            dropout_fraction: 0.1,
+        };
+        // The figures docs/threat-model.md tabulates.
+        let at = |m: &ThreatModel, n| {
+            let h = m.neighbourhood(n).unwrap();
+            (h.degree, h.threshold)
+        };
+        assert_eq!(at(&light, 1000), (46, 30));
+        assert_eq!(at(&light, 300), (44, 29));
+        assert_eq!(at(&heavy, 1000), (126, 80));
+        // Too small for the bounds: the complete graph, strict majority.
+        assert_eq!(at(&heavy, 50), (49, 25));
+        assert_eq!(at(&light, 2), (1, 1));
+        assert_eq!(at(&light, 10), (9, 5));
+        // log2 n, today's default, is far from secure against 5% sybils.
+        assert!(!heavy.is_secure(1000, 10, 6));
+        assert!(heavy.is_secure(1000, 126, 80) && heavy.is_correct(1000, 126, 80));
+        assert!(
+            !heavy.is_correct(1000, 126, 126),
+            "t = k aborts on any dropout"
+        );
+        for bad in [(-0.1, 0.1), (0.3, 0.3), (f64::NAN, 0.0)] {
+            let model = ThreatModel {
+                corrupt_fraction: bad.0,
+                dropout_fraction: bad.1,
+            };
+            assert_eq!(model.neighbourhood(100), Err(GraphError::BadThreatModel));
+        }
+    }
+
+    #[test]
+    fn binomial_tails_are_exact_at_small_sizes() {
+        assert_eq!(binomial_at_least(4, 0.5, 0), 1.0);
+        assert!((binomial_at_least(4, 0.5, 3) - 5.0 / 16.0).abs() < 1e-12);
+        assert!((binomial_at_least(4, 0.5, 4) - 1.0 / 16.0).abs() < 1e-12);
+        assert_eq!(binomial_at_least(4, 0.5, 5), 0.0);
+        assert_eq!(binomial_at_least(4, 0.0, 1), 0.0);
+        assert!(binomial_at_least(200, 0.01, 60) < 1e-60);
+    }
 
     fn spec(nodes: u32, degree: u32, seed: u8) -> GraphSpec {
         GraphSpec {

@@ -51,6 +51,7 @@
 //!     threshold: None,
 //!     graph_seed: GraphSeed::random(&mut OsRng),
 //!     dp: DpConfig { clip_norm: 1.0, noise_multiplier: 0.0 },
+//!     threat_model: None,
 //! };
 //! let mut server = AggregatorRound::new(info.clone())?;
 //!

@@ -31,6 +31,7 @@ fn info(vector_len: u32, clients: u32, min_survivors: u32, degree: Option<u32>) 
             clip_norm: 1.0,
             noise_multiplier: 0.7,
         },
+        threat_model: None,
     }
 }
 
@@ -1016,4 +1017,34 @@ fn a_share_off_its_commitments_is_refused_on_arrival() {
         client.receive_shares(&shares).unwrap_err(),
         ClientError::UncommittedShare { sender: cheat }
     );
+}
+
+/// With a threat model and no explicit degree, every party sizes the
+/// neighbourhood from Bell et al.'s bounds for the cohort that formed (here
+/// 60 devices, 1% colluders, 5% dropouts: k = 40, t = 26, not log2 n = 6),
+/// and the round still sums exactly with a few dropouts.
+#[test]
+fn neighbourhoods_sized_by_the_threat_model_aggregate_exactly() {
+    let model = hearth_fed::graph::ThreatModel {
+        corrupt_fraction: 0.01,
+        dropout_fraction: 0.05,
+    };
+    let info = RoundInfo {
+        threat_model: Some(model),
+        ..info(32, 60, 30, None)
+    };
+    let mut round = Round::new(info, 60, 18);
+    let clients = round.advertise();
+    let AggregatorRound::SharingKeys(sharing) = &round.server else {
+        panic!("expected sharing keys")
+    };
+    let sized = model.neighbourhood(60).unwrap();
+    assert_eq!(sharing.neighbourhood(), sized);
+    assert_eq!((sized.degree, sized.threshold), (40, 26));
+    let clients = round.share(clients);
+    let drop: Vec<DeviceId> = clients.iter().take(3).map(|(d, _)| *d).collect();
+    let (survivors, expected) = round.upload(clients, &drop);
+    round.unmask(survivors);
+    assert_eq!(round.done().sum(), expected.as_slice());
+    assert_eq!(round.done().contributors().len(), 57);
 }

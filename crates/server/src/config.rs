@@ -7,6 +7,7 @@
 //! are relative to the configuration file's folder, so a server folder can
 //! be moved as a whole.
 
+use hearth_fed::graph::ThreatModel;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,8 +77,10 @@ consistency_check_secs = 120
 unmasking_secs = 120
 
 [federation.secagg]
-# neighbours = 8    # leave out for about log2(cohort size)
-# threshold = 5     # leave out for a strict majority of the neighbours
+# neighbours = 8    # leave out to size neighbourhoods from the threat model below
+# threshold = 5     # leave out for the threat model's (or a strict majority)
+# corrupt_fraction = 0.01   # devices that may collude with the server (default 1%)
+# dropout_fraction = 0.05   # devices that may drop out of a round (default 5%)
 
 [federation.dp]
 clip_norm = 1.0
@@ -273,14 +276,31 @@ impl Deadlines {
     }
 }
 
+/// The fraction of a cohort assumed to collude with the server (`γ`) when
+/// none is configured.
+pub const DEFAULT_CORRUPT_FRACTION: f64 = 0.01;
+/// The fraction of a cohort assumed to drop out (`δ`) when none is
+/// configured.
+pub const DEFAULT_DROPOUT_FRACTION: f64 = 0.05;
+
 /// SecAgg+ neighbourhood size `k` and share threshold `t`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecAggConfig {
-    /// Neighbours per client; `None` picks about `log2(cohort size)`.
+    /// Neighbours per client; `None` sizes neighbourhoods from the threat
+    /// model (Bell et al.'s bounds) for the cohort that forms.
     pub neighbours: Option<u32>,
-    /// Shares needed to reconstruct; `None` picks a strict majority of `k`.
+    /// Shares needed to reconstruct; `None` takes the threat model's (or a
+    /// strict majority of an explicit `k`).
     pub threshold: Option<u32>,
+    /// `γ`: the fraction of a cohort that may collude with the server
+    /// (default [`DEFAULT_CORRUPT_FRACTION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupt_fraction: Option<f64>,
+    /// `δ`: the fraction of a cohort that may drop out (default
+    /// [`DEFAULT_DROPOUT_FRACTION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout_fraction: Option<f64>,
 }
 
 /// The `k` and `t` a cohort of a given size runs with.
@@ -293,14 +313,32 @@ pub struct SecAggParams {
 }
 
 impl SecAggConfig {
+    /// The adversary automatic neighbourhoods are sized against; part of
+    /// every round's parameters, so devices resolve the same `k` and `t`.
+    pub fn threat_model(&self) -> ThreatModel {
+        ThreatModel {
+            corrupt_fraction: self.corrupt_fraction.unwrap_or(DEFAULT_CORRUPT_FRACTION),
+            dropout_fraction: self.dropout_fraction.unwrap_or(DEFAULT_DROPOUT_FRACTION),
+        }
+    }
+
     /// `k` and `t` for a cohort of `n` clients (`n >= 2`).
     ///
-    /// Automatic `k` is `ceil(log2 n)`, at least 2, which keeps the
-    /// per-client cost logarithmic (SecAgg+); automatic `t` is a strict
-    /// majority of `k`, the least that keeps the server from gathering both
-    /// kinds of share for one client.
+    /// Automatic `k` and `t` are the smallest that meet the threat model's
+    /// security and correctness bounds for `n` devices (Bell et al. 2020;
+    /// see `hearth_fed::graph::ThreatModel`), or the complete graph with a
+    /// strict majority when the cohort is too small for any to. An
+    /// explicit `k` takes a strict majority as its automatic `t`.
     pub fn for_cohort(&self, n: u32) -> SecAggParams {
         let most = n.saturating_sub(1).max(1);
+        if self.neighbours.is_none()
+            && let Ok(sized) = self.threat_model().neighbourhood(n)
+        {
+            return SecAggParams {
+                neighbours: sized.degree,
+                threshold: self.threshold.unwrap_or(sized.threshold),
+            };
+        }
         let auto = (u32::BITS - n.saturating_sub(1).leading_zeros()).max(2);
         let neighbours = self.neighbours.unwrap_or(auto).min(most);
         let threshold = self.threshold.unwrap_or(neighbours / 2 + 1);
@@ -760,6 +798,9 @@ impl FederationConfig {
 
     fn validate_secagg(&self, place: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         let s = &self.secagg;
+        if let Err(e) = s.threat_model().validate() {
+            return Err(invalid(place("secagg.corrupt_fraction"), e.to_string()));
+        }
         if let Some(k) = s.neighbours
             && k < 2
         {
@@ -998,23 +1039,28 @@ mod tests {
                 threshold: 2
             }
         );
+        // Too small for the default threat model's bounds: the complete
+        // graph, strict majority.
         assert_eq!(
             auto.for_cohort(13),
             SecAggParams {
-                neighbours: 4,
-                threshold: 3
+                neighbours: 12,
+                threshold: 7
             }
         );
+        // Bell et al.'s bounds for 1% colluders and 5% dropouts, not
+        // log2 n (which would be k = 10, t = 6).
         assert_eq!(
             auto.for_cohort(1000),
             SecAggParams {
-                neighbours: 10,
-                threshold: 6
+                neighbours: 46,
+                threshold: 30
             }
         );
         let fixed = SecAggConfig {
             neighbours: Some(8),
             threshold: Some(5),
+            ..SecAggConfig::default()
         };
         assert_eq!(
             fixed.for_cohort(100),

@@ -140,6 +140,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("server signing key (ed25519): {key}");
             }
             println!("transparency log public key: {}", server.log_public_key());
+            for federation in &server_key_config.federations {
+                let model = federation.secagg.threat_model();
+                let full = federation.secagg.for_cohort(federation.cohort_target());
+                println!(
+                    "federation {}: a full cohort of {} runs with k = {} neighbours, t = {} \
+                     (sized for {}% colluding and {}% dropping devices)",
+                    federation.id,
+                    federation.cohort_target(),
+                    full.neighbours,
+                    full.threshold,
+                    model.corrupt_fraction * 100.0,
+                    model.dropout_fraction * 100.0
+                );
+            }
             server.run_until(shutdown_signal(), SHUTDOWN_GRACE).await?;
             println!("stopped");
         }

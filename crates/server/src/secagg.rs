@@ -85,6 +85,7 @@ pub fn round_info(
         threshold: federation.secagg.threshold,
         graph_seed: GraphSeed::random(&mut OsRng),
         dp: federation.dp.protocol(),
+        threat_model: Some(federation.secagg.threat_model()),
     };
     info.validate()
         .map_err(|e| ProtocolError(format!("round parameters: {e}")))?;

@@ -39,7 +39,10 @@ async fn public_endpoints_and_uniform_errors() {
     assert_eq!(info["parameters"], 32);
     assert_eq!(info["cohort_target"], 4);
     assert_eq!(info["dp"]["noise_multiplier"], 1.1);
-    assert_eq!(info["secagg_full_cohort"]["neighbours"], 2);
+    // Four devices are too few for the threat model's bounds: the complete
+    // graph, the most a round of four can do.
+    assert_eq!(info["secagg_full_cohort"]["neighbours"], 3);
+    assert_eq!(info["threat_model"]["corrupt_fraction"], 0.01);
     assert!(info["global"].is_null());
 
     // Before any round, the latest global adapter is version 0, signed.

@@ -606,6 +606,7 @@ fn the_client_trusts_only_what_it_pinned_and_stops_when_cancelled() {
                 clip_norm: 1.0,
                 noise_multiplier: 0.0,
             },
+            threat_model: None,
         },
     };
     let err = client

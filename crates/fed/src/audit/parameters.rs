@@ -17,6 +17,8 @@
 //! || vector_len || min_clients || max_clients || min_survivors (u32 each)
 //! || degree || threshold (each: 0x00 and 4 zero bytes, or 0x01 and a u32)
 //! || graph seed (32 bytes) || clip norm || noise multiplier (f64 bits, u64)
+//! || threat model (0x00 and 16 zero bytes, or 0x01, corrupt fraction,
+//!    dropout fraction as f64 bits)
 //! ```
 //!
 //! so anyone reading the log can decode a round's neighbourhood, cohort
@@ -25,10 +27,11 @@
 use hearth_ledger::{Hash, LogEntry};
 
 use crate::crypto::labels::ROUND_INFO;
+use crate::graph::ThreatModel;
 use crate::{DpConfig, FederationId, GraphSeed, RoundId, RoundInfo};
 
 /// Length of [`encode`]'s output.
-pub const ENCODED_LEN: usize = 1 + ROUND_INFO.len() + 16 + 8 + 4 * 4 + 5 + 5 + 32 + 8 + 8;
+pub const ENCODED_LEN: usize = 1 + ROUND_INFO.len() + 16 + 8 + 4 * 4 + 5 + 5 + 32 + 8 + 8 + 17;
 
 /// Why bytes are not [`encode`]d round parameters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +73,14 @@ pub fn encode(info: &RoundInfo) -> Vec<u8> {
     out.extend_from_slice(&info.graph_seed.0);
     out.extend_from_slice(&info.dp.clip_norm.to_bits().to_le_bytes());
     out.extend_from_slice(&info.dp.noise_multiplier.to_bits().to_le_bytes());
+    match info.threat_model {
+        Some(model) => {
+            out.push(1);
+            out.extend_from_slice(&model.corrupt_fraction.to_bits().to_le_bytes());
+            out.extend_from_slice(&model.dropout_fraction.to_bits().to_le_bytes());
+        }
+        None => out.extend_from_slice(&[0; 17]),
+    }
     out
 }
 
@@ -117,6 +128,17 @@ pub fn decode(bytes: &[u8]) -> Result<RoundInfo, ParametersError> {
     seed.copy_from_slice(take(32));
     let clip_norm = f64::from_bits(u64_at(take(8)));
     let noise_multiplier = f64::from_bits(u64_at(take(8)));
+    let threat_model = match take(17).split_first() {
+        Some((0, v)) if v.iter().all(|&x| x == 0) => None,
+        Some((1, v)) => {
+            let (g, d) = v.split_at(8);
+            Some(ThreatModel {
+                corrupt_fraction: f64::from_bits(u64_at(g)),
+                dropout_fraction: f64::from_bits(u64_at(d)),
+            })
+        }
+        _ => return Err(ParametersError::NonCanonical),
+    };
     Ok(RoundInfo {
         federation: FederationId::from_bytes(federation),
         round: RoundId(round),
@@ -131,6 +153,7 @@ pub fn decode(bytes: &[u8]) -> Result<RoundInfo, ParametersError> {
             clip_norm,
             noise_multiplier,
         },
+        threat_model,
     })
 }
 
@@ -165,6 +188,7 @@ mod tests {
                 clip_norm: 1.5,
                 noise_multiplier: 0.8,
             },
+            threat_model: None,
         }
     }
 

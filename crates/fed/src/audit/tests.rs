@@ -148,6 +148,7 @@ fn round_info(round: u64, seed: u8) -> crate::RoundInfo {
             clip_norm: 1.0,
             noise_multiplier: 0.0,
         },
+        threat_model: None,
     }
 }
 

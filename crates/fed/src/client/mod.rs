@@ -381,6 +381,8 @@ struct DescribedFederation {
     cohort_target: Option<u32>,
     #[serde(default)]
     secagg: Option<DescribedSecAgg>,
+    #[serde(default)]
+    threat_model: Option<crate::graph::ThreatModel>,
 }
 
 #[derive(Deserialize)]
@@ -670,6 +672,7 @@ fn describe(http: &Http, federation: &str) -> Result<FederationInfo, FedClientEr
             max_cohort: cohort_target,
             neighbours: described.secagg.as_ref().and_then(|s| s.neighbours),
             threshold: described.secagg.as_ref().and_then(|s| s.threshold),
+            threat_model: described.threat_model,
         }),
         _ => None,
     };

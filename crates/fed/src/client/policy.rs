@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::dp::DpConfig;
+use crate::graph::ThreatModel;
 use crate::wire::RoundInfo;
 
 /// What a device agreed to when it joined.
@@ -40,6 +41,10 @@ pub struct RoundPolicy {
     pub neighbours: Option<u32>,
     /// SecAgg+ threshold (`None`: a strict majority of the neighbours).
     pub threshold: Option<u32>,
+    /// What automatic neighbourhoods are sized against; the device resolves
+    /// `k` and `t` from it itself, for the cohort it is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat_model: Option<ThreatModel>,
 }
 
 /// How a round's parameters break the pinned policy.
@@ -84,6 +89,15 @@ pub enum PolicyViolation {
         /// Pinned maximum.
         pinned: u32,
     },
+    /// Another threat model (say, fewer colluders assumed, so smaller
+    /// neighbourhoods).
+    #[error("the round's threat model {announced:?} is not the federation's {pinned:?}")]
+    ThreatModel {
+        /// Announced.
+        announced: Option<ThreatModel>,
+        /// Pinned.
+        pinned: Option<ThreatModel>,
+    },
     /// Other neighbourhood settings.
     #[error(
         "the round's neighbourhood (degree {announced_degree:?}, threshold {announced_threshold:?}) is not the federation's (degree {pinned_degree:?}, threshold {pinned_threshold:?})"
@@ -127,6 +141,12 @@ impl RoundPolicy {
                 pinned: self.max_cohort,
             });
         }
+        if info.threat_model != self.threat_model {
+            return Err(PolicyViolation::ThreatModel {
+                announced: info.threat_model,
+                pinned: self.threat_model,
+            });
+        }
         if info.degree != self.neighbours || info.threshold != self.threshold {
             return Err(PolicyViolation::Neighbourhood {
                 announced_degree: info.degree,
@@ -157,6 +177,10 @@ mod tests {
             max_cohort: 20,
             neighbours: None,
             threshold: None,
+            threat_model: Some(ThreatModel {
+                corrupt_fraction: 0.01,
+                dropout_fraction: 0.05,
+            }),
         }
     }
 
@@ -172,6 +196,7 @@ mod tests {
             threshold: None,
             graph_seed: GraphSeed([0; 32]),
             dp: policy().dp,
+            threat_model: policy().threat_model,
         }
     }
 
@@ -227,6 +252,17 @@ mod tests {
         assert!(matches!(
             policy().check(&thin),
             Err(PolicyViolation::Neighbourhood { .. })
+        ));
+        let trusting = RoundInfo {
+            threat_model: Some(ThreatModel {
+                corrupt_fraction: 0.0,
+                dropout_fraction: 0.05,
+            }),
+            ..honest()
+        };
+        assert!(matches!(
+            policy().check(&trusting),
+            Err(PolicyViolation::ThreatModel { .. })
         ));
         let longer = RoundInfo {
             vector_len: 65,

@@ -259,6 +259,7 @@ mod tests {
                 clip_norm: 1.0,
                 noise_multiplier: 1.0,
             },
+            threat_model: None,
         }
     }
 

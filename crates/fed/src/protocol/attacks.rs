@@ -70,6 +70,7 @@ fn honest_info() -> RoundInfo {
             clip_norm: 1.0,
             noise_multiplier: 0.0,
         },
+        threat_model: None,
     }
 }
 

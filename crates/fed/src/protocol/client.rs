@@ -27,7 +27,7 @@ use crate::crypto::round_keys::{
 };
 use crate::crypto::share_box::{self, Envelope, SharePair};
 use crate::crypto::{CryptoError, DeviceId, DeviceIdentity};
-use crate::graph::{GraphError, GraphSpec, NeighbourGraph, Neighbourhood};
+use crate::graph::{GraphError, GraphSpec, NeighbourGraph};
 use crate::ids::{FederationId, RoundId};
 use crate::mask::{self, MaskError, MaskSeed, MaskSign, pairwise_seed, pairwise_sign};
 use crate::protocol::consistency::{
@@ -315,7 +315,7 @@ impl ClientAwaitingNeighbours {
             .binary_search(&self.device)
             .map_err(|_| ClientError::NotInCohort)?;
         let (nodes, position) = (size as u32, position as u32);
-        let neighbourhood = Neighbourhood::resolve(nodes, info.degree, info.threshold)?;
+        let neighbourhood = info.neighbourhood(nodes)?;
         let graph = NeighbourGraph::new(GraphSpec {
             seed: info.graph_seed,
             federation: info.federation,
@@ -859,6 +859,7 @@ mod tests {
                 clip_norm: 1.0,
                 noise_multiplier: 1.0,
             },
+            threat_model: None,
         }
     }
 

@@ -131,7 +131,7 @@ impl RoundInfo {
         // The resolved degree grows with n, so checking both ends suffices:
         // `t <= k` is hardest at the smallest cohort, `2t > k` at the largest.
         for n in [self.min_clients, self.max_clients] {
-            crate::graph::Neighbourhood::resolve(n, self.degree, self.threshold)?;
+            self.neighbourhood(n)?;
         }
         self.distributed_dp()?;
         Ok(())
@@ -149,32 +149,28 @@ impl RoundInfo {
     /// (through [`RoundContext`]). Two devices shown different parameters
     /// for one round hold different digests, and nothing one of them signs
     /// or seals is accepted by the other.
+    /// The canonical encoding is [`crate::audit::parameters::encode`], which
+    /// the transparency log stores with the digest.
     pub fn digest(&self) -> [u8; 32] {
         use sha2::{Digest, Sha256};
-        let optional = |v: Option<u32>| -> [u8; 5] {
-            let mut out = [0u8; 5];
-            if let Some(v) = v {
-                out[0] = 1;
-                out[1..].copy_from_slice(&v.to_le_bytes());
-            }
-            out
-        };
-        let label = crate::crypto::labels::ROUND_INFO;
-        let mut hasher = Sha256::new();
-        hasher.update([label.len() as u8]);
-        hasher.update(label);
-        hasher.update(self.federation.as_bytes());
-        hasher.update(self.round.0.to_le_bytes());
-        hasher.update(self.vector_len.to_le_bytes());
-        hasher.update(self.min_clients.to_le_bytes());
-        hasher.update(self.max_clients.to_le_bytes());
-        hasher.update(self.min_survivors.to_le_bytes());
-        hasher.update(optional(self.degree));
-        hasher.update(optional(self.threshold));
-        hasher.update(self.graph_seed.0);
-        hasher.update(self.dp.clip_norm.to_bits().to_le_bytes());
-        hasher.update(self.dp.noise_multiplier.to_bits().to_le_bytes());
-        hasher.finalize().into()
+        Sha256::digest(crate::audit::parameters::encode(self)).into()
+    }
+
+    /// The neighbourhood a cohort of `nodes` runs with: the explicit degree
+    /// and threshold if set, else the threat model's (Bell et al.'s
+    /// bounds), else about `log2 n`. Every device and the server resolve it
+    /// the same way from the same parameters.
+    pub fn neighbourhood(&self, nodes: u32) -> Result<crate::graph::Neighbourhood, GraphError> {
+        match (self.degree, self.threat_model) {
+            (None, Some(model)) => match self.threshold {
+                None => model.neighbourhood(nodes),
+                Some(t) => {
+                    let k = model.neighbourhood(nodes)?.degree;
+                    crate::graph::Neighbourhood::resolve(nodes, Some(k), Some(t))
+                }
+            },
+            _ => crate::graph::Neighbourhood::resolve(nodes, self.degree, self.threshold),
+        }
     }
 
     pub(crate) fn context(&self) -> RoundContext {

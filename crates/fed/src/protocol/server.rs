@@ -456,17 +456,16 @@ impl CollectingKeys {
             };
             return Err(Aborted::new(info, Stage::CollectingKeys, reason));
         }
-        let built =
-            Neighbourhood::resolve(have, info.degree, info.threshold).and_then(|neighbourhood| {
-                let graph = NeighbourGraph::new(GraphSpec {
-                    seed: info.graph_seed,
-                    federation: info.federation,
-                    round: info.round,
-                    nodes: have,
-                    degree: neighbourhood.degree,
-                })?;
-                Ok((neighbourhood, graph))
-            });
+        let built = info.neighbourhood(have).and_then(|neighbourhood| {
+            let graph = NeighbourGraph::new(GraphSpec {
+                seed: info.graph_seed,
+                federation: info.federation,
+                round: info.round,
+                nodes: have,
+                degree: neighbourhood.degree,
+            })?;
+            Ok((neighbourhood, graph))
+        });
         let (neighbourhood, graph) = match built {
             Ok(built) => built,
             Err(e) => {
@@ -1553,6 +1552,7 @@ mod tests {
                 clip_norm: 1.0,
                 noise_multiplier: 1.0,
             },
+            threat_model: None,
         }
     }
 

@@ -39,7 +39,7 @@ use x25519_dalek::PublicKey;
 
 use crate::crypto::DeviceId;
 use crate::dp::DpConfig;
-use crate::graph::GraphSeed;
+use crate::graph::{GraphSeed, ThreatModel};
 use crate::ids::{FederationId, RoundId};
 use crate::shamir::{Commitments, Share};
 
@@ -75,6 +75,11 @@ pub struct RoundInfo {
     pub graph_seed: GraphSeed,
     /// The DP policy.
     pub dp: DpConfig,
+    /// What neighbourhoods are sized against when `degree` is `None`
+    /// ([`ThreatModel::neighbourhood`], for the cohort that actually
+    /// formed); `None`: about `log2 n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat_model: Option<ThreatModel>,
 }
 
 /// Step 1, client → server (relayed to neighbours in step 2): a client's

@@ -41,6 +41,9 @@ pub struct PublicFederation {
     pub secagg: SecAggConfig,
     /// `k` and `t` a full cohort runs with.
     pub secagg_full_cohort: SecAggParams,
+    /// What automatic neighbourhoods are sized against (in every round's
+    /// parameters; devices pin it at join).
+    pub threat_model: hearth_fed::graph::ThreatModel,
     /// Fewest clients a round starts with.
     pub min_clients: u32,
     /// Clients a round aims to finish with.
@@ -114,6 +117,7 @@ async fn describe(
         dp: f.dp,
         secagg: f.secagg,
         secagg_full_cohort: f.secagg.for_cohort(f.cohort_target()),
+        threat_model: f.secagg.threat_model(),
         min_clients: f.min_clients,
         target_clients: f.target_clients,
         cohort_target: f.cohort_target(),
