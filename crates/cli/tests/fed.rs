@@ -222,12 +222,7 @@ fn a_cancel_after_the_upload_is_charged_and_a_replayed_round_is_refused() {
     };
     let work = tempfile::tempdir().expect("tempdir");
     let server = peer::start_server(&work.path().join("server"), &model).expect("server");
-    let notes = work.path().join("notes");
-    std::fs::create_dir_all(&notes).expect("notes");
-    let text = std::fs::read_to_string(&shakespeare).expect("text");
-    for (index, speech) in text.split("\n\n").take(60).enumerate() {
-        std::fs::write(notes.join(format!("{index:03}.txt")), speech).expect("note");
-    }
+    let notes = hearth_testdata::shakespeare_notes(work.path(), 60).expect("shakespeare");
     let mut library = Library::open(work.path().join("library")).expect("library");
     library
         .import(
@@ -291,8 +286,13 @@ fn a_cancel_after_the_upload_is_charged_and_a_replayed_round_is_refused() {
             cancel: cancel.clone(),
             in_round: false.into(),
         };
-        let outcome =
-            federation::participate(&mut library, &participation, &Always, &progress, &cancel);
+        let outcome = federation::participate(
+            &mut library,
+            &participation,
+            &peer::Always,
+            &progress,
+            &cancel,
+        );
         cancel.cancel();
         peer_cancel.cancel();
         let _ = peer.join();
@@ -313,7 +313,7 @@ fn a_cancel_after_the_upload_is_charged_and_a_replayed_round_is_refused() {
         charged.global_version, None,
         "the round never finished here"
     );
-    let status = federation::status(&library, &Always).expect("status");
+    let status = federation::status(&library, &peer::Always).expect("status");
     assert!(status[0].epsilon_spent > 0.0, "{status:?}");
     let trained = federated_runs(&library);
     assert_eq!(trained, 1);
@@ -352,7 +352,7 @@ fn a_cancel_after_the_upload_is_charged_and_a_replayed_round_is_refused() {
         let outcome = federation::participate(
             &mut library,
             &participation,
-            &Always,
+            &peer::Always,
             &hearth_progress::NoProgress,
             &cancel,
         );
@@ -384,17 +384,4 @@ fn watchdog<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, cancel: &Canc
         }
         cancel.cancel();
     });
-}
-
-/// Conditions that always allow taking part.
-struct Always;
-
-impl hearth_personalize::eligibility::DeviceState for Always {
-    fn conditions(&self) -> hearth_personalize::eligibility::Conditions {
-        hearth_personalize::eligibility::Conditions {
-            on_power: Some(true),
-            idle: Some(true),
-            local_hour: 12,
-        }
-    }
 }

@@ -81,7 +81,7 @@ checkin = {{ min_retry_secs = 1, max_retry_secs = 2 }}
 
 /// Conditions that always allow taking part: the peer stands for a device
 /// that is plugged in and idle, whatever this test machine is doing.
-struct Always;
+pub struct Always;
 
 impl DeviceState for Always {
     fn conditions(&self) -> hearth_personalize::eligibility::Conditions {
