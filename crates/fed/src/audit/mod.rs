@@ -602,25 +602,7 @@ impl LogAudit {
             device: check.device.clone(),
             why,
         };
-        let proof = check
-            .proof
-            .as_ref()
-            .ok_or_else(|| missing(Absence::NoEntry))?;
-        self.check_tree_size(proof.size)?;
-        if proof.leaf_hash != leaf {
-            return Err(missing(Absence::OtherLeaf {
-                answered: proof.leaf_hash,
-            }));
-        }
-        verify_inclusion(
-            &leaf,
-            proof.index,
-            self.size(),
-            &proof.path,
-            &self.watcher.root(),
-        )
-        .map_err(|e| missing(Absence::NotInTree(e)))?;
-        Ok(proof.index)
+        self.check_included(leaf, check.proof.as_ref(), missing)
     }
 
     /// Checks that the round's parameters this device was shown are the
@@ -647,13 +629,21 @@ impl LogAudit {
             )));
         }
         let leaf = parameters::round_opened_entry(federation, &check.info).leaf_hash();
-        let proof = check
-            .proof
-            .as_ref()
-            .ok_or_else(|| not_logged(Absence::NoEntry))?;
+        self.check_included(leaf, check.proof.as_ref(), not_logged)
+    }
+
+    /// Checks that `proof` shows `leaf` in the verified tree and returns
+    /// its index; `absent` says, in the caller's terms, why it does not.
+    fn check_included(
+        &self,
+        leaf: Hash,
+        proof: Option<&InclusionProofResponse>,
+        absent: impl Fn(Absence) -> AuditError,
+    ) -> Result<u64, AuditError> {
+        let proof = proof.ok_or_else(|| absent(Absence::NoEntry))?;
         self.check_tree_size(proof.size)?;
         if proof.leaf_hash != leaf {
-            return Err(not_logged(Absence::OtherLeaf {
+            return Err(absent(Absence::OtherLeaf {
                 answered: proof.leaf_hash,
             }));
         }
@@ -664,7 +654,7 @@ impl LogAudit {
             &proof.path,
             &self.watcher.root(),
         )
-        .map_err(|e| not_logged(Absence::NotInTree(e)))?;
+        .map_err(|e| absent(Absence::NotInTree(e)))?;
         Ok(proof.index)
     }
 
