@@ -701,3 +701,86 @@ async fn a_wrong_signature_is_detected() {
     assert!(err.to_string().starts_with("bad signature"));
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enrolments_of_a_cohort_come_with_proofs_and_strangers_without() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = TestServer::start(dir.path()).await;
+    let (a, b) = round_with_two(&t).await;
+    let sth = t.sth().await;
+    let key = t.log_key().await.verifying_key().expect("log key");
+    let head = sth.verify(&key).expect("signed head");
+    let id = |k: &hearth_ledger::SigningKey| {
+        hearth_fed::DeviceId::from_bytes(k.verifying_key().to_bytes())
+    };
+    let stranger = hearth_fed::DeviceId::from_bytes([9; 32]);
+    let post = |query: serde_json::Value| {
+        let request = t
+            .client
+            .post(t.url(wire::ENROLMENTS_PATH))
+            .header("content-type", "application/json")
+            .body(query.to_string());
+        async move { status_and_json(request.send().await.expect("post")).await }
+    };
+
+    let cohort = vec![id(&a.key), id(&b.key), stranger];
+    let (status, body) = post(serde_json::json!({
+        "federation": "notes", "size": head.size(), "devices": cohort,
+    }))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answer: wire::EnrolmentsResponse = serde_json::from_value(body).expect("answer");
+    assert_eq!(answer.enrolments.len(), 2, "the stranger has no entry");
+    assert_eq!(
+        hearth_fed::audit::check_cohort_enrolled(
+            &head,
+            "notes",
+            1,
+            &cohort[..2],
+            &answer.enrolments
+        ),
+        Ok(2)
+    );
+    let err =
+        hearth_fed::audit::check_cohort_enrolled(&head, "notes", 1, &cohort, &answer.enrolments)
+            .expect_err("the stranger");
+    assert!(
+        matches!(err, AuditError::CohortNotEnrolled { missing: 1, .. }),
+        "{err}"
+    );
+    // Another federation's view of the same keys: nothing.
+    let (status, body) = post(serde_json::json!({
+        "federation": "photos", "size": head.size(), "devices": cohort,
+    }))
+    .await;
+    assert_eq!(
+        (status, body["enrolments"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+
+    // Bounded, and only about trees the log has.
+    let too_many = vec![stranger; wire::MAX_ENROLMENTS_PER_REQUEST + 1];
+    for (query, status_kind, says) in [
+        (
+            serde_json::json!({"federation": "notes", "size": head.size(), "devices": too_many}),
+            (400, "bad_request"),
+            "at most 1024",
+        ),
+        (
+            serde_json::json!({"federation": "notes", "size": head.size() + 1, "devices": []}),
+            (400, "bad_request"),
+            "beyond the log",
+        ),
+        (
+            serde_json::json!({"federation": "notes", "size": 1, "devices": ["zz"]}),
+            (400, "bad_request"),
+            "devices",
+        ),
+    ] {
+        let (status, body) = post(query).await;
+        assert_eq!((status, kind(&body)), status_kind, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(says), "{message:?} lacks {says:?}");
+    }
+    t.stop().await;
+}

@@ -100,15 +100,17 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cohort;
 pub mod gossip;
 pub mod parameters;
 pub mod wire;
 
+pub use cohort::check_cohort_enrolled;
 pub use gossip::{GossipHead, GossipReport, SplitViewEvidence};
 
 use hearth_ledger::{
     EntryError, Hash, LogEntry, LogWatcher, MemoryStore, MerkleLog, ProofError, SignedTreeHead,
-    SthError, TreeHead, VerifyingKey, WatchError, leaf_hash, verify_inclusion,
+    SthError, TreeHead, VerifyingKey, WatchError, leaf_hash, verify_consistency, verify_inclusion,
 };
 use serde::{Deserialize, Serialize};
 
@@ -218,6 +220,23 @@ pub enum AuditError {
         digest: Hash,
         /// What the log answered instead.
         why: Absence,
+    },
+    /// Devices of a round's cohort have no (verifiable) enrolment in the
+    /// log: the server put devices nobody can see into the round.
+    #[error(
+        "cohort not enrolled: {missing} of the {cohort} devices in round {round} of {federation} have no enrolment in the transparency log (first: {first}); the server may be filling the round with devices of its own"
+    )]
+    CohortNotEnrolled {
+        /// The federation.
+        federation: String,
+        /// The round.
+        round: u64,
+        /// How many devices the cohort has.
+        cohort: usize,
+        /// How many of them have no proven enrolment.
+        missing: usize,
+        /// The public key of the first of them, hex.
+        first: String,
     },
     /// The adapter version is not (verifiably) in the log.
     #[error("global version {version} of {federation} is not in the log: {why}")]
@@ -537,6 +556,59 @@ impl LogAudit {
         next.advance_in_place(sth, consistency, None)?;
         *self = next;
         Ok(())
+    }
+
+    /// Joins a head that a check during a round relied on (the cohort's
+    /// enrolments, say) to this device's verified history: a newer head is
+    /// accepted along `consistency` as by [`Self::advance`]; an older or
+    /// equal one must be a prefix of the verified tree (`consistency` from
+    /// its size to the verified size), else the log showed the round a
+    /// history it has since rewritten.
+    pub fn join_head(
+        &mut self,
+        sth: &SignedTreeHead,
+        consistency: &ConsistencyProofResponse,
+    ) -> Result<(), AuditError> {
+        let Some(mine) = self.watcher.head().cloned() else {
+            return self.advance(sth, consistency);
+        };
+        if sth.head.size > mine.size() {
+            return self.advance(sth, consistency);
+        }
+        let earlier = sth
+            .verify(self.log_key())
+            .map_err(|_| AuditError::BadSignature)?;
+        if earlier.size() == mine.size() {
+            if earlier.root() != mine.root() {
+                return Err(AuditError::Fork {
+                    size: mine.size(),
+                    known_root: mine.root(),
+                    offered_root: earlier.root(),
+                });
+            }
+            return Ok(());
+        }
+        if consistency.old != earlier.size() || consistency.new != mine.size() {
+            return Err(AuditError::Malformed(format!(
+                "consistency proof is from {} to {}, needed from {} to {}",
+                consistency.old,
+                consistency.new,
+                earlier.size(),
+                mine.size()
+            )));
+        }
+        verify_consistency(
+            earlier.size(),
+            mine.size(),
+            &earlier.root(),
+            &mine.root(),
+            &consistency.path,
+        )
+        .map_err(|proof| AuditError::HistoryRewritten {
+            from: earlier.size(),
+            to: mine.size(),
+            proof,
+        })
     }
 
     /// The after-round check: the head (1), this device's commitment (2)

@@ -789,3 +789,69 @@ fn gossip_exposes_a_split_view_and_the_full_audit_keeps_reporting_it() {
     let tampered: LogAudit = serde_json::from_value(json).expect("parse");
     assert!(audit_all(&tampered).is_ok());
 }
+
+#[test]
+fn a_head_a_round_relied_on_joins_the_history_or_is_caught() {
+    let (mut server, mut audit) = audited(2);
+    // Mid-round (the cohort check): an older head, a prefix of the tree
+    // the audit verified since, joins without changing anything.
+    let old_size = 3;
+    let mut prefix = MerkleLog::new(MemoryStore::new());
+    for i in 0..old_size {
+        prefix
+            .append_hash(server.log.leaf(i).expect("leaf"))
+            .expect("append");
+    }
+    let earlier = prefix.tree_head(T0).expect("head").sign(&key());
+    let proof = |server: &Server, old, new| ConsistencyProofResponse {
+        old,
+        new,
+        path: server.log.consistency_proof(old, new).expect("proof"),
+    };
+    let before = audit.clone();
+    audit
+        .join_head(&earlier, &proof(&server, old_size, audit.size()))
+        .expect("a prefix of the verified tree");
+    assert_eq!(audit, before);
+    // The same head signed over another history of that size is caught.
+    let elsewhere = forked(&server, old_size - 1, 1);
+    let other = elsewhere.log.tree_head(T0).expect("head").sign(&key());
+    assert_eq!(other.head.size, old_size);
+    let err = audit
+        .join_head(&other, &proof(&server, old_size, audit.size()))
+        .expect_err("not a prefix");
+    assert!(
+        matches!(err, AuditError::HistoryRewritten { from: 3, .. }),
+        "{err}"
+    );
+    // A proof between other sizes proves nothing.
+    assert!(matches!(
+        audit.join_head(&earlier, &proof(&server, 2, audit.size())),
+        Err(AuditError::Malformed(_))
+    ));
+    // The verified head itself, re-signed under another root: a fork.
+    let size = audit.size();
+    let mut fork = forked(&server, size - 1, 1);
+    fork.clock = server.clock + 1;
+    let err = audit
+        .join_head(&fork.sth(), &ConsistencyProofResponse::trivial(size, size))
+        .expect_err("fork");
+    assert!(matches!(err, AuditError::Fork { .. }), "{err}");
+    // A newer head is accepted along its proof, as by `advance`.
+    server.append(&LogEntry::FederationConfig {
+        federation: "notes".into(),
+        config_sha256: Hash::sha256(b"later"),
+    });
+    let newer = server.sth();
+    audit
+        .join_head(&newer, &server.consistency(size))
+        .expect("extends");
+    assert_eq!(audit.size(), size + 1);
+    assert_eq!(audit, {
+        let mut advanced = before.clone();
+        advanced
+            .advance(&newer, &server.consistency(size))
+            .expect("advance");
+        advanced
+    });
+}

@@ -2,8 +2,10 @@
 //! (which answers with them) and the client driver (which parses them), so
 //! the two cannot drift apart.
 //!
-//! Every endpoint is a public `GET` under `/v1/log`; query parameters are
-//! the `*Query` structs here, answers the `*Response` structs. Hashes are
+//! Every endpoint is public and under `/v1/log`: `GET`s with the `*Query`
+//! structs here as query parameters, and one `POST` ([`ENROLMENTS_PATH`],
+//! whose question is too long for a query string) with a JSON body; answers
+//! are the `*Response` structs. Hashes are
 //! 64 hex digits, the log key 64 hex digits, leaf data standard base64
 //! (as RFC 6962's JSON API carries it). Errors use the server's one error
 //! shape, `{"error": {"kind", "message"}}`; an unknown index, a size beyond
@@ -15,6 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hearth_ledger::{Hash, LogEntry, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::crypto::DeviceId;
 
 /// `GET`: the log's public key ([`LogKeyResponse`]); a device pins it at
 /// join.
@@ -32,6 +36,19 @@ pub const ENTRIES_PATH: &str = "/v1/log/entries";
 /// `GET` with [`AdapterQuery`]: the entry that published a global adapter
 /// version, with its inclusion proof ([`AdapterEntryResponse`]).
 pub const ADAPTER_PATH: &str = "/v1/log/adapter";
+/// `POST` with an [`EnrolmentsQuery`] body: the `device_enrolled` entries
+/// of some devices' public keys, each with its inclusion proof
+/// ([`EnrolmentsResponse`]). A device checks a round's cohort with it
+/// before it seals a share to anyone.
+pub const ENROLMENTS_PATH: &str = "/v1/log/enrolments";
+
+/// Most public keys one [`ENROLMENTS_PATH`] request may ask about; a
+/// larger cohort is asked about in several requests.
+pub const MAX_ENROLMENTS_PER_REQUEST: usize = 1024;
+
+/// Largest [`ENROLMENTS_PATH`] body accepted: [`MAX_ENROLMENTS_PER_REQUEST`]
+/// keys of 64 hex digits, quoted, with room for the rest.
+pub const ENROLMENTS_BODY_LIMIT: usize = 96 * 1024;
 
 /// `POST` (signed by an enrolled device of `{id}`, body [`GossipPost`]):
 /// the latest signed tree head the device verified; `GET` (public):
@@ -273,14 +290,41 @@ pub struct AdapterQuery {
     pub size: u64,
 }
 
-/// Answer of [`ADAPTER_PATH`]: the `adapter_published` entry and its
-/// inclusion proof.
+/// One entry with its inclusion proof.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdapterEntryResponse {
+pub struct ProvenEntry {
     /// The entry.
     pub entry: EntryResponse,
     /// Its inclusion proof.
     pub proof: InclusionProofResponse,
+}
+
+/// Answer of [`ADAPTER_PATH`]: the `adapter_published` entry and its
+/// inclusion proof.
+pub type AdapterEntryResponse = ProvenEntry;
+
+/// Body of an [`ENROLMENTS_PATH`] request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentsQuery {
+    /// The federation.
+    pub federation: String,
+    /// The tree size the proofs are for (the size of the head the client
+    /// verified).
+    pub size: u64,
+    /// The devices' Ed25519 public keys (a round's [`DeviceId`]s), at most
+    /// [`MAX_ENROLMENTS_PER_REQUEST`].
+    pub devices: Vec<DeviceId>,
+}
+
+/// Answer of [`ENROLMENTS_PATH`]: one `device_enrolled` entry with its
+/// proof per asked key the log holds among its first `size` entries (keys
+/// it does not hold are left out; the client judges).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrolmentsResponse {
+    /// The tree size the proofs are for.
+    pub size: u64,
+    /// The entries found.
+    pub enrolments: Vec<ProvenEntry>,
 }
 
 #[cfg(test)]

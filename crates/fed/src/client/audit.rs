@@ -13,6 +13,12 @@
 //! 6. the inclusion proof of the round's `round_opened` entry for the
 //!    parameters this device was shown.
 //!
+//! Before that, if the round's cohort was checked against the log's
+//! enrolments under a head of its own (see
+//! [`FedClient::check_cohort_enrolled`]), the audit first advances to that
+//! head along a consistency proof, so what the cohort check relied on is
+//! part of the one history this device verified.
+//!
 //! Every log endpoint is public and unsigned; every answer still comes
 //! over the pinned TLS connection, though nothing here relies on that: the
 //! head is only accepted under the log key pinned at enrolment.
@@ -21,15 +27,16 @@ use hearth_ledger::Hash;
 
 use super::http::{Call, Reply, Traffic};
 use super::{FedClient, FedClientError, JSON_LIMIT, Membership, ParticipationReport, get};
-use crate::RoundInfo;
 use crate::audit::wire::{
-    self, AdapterEntryResponse, ConsistencyProofResponse, InclusionProofResponse, LogKeyResponse,
-    SthResponse,
+    self, AdapterEntryResponse, ConsistencyProofResponse, EnrolmentsQuery, EnrolmentsResponse,
+    InclusionProofResponse, LogKeyResponse, SthResponse,
 };
 use crate::audit::{
     Absence, AdapterCheck, AuditError, CommitmentCheck, LogAudit, ParametersCheck, RoundCheck,
     RoundVerified, commitment_leaf_hash, parameters,
 };
+use crate::crypto::DeviceId;
+use crate::{RoundId, RoundInfo};
 
 impl Membership {
     /// The pinned transparency log key, checked to be an Ed25519 key.
@@ -82,6 +89,24 @@ impl FedClient {
         }
         let federation = self.membership.federation_id.clone();
         let traffic = Traffic::default();
+        // Worked on a copy, so a failure anywhere leaves `audit` unchanged.
+        let mut next = audit.clone();
+
+        // The head the cohort was checked under joins this device's
+        // verified history first: extending it, or a prefix of it.
+        if let Some(cohort_head) = &report.cohort_head {
+            let (verified, size) = (next.size(), cohort_head.head.size);
+            let (old, new) = (verified.min(size), verified.max(size));
+            let consistency = if old == 0 || old == new {
+                ConsistencyProofResponse::trivial(old, new)
+            } else {
+                self.log_json(
+                    &format!("{}?old={old}&new={new}", wire::CONSISTENCY_PATH),
+                    &traffic,
+                )?
+            };
+            next.join_head(cohort_head, &consistency)?;
+        }
 
         // The adapter first, then the head, so its entry is in the tree.
         let global = self.fetch_global_counted(&traffic, None)?;
@@ -95,7 +120,7 @@ impl FedClient {
         }
         let sth: SthResponse = self.log_json(wire::STH_PATH, &traffic)?;
         let size = sth.head.size;
-        let old = audit.size();
+        let old = next.size();
         // Nothing to prove from the empty tree or to an equal (or, for a
         // log that went back, smaller) size: the audit judges those alone.
         let consistency = if old == 0 || old >= size {
@@ -151,13 +176,16 @@ impl FedClient {
             }),
             adapter,
         };
-        match audit.verify_round(check) {
-            Ok(verified) => Ok(verified),
+        match next.verify_round(check) {
+            Ok(verified) => {
+                *audit = next;
+                Ok(verified)
+            }
             // A head that does not verify: say so more precisely when the
             // server now presents another key than the pinned one.
             Err(AuditError::BadSignature) => {
                 let served: LogKeyResponse = self.log_json(wire::KEY_PATH, &traffic)?;
-                audit.check_key(&served)?;
+                next.check_key(&served)?;
                 Err(AuditError::BadSignature.into())
             }
             Err(e) => Err(e.into()),
@@ -212,6 +240,47 @@ impl FedClient {
             &head.root(),
         )
         .map_err(|e| not_logged(Absence::NotInTree(e)))
+    }
+
+    /// Before this device seals a share to anyone: checks that every
+    /// device of the round's `cohort` has a `device_enrolled` entry in the
+    /// transparency log, under a fresh head signed by the pinned log key
+    /// ([`crate::audit::check_cohort_enrolled`]). Returns that head, which
+    /// the after-round audit joins to this device's verified history.
+    pub(super) fn check_cohort_enrolled(
+        &self,
+        round: RoundId,
+        cohort: &[DeviceId],
+        traffic: &Traffic,
+    ) -> Result<hearth_ledger::SignedTreeHead, FedClientError> {
+        let key = self.membership.pinned_log_key()?;
+        let federation = &self.membership.federation_id;
+        let sth: SthResponse = self.log_json(wire::STH_PATH, traffic)?;
+        let head = sth
+            .verify(&key)
+            .map_err(|_| FedClientError::Audit(AuditError::BadSignature))?;
+        let mut answers = Vec::with_capacity(cohort.len());
+        for devices in cohort.chunks(wire::MAX_ENROLMENTS_PER_REQUEST) {
+            let query = EnrolmentsQuery {
+                federation: federation.clone(),
+                size: head.size(),
+                devices: devices.to_vec(),
+            };
+            let body = serde_json::to_vec(&query)
+                .map_err(|e| FedClientError::BadResponse(e.to_string()))?;
+            let call = Call {
+                method: "POST",
+                path: wire::ENROLMENTS_PATH,
+                body: &body,
+                content_type: Some("application/json"),
+                signer: None,
+                limit: JSON_LIMIT,
+            };
+            let answer: EnrolmentsResponse = self.http.send(&call, traffic, None)?.json()?;
+            answers.extend(answer.enrolments);
+        }
+        crate::audit::check_cohort_enrolled(&head, federation, round.0, cohort, &answers)?;
+        Ok(sth)
     }
 
     fn log_reply(&self, path: &str, traffic: &Traffic) -> Result<Reply, FedClientError> {

@@ -105,6 +105,10 @@ pub struct ParticipationReport {
     /// every signature to): the log must hold them
     /// ([`FedClient::audit_round`]).
     pub round_info: RoundInfo,
+    /// The signed tree head the round's cohort was checked to be enrolled
+    /// under: [`FedClient::audit_round`] joins it to this device's verified
+    /// history. `None` for a report that checked no cohort.
+    pub cohort_head: Option<hearth_ledger::SignedTreeHead>,
 }
 
 /// State shared by the steps of one participation.
@@ -350,6 +354,11 @@ impl FedClient {
             other => return Err(expected("neighbour keys", &other)),
         };
         let (shares, state) = state.receive_neighbours(&keys, &mut OsRng)?;
+        // The cohort passed the state machine's checks (sorted, within the
+        // round's bounds, this device in it). No share leaves for a device
+        // the federation's public log does not show: the server cannot pick
+        // this device's neighbours, or pad the survivors, with its own keys.
+        let cohort_head = self.check_cohort_enrolled(info.round, &keys.cohort, &walk.traffic)?;
         walk.post_json(RoundEndpoint::Shares, &shares)?;
         progress.advance(2);
 
@@ -456,6 +465,7 @@ impl FedClient {
             global_version_after,
             upload_sha256,
             round_info: info,
+            cohort_head: Some(cohort_head),
         })
     }
 }

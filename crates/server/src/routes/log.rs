@@ -2,7 +2,8 @@
 //!
 //! Anyone may read the log (devices, auditors, the operator): the key,
 //! the latest signed tree head, inclusion and consistency proofs, ranges of
-//! entries, and the entry of a published adapter version. Request and
+//! entries, the entry of a published adapter version, and the enrolments
+//! of a list of devices (a `POST`: a cohort's keys do not fit a query). Request and
 //! answer types are `hearth_fed::audit::wire`, the same ones the device's
 //! verifier consumes. Bad parameters are `400 bad_request` with a message
 //! saying what is wrong; unknown entries `404 not_found`.
@@ -10,13 +11,15 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use hearth_fed::audit::wire::{
-    AdapterEntryResponse, AdapterQuery, ConsistencyProofResponse, ConsistencyQuery, EntriesQuery,
-    EntriesResponse, EntryResponse, InclusionProofResponse, InclusionQuery, LogKeyResponse,
-    MAX_ENTRIES_PER_REQUEST, SthResponse,
+    AdapterEntryResponse, AdapterQuery, ConsistencyProofResponse, ConsistencyQuery,
+    ENROLMENTS_BODY_LIMIT, EnrolmentsQuery, EnrolmentsResponse, EntriesQuery, EntriesResponse,
+    EntryResponse, InclusionProofResponse, InclusionQuery, LogKeyResponse,
+    MAX_ENROLMENTS_PER_REQUEST, MAX_ENTRIES_PER_REQUEST, ProvenEntry, SthResponse,
 };
 
 use crate::AppState;
@@ -32,6 +35,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/proof/consistency", get(consistency))
         .route("/entries", get(entries))
         .route("/adapter", get(adapter))
+        .route(
+            "/enrolments",
+            post(enrolments).layer(DefaultBodyLimit::max(ENROLMENTS_BODY_LIMIT)),
+        )
 }
 
 /// Query strings that do not parse answer in our error shape, with
@@ -155,5 +162,32 @@ async fn adapter(
     Ok(AppJson(AdapterEntryResponse {
         entry: EntryResponse::new(leaf.index, &leaf.leaf_data),
         proof: proof_response(proof),
+    }))
+}
+
+async fn enrolments(
+    State(state): State<AppState>,
+    AppJson(q): AppJson<EnrolmentsQuery>,
+) -> Result<AppJson<EnrolmentsResponse>, AppError> {
+    if q.devices.len() > MAX_ENROLMENTS_PER_REQUEST {
+        return Err(AppError::BadRequest(format!(
+            "at most {MAX_ENROLMENTS_PER_REQUEST} devices per request, not {}",
+            q.devices.len()
+        )));
+    }
+    let keys = q.devices.iter().map(|d| *d.as_bytes()).collect();
+    let found = state
+        .storage
+        .log_enrolment_entries(q.federation, keys, q.size)
+        .await?;
+    Ok(AppJson(EnrolmentsResponse {
+        size: q.size,
+        enrolments: found
+            .into_iter()
+            .map(|(leaf, proof)| ProvenEntry {
+                entry: EntryResponse::new(leaf.index, &leaf.leaf_data),
+                proof: proof_response(proof),
+            })
+            .collect(),
     }))
 }

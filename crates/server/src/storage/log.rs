@@ -421,6 +421,43 @@ pub(super) fn adapter_entry(
     })
 }
 
+pub(super) fn enrolment_entries(
+    conn: &mut Connection,
+    federation_id: &str,
+    public_keys: &[[u8; 32]],
+    size: u64,
+) -> Result<Vec<(LogLeaf, LogInclusion)>> {
+    read(conn, |tx| {
+        let log_size = log_size(tx)?;
+        if size > log_size {
+            return Err(StorageError::OutOfRange(format!(
+                "tree size {size} is beyond the log's {log_size} entries"
+            )));
+        }
+        // The devices table names the device a key belongs to; the entry
+        // itself (what the client checks) is the log's.
+        let mut stmt = tx.prepare_cached(
+            "SELECT l.idx, l.leaf_data FROM devices d JOIN log_leaves l \
+             ON l.kind = 'device_enrolled' AND l.federation_id = d.federation_id \
+             AND l.device_id = d.id \
+             WHERE d.federation_id = ?1 AND d.public_key = ?2 AND l.idx < ?3",
+        )?;
+        let mut found = Vec::new();
+        for key in public_keys {
+            let row: Option<(u64, Vec<u8>)> = stmt
+                .query_row(params![federation_id, key, size], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            if let Some((index, leaf_data)) = row {
+                let proof = inclusion_in(tx, index, size)?;
+                found.push((LogLeaf { index, leaf_data }, proof));
+            }
+        }
+        Ok(found)
+    })
+}
+
 pub(super) fn record_gossip_head(conn: &mut Connection, head: &GossipHead) -> Result<bool> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let sth = &head.sth.head;

@@ -217,6 +217,15 @@ pub trait Storage: Send + Sync + 'static {
         version: u64,
         size: u64,
     ) -> StorageFuture<'_, Option<(LogLeaf, LogInclusion)>>;
+    /// The `device_enrolled` entries of the devices of `federation_id`
+    /// with these public keys, among the first `size` entries, each with
+    /// its inclusion proof in that tree; keys with none are left out.
+    fn log_enrolment_entries(
+        &self,
+        federation_id: String,
+        public_keys: Vec<[u8; 32]>,
+        size: u64,
+    ) -> StorageFuture<'_, Vec<(LogLeaf, LogInclusion)>>;
     /// Stores a device's latest verified head (replacing its previous one);
     /// the caller has checked the signature under the log key. Says
     /// whether the head is of this log (same root at its size); a head that

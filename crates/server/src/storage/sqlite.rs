@@ -397,6 +397,15 @@ impl Storage for SqliteStorage {
         self.call(move |conn| tlog::adapter_entry(conn, &federation_id, version, size))
     }
 
+    fn log_enrolment_entries(
+        &self,
+        federation_id: String,
+        public_keys: Vec<[u8; 32]>,
+        size: u64,
+    ) -> StorageFuture<'_, Vec<(LogLeaf, LogInclusion)>> {
+        self.call(move |conn| tlog::enrolment_entries(conn, &federation_id, &public_keys, size))
+    }
+
     fn record_gossip_head(&self, head: GossipHead) -> StorageFuture<'_, bool> {
         self.call(move |conn| tlog::record_gossip_head(conn, &head))
     }
