@@ -8,6 +8,7 @@
 //! - [`load_model`], [`load_adapter`]: a base model by registry name or
 //!   path; a library adapter checked against it.
 //! - [`evaluate`]: held-out perplexity, base versus adapter.
+//! - [`generate`]: trying a model, base and personalized side by side.
 //! - [`export_adapter`], [`import_adapter`]: PEFT folders in and out.
 //! - [`photos`]: photo embeddings cached in the library, the personal
 //!   tagger, suggestions, questions and look-alikes.
@@ -24,6 +25,7 @@ pub mod eligibility;
 mod error;
 pub mod federated;
 pub mod federation;
+pub mod generate;
 pub mod lineage;
 pub mod photo_eval;
 pub mod photos;
