@@ -63,6 +63,7 @@ mod extract;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod live;
 pub mod log;
 pub mod ops;
 pub mod pace;
@@ -73,6 +74,8 @@ pub mod secagg;
 pub mod server;
 pub mod sim;
 pub mod storage;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tls;
 
 use std::sync::Arc;
@@ -98,8 +101,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Persistent state.
     pub storage: Arc<dyn Storage>,
-    /// The round protocol.
-    pub protocol: Arc<dyn RoundProtocol>,
+    /// The in-flight rounds, decoded, and the protocol they run.
+    pub rounds: Arc<live::LiveRounds>,
     /// Signed requests seen recently.
     pub replay: Arc<ReplayGuard>,
     /// The key published global adapters are signed with.
