@@ -17,3 +17,19 @@ CREATE TABLE round_journal (
     PRIMARY KEY (federation_id, round, version),
     FOREIGN KEY (federation_id, round) REFERENCES rounds (federation_id, round)
 ) STRICT;
+
+-- A round's state as last stored whole, out of the `rounds` row: SQLite
+-- rewrites a whole row on every UPDATE and walks a row's overflow pages to
+-- reach the columns after a blob, so with the state inline every version
+-- bump (every journaled message) and every summary read cost the state's
+-- size. `rounds.state` is left empty.
+CREATE TABLE round_states (
+    federation_id TEXT    NOT NULL,
+    round         INTEGER NOT NULL,
+    state         BLOB    NOT NULL,
+    PRIMARY KEY (federation_id, round),
+    FOREIGN KEY (federation_id, round) REFERENCES rounds (federation_id, round)
+) STRICT;
+INSERT INTO round_states (federation_id, round, state)
+    SELECT federation_id, round, state FROM rounds;
+UPDATE rounds SET state = x'';

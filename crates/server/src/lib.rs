@@ -16,8 +16,9 @@
 //! opaque protocol state with a compare-and-swap version, published global
 //! adapters, and an append-only event log. Rounds run hearth-fed's SecAgg+
 //! ([`secagg::SecAggRounds`], a [`rounds::RoundProtocol`]) through the
-//! signed round endpoints, every step persisted by
-//! [`rounds::advance_round`]; stage deadlines close stages without the
+//! signed round endpoints, each round kept decoded in memory and stepped
+//! off the async runtime ([`live::LiveRounds`]), every step persisted
+//! (journaled) before it is acknowledged; stage deadlines close stages without the
 //! devices that dropped out; on a restart, rounds in flight are resumed or
 //! aborted by one rule ([`rounds::recovery_rule`]). A finished round's mean
 //! update is applied to the global adapter ([`adapter`]) and the new

@@ -30,7 +30,9 @@
 //! What the stored state holds is only what hearth-fed's server states
 //! hold: public keys, sealed shares, the *running sum* of masked uploads
 //! (after the first upload, that one masked vector; never a plaintext
-//! update), and revealed shares.
+//! update), and revealed shares. Between whole stores the journal also
+//! holds the masked uploads themselves, as received: masked, exactly what
+//! the server sees in transit, and gone at the next whole store.
 
 use hearth_fed::api::RoundPoll;
 use hearth_fed::dp::zcdp_epsilon;

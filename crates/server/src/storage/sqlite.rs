@@ -462,7 +462,7 @@ const SUMMARY_COLUMNS: &str = "SELECT r.federation_id, r.round, r.stage, r.versi
      (SELECT count(*) FROM round_members m \
       WHERE m.federation_id = r.federation_id AND m.round = r.round), \
      r.opened_at_ms, r.stage_deadline_ms, r.updated_at_ms, r.outcome, r.outcome_detail, \
-     r.closed_at_ms, r.state FROM rounds r";
+     r.closed_at_ms FROM rounds r";
 const GLOBAL_COLUMNS: &str = "SELECT federation_id, version, round, sha256, length(adapter), \
      metadata_json, published_at_ms FROM global_versions";
 const GLOBAL_COLUMNS_WITH_ADAPTER: &str = "SELECT federation_id, version, round, sha256, \
@@ -795,12 +795,16 @@ fn open_round(conn: &mut Connection, round: NewRound) -> Result<RoundRecord> {
             round.federation_id,
             round.round,
             round.stage.as_str(),
-            round.state,
+            Vec::<u8>::new(),
             round.opened_at_ms,
             round.stage_deadline_ms
         ],
     )
     .map_err(conflict_on_constraint("round number"))?;
+    tx.execute(
+        "INSERT INTO round_states (federation_id, round, state) VALUES (?1, ?2, ?3)",
+        params![round.federation_id, round.round, round.state],
+    )?;
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO round_members (federation_id, round, device_id) VALUES (?1, ?2, ?3)",
@@ -849,13 +853,16 @@ fn load_round(conn: &Connection, federation_id: &str, round: u64) -> Result<Opti
         .prepare_cached(&format!(
             "{SUMMARY_COLUMNS} WHERE r.federation_id = ?1 AND r.round = ?2"
         ))?
-        .query_row(params![federation_id, round], |row| {
-            Ok((summary_row(row)?, row.get::<_, Vec<u8>>(11)?))
-        })
+        .query_row(params![federation_id, round], summary_row)
         .optional()?;
-    let Some((summary, state)) = found else {
+    let Some(summary) = found else {
         return Ok(None);
     };
+    let state: Vec<u8> = conn
+        .prepare_cached("SELECT state FROM round_states WHERE federation_id = ?1 AND round = ?2")?
+        .query_row(params![federation_id, round], |row| row.get(0))
+        .optional()?
+        .unwrap_or_default();
     let mut stmt = conn.prepare_cached(
         "SELECT device_id FROM round_members WHERE federation_id = ?1 AND round = ?2 \
          ORDER BY device_id",
@@ -916,15 +923,14 @@ fn save_round_in(tx: &Connection, update: RoundUpdate) -> Result<RoundSummary> {
         )
         .optional()?;
     let changed = tx.execute(
-        "UPDATE rounds SET stage = ?4, state = ?5, version = version + 1, \
-         stage_deadline_ms = ?6, updated_at_ms = ?7 \
+        "UPDATE rounds SET stage = ?4, version = version + 1, \
+         stage_deadline_ms = ?5, updated_at_ms = ?6 \
          WHERE federation_id = ?1 AND round = ?2 AND version = ?3 AND outcome IS NULL",
         params![
             update.federation_id,
             update.round,
             update.expected_version,
             update.stage.as_str(),
-            update.state,
             update.stage_deadline_ms,
             update.at_ms
         ],
@@ -937,6 +943,10 @@ fn save_round_in(tx: &Connection, update: RoundUpdate) -> Result<RoundSummary> {
             update.expected_version,
         ));
     }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO round_states (federation_id, round, state) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![update.federation_id, update.round, update.state])?;
     // The state is whole again: nothing to replay onto it.
     clear_journal(tx, &update.federation_id, update.round)?;
     if previous.as_deref() != Some(update.stage.as_str()) {
