@@ -120,7 +120,15 @@ pub async fn respond(
             // Devices dropped out between counting and drawing.
             return Ok(come_back(pacing, Phase::Gathering, counts.active));
         }
-        match rounds::open_round(storage, &*state.protocol, federation, members, now_ms).await {
+        match rounds::open_round(
+            storage,
+            &**state.rounds.protocol(),
+            federation,
+            members,
+            now_ms,
+        )
+        .await
+        {
             Ok(round) => {
                 tracing::info!(
                     federation = %id,

@@ -225,6 +225,7 @@ impl From<RoundError> for AppError {
             RoundError::Contended { .. } => AppError::Busy(e.to_string()),
             RoundError::Storage(s) => s.into(),
             RoundError::Protocol(p) => AppError::Internal(p.to_string()),
+            RoundError::Task(t) => AppError::Internal(t),
         }
     }
 }

@@ -16,8 +16,9 @@
 //! opaque protocol state with a compare-and-swap version, published global
 //! adapters, and an append-only event log. Rounds run hearth-fed's SecAgg+
 //! ([`secagg::SecAggRounds`], a [`rounds::RoundProtocol`]) through the
-//! signed round endpoints, every step persisted by
-//! [`rounds::advance_round`]; stage deadlines close stages without the
+//! signed round endpoints, each round kept decoded in memory and stepped
+//! off the async runtime ([`live::LiveRounds`]), every step persisted
+//! (journaled) before it is acknowledged; stage deadlines close stages without the
 //! devices that dropped out; on a restart, rounds in flight are resumed or
 //! aborted by one rule ([`rounds::recovery_rule`]). A finished round's mean
 //! update is applied to the global adapter ([`adapter`]) and the new
@@ -63,6 +64,7 @@ mod extract;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod live;
 pub mod log;
 pub mod ops;
 pub mod pace;
@@ -73,6 +75,8 @@ pub mod secagg;
 pub mod server;
 pub mod sim;
 pub mod storage;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tls;
 
 use std::sync::Arc;
@@ -98,8 +102,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Persistent state.
     pub storage: Arc<dyn Storage>,
-    /// The round protocol.
-    pub protocol: Arc<dyn RoundProtocol>,
+    /// The in-flight rounds, decoded, and the protocol they run.
+    pub rounds: Arc<live::LiveRounds>,
     /// Signed requests seen recently.
     pub replay: Arc<ReplayGuard>,
     /// The key published global adapters are signed with.

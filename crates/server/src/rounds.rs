@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{self, GlobalError, PublishContext};
 use crate::config::{Config, FederationConfig, SecAggParams};
 use crate::identity::ServerIdentity;
+pub use crate::live::{LiveRound, LiveRounds};
 use crate::storage::{
     CohortMember, GlobalVersion, NewRound, Publication, RoundAbort, RoundParameters, RoundRecord,
     RoundSummary, RoundUpdate, Storage, StorageError, UploadCommitment,
@@ -177,10 +178,9 @@ pub enum Rejection {
     Protocol(#[from] ProtocolError),
 }
 
-/// What the server needs from a round's protocol state machine. Every
-/// method is a pure function of the stored round and its inputs: the
-/// caller persists the result (by compare-and-swap, retrying on a lost
-/// race with the newer state).
+/// What the server needs from a round's protocol: a first state, and the
+/// decoding of a stored round into the [`LiveRound`] the server keeps in
+/// memory and steps ([`crate::live`]).
 pub trait RoundProtocol: Send + Sync + 'static {
     /// The first state of a round whose cohort was just formed.
     fn open(&self, setup: &RoundSetup<'_>) -> Result<RoundState, ProtocolError>;
@@ -192,27 +192,23 @@ pub trait RoundProtocol: Send + Sync + 'static {
         let _ = state;
         Ok(None)
     }
+    /// Decodes a stored round: its state as last stored whole with its
+    /// journal ([`RoundRecord::journal`]) replayed.
+    fn load(&self, round: &RoundRecord) -> Result<Box<dyn LiveRound>, ProtocolError>;
     /// Whether a stored in-flight state can be carried on by this build
-    /// (it decodes, its stage is one the machine knows). Asked for every
-    /// round found in flight when the server starts.
-    fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError>;
-    /// What `device` (a cohort member) should do now.
-    fn poll(&self, round: &RoundRecord, device: &DeviceId) -> Result<Poll, ProtocolError>;
-    /// Takes a device's message; closes the stage early when every
-    /// device it waits for has answered.
-    fn receive(
-        &self,
-        ctx: &StepContext<'_>,
-        round: &RoundRecord,
-        input: &RoundInput<'_>,
-    ) -> Result<Step, Rejection>;
-    /// The stage's deadline passed: move on with whoever answered, or
-    /// abort when too few did.
-    fn close_stage(
-        &self,
-        ctx: &StepContext<'_>,
-        round: &RoundRecord,
-    ) -> Result<Step, ProtocolError>;
+    /// (it decodes, its stage is the stored one). Asked for every round
+    /// found in flight when the server starts.
+    fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError> {
+        let live = self.load(round)?;
+        match live.stage() {
+            Some(stage) if stage == round.summary.stage => Ok(()),
+            found => Err(ProtocolError(format!(
+                "state is in stage {}, stored as stage {}",
+                found.map_or("ended", Stage::as_str),
+                round.summary.stage
+            ))),
+        }
+    }
 }
 
 /// Why a round operation failed.
@@ -243,6 +239,9 @@ pub enum RoundError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The blocking task running round work died.
+    #[error("round task failed: {0}")]
+    Task(String),
 }
 
 /// What one protocol step decided.
@@ -258,6 +257,19 @@ pub enum Step {
     Continue {
         /// The new state.
         state: RoundState,
+        /// The masked upload this step accepted, if any.
+        upload: Option<AcceptedUpload>,
+    },
+    /// The machine took a message without changing stage: append `entry`
+    /// to the round's journal ([`Storage::append_round_entry`]) rather than
+    /// storing the state whole, with the upload's commitment when the
+    /// message was one (as for [`Step::Continue`]).
+    Append {
+        /// The stage the round stays in.
+        stage: Stage,
+        /// What the protocol replays onto the stored state to get the new
+        /// one.
+        entry: Vec<u8>,
         /// The masked upload this step accepted, if any.
         upload: Option<AcceptedUpload>,
     },
@@ -335,88 +347,7 @@ pub async fn advance_round<E>(
             Ok(decided) => decided,
             Err(e) => return Ok(Err(e)),
         };
-        let expected_version = record.summary.version;
-        let written = match decided {
-            Step::Unchanged => return Ok(Ok(Advanced::Unchanged(record.summary))),
-            Step::Continue {
-                state: next,
-                upload,
-            } => {
-                let stage_deadline_ms = if next.stage == record.summary.stage {
-                    record.summary.stage_deadline_ms
-                } else {
-                    now_ms.saturating_add(duration_ms(federation.deadlines.for_stage(next.stage)))
-                };
-                let update = RoundUpdate {
-                    federation_id: federation.id.clone(),
-                    round,
-                    expected_version,
-                    stage: next.stage,
-                    state: next.blob,
-                    stage_deadline_ms,
-                    at_ms: now_ms,
-                };
-                match upload {
-                    None => storage.save_round(update).await.map(Advanced::Saved),
-                    Some(upload) => storage
-                        .record_upload_commitment(
-                            UploadCommitment {
-                                federation_id: federation.id.clone(),
-                                round,
-                                device_id: upload.device_id,
-                                upload_sha256: upload.upload_sha256,
-                                at_ms: now_ms,
-                            },
-                            Some(update),
-                        )
-                        .await
-                        .and_then(|receipt| {
-                            receipt.round.map(Advanced::Saved).ok_or_else(|| {
-                                StorageError::Corrupt(
-                                    "a commitment saved with a round update returned no round"
-                                        .into(),
-                                )
-                            })
-                        }),
-                }
-            }
-            Step::Publish(publish) => {
-                let PublishStep {
-                    adapter,
-                    version,
-                    contributors,
-                    epsilon,
-                    delta,
-                    metadata,
-                } = *publish;
-                storage
-                    .publish_global(Publication {
-                        federation_id: federation.id.clone(),
-                        round,
-                        expected_version,
-                        version,
-                        contributors,
-                        epsilon,
-                        delta,
-                        adapter,
-                        metadata,
-                        at_ms: now_ms,
-                    })
-                    .await
-                    .map(Advanced::Published)
-            }
-            Step::Abort(reason) => storage
-                .abort_round(RoundAbort {
-                    federation_id: federation.id.clone(),
-                    round,
-                    expected_version,
-                    reason,
-                    at_ms: now_ms,
-                })
-                .await
-                .map(Advanced::Aborted),
-        };
-        match written {
+        match persist(storage, federation, &record.summary, now_ms, decided).await {
             Ok(advanced) => return Ok(Ok(advanced)),
             Err(StorageError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
@@ -427,6 +358,125 @@ pub async fn advance_round<E>(
         round,
         attempts: MAX_STEP_ATTEMPTS,
     })
+}
+
+/// Writes what one step decided about the stored round `at`, by
+/// compare-and-swap on its version ([`StorageError::Conflict`]: someone
+/// else wrote first). A stage change starts that stage's deadline.
+pub async fn persist(
+    storage: &dyn Storage,
+    federation: &FederationConfig,
+    at: &RoundSummary,
+    now_ms: u64,
+    decided: Step,
+) -> Result<Advanced, StorageError> {
+    let round = at.round;
+    let expected_version = at.version;
+    match decided {
+        Step::Unchanged => Ok(Advanced::Unchanged(at.clone())),
+        Step::Append {
+            stage,
+            entry,
+            upload,
+        } => {
+            let update = RoundUpdate {
+                federation_id: federation.id.clone(),
+                round,
+                expected_version,
+                stage,
+                state: entry,
+                stage_deadline_ms: at.stage_deadline_ms,
+                at_ms: now_ms,
+            };
+            let commitment = upload.map(|upload| UploadCommitment {
+                federation_id: federation.id.clone(),
+                round,
+                device_id: upload.device_id,
+                upload_sha256: upload.upload_sha256,
+                at_ms: now_ms,
+            });
+            storage
+                .append_round_entry(update, commitment)
+                .await
+                .map(Advanced::Saved)
+        }
+        Step::Continue {
+            state: next,
+            upload,
+        } => {
+            let stage_deadline_ms = if next.stage == at.stage {
+                at.stage_deadline_ms
+            } else {
+                now_ms.saturating_add(duration_ms(federation.deadlines.for_stage(next.stage)))
+            };
+            let update = RoundUpdate {
+                federation_id: federation.id.clone(),
+                round,
+                expected_version,
+                stage: next.stage,
+                state: next.blob,
+                stage_deadline_ms,
+                at_ms: now_ms,
+            };
+            match upload {
+                None => storage.save_round(update).await.map(Advanced::Saved),
+                Some(upload) => storage
+                    .record_upload_commitment(
+                        UploadCommitment {
+                            federation_id: federation.id.clone(),
+                            round,
+                            device_id: upload.device_id,
+                            upload_sha256: upload.upload_sha256,
+                            at_ms: now_ms,
+                        },
+                        Some(update),
+                    )
+                    .await
+                    .and_then(|receipt| {
+                        receipt.round.map(Advanced::Saved).ok_or_else(|| {
+                            StorageError::Corrupt(
+                                "a commitment saved with a round update returned no round".into(),
+                            )
+                        })
+                    }),
+            }
+        }
+        Step::Publish(publish) => {
+            let PublishStep {
+                adapter,
+                version,
+                contributors,
+                epsilon,
+                delta,
+                metadata,
+            } = *publish;
+            storage
+                .publish_global(Publication {
+                    federation_id: federation.id.clone(),
+                    round,
+                    expected_version,
+                    version,
+                    contributors,
+                    epsilon,
+                    delta,
+                    adapter,
+                    metadata,
+                    at_ms: now_ms,
+                })
+                .await
+                .map(Advanced::Published)
+        }
+        Step::Abort(reason) => storage
+            .abort_round(RoundAbort {
+                federation_id: federation.id.clone(),
+                round,
+                expected_version,
+                reason,
+                at_ms: now_ms,
+            })
+            .await
+            .map(Advanced::Aborted),
+    }
 }
 
 /// Opens a round for `cohort`: asks the protocol for the first state and
@@ -560,7 +610,7 @@ pub struct ClosedStage {
 /// is aborted. Run periodically while serving.
 pub async fn close_expired_stages(
     storage: &dyn Storage,
-    protocol: &dyn RoundProtocol,
+    live: &LiveRounds,
     config: &Config,
     identity: &Arc<ServerIdentity>,
     now_ms: u64,
@@ -580,6 +630,7 @@ pub async fn close_expired_stages(
         };
         let Some(federation) = config.federation(&summary.federation_id) else {
             let reason = "the federation is no longer configured";
+            live.forget(&summary.federation_id, summary.round);
             if let Some(aborted) = abort_if_unchanged(storage, &summary, reason, now_ms).await? {
                 closed_with(Advanced::Aborted(aborted));
             }
@@ -592,6 +643,7 @@ pub async fn close_expired_stages(
                 Err(GlobalError::Storage(e)) => return Err(e),
                 Err(e) => {
                     let reason = format!("cannot publish: {e}");
+                    live.forget(&summary.federation_id, summary.round);
                     if let Some(aborted) =
                         abort_if_unchanged(storage, &summary, &reason, now_ms).await?
                     {
@@ -603,24 +655,28 @@ pub async fn close_expired_stages(
         } else {
             None
         };
-        let ctx = StepContext {
-            federation,
-            now_ms,
-            publish: publish.as_ref(),
-        };
-        let advanced = advance_round(storage, federation, summary.round, now_ms, |record| {
-            if now_ms <= record.summary.stage_deadline_ms {
-                // Someone moved the round on since the sweep looked.
-                return Ok(Step::Unchanged);
-            }
-            protocol.close_stage(&ctx, record)
-        })
-        .await;
+        let advanced = live
+            .step(
+                storage,
+                federation,
+                summary.round,
+                now_ms,
+                publish,
+                move |round: &mut dyn LiveRound, ctx: &StepContext<'_>, at: &RoundSummary| {
+                    if now_ms <= at.stage_deadline_ms {
+                        // Someone moved the round on since the sweep looked.
+                        return Ok(Step::Unchanged);
+                    }
+                    round.close_stage(ctx)
+                },
+            )
+            .await;
         match advanced {
             Ok(Ok(Advanced::Unchanged(_))) | Err(RoundError::NotInFlight { .. }) => {}
             Ok(Ok(result)) => closed_with(result),
             Ok(Err(e)) => {
                 let reason = format!("state cannot be closed: {e}");
+                live.forget(&summary.federation_id, summary.round);
                 if let Some(aborted) =
                     abort_if_unchanged(storage, &summary, &reason, now_ms).await?
                 {
@@ -674,143 +730,18 @@ fn duration_ms(d: std::time::Duration) -> u64 {
 mod tests {
     use super::*;
     use crate::config::{Config, EXAMPLE_CONFIG};
-    use crate::storage::{
-        Checkin, Enrolment, FederationSync, NewInvite, RoundOutcome, SqliteStorage,
-    };
+    use crate::storage::{RoundOutcome, SqliteStorage};
+    use crate::testing::T0;
 
-    const T0: u64 = 1_700_000_000_000;
+    use crate::testing::{Counter, CounterState};
 
-    /// A protocol whose state is its setup and a message count: enough to
-    /// test the lifecycle around any protocol.
-    struct Counter;
-
-    #[derive(Debug, Serialize, Deserialize)]
-    struct CounterState {
-        round: u64,
-        cohort: Vec<String>,
-        neighbours: u32,
-        threshold: u32,
-        stage: Stage,
-        messages: u32,
-    }
-
-    fn decode(round: &RoundRecord) -> Result<CounterState, ProtocolError> {
-        serde_json::from_slice(&round.state).map_err(|e| ProtocolError(e.to_string()))
-    }
-
-    fn encode(state: &CounterState) -> RoundState {
-        RoundState {
-            stage: state.stage,
-            blob: serde_json::to_vec(state).unwrap_or_default(),
-        }
-    }
-
-    impl RoundProtocol for Counter {
-        fn open(&self, setup: &RoundSetup<'_>) -> Result<RoundState, ProtocolError> {
-            Ok(encode(&CounterState {
-                round: setup.round,
-                cohort: setup.cohort.iter().map(|m| m.device_id.clone()).collect(),
-                neighbours: setup.secagg.neighbours,
-                threshold: setup.secagg.threshold,
-                stage: Stage::AdvertiseKeys,
-                messages: 0,
-            }))
-        }
-
-        fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError> {
-            let state = decode(round)?;
-            if state.round != round.summary.round {
-                return Err(ProtocolError("another round's state".into()));
-            }
-            Ok(())
-        }
-
-        fn poll(&self, _: &RoundRecord, _: &DeviceId) -> Result<Poll, ProtocolError> {
-            Ok(Poll::Wait)
-        }
-
-        fn receive(
-            &self,
-            _: &StepContext<'_>,
-            round: &RoundRecord,
-            _: &RoundInput<'_>,
-        ) -> Result<Step, Rejection> {
-            let mut state = decode(round)?;
-            state.messages += 1;
-            Ok(Step::Continue {
-                state: encode(&state),
-                upload: None,
-            })
-        }
-
-        fn close_stage(
-            &self,
-            _: &StepContext<'_>,
-            round: &RoundRecord,
-        ) -> Result<Step, ProtocolError> {
-            let mut state = decode(round)?;
-            state.stage = match state.stage {
-                Stage::AdvertiseKeys => Stage::ShareKeys,
-                Stage::ShareKeys => Stage::MaskedInput,
-                Stage::MaskedInput => Stage::ConsistencyCheck,
-                Stage::ConsistencyCheck => Stage::Unmasking,
-                Stage::Unmasking => return Ok(Step::Abort("a counter has no sum".into())),
-            };
-            Ok(Step::Continue {
-                state: encode(&state),
-                upload: None,
-            })
-        }
-    }
-
-    fn federation() -> FederationConfig {
-        Config::parse(EXAMPLE_CONFIG, std::path::Path::new("."))
-            .expect("example")
-            .federations
-            .remove(0)
+    fn live() -> LiveRounds {
+        LiveRounds::new(Arc::new(Counter::default()))
     }
 
     async fn setup(devices: u8) -> (SqliteStorage, FederationConfig, Vec<CohortMember>) {
         let s = SqliteStorage::open_in_memory().expect("db");
-        let fed = federation();
-        s.sync_federation(FederationSync {
-            id: fed.id.clone(),
-            config_json: "{}".into(),
-            at_ms: T0,
-        })
-        .await
-        .expect("sync");
-        let mut members = Vec::new();
-        for n in 1..=devices {
-            s.create_invite(NewInvite {
-                federation_id: fed.id.clone(),
-                token_sha256: [n; 32],
-                created_at_ms: T0,
-                expires_at_ms: T0 + 10_000,
-            })
-            .await
-            .expect("invite");
-            let d = s
-                .enrol(Enrolment {
-                    token_sha256: [n; 32],
-                    device_id: format!("dev-{n}"),
-                    public_key: [n; 32],
-                    at_ms: T0,
-                })
-                .await
-                .expect("enrol");
-            s.record_checkin(Checkin {
-                device_id: d.id.clone(),
-                at_ms: T0,
-                eligible: true,
-            })
-            .await
-            .expect("checkin");
-            members.push(CohortMember {
-                device_id: d.id,
-                public_key: d.public_key,
-            });
-        }
+        let (fed, members) = crate::testing::setup(&s, devices).await;
         (s, fed, members)
     }
 
@@ -825,9 +756,15 @@ mod tests {
     #[tokio::test]
     async fn opening_stores_the_protocol_state_with_the_first_deadline() {
         let (s, fed, members) = setup(3).await;
-        let round = open_round(&s, &Counter, &fed, members.into_iter().rev().collect(), T0)
-            .await
-            .expect("open");
+        let round = open_round(
+            &s,
+            &Counter::default(),
+            &fed,
+            members.into_iter().rev().collect(),
+            T0,
+        )
+        .await
+        .expect("open");
         assert_eq!(round.summary.round, 1);
         assert_eq!(round.summary.stage, Stage::AdvertiseKeys);
         assert_eq!(
@@ -838,9 +775,9 @@ mod tests {
         assert_eq!(state.cohort.len(), 3);
         assert_eq!(state.cohort[0], "dev-1");
         assert_eq!((state.neighbours, state.threshold), (2, 2));
-        assert_eq!(Counter.check_resumable(&round), Ok(()));
+        assert_eq!(Counter::default().check_resumable(&round), Ok(()));
         // Only one in flight.
-        let again = open_round(&s, &Counter, &fed, vec![], T0).await;
+        let again = open_round(&s, &Counter::default(), &fed, vec![], T0).await;
         assert!(matches!(
             again,
             Err(RoundError::Storage(StorageError::Conflict(_)))
@@ -850,7 +787,7 @@ mod tests {
     #[tokio::test]
     async fn steps_persist_and_stage_changes_start_new_deadlines() {
         let (s, fed, members) = setup(2).await;
-        open_round(&s, &Counter, &fed, members, T0)
+        open_round(&s, &Counter::default(), &fed, members, T0)
             .await
             .expect("open");
 
@@ -924,28 +861,33 @@ mod tests {
     #[tokio::test]
     async fn restart_recovery_resumes_live_rounds_and_aborts_late_ones() {
         let (s, fed, members) = setup(2).await;
-        let round = open_round(&s, &Counter, &fed, members.clone(), T0)
+        let round = open_round(&s, &Counter::default(), &fed, members.clone(), T0)
             .await
             .expect("open");
         let deadline = round.summary.stage_deadline_ms;
 
-        assert_eq!(recovery_rule(&round, deadline, &Counter), Recovery::Resume);
+        assert_eq!(
+            recovery_rule(&round, deadline, &Counter::default()),
+            Recovery::Resume
+        );
         assert!(matches!(
-            recovery_rule(&round, deadline + 1, &Counter),
+            recovery_rule(&round, deadline + 1, &Counter::default()),
             Recovery::Abort(_)
         ));
         let mut garbled = round.clone();
         garbled.state = b"not json".to_vec();
         assert!(matches!(
-            recovery_rule(&garbled, T0, &Counter),
+            recovery_rule(&garbled, T0, &Counter::default()),
             Recovery::Abort(ref why) if why.contains("cannot be resumed")
         ));
 
-        let report = recover_rounds(&s, &Counter, T0 + 1).await.expect("recover");
+        let report = recover_rounds(&s, &Counter::default(), T0 + 1)
+            .await
+            .expect("recover");
         assert_eq!(report.resumed, [(fed.id.clone(), 1)]);
         assert!(report.aborted.is_empty());
 
-        let report = recover_rounds(&s, &Counter, deadline + 1)
+        let report = recover_rounds(&s, &Counter::default(), deadline + 1)
             .await
             .expect("recover");
         assert_eq!(report.aborted.len(), 1);
@@ -971,11 +913,12 @@ mod tests {
         let (s, fed, members) = setup(2).await;
         let config = Config::parse(EXAMPLE_CONFIG, std::path::Path::new(".")).expect("config");
         let identity = Arc::new(ServerIdentity::generate());
-        let round = open_round(&s, &Counter, &fed, members, T0)
+        let round = open_round(&s, &Counter::default(), &fed, members, T0)
             .await
             .expect("open");
         let deadline = round.summary.stage_deadline_ms;
-        let sweep = |now| close_expired_stages(&s, &Counter, &config, &identity, now);
+        let live = live();
+        let sweep = |now| close_expired_stages(&s, &live, &config, &identity, now);
         assert!(sweep(deadline).await.expect("sweep").is_empty());
 
         // Past the deadline the stage closes: the round moves on, with the
@@ -1022,12 +965,12 @@ mod tests {
         let mut config = Config::parse(EXAMPLE_CONFIG, std::path::Path::new(".")).expect("config");
         config.federations.clear();
         let identity = Arc::new(ServerIdentity::generate());
-        let round = open_round(&s, &Counter, &fed, members, T0)
+        let round = open_round(&s, &Counter::default(), &fed, members, T0)
             .await
             .expect("open");
         let closed = close_expired_stages(
             &s,
-            &Counter,
+            &live(),
             &config,
             &identity,
             round.summary.stage_deadline_ms + 1,

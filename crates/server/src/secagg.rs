@@ -20,10 +20,19 @@
 //! configured ones (automatic ones are resolved by hearth-fed for the
 //! cohort that actually advertised).
 //!
+//! The server keeps each round decoded in memory ([`crate::live`]): a
+//! message is applied to that state and stored as a journal entry (the
+//! JSON message, or the upload's bytes) appended in the transaction that
+//! acknowledges it; the state is stored whole, as its serde JSON, when a
+//! stage changes or the journal has grown to [`JOURNAL_FACTOR`] times the
+//! last whole state. Loading replays the journal onto the whole state.
+//!
 //! What the stored state holds is only what hearth-fed's server states
 //! hold: public keys, sealed shares, the *running sum* of masked uploads
 //! (after the first upload, that one masked vector; never a plaintext
-//! update), and revealed shares.
+//! update), and revealed shares. Between whole stores the journal also
+//! holds the masked uploads themselves, as received: masked, exactly what
+//! the server sees in transit, and gone at the next whole store.
 
 use hearth_fed::api::RoundPoll;
 use hearth_fed::dp::zcdp_epsilon;
@@ -38,7 +47,7 @@ use rand::rngs::OsRng;
 use crate::adapter::{SIGNATURE_KEY, STATEMENT_KEY};
 use crate::config::FederationConfig;
 use crate::rounds::{
-    AcceptedUpload, Incoming, Poll, ProtocolError, PublishStep, Rejection, RoundInput,
+    AcceptedUpload, Incoming, LiveRound, Poll, ProtocolError, PublishStep, Rejection, RoundInput,
     RoundProtocol, RoundSetup, RoundState, Stage, Step, StepContext,
 };
 use crate::storage::{RoundParameters, RoundRecord};
@@ -100,6 +109,17 @@ pub fn round_epsilon(info: &RoundInfo, delta: f64) -> Option<f64> {
     epsilon.is_finite().then_some(epsilon)
 }
 
+/// The journal may grow to this many times the last whole state before the
+/// state is stored whole again: replay and disk stay within a constant of
+/// the state, and each message costs its own bytes plus, amortized, a
+/// quarter of its size in state writes.
+const JOURNAL_FACTOR: usize = 4;
+/// The journal may always grow this far (small states early in a round).
+const MIN_JOURNAL_BYTES: usize = 1 << 20;
+/// Journal entry tags: a JSON [`ClientMessage`], or a binary masked upload.
+const ENTRY_MESSAGE: u8 = 1;
+const ENTRY_UPLOAD: u8 = 2;
+
 fn decode(round: &RoundRecord) -> Result<AggregatorRound, ProtocolError> {
     let state: AggregatorRound = serde_json::from_slice(&round.state)
         .map_err(|e| ProtocolError(format!("round state does not decode: {e}")))?;
@@ -118,12 +138,204 @@ fn decode(round: &RoundRecord) -> Result<AggregatorRound, ProtocolError> {
     Ok(state)
 }
 
+/// The state stored whole: its serde JSON, the form every earlier build
+/// stored too, so rounds in flight across an upgrade resume. (The sum is
+/// one base64 string in it, not a JSON number per word.) Written once per
+/// stage and when the journal outgrows it, never per message.
 fn encode(state: &AggregatorRound) -> Result<RoundState, ProtocolError> {
     let stage = server_stage(state.stage()).ok_or_else(|| {
         ProtocolError(format!("a {} round is not stored in flight", state.stage()))
     })?;
     let blob = serde_json::to_vec(state).map_err(|e| ProtocolError(e.to_string()))?;
     Ok(RoundState { stage, blob })
+}
+
+/// Applies one journal entry (as [`SecAggLive::journal`] wrote it).
+fn replay(state: &mut AggregatorRound, entry: &[u8]) -> Result<(), ProtocolError> {
+    let fail = |e: &dyn std::fmt::Display| ProtocolError(format!("journal entry: {e}"));
+    match entry.split_first() {
+        Some((&ENTRY_MESSAGE, json)) => {
+            let message: ClientMessage = serde_json::from_slice(json).map_err(|e| fail(&e))?;
+            state.receive(message).map_err(|e| fail(&e))
+        }
+        Some((&ENTRY_UPLOAD, bytes)) => state
+            .receive_upload_bytes(bytes)
+            .map(drop)
+            .map_err(|e| fail(&e)),
+        _ => Err(ProtocolError("journal entry of unknown kind".into())),
+    }
+}
+
+/// A SecAgg+ round decoded, with what deciding between a journal entry
+/// and a whole state needs.
+struct SecAggLive {
+    /// `None` once the round ended.
+    state: Option<AggregatorRound>,
+    cohort_size: usize,
+    /// Size of the state as last stored whole.
+    checkpoint_bytes: usize,
+    /// Journal bytes stored since.
+    journal_bytes: usize,
+}
+
+impl SecAggLive {
+    fn state(&self) -> Result<&AggregatorRound, ProtocolError> {
+        self.state
+            .as_ref()
+            .ok_or_else(|| ProtocolError("the round has ended".into()))
+    }
+
+    /// The step that stores what a message changed: the message as a
+    /// journal entry (`tag`, `body`), or the whole state when the journal
+    /// has outgrown it.
+    fn journal(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        upload: Option<AcceptedUpload>,
+    ) -> Result<Step, ProtocolError> {
+        let state = self.state()?;
+        let grown = self.journal_bytes + 1 + body.len();
+        if grown > MIN_JOURNAL_BYTES.max(JOURNAL_FACTOR * self.checkpoint_bytes) {
+            let whole = encode(state)?;
+            self.checkpoint_bytes = whole.blob.len();
+            self.journal_bytes = 0;
+            return Ok(Step::Continue {
+                state: whole,
+                upload,
+            });
+        }
+        let stage = server_stage(state.stage())
+            .ok_or_else(|| ProtocolError(format!("a {} round is not in flight", state.stage())))?;
+        let mut entry = Vec::with_capacity(1 + body.len());
+        entry.push(tag);
+        entry.extend_from_slice(body);
+        self.journal_bytes = grown;
+        Ok(Step::Append {
+            stage,
+            entry,
+            upload,
+        })
+    }
+
+    /// Turns a state after a close into the step to persist.
+    fn settle(
+        &mut self,
+        ctx: &StepContext<'_>,
+        state: AggregatorRound,
+        upload: Option<AcceptedUpload>,
+    ) -> Result<Step, ProtocolError> {
+        match state {
+            AggregatorRound::Aborted(aborted) => Ok(Step::Abort(format!(
+                "{} (at {})",
+                aborted.reason(),
+                aborted.stage()
+            ))),
+            AggregatorRound::Done(done) => SecAggRounds::finish(ctx, &done),
+            next => {
+                let whole = encode(&next)?;
+                self.checkpoint_bytes = whole.blob.len();
+                self.journal_bytes = 0;
+                self.state = Some(next);
+                Ok(Step::Continue {
+                    state: whole,
+                    upload,
+                })
+            }
+        }
+    }
+}
+
+impl LiveRound for SecAggLive {
+    fn stage(&self) -> Option<Stage> {
+        self.state.as_ref().and_then(|s| server_stage(s.stage()))
+    }
+
+    fn poll(&self, device: &DeviceId) -> Result<Poll, ProtocolError> {
+        let state = self.state()?;
+        Ok(match state.device_status(device) {
+            DeviceStatus::Answered => Poll::Wait,
+            DeviceStatus::NotTakingPart => Poll::Excluded(format!(
+                "this device missed a step before {}",
+                state.stage()
+            )),
+            DeviceStatus::Pending => match state.message_for(device) {
+                Ok(message) => Poll::Message(message),
+                Err(e) => Poll::Excluded(e.to_string()),
+            },
+        })
+    }
+
+    fn receive(
+        &mut self,
+        ctx: &StepContext<'_>,
+        input: &RoundInput<'_>,
+    ) -> Result<Step, Rejection> {
+        let state = self
+            .state
+            .as_mut()
+            .ok_or_else(|| ProtocolError("the round has ended".into()))?;
+        let (tag, body, upload) = match input.message {
+            Incoming::Message(message) => {
+                if named_sender(message) != input.sender {
+                    return Err(Rejection::NotYours(
+                        "the message names another device than the one that signed it".into(),
+                    ));
+                }
+                state.receive(message.clone()).map_err(reject)?;
+                let json = serde_json::to_vec(message).map_err(|e| ProtocolError(e.to_string()))?;
+                (ENTRY_MESSAGE, std::borrow::Cow::Owned(json), None)
+            }
+            Incoming::Upload(bytes) => {
+                // Check whose it is before anything is added to the sum.
+                let (header, _) = codec::decode_header(bytes, state.info().vector_len)
+                    .map_err(|e| reject(e.into()))?;
+                if header.device != input.sender {
+                    return Err(Rejection::NotYours(
+                        "the upload names another device than the one that signed it".into(),
+                    ));
+                }
+                state.receive_upload_bytes(bytes).map_err(reject)?;
+                // Committed to in the transparency log with the state
+                // that holds it (see `Step::Continue`).
+                let upload = AcceptedUpload {
+                    device_id: input.device_id.to_owned(),
+                    upload_sha256: adapter_sha256(bytes),
+                };
+                (
+                    ENTRY_UPLOAD,
+                    std::borrow::Cow::Borrowed(bytes),
+                    Some(upload),
+                )
+            }
+        };
+        let everyone = match state.pending() {
+            Some(pending) => pending == 0,
+            None => state.advertised() >= self.cohort_size,
+        };
+        // Unmasking closes into publication, which needs the current global;
+        // without it the state is saved and the sweeper finishes the round.
+        let can_finish = state.stage() != hearth_fed::Stage::Unmasking || ctx.publish.is_some();
+        if everyone
+            && can_finish
+            && let Some(state) = self.state.take()
+        {
+            return Ok(self.settle(ctx, state.close_stage(), upload)?);
+        }
+        Ok(self.journal(tag, &body, upload)?)
+    }
+
+    fn close_stage(&mut self, ctx: &StepContext<'_>) -> Result<Step, ProtocolError> {
+        let state = self.state()?;
+        if state.stage() == hearth_fed::Stage::Unmasking && ctx.publish.is_none() {
+            return Ok(Step::Unchanged);
+        }
+        let state = self
+            .state
+            .take()
+            .ok_or_else(|| ProtocolError("the round has ended".into()))?;
+        self.settle(ctx, state.close_stage(), None)
+    }
 }
 
 fn reject(e: ServerError) -> Rejection {
@@ -153,34 +365,10 @@ fn named_sender(message: &ClientMessage) -> DeviceId {
 }
 
 impl SecAggRounds {
-    /// Turns a state after a close into the step to persist.
-    fn settle(
-        ctx: &StepContext<'_>,
-        round: &RoundRecord,
-        state: AggregatorRound,
-        upload: Option<AcceptedUpload>,
-    ) -> Result<Step, ProtocolError> {
-        match state {
-            AggregatorRound::Aborted(aborted) => Ok(Step::Abort(format!(
-                "{} (at {})",
-                aborted.reason(),
-                aborted.stage()
-            ))),
-            AggregatorRound::Done(done) => Self::finish(ctx, round, &done),
-            next => Ok(Step::Continue {
-                state: encode(&next)?,
-                upload,
-            }),
-        }
-    }
-
     /// The round's sum is known: `global + lr · mean`, as safetensors,
     /// signed as the next version.
-    fn finish(
-        ctx: &StepContext<'_>,
-        round: &RoundRecord,
-        done: &Done,
-    ) -> Result<Step, ProtocolError> {
+    fn finish(ctx: &StepContext<'_>, done: &Done) -> Result<Step, ProtocolError> {
+        let round = done.info().round.0;
         let publish = ctx
             .publish
             .ok_or_else(|| ProtocolError("finishing a round needs the current global".into()))?;
@@ -189,7 +377,7 @@ impl SecAggRounds {
         if !done.misbehaving().is_empty() {
             tracing::warn!(
                 federation = %federation.id,
-                round = round.summary.round,
+                round,
                 devices = ?done.misbehaving(),
                 "devices revealed shares off their owners' commitments; dropped"
             );
@@ -213,7 +401,7 @@ impl SecAggRounds {
         let statement = GlobalStatement {
             federation: federation.id.clone(),
             version: publish.current.version + 1,
-            round: round.summary.round,
+            round,
             adapter_sha256: adapter_sha256(&adapter),
             contributors,
             epsilon,
@@ -266,94 +454,17 @@ impl RoundProtocol for SecAggRounds {
         Ok(Some(RoundParameters::of(state.info())))
     }
 
-    fn check_resumable(&self, round: &RoundRecord) -> Result<(), ProtocolError> {
-        let state = decode(round)?;
-        match server_stage(state.stage()) {
-            Some(stage) if stage == round.summary.stage => Ok(()),
-            _ => Err(ProtocolError(format!(
-                "state is {}, stored as stage {}",
-                state.stage(),
-                round.summary.stage
-            ))),
-        }
-    }
-
-    fn poll(&self, round: &RoundRecord, device: &DeviceId) -> Result<Poll, ProtocolError> {
-        let state = decode(round)?;
-        Ok(match state.device_status(device) {
-            DeviceStatus::Answered => Poll::Wait,
-            DeviceStatus::NotTakingPart => Poll::Excluded(format!(
-                "this device missed a step before {}",
-                state.stage()
-            )),
-            DeviceStatus::Pending => match state.message_for(device) {
-                Ok(message) => Poll::Message(message),
-                Err(e) => Poll::Excluded(e.to_string()),
-            },
-        })
-    }
-
-    fn receive(
-        &self,
-        ctx: &StepContext<'_>,
-        round: &RoundRecord,
-        input: &RoundInput<'_>,
-    ) -> Result<Step, Rejection> {
+    fn load(&self, round: &RoundRecord) -> Result<Box<dyn LiveRound>, ProtocolError> {
         let mut state = decode(round)?;
-        let mut upload = None;
-        match input.message {
-            Incoming::Message(message) => {
-                if named_sender(message) != input.sender {
-                    return Err(Rejection::NotYours(
-                        "the message names another device than the one that signed it".into(),
-                    ));
-                }
-                state.receive(message.clone()).map_err(reject)?;
-            }
-            Incoming::Upload(bytes) => {
-                // Check whose it is before anything is added to the sum.
-                let (header, _) = codec::decode_header(bytes, state.info().vector_len)
-                    .map_err(|e| reject(e.into()))?;
-                if header.device != input.sender {
-                    return Err(Rejection::NotYours(
-                        "the upload names another device than the one that signed it".into(),
-                    ));
-                }
-                state.receive_upload_bytes(bytes).map_err(reject)?;
-                // Committed to in the transparency log with the state
-                // that holds it (see `Step::Continue`).
-                upload = Some(AcceptedUpload {
-                    device_id: input.device_id.to_owned(),
-                    upload_sha256: adapter_sha256(bytes),
-                });
-            }
+        for entry in &round.journal {
+            replay(&mut state, entry)?;
         }
-        let everyone = match state.pending() {
-            Some(pending) => pending == 0,
-            None => state.advertised() >= round.cohort.len(),
-        };
-        // Unmasking closes into publication, which needs the current global;
-        // without it the state is saved and the sweeper finishes the round.
-        let can_finish = state.stage() != hearth_fed::Stage::Unmasking || ctx.publish.is_some();
-        if everyone && can_finish {
-            return Ok(Self::settle(ctx, round, state.close_stage(), upload)?);
-        }
-        Ok(Step::Continue {
-            state: encode(&state)?,
-            upload,
-        })
-    }
-
-    fn close_stage(
-        &self,
-        ctx: &StepContext<'_>,
-        round: &RoundRecord,
-    ) -> Result<Step, ProtocolError> {
-        let state = decode(round)?;
-        if state.stage() == hearth_fed::Stage::Unmasking && ctx.publish.is_none() {
-            return Ok(Step::Unchanged);
-        }
-        Self::settle(ctx, round, state.close_stage(), None)
+        Ok(Box::new(SecAggLive {
+            state: Some(state),
+            cohort_size: round.cohort.len(),
+            checkpoint_bytes: round.state.len(),
+            journal_bytes: round.journal.iter().map(Vec::len).sum(),
+        }))
     }
 }
 

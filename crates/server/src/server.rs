@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::identity::ServerIdentity;
 use crate::limits::ConnectionLimits;
+use crate::live::LiveRounds;
 use crate::log::LogKey;
 use crate::replay::{ReplayGuard, ReplayLimits};
 use crate::rounds::{self, RecoveryReport, SharedProtocol};
@@ -104,7 +105,7 @@ pub async fn start(config: Config, protocol: SharedProtocol) -> Result<RunningSe
     let state = AppState {
         config: Arc::new(config),
         storage: Arc::clone(&storage),
-        protocol,
+        rounds: Arc::new(LiveRounds::new(protocol)),
         replay: Arc::new(ReplayGuard::new(ReplayLimits::default(), started_ms)),
         identity,
         log_key: Arc::clone(&log_key),
@@ -152,7 +153,7 @@ async fn sweep(state: AppState, mut stopped: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 let closed = rounds::close_expired_stages(
                     &*state.storage,
-                    &*state.protocol,
+                    &state.rounds,
                     &state.config,
                     &state.identity,
                     now_ms(),

@@ -159,7 +159,7 @@ mod tests {
         AppState {
             config: Arc::new(config),
             storage: Arc::new(storage),
-            protocol: Arc::new(SecAggRounds),
+            rounds: Arc::new(crate::live::LiveRounds::new(Arc::new(SecAggRounds))),
             replay: Arc::new(ReplayGuard::new(ReplayLimits::default(), 0)),
             identity: Arc::new(ServerIdentity::generate()),
             log_key: Arc::new(crate::log::LogKey::from_seed(&[9; 32])),

@@ -10,16 +10,17 @@
 //! | POST | `…/consistency` | JSON `ConsistencySignature` | [`RoundReceipt`] |
 //! | POST | `…/unmask` | JSON `UnmaskResponse` | [`RoundReceipt`] |
 //!
-//! Each message goes through [`advance_round`] (compare-and-swap on the
-//! stored round), so a refused message leaves the round exactly as it was
-//! and the round carries on for everyone else. The upload's body limit is
+//! Each message goes through [`LiveRounds::step`](crate::live::LiveRounds::step)
+//! (applied to the round's live state off the async runtime, persisted by
+//! compare-and-swap on the stored round), so a refused message leaves the
+//! round exactly as it was and the round carries on for everyone else. The upload's body limit is
 //! the federation's exact upload size plus [`UPLOAD_SLACK`]: anything
 //! larger is refused before it is read.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -33,9 +34,11 @@ use crate::adapter;
 use crate::config::{Config, FederationConfig};
 use crate::error::AppError;
 use crate::extract::{AppJson, SignedRequest};
-use crate::rounds::{self, Advanced, Incoming, Poll, RoundInput, StepContext};
+use crate::live::LiveRound;
+use crate::rounds::{Advanced, Incoming, Poll, RoundError, RoundInput, StepContext};
 use crate::secagg;
 use crate::storage::DeviceRecord;
+use crate::storage::RoundSummary;
 
 /// Largest key advertisement accepted.
 pub const KEYS_BODY_LIMIT: usize = 8 * 1024;
@@ -138,24 +141,38 @@ async fn poll(
     signed: SignedRequest,
 ) -> Result<AppJson<RoundPoll>, AppError> {
     admit(&state, &path, &signed.device).await?;
-    let record = state
-        .storage
-        .load_round(path.id.clone(), path.round)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no round {} of {}", path.round, path.id)))?;
-    if let Some(outcome) = &record.summary.outcome {
-        let version = state
-            .storage
-            .global_by_round(path.id.clone(), path.round)
-            .await?
-            .map(|g| g.version);
-        return Ok(AppJson(secagg::ended(outcome, version)));
-    }
     let device = DeviceId::from_bytes(signed.device.public_key);
-    let answer = match state.protocol.poll(&record, &device)? {
+    // An in-flight round answers from its live state; only its summary
+    // is read from storage.
+    let polled = state
+        .rounds
+        .poll(&*state.storage, &path.id, path.round, &device)
+        .await
+        .map_err(|e| match e {
+            RoundError::NotInFlight { .. } => {
+                AppError::NotFound(format!("no round {} of {}", path.round, path.id))
+            }
+            e => e.into(),
+        })?;
+    let (answer, summary) = match polled {
+        Ok(answer) => answer,
+        Err(ended) => {
+            let version = state
+                .storage
+                .global_by_round(path.id.clone(), path.round)
+                .await?
+                .map(|g| g.version);
+            let outcome = ended
+                .outcome
+                .as_ref()
+                .ok_or_else(|| AppError::Internal("an ended round has no outcome".into()))?;
+            return Ok(AppJson(secagg::ended(outcome, version)));
+        }
+    };
+    let answer = match answer {
         Poll::Message(message) => RoundPoll::Message { message },
         Poll::Wait => RoundPoll::Wait {
-            retry_after_ms: poll_hint_ms(record.summary.stage_deadline_ms, crate::now_ms()),
+            retry_after_ms: poll_hint_ms(summary.stage_deadline_ms, crate::now_ms()),
         },
         Poll::Excluded(reason) => RoundPoll::Excluded { reason },
     };
@@ -176,7 +193,7 @@ async fn keys(
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
     let m = message(&signed, ClientMessage::AdvertiseKeys)?;
-    receive(&state, &path, &signed, Incoming::Message(&m)).await
+    receive(&state, &path, &signed, Owned::Message(m)).await
 }
 
 async fn shares(
@@ -185,7 +202,7 @@ async fn shares(
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
     let m = message(&signed, ClientMessage::EncryptedShares)?;
-    receive(&state, &path, &signed, Incoming::Message(&m)).await
+    receive(&state, &path, &signed, Owned::Message(m)).await
 }
 
 async fn upload(
@@ -193,7 +210,8 @@ async fn upload(
     Path(path): Path<RoundPath>,
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
-    receive(&state, &path, &signed, Incoming::Upload(&signed.body)).await
+    let body = signed.body.clone();
+    receive(&state, &path, &signed, Owned::Upload(body)).await
 }
 
 async fn consistency(
@@ -202,7 +220,7 @@ async fn consistency(
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
     let m = message(&signed, ClientMessage::ConsistencySignature)?;
-    receive(&state, &path, &signed, Incoming::Message(&m)).await
+    receive(&state, &path, &signed, Owned::Message(m)).await
 }
 
 async fn unmask(
@@ -211,20 +229,26 @@ async fn unmask(
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
     let m = message(&signed, ClientMessage::UnmaskResponse)?;
-    receive(&state, &path, &signed, Incoming::Message(&m)).await
+    receive(&state, &path, &signed, Owned::Message(m)).await
+}
+
+/// A message as it arrived, owned: it is applied on the blocking pool.
+enum Owned {
+    Message(ClientMessage),
+    Upload(Bytes),
 }
 
 async fn receive(
     state: &AppState,
     path: &RoundPath,
     signed: &SignedRequest,
-    message: Incoming<'_>,
+    message: Owned,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
     let federation = admit(state, path, &signed.device).await?;
     // Only an unmask response can complete a round; only then is the
     // current global (and the signing key) needed.
     let publish = match message {
-        Incoming::Message(ClientMessage::UnmaskResponse(_)) => Some(
+        Owned::Message(ClientMessage::UnmaskResponse(_)) => Some(
             adapter::publish_context(&*state.storage, federation, &state.identity)
                 .await
                 .map_err(|e| AppError::Internal(e.to_string()))?,
@@ -232,21 +256,30 @@ async fn receive(
         _ => None,
     };
     let now_ms = crate::now_ms();
-    let ctx = StepContext {
-        federation,
-        now_ms,
-        publish: publish.as_ref(),
-    };
-    let input = RoundInput {
-        device_id: &signed.device.id,
-        sender: DeviceId::from_bytes(signed.device.public_key),
-        message,
-    };
-    let protocol = Arc::clone(&state.protocol);
-    let advanced = rounds::advance_round(&*state.storage, federation, path.round, now_ms, |r| {
-        protocol.receive(&ctx, r, &input)
-    })
-    .await?;
+    let device_id = signed.device.id.clone();
+    let sender = DeviceId::from_bytes(signed.device.public_key);
+    let advanced = state
+        .rounds
+        .step(
+            &*state.storage,
+            federation,
+            path.round,
+            now_ms,
+            publish,
+            move |round: &mut dyn LiveRound, ctx: &StepContext<'_>, _: &RoundSummary| {
+                let message = match &message {
+                    Owned::Message(m) => Incoming::Message(m),
+                    Owned::Upload(bytes) => Incoming::Upload(bytes),
+                };
+                let input = RoundInput {
+                    device_id: &device_id,
+                    sender,
+                    message,
+                };
+                round.receive(ctx, &input)
+            },
+        )
+        .await?;
     let advanced = match advanced {
         Ok(advanced) => advanced,
         Err(rejection) => {

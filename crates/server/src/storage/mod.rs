@@ -125,6 +125,13 @@ pub trait Storage: Send + Sync + 'static {
         federation_id: String,
         round: u64,
     ) -> StorageFuture<'_, Option<RoundRecord>>;
+    /// One round without its state and cohort: what deciding whether a
+    /// state kept in memory is still current needs.
+    fn round_summary(
+        &self,
+        federation_id: String,
+        round: u64,
+    ) -> StorageFuture<'_, Option<RoundSummary>>;
     /// The federation's round in flight, without state or cohort.
     fn round_in_flight(&self, federation_id: String) -> StorageFuture<'_, Option<RoundSummary>>;
     /// Every round in flight, of every federation.
@@ -136,8 +143,22 @@ pub trait Storage: Send + Sync + 'static {
         round: u64,
         device_id: String,
     ) -> StorageFuture<'_, bool>;
-    /// Saves a round's next state if its version is still `expected_version`.
+    /// Saves a round's next state whole if its version is still
+    /// `expected_version`, dropping its journal (see
+    /// [`Storage::append_round_entry`]).
     fn save_round(&self, update: RoundUpdate) -> StorageFuture<'_, RoundSummary>;
+    /// Appends `update.state` to the round's journal instead of replacing
+    /// its state: the entry the protocol replays onto the stored state to
+    /// get the one at the new version ([`RoundRecord::journal`]). The same
+    /// compare-and-swap as [`Storage::save_round`], and the stage must stay
+    /// the one stored (a stage change is saved whole). With a commitment,
+    /// also records it exactly as [`Storage::record_upload_commitment`]
+    /// does, in the same transaction.
+    fn append_round_entry(
+        &self,
+        update: RoundUpdate,
+        commitment: Option<UploadCommitment>,
+    ) -> StorageFuture<'_, RoundSummary>;
     /// Closes a round as aborted if its version is still `expected_version`.
     fn abort_round(&self, abort: RoundAbort) -> StorageFuture<'_, RoundSummary>;
     /// Publishes the next global adapter version and closes its round as
@@ -595,8 +616,11 @@ pub struct RoundSummary {
 pub struct RoundRecord {
     /// The summary fields.
     pub summary: RoundSummary,
-    /// The protocol's serialized state.
+    /// The protocol's serialized state as last saved whole.
     pub state: Vec<u8>,
+    /// Entries appended since ([`Storage::append_round_entry`]), oldest
+    /// first: the round at `summary.version` is `state` with these replayed.
+    pub journal: Vec<Vec<u8>>,
     /// Members, by device id, sorted.
     pub cohort: Vec<String>,
 }

@@ -41,6 +41,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/02-log.sql"),
     include_str!("../../migrations/03-log-devices.sql"),
     include_str!("../../migrations/04-gossip.sql"),
+    include_str!("../../migrations/05-round-journal.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -258,6 +259,20 @@ impl Storage for SqliteStorage {
         self.call(move |conn| load_round(conn, &federation_id, round))
     }
 
+    fn round_summary(
+        &self,
+        federation_id: String,
+        round: u64,
+    ) -> StorageFuture<'_, Option<RoundSummary>> {
+        self.call(
+            move |conn| match round_summary(conn, &federation_id, round) {
+                Ok(summary) => Ok(Some(summary)),
+                Err(StorageError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            },
+        )
+    }
+
     fn round_in_flight(&self, federation_id: String) -> StorageFuture<'_, Option<RoundSummary>> {
         self.call(move |conn| {
             Ok(conn
@@ -297,6 +312,14 @@ impl Storage for SqliteStorage {
 
     fn save_round(&self, update: RoundUpdate) -> StorageFuture<'_, RoundSummary> {
         self.call(move |conn| save_round(conn, update))
+    }
+
+    fn append_round_entry(
+        &self,
+        update: RoundUpdate,
+        commitment: Option<UploadCommitment>,
+    ) -> StorageFuture<'_, RoundSummary> {
+        self.call(move |conn| append_round_entry(conn, update, commitment))
     }
 
     fn abort_round(&self, abort: RoundAbort) -> StorageFuture<'_, RoundSummary> {
@@ -448,7 +471,7 @@ const SUMMARY_COLUMNS: &str = "SELECT r.federation_id, r.round, r.stage, r.versi
      (SELECT count(*) FROM round_members m \
       WHERE m.federation_id = r.federation_id AND m.round = r.round), \
      r.opened_at_ms, r.stage_deadline_ms, r.updated_at_ms, r.outcome, r.outcome_detail, \
-     r.closed_at_ms, r.state FROM rounds r";
+     r.closed_at_ms FROM rounds r";
 const GLOBAL_COLUMNS: &str = "SELECT federation_id, version, round, sha256, length(adapter), \
      metadata_json, published_at_ms FROM global_versions";
 const GLOBAL_COLUMNS_WITH_ADAPTER: &str = "SELECT federation_id, version, round, sha256, \
@@ -781,12 +804,16 @@ fn open_round(conn: &mut Connection, round: NewRound) -> Result<RoundRecord> {
             round.federation_id,
             round.round,
             round.stage.as_str(),
-            round.state,
+            Vec::<u8>::new(),
             round.opened_at_ms,
             round.stage_deadline_ms
         ],
     )
     .map_err(conflict_on_constraint("round number"))?;
+    tx.execute(
+        "INSERT INTO round_states (federation_id, round, state) VALUES (?1, ?2, ?3)",
+        params![round.federation_id, round.round, round.state],
+    )?;
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO round_members (federation_id, round, device_id) VALUES (?1, ?2, ?3)",
@@ -835,13 +862,16 @@ fn load_round(conn: &Connection, federation_id: &str, round: u64) -> Result<Opti
         .prepare_cached(&format!(
             "{SUMMARY_COLUMNS} WHERE r.federation_id = ?1 AND r.round = ?2"
         ))?
-        .query_row(params![federation_id, round], |row| {
-            Ok((summary_row(row)?, row.get::<_, Vec<u8>>(11)?))
-        })
+        .query_row(params![federation_id, round], summary_row)
         .optional()?;
-    let Some((summary, state)) = found else {
+    let Some(summary) = found else {
         return Ok(None);
     };
+    let state: Vec<u8> = conn
+        .prepare_cached("SELECT state FROM round_states WHERE federation_id = ?1 AND round = ?2")?
+        .query_row(params![federation_id, round], |row| row.get(0))
+        .optional()?
+        .unwrap_or_default();
     let mut stmt = conn.prepare_cached(
         "SELECT device_id FROM round_members WHERE federation_id = ?1 AND round = ?2 \
          ORDER BY device_id",
@@ -849,9 +879,17 @@ fn load_round(conn: &Connection, federation_id: &str, round: u64) -> Result<Opti
     let cohort = stmt
         .query_map(params![federation_id, round], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT entry FROM round_journal WHERE federation_id = ?1 AND round = ?2 \
+         ORDER BY version",
+    )?;
+    let journal = stmt
+        .query_map(params![federation_id, round], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(Some(RoundRecord {
         summary,
         state,
+        journal,
         cohort,
     }))
 }
@@ -894,15 +932,14 @@ fn save_round_in(tx: &Connection, update: RoundUpdate) -> Result<RoundSummary> {
         )
         .optional()?;
     let changed = tx.execute(
-        "UPDATE rounds SET stage = ?4, state = ?5, version = version + 1, \
-         stage_deadline_ms = ?6, updated_at_ms = ?7 \
+        "UPDATE rounds SET stage = ?4, version = version + 1, \
+         stage_deadline_ms = ?5, updated_at_ms = ?6 \
          WHERE federation_id = ?1 AND round = ?2 AND version = ?3 AND outcome IS NULL",
         params![
             update.federation_id,
             update.round,
             update.expected_version,
             update.stage.as_str(),
-            update.state,
             update.stage_deadline_ms,
             update.at_ms
         ],
@@ -915,6 +952,12 @@ fn save_round_in(tx: &Connection, update: RoundUpdate) -> Result<RoundSummary> {
             update.expected_version,
         ));
     }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO round_states (federation_id, round, state) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![update.federation_id, update.round, update.state])?;
+    // The state is whole again: nothing to replay onto it.
+    clear_journal(tx, &update.federation_id, update.round)?;
     if previous.as_deref() != Some(update.stage.as_str()) {
         let mut e = event("round_stage", update.at_ms, &update.federation_id);
         e.round = Some(update.round);
@@ -928,10 +971,89 @@ fn save_round_in(tx: &Connection, update: RoundUpdate) -> Result<RoundSummary> {
     round_summary(tx, &update.federation_id, update.round)
 }
 
+fn clear_journal(tx: &Connection, federation_id: &str, round: u64) -> Result<()> {
+    tx.prepare_cached("DELETE FROM round_journal WHERE federation_id = ?1 AND round = ?2")?
+        .execute(params![federation_id, round])?;
+    Ok(())
+}
+
+/// Appends `update.state` to the round's journal (compare-and-swap on its
+/// version, in its current stage), with the upload's commitment when one
+/// is given, in one transaction.
+fn append_round_entry(
+    conn: &mut Connection,
+    update: RoundUpdate,
+    commitment: Option<UploadCommitment>,
+) -> Result<RoundSummary> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let summary = match commitment {
+        Some(c) => commitment_in(&tx, c, Some(JournalWrite::Append(update)))?
+            .round
+            .ok_or_else(|| StorageError::Corrupt("an appended entry returned no round".into()))?,
+        None => append_in(&tx, update)?,
+    };
+    tx.commit()?;
+    Ok(summary)
+}
+
+fn append_in(tx: &Connection, update: RoundUpdate) -> Result<RoundSummary> {
+    let changed = tx.execute(
+        "UPDATE rounds SET version = version + 1, stage_deadline_ms = ?5, updated_at_ms = ?6 \
+         WHERE federation_id = ?1 AND round = ?2 AND version = ?3 AND stage = ?4 \
+         AND outcome IS NULL",
+        params![
+            update.federation_id,
+            update.round,
+            update.expected_version,
+            update.stage.as_str(),
+            update.stage_deadline_ms,
+            update.at_ms
+        ],
+    )?;
+    if changed == 0 {
+        return Err(cas_failure(
+            tx,
+            &update.federation_id,
+            update.round,
+            update.expected_version,
+        ));
+    }
+    tx.prepare_cached(
+        "INSERT INTO round_journal (federation_id, round, version, entry) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        update.federation_id,
+        update.round,
+        update.expected_version + 1,
+        update.state
+    ])?;
+    round_summary(tx, &update.federation_id, update.round)
+}
+
+/// How a commitment's round changes with it.
+enum JournalWrite {
+    /// The state is replaced whole.
+    Replace(RoundUpdate),
+    /// An entry is appended to the journal.
+    Append(RoundUpdate),
+}
+
 fn record_upload_commitment(
     conn: &mut Connection,
     commitment: UploadCommitment,
     update: Option<RoundUpdate>,
+) -> Result<CommitmentReceipt> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let receipt = commitment_in(&tx, commitment, update.map(JournalWrite::Replace))?;
+    tx.commit()?;
+    Ok(receipt)
+}
+
+fn commitment_in(
+    tx: &Connection,
+    commitment: UploadCommitment,
+    update: Option<JournalWrite>,
 ) -> Result<CommitmentReceipt> {
     let UploadCommitment {
         federation_id,
@@ -940,7 +1062,7 @@ fn record_upload_commitment(
         upload_sha256,
         at_ms,
     } = commitment;
-    if let Some(u) = &update
+    if let Some(JournalWrite::Replace(u) | JournalWrite::Append(u)) = &update
         && (u.federation_id != federation_id || u.round != round)
     {
         return Err(StorageError::Invalid(format!(
@@ -949,7 +1071,6 @@ fn record_upload_commitment(
             u.round, u.federation_id
         )));
     }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let outcome: Option<Option<String>> = tx
         .query_row(
             "SELECT outcome FROM rounds WHERE federation_id = ?1 AND round = ?2",
@@ -989,7 +1110,7 @@ fn record_upload_commitment(
     };
     let wanted = entry.leaf_hash();
     let (log_index, appended) =
-        match tlog::existing_commitment(&tx, &federation_id, round, &device_id)? {
+        match tlog::existing_commitment(tx, &federation_id, round, &device_id)? {
             Some((index, data)) if leaf_hash(&data) == wanted => (index, false),
             Some(_) => {
                 return Err(StorageError::Conflict(format!(
@@ -997,9 +1118,13 @@ fn record_upload_commitment(
                      of {federation_id}"
                 )));
             }
-            None => (tlog::append_entry(&tx, &entry, at_ms)?.index, true),
+            None => (tlog::append_entry(tx, &entry, at_ms)?.index, true),
         };
-    let round_summary = update.map(|u| save_round_in(&tx, u)).transpose()?;
+    let round_summary = match update {
+        None => None,
+        Some(JournalWrite::Replace(u)) => Some(save_round_in(tx, u)?),
+        Some(JournalWrite::Append(u)) => Some(append_in(tx, u)?),
+    };
     if appended {
         let mut e = event(event_kinds::UPLOAD_ACCEPTED, at_ms, &federation_id);
         e.round = Some(round);
@@ -1008,9 +1133,8 @@ fn record_upload_commitment(
             "upload_sha256": hex::encode(upload_sha256),
             "log_index": log_index,
         });
-        log_event(&tx, &e)?;
+        log_event(tx, &e)?;
     }
-    tx.commit()?;
     Ok(CommitmentReceipt {
         log_index,
         leaf_hash: wanted,
@@ -1055,6 +1179,7 @@ fn close_round(
     if changed == 0 {
         return Err(cas_failure(tx, federation_id, round, expected_version));
     }
+    clear_journal(tx, federation_id, round)?;
     tx.execute(
         "UPDATE federations SET gathering_since_ms = ?2 WHERE id = ?1",
         params![federation_id, at_ms],
