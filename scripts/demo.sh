@@ -36,6 +36,6 @@ echo "== Personalizing the default model on your notes (a short run; Ctrl-C paus
 "$hearth" train text --steps "${HEARTH_DEMO_STEPS:-20}" --seq-len 128 --batch-size 2 --eval-every 10 --lr 5e-4
 adapter=$("$hearth" adapters list --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
 echo
-echo "== Before and after"
-"$hearth" generate --adapter "$adapter" --compare --raw --temperature 0 --max-tokens 60 "${HEARTH_DEMO_PROMPT:-ROMEO:
+echo "== Before and after (sampled as people use it; the seed keeps both passes comparable)"
+"$hearth" generate --adapter "$adapter" --compare --raw --max-tokens 60 "${HEARTH_DEMO_PROMPT:-ROMEO:
 }"

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use hearth_ml::{DeviceChoice, Target};
+use hearth_personalize::generate::GenerateRequest;
 use hearth_store::ItemKind;
 
 /// Hearth: personalize a small model on your own photos and text, on your
@@ -298,16 +299,16 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub raw: bool,
     /// 0 for greedy.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = GenerateRequest::default().temperature)]
     pub temperature: f64,
     /// Nucleus sampling threshold.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = GenerateRequest::default().top_p)]
     pub top_p: f64,
     /// Sampling seed.
-    #[arg(long, default_value_t = 299_792_458)]
+    #[arg(long, default_value_t = GenerateRequest::default().seed)]
     pub seed: u64,
     /// Most new tokens.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = GenerateRequest::default().max_tokens)]
     pub max_tokens: usize,
     /// auto, cpu, cuda or metal.
     #[arg(long, value_parser = parse_device, default_value = "auto")]

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use hearth_ml::generate::{Sampling, generate as run_generation};
 use hearth_ml::lora::LoraConfig;
 use hearth_ml::train::{Outcome, TrainConfig};
+use hearth_personalize::generate::{GenerateRequest, GenerationEvent, Pass, generate_text};
 use hearth_personalize::{RunSummary, TextTraining};
 use hearth_progress::CancelToken;
 use hearth_store::Library;
@@ -265,59 +265,54 @@ pub fn adapters(mut library: Library, command: AdaptersCommand) -> Result<ExitCo
 
 pub fn generate(library: Library, args: GenerateArgs) -> Result<ExitCode> {
     let device = args.device.open()?;
-    let adapter_record = args.adapter.map(|id| library.adapter(id)).transpose()?;
-    let model = args.model.clone().or_else(|| {
-        adapter_record
-            .as_ref()
-            .and_then(|a| a.run_id)
-            .and_then(|id| library.run(id).ok())
-            .map(|r| r.base_model)
-    });
-    let (_, loaded) = hearth_personalize::load_model(model.as_deref(), &device)?;
-    let adapter = args
-        .adapter
-        .map(|id| hearth_personalize::load_adapter(&library, id, &loaded))
-        .transpose()?;
-    let text = match (args.raw, loaded.tokenizer.chat_prompt(&args.prompt)?) {
-        (false, Some(chat)) => chat,
-        _ => args.prompt.clone(),
-    };
-    let prompt = loaded.tokenizer.encode(&text, true)?;
-    let sampling = Sampling {
+    let request = GenerateRequest {
+        prompt: args.prompt,
+        adapter_id: args.adapter,
+        compare: args.compare,
+        model: args.model,
+        max_tokens: args.max_tokens,
         temperature: args.temperature,
         top_p: args.top_p,
         seed: args.seed,
-        max_new_tokens: args.max_tokens,
+        raw: args.raw,
     };
-    let mut passes: Vec<(&str, Option<&hearth_ml::LoraAdapter>)> = Vec::new();
-    if args.compare {
-        passes.push(("base model", None));
-    }
-    passes.push((
-        if adapter.is_some() {
-            "personalized"
-        } else {
-            "base model"
-        },
-        adapter.as_ref(),
-    ));
-    for (title, adapter) in passes {
-        if args.compare {
-            println!("== {title}");
+    let mut out = std::io::stdout();
+    let mut render = |event: GenerationEvent| match event {
+        GenerationEvent::Loading { .. } => {}
+        GenerationEvent::Begin { pass } => {
+            if request.compare {
+                println!(
+                    "== {}",
+                    match pass {
+                        Pass::Base => "base model",
+                        Pass::Personalized => "personalized",
+                    }
+                );
+            }
         }
-        let mut out = std::io::stdout();
-        let result = run_generation(&loaded, adapter, &prompt, &sampling, |piece| {
-            let _ = out.write_all(piece.as_bytes());
+        GenerationEvent::Text { text, .. } => {
+            let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
-        })?;
-        println!();
-        eprintln!(
-            "[{} prompt tokens, {} new tokens, {:.1} tokens/s]",
-            result.prompt_tokens,
-            result.new_tokens,
-            result.new_tokens as f64 / result.decode_seconds.max(1e-9)
-        );
-    }
+        }
+        GenerationEvent::End {
+            prompt_tokens,
+            new_tokens,
+            tokens_per_second,
+            ..
+        } => {
+            println!();
+            eprintln!(
+                "[{prompt_tokens} prompt tokens, {new_tokens} new tokens, {tokens_per_second:.1} tokens/s]"
+            );
+        }
+    };
+    generate_text(
+        &library,
+        &request,
+        &device,
+        &mut render,
+        &CancelToken::new(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

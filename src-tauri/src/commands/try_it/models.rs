@@ -1,64 +1,16 @@
 //! Request and response shapes of the Try commands.
 
 use hearth_ml::tagger::Suggestion;
-use hearth_store::{AdapterId, Item};
-use serde::{Deserialize, Serialize};
+use hearth_personalize::generate::GenerationEvent;
+use hearth_store::Item;
+use serde::Serialize;
 
 use crate::error::AppError;
 
-/// A generation request. Defaults are `hearth generate`'s.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct GenerateRequest {
-    /// The prompt.
-    pub prompt: String,
-    /// The personalized pass uses this adapter.
-    pub adapter_id: Option<AdapterId>,
-    /// Also run the base model (side by side).
-    pub compare: bool,
-    /// Base model (default: the adapter's run's model, else the default
-    /// text model).
-    pub model: Option<String>,
-    /// Most new tokens.
-    pub max_tokens: usize,
-    /// 0 is greedy.
-    pub temperature: f64,
-    /// Nucleus sampling.
-    pub top_p: f64,
-    /// Sampling seed.
-    pub seed: u64,
-    /// Send the prompt as it is, without the model's chat template.
-    pub raw: bool,
-}
+pub use hearth_personalize::generate::{GenerateRequest, Pass};
 
-impl Default for GenerateRequest {
-    fn default() -> Self {
-        let sampling = hearth_ml::generate::Sampling::default();
-        GenerateRequest {
-            prompt: String::new(),
-            adapter_id: None,
-            compare: true,
-            model: None,
-            max_tokens: sampling.max_new_tokens,
-            temperature: sampling.temperature,
-            top_p: sampling.top_p,
-            seed: sampling.seed,
-            raw: false,
-        }
-    }
-}
-
-/// Which side a completion is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pass {
-    /// The base model alone.
-    Base,
-    /// The base model with the adapter.
-    Personalized,
-}
-
-/// A generation's events, tagged by `event`.
+/// A generation's events, tagged by `event`: the library's
+/// [`GenerationEvent`]s, then how the job ended.
 #[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum GenerateEvent {
@@ -97,6 +49,27 @@ pub enum GenerateEvent {
         /// Why.
         error: AppError,
     },
+}
+
+impl From<GenerationEvent> for GenerateEvent {
+    fn from(event: GenerationEvent) -> Self {
+        match event {
+            GenerationEvent::Loading { model } => GenerateEvent::Loading { model },
+            GenerationEvent::Begin { pass } => GenerateEvent::Begin { pass },
+            GenerationEvent::Text { pass, text } => GenerateEvent::Text { pass, text },
+            GenerationEvent::End {
+                pass,
+                prompt_tokens,
+                new_tokens,
+                tokens_per_second,
+            } => GenerateEvent::End {
+                pass,
+                prompt_tokens,
+                new_tokens,
+                tokens_per_second,
+            },
+        }
+    }
 }
 
 /// Tag suggestions for one photo.
