@@ -724,6 +724,17 @@ pub struct BenchSecaggArgs {
     /// Share of clients that drop out after sharing their keys.
     #[arg(long, default_value_t = 0.1)]
     pub dropout: f64,
+    /// The threat model's colluding fraction the server's neighbourhoods
+    /// are sized against (`hearth-server`'s default).
+    #[arg(long, default_value_t = hearth_server::config::DEFAULT_CORRUPT_FRACTION)]
+    pub corrupt_fraction: f64,
+    /// The threat model's dropout fraction (`hearth-server`'s default).
+    #[arg(long, default_value_t = hearth_server::config::DEFAULT_DROPOUT_FRACTION)]
+    pub dropout_fraction: f64,
+    /// Size neighbourhoods as about log2 n instead (the figures before the
+    /// threat model).
+    #[arg(long)]
+    pub log2_neighbourhoods: bool,
 }
 
 #[derive(Debug, Args)]

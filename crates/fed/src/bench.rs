@@ -34,7 +34,7 @@ use rayon::prelude::*;
 
 use crate::crypto::{DeviceId, DeviceIdentity};
 use crate::dp::DpConfig;
-use crate::graph::{GraphSeed, GraphSpec, NeighbourGraph, Neighbourhood};
+use crate::graph::{GraphSeed, GraphSpec, NeighbourGraph, ThreatModel};
 use crate::ids::{FederationId, RoundId};
 use crate::protocol::{
     AbortReason, AggregatorRound, ClientAwaitingSurvivors, ClientAwaitingUnmask, ClientError,
@@ -159,7 +159,12 @@ impl fmt::Display for ServerUnmaskFigures {
     }
 }
 
-fn bench_info(clients: usize, params: usize, degree: Option<u32>) -> RoundInfo {
+fn bench_info(
+    clients: usize,
+    params: usize,
+    degree: Option<u32>,
+    threat_model: Option<ThreatModel>,
+) -> RoundInfo {
     RoundInfo {
         federation: FederationId::random(&mut OsRng),
         round: RoundId(1),
@@ -174,7 +179,7 @@ fn bench_info(clients: usize, params: usize, degree: Option<u32>) -> RoundInfo {
             clip_norm: 1.0,
             noise_multiplier: 1.0,
         },
-        threat_model: None,
+        threat_model,
     }
 }
 
@@ -264,7 +269,7 @@ fn run_to_uploads(
 pub fn client_masking(params: usize, k: usize) -> Result<ClientMaskingFigures, BenchError> {
     use crate::wire::{ClientMessage, ServerMessage};
     let clients = k + 1;
-    let info = bench_info(clients, params, Some(k as u32));
+    let info = bench_info(clients, params, Some(k as u32), None);
     let dp = info.distributed_dp().map_err(ConfigError::from)?;
     let mut rng = StdRng::from_rng(OsRng).map_err(|_| BenchError::Stage)?;
     let update: Vec<f32> = (0..params)
@@ -378,15 +383,19 @@ fn choose_dropouts(
 }
 
 /// The server's costs for `clients` clients and `params`-parameter updates,
-/// with a fraction `dropout` of clients dropping after sharing.
+/// with a fraction `dropout` of clients dropping after sharing, and
+/// neighbourhoods sized as a server does: against `threat_model` (the
+/// server's default is γ = 1%, δ = 5%), or about `log2 n` with `None`.
 pub fn server_unmask(
     clients: usize,
     params: usize,
     dropout: f64,
+    threat_model: Option<ThreatModel>,
 ) -> Result<ServerUnmaskFigures, BenchError> {
-    let info = bench_info(clients, params, None);
-    let neighbourhood =
-        Neighbourhood::resolve(clients as u32, None, None).map_err(ConfigError::from)?;
+    let info = bench_info(clients, params, None, threat_model);
+    let neighbourhood = info
+        .neighbourhood(clients as u32)
+        .map_err(ConfigError::from)?;
     let (mut server, ready, identities, key_stages_seconds) = run_to_uploads(&info, clients)?;
 
     let graph = NeighbourGraph::new(GraphSpec {
@@ -528,11 +537,19 @@ mod tests {
 
     #[test]
     fn server_bench_runs_at_small_size() {
-        let f = server_unmask(20, 500, 0.1).unwrap();
+        let f = server_unmask(20, 500, 0.1, None).unwrap();
         assert_eq!(f.clients, 20);
+        assert_eq!((f.degree, f.threshold), (6, 4), "about log2 n");
         assert_eq!(f.dropped, 2);
         // Survivors' self masks plus pairwise masks with the dropped.
         assert!(f.prg_expansions >= 18);
         assert_eq!(f.upload_bytes, 18 * 2068);
+        // Sized against a threat model, 20 devices get the complete graph.
+        let model = ThreatModel {
+            corrupt_fraction: 0.01,
+            dropout_fraction: 0.05,
+        };
+        let f = server_unmask(20, 500, 0.1, Some(model)).unwrap();
+        assert_eq!(f.degree, 19);
     }
 }
