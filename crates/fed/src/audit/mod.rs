@@ -282,8 +282,8 @@ pub enum AuditError {
         device: String,
         /// The upload hash it signed.
         signed: Hash,
-        /// What the log holds instead.
-        what: UploadContradiction,
+        /// What the log holds instead (boxed: it is the largest).
+        what: Box<UploadContradiction>,
     },
     /// A response is malformed (bad base64, entries out of order).
     #[error("malformed log response: {0}")]
