@@ -974,9 +974,18 @@ fn take_part(
     ));
     // The server's log must hold this upload and the new global adapter,
     // consistently with everything seen before.
-    let verified = client
-        .audit_round(&mut record.audit, &report)
-        .map_err(|e| PersonalizeError::Audit(e.to_string()))?;
+    let verified = match client.audit_round(&mut record.audit, &report) {
+        Ok(verified) => verified,
+        Err(e) => {
+            // This device's upload may be the one the log dropped or
+            // swapped: its signed word is what lets other devices see it,
+            // so post it anyway (best effort) before stopping.
+            if let Ok(mine) = client.sign_upload(&report) {
+                let _ = client.gossip_with(&mut record.audit, &[mine]);
+            }
+            return Err(PersonalizeError::Audit(e.to_string()));
+        }
+    };
     library.update_membership_record(stored.id, &json(record)?)?;
     // Compare heads with the federation's other devices, posting this
     // device's signed commitment to its upload for them to hold the log
