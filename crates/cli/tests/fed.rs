@@ -143,6 +143,12 @@ fn a_device_joins_takes_part_in_a_round_audits_and_leaves() {
         audited.contains("verified") && !audited.contains("FAILED"),
         "{audited}"
     );
+    // The log's participations were held to the devices' gossiped
+    // signed commitments (this device posted its own after each round).
+    assert!(
+        audited.contains("backed by their device's signed commitment"),
+        "{audited}"
+    );
 
     // Leaving switches federation off; the history stays visible.
     run_ok(hearth(&library).args(["fed", "leave"]));

@@ -154,6 +154,13 @@ pub struct AuditOutcome {
     /// Why gossip could not be had, when it could not (not a failure of
     /// the audit: the stored evidence still verified).
     pub gossip_note: Option<String>,
+    /// The log's participation entries of the federation, and how many of
+    /// them are backed by their device's gossiped signed commitment (for
+    /// active memberships; `None` when the server could not be asked).
+    pub uploads_backed: Option<(usize, usize)>,
+    /// Every device commitment the log contradicts (a dropped or swapped
+    /// upload), one line each; the audit then fails.
+    pub contradicted_uploads: Vec<String>,
     /// What failed, when something did (a `SPLIT VIEW: ...` when the log
     /// showed other devices another history).
     pub error: Option<String>,
@@ -504,8 +511,12 @@ pub fn set_policy(
 /// latest head with the heads the federation's other devices posted
 /// (gossip; a short network budget, and a server that cannot be reached
 /// is only noted): two heads of one size with different roots, or a head
-/// the log cannot prove consistent with this device's, is a SPLIT VIEW.
-pub fn audit(library: &Library) -> Result<Vec<AuditOutcome>> {
+/// the log cannot prove consistent with this device's, is a SPLIT VIEW;
+/// and replays the whole log to hold its participation entries to the
+/// devices' gossiped signed upload commitments (a dropped or swapped
+/// upload is UPLOAD CONTRADICTED). Evidence found live is stored with the
+/// membership, so every later audit reports it.
+pub fn audit(library: &mut Library) -> Result<Vec<AuditOutcome>> {
     let mut outcomes = Vec::new();
     for m in library.memberships()? {
         let mut outcome = AuditOutcome {
@@ -523,6 +534,8 @@ pub fn audit(library: &Library) -> Result<Vec<AuditOutcome>> {
             parameters: 0,
             gossip_heads: None,
             gossip_note: None,
+            uploads_backed: None,
+            contradicted_uploads: Vec::new(),
             error: None,
         };
         let record = record_of(&m);
@@ -555,7 +568,7 @@ pub fn audit(library: &Library) -> Result<Vec<AuditOutcome>> {
 /// The live part of [`audit`]: gossip with the federation's other devices
 /// through its server, within a short network budget.
 fn gossip_for_audit(
-    library: &Library,
+    library: &mut Library,
     m: &hearth_store::Membership,
     mut record: Record,
     outcome: &mut AuditOutcome,
@@ -573,15 +586,53 @@ fn gossip_for_audit(
             options,
         )?)
     });
-    let result = client.map(|client| client.gossip(&mut record.audit));
-    match result {
-        Ok(Ok(report)) => outcome.gossip_heads = Some(report.heads),
-        Ok(Err(FedClientError::Audit(e))) => {
+    let client = match client {
+        Ok(client) => client,
+        Err(e) => {
+            outcome.gossip_note = Some(e.to_string());
+            return;
+        }
+    };
+    match client.gossip(&mut record.audit) {
+        Ok(report) => outcome.gossip_heads = Some(report.heads),
+        Err(FedClientError::Audit(e)) => {
             outcome.verified = false;
             outcome.error = Some(e.to_string());
+            keep(library, m, &record);
+            return;
         }
-        Ok(Err(e)) => outcome.gossip_note = Some(e.to_string()),
+        Err(e) => {
+            outcome.gossip_note = Some(e.to_string());
+            return;
+        }
+    }
+    // The devices' signed word against the log's participation entries.
+    match client.audit_uploads(&mut record.audit) {
+        Ok(report) => outcome.uploads_backed = Some((report.participations, report.backed)),
+        Err(FedClientError::Audit(e)) => {
+            outcome.verified = false;
+            outcome.error = Some(e.to_string());
+            outcome.contradicted_uploads = record
+                .audit
+                .upload_contradictions()
+                .iter()
+                .map(|evidence| {
+                    let c = &evidence.commitment.commitment;
+                    format!("device {} in round {}", c.device, c.round)
+                })
+                .collect();
+            keep(library, m, &record);
+        }
         Err(e) => outcome.gossip_note = Some(e.to_string()),
+    }
+}
+
+/// Stores a membership's record after an audit kept new evidence, so
+/// every later `hearth audit` reports it (best effort: the outcome already
+/// says what failed).
+fn keep(library: &mut Library, m: &hearth_store::Membership, record: &Record) {
+    if let Ok(text) = json(record) {
+        let _ = library.update_membership_record(m.id, &text);
     }
 }
 
@@ -923,14 +974,26 @@ fn take_part(
     ));
     // The server's log must hold this upload and the new global adapter,
     // consistently with everything seen before.
-    let verified = client
-        .audit_round(&mut record.audit, &report)
-        .map_err(|e| PersonalizeError::Audit(e.to_string()))?;
+    let verified = match client.audit_round(&mut record.audit, &report) {
+        Ok(verified) => verified,
+        Err(e) => {
+            // This device's upload may be the one the log dropped or
+            // swapped: its signed word is what lets other devices see it,
+            // so post it anyway (best effort) before stopping.
+            if let Ok(mine) = client.sign_upload(&report) {
+                let _ = client.gossip_with(&mut record.audit, &[mine]);
+            }
+            return Err(PersonalizeError::Audit(e.to_string()));
+        }
+    };
     library.update_membership_record(stored.id, &json(record)?)?;
-    // Compare heads with the federation's other devices: a split view is
-    // kept in the record (so `hearth audit` reports it from then on) and
-    // stops this device; gossip that cannot be had is only noted.
-    match client.gossip(&mut record.audit) {
+    // Compare heads with the federation's other devices, posting this
+    // device's signed commitment to its upload for them to hold the log
+    // to: a split view is kept in the record (so `hearth audit` reports it
+    // from then on) and stops this device; gossip that cannot be had is
+    // only noted.
+    let mine = client.sign_upload(&report).map_err(from_client)?;
+    match client.gossip_with(&mut record.audit, &[mine]) {
         Ok(report) => progress.note(&format!(
             "log heads compared with other devices: {} consistent with this one",
             report.consistent
@@ -992,7 +1055,7 @@ mod tests {
                 .is_empty()
         );
         assert!(history(&library).expect("history").is_empty());
-        assert!(audit(&library).expect("audit").is_empty());
+        assert!(audit(&mut library).expect("audit").is_empty());
         assert!(matches!(
             leave(&mut library, None),
             Err(PersonalizeError::NotMember(_))

@@ -186,7 +186,11 @@ fn gossip_makes_a_split_view_visible_to_a_device_shown_one_history() {
     assert_eq!(listed.heads.len(), 3, "the real tree, the fork's two");
     let mut forged = audits[0].signed_head().expect("head").clone();
     forged.head.size += 1;
-    let body = serde_json::to_vec(&GossipPost { sth: forged }).expect("json");
+    let body = serde_json::to_vec(&GossipPost {
+        sth: forged,
+        commitments: Vec::new(),
+    })
+    .expect("json");
     let (id, secret) = (&honest[0].0.device_id, &honest[0].1);
     let (status, answer) = raw.signed("POST", &path, &body, id, secret);
     assert_eq!((status, kind(&answer)), (400, "bad_request"), "{answer}");

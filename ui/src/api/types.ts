@@ -389,7 +389,11 @@ export interface AuditOutcome {
   gossip_heads: number | null;
   /** Why gossip could not be had. */
   gossip_note: string | null;
-  /** What failed; "SPLIT VIEW: ..." when the log showed other devices another history. */
+  /** [participations in the log, of them backed by their device's gossiped signed commitment]; null when not asked. */
+  uploads_backed: [number, number] | null;
+  /** Device uploads the log dropped or swapped ("device X in round N"). */
+  contradicted_uploads: string[];
+  /** What failed; "SPLIT VIEW: ..." when the log showed other devices another history, "UPLOAD CONTRADICTED: ..." when it dropped or swapped a device's upload. */
   error: string | null;
 }
 

@@ -214,8 +214,8 @@ fn run(library: &mut Library, args: FedRunArgs) -> Result<ExitCode> {
 
 /// `hearth audit`: re-verifies everything stored about every federation
 /// log this device watches.
-pub fn audit(library: Library) -> Result<ExitCode> {
-    let outcomes = federation::audit(&library)?;
+pub fn audit(mut library: Library) -> Result<ExitCode> {
+    let outcomes = federation::audit(&mut library)?;
     if outcomes.is_empty() {
         println!("no federation memberships: nothing to audit");
         return Ok(ExitCode::SUCCESS);
@@ -246,6 +246,11 @@ pub fn audit(library: Library) -> Result<ExitCode> {
                     }
                     (None, None) => {}
                 }
+                if let Some((participations, backed)) = outcome.uploads_backed {
+                    println!(
+                        "  uploads in the log backed by their device's signed commitment: {backed} of {participations}, none contradicted"
+                    );
+                }
             }
             Some(error) => {
                 failed = true;
@@ -253,6 +258,9 @@ pub fn audit(library: Library) -> Result<ExitCode> {
                     "federation {} at {}: FAILED: {error}",
                     outcome.federation_id, outcome.server_url
                 );
+                for upload in &outcome.contradicted_uploads {
+                    println!("  the log dropped or swapped the upload of {upload}");
+                }
             }
         }
     }

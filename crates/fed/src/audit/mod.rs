@@ -101,12 +101,16 @@
 //! ```
 
 pub mod cohort;
+pub mod commitment;
 pub mod gossip;
 pub mod parameters;
+pub mod uploads;
 pub mod wire;
 
 pub use cohort::check_cohort_enrolled;
+pub use commitment::{CommitmentError, SignedUploadCommitment, UploadCommitment};
 pub use gossip::{GossipHead, GossipReport, SplitViewEvidence};
+pub use uploads::{UploadContradiction, UploadEvidence, UploadReport};
 
 use hearth_ledger::{
     EntryError, Hash, LogEntry, LogWatcher, MemoryStore, MerkleLog, ProofError, SignedTreeHead,
@@ -281,6 +285,24 @@ pub enum AuditError {
         /// Why the log's consistency proof between them failed, when it
         /// gave one.
         proof: Option<ProofError>,
+    },
+    /// A device's signed upload commitment (gossiped, see [`uploads`])
+    /// that the log contradicts: the log dropped or swapped the device's
+    /// upload, or opened its round with other parameters.
+    #[error(
+        "UPLOAD CONTRADICTED: device {device} signed that it uploaded {signed} in round {round} of {federation}, but {what}"
+    )]
+    UploadContradicted {
+        /// The federation.
+        federation: String,
+        /// The round.
+        round: u64,
+        /// The device.
+        device: String,
+        /// The upload hash it signed.
+        signed: Hash,
+        /// What the log holds instead (boxed: it is the largest).
+        what: Box<UploadContradiction>,
     },
     /// A response is malformed (bad base64, entries out of order).
     #[error("malformed log response: {0}")]
@@ -485,7 +507,9 @@ pub struct RoundEvidence {
 /// [`audit_all`] re-checks everything.
 ///
 /// Every method that can fail leaves the state as it was, except
-/// [`LogAudit::gossip`], which keeps the evidence of a split view.
+/// [`LogAudit::gossip`], which keeps the evidence of a split view, and
+/// [`LogAudit::check_uploads`], which keeps the evidence of a device
+/// commitment the log contradicts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogAudit {
     watcher: LogWatcher,
@@ -493,6 +517,10 @@ pub struct LogAudit {
     /// Split views found by gossip (absent in audits stored before gossip).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     split_views: Vec<SplitViewEvidence>,
+    /// Device commitments the log contradicted (absent in audits stored
+    /// before upload commitments were gossiped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    uploads: Vec<UploadEvidence>,
 }
 
 impl LogAudit {
@@ -502,6 +530,7 @@ impl LogAudit {
             watcher: LogWatcher::new(log_key),
             history: Vec::new(),
             split_views: Vec::new(),
+            uploads: Vec::new(),
         }
     }
 
@@ -911,7 +940,9 @@ pub struct AuditReport {
 /// consistency with the one before, and every commitment and adapter
 /// against the head it was checked at; finally that the stored latest head
 /// is the last checkpoint's; and that no split view was found by gossip
-/// ([`AuditError::SplitView`], re-checked from its stored evidence).
+/// ([`AuditError::SplitView`], re-checked from its stored evidence) and
+/// no device commitment was found contradicted by the log
+/// ([`AuditError::UploadContradicted`], likewise).
 /// Catches a tampered or truncated state file as well as evidence that no
 /// longer holds.
 pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
@@ -967,17 +998,24 @@ pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
     for evidence in &audit.split_views {
         gossip::recheck(evidence, audit.log_key())?;
     }
+    for evidence in &audit.uploads {
+        uploads::recheck(evidence, audit.log_key())?;
+    }
     report.head = replay.watcher.head().map(|h| *h.head());
     Ok(report)
 }
 
 /// The log rebuilt from its served entries, page by page
 /// ([`wire::ENTRIES_PATH`]), to check that every stored entry hashes into
-/// the signed root ([`LogAudit::check_contents`]). Holds about 64 bytes
-/// per entry.
+/// the signed root ([`LogAudit::check_contents`]), and to compare its
+/// participations with the devices' signed commitments
+/// ([`LogAudit::check_uploads`]). Holds about 64 bytes per entry, and the
+/// bytes of the entries that check needs (enrolments, round openings,
+/// participations and outcomes).
 #[derive(Debug, Clone, Default)]
 pub struct LogReplay {
     log: MerkleLog<MemoryStore>,
+    index: uploads::ReplayIndex,
 }
 
 impl LogReplay {
@@ -1020,13 +1058,14 @@ impl LogReplay {
             let bytes = entry
                 .leaf_bytes()
                 .map_err(|e| AuditError::Malformed(e.to_string()))?;
-            leaves.push(leaf_hash(&bytes));
+            leaves.push((expected, bytes));
         }
-        for leaf in leaves {
+        for (index, bytes) in leaves {
             // A memory store cannot fail; the log is full only at 2^64.
             self.log
-                .append_hash(leaf)
+                .append_hash(leaf_hash(&bytes))
                 .map_err(|e| AuditError::Malformed(e.to_string()))?;
+            self.index.note(index, &bytes);
         }
         Ok(())
     }

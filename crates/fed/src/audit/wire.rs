@@ -73,7 +73,20 @@ pub const GOSSIP_BODY_LIMIT: usize = 4 * 1024;
 pub struct GossipPost {
     /// The latest head the device verified, as the log signed it.
     pub sth: hearth_ledger::SignedTreeHead,
+    /// The device's own signed upload commitments
+    /// ([`super::commitment`]), at most [`MAX_COMMITMENTS_PER_POST`]:
+    /// each must name the federation and the posting device, a round the
+    /// federation had, and verify under the device's enrolled key. The
+    /// server keeps the first per device and round. Absent from posts of
+    /// devices from before commitments were gossiped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commitments: Vec<super::commitment::SignedUploadCommitment>,
 }
+
+/// Most commitments one gossip `POST` may carry (a device posts its own,
+/// one per round, after each round; these fit [`GOSSIP_BODY_LIMIT`] with
+/// the head).
+pub const MAX_COMMITMENTS_PER_POST: usize = 4;
 
 /// Answer of a gossip `POST`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +95,48 @@ pub struct GossipAccepted {
     /// size). A server says so for its operator's sake; devices never
     /// rely on it.
     pub matches_log: bool,
+    /// How many of the posted commitments were new (a commitment already
+    /// held for that device and round is not replaced).
+    #[serde(default)]
+    pub commitments_stored: u32,
+}
+
+/// `GET` (public) with [`GossipCommitmentsQuery`]: the signed upload
+/// commitments devices of `{id}` posted ([`GossipCommitmentsResponse`]).
+/// See [`gossip_commitments_path`].
+pub const GOSSIP_COMMITMENTS_PATH_TEMPLATE: &str = "/v1/federations/{id}/gossip/commitments";
+
+/// The commitments endpoint of federation `id` (a plain name).
+pub fn gossip_commitments_path(federation: &str) -> String {
+    format!("/v1/federations/{federation}/gossip/commitments")
+}
+
+/// Most commitments one [`GOSSIP_COMMITMENTS_PATH_TEMPLATE`] answer lists.
+pub const MAX_GOSSIP_COMMITMENTS: usize = 256;
+
+/// Query of the commitments endpoint: a page of commitments ordered by
+/// round, then device id, starting after the cursor (from the start when
+/// absent): ask again with the last one's round and device while
+/// [`GossipCommitmentsResponse::more`] says so.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipCommitmentsQuery {
+    /// The round of the last commitment seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_round: Option<u64>,
+    /// The device of the last commitment seen (with `after_round`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_device: Option<String>,
+}
+
+/// Answer of the commitments endpoint: at most [`MAX_GOSSIP_COMMITMENTS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipCommitmentsResponse {
+    /// The federation.
+    pub federation: String,
+    /// The commitments, by round, then device.
+    pub commitments: Vec<super::commitment::SignedUploadCommitment>,
+    /// Whether more follow the last one.
+    pub more: bool,
 }
 
 /// Answer of a gossip `GET`: heads that devices of the federation posted,

@@ -313,7 +313,7 @@ impl FedClient {
 
 /// Percent-encodes a query value (everything but RFC 3986's unreserved
 /// characters), so a federation id cannot break the query.
-fn query_value(value: &str) -> String {
+pub(super) fn query_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

@@ -8,14 +8,27 @@
 //! back as [`FedClientError::Audit`] with
 //! [`AuditError::SplitView`](crate::audit::AuditError::SplitView), and
 //! the audit keeps the evidence: store it.
+//!
+//! With the head, a device posts its own signed upload commitments
+//! ([`FedClient::sign_upload`], [`FedClient::gossip_with`]); and
+//! [`FedClient::audit_uploads`] replays the whole log and compares every
+//! device's gossiped commitment with it ([`crate::audit::uploads`]).
 
+use hearth_ledger::Hash;
+
+use super::audit::query_value;
 use super::http::Traffic;
-use super::{FedClient, FedClientError};
+use super::{FedClient, FedClientError, ParticipationReport};
+use crate::audit::uploads::MAX_AUDITED_COMMITMENTS;
 use crate::audit::wire::{
-    self, CONSISTENCY_PATH, ConsistencyProofResponse, GossipAccepted, GossipPost, GossipResponse,
-    MAX_GOSSIP_HEADS,
+    self, CONSISTENCY_PATH, ConsistencyProofResponse, ENTRIES_PATH, EntriesResponse,
+    GossipAccepted, GossipCommitmentsResponse, GossipPost, GossipResponse,
+    MAX_COMMITMENTS_PER_POST, MAX_ENTRIES_PER_REQUEST, MAX_GOSSIP_HEADS,
 };
-use crate::audit::{GossipHead, GossipReport, LogAudit};
+use crate::audit::{
+    GossipHead, GossipReport, LogAudit, LogReplay, SignedUploadCommitment, UploadCommitment,
+    UploadReport,
+};
 
 impl FedClient {
     /// Posts `audit`'s latest verified head (if it has one) and checks the
@@ -25,6 +38,18 @@ impl FedClient {
     /// [`AuditError::SplitView`](crate::audit::AuditError::SplitView):
     /// store `audit` either way.
     pub fn gossip(&self, audit: &mut LogAudit) -> Result<GossipReport, FedClientError> {
+        self.gossip_with(audit, &[])
+    }
+
+    /// [`FedClient::gossip`], posting this device's own signed upload
+    /// commitments with its head (at most [`MAX_COMMITMENTS_PER_POST`];
+    /// the server keeps the first per round). Nothing is posted before the
+    /// audit verified a head.
+    pub fn gossip_with(
+        &self,
+        audit: &mut LogAudit,
+        commitments: &[SignedUploadCommitment],
+    ) -> Result<GossipReport, FedClientError> {
         let pinned = self.membership.pinned_log_key()?;
         if *audit.log_key() != pinned {
             return Err(FedClientError::LogKey(
@@ -34,7 +59,15 @@ impl FedClient {
         let traffic = Traffic::default();
         let path = wire::gossip_path(&self.membership.federation_id);
         if let Some(sth) = audit.signed_head() {
-            let body = serde_json::to_vec(&GossipPost { sth: sth.clone() })
+            let post = GossipPost {
+                sth: sth.clone(),
+                commitments: commitments
+                    .iter()
+                    .take(MAX_COMMITMENTS_PER_POST)
+                    .cloned()
+                    .collect(),
+            };
+            let body = serde_json::to_vec(&post)
                 .map_err(|e| FedClientError::BadResponse(e.to_string()))?;
             let _: GossipAccepted = self
                 .http
@@ -60,6 +93,99 @@ impl FedClient {
             heads.push(GossipHead { sth, consistency });
         }
         Ok(audit.gossip(&heads)?)
+    }
+
+    /// This device's signed commitment to what it uploaded in a round
+    /// (`report` is what [`FedClient::participate`] returned): the SHA-256
+    /// of the exact bytes sent and the digest of the round's parameters
+    /// it was shown, signed with its identity key. Post it with
+    /// [`FedClient::gossip_with`].
+    pub fn sign_upload(
+        &self,
+        report: &ParticipationReport,
+    ) -> Result<SignedUploadCommitment, FedClientError> {
+        Ok(UploadCommitment {
+            federation: self.membership.federation_id.clone(),
+            round: report.round,
+            device: self.membership.device_id.clone(),
+            upload_sha256: Hash::from_bytes(report.upload_sha256),
+            round_digest: Hash::from_bytes(report.round_info.digest()),
+        }
+        .sign(&self.identity)?)
+    }
+
+    /// Compares every device's gossiped signed upload commitment with the
+    /// log (see [`crate::audit::uploads`]): fetches all entries up to the
+    /// head `audit` verified (in pages of [`MAX_ENTRIES_PER_REQUEST`]),
+    /// checks they hash to its root, fetches the federation's gossiped
+    /// commitments (at most [`MAX_AUDITED_COMMITMENTS`]) and lets
+    /// [`LogAudit::check_uploads`] judge. A contradiction is
+    /// [`FedClientError::Audit`] with
+    /// [`AuditError::UploadContradicted`](crate::audit::AuditError::UploadContradicted),
+    /// and the audit keeps the evidence: store it either way.
+    pub fn audit_uploads(&self, audit: &mut LogAudit) -> Result<UploadReport, FedClientError> {
+        let pinned = self.membership.pinned_log_key()?;
+        if *audit.log_key() != pinned {
+            return Err(FedClientError::LogKey(
+                "the stored audit follows another log key than this membership pinned".into(),
+            ));
+        }
+        let traffic = Traffic::default();
+        let size = audit.size();
+        let mut replay = LogReplay::new();
+        while replay.size() < size {
+            let start = replay.size();
+            let end = size.min(start.saturating_add(MAX_ENTRIES_PER_REQUEST));
+            let page: EntriesResponse =
+                self.log_json(&format!("{ENTRIES_PATH}?start={start}&end={end}"), &traffic)?;
+            replay.push(&page)?;
+            if replay.size() == start {
+                return Err(FedClientError::BadResponse(format!(
+                    "the log served no entries from {start}"
+                )));
+            }
+        }
+        let commitments = self.gossiped_commitments(&traffic)?;
+        let federation = self.membership.federation_id.clone();
+        Ok(audit.check_uploads(&federation, &replay, &commitments)?)
+    }
+
+    /// Every commitment the federation's devices posted, page by page.
+    fn gossiped_commitments(
+        &self,
+        traffic: &Traffic,
+    ) -> Result<Vec<SignedUploadCommitment>, FedClientError> {
+        let path = wire::gossip_commitments_path(&self.membership.federation_id);
+        let mut all: Vec<SignedUploadCommitment> = Vec::new();
+        let mut cursor: Option<(u64, String)> = None;
+        loop {
+            let url = match &cursor {
+                None => path.clone(),
+                Some((round, device)) => format!(
+                    "{path}?after_round={round}&after_device={}",
+                    query_value(device)
+                ),
+            };
+            let page: GossipCommitmentsResponse = self.log_json(&url, traffic)?;
+            let Some(last) = page.commitments.last() else {
+                break;
+            };
+            let next = (last.commitment.round, last.commitment.device.clone());
+            // The cursor must move forward, or a server could keep this
+            // loop going for ever.
+            if cursor.as_ref().is_some_and(|c| *c >= next) {
+                return Err(FedClientError::BadResponse(
+                    "the gossiped commitments are not in order".into(),
+                ));
+            }
+            all.extend(page.commitments);
+            cursor = Some(next);
+            if !page.more || all.len() >= MAX_AUDITED_COMMITMENTS {
+                break;
+            }
+        }
+        all.truncate(MAX_AUDITED_COMMITMENTS);
+        Ok(all)
     }
 
     /// The consistency proof from `old` to `new`; `None` when the log

@@ -128,6 +128,9 @@ pub enum FedClientError {
     /// says which. The server misbehaved; stop taking part.
     #[error("transparency log audit failed: {0}")]
     Audit(#[from] AuditError),
+    /// This device's upload commitment could not be signed.
+    #[error("upload commitment: {0}")]
+    Commitment(#[from] crate::audit::CommitmentError),
     /// The adapter does not fit the federation's layout.
     #[error("adapter: {0}")]
     Adapter(#[from] AdapterError),

@@ -50,8 +50,13 @@
 //! ([`Storage::record_gossip_head`], [`Storage::gossip_heads`]): one per
 //! device, only heads the log key signed, so devices shown two histories
 //! can tell. A posted head that is not of this server's own log is an
-//! event (`log_head_conflict`) for the operator.
+//! event (`log_head_conflict`) for the operator. With their heads, devices
+//! post their signed upload commitments
+//! ([`Storage::record_gossip_commitments`], [`Storage::gossip_commitments`]):
+//! one per device and round, so every device can hold the log's
+//! participation entries to the devices' own word.
 
+mod commitments;
 mod log;
 mod sqlite;
 
@@ -259,6 +264,42 @@ pub trait Storage: Send + Sync + 'static {
         federation_id: String,
         limit: u32,
     ) -> StorageFuture<'_, Vec<SignedTreeHead>>;
+    /// Stores devices' signed upload commitments (the caller has checked
+    /// each signature under its device's enrolled key and that the round
+    /// exists), keeping the first per federation, round and device, in one
+    /// transaction; returns how many were new.
+    fn record_gossip_commitments(
+        &self,
+        commitments: Vec<GossipCommitment>,
+    ) -> StorageFuture<'_, u32>;
+    /// A federation's stored commitments ordered by round, then device id,
+    /// after `after` (a round and device id) when given, at most `limit`.
+    fn gossip_commitments(
+        &self,
+        federation_id: String,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> StorageFuture<'_, Vec<GossipCommitment>>;
+}
+
+/// A device's signed upload commitment, posted for gossip
+/// (`hearth_fed::audit::commitment`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipCommitment {
+    /// The federation.
+    pub federation_id: String,
+    /// The round.
+    pub round: u64,
+    /// The device.
+    pub device_id: String,
+    /// SHA-256 of the upload bytes the device signed for.
+    pub upload_sha256: [u8; 32],
+    /// The round parameter digest it signed.
+    pub round_digest: [u8; 32],
+    /// Its Ed25519 signature, already checked under its enrolled key.
+    pub signature: [u8; 64],
+    /// When it was posted.
+    pub at_ms: u64,
 }
 
 /// A device's latest verified signed tree head, posted for gossip.

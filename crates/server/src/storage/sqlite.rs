@@ -21,9 +21,10 @@ use hearth_ledger::{Hash, LogEntry, SignedTreeHead, leaf_hash};
 use super::log as tlog;
 use super::{
     Checkin, CohortMember, CommitmentReceipt, DeviceCounts, DeviceRecord, Enrolment, Event,
-    FederationRecord, FederationSync, GlobalVersion, GossipHead, InviteRefusal, LogInclusion,
-    LogLeaf, NewEvent, NewInvite, NewRound, Publication, RoundAbort, RoundOutcome, RoundRecord,
-    RoundSummary, RoundUpdate, Storage, StorageError, StorageFuture, UploadCommitment, event_kinds,
+    FederationRecord, FederationSync, GlobalVersion, GossipCommitment, GossipHead, InviteRefusal,
+    LogInclusion, LogLeaf, NewEvent, NewInvite, NewRound, Publication, RoundAbort, RoundOutcome,
+    RoundRecord, RoundSummary, RoundUpdate, Storage, StorageError, StorageFuture, UploadCommitment,
+    event_kinds,
 };
 use crate::log::LogKey;
 use crate::rounds::Stage;
@@ -42,6 +43,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/03-log-devices.sql"),
     include_str!("../../migrations/04-gossip.sql"),
     include_str!("../../migrations/05-round-journal.sql"),
+    include_str!("../../migrations/06-gossip-commitments.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -439,6 +441,22 @@ impl Storage for SqliteStorage {
         limit: u32,
     ) -> StorageFuture<'_, Vec<SignedTreeHead>> {
         self.call(move |conn| tlog::gossip_heads(conn, &federation_id, limit))
+    }
+
+    fn record_gossip_commitments(
+        &self,
+        commitments: Vec<GossipCommitment>,
+    ) -> StorageFuture<'_, u32> {
+        self.call(move |conn| super::commitments::record(conn, &commitments))
+    }
+
+    fn gossip_commitments(
+        &self,
+        federation_id: String,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> StorageFuture<'_, Vec<GossipCommitment>> {
+        self.call(move |conn| super::commitments::page(conn, &federation_id, after, limit))
     }
 
     fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>> {

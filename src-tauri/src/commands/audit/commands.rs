@@ -38,5 +38,5 @@ pub async fn photo_tagger_lineage(
 /// evidence.
 #[tauri::command]
 pub async fn audit_federations(location: State<'_, LibraryLocation>) -> Result<Vec<AuditOutcome>> {
-    Ok(federation::audit(&location.open()?)?)
+    Ok(federation::audit(&mut location.open()?)?)
 }

@@ -1,0 +1,76 @@
+//! Devices' signed upload commitments, kept for gossip (SQLite side of
+//! [`Storage::record_gossip_commitments`](super::Storage::record_gossip_commitments)
+//! and [`Storage::gossip_commitments`](super::Storage::gossip_commitments)).
+//!
+//! A table of its own, beside the log rather than in it: the commitments
+//! are the devices' word, relayed so other devices can hold the log to it,
+//! not something the server vouches for. Bounded by one row per enrolled
+//! device and round the federation had (the route checks the round and
+//! the signature; the first commitment per device and round is kept).
+
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::{GossipCommitment, StorageError};
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+/// Stores each commitment not already held for its device and round, in
+/// one transaction; returns how many were new.
+pub(super) fn record(conn: &mut Connection, commitments: &[GossipCommitment]) -> Result<u32> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut stored = 0u32;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO gossip_commitments (federation_id, round, device_id, upload_sha256, \
+             round_digest, signature, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (federation_id, round, device_id) DO NOTHING",
+        )?;
+        for c in commitments {
+            let changed = insert.execute(params![
+                c.federation_id,
+                c.round,
+                c.device_id,
+                c.upload_sha256,
+                c.round_digest,
+                c.signature,
+                c.at_ms
+            ])?;
+            stored = stored.saturating_add(u32::try_from(changed).unwrap_or(u32::MAX));
+        }
+    }
+    tx.commit()?;
+    Ok(stored)
+}
+
+/// A page of a federation's commitments ordered by round, then device,
+/// after the cursor `(round, device)` when given.
+pub(super) fn page(
+    conn: &mut Connection,
+    federation_id: &str,
+    after: Option<(u64, String)>,
+    limit: u32,
+) -> Result<Vec<GossipCommitment>> {
+    let (round, device) = after.unwrap_or((0, String::new()));
+    let tx = conn.transaction()?;
+    let out = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT round, device_id, upload_sha256, round_digest, signature, received_at_ms \
+             FROM gossip_commitments WHERE federation_id = ?1 AND (round, device_id) > (?2, ?3) \
+             ORDER BY round, device_id LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![federation_id, round, device, limit], |row| {
+            Ok(GossipCommitment {
+                federation_id: federation_id.to_owned(),
+                round: row.get(0)?,
+                device_id: row.get(1)?,
+                upload_sha256: row.get(2)?,
+                round_digest: row.get(3)?,
+                signature: row.get(4)?,
+                at_ms: row.get(5)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    tx.finish()?;
+    Ok(out)
+}
