@@ -128,6 +128,8 @@ const verified: AuditOutcome = {
   parameters: 2,
   gossip_heads: 3,
   gossip_note: null,
+  uploads_backed: [6, 6],
+  contradicted_uploads: [],
   error: null,
 };
 
@@ -170,16 +172,31 @@ describe("Audit screen", () => {
   });
 
   it("re-verifies every federation log and says when something fails", async () => {
-    const fake = backend([verified, { ...verified, membership: 2, federation_id: "photos", active: false, verified: false, error: "the log forked at entry 7", log_size: null }]);
+    const fake = backend([
+      verified,
+      {
+        ...verified,
+        membership: 2,
+        federation_id: "photos",
+        active: false,
+        verified: false,
+        error: "UPLOAD CONTRADICTED: the log dropped it",
+        log_size: null,
+        uploads_backed: [5, 6],
+        contradicted_uploads: ["device dev_b in round 3"],
+      },
+    ]);
     render(<Audit active={true} />);
     await waitFor(() => expect(document.getElementById("audit-logs")?.children.length).toBe(2));
     const [ok, failed] = Array.from(document.getElementById("audit-logs")?.children ?? []);
     expect(ok?.getAttribute("data-verified")).toBe("true");
     expect(ok?.textContent).toContain("3 signed log heads, 2 rounds (2 uploads of this device, 2 published adapters)");
     expect(ok?.textContent).toContain("41 entries");
+    expect(ok?.textContent).toContain("6 of 6 uploads in the log are backed by their device's signed word");
     expect(failed?.getAttribute("data-verified")).toBe("false");
     expect(failed?.textContent).toContain("(left)");
-    expect(failed?.textContent).toContain("FAILED: the log forked at entry 7");
+    expect(failed?.textContent).toContain("FAILED: UPLOAD CONTRADICTED: the log dropped it");
+    expect(failed?.textContent).toContain("the log dropped or swapped the upload of device dev_b in round 3");
     fireEvent.click(screen.getByRole("button", { name: "Check again" }));
     await waitFor(() => expect(fake.checks()).toBe(2));
   });

@@ -300,8 +300,18 @@ function Logs({ active }: { active: boolean }) {
               </strong>{" "}
               {o.verified
                 ? `✓ verified: ${plural(o.checkpoints, "signed log head")}, ${plural(o.rounds, "round")} (${plural(o.commitments, "upload")} of this device, ${plural(o.adapters, "published adapter")})` +
-                  (o.log_size !== null ? `; the log had ${o.log_size} entries at the last check.` : "; no round checked yet.")
+                  (o.log_size !== null ? `; the log had ${o.log_size} entries at the last check.` : "; no round checked yet.") +
+                  (o.uploads_backed !== null
+                    ? ` ${o.uploads_backed[1]} of ${plural(o.uploads_backed[0], "upload")} in the log are backed by their device's signed word.`
+                    : "")
                 : `✗ FAILED: ${o.error ?? "unknown"}`}
+              {o.contradicted_uploads.length > 0 && (
+                <ul class="contradicted">
+                  {o.contradicted_uploads.map((c) => (
+                    <li key={c}>the log dropped or swapped the upload of {c}</li>
+                  ))}
+                </ul>
+              )}
             </li>
           ))}
         </ul>
