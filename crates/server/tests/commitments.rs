@@ -270,6 +270,8 @@ fn the_server_refuses_commitments_that_are_not_the_posting_devices_signed_word()
             commitments,
         })
         .expect("json");
+        // A request signed in the same millisecond as the last is a replay.
+        std::thread::sleep(std::time::Duration::from_millis(2));
         raw.signed("POST", &path, &body, &device.0.device_id, &device.1)
     };
     let refused = |commitments, why: &str| {
