@@ -70,6 +70,7 @@ pub struct SourceItem {
 /// What a query computed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Value {
     /// `cannot_answer`.
     Refusal,
