@@ -293,9 +293,7 @@ impl Query {
             Query::CannotAnswer => {}
             Query::Number(n) => number(n, &mut out),
             Query::Date(d) => date(d, &mut out),
-            Query::Items(Listing::List { set, .. } | Listing::Similar { set, .. }) => {
-                out.push(set)
-            }
+            Query::Items(Listing::List { set, .. } | Listing::Similar { set, .. }) => out.push(set),
         }
         out
     }

@@ -193,9 +193,7 @@ impl Checker<'_> {
                 Some((_, Some(_))) => Ok(()),
             },
             Producer::Run(id) if !self.facts.runs.contains(&id) => Err(unknown("run", id)),
-            Producer::Tagger(id) if !self.facts.taggers.contains(&id) => {
-                Err(unknown("tagger", id))
-            }
+            Producer::Tagger(id) if !self.facts.taggers.contains(&id) => Err(unknown("tagger", id)),
             Producer::Run(_) | Producer::Tagger(_) => Ok(()),
         }
     }
@@ -271,8 +269,14 @@ mod tests {
     #[test]
     fn labels_take_the_library_spelling() {
         let checked = run(r#"count photos label "rex" in last_summer"#).expect("checks");
-        assert_eq!(checked.canonical(), r#"count photos label "Rex" in last_summer"#);
-        assert_eq!(checked.ranges()[0].span.to_string(), "2023-06-01 to 2023-08-31");
+        assert_eq!(
+            checked.canonical(),
+            r#"count photos label "Rex" in last_summer"#
+        );
+        assert_eq!(
+            checked.ranges()[0].span.to_string(),
+            "2023-06-01 to 2023-08-31"
+        );
     }
 
     #[test]
@@ -280,7 +284,10 @@ mod tests {
         let err = run(r#"count photos label "Rexx""#).expect_err("unknown");
         assert_eq!(err.to_string(), "unknown label 'Rexx', did you mean 'Rex'?");
         let err = run(r#"count photos label "recipts""#).expect_err("unknown");
-        assert_eq!(err.to_string(), "unknown label 'recipts', did you mean 'receipts'?");
+        assert_eq!(
+            err.to_string(),
+            "unknown label 'recipts', did you mean 'receipts'?"
+        );
         let err = run(r#"count photos label "holidays""#).expect_err("unknown");
         assert_eq!(err.to_string(), "unknown label 'holidays'");
     }
@@ -290,7 +297,10 @@ mod tests {
         run("count items trained_on adapter 1").expect("known");
         assert!(matches!(
             run("count items trained_on adapter 3"),
-            Err(CheckError::UnknownProducer { what: "adapter", id: 3 })
+            Err(CheckError::UnknownProducer {
+                what: "adapter",
+                id: 3
+            })
         ));
         assert!(matches!(
             run("count items trained_on adapter 2"),
@@ -302,11 +312,23 @@ mod tests {
 
     #[test]
     fn bounds_words_and_backwards_ranges() {
-        assert!(matches!(run("list photos limit 0"), Err(CheckError::OutOfBounds { .. })));
+        assert!(matches!(
+            run("list photos limit 0"),
+            Err(CheckError::OutOfBounds { .. })
+        ));
         assert!(run("list photos limit 1000").is_ok());
-        assert!(matches!(run("count photos in last 0 days"), Err(CheckError::OutOfBounds { .. })));
-        assert!(matches!(run(r#"count notes text " ?! ""#), Err(CheckError::NoWords(_))));
-        assert!(matches!(run(r#"similar notes to "" "#), Err(CheckError::NoWords(_))));
+        assert!(matches!(
+            run("count photos in last 0 days"),
+            Err(CheckError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            run(r#"count notes text " ?! ""#),
+            Err(CheckError::NoWords(_))
+        ));
+        assert!(matches!(
+            run(r#"similar notes to "" "#),
+            Err(CheckError::NoWords(_))
+        ));
         let err = run("count photos in between 2024-03-01 and 2024-02-29").expect_err("backwards");
         assert_eq!(
             err.to_string(),

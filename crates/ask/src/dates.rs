@@ -116,15 +116,17 @@ fn named(named: NamedRange, today: NaiveDate) -> Option<DateSpan> {
         NamedRange::Today => day(today),
         NamedRange::Yesterday => day(today.pred_opt()?),
         NamedRange::ThisWeek | NamedRange::LastWeek => {
-            let monday = today.checked_sub_days(Days::new(
-                u64::from(today.weekday().num_days_from_monday()),
-            ))?;
+            let monday = today
+                .checked_sub_days(Days::new(u64::from(today.weekday().num_days_from_monday())))?;
             let monday = if named == NamedRange::LastWeek {
                 monday.checked_sub_days(Days::new(7))?
             } else {
                 monday
             };
-            Some(DateSpan::new(monday, monday.checked_add_days(Days::new(6))?))
+            Some(DateSpan::new(
+                monday,
+                monday.checked_add_days(Days::new(6))?,
+            ))
         }
         NamedRange::ThisMonth => month_span(today.year(), today.month()),
         NamedRange::LastMonth => {
@@ -141,7 +143,9 @@ fn named(named: NamedRange, today: NaiveDate) -> Option<DateSpan> {
 fn past(n: u32, unit: Unit, today: NaiveDate) -> Option<DateSpan> {
     let from = match unit {
         Unit::Days => today.checked_sub_days(Days::new(u64::from(n).checked_sub(1)?))?,
-        Unit::Weeks => today.checked_sub_days(Days::new(u64::from(n).checked_mul(7)?.checked_sub(1)?))?,
+        Unit::Weeks => {
+            today.checked_sub_days(Days::new(u64::from(n).checked_mul(7)?.checked_sub(1)?))?
+        }
         Unit::Months => today.checked_sub_months(Months::new(n))?.succ_opt()?,
     };
     Some(DateSpan::new(from, today))
@@ -187,45 +191,123 @@ mod tests {
     #[test]
     fn last_summer_and_winter_across_year_ends_and_leap_days() {
         // The example: asked on 2024-03-01.
-        assert_eq!(named_span("last_summer", "2024-03-01"), "2023-06-01 to 2023-08-31");
+        assert_eq!(
+            named_span("last_summer", "2024-03-01"),
+            "2023-06-01 to 2023-08-31"
+        );
         // The winter just past ends on the leap day.
-        assert_eq!(named_span("last_winter", "2024-03-01"), "2023-12-01 to 2024-02-29");
+        assert_eq!(
+            named_span("last_winter", "2024-03-01"),
+            "2023-12-01 to 2024-02-29"
+        );
         // On the leap day itself that winter is still under way.
-        assert_eq!(named_span("this_winter", "2024-02-29"), "2023-12-01 to 2024-02-29");
-        assert_eq!(named_span("last_winter", "2024-02-29"), "2022-12-01 to 2023-02-28");
+        assert_eq!(
+            named_span("this_winter", "2024-02-29"),
+            "2023-12-01 to 2024-02-29"
+        );
+        assert_eq!(
+            named_span("last_winter", "2024-02-29"),
+            "2022-12-01 to 2023-02-28"
+        );
         // In December the winter under way crosses into next year.
-        assert_eq!(named_span("this_winter", "2024-12-31"), "2024-12-01 to 2025-02-28");
-        assert_eq!(named_span("last_winter", "2025-01-01"), "2023-12-01 to 2024-02-29");
+        assert_eq!(
+            named_span("this_winter", "2024-12-31"),
+            "2024-12-01 to 2025-02-28"
+        );
+        assert_eq!(
+            named_span("last_winter", "2025-01-01"),
+            "2023-12-01 to 2024-02-29"
+        );
         // During summer, last summer is a year back; just after, it is the one that ended.
-        assert_eq!(named_span("last_summer", "2024-07-15"), "2023-06-01 to 2023-08-31");
-        assert_eq!(named_span("last_summer", "2024-09-01"), "2024-06-01 to 2024-08-31");
-        assert_eq!(named_span("this_summer", "2024-03-01"), "2024-06-01 to 2024-08-31");
-        assert_eq!(named_span("this_autumn", "2024-11-30"), "2024-09-01 to 2024-11-30");
-        assert_eq!(named_span("last_spring", "2024-05-31"), "2023-03-01 to 2023-05-31");
+        assert_eq!(
+            named_span("last_summer", "2024-07-15"),
+            "2023-06-01 to 2023-08-31"
+        );
+        assert_eq!(
+            named_span("last_summer", "2024-09-01"),
+            "2024-06-01 to 2024-08-31"
+        );
+        assert_eq!(
+            named_span("this_summer", "2024-03-01"),
+            "2024-06-01 to 2024-08-31"
+        );
+        assert_eq!(
+            named_span("this_autumn", "2024-11-30"),
+            "2024-09-01 to 2024-11-30"
+        );
+        assert_eq!(
+            named_span("last_spring", "2024-05-31"),
+            "2023-03-01 to 2023-05-31"
+        );
     }
 
     #[test]
     fn months_weeks_and_years() {
-        assert_eq!(named_span("last_month", "2024-01-15"), "2023-12-01 to 2023-12-31");
-        assert_eq!(named_span("last_month", "2024-03-31"), "2024-02-01 to 2024-02-29");
-        assert_eq!(named_span("this_month", "2023-02-10"), "2023-02-01 to 2023-02-28");
-        assert_eq!(named_span("last_year", "2024-01-01"), "2023-01-01 to 2023-12-31");
-        assert_eq!(named_span("this_year", "2024-06-01"), "2024-01-01 to 2024-12-31");
+        assert_eq!(
+            named_span("last_month", "2024-01-15"),
+            "2023-12-01 to 2023-12-31"
+        );
+        assert_eq!(
+            named_span("last_month", "2024-03-31"),
+            "2024-02-01 to 2024-02-29"
+        );
+        assert_eq!(
+            named_span("this_month", "2023-02-10"),
+            "2023-02-01 to 2023-02-28"
+        );
+        assert_eq!(
+            named_span("last_year", "2024-01-01"),
+            "2023-01-01 to 2023-12-31"
+        );
+        assert_eq!(
+            named_span("this_year", "2024-06-01"),
+            "2024-01-01 to 2024-12-31"
+        );
         // 2024-01-03 is a Wednesday; its week began in 2024, the one before in 2023.
-        assert_eq!(named_span("this_week", "2024-01-03"), "2024-01-01 to 2024-01-07");
-        assert_eq!(named_span("last_week", "2024-01-03"), "2023-12-25 to 2023-12-31");
-        assert_eq!(named_span("yesterday", "2024-03-01"), "2024-02-29 to 2024-02-29");
-        assert_eq!(span(Range::Month(2024, 2), "2030-01-01"), "2024-02-01 to 2024-02-29");
-        assert_eq!(span(Range::Year(2023), "2030-01-01"), "2023-01-01 to 2023-12-31");
+        assert_eq!(
+            named_span("this_week", "2024-01-03"),
+            "2024-01-01 to 2024-01-07"
+        );
+        assert_eq!(
+            named_span("last_week", "2024-01-03"),
+            "2023-12-25 to 2023-12-31"
+        );
+        assert_eq!(
+            named_span("yesterday", "2024-03-01"),
+            "2024-02-29 to 2024-02-29"
+        );
+        assert_eq!(
+            span(Range::Month(2024, 2), "2030-01-01"),
+            "2024-02-01 to 2024-02-29"
+        );
+        assert_eq!(
+            span(Range::Year(2023), "2030-01-01"),
+            "2023-01-01 to 2023-12-31"
+        );
     }
 
     #[test]
     fn the_last_n_days_weeks_and_months_end_today() {
-        assert_eq!(span(Range::Past(1, Unit::Days), "2024-03-01"), "2024-03-01 to 2024-03-01");
-        assert_eq!(span(Range::Past(2, Unit::Days), "2024-03-01"), "2024-02-29 to 2024-03-01");
-        assert_eq!(span(Range::Past(1, Unit::Weeks), "2024-01-03"), "2023-12-28 to 2024-01-03");
-        assert_eq!(span(Range::Past(1, Unit::Months), "2024-03-31"), "2024-03-01 to 2024-03-31");
-        assert_eq!(span(Range::Past(12, Unit::Months), "2024-02-29"), "2023-03-01 to 2024-02-29");
+        assert_eq!(
+            span(Range::Past(1, Unit::Days), "2024-03-01"),
+            "2024-03-01 to 2024-03-01"
+        );
+        assert_eq!(
+            span(Range::Past(2, Unit::Days), "2024-03-01"),
+            "2024-02-29 to 2024-03-01"
+        );
+        assert_eq!(
+            span(Range::Past(1, Unit::Weeks), "2024-01-03"),
+            "2023-12-28 to 2024-01-03"
+        );
+        assert_eq!(
+            span(Range::Past(1, Unit::Months), "2024-03-31"),
+            "2024-03-01 to 2024-03-31"
+        );
+        assert_eq!(
+            span(Range::Past(12, Unit::Months), "2024-02-29"),
+            "2023-03-01 to 2024-02-29"
+        );
         assert_eq!(
             resolve(&Range::Past(0, Unit::Days), d("2024-03-01")),
             Err(RangeProblem::Overflow)
@@ -235,7 +317,10 @@ mod tests {
     #[test]
     fn between_must_not_run_backwards() {
         let range = Range::Between(d("2024-03-01"), d("2024-02-29"));
-        assert_eq!(resolve(&range, d("2024-03-01")), Err(RangeProblem::Backwards));
+        assert_eq!(
+            resolve(&range, d("2024-03-01")),
+            Err(RangeProblem::Backwards)
+        );
         let range = Range::Between(d("2023-12-31"), d("2024-01-01"));
         assert_eq!(span(range, "2000-01-01"), "2023-12-31 to 2024-01-01");
     }

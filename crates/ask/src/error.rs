@@ -23,7 +23,10 @@ impl ParseError {
 
     /// The input with a caret under the problem, for a terminal.
     pub fn render(&self, input: &str) -> String {
-        let line: String = input.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+        let line: String = input
+            .chars()
+            .map(|c| if c == '\n' { ' ' } else { c })
+            .collect();
         format!("{line}\n{}^ {}", " ".repeat(self.at), self.message)
     }
 }

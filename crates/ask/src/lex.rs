@@ -148,7 +148,9 @@ fn number_or_date(text: &str, at: usize) -> Result<Tok, ParseError> {
     let bad = || {
         ParseError::new(
             at,
-            format!("{text:?} is neither a number nor a date (dates are YYYY, YYYY-MM or YYYY-MM-DD)"),
+            format!(
+                "{text:?} is neither a number nor a date (dates are YYYY, YYYY-MM or YYYY-MM-DD)"
+            ),
         )
     };
     let year = |digits: &str| -> Result<i32, ParseError> {
@@ -170,7 +172,10 @@ fn number_or_date(text: &str, at: usize) -> Result<Tok, ParseError> {
                 value,
                 digits: digits.len(),
             }),
-            Err(_) => Err(ParseError::new(at, format!("the number {digits} is too large"))),
+            Err(_) => Err(ParseError::new(
+                at,
+                format!("the number {digits} is too large"),
+            )),
         },
         [y, m] => {
             let (year, month) = (year(y)?, two(m)?);
@@ -232,7 +237,11 @@ mod tests {
         let err = |input: &str| lex(input).expect_err(input);
         assert!(err("2023-02-29").to_string().contains("not a date"));
         assert!(err("2023-13").to_string().contains("not a month"));
-        assert!(err("99999999999999999999999").to_string().contains("too large"));
+        assert!(
+            err("99999999999999999999999")
+                .to_string()
+                .contains("too large")
+        );
         assert!(err("2023-1-01").to_string().contains("neither"));
         assert_eq!(err(r#"label "Rex"#).at, 6);
         assert!(err("label \"a\nb\"").to_string().contains("control"));

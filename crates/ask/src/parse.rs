@@ -153,9 +153,7 @@ impl Parser {
         inner: impl FnOnce(&mut Self) -> Result<T, ParseError>,
     ) -> Result<T, ParseError> {
         if self.depth >= MAX_DEPTH {
-            return Err(self.error_here(format!(
-                "arithmetic nests more than {MAX_DEPTH} deep"
-            )));
+            return Err(self.error_here(format!("arithmetic nests more than {MAX_DEPTH} deep")));
         }
         self.depth += 1;
         let result = inner(self);
@@ -471,20 +469,55 @@ mod tests {
         assert!(e.message.contains("expected a query (count"), "{e}");
         assert!(err("Count photos").message.contains("lowercase: `count`"));
         assert!(err("count photo").message.contains("write `photos`"));
-        assert!(err("count photos labels \"Rex\"").message.contains("a filter"));
-        assert!(err("count photos label Rex").message.contains("double quotes"));
-        assert!(err(r#"count photos text "x""#).message.contains("photos have none"));
-        assert!(err("minus(first photos, count notes)").message.contains("which is a date"));
-        assert!(err("days_between(count photos, today)").message.contains("which is a number"));
+        assert!(
+            err("count photos labels \"Rex\"")
+                .message
+                .contains("a filter")
+        );
+        assert!(
+            err("count photos label Rex")
+                .message
+                .contains("double quotes")
+        );
+        assert!(
+            err(r#"count photos text "x""#)
+                .message
+                .contains("photos have none")
+        );
+        assert!(
+            err("minus(first photos, count notes)")
+                .message
+                .contains("which is a date")
+        );
+        assert!(
+            err("days_between(count photos, today)")
+                .message
+                .contains("which is a number")
+        );
         assert!(err("count photos in summer").message.contains("date range"));
         assert!(err("count photos in 23").message.contains("four digits"));
-        assert!(err("count photos in last 3 years").message.contains("days, weeks or months"));
-        assert!(err("count photos cannot_answer").message.contains("a filter"));
+        assert!(
+            err("count photos in last 3 years")
+                .message
+                .contains("days, weeks or months")
+        );
+        assert!(
+            err("count photos cannot_answer")
+                .message
+                .contains("a filter")
+        );
         assert!(err("cannot_answer now").message.contains("after the end"));
         assert!(err("plus(count photos)").message.contains("`,`"));
         let e = err("count photos label");
-        assert_eq!((e.at, e.message.contains("the end of the query")), (18, true));
-        let deep = format!("{}count photos{}", "plus(".repeat(40), ", count notes)".repeat(40));
+        assert_eq!(
+            (e.at, e.message.contains("the end of the query")),
+            (18, true)
+        );
+        let deep = format!(
+            "{}count photos{}",
+            "plus(".repeat(40),
+            ", count notes)".repeat(40)
+        );
         assert!(err(&deep).message.contains("nests more than"));
     }
 
@@ -492,6 +525,9 @@ mod tests {
     fn positions_count_characters_not_bytes() {
         let e = err(r#"count photos label "Grüße" wat"#);
         assert_eq!(e.at, 27);
-        assert!(e.render(r#"count photos label "Grüße" wat"#).ends_with("^ expected a filter (label, in, text or trained_on), found `wat`"));
+        assert!(
+            e.render(r#"count photos label "Grüße" wat"#)
+                .ends_with("^ expected a filter (label, in, text or trained_on), found `wat`")
+        );
     }
 }

@@ -34,8 +34,12 @@ pub const SOURCES_PER_COUNT: u32 = 100;
 pub trait SemanticIndex {
     /// Ranks `candidates` (item ids) by closeness in meaning to `text`,
     /// best first, at most `limit` of them.
-    fn rank(&self, text: &str, candidates: &[i64], limit: usize)
-    -> Result<Vec<Scored>, SemanticError>;
+    fn rank(
+        &self,
+        text: &str,
+        candidates: &[i64],
+        limit: usize,
+    ) -> Result<Vec<Scored>, SemanticError>;
 }
 
 /// An item and how close it is to what was asked.
@@ -161,7 +165,9 @@ impl AskDb {
         let labels = stmt
             .query_map([], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut stmt = self.conn.prepare("SELECT id, run_id FROM adapters ORDER BY id")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, run_id FROM adapters ORDER BY id")?;
         let adapters = stmt
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -332,25 +338,19 @@ impl Run<'_> {
                 (Known::Value(a), Known::Value(b)) => {
                     Known::Value((b - a).num_days().checked_abs().ok_or(AskError::Overflow)?)
                 }
-                (Known::Unknown(reason), _) | (_, Known::Unknown(reason)) => {
-                    Known::Unknown(reason)
-                }
+                (Known::Unknown(reason), _) | (_, Known::Unknown(reason)) => Known::Unknown(reason),
             },
-            Number::Plus(a, b) | Number::Minus(a, b) => {
-                match (self.number(a)?, self.number(b)?) {
-                    (Known::Value(x), Known::Value(y)) => Known::Value(
-                        if matches!(number, Number::Plus(..)) {
-                            x.checked_add(y)
-                        } else {
-                            x.checked_sub(y)
-                        }
-                        .ok_or(AskError::Overflow)?,
-                    ),
-                    (Known::Unknown(reason), _) | (_, Known::Unknown(reason)) => {
-                        Known::Unknown(reason)
+            Number::Plus(a, b) | Number::Minus(a, b) => match (self.number(a)?, self.number(b)?) {
+                (Known::Value(x), Known::Value(y)) => Known::Value(
+                    if matches!(number, Number::Plus(..)) {
+                        x.checked_add(y)
+                    } else {
+                        x.checked_sub(y)
                     }
-                }
-            }
+                    .ok_or(AskError::Overflow)?,
+                ),
+                (Known::Unknown(reason), _) | (_, Known::Unknown(reason)) => Known::Unknown(reason),
+            },
         })
     }
 

@@ -123,12 +123,16 @@ fn conditions(
                 params.push(Param::Text(span.to.format("%Y-%m-%d").to_string()));
             }
             Filter::Text(words) => {
-                parts.push("items.id IN (SELECT rowid FROM note_fts WHERE note_fts MATCH ?)".to_owned());
+                parts.push(
+                    "items.id IN (SELECT rowid FROM note_fts WHERE note_fts MATCH ?)".to_owned(),
+                );
                 params.push(Param::Text(fts_words(words)));
             }
             Filter::TrainedOn(producer) => {
                 let (from, id) = run_items_of(*producer);
-                parts.push(format!("items.sha256 IN (SELECT ri.item_sha256 FROM {from})"));
+                parts.push(format!(
+                    "items.sha256 IN (SELECT ri.item_sha256 FROM {from})"
+                ));
                 params.push(Param::Int(id));
             }
         }

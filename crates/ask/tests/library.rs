@@ -29,7 +29,11 @@ fn jpeg_taken(seed: u8, taken: &str) -> Vec<u8> {
     writer.push_field(&field);
     let mut tiff = Cursor::new(Vec::new());
     writer.write(&mut tiff, false).expect("exif");
-    let payload: Vec<u8> = b"Exif\0\0".iter().copied().chain(tiff.into_inner()).collect();
+    let payload: Vec<u8> = b"Exif\0\0"
+        .iter()
+        .copied()
+        .chain(tiff.into_inner())
+        .collect();
     let mut out = jpeg[..2].to_vec();
     out.extend_from_slice(&[0xFF, 0xE1]);
     out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
@@ -64,13 +68,25 @@ fn library(dir: &Path) -> Library {
     }
     // A photo of Rex with no capture time: counted, never dated.
     std::fs::write(input.join("rex-undated.png"), png(9)).expect("write");
-    std::fs::write(input.join("lisbon.md"), "Trip to Lisbon: trams, pastéis de nata.").expect("write");
+    std::fs::write(
+        input.join("lisbon.md"),
+        "Trip to Lisbon: trams, pastéis de nata.",
+    )
+    .expect("write");
     std::fs::write(input.join("porto.txt"), "From Lisbon by train to Porto.").expect("write");
-    std::fs::write(input.join("taxes.txt"), "Tax return due in April; receipts in the blue box.")
-        .expect("write");
+    std::fs::write(
+        input.join("taxes.txt"),
+        "Tax return due in April; receipts in the blue box.",
+    )
+    .expect("write");
     let mut library = Library::open(dir.join("library")).expect("open");
     let report = library
-        .import(&[input.clone()], &ImportOptions::default(), &NoProgress, &CancelToken::new())
+        .import(
+            &[input.clone()],
+            &ImportOptions::default(),
+            &NoProgress,
+            &CancelToken::new(),
+        )
         .expect("import");
     assert_eq!((report.imported, report.failed), (10, 0), "{report:#?}");
     let by_name = |library: &Library, name: &str| {
@@ -159,8 +175,14 @@ fn asks_over_a_real_library() {
     // "last summer" (asked on 2024-03-01) shown with the answer.
     let outcome = ask(&db, r#"count photos label "rex" in last_summer"#);
     assert_eq!(outcome.value, Value::Number { value: 2 });
-    assert_eq!(outcome.canonical, r#"count photos label "Rex" in last_summer"#);
-    assert_eq!(outcome.ranges[0].span.to_string(), "2023-06-01 to 2023-08-31");
+    assert_eq!(
+        outcome.canonical,
+        r#"count photos label "Rex" in last_summer"#
+    );
+    assert_eq!(
+        outcome.ranges[0].span.to_string(),
+        "2023-06-01 to 2023-08-31"
+    );
     assert_eq!(paths(&outcome), ["rex-june.jpg", "rex-august.jpg"]);
     assert_eq!(number(&db, r#"count photos label "Rex""#), 5);
     assert_eq!(number(&db, "count items"), 10);
@@ -169,7 +191,10 @@ fn asks_over_a_real_library() {
     assert_eq!(number(&db, r#"count photos label "Rex" in last_winter"#), 2);
     assert_eq!(number(&db, "count photos in 2023"), 3);
     assert_eq!(number(&db, "count photos in 2022-12"), 1);
-    assert_eq!(number(&db, "count photos in between 2023-12-31 and 2024-01-01"), 1);
+    assert_eq!(
+        number(&db, "count photos in between 2023-12-31 and 2024-01-01"),
+        1
+    );
     assert_eq!(number(&db, "count photos in 2024-02-29"), 1);
 
     // Arithmetic by code: first and last dated photo of Rex (the undated
@@ -182,11 +207,17 @@ fn asks_over_a_real_library() {
     assert_eq!(outcome.value, Value::Number { value: 259 });
     assert_eq!(paths(&outcome), ["rex-june.jpg", "rex-leap.jpg"]);
     assert_eq!(
-        number(&db, r#"minus(count photos label "Max", count photos label "Rex")"#),
+        number(
+            &db,
+            r#"minus(count photos label "Max", count photos label "Rex")"#
+        ),
         -4
     );
     assert_eq!(number(&db, "plus(count photos, count notes)"), 10);
-    assert_eq!(number(&db, r#"days_between(first photos label "Rex", today)"#), 260);
+    assert_eq!(
+        number(&db, r#"days_between(first photos label "Rex", today)"#),
+        260
+    );
     assert_eq!(
         ask(&db, r#"first photos label "Rex""#).value,
         Value::Date {
@@ -212,14 +243,21 @@ fn asks_over_a_real_library() {
     let outcome = ask(&db, r#"list photos label "Rex" limit 2"#);
     assert_eq!(outcome.value, Value::Items { total: 5 });
     assert_eq!(paths(&outcome), ["rex-june.jpg", "rex-august.jpg"]);
-    assert!(outcome.notes[0].contains("first 2 of 5"), "{:?}", outcome.notes);
+    assert!(
+        outcome.notes[0].contains("first 2 of 5"),
+        "{:?}",
+        outcome.notes
+    );
 
     // Lineage: what adapter 1 was trained on, and what is gone since.
     let outcome = ask(&db, "list items trained_on adapter 1");
     assert_eq!(outcome.value, Value::Items { total: 2 });
     assert_eq!(paths(&outcome), ["lisbon.md", "taxes.txt"]);
     assert!(outcome.notes[0].starts_with("1 of the items adapter 1 trained on"));
-    assert_eq!(number(&db, r#"count notes trained_on run 1 text "lisbon""#), 1);
+    assert_eq!(
+        number(&db, r#"count notes trained_on run 1 text "lisbon""#),
+        1
+    );
 
     // Refusal is an answer, not an error.
     assert_eq!(ask(&db, "cannot_answer").value, Value::Refusal);
@@ -233,8 +271,14 @@ fn mistakes_are_typed_errors_never_guesses() {
     let err = db
         .ask(r#"count photos label "Rexx""#, today(), None)
         .expect_err("unknown label");
-    assert!(matches!(err, AskError::Check(CheckError::UnknownLabel { .. })));
-    assert!(err.to_string().ends_with("unknown label 'Rexx', did you mean 'Rex'?"));
+    assert!(matches!(
+        err,
+        AskError::Check(CheckError::UnknownLabel { .. })
+    ));
+    assert!(
+        err.to_string()
+            .ends_with("unknown label 'Rexx', did you mean 'Rex'?")
+    );
     assert!(matches!(
         db.ask("count items trained_on adapter 7", today(), None),
         Err(AskError::Check(CheckError::UnknownProducer { .. }))

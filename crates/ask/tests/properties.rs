@@ -60,7 +60,11 @@ fn producer() -> impl Strategy<Value = Producer> {
 }
 
 fn set(strings: BoxedStrategy<String>) -> impl Strategy<Value = Set> {
-    let source = prop_oneof![Just(Source::Photos), Just(Source::Notes), Just(Source::Items)];
+    let source = prop_oneof![
+        Just(Source::Photos),
+        Just(Source::Notes),
+        Just(Source::Items)
+    ];
     let filter = prop_oneof![
         strings.clone().prop_map(Filter::Label),
         range().prop_map(Filter::In),
@@ -94,7 +98,8 @@ fn number(strings: BoxedStrategy<String>) -> impl Strategy<Value = Number> {
     ];
     leaf.prop_recursive(4, 16, 2, |inner| {
         prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Number::Plus(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone())
+                .prop_map(|(a, b)| Number::Plus(Box::new(a), Box::new(b))),
             (inner.clone(), inner).prop_map(|(a, b)| Number::Minus(Box::new(a), Box::new(b))),
         ]
     })
@@ -192,7 +197,12 @@ fn blanked(query: &Query) -> Query {
 struct ById;
 
 impl SemanticIndex for ById {
-    fn rank(&self, _: &str, candidates: &[i64], limit: usize) -> Result<Vec<Scored>, SemanticError> {
+    fn rank(
+        &self,
+        _: &str,
+        candidates: &[i64],
+        limit: usize,
+    ) -> Result<Vec<Scored>, SemanticError> {
         Ok(candidates
             .iter()
             .take(limit)
@@ -205,11 +215,48 @@ impl SemanticIndex for ById {
 fn token_soup() -> impl Strategy<Value = String> {
     let token = prop_oneof![
         prop::sample::select(vec![
-            "count", "list", "similar", "first", "last", "today", "days_between", "plus",
-            "minus", "cannot_answer", "photos", "notes", "items", "label", "in", "text",
-            "trained_on", "adapter", "run", "tagger", "to", "limit", "between", "and", "days",
-            "weeks", "months", "last_summer", "this_year", "(", ")", ",", "\"Rex\"", "\"",
-            "2023", "2023-07", "2024-02-29", "2023-02-29", "7", "-", "Count", "photo",
+            "count",
+            "list",
+            "similar",
+            "first",
+            "last",
+            "today",
+            "days_between",
+            "plus",
+            "minus",
+            "cannot_answer",
+            "photos",
+            "notes",
+            "items",
+            "label",
+            "in",
+            "text",
+            "trained_on",
+            "adapter",
+            "run",
+            "tagger",
+            "to",
+            "limit",
+            "between",
+            "and",
+            "days",
+            "weeks",
+            "months",
+            "last_summer",
+            "this_year",
+            "(",
+            ")",
+            ",",
+            "\"Rex\"",
+            "\"",
+            "2023",
+            "2023-07",
+            "2024-02-29",
+            "2023-02-29",
+            "7",
+            "-",
+            "Count",
+            "photo",
         ])
         .prop_map(str::to_owned),
         text(),

@@ -119,7 +119,11 @@ pub fn ask_query(library: &mut Library, query: &str, today: NaiveDate) -> Result
 
 /// Answers a question in words: not built yet (the translator from words
 /// to queries is the model's part), so this always says so.
-pub fn ask_question(_library: &mut Library, question: &str, _today: NaiveDate) -> Result<AskAnswer> {
+pub fn ask_question(
+    _library: &mut Library,
+    question: &str,
+    _today: NaiveDate,
+) -> Result<AskAnswer> {
     Err(PersonalizeError::TranslatorNotBuilt(question.to_owned()))
 }
 

@@ -16,14 +16,26 @@ fn today() -> NaiveDate {
 fn library(dir: &std::path::Path) -> Library {
     let input = dir.join("notes");
     std::fs::create_dir(&input).expect("mkdir");
-    std::fs::write(input.join("lisbon.md"), "Walked Rex along the river in Lisbon.").expect("write");
+    std::fs::write(
+        input.join("lisbon.md"),
+        "Walked Rex along the river in Lisbon.",
+    )
+    .expect("write");
     std::fs::write(input.join("taxes.txt"), "Receipts for the tax return.").expect("write");
     let mut library = Library::open(dir.join("library")).expect("open");
     library
-        .import(&[input], &ImportOptions::default(), &NoProgress, &CancelToken::new())
+        .import(
+            &[input],
+            &ImportOptions::default(),
+            &NoProgress,
+            &CancelToken::new(),
+        )
         .expect("import");
     let items = library.items(&ItemFilter::default()).expect("items");
-    let lisbon = items.iter().find(|i| i.path.ends_with("lisbon.md")).expect("note");
+    let lisbon = items
+        .iter()
+        .find(|i| i.path.ends_with("lisbon.md"))
+        .expect("note");
     library.add_label(lisbon.id, "Rex").expect("label");
     library
 }
@@ -39,7 +51,8 @@ fn queries_run_are_recorded_and_corrections_are_checked() {
     assert_eq!(answer.question, None);
 
     // A question in words is not answered until the translator exists.
-    let err = ask_question(&mut library, "how many notes mention Rex?", today()).expect_err("no translator");
+    let err = ask_question(&mut library, "how many notes mention Rex?", today())
+        .expect_err("no translator");
     assert!(matches!(err, PersonalizeError::TranslatorNotBuilt(_)));
     assert!(err.to_string().contains("not built yet"), "{err}");
 
@@ -56,11 +69,21 @@ fn queries_run_are_recorded_and_corrections_are_checked() {
     .expect("asks");
     assert_eq!(asked.value, Value::Number { value: 2 });
     // A correction that does not check is refused, and nothing is stored.
-    let err = correct_ask(&mut library, asked.ask_id, r#"count notes label "Rexx""#, today())
-        .expect_err("unknown label");
+    let err = correct_ask(
+        &mut library,
+        asked.ask_id,
+        r#"count notes label "Rexx""#,
+        today(),
+    )
+    .expect_err("unknown label");
     assert!(err.to_string().contains("did you mean 'Rex'?"), "{err}");
-    let corrected =
-        correct_ask(&mut library, asked.ask_id, r#"count notes label "rex""#, today()).expect("corrects");
+    let corrected = correct_ask(
+        &mut library,
+        asked.ask_id,
+        r#"count notes label "rex""#,
+        today(),
+    )
+    .expect("corrects");
     assert_eq!(corrected.value, Value::Number { value: 1 });
     assert_eq!(corrected.canonical, r#"count notes label "Rex""#);
     // Only asks with a question can be corrected.
@@ -71,13 +94,18 @@ fn queries_run_are_recorded_and_corrections_are_checked() {
 
     let pairs = corrections(&library).expect("corrections");
     assert_eq!(pairs.len(), 1);
-    assert_eq!(pairs[0].question.as_deref(), Some("how many notes are about Rex?"));
+    assert_eq!(
+        pairs[0].question.as_deref(),
+        Some("how many notes are about Rex?")
+    );
     assert_eq!(pairs[0].query, r#"count notes label "Rex""#);
     assert_eq!(history(&library).expect("history").len(), 2);
 
     // Refusal is an answer.
     assert_eq!(
-        ask_query(&mut library, "cannot_answer", today()).expect("asks").value,
+        ask_query(&mut library, "cannot_answer", today())
+            .expect("asks")
+            .value,
         Value::Refusal
     );
 }

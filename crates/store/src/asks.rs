@@ -165,9 +165,11 @@ mod tests {
         let library = Library::open(dir.path()).expect("open");
         let fts5: bool = library
             .conn
-            .query_row("SELECT sqlite_compileoption_used('ENABLE_FTS5')", [], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT sqlite_compileoption_used('ENABLE_FTS5')",
+                [],
+                |row| row.get(0),
+            )
             .expect("compile option");
         assert!(fts5, "this SQLite was built without FTS5");
     }
@@ -196,7 +198,10 @@ mod tests {
         assert_eq!(search(&library, "lisbon"), vec![porto]);
         library
             .conn
-            .execute("INSERT INTO note_fts (note_fts) VALUES ('integrity-check')", [])
+            .execute(
+                "INSERT INTO note_fts (note_fts) VALUES ('integrity-check')",
+                [],
+            )
             .expect("index consistent with its content");
     }
 
@@ -209,10 +214,7 @@ mod tests {
             .expect("ask");
         let direct = library.record_ask(None, "count notes").expect("ask");
         assert_eq!(library.asks().expect("asks").len(), 2);
-        assert_eq!(
-            library.ask_record(direct).expect("record").question,
-            None
-        );
+        assert_eq!(library.ask_record(direct).expect("record").question, None);
         library
             .add_ask_correction(asked, "count photos label \"Rex\"")
             .expect("correct");

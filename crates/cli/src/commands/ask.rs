@@ -139,7 +139,10 @@ fn history(library: &Library, json: bool) -> Result<()> {
             "{:>5}  {}  {}",
             record.id,
             record.asked_at,
-            record.question.as_deref().unwrap_or("(query written by hand)")
+            record
+                .question
+                .as_deref()
+                .unwrap_or("(query written by hand)")
         );
         println!("       query: {}", record.query);
         for correction in corrections.iter().filter(|c| c.ask_id == record.id) {
