@@ -82,7 +82,7 @@ fn library(dir: &Path) -> Library {
     let mut library = Library::open(dir.join("library")).expect("open");
     let report = library
         .import(
-            &[input.clone()],
+            std::slice::from_ref(&input),
             &ImportOptions::default(),
             &NoProgress,
             &CancelToken::new(),
