@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::error::{PersonalizeError, Result};
 
 pub use chrono::NaiveDate;
-pub use hearth_ask::{DateSpan, ResolvedRange, SourceItem, Value};
+pub use hearth_ask::{AskError, DateSpan, ParseError, ResolvedRange, SourceItem, Value};
 
 /// An ask: a query to run, and the question it answers if there was one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,9 +3,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
+use hearth_personalize::PersonalizeError;
 use hearth_personalize::ask::{
-    self, AskRequest, NaiveDate, ResolvedRange, SourceItem, Value, ask_question,
+    self, AskError, AskRequest, NaiveDate, ResolvedRange, SourceItem, Value, ask_question,
 };
 use hearth_store::Library;
 
@@ -15,7 +16,8 @@ use crate::output;
 pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
     match args.command {
         Some(AskCommand::Correct { id, query, common }) => {
-            let correction = ask::correct_ask(&mut library, id, &query, today(&common))?;
+            let correction = ask::correct_ask(&mut library, id, &query, today(&common))
+                .map_err(|e| with_caret(e, &query))?;
             if common.json {
                 output::json(&correction)?;
             } else {
@@ -40,15 +42,15 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
         None => {
             let today = today(&args.common);
             let answer = match (args.query, args.question) {
-                (Some(query), question) => ask::ask(
-                    &mut library,
-                    &AskRequest {
+                (Some(query), question) => {
+                    let request = AskRequest {
                         question,
                         query,
                         today,
-                    },
-                    None,
-                )?,
+                    };
+                    ask::ask(&mut library, &request, None)
+                        .map_err(|e| with_caret(e, &request.query))?
+                }
                 (None, Some(question)) => ask_question(&mut library, &question, today)?,
                 (None, None) => bail!(
                     "give a question, or a query with --query (e.g. hearth ask --query 'count photos')"
@@ -78,6 +80,16 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A parse error shown under the query, with a caret where it went wrong.
+fn with_caret(error: PersonalizeError, query: &str) -> anyhow::Error {
+    match error {
+        PersonalizeError::Ask(AskError::Parse(parse)) => {
+            anyhow!("the query does not parse:\n{}", parse.render(query))
+        }
+        other => other.into(),
+    }
+}
+
 fn today(common: &AskCommon) -> NaiveDate {
     common.today.unwrap_or_else(ask::local_today)
 }
@@ -97,6 +109,7 @@ fn print_answer(
         Value::Refusal => println!("I can't answer that from your library."),
         Value::Number { value } => println!("answer: {value}"),
         Value::Date { date } => println!("answer: {}", date.format("%Y-%m-%d")),
+        Value::Items { total: 1 } => println!("answer: 1 item"),
         Value::Items { total } => println!("answer: {total} items"),
         Value::Unknown { reason } => println!("no answer: {reason}"),
         _ => println!("answer: {value:?}"),
