@@ -58,6 +58,10 @@ pub enum Command {
     /// `hearth lineage prove ADAPTER ITEM` for a Merkle proof that an item
     /// was (or was not) in its training data.
     Lineage(LineageArgs),
+    /// Ask about your library: a query in the Ask language (docs/ask.md)
+    /// runs read-only and shows its answer and the items it came from;
+    /// `hearth ask correct ID QUERY` keeps what an ask should have run.
+    Ask(AskArgs),
     /// Federation, opt-in and off by default: join one, take part in rounds
     /// when this device is eligible, see everything that was shared.
     #[command(subcommand)]
@@ -432,6 +436,54 @@ pub enum LineageCommand {
         /// The item: its id in the library, its sha256, or a file (hashed).
         item: String,
         /// Print JSON (the proof itself, to check elsewhere).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AskArgs {
+    #[command(subcommand)]
+    pub command: Option<AskCommand>,
+    /// The question in your words. Translating it into a query is not
+    /// built yet: give the query with --query (the question is then
+    /// recorded with it, and can be corrected).
+    pub question: Option<String>,
+    /// The query to run, e.g. 'count photos label "Rex" in last_summer'.
+    #[arg(long, value_name = "QUERY")]
+    pub query: Option<String>,
+    #[command(flatten)]
+    pub common: AskCommon,
+}
+
+/// Flags every ask takes.
+#[derive(Debug, Args)]
+pub struct AskCommon {
+    /// The day relative dates (last_summer, this_year) are counted from
+    /// [default: today].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub today: Option<hearth_personalize::ask::NaiveDate>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AskCommand {
+    /// Correct an ask: run QUERY and keep it as what ask ID should have
+    /// run (the pairs train the translation from words to queries).
+    Correct {
+        /// The ask's id (printed with every answer; see `hearth ask history`).
+        id: i64,
+        /// The query it should have run.
+        query: String,
+        #[command(flatten)]
+        common: AskCommon,
+    },
+    /// Past asks and their corrections.
+    History {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },

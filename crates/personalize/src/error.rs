@@ -7,6 +7,15 @@ pub enum PersonalizeError {
     /// The library failed.
     #[error(transparent)]
     Store(#[from] hearth_store::StoreError),
+    /// An ask failed: the query does not parse, does not fit the library,
+    /// or could not run.
+    #[error(transparent)]
+    Ask(#[from] hearth_ask::AskError),
+    /// A question in words needs the translator, which is not built yet.
+    #[error(
+        "translating a question into a query is not built yet, so {0:?} cannot be answered from words; write the query yourself: hearth ask --query 'count photos label \"Rex\" in last_summer' (the language is in docs/ask.md)"
+    )]
+    TranslatorNotBuilt(String),
     /// A model or training failed.
     #[error(transparent)]
     Ml(#[from] hearth_ml::MlError),

@@ -18,9 +18,13 @@
 //!   budget, upload history, transparency-log audits), opt-in.
 //! - [`lineage`]: what an adapter was trained on, with Merkle proofs.
 //! - [`photo_eval`]: few-shot accuracy of the tagger on Fashion-MNIST.
+//! - [`ask`]: questions about the library answered by checked, read-only
+//!   queries (the `hearth-ask` language), with the person's corrections
+//!   kept as training pairs.
 #![deny(missing_docs)]
 
 mod adapters;
+pub mod ask;
 pub mod eligibility;
 mod error;
 pub mod federated;

@@ -52,6 +52,9 @@ pub enum StoreError {
     /// No photo tagger has this id.
     #[error("no photo tagger with id {0} (see `hearth photos taggers`)")]
     NoSuchTagger(i64),
+    /// No ask has this id.
+    #[error("no ask with id {0} (see `hearth ask history`)")]
+    NoSuchAsk(i64),
     /// A label name that cannot be stored.
     #[error("invalid label name {0:?}: it must not be empty or longer than 100 characters")]
     InvalidLabel(String),

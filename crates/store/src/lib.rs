@@ -28,6 +28,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod asks;
 mod db;
 mod embeddings;
 mod error;
@@ -39,6 +40,7 @@ mod runs;
 mod taggers;
 mod thumbnails;
 
+pub use asks::{AskCorrection, AskId, AskRecord};
 pub use db::{DATABASE_FILE, Library};
 pub use embeddings::{EmbeddingResult, PhotoEmbedding, Verdict};
 pub use error::{Result, StoreError};

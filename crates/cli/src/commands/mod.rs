@@ -1,6 +1,7 @@
 //! One module per area of commands; each opens what it needs, calls the
 //! library crates, and prints the result.
 
+mod ask;
 mod fed;
 mod library;
 mod lineage;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Adapters(command) => text::adapters(open()?, command),
         Command::Generate(args) => text::generate(open()?, args),
         Command::Lineage(args) => lineage::lineage(open()?, args),
+        Command::Ask(args) => ask::ask(open()?, args),
         Command::Fed(command) => fed::fed(open()?, command),
         Command::Audit => fed::audit(open()?),
         Command::Sim(args) => sim::sim(args),

@@ -1,0 +1,167 @@
+//! Ask: questions about the library, answered by checked queries.
+//!
+//! The query language, its checker and its read-only executor live in
+//! `hearth-ask`; this is the workflow the CLI and the app share: run a
+//! query (written by the person now, by the translator later) against the
+//! library as of a given day, record the ask, and keep the person's
+//! corrections, which become the translator's training data. The model
+//! never states a fact: every value here was computed from the library.
+//!
+//! Translating a question in words into a query is not built yet;
+//! [`ask_question`] says so rather than guess.
+
+use hearth_ask::{AskDb, SemanticIndex};
+use hearth_store::{AskCorrection, AskId, AskRecord, Library};
+use serde::Serialize;
+
+use crate::error::{PersonalizeError, Result};
+
+pub use chrono::NaiveDate;
+pub use hearth_ask::{AskError, DateSpan, ParseError, ResolvedRange, SourceItem, Value};
+
+/// An ask: a query to run, and the question it answers if there was one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AskRequest {
+    /// The question in the person's words, if they asked one.
+    pub question: Option<String>,
+    /// The query, in the Ask language (`docs/ask.md`).
+    pub query: String,
+    /// The day relative dates (`last_summer`) are resolved against.
+    pub today: NaiveDate,
+}
+
+/// An answer, computed by code from the library.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AskAnswer {
+    /// The recorded ask (correct it with [`correct_ask`]).
+    pub ask_id: AskId,
+    /// The question, if there was one.
+    pub question: Option<String>,
+    /// The query as written.
+    pub query: String,
+    /// The query as it ran: canonical, labels as the library spells them.
+    pub canonical: String,
+    /// The result.
+    pub value: Value,
+    /// The items it came from.
+    pub sources: Vec<SourceItem>,
+    /// Each date range and the days it meant.
+    pub ranges: Vec<ResolvedRange>,
+    /// Things worth knowing about the answer.
+    pub notes: Vec<String>,
+}
+
+/// A stored correction and the answer of the corrected query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Correction {
+    /// The correction's id.
+    pub correction_id: i64,
+    /// The ask corrected.
+    pub ask_id: AskId,
+    /// Its question.
+    pub question: Option<String>,
+    /// The corrected query, canonical (as stored).
+    pub canonical: String,
+    /// What it answers.
+    pub value: Value,
+    /// The items it came from.
+    pub sources: Vec<SourceItem>,
+    /// Each date range and the days it meant.
+    pub ranges: Vec<ResolvedRange>,
+    /// Things worth knowing about the answer.
+    pub notes: Vec<String>,
+}
+
+/// Today's date in the device's time zone: what "today" means to the
+/// person asking.
+pub fn local_today() -> NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
+/// Runs `request`'s query read-only and records the ask. `semantic` is
+/// the embedding index for `similar` queries (none yet: such queries are
+/// refused with a typed error).
+pub fn ask(
+    library: &mut Library,
+    request: &AskRequest,
+    semantic: Option<&dyn SemanticIndex>,
+) -> Result<AskAnswer> {
+    let question = match request.question.as_deref().map(str::trim) {
+        Some("") => None,
+        other => other,
+    };
+    let outcome = AskDb::open(library.root())?.ask(&request.query, request.today, semantic)?;
+    let ask_id = library.record_ask(question, &outcome.canonical)?;
+    Ok(AskAnswer {
+        ask_id,
+        question: question.map(str::to_owned),
+        query: request.query.clone(),
+        canonical: outcome.canonical,
+        value: outcome.value,
+        sources: outcome.sources,
+        ranges: outcome.ranges,
+        notes: outcome.notes,
+    })
+}
+
+/// Runs a query the person wrote, as of `today`.
+pub fn ask_query(library: &mut Library, query: &str, today: NaiveDate) -> Result<AskAnswer> {
+    ask(
+        library,
+        &AskRequest {
+            question: None,
+            query: query.to_owned(),
+            today,
+        },
+        None,
+    )
+}
+
+/// Answers a question in words: not built yet (the translator from words
+/// to queries is the model's part), so this always says so.
+pub fn ask_question(
+    _library: &mut Library,
+    question: &str,
+    _today: NaiveDate,
+) -> Result<AskAnswer> {
+    Err(PersonalizeError::TranslatorNotBuilt(question.to_owned()))
+}
+
+/// Stores `query` as what ask `ask_id` should have run, after checking it
+/// and running it (a correction that does not run is refused, never
+/// stored). Returns the correction and its answer.
+pub fn correct_ask(
+    library: &mut Library,
+    ask_id: AskId,
+    query: &str,
+    today: NaiveDate,
+) -> Result<Correction> {
+    let record = library.ask_record(ask_id)?;
+    if record.question.is_none() {
+        return Err(PersonalizeError::Invalid(format!(
+            "ask {ask_id} was a query with no question, so there is nothing to learn from a correction; ask with a question (`hearth ask \"QUESTION\" --query \"QUERY\"`)"
+        )));
+    }
+    let outcome = AskDb::open(library.root())?.ask(query, today, None)?;
+    let correction_id = library.add_ask_correction(ask_id, &outcome.canonical)?;
+    Ok(Correction {
+        correction_id,
+        ask_id,
+        question: record.question,
+        canonical: outcome.canonical,
+        value: outcome.value,
+        sources: outcome.sources,
+        ranges: outcome.ranges,
+        notes: outcome.notes,
+    })
+}
+
+/// Every recorded ask, oldest first.
+pub fn history(library: &Library) -> Result<Vec<AskRecord>> {
+    Ok(library.asks()?)
+}
+
+/// Every correction with its question: the translator's training pairs.
+pub fn corrections(library: &Library) -> Result<Vec<AskCorrection>> {
+    Ok(library.ask_corrections()?)
+}

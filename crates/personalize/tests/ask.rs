@@ -1,0 +1,111 @@
+//! The Ask workflow on a real library: a query runs read-only and is
+//! recorded, a question in words is refused until the translator exists,
+//! and corrections are checked before they are kept as training pairs.
+
+use hearth_personalize::PersonalizeError;
+use hearth_personalize::ask::{
+    AskRequest, NaiveDate, Value, ask, ask_query, ask_question, correct_ask, corrections, history,
+};
+use hearth_progress::{CancelToken, NoProgress};
+use hearth_store::{ImportOptions, ItemFilter, Library};
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 3, 1).expect("date")
+}
+
+fn library(dir: &std::path::Path) -> Library {
+    let input = dir.join("notes");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::fs::write(
+        input.join("lisbon.md"),
+        "Walked Rex along the river in Lisbon.",
+    )
+    .expect("write");
+    std::fs::write(input.join("taxes.txt"), "Receipts for the tax return.").expect("write");
+    let mut library = Library::open(dir.join("library")).expect("open");
+    library
+        .import(
+            &[input],
+            &ImportOptions::default(),
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .expect("import");
+    let items = library.items(&ItemFilter::default()).expect("items");
+    let lisbon = items
+        .iter()
+        .find(|i| i.path.ends_with("lisbon.md"))
+        .expect("note");
+    library.add_label(lisbon.id, "Rex").expect("label");
+    library
+}
+
+#[test]
+fn queries_run_are_recorded_and_corrections_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut library = library(dir.path());
+
+    let answer = ask_query(&mut library, r#"list notes text "lisbon""#, today()).expect("asks");
+    assert_eq!(answer.value, Value::Items { total: 1 });
+    assert!(answer.sources[0].path.ends_with("lisbon.md"));
+    assert_eq!(answer.question, None);
+
+    // A question in words is not answered until the translator exists.
+    let err = ask_question(&mut library, "how many notes mention Rex?", today())
+        .expect_err("no translator");
+    assert!(matches!(err, PersonalizeError::TranslatorNotBuilt(_)));
+    assert!(err.to_string().contains("not built yet"), "{err}");
+
+    // A question with a hand-written (wrong) query, then its correction.
+    let asked = ask(
+        &mut library,
+        &AskRequest {
+            question: Some("how many notes are about Rex?".into()),
+            query: "count notes".into(),
+            today: today(),
+        },
+        None,
+    )
+    .expect("asks");
+    assert_eq!(asked.value, Value::Number { value: 2 });
+    // A correction that does not check is refused, and nothing is stored.
+    let err = correct_ask(
+        &mut library,
+        asked.ask_id,
+        r#"count notes label "Rexx""#,
+        today(),
+    )
+    .expect_err("unknown label");
+    assert!(err.to_string().contains("did you mean 'Rex'?"), "{err}");
+    let corrected = correct_ask(
+        &mut library,
+        asked.ask_id,
+        r#"count notes label "rex""#,
+        today(),
+    )
+    .expect("corrects");
+    assert_eq!(corrected.value, Value::Number { value: 1 });
+    assert_eq!(corrected.canonical, r#"count notes label "Rex""#);
+    // Only asks with a question can be corrected.
+    assert!(matches!(
+        correct_ask(&mut library, answer.ask_id, "count notes", today()),
+        Err(PersonalizeError::Invalid(_))
+    ));
+
+    let pairs = corrections(&library).expect("corrections");
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(
+        pairs[0].question.as_deref(),
+        Some("how many notes are about Rex?")
+    );
+    assert_eq!(pairs[0].query, r#"count notes label "Rex""#);
+    assert_eq!(history(&library).expect("history").len(), 2);
+
+    // Refusal is an answer.
+    assert_eq!(
+        ask_query(&mut library, "cannot_answer", today())
+            .expect("asks")
+            .value,
+        Value::Refusal
+    );
+}
