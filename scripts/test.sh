@@ -8,12 +8,19 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 scripts/fetch-models.sh
 
+# A fresh clone is built once: incremental caches would only fill the disk.
+if [ "${CI:-}" = "true" ]; then
+    export CARGO_INCREMENTAL=0
+fi
+report_disk() { df -h . | tail -1; du -sh target 2>/dev/null || true; }
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace
+report_disk
 echo "== Metal build check (aarch64-apple-darwin)"
 rustup target list --installed | grep -q '^aarch64-apple-darwin$' || rustup target add aarch64-apple-darwin
 # The ML crate, where the Metal code is, without the hub client: TLS stacks
@@ -32,4 +39,5 @@ echo "== app end to end: the real app (debug build, front end embedded) driven b
 # 127.0.0.1 and a second device.
 cargo build --locked -p hearth-app --features custom-protocol --bin hearth-app --example federation_peer
 npm run e2e
+report_disk
 echo "== all tests passed"
