@@ -446,13 +446,26 @@ pub enum LineageCommand {
 pub struct AskArgs {
     #[command(subcommand)]
     pub command: Option<AskCommand>,
-    /// The question in your words. Translating it into a query is not
-    /// built yet: give the query with --query (the question is then
-    /// recorded with it, and can be corrected).
+    /// The question in your words: the text model translates it into a
+    /// query (held to the query language and your library's labels),
+    /// which runs read-only.
     pub question: Option<String>,
-    /// The query to run, e.g. 'count photos label "Rex" in last_summer'.
+    /// Run this query instead of translating, e.g. 'count photos label
+    /// "Rex" in last_summer' (with a question, the two are recorded
+    /// together).
     #[arg(long, value_name = "QUERY")]
     pub query: Option<String>,
+    /// Also show how the question was translated: the query the model
+    /// wrote, its tokens and time, and the grammar's cost per token.
+    #[arg(long)]
+    pub show_query: bool,
+    /// The text model that translates (registry name or path) [default:
+    /// the default text model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
     #[command(flatten)]
     pub common: AskCommon,
 }

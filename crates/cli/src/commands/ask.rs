@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow, bail};
 use hearth_personalize::PersonalizeError;
 use hearth_personalize::ask::{
-    self, AskError, AskRequest, NaiveDate, ResolvedRange, SourceItem, Value, ask_question,
+    self, AskError, AskRequest, NaiveDate, ResolvedRange, SourceItem, Translator, Value,
+    ask_question,
 };
 use hearth_store::Library;
 
@@ -51,7 +52,11 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
                     ask::ask(&mut library, &request, None)
                         .map_err(|e| with_caret(e, &request.query))?
                 }
-                (None, Some(question)) => ask_question(&mut library, &question, today)?,
+                (None, Some(question)) => {
+                    let device = args.device.open()?;
+                    let translator = Translator::load(args.model.as_deref(), &device)?;
+                    ask_question(&mut library, &question, today, &translator, None)?
+                }
                 (None, None) => bail!(
                     "give a question, or a query with --query (e.g. hearth ask --query 'count photos')"
                 ),
@@ -59,6 +64,16 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
             if args.common.json {
                 output::json(&answer)?;
             } else {
+                if let (true, Some(translation)) = (args.show_query, &answer.translation) {
+                    println!(
+                        "translated: {} ({} prompt tokens, {} query tokens, {:.2} s; grammar {:.2} ms per token)",
+                        translation.query,
+                        translation.prompt_tokens,
+                        translation.query_tokens,
+                        translation.seconds,
+                        translation.mask_ms_per_token
+                    );
+                }
                 print_answer(
                     &answer.canonical,
                     &answer.value,
