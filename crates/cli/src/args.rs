@@ -494,6 +494,24 @@ pub enum AskCommand {
         #[command(flatten)]
         common: AskCommon,
     },
+    /// Train the translation on your corrected asks: a small adapter used
+    /// only for turning questions into queries (the newest one is used
+    /// from then on).
+    Train {
+        /// Training steps [default: the ask training default, 80].
+        #[arg(long)]
+        steps: Option<u64>,
+        /// The text model to adapt (registry name or path) [default: the
+        /// default text model].
+        #[arg(long)]
+        model: Option<String>,
+        /// auto, cpu, cuda or metal.
+        #[arg(long, value_parser = parse_device, default_value = "auto")]
+        device: DeviceChoice,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Past asks and their corrections.
     History {
         /// Print JSON.

@@ -155,3 +155,71 @@ fn questions_in_words_become_queries_that_run() {
     }
     assert_eq!(history(&library).expect("history").len(), 5);
 }
+
+#[test]
+fn corrected_pairs_train_an_ask_adapter_that_the_translator_then_uses() {
+    use hearth_ml::DeviceChoice;
+    use hearth_personalize::ask::{AskTraining, library_translator, train_ask, training_pairs};
+    let Some(model) = hearth_testdata::shared("models/stories260K/stories260K.bin") else {
+        return;
+    };
+    let model = model.display().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut library = library(dir.path());
+    let corrected = [
+        ("how many notes?", "count notes"),
+        ("which notes are about Rex?", r#"list notes label "Rex""#),
+        ("notes on Lisbon", r#"list notes text "lisbon""#),
+        ("when was my first note?", "first notes"),
+        // The same question corrected twice: the later correction wins.
+        ("how many notes?", "count items"),
+    ];
+    let mut request = AskTraining {
+        model: Some(model.clone()),
+        device: DeviceChoice::Cpu,
+        ..AskTraining::default()
+    };
+    request.config.steps = 6;
+    request.config.batch_size = 2;
+    request.config.seq_len = 32;
+    request.config.eval_every = 3;
+    request.config.checkpoint_every = 3;
+    request.config.warmup_steps = 1;
+    for (n, (question, query)) in corrected.iter().enumerate() {
+        if n == 3 {
+            // Three distinct pairs are too few to learn from.
+            let error = train_ask(&mut library, &request, &NoProgress, &CancelToken::new())
+                .expect_err("too few pairs");
+            assert!(matches!(error, PersonalizeError::NoData(_)), "{error}");
+        }
+        let asked = ask(
+            &mut library,
+            &AskRequest {
+                question: Some((*question).into()),
+                query: "cannot_answer".into(),
+                today: today(),
+            },
+            None,
+        )
+        .expect("asks");
+        correct_ask(&mut library, asked.ask_id, query, today()).expect("corrects");
+    }
+    let pairs = training_pairs(&library).expect("pairs");
+    assert_eq!(pairs.len(), 4);
+    assert!(pairs.contains(&("how many notes?".into(), "count items".into())));
+
+    let summary =
+        train_ask(&mut library, &request, &NoProgress, &CancelToken::new()).expect("trains");
+    assert_eq!(summary.steps, 6);
+    let adapter = summary.adapter_id.expect("an adapter");
+    let run = library.run(summary.run_id).expect("run");
+    assert_eq!(run.kind, "ask");
+    // The fixed examples and the four pairs, each named by its text.
+    assert!(run.item_count > 4, "{}", run.item_count);
+
+    let (translator, used) =
+        library_translator(&library, Some(&model), &hearth_ml::candle::Device::Cpu)
+            .expect("translator");
+    assert_eq!(used, Some(adapter));
+    assert!(format!("{translator:?}").contains("adapter: true"));
+}

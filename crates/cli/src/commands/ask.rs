@@ -4,15 +4,19 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
+use hearth_ml::DeviceChoice;
+use hearth_ml::train::Outcome;
 use hearth_personalize::PersonalizeError;
 use hearth_personalize::ask::{
-    self, AskError, AskRequest, NaiveDate, ResolvedRange, SourceItem, Translator, Value,
+    self, AskError, AskRequest, AskTraining, NaiveDate, ResolvedRange, SourceItem, Value,
     ask_question,
 };
 use hearth_store::Library;
 
 use crate::args::{AskArgs, AskCommand, AskCommon};
+use crate::commands::text::ctrl_c_token;
 use crate::output;
+use crate::progress_bar::Bar;
 
 pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
     match args.command {
@@ -40,6 +44,12 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
             }
         }
         Some(AskCommand::History { json }) => history(&library, json)?,
+        Some(AskCommand::Train {
+            steps,
+            model,
+            device,
+            json,
+        }) => train(&mut library, steps, model, device, json)?,
         None => {
             let today = today(&args.common);
             let answer = match (args.query, args.question) {
@@ -54,7 +64,8 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
                 }
                 (None, Some(question)) => {
                     let device = args.device.open()?;
-                    let translator = Translator::load(args.model.as_deref(), &device)?;
+                    let (translator, _) =
+                        ask::library_translator(&library, args.model.as_deref(), &device)?;
                     ask_question(&mut library, &question, today, &translator, None)?
                 }
                 (None, None) => bail!(
@@ -176,6 +187,49 @@ fn history(library: &Library, json: bool) -> Result<()> {
         for correction in corrections.iter().filter(|c| c.ask_id == record.id) {
             println!("       corrected: {}", correction.query);
         }
+    }
+    Ok(())
+}
+
+fn train(
+    library: &mut Library,
+    steps: Option<u64>,
+    model: Option<String>,
+    device: DeviceChoice,
+    json: bool,
+) -> Result<()> {
+    let mut request = AskTraining {
+        model,
+        device,
+        ..AskTraining::default()
+    };
+    if let Some(steps) = steps {
+        request.config.steps = steps;
+        request.config.warmup_steps = request.config.warmup_steps.min(steps);
+    }
+    let pairs = ask::training_pairs(library)?.len();
+    let cancel = ctrl_c_token()?;
+    let summary = ask::train_ask(library, &request, &Bar::new(json), &cancel)?;
+    if json {
+        return output::json(&summary);
+    }
+    println!(
+        "run {}: {} steps of {} on {pairs} corrected questions and the prompt's examples ({} tokens), {:.0} tokens/s",
+        summary.run_id,
+        summary.steps,
+        summary.total_steps,
+        summary.tokens,
+        summary.tokens_per_second
+    );
+    if let (Some(base), Some(after)) = (summary.base_validation_loss, summary.validation_loss) {
+        println!("held-out loss {base:.3} -> {after:.3}");
+    }
+    match (summary.outcome, summary.adapter_id) {
+        (Outcome::Paused, _) => {
+            println!("stopped before the end; nothing is used until a run finishes (run it again)")
+        }
+        (_, Some(id)) => println!("adapter {id} now translates your questions"),
+        (_, None) => {}
     }
     Ok(())
 }

@@ -17,8 +17,12 @@ use serde::Serialize;
 
 use crate::error::{PersonalizeError, Result};
 
+pub mod train;
 pub mod translate;
 
+pub use train::{
+    AskTraining, MIN_PAIRS, ask_adapter, library_translator, train_ask, training_pairs,
+};
 pub use translate::{Translation, Translator};
 
 pub use chrono::NaiveDate;

@@ -215,6 +215,60 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
+/// One worked pair as the prompt and the training data write it.
+pub(crate) fn pair_text(question: &str, query: &str) -> String {
+    format!("Question: {}\nQuery: {}\n\n", one_line(question), query)
+}
+
+/// The labels the prompt names: the library's first few, as spelled.
+fn prompt_labels(facts: &LibraryFacts) -> Vec<&str> {
+    facts
+        .labels
+        .iter()
+        .map(String::as_str)
+        .filter(|label| !label.chars().any(char::is_control))
+        .take(LABELS_IN_PROMPT)
+        .collect()
+}
+
+/// The fixed examples written with the person's labels (and an adapter of
+/// theirs), as (question, query) pairs; without a semantic index, none
+/// that uses `similar`.
+pub(crate) fn examples(facts: &LibraryFacts, semantic: bool) -> Vec<(String, String)> {
+    let labels = prompt_labels(facts);
+    let (a, b) = match labels.as_slice() {
+        [] => (None, None),
+        [only] => (Some(*only), Some(*only)),
+        [first, second, ..] => (Some(*first), Some(*second)),
+    };
+    let mut pairs = Vec::new();
+    for (question, query) in EXAMPLES {
+        if !semantic && query.starts_with("similar") {
+            continue;
+        }
+        let names_label = query.contains("{A}") || query.contains("{B}");
+        match (names_label, a, b) {
+            (false, _, _) => pairs.push(((*question).to_owned(), (*query).to_owned())),
+            (true, Some(a), Some(b)) => {
+                // The query side quotes the label as the language does.
+                let quoted = |label: &str| label.replace('\\', "\\\\").replace('"', "\\\"");
+                pairs.push((
+                    question.replace("{A}", a).replace("{B}", b),
+                    query.replace("{A}", &quoted(a)).replace("{B}", &quoted(b)),
+                ));
+            }
+            (true, _, _) => {}
+        }
+    }
+    if let Some((adapter, _)) = facts.adapters.iter().find(|(_, run)| run.is_some()) {
+        pairs.push((
+            format!("what was adapter {adapter} trained on?"),
+            format!("list items trained_on adapter {adapter}"),
+        ));
+    }
+    pairs
+}
+
 /// The few-shot prompt for `question`.
 pub(crate) fn prompt(
     question: &str,
@@ -228,13 +282,7 @@ pub(crate) fn prompt(
          A question the library cannot answer is written cannot_answer.\n",
     );
     text.push_str(&format!("Today is {}.\n", today.format("%Y-%m-%d")));
-    let labels: Vec<&str> = facts
-        .labels
-        .iter()
-        .map(String::as_str)
-        .filter(|label| !label.chars().any(char::is_control))
-        .take(LABELS_IN_PROMPT)
-        .collect();
+    let labels = prompt_labels(facts);
     if labels.is_empty() {
         text.push_str("The library has no labels.\n");
     } else {
@@ -242,48 +290,15 @@ pub(crate) fn prompt(
         text.push_str(&format!("Labels: {}.\n", quoted.join(", ")));
     }
     text.push('\n');
-    let (a, b) = match labels.as_slice() {
-        [] => (None, None),
-        [only] => (Some(*only), Some(*only)),
-        [first, second, ..] => (Some(*first), Some(*second)),
-    };
-    let mut pair = |question: &str, query: &str| {
-        text.push_str(&format!(
-            "Question: {}\nQuery: {}\n\n",
-            one_line(question),
-            query
-        ));
-    };
-    for (question, query) in EXAMPLES {
-        if !semantic && query.starts_with("similar") {
-            continue;
-        }
-        let names_label = query.contains("{A}") || query.contains("{B}");
-        match (names_label, a, b) {
-            (false, _, _) => pair(question, query),
-            (true, Some(a), Some(b)) => {
-                // The query side quotes the label as the language does.
-                let quoted = |label: &str| label.replace('\\', "\\\\").replace('"', "\\\"");
-                pair(
-                    &question.replace("{A}", a).replace("{B}", b),
-                    &query.replace("{A}", &quoted(a)).replace("{B}", &quoted(b)),
-                );
-            }
-            (true, _, _) => {}
-        }
-    }
-    if let Some((adapter, _)) = facts.adapters.iter().find(|(_, run)| run.is_some()) {
-        pair(
-            &format!("what was adapter {adapter} trained on?"),
-            &format!("list items trained_on adapter {adapter}"),
-        );
+    for (question, query) in examples(facts, semantic) {
+        text.push_str(&pair_text(&question, &query));
     }
     let recent = corrections.len().saturating_sub(CORRECTIONS_IN_PROMPT);
     for correction in &corrections[recent..] {
         if let Some(question) = &correction.question
             && (semantic || !correction.query.starts_with("similar"))
         {
-            pair(question, &correction.query);
+            text.push_str(&pair_text(question, &correction.query));
         }
     }
     text.push_str(&format!("Question: {}\nQuery:", one_line(question)));
