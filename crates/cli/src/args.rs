@@ -528,6 +528,43 @@ pub enum EvalCommand {
     /// stand in for your labels): frozen head, fine-tuned last blocks, and
     /// a nearest-centroid baseline.
     Photos(EvalPhotosArgs),
+    /// Exact answers to questions in words over a generated library: the
+    /// base model with constrained decoding, after `hearth ask train` on
+    /// corrected pairs, and without the grammar.
+    Ask(EvalAskArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalAskArgs {
+    /// Questions asked in each configuration.
+    #[arg(long, default_value_t = 200)]
+    pub questions: usize,
+    /// Corrected pairs trained on (none of them an evaluated question).
+    #[arg(long, default_value_t = 100)]
+    pub train_pairs: usize,
+    /// Ask training steps [default: the ask training default].
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Seed for the library and the questions.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// A text file whose paragraphs become filler notes (e.g. the shared
+    /// data's tinyshakespeare.txt).
+    #[arg(long, value_name = "FILE")]
+    pub notes_from: Option<PathBuf>,
+    /// Leave out unconstrained generation (faster).
+    #[arg(long)]
+    pub no_unconstrained: bool,
+    /// The text model (registry name or path) [default: the default text
+    /// model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

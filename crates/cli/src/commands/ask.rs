@@ -233,3 +233,78 @@ fn train(
     }
     Ok(())
 }
+
+/// `hearth eval ask`: prints each configuration's exact-answer accuracy,
+/// valid queries, answers outside the library and time per question.
+pub fn eval(args: crate::args::EvalAskArgs) -> Result<ExitCode> {
+    use hearth_personalize::ask::eval::{AskEvalRequest, eval_ask};
+    let workdir = tempfile::tempdir()?;
+    let mut request = AskEvalRequest::new(workdir.path().join("eval"));
+    request.questions = args.questions;
+    request.train_pairs = args.train_pairs;
+    request.seed = args.seed;
+    request.model = args.model;
+    request.device = args.device;
+    request.shakespeare = args.notes_from;
+    request.unconstrained = !args.no_unconstrained;
+    if let Some(steps) = args.steps {
+        request.training.config.steps = steps;
+        request.training.config.warmup_steps = request.training.config.warmup_steps.min(steps);
+    }
+    let cancel = ctrl_c_token()?;
+    let started = std::time::Instant::now();
+    let report = eval_ask(&request, &Bar::new(args.json), &cancel)?;
+    if args.json {
+        output::json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (agree, of) = report.reference_agreement;
+    println!(
+        "generated library of {} items; {} questions (reference queries match the generated truth: {agree}/{of}); {:.0} s in all",
+        report.library_items,
+        args.questions,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(training) = &report.training {
+        println!(
+            "ask training: {} steps on {} pairs, held-out loss {} -> {}, {:.0} tokens/s",
+            training.steps,
+            args.train_pairs,
+            training
+                .base_validation_loss
+                .map_or("-".into(), |l| format!("{l:.3}")),
+            training
+                .validation_loss
+                .map_or("-".into(), |l| format!("{l:.3}")),
+            training.tokens_per_second
+        );
+    }
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "", "exact", "valid", "outside", "mean s", "median s", "mask ms"
+    );
+    for config in &report.configs {
+        let pct = |n: usize| 100.0 * n as f64 / config.questions.max(1) as f64;
+        println!(
+            "{:<34} {:>7.1}% {:>7.1}% {:>8} {:>9.2} {:>9.2} {:>9}",
+            config.name,
+            pct(config.exact),
+            pct(config.valid),
+            config.outside_library,
+            config.mean_seconds,
+            config.median_seconds,
+            config
+                .mask_ms_per_token
+                .map_or("-".into(), |ms| format!("{ms:.2}"))
+        );
+    }
+    for config in &report.configs {
+        if !config.wrong.is_empty() {
+            println!("\n{}: some wrong answers", config.name);
+            for (question, written) in &config.wrong {
+                println!("  {question}\n    -> {written}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

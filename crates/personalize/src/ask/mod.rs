@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::error::{PersonalizeError, Result};
 
+pub mod eval;
 pub mod train;
 pub mod translate;
 
