@@ -161,7 +161,7 @@ fn note_text(rng: &mut SplitMix64, n: usize) -> (String, Vec<&'static str>) {
     let opening = OPENINGS[(rng.next_u64() % OPENINGS.len() as u64) as usize];
     let mut words = vec![place];
     let mut text = format!("{opening} {place}.");
-    if rng.next_u64() % 2 == 0 {
+    if rng.next_u64().is_multiple_of(2) {
         let topic = topics[(rng.next_u64() % topics.len() as u64) as usize];
         text.push_str(&format!(" Also: {topic} to sort out before the weekend."));
         words.push(topic);
