@@ -104,12 +104,14 @@ pub mod cohort;
 pub mod commitment;
 pub mod gossip;
 pub mod parameters;
+pub mod population;
 pub mod uploads;
 pub mod wire;
 
 pub use cohort::check_cohort_enrolled;
 pub use commitment::{CommitmentError, SignedUploadCommitment, UploadCommitment};
 pub use gossip::{GossipHead, GossipReport, SplitViewEvidence};
+pub use population::{CohortCheck, Population};
 pub use uploads::{UploadContradiction, UploadEvidence, UploadReport};
 
 use hearth_ledger::{
@@ -239,6 +241,23 @@ pub enum AuditError {
         cohort: usize,
         /// How many of them have no proven enrolment.
         missing: usize,
+        /// The public key of the first of them, hex.
+        first: String,
+    },
+    /// Devices of a round's cohort were revoked in the log: the server
+    /// kept devices it took out in public in the round.
+    #[error(
+        "cohort revoked: {revoked} of the {cohort} devices in round {round} of {federation} were revoked in the transparency log (first: {first}); the server kept devices it took out in public in the round"
+    )]
+    CohortRevoked {
+        /// The federation.
+        federation: String,
+        /// The round.
+        round: u64,
+        /// How many devices the cohort has.
+        cohort: usize,
+        /// How many of them the log revoked.
+        revoked: usize,
         /// The public key of the first of them, hex.
         first: String,
     },
@@ -521,6 +540,11 @@ pub struct LogAudit {
     /// before upload commitments were gossiped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     uploads: Vec<UploadEvidence>,
+    /// The federation's devices as replayed from the log before the last
+    /// round's cohort was checked ([`population`]; absent in audits stored
+    /// before the replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    population: Option<Population>,
 }
 
 impl LogAudit {
@@ -531,6 +555,7 @@ impl LogAudit {
             history: Vec::new(),
             split_views: Vec::new(),
             uploads: Vec::new(),
+            population: None,
         }
     }
 
@@ -1032,35 +1057,7 @@ impl LogReplay {
     /// Appends the next page; it must start where the replay stands and
     /// hold its entries in order.
     pub fn push(&mut self, page: &EntriesResponse) -> Result<(), AuditError> {
-        let start = self.size();
-        if page.start != start {
-            return Err(AuditError::Malformed(format!(
-                "entries page starts at {}, expected {start}",
-                page.start
-            )));
-        }
-        let count = u64::try_from(page.entries.len()).unwrap_or(u64::MAX);
-        if page.end.checked_sub(page.start) != Some(count) {
-            return Err(AuditError::Malformed(format!(
-                "entries page {}..{} holds {count} entries",
-                page.start, page.end
-            )));
-        }
-        // Decode the whole page first so a bad one appends nothing.
-        let mut leaves = Vec::with_capacity(page.entries.len());
-        for (expected, entry) in (start..).zip(&page.entries) {
-            if entry.index != expected {
-                return Err(AuditError::Malformed(format!(
-                    "entry {} where {expected} was expected",
-                    entry.index
-                )));
-            }
-            let bytes = entry
-                .leaf_bytes()
-                .map_err(|e| AuditError::Malformed(e.to_string()))?;
-            leaves.push((expected, bytes));
-        }
-        for (index, bytes) in leaves {
+        for (index, bytes) in page_leaves(page, self.size())? {
             // A memory store cannot fail; the log is full only at 2^64.
             self.log
                 .append_hash(leaf_hash(&bytes))
@@ -1088,6 +1085,39 @@ impl LogReplay {
         }
         Ok(())
     }
+}
+
+/// The entries of `page` with their indices, decoded, after checking it
+/// starts at `start` and holds its entries in order. Decoding the whole
+/// page first means a bad one is refused before anything is appended.
+fn page_leaves(page: &EntriesResponse, start: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+    if page.start != start {
+        return Err(AuditError::Malformed(format!(
+            "entries page starts at {}, expected {start}",
+            page.start
+        )));
+    }
+    let count = u64::try_from(page.entries.len()).unwrap_or(u64::MAX);
+    if page.end.checked_sub(page.start) != Some(count) {
+        return Err(AuditError::Malformed(format!(
+            "entries page {}..{} holds {count} entries",
+            page.start, page.end
+        )));
+    }
+    let mut leaves = Vec::with_capacity(page.entries.len());
+    for (expected, entry) in (start..).zip(&page.entries) {
+        if entry.index != expected {
+            return Err(AuditError::Malformed(format!(
+                "entry {} where {expected} was expected",
+                entry.index
+            )));
+        }
+        let bytes = entry
+            .leaf_bytes()
+            .map_err(|e| AuditError::Malformed(e.to_string()))?;
+        leaves.push((expected, bytes));
+    }
+    Ok(leaves)
 }
 
 #[cfg(test)]
