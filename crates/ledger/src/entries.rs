@@ -3,8 +3,9 @@
 //! Each [`LogEntry`] is a public, checkable statement: which configuration
 //! a federation runs, which devices (with which keys) are enrolled or
 //! revoked, with which parameters each round opened, which devices
-//! committed to which (masked) uploads in a round, how a round ended, and
-//! which adapter was published with what privacy budget. A device checks
+//! committed to which (masked) uploads in a round, what each device itself
+//! signed that it uploaded, how a round ended, and which adapter was
+//! published with what privacy budget. A device checks
 //! that its round's parameters, its own participation commitment and the
 //! adapter it downloads are in the log the server signs; anyone can count
 //! a federation's enrolled keys (sybils cost a log entry each) and read
@@ -54,6 +55,7 @@ const KIND_ADAPTER_PUBLISHED: u8 = 4;
 const KIND_DEVICE_ENROLLED: u8 = 5;
 const KIND_DEVICE_REVOKED: u8 = 6;
 const KIND_ROUND_OPENED: u8 = 7;
+const KIND_UPLOAD_COMMITTED: u8 = 8;
 
 /// The most bytes of round parameters a [`LogEntry::RoundOpened`] may
 /// carry (Hearth's encoding is about a hundred).
@@ -156,6 +158,29 @@ pub enum LogEntry {
         /// serde), at most [`MAX_ROUND_PARAMETERS_LEN`] bytes.
         #[serde(with = "crate::serde_hex::bytes")]
         parameters: Vec<u8>,
+    },
+    /// A device's own signed commitment to what it uploaded in a round, as
+    /// it gossiped it (Hearth: `hearth_fed::audit::commitment`). Logged by
+    /// the server on receipt, so every device replaying the log holds the
+    /// same set of the devices' words, and a device checks its own is in
+    /// it: a server cannot show one device's commitment to some devices
+    /// and hide it from others without showing them two histories.
+    UploadCommitted {
+        /// The federation's id.
+        federation: String,
+        /// The round number.
+        round: u64,
+        /// The device's id in the federation.
+        device: String,
+        /// SHA-256 of the masked upload bytes the device says it sent.
+        upload_sha256: Hash,
+        /// The digest of the round's parameters the device was shown.
+        round_digest: Hash,
+        /// The device's Ed25519 signature over its commitment (128 hex
+        /// digits in serde), checked against its enrolled key by whoever
+        /// relies on it.
+        #[serde(with = "crate::serde_hex")]
+        signature: [u8; 64],
     },
 }
 
@@ -293,6 +318,22 @@ impl LogEntry {
                 out.extend_from_slice(parameters_sha256.as_bytes());
                 put_bytes(&mut out, parameters);
             }
+            Self::UploadCommitted {
+                federation,
+                round,
+                device,
+                upload_sha256,
+                round_digest,
+                signature,
+            } => {
+                out.push(KIND_UPLOAD_COMMITTED);
+                put_str(&mut out, federation);
+                out.extend_from_slice(&round.to_be_bytes());
+                put_str(&mut out, device);
+                out.extend_from_slice(upload_sha256.as_bytes());
+                out.extend_from_slice(round_digest.as_bytes());
+                out.extend_from_slice(signature);
+            }
         }
         out
     }
@@ -319,6 +360,7 @@ impl LogEntry {
             Self::DeviceEnrolled { .. } => "device_enrolled",
             Self::DeviceRevoked { .. } => "device_revoked",
             Self::RoundOpened { .. } => "round_opened",
+            Self::UploadCommitted { .. } => "upload_committed",
         }
     }
 
@@ -331,7 +373,8 @@ impl LogEntry {
             | Self::AdapterPublished { federation, .. }
             | Self::DeviceEnrolled { federation, .. }
             | Self::DeviceRevoked { federation, .. }
-            | Self::RoundOpened { federation, .. } => federation,
+            | Self::RoundOpened { federation, .. }
+            | Self::UploadCommitted { federation, .. } => federation,
         }
     }
 
@@ -414,6 +457,14 @@ impl LogEntry {
                     parameters,
                 }
             }
+            KIND_UPLOAD_COMMITTED => Self::UploadCommitted {
+                federation: r.string()?,
+                round: r.u64()?,
+                device: r.string()?,
+                upload_sha256: r.hash()?,
+                round_digest: r.hash()?,
+                signature: r.array()?,
+            },
             other => return Err(EntryError::UnknownKind(other)),
         };
         if !r.0.is_empty() {
@@ -532,6 +583,14 @@ mod tests {
                 round: 12,
                 parameters_sha256: Hash::sha256(b"params"),
                 parameters: b"params".to_vec(),
+            },
+            LogEntry::UploadCommitted {
+                federation: "f".into(),
+                round: 14,
+                device: "dev_a".into(),
+                upload_sha256: h,
+                round_digest: Hash::sha256(b"params"),
+                signature: [9; 64],
             },
             LogEntry::AdapterPublished {
                 federation: "f".into(),

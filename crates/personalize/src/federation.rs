@@ -950,8 +950,10 @@ fn take_part(
         cancel: cancel.clone(),
         run_id: Cell::new(None),
     };
+    // The cohort is checked against the population this device replays
+    // from the log, kept in its audit, so only new entries are fetched.
     let report = client
-        .participate(round, &trainer, progress, cancel)
+        .participate_audited(round, &trainer, progress, cancel, &mut record.audit)
         .map_err(from_client)?;
     let run_id = trainer.run_id.get();
     let library = trainer.library.into_inner();

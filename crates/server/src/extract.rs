@@ -80,9 +80,27 @@ pub struct SignedRequest {
 impl SignedRequest {
     /// The body as JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, AppError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+        parse_json(&self.body)
     }
+
+    /// The body as JSON, parsed on the blocking pool when it is large, so
+    /// a burst of big messages does not hold up the runtime's workers.
+    pub async fn json_off_runtime<T: DeserializeOwned + Send + 'static>(
+        &self,
+    ) -> Result<T, AppError> {
+        if self.body.len() <= INLINE_WORK_LIMIT {
+            return self.json();
+        }
+        let body = self.body.clone();
+        tokio::task::spawn_blocking(move || parse_json(&body))
+            .await
+            .map_err(|e| AppError::Internal(format!("JSON parsing task failed: {e}")))?
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 struct Credentials {
@@ -127,6 +145,28 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
         body_sha256,
         signature: signature.to_owned(),
     })
+}
+
+/// Bodies up to this size are hashed and parsed on the async runtime;
+/// larger ones (a masked upload is 4 bytes per adapter parameter, a share
+/// message for a large neighbourhood hundreds of kilobytes of JSON) on the
+/// blocking pool.
+const INLINE_WORK_LIMIT: usize = 64 * 1024;
+
+/// Checks a read body against the hash its signature covers. Hashing a
+/// multi-megabyte upload takes milliseconds of CPU: on a runtime worker,
+/// a burst of signed uploads would hold up every other request (health
+/// checks and polls included), so large bodies are hashed off it.
+async fn check_body(signed_sha256: [u8; 32], body: &Bytes) -> Result<(), AppError> {
+    if body.len() <= INLINE_WORK_LIMIT {
+        return Ok(auth::check_body(&signed_sha256, body)?);
+    }
+    // `Bytes` clones share the buffer: nothing is copied.
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || auth::check_body(&signed_sha256, &body))
+        .await
+        .map_err(|e| AppError::Internal(format!("body hashing task failed: {e}")))??;
+    Ok(())
 }
 
 impl FromRequest<AppState> for SignedRequest {
@@ -184,7 +224,7 @@ impl FromRequest<AppState> for SignedRequest {
         let body = Bytes::from_request(req, state)
             .await
             .map_err(bytes_rejection)?;
-        auth::check_body(&credentials.body_sha256, &body)?;
+        check_body(credentials.body_sha256, &body).await?;
         Ok(SignedRequest { device, body })
     }
 }

@@ -25,7 +25,9 @@ use hearth_fed::client::{FedClient, FedClientError, Membership, ParticipationRep
 use hearth_fed::crypto::DeviceIdentity;
 use hearth_ledger::Hash;
 use hearth_server::Stage;
-use hearth_server::storage::{NewRound, RoundAbort, Storage, UploadCommitment as Logged};
+use hearth_server::storage::{
+    DATABASE_FILE, NewRound, RoundAbort, Storage, UploadCommitment as Logged,
+};
 use support::{Raw, Server, TestTrainer, kind, participate};
 
 use std::sync::Arc;
@@ -91,17 +93,7 @@ fn gossiped_commitments_show_a_swapped_and_a_dropped_upload() {
     let (a, b, c) = (&devices[0], &devices[1], &devices[2]);
 
     // Round 1, honest: every device audits, signs and gossips its upload.
-    let reports = run_round(&devices, 0);
-    let mut audits = Vec::new();
-    for (device, report) in devices.iter().zip(&reports) {
-        let client = client(device);
-        let mut audit = client.log_audit().expect("pinned log key");
-        let _ = client.audit_round(&mut audit, report).expect("own audit");
-        let mine = client.sign_upload(report).expect("sign");
-        assert_eq!(mine.verify(&secret_key(device)), Ok(()));
-        let _ = client.gossip_with(&mut audit, &[mine]).expect("gossip");
-        audits.push(audit);
-    }
+    let mut audits = honest_round_one(&devices);
     let report = client(a)
         .audit_uploads(&mut audits[0])
         .expect("an honest log");
@@ -110,53 +102,7 @@ fn gossiped_commitments_show_a_swapped_and_a_dropped_upload() {
 
     // Round 2, by a lying server: it logs device b's upload with another
     // hash and device c's not at all, and closes the round.
-    server.kill();
-    let storage = server.storage();
-    let ids: Vec<String> = devices.iter().map(|d| d.0.device_id.clone()).collect();
-    server.block_on(async {
-        let now = hearth_server::now_ms();
-        let round = storage
-            .open_round(NewRound {
-                federation_id: "notes".into(),
-                round: 2,
-                cohort: ids.clone(),
-                stage: Stage::MaskedInput,
-                state: Vec::new(),
-                opened_at_ms: now,
-                stage_deadline_ms: now + 60_000,
-                parameters: None,
-            })
-            .await
-            .expect("open");
-        for (device, bytes) in [
-            (&ids[0], &b"a's round 2 upload"[..]),
-            (&ids[1], b"sybil bytes"),
-        ] {
-            storage
-                .record_upload_commitment(
-                    Logged {
-                        federation_id: "notes".into(),
-                        round: 2,
-                        device_id: device.clone(),
-                        upload_sha256: *Hash::sha256(bytes).as_bytes(),
-                        at_ms: now,
-                    },
-                    None,
-                )
-                .await
-                .expect("logged");
-        }
-        storage
-            .abort_round(RoundAbort {
-                federation_id: "notes".into(),
-                round: 2,
-                expected_version: round.summary.version,
-                reason: "too few unmasking responses".into(),
-                at_ms: now,
-            })
-            .await
-            .expect("closed");
-    });
+    let ids = lie_about_round_two(&mut server, &devices);
     server.restart();
 
     // Each device signs what it really uploaded; b and c also find their
@@ -240,6 +186,210 @@ fn gossiped_commitments_show_a_swapped_and_a_dropped_upload() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["commitments"].as_array().map(Vec::len), Some(0));
+    server.stop();
+}
+
+/// Round 2, by a lying server (played by writing its storage while it is
+/// down, as a malicious operator could): it logs device b's upload with
+/// another hash and device c's not at all, and closes the round. Leaves
+/// the server down; returns the devices' ids.
+fn lie_about_round_two(server: &mut Server, devices: &[(Membership, [u8; 32])]) -> Vec<String> {
+    server.kill();
+    let storage = server.storage();
+    let ids: Vec<String> = devices.iter().map(|d| d.0.device_id.clone()).collect();
+    server.block_on(async {
+        let now = hearth_server::now_ms();
+        let round = storage
+            .open_round(NewRound {
+                federation_id: "notes".into(),
+                round: 2,
+                cohort: ids.clone(),
+                stage: Stage::MaskedInput,
+                state: Vec::new(),
+                opened_at_ms: now,
+                stage_deadline_ms: now + 60_000,
+                parameters: None,
+            })
+            .await
+            .expect("open");
+        for (device, bytes) in [
+            (&ids[0], &b"a's round 2 upload"[..]),
+            (&ids[1], b"sybil bytes"),
+        ] {
+            storage
+                .record_upload_commitment(
+                    Logged {
+                        federation_id: "notes".into(),
+                        round: 2,
+                        device_id: device.clone(),
+                        upload_sha256: *Hash::sha256(bytes).as_bytes(),
+                        at_ms: now,
+                    },
+                    None,
+                )
+                .await
+                .expect("logged");
+        }
+        storage
+            .abort_round(RoundAbort {
+                federation_id: "notes".into(),
+                round: 2,
+                expected_version: round.summary.version,
+                reason: "too few unmasking responses".into(),
+                at_ms: now,
+            })
+            .await
+            .expect("closed");
+    });
+    ids
+}
+
+/// An honest round 1 in which every device audits, signs and gossips its
+/// upload; their audits.
+fn honest_round_one(devices: &[(Membership, [u8; 32])]) -> Vec<LogAudit> {
+    let reports = run_round(devices, 0);
+    let mut audits = Vec::new();
+    for (device, report) in devices.iter().zip(&reports) {
+        let client = client(device);
+        let mut audit = client.log_audit().expect("pinned log key");
+        let _ = client.audit_round(&mut audit, report).expect("own audit");
+        let mine = client.sign_upload(report).expect("sign");
+        assert_eq!(mine.verify(&secret_key(device)), Ok(()));
+        let _ = client.gossip_with(&mut audit, &[mine]).expect("gossip");
+        audits.push(audit);
+    }
+    audits
+}
+
+/// The commitments the gossip endpoint serves now for `round`.
+fn served(raw: &Raw, round: u64) -> Vec<SignedUploadCommitment> {
+    let (status, body) = raw.send(
+        raw.client
+            .get(format!(
+                "{}{}",
+                raw.url,
+                wire::gossip_commitments_path("notes")
+            ))
+            .build()
+            .expect("request"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let listed: GossipCommitmentsResponse = serde_json::from_value(body).expect("answer");
+    listed
+        .commitments
+        .into_iter()
+        .filter(|c| c.commitment.round == round)
+        .collect()
+}
+
+fn database(server: &Server) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(server.dir.join(DATABASE_FILE)).expect("database");
+    db.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("timeout");
+    db
+}
+
+/// The operator shows device c one commitment set and everyone else
+/// another: before c posts, it plants a row under c's name for round 2
+/// (the first per device and round is kept, and nobody can verify the
+/// planted one, so audits ignore it). c's real commitment, which shows
+/// the log dropped c's upload, is answered as posted but never kept, so no
+/// other device ever sees it. c checks the log for it, finds it missing,
+/// stops, and keeps the evidence for `hearth audit`.
+#[test]
+fn a_commitment_the_server_answers_but_does_not_log_is_found_by_its_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(dir.path(), &support::config(3, 3, 0.0, 30));
+    let devices: Vec<_> = (0..3).map(|_| server.enrol("notes")).collect();
+    let audits = honest_round_one(&devices);
+    let ids = lie_about_round_two(&mut server, &devices);
+    let planted = database(&server)
+        .execute(
+            "INSERT INTO gossip_commitments (federation_id, round, device_id, upload_sha256, \
+             round_digest, signature, received_at_ms) VALUES ('notes', 2, ?1, ?2, ?2, ?3, 0)",
+            rusqlite::params![ids[2], [0u8; 32].as_slice(), [0u8; 64].as_slice()],
+        )
+        .expect("the operator plants a row");
+    assert_eq!(planted, 1);
+    server.restart();
+    let raw = Raw::new(&server);
+
+    // b's commitment is kept and logged: its own check passes.
+    let mut audit = audits[1].clone();
+    follow_log(&raw, &mut audit);
+    let _ = client(&devices[1])
+        .gossip_with(&mut audit, &[signed(&devices[1], 2, b"b's round 2 upload")])
+        .expect("b's commitment is in the log");
+
+    // c's is answered as posted, and is in no log.
+    let mut audit = audits[2].clone();
+    follow_log(&raw, &mut audit);
+    let mine = signed(&devices[2], 2, b"c's round 2 upload");
+    let result = client(&devices[2]).gossip_with(&mut audit, std::slice::from_ref(&mine));
+    let Err(FedClientError::Audit(err)) = &result else {
+        panic!("c believes the other devices can see its commitment: {result:?}");
+    };
+    assert!(
+        err.to_string().starts_with("COMMITMENT NOT LOGGED"),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&ids[2]), "{err}");
+    // The other devices are served the planted one, not c's.
+    assert!(!served(&raw, 2).contains(&mine));
+    // Kept: `hearth audit` reports it from the stored state from now on.
+    let stored: LogAudit =
+        serde_json::from_str(&serde_json::to_string(&audit).expect("save")).expect("load");
+    let reported = audit_all(&stored).expect_err("hearth audit reports it");
+    assert!(
+        reported.to_string().starts_with("COMMITMENT NOT LOGGED"),
+        "{reported}"
+    );
+    server.stop();
+}
+
+/// The operator shows the devices different commitment sets the other
+/// way: b's commitment, which shows the log swapped b's upload, is kept
+/// and logged (b's own check passes), then taken out of what the gossip
+/// endpoint serves everyone else. The observer a is served a set without
+/// it, but replays the log, which holds it, and finds the swap.
+#[test]
+fn a_commitment_hidden_from_other_devices_is_still_in_the_log_they_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(dir.path(), &support::config(3, 3, 0.0, 30));
+    let devices: Vec<_> = (0..3).map(|_| server.enrol("notes")).collect();
+    let audits = honest_round_one(&devices);
+    let ids = lie_about_round_two(&mut server, &devices);
+    server.restart();
+    let raw = Raw::new(&server);
+
+    let mut audit = audits[1].clone();
+    follow_log(&raw, &mut audit);
+    let mine = signed(&devices[1], 2, b"b's round 2 upload");
+    let _ = client(&devices[1])
+        .gossip_with(&mut audit, std::slice::from_ref(&mine))
+        .expect("b's commitment is kept");
+    assert_eq!(served(&raw, 2), vec![mine.clone()]);
+    let hidden = database(&server)
+        .execute(
+            "DELETE FROM gossip_commitments WHERE round = 2 AND device_id = ?1",
+            rusqlite::params![ids[1]],
+        )
+        .expect("the operator hides it");
+    assert_eq!(hidden, 1);
+    assert!(served(&raw, 2).is_empty(), "a is served a set without it");
+
+    let mut observer = audits[0].clone();
+    follow_log(&raw, &mut observer);
+    let result = client(&devices[0]).audit_uploads(&mut observer);
+    let Err(FedClientError::Audit(AuditError::UploadContradicted { device, round, .. })) = &result
+    else {
+        panic!("the observer did not see b's word against the log: {result:?}");
+    };
+    assert_eq!((device, *round), (&ids[1], 2));
+    let kept = observer.upload_contradictions();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].commitment, mine);
+    assert!(matches!(kept[0].finding, Finding::Swapped { .. }));
     server.stop();
 }
 

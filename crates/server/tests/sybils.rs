@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hearth_fed::audit::AuditError;
 use hearth_fed::client::{FedClientError, Membership};
 use hearth_fed::crypto::DeviceIdentity;
-use hearth_server::storage::DATABASE_FILE;
+use hearth_server::storage::{DATABASE_FILE, Storage};
 use support::{Server, TestTrainer};
 
 #[test]
@@ -75,12 +75,80 @@ fn a_cohort_member_the_log_never_enrolled_is_refused_before_any_share_is_sent() 
         assert!(trainer.charged().is_empty());
         assert_eq!(trainer.encoded(), None);
     }
+    assert_no_sealed_share(&server);
+    server.stop();
+}
+
+/// The operator revokes a device in public (a `device_revoked` entry: the
+/// device is out of the count every auditor makes), then puts it back in
+/// its database behind the log's back, so the server authenticates it and
+/// puts it in cohorts, with a key the operator may hold. Its enrolment is
+/// still in the log, so proofs of enrolment alone pass; the devices' own
+/// replay of the log sees the revocation and refuses before sealing.
+#[test]
+fn a_cohort_member_the_log_revoked_is_refused_before_any_share_is_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(dir.path(), &support::config(3, 3, 0.0, 30));
+    let devices: Vec<(Membership, [u8; 32])> = (0..3).map(|_| server.enrol("notes")).collect();
+    let revoked = devices[2].0.device_id.clone();
+    let revoked_key = DeviceIdentity::from_secret_bytes(&devices[2].1).device_id();
+
+    server.kill();
+    let storage = server.storage();
+    let record = server
+        .block_on(storage.revoke_device(revoked.clone(), hearth_server::now_ms()))
+        .expect("revoke")
+        .expect("the device is known");
+    assert!(record.revoked_at_ms.is_some());
+    let db = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).expect("database");
+    db.busy_timeout(Duration::from_secs(10)).expect("timeout");
+    let reinstated = db
+        .execute(
+            "UPDATE devices SET revoked_at_ms = NULL WHERE id = ?1",
+            rusqlite::params![revoked],
+        )
+        .expect("the operator puts it back");
+    assert_eq!(reinstated, 1);
+    drop(db);
+    server.restart();
+
+    let trainers: Vec<Arc<TestTrainer>> = (0..3).map(|i| Arc::new(TestTrainer::new(i))).collect();
+    let results: Vec<_> = support::participate_all(&devices, &trainers)
+        .into_iter()
+        .map(|h| h.join().expect("device thread"))
+        .collect();
+    for (i, result) in results.iter().enumerate() {
+        let Err(FedClientError::Audit(AuditError::CohortRevoked {
+            cohort,
+            revoked,
+            first,
+            ..
+        })) = result
+        else {
+            panic!("device {i} took part beside a revoked device: {result:?}");
+        };
+        assert_eq!((*cohort, *revoked), (3, 1));
+        assert_eq!(*first, hex::encode(revoked_key.as_bytes()));
+    }
+    for trainer in &trainers {
+        assert!(trainer.charged().is_empty());
+        assert_eq!(trainer.encoded(), None);
+    }
+    assert_no_sealed_share(&server);
+    server.stop();
+}
+
+/// No sealed share reached the server in round 1: neither in the state
+/// last stored whole nor in the messages journaled since.
+fn assert_no_sealed_share(server: &Server) {
     let round = server.round("notes", 1).expect("the round opened");
     let state: serde_json::Value = serde_json::from_slice(&round.state).expect("state");
-    let text = state.to_string();
+    let mut text = state.to_string();
+    for entry in &round.journal {
+        text.push_str(&String::from_utf8_lossy(entry));
+    }
     assert!(
         !text.contains("\"ciphertext\""),
         "no sealed share reached the server: {text}"
     );
-    server.stop();
 }

@@ -12,8 +12,11 @@
 //! only in public, where every device and auditor counts them.
 //!
 //! What this does not check: that no cohort member was revoked since (a
-//! revocation cannot be disproved with an inclusion proof; the full audit
-//! replays the log for that), and whether the enrolled population is who
+//! revocation cannot be disproved with an inclusion proof). The client
+//! therefore checks cohorts against its own replay of the log
+//! ([`super::population`]), which sees revocations; these proofs
+//! ([`super::wire::ENROLMENTS_PATH`]) remain for a light check of
+//! enrolment alone. Neither checks whether the enrolled population is who
 //! the operator says it is (that is for the people who run invites).
 //!
 //! Pure: it takes the log's answers as values; `FedClient` fetches them.

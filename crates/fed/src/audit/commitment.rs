@@ -17,8 +17,10 @@
 //! Hearth signature starts with, so the signature cannot be replayed as a
 //! request, an enrolment or a round message (and none of those as this).
 //! Devices gossip these through the server
-//! ([`super::wire::GossipPost::commitments`]) and every device compares
-//! them with the log ([`super::uploads`]).
+//! ([`super::wire::GossipPost::commitments`]), which logs each one it
+//! keeps ([`SignedUploadCommitment::log_entry`], checked by the device
+//! that posted it: [`super::logged`]), and every device compares them with
+//! the log's participations ([`super::uploads`]).
 //!
 //! The signed bytes (`u32` lengths and `u64` numbers big-endian):
 //!
@@ -32,7 +34,7 @@
 //! signature cannot be mauled into a second valid one.
 
 use ed25519_dalek::Signature;
-use hearth_ledger::Hash;
+use hearth_ledger::{Hash, LogEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{DeviceIdentity, IdentityKey};
@@ -134,6 +136,46 @@ impl UploadCommitment {
 }
 
 impl SignedUploadCommitment {
+    /// The `upload_committed` entry the server logs for it
+    /// ([`super::logged`]).
+    pub fn log_entry(&self) -> LogEntry {
+        let c = &self.commitment;
+        LogEntry::UploadCommitted {
+            federation: c.federation.clone(),
+            round: c.round,
+            device: c.device.clone(),
+            upload_sha256: c.upload_sha256,
+            round_digest: c.round_digest,
+            signature: self.signature.to_bytes(),
+        }
+    }
+
+    /// The commitment an `upload_committed` entry holds (`None` for any
+    /// other entry). Not verified: check it under the device's key.
+    pub fn from_log_entry(entry: &LogEntry) -> Option<Self> {
+        let LogEntry::UploadCommitted {
+            federation,
+            round,
+            device,
+            upload_sha256,
+            round_digest,
+            signature,
+        } = entry
+        else {
+            return None;
+        };
+        Some(Self {
+            commitment: UploadCommitment {
+                federation: federation.clone(),
+                round: *round,
+                device: device.clone(),
+                upload_sha256: *upload_sha256,
+                round_digest: *round_digest,
+            },
+            signature: Signature::from_bytes(signature),
+        })
+    }
+
     /// Checks the signature under `public_key`: the key the device enrolled
     /// with (the server's device record, or an auditor's `device_enrolled`
     /// log entry; never a key the commitment itself names).

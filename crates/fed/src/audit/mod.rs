@@ -102,19 +102,25 @@
 
 pub mod cohort;
 pub mod commitment;
+mod error;
 pub mod gossip;
+pub mod logged;
 pub mod parameters;
+pub mod population;
 pub mod uploads;
 pub mod wire;
 
 pub use cohort::check_cohort_enrolled;
 pub use commitment::{CommitmentError, SignedUploadCommitment, UploadCommitment};
+pub use error::{Absence, AuditError};
 pub use gossip::{GossipHead, GossipReport, SplitViewEvidence};
+pub use logged::{OwnCommitmentsCheck, UnloggedCommitment};
+pub use population::{CohortCheck, Population};
 pub use uploads::{UploadContradiction, UploadEvidence, UploadReport};
 
 use hearth_ledger::{
-    EntryError, Hash, LogEntry, LogWatcher, MemoryStore, MerkleLog, ProofError, SignedTreeHead,
-    SthError, TreeHead, VerifyingKey, WatchError, leaf_hash, verify_consistency, verify_inclusion,
+    Hash, LogEntry, LogWatcher, MemoryStore, MerkleLog, SignedTreeHead, TreeHead, VerifyingKey,
+    leaf_hash, verify_consistency, verify_inclusion,
 };
 use serde::{Deserialize, Serialize};
 
@@ -122,264 +128,6 @@ use wire::{
     AdapterEntryResponse, ConsistencyProofResponse, EntriesResponse, InclusionProofResponse,
     LogKeyResponse,
 };
-
-/// Why the log could not be trusted, or does not show what it should.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuditError {
-    /// The tree head is not signed by the pinned log key: a forged head, or
-    /// a server that changed its key.
-    #[error("bad signature: the log's tree head is not signed by the key pinned at join")]
-    BadSignature,
-    /// The server now presents another log key than the pinned one.
-    #[error("the server's log key {served} is not the key pinned at join ({pinned})")]
-    KeyChanged {
-        /// The pinned key, hex.
-        pinned: String,
-        /// The key the server presented, hex.
-        served: String,
-    },
-    /// Two signed heads of one size with different roots.
-    #[error(
-        "fork: the log signed two different trees of {size} entries (root {known_root} before, {offered_root} now)"
-    )]
-    Fork {
-        /// The size both heads claim.
-        size: u64,
-        /// The root verified before.
-        known_root: Hash,
-        /// The conflicting root.
-        offered_root: Hash,
-    },
-    /// The new head does not extend the one verified before: entries were
-    /// changed, removed or reordered, or this device is shown a fork.
-    #[error(
-        "fork: the log's tree of {to} entries does not extend the {from} entries verified before (history was rewritten): {proof}"
-    )]
-    HistoryRewritten {
-        /// The size verified before.
-        from: u64,
-        /// The size offered.
-        to: u64,
-        /// What failed in the consistency proof.
-        proof: ProofError,
-    },
-    /// The log shrank.
-    #[error("the log went back from {current} entries to {offered}")]
-    Rollback {
-        /// The size verified before.
-        current: u64,
-        /// The size offered.
-        offered: u64,
-    },
-    /// A larger head is dated before the one verified before.
-    #[error("the log's clock went back from {current} ms to {offered} ms")]
-    TimestampRegressed {
-        /// The earlier head's timestamp.
-        current: u64,
-        /// The new head's timestamp.
-        offered: u64,
-    },
-    /// This device's participation commitment is not in the log.
-    /// (The upload's hash is in the [`CommitmentCheck`] that failed.)
-    #[error(
-        "missing commitment: the log does not show device {device}'s upload in round {round} of {federation}: {why}"
-    )]
-    MissingCommitment {
-        /// The federation.
-        federation: String,
-        /// The round.
-        round: u64,
-        /// This device's id.
-        device: String,
-        /// What the log answered instead.
-        why: Absence,
-    },
-    /// The log's entry for the adapter version names other bytes than the
-    /// ones downloaded.
-    #[error(
-        "wrong adapter hash: the log says global version {version} of {federation} is {logged}, the downloaded adapter is {downloaded}"
-    )]
-    WrongAdapter {
-        /// The federation.
-        federation: String,
-        /// The global version.
-        version: u64,
-        /// SHA-256 of the downloaded bytes.
-        downloaded: Hash,
-        /// SHA-256 the log records.
-        logged: Hash,
-    },
-    /// The round's parameters this device was shown are not (verifiably)
-    /// the ones the log recorded when the round opened.
-    #[error(
-        "round parameters not logged: the log does not hold the parameters (digest {digest}) this device was shown for round {round} of {federation}: {why}"
-    )]
-    ParametersNotLogged {
-        /// The federation.
-        federation: String,
-        /// The round.
-        round: u64,
-        /// The digest of the parameters this device was shown.
-        digest: Hash,
-        /// What the log answered instead.
-        why: Absence,
-    },
-    /// Devices of a round's cohort have no (verifiable) enrolment in the
-    /// log: the server put devices nobody can see into the round.
-    #[error(
-        "cohort not enrolled: {missing} of the {cohort} devices in round {round} of {federation} have no enrolment in the transparency log (first: {first}); the server may be filling the round with devices of its own"
-    )]
-    CohortNotEnrolled {
-        /// The federation.
-        federation: String,
-        /// The round.
-        round: u64,
-        /// How many devices the cohort has.
-        cohort: usize,
-        /// How many of them have no proven enrolment.
-        missing: usize,
-        /// The public key of the first of them, hex.
-        first: String,
-    },
-    /// The adapter version is not (verifiably) in the log.
-    #[error("global version {version} of {federation} is not in the log: {why}")]
-    AdapterNotLogged {
-        /// The federation.
-        federation: String,
-        /// The global version.
-        version: u64,
-        /// What the log answered instead.
-        why: Absence,
-    },
-    /// The log's entries do not hash to the signed root: its storage was
-    /// altered after the head was signed.
-    #[error(
-        "root mismatch: the log's {size} entries hash to {computed}, not to the signed root {signed} (its stored entries were altered)"
-    )]
-    RootMismatch {
-        /// The tree size.
-        size: u64,
-        /// The root of the served entries.
-        computed: Hash,
-        /// The signed root.
-        signed: Hash,
-    },
-    /// A proof or entry range is for another tree than the verified head.
-    #[error("the answer is for a tree of {answered} entries, the verified head has {verified}")]
-    WrongTreeSize {
-        /// The size the answer is for.
-        answered: u64,
-        /// The verified head's size.
-        verified: u64,
-    },
-    /// Two heads signed by the log cannot both be true: another device was
-    /// shown another history than this one (found by gossip, see
-    /// [`gossip`]).
-    #[error("SPLIT VIEW: {}", gossip::describe(.mine, .theirs, .proof))]
-    SplitView {
-        /// The head this device verified.
-        mine: TreeHead,
-        /// The head another device was shown.
-        theirs: TreeHead,
-        /// Why the log's consistency proof between them failed, when it
-        /// gave one.
-        proof: Option<ProofError>,
-    },
-    /// A device's signed upload commitment (gossiped, see [`uploads`])
-    /// that the log contradicts: the log dropped or swapped the device's
-    /// upload, or opened its round with other parameters.
-    #[error(
-        "UPLOAD CONTRADICTED: device {device} signed that it uploaded {signed} in round {round} of {federation}, but {what}"
-    )]
-    UploadContradicted {
-        /// The federation.
-        federation: String,
-        /// The round.
-        round: u64,
-        /// The device.
-        device: String,
-        /// The upload hash it signed.
-        signed: Hash,
-        /// What the log holds instead (boxed: it is the largest).
-        what: Box<UploadContradiction>,
-    },
-    /// A response is malformed (bad base64, entries out of order).
-    #[error("malformed log response: {0}")]
-    Malformed(String),
-    /// Re-verifying the stored history failed at one checkpoint.
-    #[error("stored audit history, checkpoint {checkpoint}: {error}")]
-    History {
-        /// The checkpoint's position in the history.
-        checkpoint: usize,
-        /// What failed there.
-        error: Box<AuditError>,
-    },
-}
-
-impl AuditError {
-    /// Whether the failure proves the server misbehaved (as opposed to a
-    /// malformed answer, which may be a transport problem worth a retry).
-    pub fn is_misbehaviour(&self) -> bool {
-        !matches!(self, AuditError::Malformed(_))
-    }
-}
-
-/// What the log answered instead of the entry a device looked for.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Absence {
-    /// The log says it holds no such entry.
-    #[error("the log has no such entry")]
-    NoEntry,
-    /// The log answered with a proof for another leaf.
-    #[error("the log answered with another entry (leaf {answered})")]
-    OtherLeaf {
-        /// The leaf hash it answered about.
-        answered: Hash,
-    },
-    /// The inclusion proof does not lead to the signed root.
-    #[error("its inclusion proof does not verify against the signed root: {0}")]
-    NotInTree(ProofError),
-    /// The entry's bytes do not decode.
-    #[error("the entry does not decode: {0}")]
-    Undecodable(EntryError),
-    /// The entry is about something else.
-    #[error("the entry at index {index} is about something else ({found})")]
-    OtherSubject {
-        /// The entry's index.
-        index: u64,
-        /// What it is: kind, federation, version.
-        found: String,
-    },
-}
-
-impl From<WatchError> for AuditError {
-    fn from(e: WatchError) -> Self {
-        match e {
-            WatchError::Signature(SthError::BadSignature) => AuditError::BadSignature,
-            WatchError::Rollback { current, offered } => AuditError::Rollback { current, offered },
-            WatchError::Fork {
-                size,
-                known_root,
-                offered_root,
-            } => AuditError::Fork {
-                size,
-                known_root,
-                offered_root,
-            },
-            WatchError::Inconsistent { from, to, proof } => {
-                AuditError::HistoryRewritten { from, to, proof }
-            }
-            WatchError::TimestampRegressed { current, offered } => {
-                AuditError::TimestampRegressed { current, offered }
-            }
-            // `update` reports no other kinds; `check_included` is not used
-            // through this conversion. Name it rather than panic.
-            other => AuditError::Malformed(other.to_string()),
-        }
-    }
-}
 
 /// This device's commitment to check: what it uploaded, and what the log
 /// answered to [`wire::INCLUSION_PATH`] with the commitment's leaf hash
@@ -507,9 +255,10 @@ pub struct RoundEvidence {
 /// [`audit_all`] re-checks everything.
 ///
 /// Every method that can fail leaves the state as it was, except
-/// [`LogAudit::gossip`], which keeps the evidence of a split view, and
+/// [`LogAudit::gossip`], which keeps the evidence of a split view,
 /// [`LogAudit::check_uploads`], which keeps the evidence of a device
-/// commitment the log contradicts.
+/// commitment the log contradicts, and [`LogAudit::check_own_commitments`],
+/// which keeps this device's commitments the log does not hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogAudit {
     watcher: LogWatcher,
@@ -521,6 +270,15 @@ pub struct LogAudit {
     /// before upload commitments were gossiped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     uploads: Vec<UploadEvidence>,
+    /// The federation's devices as replayed from the log before the last
+    /// round's cohort was checked ([`population`]; absent in audits stored
+    /// before the replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    population: Option<Population>,
+    /// This device's commitments the log did not hold after it posted
+    /// them ([`logged`]; absent in audits stored before they were logged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unlogged: Vec<UnloggedCommitment>,
 }
 
 impl LogAudit {
@@ -531,6 +289,8 @@ impl LogAudit {
             history: Vec::new(),
             split_views: Vec::new(),
             uploads: Vec::new(),
+            population: None,
+            unlogged: Vec::new(),
         }
     }
 
@@ -942,7 +702,9 @@ pub struct AuditReport {
 /// is the last checkpoint's; and that no split view was found by gossip
 /// ([`AuditError::SplitView`], re-checked from its stored evidence) and
 /// no device commitment was found contradicted by the log
-/// ([`AuditError::UploadContradicted`], likewise).
+/// ([`AuditError::UploadContradicted`], likewise), nor any of this
+/// device's own commitments missing from it
+/// ([`AuditError::CommitmentNotLogged`]).
 /// Catches a tampered or truncated state file as well as evidence that no
 /// longer holds.
 pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
@@ -1001,6 +763,9 @@ pub fn audit_all(audit: &LogAudit) -> Result<AuditReport, AuditError> {
     for evidence in &audit.uploads {
         uploads::recheck(evidence, audit.log_key())?;
     }
+    for evidence in &audit.unlogged {
+        logged::recheck(evidence, audit.log_key())?;
+    }
     report.head = replay.watcher.head().map(|h| *h.head());
     Ok(report)
 }
@@ -1032,35 +797,7 @@ impl LogReplay {
     /// Appends the next page; it must start where the replay stands and
     /// hold its entries in order.
     pub fn push(&mut self, page: &EntriesResponse) -> Result<(), AuditError> {
-        let start = self.size();
-        if page.start != start {
-            return Err(AuditError::Malformed(format!(
-                "entries page starts at {}, expected {start}",
-                page.start
-            )));
-        }
-        let count = u64::try_from(page.entries.len()).unwrap_or(u64::MAX);
-        if page.end.checked_sub(page.start) != Some(count) {
-            return Err(AuditError::Malformed(format!(
-                "entries page {}..{} holds {count} entries",
-                page.start, page.end
-            )));
-        }
-        // Decode the whole page first so a bad one appends nothing.
-        let mut leaves = Vec::with_capacity(page.entries.len());
-        for (expected, entry) in (start..).zip(&page.entries) {
-            if entry.index != expected {
-                return Err(AuditError::Malformed(format!(
-                    "entry {} where {expected} was expected",
-                    entry.index
-                )));
-            }
-            let bytes = entry
-                .leaf_bytes()
-                .map_err(|e| AuditError::Malformed(e.to_string()))?;
-            leaves.push((expected, bytes));
-        }
-        for (index, bytes) in leaves {
+        for (index, bytes) in page_leaves(page, self.size())? {
             // A memory store cannot fail; the log is full only at 2^64.
             self.log
                 .append_hash(leaf_hash(&bytes))
@@ -1088,6 +825,39 @@ impl LogReplay {
         }
         Ok(())
     }
+}
+
+/// The entries of `page` with their indices, decoded, after checking it
+/// starts at `start` and holds its entries in order. Decoding the whole
+/// page first means a bad one is refused before anything is appended.
+fn page_leaves(page: &EntriesResponse, start: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+    if page.start != start {
+        return Err(AuditError::Malformed(format!(
+            "entries page starts at {}, expected {start}",
+            page.start
+        )));
+    }
+    let count = u64::try_from(page.entries.len()).unwrap_or(u64::MAX);
+    if page.end.checked_sub(page.start) != Some(count) {
+        return Err(AuditError::Malformed(format!(
+            "entries page {}..{} holds {count} entries",
+            page.start, page.end
+        )));
+    }
+    let mut leaves = Vec::with_capacity(page.entries.len());
+    for (expected, entry) in (start..).zip(&page.entries) {
+        if entry.index != expected {
+            return Err(AuditError::Malformed(format!(
+                "entry {} where {expected} was expected",
+                entry.index
+            )));
+        }
+        let bytes = entry
+            .leaf_bytes()
+            .map_err(|e| AuditError::Malformed(e.to_string()))?;
+        leaves.push((expected, bytes));
+    }
+    Ok(leaves)
 }
 
 #[cfg(test)]

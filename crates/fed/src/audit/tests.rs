@@ -1,6 +1,6 @@
 //! The audit against an in-memory log driven honestly and dishonestly.
 
-use hearth_ledger::{MemoryStore, MerkleLog, SigningKey};
+use hearth_ledger::{MemoryStore, MerkleLog, ProofError, SigningKey};
 
 use super::wire::{EntryResponse, InclusionProofResponse};
 use super::*;

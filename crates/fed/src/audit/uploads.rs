@@ -32,10 +32,17 @@
 //! round. (That a dropped upload is *absent* cannot be shown by a few
 //! entries; it was established by the full replay.)
 //!
-//! What this cannot catch: a server that filters the gossip, never serving
-//! a commitment that contradicts its log (gossip through another channel
-//! closes that gap), and participations of sybil devices the server
-//! enrolled itself, which it can sign for.
+//! The commitments judged are those the gossip endpoint serves and those
+//! the log holds (`upload_committed` entries, [`super::logged`]): a server
+//! that serves some devices a list without a commitment that contradicts
+//! its log still shows it to them in the log, or shows them another log
+//! (a split view, which gossiped heads expose), or never logged it, which
+//! the device that posted it finds and reports.
+//!
+//! What this cannot catch: a server that filters the gossip of heads too,
+//! so that devices shown two logs never compare them (gossip through
+//! another channel closes that gap), and participations of sybil devices
+//! the server enrolled itself, which it can sign for.
 
 use std::collections::BTreeMap;
 
@@ -137,8 +144,11 @@ pub struct UploadEvidence {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[must_use]
 pub struct UploadReport {
-    /// Gossiped commitments judged.
+    /// Commitments judged: those served by the gossip endpoint and those
+    /// in the log, each once.
     pub gossiped: usize,
+    /// Of the federation's commitments, how many the log holds.
+    pub logged: usize,
     /// Of those, signed by the key the log enrolled their device with.
     pub verified: usize,
     /// Of those, for rounds not yet closed in the verified tree.
@@ -170,6 +180,8 @@ pub(super) struct ReplayIndex {
     opened: BTreeMap<(String, u64), Indexed<Hash>>,
     /// Rounds closed, by federation.
     closed: BTreeMap<String, Indexed<u64>>,
+    /// Devices' signed commitments the log holds (`upload_committed`).
+    committed: Indexed<SignedUploadCommitment>,
     /// The bytes of every entry above.
     leaves: BTreeMap<u64, Vec<u8>>,
 }
@@ -218,6 +230,13 @@ impl ReplayIndex {
                 .entry(federation)
                 .or_default()
                 .push((index, round)),
+            entry @ LogEntry::UploadCommitted { .. } => {
+                if let Some(c) = SignedUploadCommitment::from_log_entry(&entry) {
+                    self.committed.push((index, c));
+                }
+                // Its bytes are not needed as evidence.
+                return;
+            }
             _ => return,
         }
         self.leaves.insert(index, bytes.to_vec());
@@ -285,7 +304,25 @@ impl LogAudit {
             });
         };
         self.check_contents(replay)?;
-        let (report, found) = judge(federation, &head, replay, commitments);
+        // The log's commitments are judged with the served ones: what a
+        // server serves can differ from device to device, its log cannot
+        // without a split view (see `super::logged`).
+        let size = head.head.size;
+        let mut seen: std::collections::BTreeSet<[u8; 64]> =
+            commitments.iter().map(|c| c.signature.to_bytes()).collect();
+        let mut all = commitments.to_vec();
+        let mut logged = 0;
+        for (_, c) in replay.index.committed.iter().filter(|(i, _)| *i < size) {
+            if c.commitment.federation != federation {
+                continue;
+            }
+            logged += 1;
+            if seen.insert(c.signature.to_bytes()) {
+                all.push(c.clone());
+            }
+        }
+        let (mut report, found) = judge(federation, &head, replay, &all);
+        report.logged = logged;
         let mut first = None;
         for evidence in found {
             if let Err(e) = recheck(&evidence, self.log_key()) {

@@ -13,11 +13,11 @@
 //! 6. the inclusion proof of the round's `round_opened` entry for the
 //!    parameters this device was shown.
 //!
-//! Before that, if the round's cohort was checked against the log's
-//! enrolments under a head of its own (see
-//! [`FedClient::check_cohort_enrolled`]), the audit first advances to that
-//! head along a consistency proof, so what the cohort check relied on is
-//! part of the one history this device verified.
+//! Before that, if the round's cohort was checked against the log under a
+//! head of its own (see [`FedClient::participate_audited`]), the audit
+//! first joins that head along a consistency proof, so what the cohort
+//! check relied on is part of the one history this device verified (a
+//! no-op when the check was made with this same audit).
 //!
 //! Every log endpoint is public and unsigned; every answer still comes
 //! over the pinned TLS connection, though nothing here relies on that: the
@@ -28,12 +28,12 @@ use hearth_ledger::Hash;
 use super::http::{Call, Reply, Traffic};
 use super::{FedClient, FedClientError, JSON_LIMIT, Membership, ParticipationReport, get};
 use crate::audit::wire::{
-    self, AdapterEntryResponse, ConsistencyProofResponse, EnrolmentsQuery, EnrolmentsResponse,
-    InclusionProofResponse, LogKeyResponse, SthResponse,
+    self, AdapterEntryResponse, ConsistencyProofResponse, EntriesResponse, InclusionProofResponse,
+    LogKeyResponse, SthResponse,
 };
 use crate::audit::{
-    Absence, AdapterCheck, AuditError, CommitmentCheck, LogAudit, ParametersCheck, RoundCheck,
-    RoundVerified, commitment_leaf_hash, parameters,
+    Absence, AdapterCheck, AuditError, CohortCheck, CommitmentCheck, LogAudit, ParametersCheck,
+    RoundCheck, RoundVerified, commitment_leaf_hash, parameters,
 };
 use crate::crypto::DeviceId;
 use crate::{RoundId, RoundInfo};
@@ -243,43 +243,65 @@ impl FedClient {
     }
 
     /// Before this device seals a share to anyone: checks that every
-    /// device of the round's `cohort` has a `device_enrolled` entry in the
-    /// transparency log, under a fresh head signed by the pinned log key
-    /// ([`crate::audit::check_cohort_enrolled`]). Returns that head, which
-    /// the after-round audit joins to this device's verified history.
-    pub(super) fn check_cohort_enrolled(
+    /// device of the round's `cohort` is enrolled in the federation, and
+    /// none revoked, by the log's entries replayed into `audit`, under a
+    /// fresh head signed by the pinned log key and joined to `audit`'s
+    /// verified history ([`LogAudit::check_cohort`]). Fetches only the
+    /// entries `audit` has not replayed yet. Returns that head, which the
+    /// after-round audit joins again (a no-op for this same audit).
+    pub(super) fn check_cohort_in_log(
         &self,
+        audit: &mut LogAudit,
         round: RoundId,
         cohort: &[DeviceId],
         traffic: &Traffic,
     ) -> Result<hearth_ledger::SignedTreeHead, FedClientError> {
-        let key = self.membership.pinned_log_key()?;
+        let pinned = self.membership.pinned_log_key()?;
+        if *audit.log_key() != pinned {
+            return Err(FedClientError::LogKey(
+                "the stored audit follows another log key than this membership pinned".into(),
+            ));
+        }
         let federation = &self.membership.federation_id;
         let sth: SthResponse = self.log_json(wire::STH_PATH, traffic)?;
-        let head = sth
-            .verify(&key)
-            .map_err(|_| FedClientError::Audit(AuditError::BadSignature))?;
-        let mut answers = Vec::with_capacity(cohort.len());
-        for devices in cohort.chunks(wire::MAX_ENROLMENTS_PER_REQUEST) {
-            let query = EnrolmentsQuery {
-                federation: federation.clone(),
-                size: head.size(),
-                devices: devices.to_vec(),
-            };
-            let body = serde_json::to_vec(&query)
-                .map_err(|e| FedClientError::BadResponse(e.to_string()))?;
-            let call = Call {
-                method: "POST",
-                path: wire::ENROLMENTS_PATH,
-                body: &body,
-                content_type: Some("application/json"),
-                signer: None,
-                limit: JSON_LIMIT,
-            };
-            let answer: EnrolmentsResponse = self.http.send(&call, traffic, None)?.json()?;
-            answers.extend(answer.enrolments);
+        let size = sth.head.size;
+        let mine = audit.size();
+        let (old, new) = (mine.min(size), mine.max(size));
+        let consistency = if old == 0 || old == new {
+            ConsistencyProofResponse::trivial(old, new)
+        } else {
+            self.log_json(
+                &format!("{}?old={old}&new={new}", wire::CONSISTENCY_PATH),
+                traffic,
+            )?
+        };
+        let mut pages = Vec::new();
+        let mut start = audit.population_size(federation);
+        while start < size {
+            let end = size.min(start.saturating_add(wire::MAX_ENTRIES_PER_REQUEST));
+            let page: EntriesResponse = self.log_json(
+                &format!("{}?start={start}&end={end}", wire::ENTRIES_PATH),
+                traffic,
+            )?;
+            // Each page must move the replay on, or a server could keep
+            // this loop going for ever.
+            if page.end <= start || page.end > end {
+                return Err(FedClientError::BadResponse(format!(
+                    "asked for log entries {start}..{end}, got {}..{}",
+                    page.start, page.end
+                )));
+            }
+            start = page.end;
+            pages.push(page);
         }
-        crate::audit::check_cohort_enrolled(&head, federation, round.0, cohort, &answers)?;
+        audit.check_cohort(&CohortCheck {
+            federation,
+            round: round.0,
+            cohort,
+            sth: &sth,
+            consistency: &consistency,
+            pages: &pages,
+        })?;
         Ok(sth)
     }
 

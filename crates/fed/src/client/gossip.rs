@@ -10,9 +10,11 @@
 //! the audit keeps the evidence: store it.
 //!
 //! With the head, a device posts its own signed upload commitments
-//! ([`FedClient::sign_upload`], [`FedClient::gossip_with`]); and
+//! ([`FedClient::sign_upload`], [`FedClient::gossip_with`]) and checks the
+//! server logged them ([`crate::audit::logged`]); and
 //! [`FedClient::audit_uploads`] replays the whole log and compares every
-//! device's gossiped commitment with it ([`crate::audit::uploads`]).
+//! device's commitment, served or logged, with it
+//! ([`crate::audit::uploads`]).
 
 use hearth_ledger::Hash;
 
@@ -22,12 +24,13 @@ use super::{FedClient, FedClientError, ParticipationReport};
 use crate::audit::uploads::MAX_AUDITED_COMMITMENTS;
 use crate::audit::wire::{
     self, CONSISTENCY_PATH, ConsistencyProofResponse, ENTRIES_PATH, EntriesResponse,
-    GossipAccepted, GossipCommitmentsResponse, GossipPost, GossipResponse,
-    MAX_COMMITMENTS_PER_POST, MAX_ENTRIES_PER_REQUEST, MAX_GOSSIP_HEADS,
+    GossipAccepted, GossipCommitmentsResponse, GossipPost, GossipResponse, INCLUSION_PATH,
+    InclusionProofResponse, MAX_COMMITMENTS_PER_POST, MAX_ENTRIES_PER_REQUEST, MAX_GOSSIP_HEADS,
+    STH_PATH, SthResponse,
 };
 use crate::audit::{
-    GossipHead, GossipReport, LogAudit, LogReplay, SignedUploadCommitment, UploadCommitment,
-    UploadReport,
+    GossipHead, GossipReport, LogAudit, LogReplay, OwnCommitmentsCheck, SignedUploadCommitment,
+    UploadCommitment, UploadReport,
 };
 
 impl FedClient {
@@ -43,8 +46,12 @@ impl FedClient {
 
     /// [`FedClient::gossip`], posting this device's own signed upload
     /// commitments with its head (at most [`MAX_COMMITMENTS_PER_POST`];
-    /// the server keeps the first per round). Nothing is posted before the
-    /// audit verified a head.
+    /// the server keeps and logs the first per round), then checking the
+    /// log holds each as signed: what every other device replays
+    /// ([`crate::audit::logged`]). One it does not hold is
+    /// [`AuditError::CommitmentNotLogged`](crate::audit::AuditError::CommitmentNotLogged),
+    /// kept as evidence in `audit`: store it either way. Nothing is posted
+    /// before the audit verified a head.
     pub fn gossip_with(
         &self,
         audit: &mut LogAudit,
@@ -73,6 +80,9 @@ impl FedClient {
                 .http
                 .send(&self.signed("POST", &path, &body), &traffic, None)?
                 .json()?;
+            if !post.commitments.is_empty() {
+                self.check_own_commitments(audit, post.commitments, &traffic)?;
+            }
         }
         let answer: GossipResponse = self.log_json(&path, &traffic)?;
         let mine = audit.size();
@@ -93,6 +103,40 @@ impl FedClient {
             heads.push(GossipHead { sth, consistency });
         }
         Ok(audit.gossip(&heads)?)
+    }
+
+    /// After posting: checks the log holds each of this device's
+    /// commitments, under a head signed after the post and joined to the
+    /// verified history ([`LogAudit::check_own_commitments`]).
+    fn check_own_commitments(
+        &self,
+        audit: &mut LogAudit,
+        posted: Vec<SignedUploadCommitment>,
+        traffic: &Traffic,
+    ) -> Result<(), FedClientError> {
+        let sth: SthResponse = self.log_json(STH_PATH, traffic)?;
+        let size = sth.head.size;
+        let old = audit.size();
+        let consistency = if old == 0 || old >= size {
+            ConsistencyProofResponse::trivial(old, size)
+        } else {
+            self.log_json(&format!("{CONSISTENCY_PATH}?old={old}&new={size}"), traffic)?
+        };
+        let mut checked = Vec::with_capacity(posted.len());
+        for commitment in posted {
+            let leaf = commitment.log_entry().leaf_hash();
+            let proof: Option<InclusionProofResponse> = self.log_json_or_absent(
+                &format!("{INCLUSION_PATH}?hash={leaf}&size={size}"),
+                traffic,
+            )?;
+            checked.push((commitment, proof));
+        }
+        audit.check_own_commitments(&OwnCommitmentsCheck {
+            sth,
+            consistency,
+            posted: checked,
+        })?;
+        Ok(())
     }
 
     /// This device's signed commitment to what it uploaded in a round

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::http::{Call, Traffic, sleep};
 use super::{FedClient, FedClientError, GlobalAdapter};
 use crate::api::{RoundEndpoint, RoundPoll, RoundReceipt};
+use crate::audit::LogAudit;
 use crate::dp::zcdp_epsilon;
 use crate::protocol::{ClientError, ClientRound};
 use crate::wire::{RoundInfo, ServerMessage};
@@ -105,9 +106,9 @@ pub struct ParticipationReport {
     /// every signature to): the log must hold them
     /// ([`FedClient::audit_round`]).
     pub round_info: RoundInfo,
-    /// The signed tree head the round's cohort was checked to be enrolled
-    /// under: [`FedClient::audit_round`] joins it to this device's verified
-    /// history. `None` for a report that checked no cohort.
+    /// The signed tree head the round's cohort was checked under (enrolled,
+    /// none revoked): [`FedClient::audit_round`] joins it to this device's
+    /// verified history. `None` for a report that checked no cohort.
     pub cohort_head: Option<hearth_ledger::SignedTreeHead>,
 }
 
@@ -281,6 +282,10 @@ impl FedClient {
     /// version. Every wait is bounded by [`ClientOptions::round_timeout`]
     /// and ends early on `cancel`.
     ///
+    /// The cohort is checked against a fresh audit of the log (a replay of
+    /// the whole log, trusting the first head it sees): a device that keeps
+    /// its audit calls [`FedClient::participate_audited`] instead.
+    ///
     /// [`ClientOptions::round_timeout`]: super::ClientOptions::round_timeout
     pub fn participate(
         &self,
@@ -289,8 +294,27 @@ impl FedClient {
         progress: &dyn Progress,
         cancel: &CancelToken,
     ) -> Result<ParticipationReport, FedClientError> {
+        let mut audit = self.log_audit()?;
+        self.participate_audited(round, trainer, progress, cancel, &mut audit)
+    }
+
+    /// [`FedClient::participate`] with the device's stored audit of the
+    /// log: before sealing a share, the round's cohort is checked against
+    /// the federation's population replayed from the log, under a head
+    /// joined to `audit`'s verified history
+    /// ([`LogAudit::check_cohort`]). Only the entries since the last
+    /// round are fetched. `audit` may move on (a newer head, a longer
+    /// replay) even when the round then fails: store it either way.
+    pub fn participate_audited(
+        &self,
+        round: u64,
+        trainer: &dyn RoundTrainer,
+        progress: &dyn Progress,
+        cancel: &CancelToken,
+        audit: &mut LogAudit,
+    ) -> Result<ParticipationReport, FedClientError> {
         progress.begin(&format!("federated round {round}"), Some(7));
-        let result = self.walk(round, trainer, progress, cancel);
+        let result = self.walk(round, trainer, progress, cancel, audit);
         progress.end();
         result
     }
@@ -301,6 +325,7 @@ impl FedClient {
         trainer: &dyn RoundTrainer,
         progress: &dyn Progress,
         cancel: &CancelToken,
+        audit: &mut LogAudit,
     ) -> Result<ParticipationReport, FedClientError> {
         let mut walk = Walk {
             client: self,
@@ -356,9 +381,11 @@ impl FedClient {
         let (shares, state) = state.receive_neighbours(&keys, &mut OsRng)?;
         // The cohort passed the state machine's checks (sorted, within the
         // round's bounds, this device in it). No share leaves for a device
-        // the federation's public log does not show: the server cannot pick
-        // this device's neighbours, or pad the survivors, with its own keys.
-        let cohort_head = self.check_cohort_enrolled(info.round, &keys.cohort, &walk.traffic)?;
+        // the federation's public log does not show enrolled, or shows
+        // revoked: the server cannot pick this device's neighbours, or pad
+        // the survivors, with keys of its own.
+        let cohort_head =
+            self.check_cohort_in_log(audit, info.round, &keys.cohort, &walk.traffic)?;
         walk.post_json(RoundEndpoint::Shares, &shares)?;
         progress.advance(2);
 

@@ -17,7 +17,10 @@
 //! federation had, and verify under the device's enrolled key; otherwise
 //! the whole post is a `400 bad_request` saying which and why, and nothing
 //! of it is stored (a server relays only what a device really signed).
-//! The first commitment per device and round is kept. `GET
+//! The first commitment per device and round is kept, and appended to the
+//! transparency log in the same transaction (an `upload_committed` entry),
+//! where every device replays it and the posting device checks it is
+//! (`hearth_fed::audit::logged`). `GET
 //! {id}/gossip/commitments` (public, [`GossipCommitmentsQuery`]) serves
 //! them by round, then device id, [`MAX_GOSSIP_COMMITMENTS`] a page, so
 //! every device can hold the log's participation entries to the devices'

@@ -179,12 +179,13 @@ async fn poll(
     Ok(AppJson(answer))
 }
 
-/// Parses a JSON protocol message of the kind the endpoint takes.
-fn message<T: serde::de::DeserializeOwned>(
+/// Parses a JSON protocol message of the kind the endpoint takes (large
+/// ones off the async runtime).
+async fn message<T: serde::de::DeserializeOwned + Send + 'static>(
     signed: &SignedRequest,
     wrap: fn(T) -> ClientMessage,
 ) -> Result<ClientMessage, AppError> {
-    signed.json::<T>().map(wrap)
+    signed.json_off_runtime::<T>().await.map(wrap)
 }
 
 async fn keys(
@@ -192,7 +193,7 @@ async fn keys(
     Path(path): Path<RoundPath>,
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
-    let m = message(&signed, ClientMessage::AdvertiseKeys)?;
+    let m = message(&signed, ClientMessage::AdvertiseKeys).await?;
     receive(&state, &path, &signed, Owned::Message(m)).await
 }
 
@@ -201,7 +202,7 @@ async fn shares(
     Path(path): Path<RoundPath>,
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
-    let m = message(&signed, ClientMessage::EncryptedShares)?;
+    let m = message(&signed, ClientMessage::EncryptedShares).await?;
     receive(&state, &path, &signed, Owned::Message(m)).await
 }
 
@@ -219,7 +220,7 @@ async fn consistency(
     Path(path): Path<RoundPath>,
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
-    let m = message(&signed, ClientMessage::ConsistencySignature)?;
+    let m = message(&signed, ClientMessage::ConsistencySignature).await?;
     receive(&state, &path, &signed, Owned::Message(m)).await
 }
 
@@ -228,7 +229,7 @@ async fn unmask(
     Path(path): Path<RoundPath>,
     signed: SignedRequest,
 ) -> Result<AppJson<RoundReceipt>, AppError> {
-    let m = message(&signed, ClientMessage::UnmaskResponse)?;
+    let m = message(&signed, ClientMessage::UnmaskResponse).await?;
     receive(&state, &path, &signed, Owned::Message(m)).await
 }
 

@@ -2,20 +2,27 @@
 //! [`Storage::record_gossip_commitments`](super::Storage::record_gossip_commitments)
 //! and [`Storage::gossip_commitments`](super::Storage::gossip_commitments)).
 //!
-//! A table of its own, beside the log rather than in it: the commitments
-//! are the devices' word, relayed so other devices can hold the log to it,
-//! not something the server vouches for. Bounded by one row per enrolled
-//! device and round the federation had (the route checks the round and
-//! the signature; the first commitment per device and round is kept).
+//! Each commitment kept is also appended to the transparency log (an
+//! `upload_committed` entry, in the same transaction): the table serves
+//! them in pages, the log makes the set public and one. A server could
+//! serve two devices two different pages; it cannot show them two logs
+//! without the devices' gossiped heads exposing it, and the posting device
+//! checks its own commitment is in the log (`hearth_fed::audit::logged`).
+//! The entry is the device's word, not the server's: whoever relies on it
+//! checks the signature under the device's enrolled key. Bounded by one
+//! row (and one entry) per enrolled device and round the federation had
+//! (the route checks the round and the signature; the first commitment per
+//! device and round is kept).
 
+use hearth_ledger::{Hash, LogEntry};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{GossipCommitment, StorageError};
 
 type Result<T> = std::result::Result<T, StorageError>;
 
-/// Stores each commitment not already held for its device and round, in
-/// one transaction; returns how many were new.
+/// Stores each commitment not already held for its device and round, and
+/// logs it, in one transaction; returns how many were new.
 pub(super) fn record(conn: &mut Connection, commitments: &[GossipCommitment]) -> Result<u32> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut stored = 0u32;
@@ -35,7 +42,22 @@ pub(super) fn record(conn: &mut Connection, commitments: &[GossipCommitment]) ->
                 c.signature,
                 c.at_ms
             ])?;
-            stored = stored.saturating_add(u32::try_from(changed).unwrap_or(u32::MAX));
+            if changed == 0 {
+                continue;
+            }
+            stored = stored.saturating_add(1);
+            super::log::append_entry(
+                &tx,
+                &LogEntry::UploadCommitted {
+                    federation: c.federation_id.clone(),
+                    round: c.round,
+                    device: c.device_id.clone(),
+                    upload_sha256: Hash::from_bytes(c.upload_sha256),
+                    round_digest: Hash::from_bytes(c.round_digest),
+                    signature: c.signature,
+                },
+                c.at_ms,
+            )?;
         }
     }
     tx.commit()?;

@@ -116,6 +116,9 @@ pub(super) fn append_entry(tx: &Connection, entry: &LogEntry, at_ms: u64) -> Res
             (None, Some(device.as_str()), None)
         }
         LogEntry::RoundOpened { round, .. } => (Some(*round), None, None),
+        LogEntry::UploadCommitted { round, device, .. } => {
+            (Some(*round), Some(device.as_str()), None)
+        }
         _ => (None, None, None),
     };
     tx.prepare_cached(
