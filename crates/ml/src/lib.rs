@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod device;
+pub mod embed;
 mod error;
 mod fastmath;
 pub mod generate;
