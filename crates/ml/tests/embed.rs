@@ -146,3 +146,34 @@ fn meaning_is_closer_than_wording() {
         assert_eq!(best, Some(expected), "{query:?}");
     }
 }
+
+/// The figure in docs/ask.md: milliseconds per note for a batch of real
+/// notes (Shakespeare's speeches from the shared data), and per query.
+#[test]
+fn embedding_time_per_note() {
+    let Some(dir) = model_dir() else { return };
+    let Some(text) = hearth_testdata::shared("text/tinyshakespeare.txt") else {
+        return;
+    };
+    let text = std::fs::read_to_string(text).expect("read");
+    let notes: Vec<&str> = text.split("\n\n").take(128).collect();
+    let embedder = SentenceEmbedder::load(&dir, &Device::Cpu).expect("load");
+    embedder.embed(&notes[..4]).expect("warm up");
+    let start = Instant::now();
+    let vectors = embedder.embed(&notes).expect("embed");
+    let batch_ms = start.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(vectors.len(), notes.len());
+    let start = Instant::now();
+    for query in ["taxes", "a day at the seaside", "what to cook for dinner"] {
+        embedder.embed_one(query).expect("query");
+    }
+    let query_ms = start.elapsed().as_secs_f64() * 1e3 / 3.0;
+    let words: usize = notes.iter().map(|n| n.split_whitespace().count()).sum();
+    eprintln!(
+        "{} notes ({:.0} words each on average): {:.1} ms per note in batches; a short query {:.1} ms",
+        notes.len(),
+        words as f64 / notes.len() as f64,
+        batch_ms / notes.len() as f64,
+        query_ms
+    );
+}
