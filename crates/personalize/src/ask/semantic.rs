@@ -151,10 +151,14 @@ impl LibrarySemanticIndex {
                             .map(|entry| entry.name)
                             .unwrap_or_else(|_| "the sentence-embedding model".into())
                     });
-                    format!(
-                        "semantic search needs the sentence-embedding model {name}: {e} \
-                         (fetch it with scripts/fetch-models.sh {name})"
-                    )
+                    // The registry's "not on this machine" already says
+                    // how to fetch it.
+                    let fetch = if matches!(e, hearth_ml::MlError::Registry(_)) {
+                        String::new()
+                    } else {
+                        format!(" (fetch it again with scripts/fetch-models.sh {name})")
+                    };
+                    format!("semantic search needs the sentence-embedding model {name}: {e}{fetch}")
                 });
             if let Ok(mut stats) = self.stats.lock() {
                 stats.load_seconds = start.elapsed().as_secs_f64();
