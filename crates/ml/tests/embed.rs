@@ -156,7 +156,7 @@ fn embedding_time_per_note() {
         return;
     };
     let text = std::fs::read_to_string(text).expect("read");
-    let notes: Vec<&str> = text.split("\n\n").take(128).collect();
+    let notes: Vec<&str> = text.split("\n\n").take(64).collect();
     let embedder = SentenceEmbedder::load(&dir, &Device::Cpu).expect("load");
     embedder.embed(&notes[..4]).expect("warm up");
     let start = Instant::now();
