@@ -6,7 +6,8 @@
 -- model never reads an old model's vectors). text_sha256 is the sha256 of
 -- the text that was embedded: when a note's text changes, the stored
 -- vector no longer matches it and is computed again. Deleting an item
--- deletes its vectors.
+-- deletes its vectors. (Number 10: it comes after 09-ask-runs.sql, from
+-- the Ask translator's branch.)
 CREATE TABLE note_embeddings (
     item_id      INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
     model_sha256 TEXT    NOT NULL CHECK (length(model_sha256) = 64),
