@@ -1,7 +1,8 @@
 //! Ask: questions about a person's own library, answered by code.
 //!
-//! A person asks in plain words; a model (later) translates the question
-//! into a small typed query language; this crate parses the query
+//! A person asks in plain words; a model translates the question into a
+//! small typed query language, held to it by constrained decoding with
+//! [`lark_grammar`]; this crate parses the query
 //! ([`parse`]), checks it against the library and the day it is asked
 //! ([`check`]), compiles it to parameterised `SELECT`s and runs them on a
 //! read-only connection ([`AskDb`]). The answer ([`Outcome`]) carries the
@@ -37,6 +38,7 @@ pub mod ast;
 mod check;
 mod dates;
 mod error;
+mod grammar;
 mod lex;
 mod parse;
 mod run;
@@ -46,6 +48,7 @@ pub use ast::Query;
 pub use check::{Checked, LibraryFacts, MAX_LIMIT, ResolvedRange, check};
 pub use dates::DateSpan;
 pub use error::{AskError, CheckError, ParseError, SemanticError};
+pub use grammar::lark_grammar;
 pub use lex::MAX_QUERY_BYTES;
 pub use parse::{MAX_DEPTH, parse};
 pub use run::{

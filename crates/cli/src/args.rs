@@ -446,13 +446,26 @@ pub enum LineageCommand {
 pub struct AskArgs {
     #[command(subcommand)]
     pub command: Option<AskCommand>,
-    /// The question in your words. Translating it into a query is not
-    /// built yet: give the query with --query (the question is then
-    /// recorded with it, and can be corrected).
+    /// The question in your words: the text model translates it into a
+    /// query (held to the query language and your library's labels),
+    /// which runs read-only.
     pub question: Option<String>,
-    /// The query to run, e.g. 'count photos label "Rex" in last_summer'.
+    /// Run this query instead of translating, e.g. 'count photos label
+    /// "Rex" in last_summer' (with a question, the two are recorded
+    /// together).
     #[arg(long, value_name = "QUERY")]
     pub query: Option<String>,
+    /// Also show how the question was translated: the query the model
+    /// wrote, its tokens and time, and the grammar's cost per token.
+    #[arg(long)]
+    pub show_query: bool,
+    /// The text model that translates (registry name or path) [default:
+    /// the default text model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
     #[command(flatten)]
     pub common: AskCommon,
 }
@@ -481,6 +494,24 @@ pub enum AskCommand {
         #[command(flatten)]
         common: AskCommon,
     },
+    /// Train the translation on your corrected asks: a small adapter used
+    /// only for turning questions into queries (the newest one is used
+    /// from then on).
+    Train {
+        /// Training steps [default: the ask training default, 80].
+        #[arg(long)]
+        steps: Option<u64>,
+        /// The text model to adapt (registry name or path) [default: the
+        /// default text model].
+        #[arg(long)]
+        model: Option<String>,
+        /// auto, cpu, cuda or metal.
+        #[arg(long, value_parser = parse_device, default_value = "auto")]
+        device: DeviceChoice,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Past asks and their corrections.
     History {
         /// Print JSON.
@@ -497,6 +528,43 @@ pub enum EvalCommand {
     /// stand in for your labels): frozen head, fine-tuned last blocks, and
     /// a nearest-centroid baseline.
     Photos(EvalPhotosArgs),
+    /// Exact answers to questions in words over a generated library: the
+    /// base model with constrained decoding, after `hearth ask train` on
+    /// corrected pairs, and without the grammar.
+    Ask(EvalAskArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalAskArgs {
+    /// Questions asked in each configuration.
+    #[arg(long, default_value_t = 200)]
+    pub questions: usize,
+    /// Corrected pairs trained on (none of them an evaluated question).
+    #[arg(long, default_value_t = 100)]
+    pub train_pairs: usize,
+    /// Ask training steps [default: the ask training default].
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Seed for the library and the questions.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// A text file whose paragraphs become filler notes (e.g. the shared
+    /// data's tinyshakespeare.txt).
+    #[arg(long, value_name = "FILE")]
+    pub notes_from: Option<PathBuf>,
+    /// Leave out unconstrained generation (faster).
+    #[arg(long)]
+    pub no_unconstrained: bool,
+    /// The text model (registry name or path) [default: the default text
+    /// model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -40,6 +40,10 @@ pub enum MlError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A grammar for constrained decoding that cannot be compiled or
+    /// followed with this model's vocabulary.
+    #[error("constrained decoding: {0}")]
+    Constraint(String),
     /// A request the model cannot serve (prompt longer than the context, ...).
     #[error("{0}")]
     InvalidRequest(String),

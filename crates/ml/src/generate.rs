@@ -1,8 +1,10 @@
 //! Text generation with a key/value cache: greedy or sampled (temperature,
-//! nucleus/top-p, seeded), streaming text as it is produced.
+//! nucleus/top-p, seeded), streaming text as it is produced, optionally
+//! held to a grammar ([`crate::constrain`]).
 
-use candle_core::{D, DType, Tensor};
+use candle_core::{DType, Tensor};
 
+use crate::constrain::GrammarConstraint;
 use crate::error::{MlError, Result};
 use crate::loaders::LoadedModel;
 use crate::lora::LoraAdapter;
@@ -44,6 +46,12 @@ pub struct Generation {
     pub new_tokens: usize,
     /// Seconds spent on new tokens after the prompt was processed.
     pub decode_seconds: f64,
+    /// Seconds of `decode_seconds` spent computing grammar masks (zero
+    /// without a grammar).
+    pub mask_seconds: f64,
+    /// Whether the text is a complete sentence of the grammar (always true
+    /// without one); false when the token budget ran out first.
+    pub complete: bool,
 }
 
 /// Generates a continuation of `prompt` token ids. `on_text` receives each
@@ -54,6 +62,32 @@ pub fn generate(
     adapter: Option<&LoraAdapter>,
     prompt: &[u32],
     sampling: &Sampling,
+    on_text: impl FnMut(&str),
+) -> Result<Generation> {
+    run(loaded, adapter, prompt, sampling, None, on_text)
+}
+
+/// [`generate`], with every token held to `constraint`'s grammar: the text
+/// is always a prefix of a sentence of the grammar, and a whole sentence
+/// unless the token budget runs out ([`Generation::complete`]). Generation
+/// ends as soon as the grammar allows nothing more.
+pub fn generate_constrained(
+    loaded: &LoadedModel,
+    adapter: Option<&LoraAdapter>,
+    prompt: &[u32],
+    sampling: &Sampling,
+    constraint: &mut GrammarConstraint,
+    on_text: impl FnMut(&str),
+) -> Result<Generation> {
+    run(loaded, adapter, prompt, sampling, Some(constraint), on_text)
+}
+
+fn run(
+    loaded: &LoadedModel,
+    adapter: Option<&LoraAdapter>,
+    prompt: &[u32],
+    sampling: &Sampling,
+    mut constraint: Option<&mut GrammarConstraint>,
     mut on_text: impl FnMut(&str),
 ) -> Result<Generation> {
     if prompt.is_empty() {
@@ -87,6 +121,7 @@ pub fn generate(
             None => loaded.tokenizer.decode(generated)?,
         })
     };
+    let mut complete = constraint.is_none();
     for _ in 0..budget {
         let logits = model
             .forward_cached(&input, &mut cache, adapter)?
@@ -94,7 +129,14 @@ pub fn generate(
         if decode_start.is_none() {
             decode_start = Some(std::time::Instant::now());
         }
-        let next = pick(&logits, sampling, &mut rng)?;
+        let mut logits: Vec<f32> = logits.to_dtype(DType::F32)?.to_vec1()?;
+        if let Some(constraint) = constraint.as_deref_mut() {
+            constraint.mask_logits(&mut logits)?;
+        }
+        let next = pick(&logits, sampling, &mut rng);
+        if let Some(constraint) = constraint.as_deref_mut() {
+            constraint.consume(next)?;
+        }
         if loaded.tokenizer.stop_tokens().contains(&next) {
             break;
         }
@@ -104,7 +146,18 @@ pub fn generate(
             on_text(&text[shown..]);
             shown = text.len();
         }
+        if let Some(constraint) = constraint.as_deref_mut() {
+            complete = constraint.is_complete();
+            // Nothing but the end can follow: skip the forward pass that
+            // would only pick it.
+            if constraint.is_finished() {
+                break;
+            }
+        }
         input = Tensor::new(&[next], model.device())?.unsqueeze(0)?;
+    }
+    if let Some(constraint) = constraint.as_deref_mut() {
+        complete = constraint.is_complete();
     }
     let text = continuation(&generated)?;
     if text.len() > shown {
@@ -115,51 +168,60 @@ pub fn generate(
         prompt_tokens: prompt.len(),
         new_tokens: generated.len(),
         decode_seconds: decode_start.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        mask_seconds: constraint.map_or(0.0, |constraint| constraint.mask_time().0),
+        complete,
     })
 }
 
-/// The next token from `logits` `(vocab,)`.
-fn pick(logits: &Tensor, sampling: &Sampling, rng: &mut SplitMix64) -> Result<u32> {
-    if sampling.temperature <= 0.0 {
-        return Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?);
+/// The next token from `logits` `(vocab,)`; a logit of minus infinity is
+/// never picked unless every one is.
+fn pick(logits: &[f32], sampling: &Sampling, rng: &mut SplitMix64) -> u32 {
+    let best = logits
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (id, &logit)| {
+            if logit > best.1 { (id, logit) } else { best }
+        });
+    if sampling.temperature <= 0.0 || !best.1.is_finite() {
+        return best.0 as u32;
     }
-    let probabilities =
-        candle_nn::ops::softmax_last_dim(&(logits.to_dtype(DType::F32)? / sampling.temperature)?)?;
-    let probabilities: Vec<f32> = probabilities.to_vec1()?;
-    let mut order: Vec<usize> = (0..probabilities.len()).collect();
-    order.sort_unstable_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+    // Softmax at `temperature`, shifted by the largest logit.
+    let scale = (1.0 / sampling.temperature) as f32;
+    let weights: Vec<f32> = logits
+        .iter()
+        .map(|&logit| ((logit - best.1) * scale).exp())
+        .collect();
+    let total: f32 = weights.iter().sum();
+    let mut order: Vec<usize> = (0..weights.len()).filter(|&id| weights[id] > 0.0).collect();
+    order.sort_unstable_by(|&a, &b| weights[b].total_cmp(&weights[a]));
     let mut kept = 0.0f32;
     let mut cut = order.len();
     for (rank, &id) in order.iter().enumerate() {
-        kept += probabilities[id];
-        if f64::from(kept) >= sampling.top_p {
+        kept += weights[id];
+        if f64::from(kept / total) >= sampling.top_p {
             cut = rank + 1;
             break;
         }
     }
     let mut target = rng.next_f32() * kept;
     for &id in &order[..cut] {
-        target -= probabilities[id];
+        target -= weights[id];
         if target <= 0.0 {
-            return Ok(id as u32);
+            return id as u32;
         }
     }
-    Ok(order[0] as u32)
+    best.0 as u32
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     #[test]
     fn greedy_takes_the_argmax_and_sampling_respects_top_p() {
-        let logits = Tensor::new(&[0.0f32, 5.0, 1.0, 4.9], &Device::Cpu).expect("logits");
+        let logits = [0.0f32, 5.0, 1.0, 4.9];
         let mut rng = SplitMix64::new(1);
-        assert_eq!(
-            pick(&logits, &Sampling::default(), &mut rng).expect("pick"),
-            1
-        );
+        assert_eq!(pick(&logits, &Sampling::default(), &mut rng), 1);
         let nucleus = Sampling {
             temperature: 1.0,
             top_p: 0.5,
@@ -168,8 +230,24 @@ mod tests {
         // Token 1 alone holds about half the mass: top_p 0.5 keeps 1 (and at
         // most 3).
         for _ in 0..50 {
-            let id = pick(&logits, &nucleus, &mut rng).expect("pick");
+            let id = pick(&logits, &nucleus, &mut rng);
             assert!(id == 1 || id == 3, "{id}");
         }
+    }
+
+    #[test]
+    fn masked_logits_are_never_picked() {
+        let logits = [f32::NEG_INFINITY, 0.1, f32::NEG_INFINITY, 0.0];
+        let mut rng = SplitMix64::new(7);
+        let sampled = Sampling {
+            temperature: 1.5,
+            top_p: 1.0,
+            ..Sampling::default()
+        };
+        for _ in 0..200 {
+            let id = pick(&logits, &sampled, &mut rng);
+            assert!(id == 1 || id == 3, "{id}");
+        }
+        assert_eq!(pick(&logits, &Sampling::default(), &mut rng), 1);
     }
 }

@@ -6,6 +6,7 @@
 //!   a fused flavour for inference.
 #![deny(missing_docs)]
 
+pub mod constrain;
 pub mod device;
 pub mod embed;
 mod error;

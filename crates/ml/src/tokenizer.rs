@@ -194,6 +194,31 @@ impl TextTokenizer {
         self.chat_template.is_some()
     }
 
+    /// The bytes each token id stands for, for grammar-constrained
+    /// decoding; special tokens (`<|im_end|>`, `<s>`) are prefixed with
+    /// `0xFF`, a byte no UTF-8 text contains, so no grammar matches them as
+    /// text.
+    ///
+    /// Read from the tokenizer in memory rather than through llguidance's
+    /// `token_bytes_from_tokenizer_json`: that helper needs the tokenizer
+    /// re-serialised and panics on vocabularies it does not expect, and a
+    /// model file is user input.
+    pub fn token_bytes(&self) -> Result<Vec<Vec<u8>>> {
+        match &self.inner {
+            Inner::Hf(tokenizer) => hf_token_bytes(tokenizer),
+            Inner::Llama2c(tokenizer) => Ok(tokenizer
+                .pieces
+                .iter()
+                .enumerate()
+                .map(|(id, piece)| match id {
+                    0..=2 => special_bytes(piece),
+                    3..=258 => vec![(id - 3) as u8],
+                    _ => piece.clone(),
+                })
+                .collect()),
+        }
+    }
+
     /// `prompt` as one user turn in the model's chat template, ready for the
     /// assistant's reply; `None` when the model has no template.
     pub fn chat_prompt(&self, prompt: &str) -> Result<Option<String>> {
@@ -211,6 +236,79 @@ impl TextTokenizer {
             .map(Some)
             .map_err(|e| MlError::Tokenizer(format!("chat template: {e}")))
     }
+}
+
+/// `piece` marked as a special token (see [`TextTokenizer::token_bytes`]).
+fn special_bytes(piece: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(piece.len() + 1);
+    bytes.push(0xFF);
+    bytes.extend_from_slice(piece);
+    bytes
+}
+
+/// Token bytes of a Hugging Face tokenizer: byte-level BPE (GPT-2's
+/// printable stand-ins for bytes) or sentencepiece-style pieces (`▁` for a
+/// space, `<0xNN>` byte fallback).
+fn hf_token_bytes(tokenizer: &tokenizers::Tokenizer) -> Result<Vec<Vec<u8>>> {
+    let decoder = tokenizer
+        .get_decoder()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(tokenizer_error)?
+        .unwrap_or_default();
+    let byte_level = decoder["type"] == "ByteLevel";
+    let byte_of_char = byte_level_alphabet();
+    let specials = tokenizer.get_added_tokens_decoder();
+    let size = tokenizer.get_vocab_size(true);
+    let mut bytes = Vec::with_capacity(size);
+    for id in 0..size as u32 {
+        let Some(token) = tokenizer.id_to_token(id) else {
+            // A hole in the vocabulary: no text maps to it.
+            bytes.push(special_bytes(format!("<unused {id}>").as_bytes()));
+            continue;
+        };
+        if specials.get(&id).is_some_and(|added| added.special) {
+            bytes.push(special_bytes(token.as_bytes()));
+        } else if byte_level {
+            let piece: Option<Vec<u8>> = token
+                .chars()
+                .map(|c| byte_of_char.get(&c).copied())
+                .collect();
+            bytes.push(piece.ok_or_else(|| {
+                MlError::Tokenizer(format!(
+                    "token {id} ({token:?}) is not byte-level BPE although the decoder is"
+                ))
+            })?);
+        } else if let Some(byte) = token
+            .strip_prefix("<0x")
+            .and_then(|rest| rest.strip_suffix('>'))
+            .filter(|hex| hex.len() == 2)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            bytes.push(vec![byte]);
+        } else {
+            bytes.push(token.replace('\u{2581}', " ").into_bytes());
+        }
+    }
+    Ok(bytes)
+}
+
+/// GPT-2's byte-level alphabet: each byte is written as a printable
+/// character, the printable ones as themselves and the rest from U+0100 on.
+fn byte_level_alphabet() -> HashMap<char, u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut next = 0x100u32;
+    (0..=255u8)
+        .map(|b| {
+            if printable(b) {
+                (char::from(b), b)
+            } else {
+                let c = char::from_u32(next).unwrap_or(char::REPLACEMENT_CHARACTER);
+                next += 1;
+                (c, b)
+            }
+        })
+        .collect()
 }
 
 /// The tokenizer part of a GGUF file's metadata.

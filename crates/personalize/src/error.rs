@@ -11,11 +11,26 @@ pub enum PersonalizeError {
     /// or could not run.
     #[error(transparent)]
     Ask(#[from] hearth_ask::AskError),
-    /// A question in words needs the translator, which is not built yet.
+    /// The model did not finish a query for a question within its token
+    /// budget.
     #[error(
-        "translating a question into a query is not built yet, so {0:?} cannot be answered from words; write the query yourself: hearth ask --query 'count photos label \"Rex\" in last_summer' (the language is in docs/ask.md)"
+        "the model did not finish a query for {question:?} (it wrote {partial:?}); write the query yourself: hearth ask --query 'QUERY' (the language is in docs/ask.md)"
     )]
-    TranslatorNotBuilt(String),
+    Untranslated {
+        /// The question.
+        question: String,
+        /// What the model wrote before the budget ran out.
+        partial: String,
+    },
+    /// The model's query parsed (the grammar sees to that) but could not
+    /// run against the library, e.g. a `between` whose days are backwards.
+    #[error("the model translated the question into `{query}`, which cannot run: {source}")]
+    TranslatedQueryFailed {
+        /// The query the model wrote.
+        query: String,
+        /// Why it could not run.
+        source: hearth_ask::AskError,
+    },
     /// A model or training failed.
     #[error(transparent)]
     Ml(#[from] hearth_ml::MlError),

@@ -222,7 +222,7 @@ pub fn resume_text(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(
+pub(crate) fn run(
     library: &mut Library,
     run_id: RunId,
     name: &str,

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/06-federation.sql"),
     include_str!("../migrations/07-photo-taggers.sql"),
     include_str!("../migrations/08-ask.sql"),
+    include_str!("../migrations/09-ask-runs.sql"),
     include_str!("../migrations/10-note-embeddings.sql"),
 ];
 

@@ -89,6 +89,9 @@ pub enum RunKind {
     Photos,
     /// Local training for a federation round.
     Federated,
+    /// An adapter for translating questions into Ask queries, trained on
+    /// the person's corrected pairs.
+    Ask,
 }
 
 impl RunKind {
@@ -98,6 +101,7 @@ impl RunKind {
             RunKind::Text => "text",
             RunKind::Photos => "photos",
             RunKind::Federated => "federated",
+            RunKind::Ask => "ask",
         }
     }
 }
@@ -142,7 +146,7 @@ pub struct NewRun {
 pub struct Run {
     /// Row id.
     pub id: RunId,
-    /// `text`, `photos` or `federated`.
+    /// `text`, `photos`, `federated` or `ask`.
     pub kind: String,
     /// Where it stands.
     pub status: RunStatus,

@@ -4,14 +4,19 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
+use hearth_ml::DeviceChoice;
+use hearth_ml::train::Outcome;
 use hearth_personalize::PersonalizeError;
 use hearth_personalize::ask::{
-    self, AskError, AskRequest, NaiveDate, ResolvedRange, SourceItem, Value, ask_question,
+    self, AskError, AskRequest, AskTraining, NaiveDate, ResolvedRange, SourceItem, Value,
+    ask_question,
 };
 use hearth_store::Library;
 
 use crate::args::{AskArgs, AskCommand, AskCommon};
+use crate::commands::text::ctrl_c_token;
 use crate::output;
+use crate::progress_bar::Bar;
 
 pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
     match args.command {
@@ -39,6 +44,12 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
             }
         }
         Some(AskCommand::History { json }) => history(&library, json)?,
+        Some(AskCommand::Train {
+            steps,
+            model,
+            device,
+            json,
+        }) => train(&mut library, steps, model, device, json)?,
         None => {
             let today = today(&args.common);
             // Loads the sentence-embedding model only if the query needs it.
@@ -57,7 +68,12 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
                     ask::ask(&mut library, &request, Some(&semantic))
                         .map_err(|e| with_caret(e, &request.query))?
                 }
-                (None, Some(question)) => ask_question(&mut library, &question, today)?,
+                (None, Some(question)) => {
+                    let device = args.device.open()?;
+                    let (translator, _) =
+                        ask::library_translator(&library, args.model.as_deref(), &device)?;
+                    ask_question(&mut library, &question, today, &translator, Some(&semantic))?
+                }
                 (None, None) => bail!(
                     "give a question, or a query with --query (e.g. hearth ask --query 'count photos')"
                 ),
@@ -66,6 +82,16 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
             if args.common.json {
                 output::json(&answer)?;
             } else {
+                if let (true, Some(translation)) = (args.show_query, &answer.translation) {
+                    println!(
+                        "translated: {} ({} prompt tokens, {} query tokens, {:.2} s; grammar {:.2} ms per token)",
+                        translation.query,
+                        translation.prompt_tokens,
+                        translation.query_tokens,
+                        translation.seconds,
+                        translation.mask_ms_per_token
+                    );
+                }
                 print_answer(
                     &answer.canonical,
                     &answer.value,
@@ -170,6 +196,124 @@ fn history(library: &Library, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn train(
+    library: &mut Library,
+    steps: Option<u64>,
+    model: Option<String>,
+    device: DeviceChoice,
+    json: bool,
+) -> Result<()> {
+    let mut request = AskTraining {
+        model,
+        device,
+        ..AskTraining::default()
+    };
+    if let Some(steps) = steps {
+        request.config.steps = steps;
+        request.config.warmup_steps = request.config.warmup_steps.min(steps);
+    }
+    let pairs = ask::training_pairs(library)?.len();
+    let cancel = ctrl_c_token()?;
+    let summary = ask::train_ask(library, &request, &Bar::new(json), &cancel)?;
+    if json {
+        return output::json(&summary);
+    }
+    println!(
+        "run {}: {} steps of {} on {pairs} corrected questions and the prompt's examples ({} tokens), {:.0} tokens/s",
+        summary.run_id,
+        summary.steps,
+        summary.total_steps,
+        summary.tokens,
+        summary.tokens_per_second
+    );
+    if let (Some(base), Some(after)) = (summary.base_validation_loss, summary.validation_loss) {
+        println!("held-out loss {base:.3} -> {after:.3}");
+    }
+    match (summary.outcome, summary.adapter_id) {
+        (Outcome::Paused, _) => {
+            println!("stopped before the end; nothing is used until a run finishes (run it again)")
+        }
+        (_, Some(id)) => println!("adapter {id} now translates your questions"),
+        (_, None) => {}
+    }
+    Ok(())
+}
+
+/// `hearth eval ask`: prints each configuration's exact-answer accuracy,
+/// valid queries, answers outside the library and time per question.
+pub fn eval(args: crate::args::EvalAskArgs) -> Result<ExitCode> {
+    use hearth_personalize::ask::eval::{AskEvalRequest, eval_ask};
+    let workdir = tempfile::tempdir()?;
+    let mut request = AskEvalRequest::new(workdir.path().join("eval"));
+    request.questions = args.questions;
+    request.train_pairs = args.train_pairs;
+    request.seed = args.seed;
+    request.model = args.model;
+    request.device = args.device;
+    request.shakespeare = args.notes_from;
+    request.unconstrained = !args.no_unconstrained;
+    if let Some(steps) = args.steps {
+        request.training.config.steps = steps;
+        request.training.config.warmup_steps = request.training.config.warmup_steps.min(steps);
+    }
+    let cancel = ctrl_c_token()?;
+    let started = std::time::Instant::now();
+    let report = eval_ask(&request, &Bar::new(args.json), &cancel)?;
+    if args.json {
+        output::json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (agree, of) = report.reference_agreement;
+    println!(
+        "generated library of {} items; {} questions (reference queries match the generated truth: {agree}/{of}); {:.0} s in all",
+        report.library_items,
+        args.questions,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(training) = &report.training {
+        println!(
+            "ask training: {} steps on {} pairs, held-out loss {} -> {}, {:.0} tokens/s",
+            training.steps,
+            args.train_pairs,
+            training
+                .base_validation_loss
+                .map_or("-".into(), |l| format!("{l:.3}")),
+            training
+                .validation_loss
+                .map_or("-".into(), |l| format!("{l:.3}")),
+            training.tokens_per_second
+        );
+    }
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "", "exact", "valid", "outside", "mean s", "median s", "mask ms"
+    );
+    for config in &report.configs {
+        let pct = |n: usize| 100.0 * n as f64 / config.questions.max(1) as f64;
+        println!(
+            "{:<34} {:>7.1}% {:>7.1}% {:>8} {:>9.2} {:>9.2} {:>9}",
+            config.name,
+            pct(config.exact),
+            pct(config.valid),
+            config.outside_library,
+            config.mean_seconds,
+            config.median_seconds,
+            config
+                .mask_ms_per_token
+                .map_or("-".into(), |ms| format!("{ms:.2}"))
+        );
+    }
+    for config in &report.configs {
+        if !config.wrong.is_empty() {
+            println!("\n{}: some wrong answers", config.name);
+            for (question, written) in &config.wrong {
+                println!("  {question}\n    -> {written}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What semantic search did, on stderr: notes embedded now (the first

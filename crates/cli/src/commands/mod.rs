@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sim(args) => sim::sim(args),
         Command::Eval(EvalCommand::Text(args)) => text::eval(open()?, args),
         Command::Eval(EvalCommand::Photos(args)) => photos::eval(args),
+        Command::Eval(EvalCommand::Ask(args)) => ask::eval(args),
         Command::Bench(BenchCommand::Import { photos, megapixels }) => {
             crate::bench::import::run(photos, megapixels)
         }

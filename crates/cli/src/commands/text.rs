@@ -20,7 +20,7 @@ use crate::progress_bar::Bar;
 
 /// A cancellation token that Ctrl-C triggers: the first press pauses at
 /// the next step (with a checkpoint), a second one quits at once.
-fn ctrl_c_token() -> Result<CancelToken> {
+pub(crate) fn ctrl_c_token() -> Result<CancelToken> {
     let token = CancelToken::new();
     let handler = token.clone();
     ctrlc::set_handler(move || {

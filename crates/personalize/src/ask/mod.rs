@@ -7,14 +7,24 @@
 //! corrections, which become the translator's training data. The model
 //! never states a fact: every value here was computed from the library.
 //!
-//! Translating a question in words into a query is not built yet;
-//! [`ask_question`] says so rather than guess.
+//! A question in words is translated into a query by the text model under
+//! the library's grammar ([`translate`]); the query then runs like one the
+//! person wrote, and the answer shows it.
 
 use hearth_ask::{AskDb, SemanticIndex};
 use hearth_store::{AskCorrection, AskId, AskRecord, Library};
 use serde::Serialize;
 
 use crate::error::{PersonalizeError, Result};
+
+pub mod eval;
+pub mod train;
+pub mod translate;
+
+pub use train::{
+    AskTraining, MIN_PAIRS, ask_adapter, library_translator, train_ask, training_pairs,
+};
+pub use translate::{Translation, Translator};
 
 pub use chrono::NaiveDate;
 pub use hearth_ask::{AskError, DateSpan, ParseError, ResolvedRange, SourceItem, Value};
@@ -49,6 +59,9 @@ pub struct AskAnswer {
     pub ranges: Vec<ResolvedRange>,
     /// Things worth knowing about the answer.
     pub notes: Vec<String>,
+    /// How the model translated the question, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translation: Option<Translation>,
 }
 
 /// A stored correction and the answer of the corrected query.
@@ -101,6 +114,7 @@ pub fn ask(
         sources: outcome.sources,
         ranges: outcome.ranges,
         notes: outcome.notes,
+        translation: None,
     })
 }
 
@@ -117,14 +131,38 @@ pub fn ask_query(library: &mut Library, query: &str, today: NaiveDate) -> Result
     )
 }
 
-/// Answers a question in words: not built yet (the translator from words
-/// to queries is the model's part), so this always says so.
+/// Answers a question in words: `translator` writes the query (held to
+/// the library's grammar, learning from the person's corrections), which
+/// then runs read-only and is recorded with the question, ready to be
+/// corrected.
 pub fn ask_question(
-    _library: &mut Library,
+    library: &mut Library,
     question: &str,
-    _today: NaiveDate,
+    today: NaiveDate,
+    translator: &Translator,
+    semantic: Option<&dyn SemanticIndex>,
 ) -> Result<AskAnswer> {
-    Err(PersonalizeError::TranslatorNotBuilt(question.to_owned()))
+    let question = translate::check_question(question)?;
+    let facts = AskDb::open(library.root())?.facts()?;
+    let corrections = library.ask_corrections()?;
+    let translation =
+        translator.translate(question, &facts, &corrections, today, semantic.is_some())?;
+    let request = AskRequest {
+        question: Some(question.to_owned()),
+        query: translation.query.clone(),
+        today,
+    };
+    match ask(library, &request, semantic) {
+        Ok(answer) => Ok(AskAnswer {
+            translation: Some(translation),
+            ..answer
+        }),
+        Err(PersonalizeError::Ask(source)) => Err(PersonalizeError::TranslatedQueryFailed {
+            query: translation.query,
+            source,
+        }),
+        Err(other) => Err(other),
+    }
 }
 
 /// Stores `query` as what ask `ask_id` should have run, after checking it
