@@ -88,6 +88,7 @@ fn semantic_queries_rank_the_note_that_means_it_first() {
     let mut library = library(dir.path());
     let index = LibrarySemanticIndex::load(library.root(), None, hearth_ml::candle::Device::Cpu)
         .expect("model loads");
+    assert!(index.model_present());
 
     for (query, expected) in [
         (r#"similar notes to "taxes""#, "taxes.txt"),
@@ -142,6 +143,7 @@ fn without_the_model_a_semantic_query_says_how_to_fetch_it() {
         empty.to_str(),
         hearth_ml::candle::Device::Cpu,
     );
+    assert!(!index.model_present());
     let err = ask(
         &mut library,
         &AskRequest {

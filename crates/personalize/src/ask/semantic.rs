@@ -132,6 +132,22 @@ impl LibrarySemanticIndex {
         Ok(index)
     }
 
+    /// Whether the embedding model's files are on this machine (checked
+    /// without loading them): what a translator needs to know before it
+    /// offers `similar` queries.
+    pub fn model_present(&self) -> bool {
+        let name = match &self.model {
+            Some(model) => model.clone(),
+            None => match registry::default_model(EMBEDDING_KIND) {
+                Ok(entry) => entry.name,
+                Err(_) => return false,
+            },
+        };
+        registry::resolve(&name).is_ok_and(|dir| {
+            dir.join("config.json").is_file() && dir.join("model.safetensors").is_file()
+        })
+    }
+
     /// What the index did so far.
     pub fn stats(&self) -> SemanticStats {
         self.stats
