@@ -72,7 +72,16 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
                     let device = args.device.open()?;
                     let (translator, _) =
                         ask::library_translator(&library, args.model.as_deref(), &device)?;
-                    ask_question(&mut library, &question, today, &translator, Some(&semantic))?
+                    // `similar` is offered to the translator only when the
+                    // embedding model is here to run it.
+                    let offered = semantic.model_present();
+                    ask_question(
+                        &mut library,
+                        &question,
+                        today,
+                        &translator,
+                        if offered { Some(&semantic) } else { None },
+                    )?
                 }
                 (None, None) => bail!(
                     "give a question, or a query with --query (e.g. hearth ask --query 'count photos')"
