@@ -8,6 +8,7 @@
 
 pub mod constrain;
 pub mod device;
+pub mod embed;
 mod error;
 mod fastmath;
 pub mod generate;

