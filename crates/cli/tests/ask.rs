@@ -1,5 +1,5 @@
 //! `hearth ask` as a person uses it: import, label, ask with a query, see
-//! the answer and its items, be told the translator is not built, correct
+//! the answer and its items, ask in words and see the query, correct
 //! an ask, see the history.
 
 mod common;
@@ -78,13 +78,23 @@ fn ask_a_query_correct_it_and_see_the_history() {
         String::from_utf8_lossy(&refusal.stdout).contains("I can't answer that from your library.")
     );
 
-    // A question alone needs the translator: a clear error, no answer.
-    let output = hearth(&library)
-        .args(["ask", "how many notes mention Rex?"])
-        .output()
-        .expect("runs");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
+    // A question alone is translated by the default model (when fetched)
+    // and the query it wrote is shown with the answer.
+    if hearth_testdata::fetched_model("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+        .is_some()
+    {
+        let output = run_ok(hearth(&library).args([
+            "ask",
+            "how many notes mention Rex?",
+            "--show-query",
+            "--device",
+            "cpu",
+        ]));
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(printed.contains("translated: "), "{printed}");
+        assert!(printed.contains("query: "), "{printed}");
+        assert!(printed.contains("hearth ask correct "), "{printed}");
+    }
     // A malformed query says where and what.
     let output = hearth(&library)
         .args(["ask", "--query", "count photo"])
