@@ -5,6 +5,7 @@
 //! "import some notes first") without parsing messages; `message` is the
 //! library's own sentence, written for people.
 
+use hearth_ask::AskError;
 use hearth_fed::client::FedClientError;
 use hearth_personalize::PersonalizeError;
 use hearth_store::StoreError;
@@ -82,6 +83,10 @@ impl AppError {
             AppError::Personalize(error) => match error {
                 PersonalizeError::Store(error) => store_kind(error),
                 PersonalizeError::Ml(error) => ml_kind(error),
+                PersonalizeError::Ask(error) => ask_kind(error),
+                // The model's query: the person can write it instead.
+                PersonalizeError::Untranslated { .. }
+                | PersonalizeError::TranslatedQueryFailed { .. } => ErrorKind::Model,
                 PersonalizeError::NoData(_) => ErrorKind::NoData,
                 PersonalizeError::NotResumable { .. } => ErrorKind::NotResumable,
                 PersonalizeError::Cancelled | PersonalizeError::Paused { .. } => {
@@ -113,10 +118,24 @@ fn store_kind(error: &StoreError) -> ErrorKind {
         StoreError::NoSuchItem(_)
         | StoreError::NoSuchRun(_)
         | StoreError::NoSuchAdapter(_)
-        | StoreError::NoSuchTagger(_) => ErrorKind::NotFound,
+        | StoreError::NoSuchTagger(_)
+        | StoreError::NoSuchAsk(_) => ErrorKind::NotFound,
         StoreError::InvalidLabel(_) | StoreError::AlreadyMember(_) => ErrorKind::InvalidInput,
         StoreError::Busy(_) => ErrorKind::Busy,
         _ => ErrorKind::Library,
+    }
+}
+
+fn ask_kind(error: &AskError) -> ErrorKind {
+    match error {
+        // What the person wrote: the query does not parse, names a label
+        // or adapter the library lacks, or computes past whole numbers.
+        AskError::Parse(_) | AskError::Check(_) | AskError::Overflow => ErrorKind::InvalidInput,
+        // `similar` needs the sentence-embedding model.
+        AskError::SemanticUnavailable => ErrorKind::ModelMissing,
+        AskError::Semantic(_) => ErrorKind::Model,
+        AskError::Sqlite(_) | AskError::NoLibrary(_) => ErrorKind::Library,
+        _ => ErrorKind::Internal,
     }
 }
 
@@ -177,5 +196,12 @@ mod tests {
         assert_eq!(unreachable.kind(), ErrorKind::Federation);
         let typo = AppError::Personalize(FedClientError::InvalidUrl("ftp://x".into()).into());
         assert_eq!(typo.kind(), ErrorKind::InvalidInput);
+        let query = AppError::Personalize(AskError::Overflow.into());
+        assert_eq!(query.kind(), ErrorKind::InvalidInput);
+        let untranslated = AppError::Personalize(PersonalizeError::Untranslated {
+            question: "why?".into(),
+            partial: "count".into(),
+        });
+        assert_eq!(untranslated.kind(), ErrorKind::Model);
     }
 }

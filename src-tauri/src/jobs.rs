@@ -203,6 +203,17 @@ where
     Ok(id)
 }
 
+/// Runs short blocking library work (loading a model, a query over the
+/// library) on the async runtime's blocking pool, so the async workers
+/// and the main thread stay free.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tauri::async_runtime::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::Internal(format!("worker failed: {e}")))?
+}
+
 /// The text of a caught panic.
 pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic

@@ -6,10 +6,12 @@
 //!   point); [`run_app`] configures any [`tauri::Builder`], so tests pass
 //!   `tauri::test::mock_builder()` and drive the commands through the real
 //!   IPC layer on the mock runtime.
-//! - [`commands`]: one folder per screen (library, personalize, try,
+//! - [`commands`]: one folder per screen (library, personalize, try, ask,
 //!   federation, audit) plus job control.
 //! - [`state`]: the library's location and the registry of running jobs,
-//!   two separately managed pieces.
+//!   two separately managed pieces; the Ask screen's translator
+//!   ([`commands::ask::models::AskTranslator`]) is a third, loaded on the
+//!   first question.
 //! - [`jobs`]: long work on its own thread, progress over a typed
 //!   `tauri::ipc::Channel`, cancellation by job id.
 //! - [`thumbnails`]: the `hearth-thumb` URI scheme that serves the photo
@@ -69,6 +71,7 @@ pub fn run_app<R: Runtime>(
         .plugin(tauri_plugin_dialog::init())
         .manage(location)
         .manage(Jobs::default())
+        .manage(commands::ask::models::AskTranslator::default())
         .register_asynchronous_uri_scheme_protocol(
             thumbnails::SCHEME,
             move |_, request, responder| {
@@ -91,6 +94,7 @@ pub fn run_app<R: Runtime>(
             commands::jobs::commands::ping,
             commands::library::commands::library_info,
             commands::library::commands::list_items,
+            commands::library::commands::get_item,
             commands::library::commands::item_text,
             commands::library::commands::list_labels,
             commands::library::commands::add_label,
@@ -111,6 +115,11 @@ pub fn run_app<R: Runtime>(
             commands::try_it::commands::similar_photos,
             commands::try_it::commands::accept_tag,
             commands::try_it::commands::reject_tag,
+            commands::ask::commands::ask_question,
+            commands::ask::commands::ask_query,
+            commands::ask::commands::correct_ask,
+            commands::ask::commands::ask_history,
+            commands::ask::commands::train_ask,
             commands::federation::commands::federation_status,
             commands::federation::commands::join_federation,
             commands::federation::commands::leave_federation,

@@ -76,6 +76,8 @@ pub enum JobKind {
     TrainText,
     /// Training the photo tagger.
     TrainPhotos,
+    /// Training the Ask translator on the person's corrections.
+    TrainAsk,
     /// Generating text.
     Generate,
     /// Taking part in federated rounds.

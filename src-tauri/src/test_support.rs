@@ -75,6 +75,11 @@ impl TestApp {
         self.app.state::<crate::state::Jobs>().inner().clone()
     }
 
+    /// A piece of the app's managed state (the shared handle to it).
+    pub fn state<T: Clone + Send + Sync + 'static>(&self) -> T {
+        self.app.state::<T>().inner().clone()
+    }
+
     /// The library folder.
     pub fn library(&self) -> PathBuf {
         self.dir.path().join("library")

@@ -1,6 +1,7 @@
 // The app's screens, in navigation order. Adding a screen is one entry
 // here.
 import type { FunctionComponent } from "preact";
+import { Ask } from "./screens/Ask";
 import { Audit } from "./screens/Audit";
 import { Federation } from "./screens/Federation";
 import { Library } from "./screens/Library";
@@ -19,6 +20,7 @@ export const SCREENS: ScreenEntry[] = [
   { id: "library", label: "Library", component: Library },
   { id: "personalize", label: "Personalize", component: Personalize },
   { id: "try", label: "Try", component: Try },
+  { id: "ask", label: "Ask", component: Ask },
   { id: "federation", label: "Federation", component: Federation },
   { id: "audit", label: "Audit", component: Audit },
 ];

@@ -11,7 +11,7 @@ const fakeScreens = [
 
 describe("navigation", () => {
   it("lists the screens that exist (no placeholders)", () => {
-    expect(SCREENS.map((s) => s.id)).toEqual(["library", "personalize", "try", "federation", "audit"]);
+    expect(SCREENS.map((s) => s.id)).toEqual(["library", "personalize", "try", "ask", "federation", "audit"]);
   });
 
   it("moves between tabs with the arrow keys and keeps screens mounted", () => {

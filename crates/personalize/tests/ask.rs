@@ -70,6 +70,7 @@ fn queries_run_are_recorded_and_corrections_are_checked() {
         asked.ask_id,
         r#"count notes label "Rexx""#,
         today(),
+        None,
     )
     .expect_err("unknown label");
     assert!(err.to_string().contains("did you mean 'Rex'?"), "{err}");
@@ -78,13 +79,14 @@ fn queries_run_are_recorded_and_corrections_are_checked() {
         asked.ask_id,
         r#"count notes label "rex""#,
         today(),
+        None,
     )
     .expect("corrects");
     assert_eq!(corrected.value, Value::Number { value: 1 });
     assert_eq!(corrected.canonical, r#"count notes label "Rex""#);
     // Only asks with a question can be corrected.
     assert!(matches!(
-        correct_ask(&mut library, answer.ask_id, "count notes", today()),
+        correct_ask(&mut library, answer.ask_id, "count notes", today(), None),
         Err(PersonalizeError::Invalid(_))
     ));
 
@@ -202,7 +204,7 @@ fn corrected_pairs_train_an_ask_adapter_that_the_translator_then_uses() {
             None,
         )
         .expect("asks");
-        correct_ask(&mut library, asked.ask_id, query, today()).expect("corrects");
+        correct_ask(&mut library, asked.ask_id, query, today(), None).expect("corrects");
     }
     let pairs = training_pairs(&library).expect("pairs");
     assert_eq!(pairs.len(), 4);

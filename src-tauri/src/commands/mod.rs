@@ -7,6 +7,7 @@
 //! `try` is a Rust keyword, so the Try screen's commands live in
 //! [`try_it`].
 
+pub mod ask;
 pub mod audit;
 pub mod federation;
 pub mod jobs;

@@ -4,6 +4,10 @@
 import { Channel, convertFileSrc, invoke } from "@tauri-apps/api/core";
 import type {
   Adapter,
+  AskAnswer,
+  AskCorrectionAnswer,
+  AskHistory,
+  AskTrainingRequest,
   AdapterLineage,
   PhotoTagger,
   TaggerLineage,
@@ -92,6 +96,7 @@ export const api = {
 
   libraryInfo: () => call<LibraryInfo>("library_info"),
   listItems: (query: ItemQuery = {}) => call<Item[]>("list_items", { query }),
+  getItem: (id: number) => call<Item>("get_item", { id }),
   itemText: (id: number) => call<string | null>("item_text", { id }),
   listLabels: () => call<LabelSummary[]>("list_labels"),
   addLabel: (id: number, name: string) => call<Item>("add_label", { id, name }),
@@ -121,6 +126,13 @@ export const api = {
   similarPhotos: (id: number, k = 8) => call<SimilarPhoto[]>("similar_photos", { id, k }),
   acceptTag: (id: number, label: string) => call<Item>("accept_tag", { id, label }),
   rejectTag: (id: number, label: string) => call<Item>("reject_tag", { id, label }),
+
+  askQuestion: (question: string) => call<AskAnswer>("ask_question", { question }),
+  askQuery: (query: string) => call<AskAnswer>("ask_query", { query }),
+  correctAsk: (id: number, query: string) => call<AskCorrectionAnswer>("correct_ask", { id, query }),
+  askHistory: () => call<AskHistory>("ask_history"),
+  trainAsk: (request: AskTrainingRequest, onEvent: (e: JobEvent<RunSummary>) => void) =>
+    call<JobId>("train_ask", { request, onEvent: channel(onEvent) }),
 
   federationStatus: () => call<FederationOverview>("federation_status"),
   joinFederation: (request: JoinFederationRequest) => call<Membership>("join_federation", { request }),

@@ -36,7 +36,7 @@ export type JobEvent<T> =
   | { event: "done"; result: T }
   | { event: "failed"; error: AppError };
 
-export type JobKind = "import" | "embed" | "train_text" | "train_photos" | "generate" | "federate";
+export type JobKind = "import" | "embed" | "train_text" | "train_photos" | "train_ask" | "generate" | "federate";
 
 export interface JobInfo {
   id: JobId;
@@ -128,7 +128,7 @@ export type RunStatus = "running" | "paused" | "completed" | "early_stopped" | "
 
 export interface Run {
   id: number;
-  kind: "text" | "photos" | "federated";
+  kind: "text" | "photos" | "federated" | "ask";
   status: RunStatus;
   base_model: string;
   base_model_sha256: string;
@@ -433,4 +433,103 @@ export interface TaggerLineage {
   /** The head file's sha256 now (null when it is gone). */
   file_sha256: string | null;
   file_matches: boolean;
+}
+
+/** `Value` in crates/ask/src/run.rs: what a query computed. */
+export type AskValue =
+  | { type: "refusal" }
+  | { type: "number"; value: number }
+  /** A day, `YYYY-MM-DD`. */
+  | { type: "date"; date: string }
+  /** Items, listed in the answer's sources (which may show fewer). */
+  | { type: "items"; total: number }
+  | { type: "unknown"; reason: string };
+
+/** `SourceItem` in crates/ask/src/run.rs: an item an answer came from. */
+export interface SourceItem {
+  id: number;
+  kind: ItemKind;
+  path: string;
+  sha256: string;
+  /** Photos: when taken; notes: when added. */
+  date: string | null;
+  labels: string[];
+  /** Semantic search only: how close it is. */
+  score?: number;
+}
+
+/** `ResolvedRange`: a date range as written and the days it meant. */
+export interface ResolvedRange {
+  range: string;
+  span: { from: string; to: string };
+}
+
+/** `Translation` in crates/personalize/src/ask/translate.rs. */
+export interface Translation {
+  query: string;
+  prompt_tokens: number;
+  query_tokens: number;
+  /** From the question to the query. */
+  seconds: number;
+  /** The grammar constraint's overhead per written token. */
+  mask_ms_per_token: number;
+}
+
+/** `AskAnswer` in crates/personalize/src/ask/mod.rs. */
+export interface AskAnswer {
+  ask_id: number;
+  question: string | null;
+  /** As written (by the model or the person). */
+  query: string;
+  /** As it ran: canonical, labels as the library spells them. */
+  canonical: string;
+  value: AskValue;
+  sources: SourceItem[];
+  ranges: ResolvedRange[];
+  notes: string[];
+  /** Present when the model translated a question. */
+  translation?: Translation;
+}
+
+/** `Correction` in crates/personalize/src/ask/mod.rs: a kept correction and its answer. */
+export interface AskCorrectionAnswer {
+  correction_id: number;
+  ask_id: number;
+  question: string | null;
+  canonical: string;
+  value: AskValue;
+  sources: SourceItem[];
+  ranges: ResolvedRange[];
+  notes: string[];
+}
+
+/** `AskRecord` in crates/store/src/asks.rs. */
+export interface AskRecord {
+  id: number;
+  /** Null when the person wrote the query. */
+  question: string | null;
+  query: string;
+  asked_at: string;
+}
+
+/** `AskCorrection` in crates/store/src/asks.rs. */
+export interface AskCorrection {
+  id: number;
+  ask_id: number;
+  question: string | null;
+  query: string;
+  corrected_at: string;
+}
+
+/** `AskHistory` in src-tauri/src/commands/ask/models.rs. */
+export interface AskHistory {
+  asks: AskRecord[];
+  corrections: AskCorrection[];
+}
+
+/** `AskTrainingRequest` in src-tauri/src/commands/ask/models.rs. */
+export interface AskTrainingRequest {
+  model?: string | null;
+  steps?: number | null;
+  device?: "auto" | "cpu" | "cuda" | "metal" | null;
 }

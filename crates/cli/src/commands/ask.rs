@@ -21,8 +21,10 @@ use crate::progress_bar::Bar;
 pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
     match args.command {
         Some(AskCommand::Correct { id, query, common }) => {
-            let correction = ask::correct_ask(&mut library, id, &query, today(&common))
-                .map_err(|e| with_caret(e, &query))?;
+            let semantic = semantic_index(&library);
+            let correction =
+                ask::correct_ask(&mut library, id, &query, today(&common), Some(&semantic))
+                    .map_err(|e| with_caret(e, &query))?;
             if common.json {
                 output::json(&correction)?;
             } else {
@@ -52,12 +54,7 @@ pub fn ask(mut library: Library, args: AskArgs) -> Result<ExitCode> {
         }) => train(&mut library, steps, model, device, json)?,
         None => {
             let today = today(&args.common);
-            // Loads the sentence-embedding model only if the query needs it.
-            let semantic = hearth_personalize::ask::LibrarySemanticIndex::new(
-                library.root(),
-                None,
-                hearth_ml::candle::Device::Cpu,
-            );
+            let semantic = semantic_index(&library);
             let answer = match (args.query, args.question) {
                 (Some(query), question) => {
                     let request = AskRequest {
@@ -323,6 +320,16 @@ pub fn eval(args: crate::args::EvalAskArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The library's semantic index for `similar` queries; it loads the
+/// sentence-embedding model only if a query needs it.
+fn semantic_index(library: &Library) -> hearth_personalize::ask::LibrarySemanticIndex {
+    hearth_personalize::ask::LibrarySemanticIndex::new(
+        library.root(),
+        None,
+        hearth_ml::candle::Device::Cpu,
+    )
 }
 
 /// What semantic search did, on stderr: notes embedded now (the first

@@ -92,8 +92,8 @@ pub fn local_today() -> NaiveDate {
 }
 
 /// Runs `request`'s query read-only and records the ask. `semantic` is
-/// the embedding index for `similar` queries (none yet: such queries are
-/// refused with a typed error).
+/// the embedding index `similar` queries rank by ([`LibrarySemanticIndex`]);
+/// without one such queries are refused with a typed error.
 pub fn ask(
     library: &mut Library,
     request: &AskRequest,
@@ -167,12 +167,14 @@ pub fn ask_question(
 
 /// Stores `query` as what ask `ask_id` should have run, after checking it
 /// and running it (a correction that does not run is refused, never
-/// stored). Returns the correction and its answer.
+/// stored). `semantic` runs a corrected `similar` query, as in [`ask`].
+/// Returns the correction and its answer.
 pub fn correct_ask(
     library: &mut Library,
     ask_id: AskId,
     query: &str,
     today: NaiveDate,
+    semantic: Option<&dyn SemanticIndex>,
 ) -> Result<Correction> {
     let record = library.ask_record(ask_id)?;
     if record.question.is_none() {
@@ -180,7 +182,7 @@ pub fn correct_ask(
             "ask {ask_id} was a query with no question, so there is nothing to learn from a correction; ask with a question (`hearth ask \"QUESTION\" --query \"QUERY\"`)"
         )));
     }
-    let outcome = AskDb::open(library.root())?.ask(query, today, None)?;
+    let outcome = AskDb::open(library.root())?.ask(query, today, semantic)?;
     let correction_id = library.add_ask_correction(ask_id, &outcome.canonical)?;
     Ok(Correction {
         correction_id,

@@ -29,6 +29,12 @@ pub async fn list_items(
     helpers::list_items(&location.open()?, &query.unwrap_or_default())
 }
 
+/// One item (the Ask screen shows the items an answer came from).
+#[tauri::command]
+pub async fn get_item(location: State<'_, LibraryLocation>, id: ItemId) -> Result<Item> {
+    Ok(location.open()?.item(id)?)
+}
+
 /// The text of a text item (`null` for photos).
 #[tauri::command]
 pub async fn item_text(location: State<'_, LibraryLocation>, id: ItemId) -> Result<Option<String>> {

@@ -9,7 +9,7 @@ use tauri::ipc::Channel;
 use super::helpers;
 use super::models::{GenerateEvent, GenerateRequest, PhotoTags, SimilarPhoto};
 use crate::error::{AppError, Result};
-use crate::jobs::{EventSink, panic_message, spawn};
+use crate::jobs::{EventSink, blocking, panic_message, spawn};
 use crate::state::{JobId, JobKind, Jobs, LibraryLocation};
 
 /// Starts generating: base and/or personalized completions stream on
@@ -40,16 +40,6 @@ pub async fn generate_text(
             },
         );
     })
-}
-
-/// Runs blocking library work on the blocking pool (loading the photo
-/// model takes a moment; the async workers stay free).
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tauri::async_runtime::spawn_blocking(work)
-        .await
-        .map_err(|e| AppError::Internal(format!("worker failed: {e}")))?
 }
 
 /// Suggested tags with confidence: for unlabelled photos, or all.

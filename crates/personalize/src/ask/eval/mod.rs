@@ -196,7 +196,7 @@ pub fn eval_ask(
             },
             None,
         )?;
-        correct_ask(&mut library, answer.ask_id, &pair.query, today())?;
+        correct_ask(&mut library, answer.ask_id, &pair.query, today(), None)?;
     }
     let training = train_ask(&mut library, &request.training, progress, cancel)?;
     let (trained, adapter) = library_translator(&library, request.model.as_deref(), &device)?;
