@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use hearth_fed::client::GlobalAdapter;
 use hearth_ml::candle::{Device, Tensor};
 use hearth_ml::lora::{LoraAdapter, LoraConfig, Target};
 use hearth_ml::models::llama::Config;
@@ -103,6 +104,36 @@ pub struct RoundUpdate {
     pub items: usize,
     /// The last training loss.
     pub last_loss: Option<f32>,
+}
+
+/// Trains locally from a published global adapter, as every device's
+/// `RoundTrainer::delta` does (`hearth fed run`, the app, `hearth sim`):
+/// its tensors in the federation's order, then [`train_round`].
+pub fn train_from_global(
+    library: &mut Library,
+    request: &RoundTraining,
+    global: &GlobalAdapter,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<RoundUpdate> {
+    let tensors: HashMap<String, Tensor> =
+        hearth_ml::candle::safetensors::load_buffer(global.bytes(), &Device::Cpu)
+            .map_err(MlError::from)?;
+    let order: Vec<(String, Vec<usize>)> = global
+        .layout()
+        .tensors()
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect();
+    train_round(
+        library,
+        request,
+        &tensors,
+        &hex::encode(global.sha256()),
+        &order,
+        progress,
+        cancel,
+    )
 }
 
 /// Trains locally from the global adapter (`global`: PEFT-named tensors,

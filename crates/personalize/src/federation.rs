@@ -24,7 +24,6 @@
 //! never in the database.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -35,7 +34,7 @@ use hearth_fed::client::{
     RoundCharge, RoundTrainer, TrainerError,
 };
 use hearth_fed::dp::{DEFAULT_DELTA, zcdp_epsilon};
-use hearth_ml::candle::{Device, Tensor};
+use hearth_ml::candle::Device;
 use hearth_ml::train::TrainConfig;
 use hearth_ml::{DeviceChoice, registry};
 use hearth_progress::{CancelToken, Progress};
@@ -44,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::eligibility::{Decision, DeviceState, ParticipationPolicy};
 use crate::error::{PersonalizeError, Result};
-use crate::federated::{RoundTraining, lora_config_for, train_round};
+use crate::federated::{RoundTraining, lora_config_for, train_from_global};
 
 /// The privacy budget a membership gets unless the person sets another:
 /// total epsilon at delta [`DEFAULT_DELTA`].
@@ -756,21 +755,11 @@ impl RoundTrainer for TextTrainer<'_> {
     }
 
     fn delta(&self, global: &GlobalAdapter) -> std::result::Result<Vec<f32>, TrainerError> {
-        let tensors: HashMap<String, Tensor> =
-            hearth_ml::candle::safetensors::load_buffer(global.bytes(), &Device::Cpu)?;
-        let order: Vec<(String, Vec<usize>)> = global
-            .layout()
-            .tensors()
-            .iter()
-            .map(|t| (t.name.clone(), t.shape.clone()))
-            .collect();
         let mut library = self.library.borrow_mut();
-        let update = train_round(
+        let update = train_from_global(
             &mut library,
             &self.request,
-            &tensors,
-            &hex::encode(global.sha256()),
-            &order,
+            global,
             self.progress,
             &self.cancel,
         )?;
