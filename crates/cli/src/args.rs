@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use hearth_ml::train::TrainConfig;
 use hearth_ml::{DeviceChoice, Target};
 use hearth_personalize::generate::GenerateRequest;
 use hearth_sim::SimRequest;
@@ -192,6 +193,17 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 #[derive(Debug, Clone)]
 pub struct Targets(pub Vec<Target>);
 
+impl std::fmt::Display for Targets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short: Vec<&str> = self
+            .0
+            .iter()
+            .map(|t| t.name().trim_end_matches("_proj"))
+            .collect();
+        f.write_str(&short.join(","))
+    }
+}
+
 fn parse_targets(s: &str) -> Result<Targets, String> {
     s.split(',')
         .map(str::parse)
@@ -212,50 +224,50 @@ pub struct TrainTextArgs {
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainConfig::default().steps)]
     pub steps: u64,
     /// LoRA rank.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = TrainConfig::default().lora.rank)]
     pub rank: usize,
     /// LoRA alpha (the update is scaled by alpha / rank).
-    #[arg(long, default_value_t = 16.0)]
+    #[arg(long, default_value_t = TrainConfig::default().lora.alpha)]
     pub alpha: f64,
     /// LoRA dropout.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = TrainConfig::default().lora.dropout)]
     pub dropout: f32,
     /// Projections to adapt, comma-separated (q,k,v,o,gate,up,down).
-    #[arg(long, value_parser = parse_targets, default_value = "q,k,v,o,gate,up,down")]
+    #[arg(long, value_parser = parse_targets, default_value_t = Targets(TrainConfig::default().lora.targets))]
     pub targets: Targets,
     /// Sequences per micro-batch.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
     /// Tokens per sequence.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = TrainConfig::default().seq_len)]
     pub seq_len: usize,
     /// Micro-batches per step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = TrainConfig::default().grad_accumulation)]
     pub grad_accumulation: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
     pub lr: f64,
     /// Warm-up steps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TrainConfig::default().warmup_steps)]
     pub warmup: u64,
     /// Steps between held-out evaluations.
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
     pub eval_every: u64,
     /// Stop after this many evaluations without improvement.
     #[arg(long)]
     pub patience: Option<u64>,
     /// Steps between checkpoints.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
     pub checkpoint_every: u64,
     /// Seed for initialisation, data order and dropout.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
     /// Hold the frozen base weights as f32, or bf16 / f16 to halve their
     /// memory (computation stays f32).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    #[arg(long, default_value_t = TrainConfig::default().base_dtype, value_parser = ["f32", "bf16", "f16"])]
     pub base_dtype: String,
     /// auto, cpu, cuda or metal.
     #[arg(long, value_parser = parse_device, default_value = "auto")]

@@ -346,3 +346,20 @@ pub fn eval(library: Library, args: EvalArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    #[test]
+    fn train_text_without_flags_is_the_libraries_default_training() {
+        let cli = Cli::try_parse_from(["hearth", "train", "text"]).expect("parses");
+        let Command::Train(TrainCommand::Text(args)) = cli.command else {
+            panic!("not train text");
+        };
+        assert_eq!(train_config(&args), TrainConfig::default());
+    }
+}
