@@ -133,6 +133,7 @@ fn ask_kind(error: &AskError) -> ErrorKind {
         AskError::Parse(_) | AskError::Check(_) | AskError::Overflow => ErrorKind::InvalidInput,
         // `similar` needs the sentence-embedding model.
         AskError::SemanticUnavailable => ErrorKind::ModelMissing,
+        AskError::Semantic(e) if e.model_missing => ErrorKind::ModelMissing,
         AskError::Semantic(_) => ErrorKind::Model,
         AskError::Sqlite(_) | AskError::NoLibrary(_) => ErrorKind::Library,
         _ => ErrorKind::Internal,

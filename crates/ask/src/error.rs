@@ -95,6 +95,9 @@ fn did_you_mean(suggestion: &Option<String>) -> String {
 pub struct SemanticError {
     /// What went wrong.
     pub message: String,
+    /// Whether it is that the embedding model is not on this machine (the
+    /// person can fetch it), rather than that it failed.
+    pub model_missing: bool,
     /// The underlying error.
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,

@@ -66,7 +66,9 @@ pub struct LibrarySemanticIndex {
     root: PathBuf,
     model: Option<String>,
     device: Device,
-    embedder: OnceLock<Result<SentenceEmbedder, String>>,
+    /// The model, or why it did not load (and whether that is because it
+    /// is not on this machine).
+    embedder: OnceLock<Result<SentenceEmbedder, (String, bool)>>,
     library: Mutex<Option<Library>>,
     stats: Mutex<SemanticStats>,
 }
@@ -83,6 +85,7 @@ impl std::fmt::Debug for LibrarySemanticIndex {
 fn semantic_error(message: impl Into<String>) -> SemanticError {
     SemanticError {
         message: message.into(),
+        model_missing: false,
         source: None,
     }
 }
@@ -93,6 +96,7 @@ fn caused(
 ) -> SemanticError {
     SemanticError {
         message: format!("{}: {source}", message.into()),
+        model_missing: false,
         source: Some(Box::new(source)),
     }
 }
@@ -169,21 +173,28 @@ impl LibrarySemanticIndex {
                     });
                     // The registry's "not on this machine" already says
                     // how to fetch it.
-                    let fetch = if matches!(e, hearth_ml::MlError::Registry(_)) {
+                    let missing = matches!(e, hearth_ml::MlError::Registry(_));
+                    let fetch = if missing {
                         String::new()
                     } else {
                         format!(" (fetch it again with scripts/fetch-models.sh {name})")
                     };
-                    format!("semantic search needs the sentence-embedding model {name}: {e}{fetch}")
+                    (
+                        format!(
+                            "semantic search needs the sentence-embedding model {name}: {e}{fetch}"
+                        ),
+                        missing,
+                    )
                 });
             if let Ok(mut stats) = self.stats.lock() {
                 stats.load_seconds = start.elapsed().as_secs_f64();
             }
             result
         });
-        loaded
-            .as_ref()
-            .map_err(|message| semantic_error(message.clone()))
+        loaded.as_ref().map_err(|(message, missing)| SemanticError {
+            model_missing: *missing,
+            ..semantic_error(message.clone())
+        })
     }
 
     fn library(&self) -> Result<MutexGuard<'_, Option<Library>>, SemanticError> {

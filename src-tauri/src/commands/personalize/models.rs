@@ -1,5 +1,6 @@
 //! Request and response shapes of the personalization commands.
 
+use hearth_ml::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 /// A text training request. Defaults are `hearth train text`'s.
@@ -29,17 +30,20 @@ pub struct TextTrainingRequest {
 }
 
 impl Default for TextTrainingRequest {
+    /// The library's default training ([`TrainConfig::default`]), so the
+    /// app, the CLI and the library agree.
     fn default() -> Self {
+        let config = TrainConfig::default();
         TextTrainingRequest {
             model: None,
             label: None,
-            steps: 100,
-            rank: 8,
-            batch_size: 4,
-            seq_len: 256,
-            learning_rate: 2e-4,
-            eval_every: 25,
-            checkpoint_every: 10,
+            steps: config.steps,
+            rank: config.lora.rank,
+            batch_size: config.batch_size,
+            seq_len: config.seq_len,
+            learning_rate: config.learning_rate,
+            eval_every: config.eval_every,
+            checkpoint_every: config.checkpoint_every,
             device: "auto".into(),
         }
     }
