@@ -17,6 +17,7 @@ pub mod lora;
 pub mod loss;
 mod matmul;
 pub mod models;
+mod qmatmul;
 pub mod ops;
 pub mod peft;
 pub mod registry;
