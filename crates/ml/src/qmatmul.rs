@@ -71,14 +71,19 @@ impl QWeight {
         let bad = |why: String| MlError::InvalidRequest(format!("quantized weight: {why}"));
         let blocked = matches!(tensor.dtype(), GgmlDType::Q4_1 | GgmlDType::Q8_0);
         if blocked && !cols.is_multiple_of(BLOCK) {
-            return Err(bad(format!("{cols} columns do not split into blocks of {BLOCK}")));
+            return Err(bad(format!(
+                "{cols} columns do not split into blocks of {BLOCK}"
+            )));
         }
         let blocks = rows * cols / BLOCK;
         let data = match tensor.dtype() {
             GgmlDType::Q4_1 => {
                 let bytes = tensor.data()?;
                 if bytes.len() != blocks * 20 {
-                    return Err(bad(format!("{} bytes for {blocks} Q4_1 blocks", bytes.len())));
+                    return Err(bad(format!(
+                        "{} bytes for {blocks} Q4_1 blocks",
+                        bytes.len()
+                    )));
                 }
                 let (mut d, mut m, mut qs) = (
                     Vec::with_capacity(blocks),
@@ -95,7 +100,10 @@ impl QWeight {
             GgmlDType::Q8_0 => {
                 let bytes = tensor.data()?;
                 if bytes.len() != blocks * 34 {
-                    return Err(bad(format!("{} bytes for {blocks} Q8_0 blocks", bytes.len())));
+                    return Err(bad(format!(
+                        "{} bytes for {blocks} Q8_0 blocks",
+                        bytes.len()
+                    )));
                 }
                 let (mut d, mut qs) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks * 32));
                 for block in bytes.chunks_exact(34) {
@@ -139,7 +147,9 @@ impl QWeight {
     /// row `order[i]` of this one.
     pub(crate) fn permute_rows(&self, order: &[usize]) -> Result<Self> {
         if order.len() != self.rows || order.iter().any(|&r| r >= self.rows) {
-            return Err(MlError::InvalidRequest("row order does not fit the weight".into()));
+            return Err(MlError::InvalidRequest(
+                "row order does not fit the weight".into(),
+            ));
         }
         let nb = self.cols / BLOCK;
         fn gather<T: Copy>(v: &[T], order: &[usize], width: usize) -> Vec<T> {
@@ -339,7 +349,9 @@ mod tests {
             let (rows, cols) = (70, 96);
             let (w, exact) = weight(dtype, rows, cols);
             for tokens in [1, 2, 5] {
-                let x: Vec<f32> = (0..tokens * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+                let x: Vec<f32> = (0..tokens * cols)
+                    .map(|i| (i as f32 * 0.37).sin())
+                    .collect();
                 let y = w.forward(&x, tokens).expect("forward");
                 for t in 0..tokens {
                     for r in 0..rows {
@@ -347,7 +359,10 @@ mod tests {
                             .map(|c| exact[r * cols + c] * x[t * cols + c])
                             .sum();
                         let got = y[t * rows + r];
-                        assert!((got - want).abs() < 1e-4, "{dtype:?} {tokens}: {got} vs {want}");
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "{dtype:?} {tokens}: {got} vs {want}"
+                        );
                     }
                 }
             }

@@ -139,8 +139,7 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
             .to_vec1()?)
     };
     let embed = QWeight::from_qtensor(&tensor("token_embd.weight")?)?;
-    let head = if content.tensor_infos.contains_key("output.weight") && !cfg.tie_word_embeddings
-    {
+    let head = if content.tensor_infos.contains_key("output.weight") && !cfg.tie_word_embeddings {
         Some(QWeight::from_qtensor(&tensor("output.weight")?)?)
     } else {
         None
@@ -162,8 +161,12 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
             }
             if llama_order {
                 match target {
-                    Target::QProj => w = w.permute_rows(&hf_rows(fan_out, cfg.num_attention_heads))?,
-                    Target::KProj => w = w.permute_rows(&hf_rows(fan_out, cfg.num_key_value_heads))?,
+                    Target::QProj => {
+                        w = w.permute_rows(&hf_rows(fan_out, cfg.num_attention_heads))?
+                    }
+                    Target::KProj => {
+                        w = w.permute_rows(&hf_rows(fan_out, cfg.num_key_value_heads))?
+                    }
                     _ => {}
                 }
             }
@@ -171,7 +174,10 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
         }
         let mut bias: [Option<Vec<f32>>; 3] = [None, None, None];
         if cfg.attention_bias {
-            for (slot, n) in bias.iter_mut().zip(["attn_q.bias", "attn_k.bias", "attn_v.bias"]) {
+            for (slot, n) in bias
+                .iter_mut()
+                .zip(["attn_q.bias", "attn_k.bias", "attn_v.bias"])
+            {
                 *slot = Some(vector(tensor(&name(n))?)?);
             }
         }
@@ -183,7 +189,10 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
         });
     }
     let tokenizer = TextTokenizer::from_gguf_vocabulary(&header.vocabulary)?;
-    Ok((QuantizedLlama::new(cfg, embed, head, norm, blocks), tokenizer))
+    Ok((
+        QuantizedLlama::new(cfg, embed, head, norm, blocks),
+        tokenizer,
+    ))
 }
 
 /// The GGUF tensor name of a projection (without `blk.N.`).
@@ -411,7 +420,10 @@ impl QuantizedLlama {
                     #[inline(always)]
                     || {
                         let mut scores: Vec<f32> = (0..seen)
-                            .map(|p| fastmath::dot(query, &keys[p * kv_width + kv * dim..][..dim]) * scale)
+                            .map(|p| {
+                                fastmath::dot(query, &keys[p * kv_width + kv * dim..][..dim])
+                                    * scale
+                            })
                             .collect();
                         let top = fastmath::max(&scores);
                         let mut total = 0f32;
@@ -472,7 +484,9 @@ impl QuantizedLlama {
 fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
     let mean = fastmath::dot(x, x) / x.len() as f32;
     let inverse = 1.0 / (mean + eps).sqrt();
-    x.iter_mut().zip(weight).for_each(|(x, w)| *x *= inverse * w);
+    x.iter_mut()
+        .zip(weight)
+        .for_each(|(x, w)| *x *= inverse * w);
 }
 
 #[cfg(test)]
