@@ -248,7 +248,13 @@ pub fn generate_text(
                     model,
                     adapter: adapter.as_ref(),
                 };
-                generate_with(&decoder, &loaded.tokenizer, &prompt, &sampling, &mut on_text)?
+                generate_with(
+                    &decoder,
+                    &loaded.tokenizer,
+                    &prompt,
+                    &sampling,
+                    &mut on_text,
+                )?
             }
             None => generate(&loaded, adapter, &prompt, &sampling, &mut on_text)?,
         };

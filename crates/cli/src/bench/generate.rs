@@ -47,7 +47,10 @@ fn pass<D: Decoder>(decoder: &D, prompt: &[u32], new: usize) -> Result<Pass> {
     let argmax = |v: &[f32]| {
         v.iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+            )
             .0 as u32
     };
     let mut cache = D::Cache::default();
@@ -187,14 +190,18 @@ pub fn run(args: BenchGenerateArgs) -> Result<ExitCode> {
 
     let show = |name: &str, side: &Side| {
         let (pp, dec, all) = side.rates(p, n);
-        println!("  {name:<22} prompt {pp:>7.0} tokens/s   decode {dec:>6.1} tokens/s   end to end {all:>6.1} tokens/s");
+        println!(
+            "  {name:<22} prompt {pp:>7.0} tokens/s   decode {dec:>6.1} tokens/s   end to end {all:>6.1} tokens/s"
+        );
         all
     };
     let ours_all = show("hearth (base)", &ours);
     let ours_lora_all = show("hearth (LoRA r8)", &ours_lora);
     let (_, ours_dec, _) = ours.rates(p, n);
     let (_, ours_lora_dec, _) = ours_lora.rates(p, n);
-    println!("  hearth peak RSS {rss:.0} MiB raw, {net:.0} MiB net of the {start_rss:.0} MiB before loading");
+    println!(
+        "  hearth peak RSS {rss:.0} MiB raw, {net:.0} MiB net of the {start_rss:.0} MiB before loading"
+    );
     if !args.no_llamacpp {
         let llama_all = show("llama.cpp (base)", &llama);
         let (_, llama_dec, _) = llama.rates(p, n);
@@ -280,7 +287,9 @@ fn run_pytorch(gguf: &Path, prompt: usize, new: usize, threads: usize) -> Result
         .arg(&script)
         .arg("--gguf")
         .arg(gguf)
-        .args(["--batch", "1", "--seq", "16", "--warmup", "0", "--steps", "1"])
+        .args([
+            "--batch", "1", "--seq", "16", "--warmup", "0", "--steps", "1",
+        ])
         .args(["--threads", &threads.to_string()])
         .args(["--generate", &new.to_string()])
         .args(["--prompt-len", &prompt.to_string()])

@@ -73,12 +73,15 @@ impl QCache {
     }
 }
 
+/// One adapted projection: `A` `(rank, in)`, `B` `(out, rank)`, the rank.
+type Pair = (Vec<f32>, Vec<f32>, usize);
+
 /// A LoRA adapter's matrices as plain f32, ready for [`QuantizedLlama`].
 #[derive(Debug, Clone)]
 pub struct QAdapter {
     scale: f32,
     /// Per layer, per target: `A` `(rank, in)` and `B` `(out, rank)`.
-    layers: Vec<Vec<Option<(Vec<f32>, Vec<f32>, usize)>>>,
+    layers: Vec<Vec<Option<Pair>>>,
 }
 
 impl QAdapter {
