@@ -37,5 +37,6 @@ echo "== Personalizing the default model on your notes (a short run; Ctrl-C paus
 adapter=$("$hearth" adapters list --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
 echo
 echo "== Before and after (sampled as people use it; the seed keeps both passes comparable)"
-"$hearth" generate --adapter "$adapter" --compare --raw --max-tokens 60 "${HEARTH_DEMO_PROMPT:-ROMEO:
+"$hearth" generate --adapter "$adapter" --compare --raw --max-tokens 60 \
+    --temperature 0.7 --top-p 0.9 --repeat-penalty 1.1 --seed 42 "${HEARTH_DEMO_PROMPT:-ROMEO:
 }"

@@ -88,6 +88,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     p.add_argument("--generate", type=int, default=0, metavar="N",
                    help="also time greedy generation of N new tokens (batch 1, 16-token prompt); 0 = skip")
+    p.add_argument("--prompt-len", type=int, default=PROMPT_LEN,
+                   help="prompt tokens for --generate (hearth bench generate sets it)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and token ids")
     a = p.parse_args(argv)
     for name in ("rank", "threads", "batch", "seq", "steps"):
@@ -240,7 +242,7 @@ def main(argv=None):
             if isinstance(eos, (list, tuple)):
                 eos = eos[0] if eos else None
             gc.pad_token_id = eos if eos is not None else 0
-        prompt = torch.randint(0, cfg.vocab_size, (1, PROMPT_LEN), generator=gen)
+        prompt = torch.randint(0, cfg.vocab_size, (1, args.prompt_len), generator=gen)
         prompt_mask = torch.ones_like(prompt)
 
         def run_generate(n):
@@ -258,14 +260,14 @@ def main(argv=None):
         t0 = time.perf_counter()
         out_ids = run_generate(args.generate)
         elapsed = time.perf_counter() - t0
-        new_tokens = int(out_ids.shape[1] - PROMPT_LEN)
+        new_tokens = int(out_ids.shape[1] - args.prompt_len)
         if new_tokens != args.generate:
             log(f"WARNING: generated {new_tokens} tokens, asked for {args.generate}")
         gen_ms = elapsed * 1000.0
         gen_tps = new_tokens / elapsed
         gen_rss = peak_rss_mb()
         log(f"generate: {new_tokens} tokens in {gen_ms:.0f} ms = {gen_tps:.1f} tokens/s "
-            f"(includes the {PROMPT_LEN}-token prefill)")
+            f"(includes the {args.prompt_len}-token prefill)")
 
     result = {
         "framework": "pytorch",
@@ -302,7 +304,7 @@ def main(argv=None):
         "peak_rss_mb": round(train_rss, 1),
         "import_rss_mb": round(import_rss, 1),
         "generate_new_tokens": args.generate if args.generate > 0 else None,
-        "generate_prompt_tokens": PROMPT_LEN if args.generate > 0 else None,
+        "generate_prompt_tokens": args.prompt_len if args.generate > 0 else None,
         "generate_ms": round(gen_ms, 3) if gen_ms is not None else None,
         "generate_tokens_per_s": round(gen_tps, 3) if gen_tps is not None else None,
         "generate_peak_rss_mb": round(gen_rss, 1) if gen_rss is not None else None,

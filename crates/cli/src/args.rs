@@ -350,6 +350,9 @@ pub struct GenerateArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = GenerateRequest::default().seed)]
     pub seed: u64,
+    /// Repetition penalty on the last 64 tokens (1 is off).
+    #[arg(long, default_value_t = GenerateRequest::default().repeat_penalty)]
+    pub repeat_penalty: f32,
     /// Most new tokens.
     #[arg(long, default_value_t = GenerateRequest::default().max_tokens)]
     pub max_tokens: usize,
@@ -858,6 +861,10 @@ pub enum BenchCommand {
     /// LoRA training steps/s and peak RSS against PyTorch + PEFT on the same
     /// workload (and generation speed with the KV cache).
     Train(BenchTrainArgs),
+    /// Generation tokens/s and peak RSS at batch 1 on a GGUF: Hearth's
+    /// quantized path (base and with an adapter) against llama.cpp and
+    /// PyTorch on the same file and thread count.
+    Generate(BenchGenerateArgs),
     /// Photo embeddings per second and peak RSS (EfficientNet-Lite0,
     /// 224x224), next to PyTorch on the same machine.
     Embed(BenchEmbedArgs),
@@ -904,6 +911,31 @@ pub struct BenchLogArgs {
     /// Proofs timed (each verified).
     #[arg(long, default_value_t = 1000)]
     pub samples: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGenerateArgs {
+    /// GGUF model: registry name or path [default: the default text model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Prompt tokens (processed in one batch).
+    #[arg(long, default_value_t = 64)]
+    pub prompt_tokens: usize,
+    /// New tokens decoded greedily per pass.
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+    /// Interleaved rounds (medians reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// LoRA rank of the adapter measured.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// Skip the llama.cpp reference.
+    #[arg(long)]
+    pub no_llamacpp: bool,
+    /// Skip the PyTorch reference.
+    #[arg(long)]
+    pub no_pytorch: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ mod matmul;
 pub mod models;
 pub mod ops;
 pub mod peft;
+mod qmatmul;
 pub mod registry;
 pub mod rng;
 pub mod tagger;

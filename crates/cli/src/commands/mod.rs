@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::bench::import::run(photos, megapixels)
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::train::run(args),
+        Command::Bench(BenchCommand::Generate(args)) => crate::bench::generate::run(args),
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::embed::run(args),
         Command::Bench(BenchCommand::Secagg(args)) => crate::bench::secagg::run(args),
         Command::Bench(BenchCommand::Log(args)) => crate::bench::log::run(args),

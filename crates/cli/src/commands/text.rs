@@ -274,6 +274,7 @@ pub fn generate(library: Library, args: GenerateArgs) -> Result<ExitCode> {
         temperature: args.temperature,
         top_p: args.top_p,
         seed: args.seed,
+        repeat_penalty: args.repeat_penalty,
         raw: args.raw,
     };
     let mut out = std::io::stdout();

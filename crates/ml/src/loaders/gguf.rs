@@ -18,6 +18,36 @@ use crate::error::{MlError, Result};
 use crate::models::llama::{Config, Llama};
 use crate::tokenizer::{GgufVocabulary, TextTokenizer};
 
+/// What a GGUF file's header says about its model.
+pub(crate) struct Header {
+    /// `llama` or `qwen2`.
+    pub architecture: String,
+    /// The tokenizer's vocabulary.
+    pub vocabulary: GgufVocabulary,
+    /// The model's configuration.
+    pub config: Config,
+}
+
+/// Reads and checks the header of a GGUF file `file_len` bytes long: a
+/// Llama-family model whose tensors lie inside the file.
+pub(crate) fn header(content: &Content, file_len: u64) -> Result<Header, String> {
+    check_extent(content, file_len)?;
+    let metadata = &content.metadata;
+    let architecture = string(metadata, "general.architecture")?;
+    if !matches!(architecture.as_str(), "llama" | "qwen2") {
+        return Err(format!(
+            "architecture {architecture:?} is not a Llama-family model"
+        ));
+    }
+    let vocabulary = vocabulary(metadata)?;
+    let config = config(metadata, &architecture, content, vocabulary.tokens.len())?;
+    Ok(Header {
+        architecture,
+        vocabulary,
+        config,
+    })
+}
+
 /// Loads a GGUF model file.
 pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     let file = File::open(path).map_err(|e| MlError::io(path, e))?;
@@ -25,20 +55,11 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     let mut reader = BufReader::new(file);
     let content = Content::read(&mut reader)
         .map_err(|e| MlError::bad_model(path, format!("GGUF header: {e}")))?;
-    check_extent(&content, file_len).map_err(|reason| MlError::bad_model(path, reason))?;
-
-    let metadata = &content.metadata;
-    let architecture =
-        string(metadata, "general.architecture").map_err(|r| MlError::bad_model(path, r))?;
-    if !matches!(architecture.as_str(), "llama" | "qwen2") {
-        return Err(MlError::bad_model(
-            path,
-            format!("architecture {architecture:?} is not a Llama-family model"),
-        ));
-    }
-    let vocabulary = vocabulary(metadata).map_err(|r| MlError::bad_model(path, r))?;
-    let cfg = config(metadata, &architecture, &content, vocabulary.tokens.len())
-        .map_err(|r| MlError::bad_model(path, r))?;
+    let Header {
+        architecture,
+        vocabulary,
+        config: cfg,
+    } = header(&content, file_len).map_err(|reason| MlError::bad_model(path, reason))?;
 
     let mut weights = HashMap::new();
     for (name, _) in content.tensor_infos.iter() {

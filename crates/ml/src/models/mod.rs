@@ -6,3 +6,4 @@
 //!   differentiable training forward.
 
 pub mod llama;
+pub mod quantized;

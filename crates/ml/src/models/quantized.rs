@@ -1,0 +1,504 @@
+//! Inference on a GGUF's quantized weights: the Llama-family decoder of
+//! [`super::llama`], for generation on the CPU, with a LoRA adapter added
+//! by its own low-rank product.
+//!
+//! The projections stay in the file's blocks ([`crate::qmatmul`]): about
+//! 5 bits a weight for Q4_1 instead of 32, which is what bounds decoding
+//! speed. Norms, rotary positions and attention run in f32 over plain
+//! buffers, with a key/value cache grown in place. Q and K rows are put
+//! back in Hugging Face's order at load, as [`crate::loaders::gguf`] does,
+//! so adapters trained on the f32 model apply unchanged. Checked against
+//! [`super::llama::Llama::forward_cached`] on the real default model in
+//! `tests/quantized.rs`.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::{DType, Device};
+use rayon::prelude::*;
+
+use crate::error::{MlError, Result};
+use crate::fastmath;
+use crate::loaders::gguf as loader;
+use crate::lora::{LoraAdapter, Target};
+use crate::models::llama::Config;
+use crate::qmatmul::QWeight;
+use crate::tokenizer::TextTokenizer;
+
+/// One decoder block's weights.
+#[derive(Debug, Clone)]
+struct QBlock {
+    input_norm: Vec<f32>,
+    post_norm: Vec<f32>,
+    /// Projections in [`Target::ALL`] order.
+    proj: Vec<QWeight>,
+    /// Biases of q, k and v (Qwen2), in that order.
+    bias: [Option<Vec<f32>>; 3],
+}
+
+/// A Llama-family model on quantized weights, inference only.
+#[derive(Debug, Clone)]
+pub struct QuantizedLlama {
+    cfg: Config,
+    embed: QWeight,
+    /// The output head when it is not the embedding.
+    head: Option<QWeight>,
+    norm: Vec<f32>,
+    blocks: Vec<QBlock>,
+    /// `cos` and `sin` of position × frequency, `(positions, head_dim/2)`.
+    rope_cos: Vec<f32>,
+    rope_sin: Vec<f32>,
+    positions: usize,
+}
+
+/// Keys and values of every layer for the positions run so far.
+#[derive(Debug, Clone, Default)]
+pub struct QCache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl QCache {
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// One adapted projection: `A` `(rank, in)`, `B` `(out, rank)`, the rank.
+type Pair = (Vec<f32>, Vec<f32>, usize);
+
+/// A LoRA adapter's matrices as plain f32, ready for [`QuantizedLlama`].
+#[derive(Debug, Clone)]
+pub struct QAdapter {
+    scale: f32,
+    /// Per layer, per target: `A` `(rank, in)` and `B` `(out, rank)`.
+    layers: Vec<Vec<Option<Pair>>>,
+}
+
+impl QAdapter {
+    /// The matrices of `adapter`, checked against `model`'s shapes.
+    pub fn new(adapter: &LoraAdapter, model: &QuantizedLlama) -> Result<Self> {
+        let cfg = &model.cfg;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for layer in 0..cfg.num_hidden_layers {
+            let mut pairs = Vec::with_capacity(Target::ALL.len());
+            for target in Target::ALL {
+                let Some(pair) = adapter.pair(layer, target) else {
+                    pairs.push(None);
+                    continue;
+                };
+                let (a, b) = (pair.a.as_tensor(), pair.b.as_tensor());
+                let (rank, fan_in) = a.dims2()?;
+                let (fan_out, rank_b) = b.dims2()?;
+                if (fan_in, fan_out) != target.shape(cfg) || rank != rank_b {
+                    return Err(MlError::InvalidRequest(format!(
+                        "adapter {} of layer {layer} is {rank}x{fan_in} and {fan_out}x{rank_b}, \
+                         which does not fit the model",
+                        target.name()
+                    )));
+                }
+                let flat = |t: &candle_core::Tensor| -> Result<Vec<f32>> {
+                    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+                };
+                pairs.push(Some((flat(a)?, flat(b)?, rank)));
+            }
+            layers.push(pairs);
+        }
+        Ok(QAdapter {
+            scale: adapter.config().scale() as f32,
+            layers,
+        })
+    }
+}
+
+/// The model of a GGUF file on its quantized weights, its tokenizer and
+/// its configuration.
+pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
+    let file = File::open(path).map_err(|e| MlError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| MlError::io(path, e))?.len();
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader)
+        .map_err(|e| MlError::bad_model(path, format!("GGUF header: {e}")))?;
+    let header = loader::header(&content, file_len).map_err(|r| MlError::bad_model(path, r))?;
+    let cfg = header.config;
+    let mut tensor = |name: &str| -> Result<candle_core::quantized::QTensor> {
+        content
+            .tensor(&mut reader, name, &Device::Cpu)
+            .map_err(|e| MlError::bad_model(path, format!("tensor {name}: {e}")))
+    };
+    let vector = |t: candle_core::quantized::QTensor| -> Result<Vec<f32>> {
+        Ok(t.dequantize(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()?)
+    };
+    let embed = QWeight::from_qtensor(&tensor("token_embd.weight")?)?;
+    let head = if content.tensor_infos.contains_key("output.weight") && !cfg.tie_word_embeddings {
+        Some(QWeight::from_qtensor(&tensor("output.weight")?)?)
+    } else {
+        None
+    };
+    let norm = vector(tensor("output_norm.weight")?)?;
+    let llama_order = header.architecture == "llama";
+    let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+    for layer in 0..cfg.num_hidden_layers {
+        let name = |n: &str| format!("blk.{layer}.{n}");
+        let mut proj = Vec::with_capacity(Target::ALL.len());
+        for target in Target::ALL {
+            let mut w = QWeight::from_qtensor(&tensor(&name(gguf_name(target)))?)?;
+            let (fan_in, fan_out) = target.shape(&cfg);
+            if (w.cols(), w.rows()) != (fan_in, fan_out) {
+                return Err(MlError::bad_model(
+                    path,
+                    format!("{} of layer {layer} has the wrong shape", target.name()),
+                ));
+            }
+            if llama_order {
+                match target {
+                    Target::QProj => {
+                        w = w.permute_rows(&hf_rows(fan_out, cfg.num_attention_heads))?
+                    }
+                    Target::KProj => {
+                        w = w.permute_rows(&hf_rows(fan_out, cfg.num_key_value_heads))?
+                    }
+                    _ => {}
+                }
+            }
+            proj.push(w);
+        }
+        let mut bias: [Option<Vec<f32>>; 3] = [None, None, None];
+        if cfg.attention_bias {
+            for (slot, n) in bias
+                .iter_mut()
+                .zip(["attn_q.bias", "attn_k.bias", "attn_v.bias"])
+            {
+                *slot = Some(vector(tensor(&name(n))?)?);
+            }
+        }
+        blocks.push(QBlock {
+            input_norm: vector(tensor(&name("attn_norm.weight"))?)?,
+            post_norm: vector(tensor(&name("ffn_norm.weight"))?)?,
+            proj,
+            bias,
+        });
+    }
+    let tokenizer = TextTokenizer::from_gguf_vocabulary(&header.vocabulary)?;
+    Ok((
+        QuantizedLlama::new(cfg, embed, head, norm, blocks),
+        tokenizer,
+    ))
+}
+
+/// The GGUF tensor name of a projection (without `blk.N.`).
+fn gguf_name(target: Target) -> &'static str {
+    match target {
+        Target::QProj => "attn_q.weight",
+        Target::KProj => "attn_k.weight",
+        Target::VProj => "attn_v.weight",
+        Target::OProj => "attn_output.weight",
+        Target::GateProj => "ffn_gate.weight",
+        Target::UpProj => "ffn_up.weight",
+        Target::DownProj => "ffn_down.weight",
+    }
+}
+
+/// For Q/K weights stored permuted by llama.cpp: the stored row holding each
+/// Hugging Face row (see [`crate::loaders::unpermute_rotary_rows`]).
+fn hf_rows(rows: usize, heads: usize) -> Vec<usize> {
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    (0..rows)
+        .map(|r| {
+            let (h, within) = (r / head_dim, r % head_dim);
+            let (j, i) = (within / half, within % half);
+            h * head_dim + i * 2 + j
+        })
+        .collect()
+}
+
+impl QuantizedLlama {
+    fn new(
+        cfg: Config,
+        embed: QWeight,
+        head: Option<QWeight>,
+        norm: Vec<f32>,
+        blocks: Vec<QBlock>,
+    ) -> Self {
+        let positions = cfg.max_position_embeddings.min(32_768);
+        let (head_dim, half) = (cfg.head_dim(), cfg.head_dim() / 2);
+        let inverse: Vec<f64> = (0..half)
+            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / head_dim as f64))
+            .collect();
+        let mut rope_cos = Vec::with_capacity(positions * half);
+        let mut rope_sin = Vec::with_capacity(positions * half);
+        for p in 0..positions {
+            for f in &inverse {
+                let angle = (p as f64 * f) as f32;
+                rope_cos.push(angle.cos());
+                rope_sin.push(angle.sin());
+            }
+        }
+        QuantizedLlama {
+            cfg,
+            embed,
+            head,
+            norm,
+            blocks,
+            rope_cos,
+            rope_sin,
+            positions,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Longest sequence (prompt plus generated tokens) the model accepts.
+    pub fn max_sequence(&self) -> usize {
+        self.positions
+    }
+
+    /// Bytes held by the weights.
+    pub fn weight_bytes(&self) -> usize {
+        self.embed.bytes()
+            + self.head.as_ref().map_or(0, QWeight::bytes)
+            + self
+                .blocks
+                .iter()
+                .map(|b| b.proj.iter().map(QWeight::bytes).sum::<usize>())
+                .sum::<usize>()
+    }
+
+    /// Logits `(vocab,)` of the last of `tokens`, appending their keys and
+    /// values to `cache`.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut QCache,
+        adapter: Option<&QAdapter>,
+    ) -> Result<Vec<f32>> {
+        let cfg = &self.cfg;
+        let (t, h) = (tokens.len(), cfg.hidden_size);
+        let offset = cache.len;
+        if t == 0 {
+            return Err(MlError::InvalidRequest("no tokens to run".into()));
+        }
+        if offset + t > self.positions {
+            return Err(MlError::InvalidRequest(format!(
+                "{} tokens do not fit this model's context of {} tokens",
+                offset + t,
+                self.positions
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.embed.rows()) {
+            return Err(MlError::InvalidRequest(format!(
+                "token {bad} is outside the vocabulary of {}",
+                self.embed.rows()
+            )));
+        }
+        if cache.keys.len() != self.blocks.len() {
+            cache.keys = vec![Vec::new(); self.blocks.len()];
+            cache.values = vec![Vec::new(); self.blocks.len()];
+        }
+        let mut x = vec![0f32; t * h];
+        for (&id, row) in tokens.iter().zip(x.chunks_mut(h)) {
+            self.embed.row_into(id as usize, row);
+        }
+        for (layer, block) in self.blocks.iter().enumerate() {
+            self.block(layer, block, &mut x, t, offset, cache, adapter)?;
+        }
+        cache.len += t;
+        let mut last = x[(t - 1) * h..].to_vec();
+        rms_norm(&mut last, &self.norm, cfg.rms_norm_eps as f32);
+        self.head.as_ref().unwrap_or(&self.embed).forward(&last, 1)
+    }
+
+    /// One projection of `x` `(t, in)`, plus the adapter's update.
+    fn project(
+        &self,
+        layer: usize,
+        block: &QBlock,
+        target: Target,
+        x: &[f32],
+        t: usize,
+        adapter: Option<&QAdapter>,
+    ) -> Result<Vec<f32>> {
+        let w = &block.proj[target.index()];
+        let mut y = w.forward(x, t)?;
+        if let Some(bias) = match target {
+            Target::QProj => block.bias[0].as_ref(),
+            Target::KProj => block.bias[1].as_ref(),
+            Target::VProj => block.bias[2].as_ref(),
+            _ => None,
+        } {
+            for row in y.chunks_mut(w.rows()) {
+                row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+            }
+        }
+        if let Some(adapter) = adapter
+            && let Some(Some((a, b, rank))) = adapter.layers.get(layer).map(|l| &l[target.index()])
+        {
+            // y += scale · (x·Aᵀ)·Bᵀ: two thin products, rank wide.
+            let (fan_in, fan_out, rank) = (w.cols(), w.rows(), *rank);
+            fastmath::vectorized(
+                #[inline(always)]
+                || {
+                    let mut low = vec![0f32; rank];
+                    for (x, y) in x.chunks_exact(fan_in).zip(y.chunks_exact_mut(fan_out)) {
+                        for (l, a) in low.iter_mut().zip(a.chunks_exact(fan_in)) {
+                            *l = fastmath::dot(a, x) * adapter.scale;
+                        }
+                        for (y, b) in y.iter_mut().zip(b.chunks_exact(rank)) {
+                            *y += fastmath::dot(b, &low);
+                        }
+                    }
+                },
+            );
+        }
+        Ok(y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        layer: usize,
+        block: &QBlock,
+        x: &mut [f32],
+        t: usize,
+        offset: usize,
+        cache: &mut QCache,
+        adapter: Option<&QAdapter>,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps as f32);
+        let (heads, kv_heads, dim) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim(),
+        );
+        let kv_width = kv_heads * dim;
+        let mut normed = x.to_vec();
+        for row in normed.chunks_mut(h) {
+            rms_norm(row, &block.input_norm, eps);
+        }
+        let mut q = self.project(layer, block, Target::QProj, &normed, t, adapter)?;
+        let mut k = self.project(layer, block, Target::KProj, &normed, t, adapter)?;
+        let v = self.project(layer, block, Target::VProj, &normed, t, adapter)?;
+        for i in 0..t {
+            self.rope(&mut q[i * heads * dim..][..heads * dim], offset + i);
+            self.rope(&mut k[i * kv_width..][..kv_width], offset + i);
+        }
+        let keys = &mut cache.keys[layer];
+        let values = &mut cache.values[layer];
+        keys.truncate(offset * kv_width);
+        values.truncate(offset * kv_width);
+        keys.extend_from_slice(&k);
+        values.extend_from_slice(&v);
+        let (keys, values) = (&keys[..], &values[..]);
+
+        // Attention: every (token, head) on its own, causal over the cache.
+        let group = heads / kv_heads;
+        let scale = 1.0 / (dim as f32).sqrt();
+        let mut attended = vec![0f32; t * heads * dim];
+        attended
+            .par_chunks_mut(dim)
+            .enumerate()
+            .for_each(|(task, out)| {
+                let (i, head) = (task / heads, task % heads);
+                let kv = head / group;
+                let query = &q[(i * heads + head) * dim..][..dim];
+                let seen = offset + i + 1;
+                fastmath::vectorized(
+                    #[inline(always)]
+                    || {
+                        let mut scores: Vec<f32> = (0..seen)
+                            .map(|p| {
+                                fastmath::dot(query, &keys[p * kv_width + kv * dim..][..dim])
+                                    * scale
+                            })
+                            .collect();
+                        let top = fastmath::max(&scores);
+                        let mut total = 0f32;
+                        for s in &mut scores {
+                            *s = fastmath::exp(*s - top);
+                            total += *s;
+                        }
+                        let inverse = 1.0 / total;
+                        for (p, &w) in scores.iter().enumerate() {
+                            let value = &values[p * kv_width + kv * dim..][..dim];
+                            for (o, v) in out.iter_mut().zip(value) {
+                                *o += w * inverse * v;
+                            }
+                        }
+                    },
+                )
+            });
+        let o = self.project(layer, block, Target::OProj, &attended, t, adapter)?;
+        x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+
+        let mut normed = x.to_vec();
+        for row in normed.chunks_mut(h) {
+            rms_norm(row, &block.post_norm, eps);
+        }
+        let mut gate = self.project(layer, block, Target::GateProj, &normed, t, adapter)?;
+        let up = self.project(layer, block, Target::UpProj, &normed, t, adapter)?;
+        fastmath::vectorized(
+            #[inline(always)]
+            || {
+                for (g, u) in gate.iter_mut().zip(&up) {
+                    *g = *g * fastmath::sigmoid(*g) * u;
+                }
+            },
+        );
+        let down = self.project(layer, block, Target::DownProj, &gate, t, adapter)?;
+        x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
+        Ok(())
+    }
+
+    /// Rotary positions on one token's heads (Hugging Face's half-split
+    /// layout), in place.
+    fn rope(&self, heads: &mut [f32], position: usize) {
+        let half = self.cfg.head_dim() / 2;
+        let cos = &self.rope_cos[position * half..][..half];
+        let sin = &self.rope_sin[position * half..][..half];
+        for head in heads.chunks_exact_mut(2 * half) {
+            let (a, b) = head.split_at_mut(half);
+            for i in 0..half {
+                let (x1, x2) = (a[i], b[i]);
+                a[i] = x1 * cos[i] - x2 * sin[i];
+                b[i] = x2 * cos[i] + x1 * sin[i];
+            }
+        }
+    }
+}
+
+/// `x ← x / rms(x) · weight`, in place.
+fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
+    let mean = fastmath::dot(x, x) / x.len() as f32;
+    let inverse = 1.0 / (mean + eps).sqrt();
+    x.iter_mut()
+        .zip(weight)
+        .for_each(|(x, w)| *x *= inverse * w);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hf_rows_invert_the_llama_cpp_permutation() {
+        // Two heads of width 4: stored rows interleave the halves.
+        assert_eq!(hf_rows(8, 2), vec![0, 2, 1, 3, 4, 6, 5, 7]);
+    }
+}

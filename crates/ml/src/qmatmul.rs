@@ -1,0 +1,392 @@
+//! Products with GGUF-quantized weights, for inference on the CPU.
+//!
+//! candle's quantized kernels have vectorised dot products for Q4_0, Q8_0
+//! and the k-quants only; SmolLM2's GGUF is Q4_1 (its 576-wide rows are not
+//! a multiple of the k-quants' 256-value super-blocks), which candle
+//! multiplies one scalar at a time. These kernels keep the weights in the
+//! file's blocks (Q4_1 nibbles, Q8_0 bytes; scales widened to f32) and
+//! compute with f32 activations, in loops written to vectorise under
+//! [`crate::fastmath::vectorized`]:
+//!
+//! - one token (decoding): a matrix-vector product straight from the
+//!   blocks, rows split over rayon's threads: memory-bound, reading 5 bits a
+//!   weight instead of 32;
+//! - several tokens (a prompt): each weight is widened to f32 once and
+//!   multiplied by the `gemm` crate, so prompts run at matrix-product speed.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use rayon::prelude::*;
+
+use crate::error::{MlError, Result};
+use crate::fastmath;
+use crate::matmul::{self, Threads, View};
+
+/// Values per quantization block (Q4_1 and Q8_0).
+const BLOCK: usize = 32;
+
+/// From this many tokens on, products widen the weight and use `gemm`.
+const GEMM_FROM_TOKENS: usize = 4;
+
+/// A `rows x cols` weight (`y = W·x`), in the blocks it was stored in.
+#[derive(Debug, Clone)]
+pub(crate) struct QWeight {
+    rows: usize,
+    cols: usize,
+    data: QData,
+}
+
+#[derive(Debug, Clone)]
+enum QData {
+    /// `w = d·q + m`, `q` in 0..16: per block `d`, `m` and 16 bytes of
+    /// nibbles (low nibbles are the block's first 16 values).
+    Q4_1 {
+        d: Vec<f32>,
+        m: Vec<f32>,
+        qs: Vec<u8>,
+    },
+    /// `w = d·q`, `q` an i8: per block `d` and 32 bytes.
+    Q8_0 { d: Vec<f32>, qs: Vec<i8> },
+    /// Plain f32, row-major.
+    F32(Vec<f32>),
+}
+
+/// An IEEE half-precision value, widened.
+fn f16_to_f32(h: u16) -> f32 {
+    let negative = h & 0x8000 != 0;
+    let exponent = u32::from((h >> 10) & 0x1f);
+    let mantissa = u32::from(h & 0x3ff);
+    let magnitude = match exponent {
+        0 => mantissa as f32 * (1.0 / 16_777_216.0),
+        31 => f32::from_bits(0x7f80_0000 | (mantissa << 13)),
+        _ => f32::from_bits(((exponent + 112) << 23) | (mantissa << 13)),
+    };
+    if negative { -magnitude } else { magnitude }
+}
+
+impl QWeight {
+    /// The weight in `tensor` (a 2-d GGUF tensor of type Q4_1, Q8_0, F16 or
+    /// F32; other types are widened to f32).
+    pub(crate) fn from_qtensor(tensor: &QTensor) -> Result<Self> {
+        let (rows, cols) = tensor.shape().dims2()?;
+        let bad = |why: String| MlError::InvalidRequest(format!("quantized weight: {why}"));
+        let blocked = matches!(tensor.dtype(), GgmlDType::Q4_1 | GgmlDType::Q8_0);
+        if blocked && !cols.is_multiple_of(BLOCK) {
+            return Err(bad(format!(
+                "{cols} columns do not split into blocks of {BLOCK}"
+            )));
+        }
+        let blocks = rows * cols / BLOCK;
+        let data = match tensor.dtype() {
+            GgmlDType::Q4_1 => {
+                let bytes = tensor.data()?;
+                if bytes.len() != blocks * 20 {
+                    return Err(bad(format!(
+                        "{} bytes for {blocks} Q4_1 blocks",
+                        bytes.len()
+                    )));
+                }
+                let (mut d, mut m, mut qs) = (
+                    Vec::with_capacity(blocks),
+                    Vec::with_capacity(blocks),
+                    Vec::with_capacity(blocks * 16),
+                );
+                for block in bytes.chunks_exact(20) {
+                    d.push(f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
+                    m.push(f16_to_f32(u16::from_le_bytes([block[2], block[3]])));
+                    qs.extend_from_slice(&block[4..]);
+                }
+                QData::Q4_1 { d, m, qs }
+            }
+            GgmlDType::Q8_0 => {
+                let bytes = tensor.data()?;
+                if bytes.len() != blocks * 34 {
+                    return Err(bad(format!(
+                        "{} bytes for {blocks} Q8_0 blocks",
+                        bytes.len()
+                    )));
+                }
+                let (mut d, mut qs) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks * 32));
+                for block in bytes.chunks_exact(34) {
+                    d.push(f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
+                    qs.extend(block[2..].iter().map(|&b| b as i8));
+                }
+                QData::Q8_0 { d, qs }
+            }
+            _ => {
+                let values = tensor
+                    .dequantize(&candle_core::Device::Cpu)?
+                    .to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                QData::F32(values)
+            }
+        };
+        Ok(QWeight { rows, cols, data })
+    }
+
+    /// Output width.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input width.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Stored bytes (for memory figures).
+    pub(crate) fn bytes(&self) -> usize {
+        match &self.data {
+            QData::Q4_1 { d, m, qs } => 4 * (d.len() + m.len()) + qs.len(),
+            QData::Q8_0 { d, qs } => 4 * d.len() + qs.len(),
+            QData::F32(v) => 4 * v.len(),
+        }
+    }
+
+    /// The same weight with its rows reordered: row `i` of the result is
+    /// row `order[i]` of this one.
+    pub(crate) fn permute_rows(&self, order: &[usize]) -> Result<Self> {
+        if order.len() != self.rows || order.iter().any(|&r| r >= self.rows) {
+            return Err(MlError::InvalidRequest(
+                "row order does not fit the weight".into(),
+            ));
+        }
+        let nb = self.cols / BLOCK;
+        fn gather<T: Copy>(v: &[T], order: &[usize], width: usize) -> Vec<T> {
+            order
+                .iter()
+                .flat_map(|&r| v[r * width..(r + 1) * width].iter().copied())
+                .collect()
+        }
+        let data = match &self.data {
+            QData::Q4_1 { d, m, qs } => QData::Q4_1 {
+                d: gather(d, order, nb),
+                m: gather(m, order, nb),
+                qs: gather(qs, order, nb * 16),
+            },
+            QData::Q8_0 { d, qs } => QData::Q8_0 {
+                d: gather(d, order, nb),
+                qs: gather(qs, order, nb * 32),
+            },
+            QData::F32(v) => QData::F32(gather(v, order, self.cols)),
+        };
+        Ok(QWeight { data, ..*self })
+    }
+
+    /// Row `row`, widened to f32, into `out` (`cols` long).
+    pub(crate) fn row_into(&self, row: usize, out: &mut [f32]) {
+        let (cols, nb) = (self.cols, self.cols / BLOCK);
+        match &self.data {
+            QData::Q4_1 { d, m, qs } => {
+                for b in 0..nb {
+                    let (scale, min) = (d[row * nb + b], m[row * nb + b]);
+                    let q = &qs[(row * nb + b) * 16..][..16];
+                    let o = &mut out[b * BLOCK..][..BLOCK];
+                    for j in 0..16 {
+                        o[j] = scale * f32::from(q[j] & 15) + min;
+                        o[j + 16] = scale * f32::from(q[j] >> 4) + min;
+                    }
+                }
+            }
+            QData::Q8_0 { d, qs } => {
+                for b in 0..nb {
+                    let scale = d[row * nb + b];
+                    let q = &qs[(row * nb + b) * 32..][..32];
+                    for (o, &q) in out[b * BLOCK..][..BLOCK].iter_mut().zip(q) {
+                        *o = scale * f32::from(q);
+                    }
+                }
+            }
+            QData::F32(v) => out[..cols].copy_from_slice(&v[row * cols..][..cols]),
+        }
+    }
+
+    /// The whole weight widened to f32, row-major.
+    fn widened(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        out.par_chunks_mut(self.cols)
+            .enumerate()
+            .for_each(|(row, o)| fastmath::vectorized(|| self.row_into(row, o)));
+        out
+    }
+
+    /// `y = x·Wᵀ` for `x` `(tokens, cols)` row-major; `y` is `(tokens, rows)`.
+    pub(crate) fn forward(&self, x: &[f32], tokens: usize) -> Result<Vec<f32>> {
+        if x.len() != tokens * self.cols {
+            return Err(MlError::InvalidRequest(format!(
+                "{} inputs for {tokens} tokens of width {}",
+                x.len(),
+                self.cols
+            )));
+        }
+        let mut y = vec![0f32; tokens * self.rows];
+        if tokens >= GEMM_FROM_TOKENS {
+            let w = match &self.data {
+                QData::F32(v) => std::borrow::Cow::Borrowed(v.as_slice()),
+                _ => std::borrow::Cow::Owned(self.widened()),
+            };
+            matmul::product(
+                &mut y,
+                self.rows,
+                View::new(x, tokens, self.cols),
+                View::new(&w, self.rows, self.cols).t(),
+                1.0,
+                false,
+                Threads::All,
+            )?;
+            return Ok(y);
+        }
+        for (t, y) in y.chunks_mut(self.rows).enumerate() {
+            self.matvec(&x[t * self.cols..][..self.cols], y);
+        }
+        Ok(y)
+    }
+
+    /// `y = W·x` for one token, rows split over rayon's threads.
+    fn matvec(&self, x: &[f32], y: &mut [f32]) {
+        let nb = self.cols / BLOCK;
+        // Rows per task: enough work to pay for the hand-off.
+        let chunk = (self.rows / (4 * rayon::current_num_threads().max(1))).clamp(16, 1024);
+        match &self.data {
+            QData::Q4_1 { d, m, qs } => {
+                // Σ_j (d·q_j + m)·x_j = d·Σ q_j·x_j + m·Σ x_j, per block.
+                let sums: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
+                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+                    fastmath::vectorized(
+                        #[inline(always)]
+                        || {
+                            for (i, out) in ys.iter_mut().enumerate() {
+                                let row = c * chunk + i;
+                                let (d, m) = (&d[row * nb..][..nb], &m[row * nb..][..nb]);
+                                let qs = &qs[row * nb * 16..][..nb * 16];
+                                *out = dot_q4_1(qs, d, x) + fastmath::dot(m, &sums);
+                            }
+                        },
+                    )
+                });
+            }
+            QData::Q8_0 { d, qs } => {
+                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+                    fastmath::vectorized(
+                        #[inline(always)]
+                        || {
+                            for (i, out) in ys.iter_mut().enumerate() {
+                                let row = c * chunk + i;
+                                let d = &d[row * nb..][..nb];
+                                let qs = &qs[row * nb * 32..][..nb * 32];
+                                *out = dot_q8_0(qs, d, x);
+                            }
+                        },
+                    )
+                });
+            }
+            QData::F32(v) => {
+                let cols = self.cols;
+                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+                    fastmath::vectorized(
+                        #[inline(always)]
+                        || {
+                            for (i, out) in ys.iter_mut().enumerate() {
+                                let row = c * chunk + i;
+                                *out = fastmath::dot(&v[row * cols..][..cols], x);
+                            }
+                        },
+                    )
+                });
+            }
+        }
+    }
+}
+
+/// `Σ_b d_b · Σ_j q_bj · x_bj` over one Q4_1 row (the `m` term is added by
+/// the caller).
+#[inline(always)]
+fn dot_q4_1(qs: &[u8], d: &[f32], x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    for ((q, &scale), x) in qs.chunks_exact(16).zip(d).zip(x.chunks_exact(BLOCK)) {
+        let (lo, hi) = x.split_at(16);
+        for j in 0..16 {
+            lanes[j] += scale * (f32::from(q[j] & 15) * lo[j] + f32::from(q[j] >> 4) * hi[j]);
+        }
+    }
+    lanes.iter().sum()
+}
+
+/// `Σ_b d_b · Σ_j q_bj · x_bj` over one Q8_0 row.
+#[inline(always)]
+fn dot_q8_0(qs: &[i8], d: &[f32], x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 32];
+    for ((q, &scale), x) in qs.chunks_exact(32).zip(d).zip(x.chunks_exact(BLOCK)) {
+        for j in 0..32 {
+            lanes[j] += scale * (f32::from(q[j]) * x[j]);
+        }
+    }
+    lanes.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    fn weight(dtype: GgmlDType, rows: usize, cols: usize) -> (QWeight, Vec<f32>) {
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.3)
+            .collect();
+        let t = Tensor::from_vec(values, (rows, cols), &Device::Cpu).expect("tensor");
+        let q = QTensor::quantize(&t, dtype).expect("quantize");
+        let exact = q
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("dequantize");
+        (QWeight::from_qtensor(&q).expect("weight"), exact)
+    }
+
+    #[test]
+    fn products_match_the_dequantized_weight() {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::F32] {
+            let (rows, cols) = (70, 96);
+            let (w, exact) = weight(dtype, rows, cols);
+            for tokens in [1, 2, 5] {
+                let x: Vec<f32> = (0..tokens * cols)
+                    .map(|i| (i as f32 * 0.37).sin())
+                    .collect();
+                let y = w.forward(&x, tokens).expect("forward");
+                for t in 0..tokens {
+                    for r in 0..rows {
+                        let want: f32 = (0..cols)
+                            .map(|c| exact[r * cols + c] * x[t * cols + c])
+                            .sum();
+                        let got = y[t * rows + r];
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "{dtype:?} {tokens}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+            let mut row = vec![0f32; cols];
+            w.row_into(3, &mut row);
+            assert_eq!(row, exact[3 * cols..4 * cols]);
+            let order: Vec<usize> = (0..rows).rev().collect();
+            let p = w.permute_rows(&order).expect("permute");
+            p.row_into(rows - 4, &mut row);
+            assert_eq!(row, exact[3 * cols..4 * cols]);
+        }
+    }
+
+    #[test]
+    fn halves_widen_exactly() {
+        for (bits, value) in [
+            (0x3c00u16, 1.0f32),
+            (0xc000, -2.0),
+            (0x0001, 5.960_464_5e-8),
+            (0x7bff, 65504.0),
+            (0x3555, 0.333_251_95),
+        ] {
+            assert_eq!(f16_to_f32(bits), value);
+        }
+        assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+}

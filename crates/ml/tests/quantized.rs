@@ -1,0 +1,151 @@
+//! The quantized inference path against the f32 reference path, on the
+//! real default model (SmolLM2-135M-Instruct, Q4_1 GGUF) at the shapes
+//! generation uses: a chat prompt processed at once, then one token at a
+//! time, with and without a LoRA adapter on every projection. Skipped with
+//! a message when the model is absent; a failure under CI=true.
+//!
+//! Both paths compute with the same dequantized weights; they differ only
+//! in summation order and in the fast `exp`. Tolerance: every logit within
+//! 2e-2 of the reference (logits span about ±30), the same greedy token at
+//! every step, and an adapter whose effect is far above that tolerance.
+
+use candle_core::{DType, Device, Tensor};
+use hearth_ml::generate::{Decoder, Quantized, Reference, Sampling, generate_with};
+use hearth_ml::models::quantized::{self, QAdapter, QuantizedLlama};
+use hearth_ml::{LoraAdapter, LoraConfig, Target};
+
+const TOLERANCE: f32 = 2e-2;
+
+fn smollm2() -> Option<std::path::PathBuf> {
+    hearth_testdata::fetched_model("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// An adapter on every projection with small random `B` (a fresh adapter's
+/// `B` is zero, which would change nothing).
+fn adapter(cfg: &hearth_ml::Config) -> LoraAdapter {
+    let config = LoraConfig {
+        targets: Target::ALL.to_vec(),
+        ..LoraConfig::default()
+    };
+    let adapter = LoraAdapter::new(&config, cfg, 11, &Device::Cpu).expect("adapter");
+    for (n, (name, var)) in adapter.named_vars().into_iter().enumerate() {
+        if name.contains("lora_B") {
+            let shape = var.as_tensor().shape().clone();
+            let noise = Tensor::randn(0f32, 0.02, shape, &Device::Cpu)
+                .and_then(|t| t.to_dtype(DType::F32))
+                .expect("noise");
+            var.set(&noise)
+                .unwrap_or_else(|e| panic!("set {name} ({n}): {e}"));
+        }
+    }
+    adapter
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 { (i, x) } else { best }
+        })
+        .0
+}
+
+/// Logits after the prompt and after each of `steps` greedy tokens.
+fn run<D: Decoder>(decoder: &D, prompt: &[u32], steps: usize) -> Vec<Vec<f32>> {
+    let mut cache = D::Cache::default();
+    let mut out = vec![decoder.next_logits(prompt, &mut cache).expect("prompt")];
+    for _ in 0..steps {
+        let next = argmax(out.last().expect("logits")) as u32;
+        out.push(decoder.next_logits(&[next], &mut cache).expect("step"));
+    }
+    out
+}
+
+#[test]
+fn quantized_path_matches_the_reference_with_and_without_an_adapter() {
+    let Some(path) = smollm2() else { return };
+    let loaded = hearth_ml::load(&path, &Device::Cpu).expect("load f32");
+    let (model, tokenizer): (QuantizedLlama, _) = quantized::load(&path).expect("load quantized");
+    assert_eq!(model.config(), loaded.model.config());
+    let text = tokenizer
+        .chat_prompt("Write a short note about the weather in spring.")
+        .expect("template")
+        .expect("chat model");
+    let prompt = tokenizer.encode(&text, false).expect("encode");
+    assert!(prompt.len() > 20, "a prompt of several gemm-sized tokens");
+    let steps = 6;
+
+    let lora = adapter(loaded.model.config());
+    let qlora = QAdapter::new(&lora, &model).expect("quantized adapter");
+    let mut results = Vec::new();
+    for with_adapter in [false, true] {
+        let reference = run(
+            &Reference {
+                model: &loaded.model,
+                adapter: with_adapter.then_some(&lora),
+            },
+            &prompt,
+            steps,
+        );
+        let fast = run(
+            &Quantized {
+                model: &model,
+                adapter: with_adapter.then_some(&qlora),
+            },
+            &prompt,
+            steps,
+        );
+        for (step, (r, f)) in reference.iter().zip(&fast).enumerate() {
+            let diff = max_diff(r, f);
+            assert!(
+                diff < TOLERANCE,
+                "adapter {with_adapter}, step {step}: logits differ by {diff}"
+            );
+            assert_eq!(argmax(r), argmax(f), "adapter {with_adapter}, step {step}");
+        }
+        results.push(fast);
+    }
+    let effect = max_diff(&results[0][0], &results[1][0]);
+    assert!(
+        effect > 20.0 * TOLERANCE,
+        "the adapter changes the logits by {effect}, no more than the paths differ"
+    );
+}
+
+#[test]
+fn quantized_generation_is_seeded_and_says_paris() {
+    let Some(path) = smollm2() else { return };
+    let (model, tokenizer) = quantized::load(&path).expect("load quantized");
+    let text = tokenizer
+        .chat_prompt("What is the capital of France?")
+        .expect("template")
+        .expect("chat model");
+    let prompt = tokenizer.encode(&text, false).expect("encode");
+    let decoder = Quantized {
+        model: &model,
+        adapter: None,
+    };
+    let greedy = Sampling {
+        max_new_tokens: 24,
+        ..Sampling::default()
+    };
+    let out = generate_with(&decoder, &tokenizer, &prompt, &greedy, |_| {}).expect("greedy");
+    assert!(out.text.contains("Paris"), "{:?}", out.text);
+    let sampled = Sampling {
+        temperature: 0.7,
+        top_p: 0.9,
+        repeat_penalty: 1.1,
+        max_new_tokens: 24,
+        ..Sampling::default()
+    };
+    let a = generate_with(&decoder, &tokenizer, &prompt, &sampled, |_| {}).expect("sampled");
+    let b = generate_with(&decoder, &tokenizer, &prompt, &sampled, |_| {}).expect("sampled");
+    assert_eq!(a.text, b.text, "the same seed gives the same text");
+}
