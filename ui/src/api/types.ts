@@ -223,6 +223,8 @@ export interface GenerateRequest {
   temperature?: number;
   top_p?: number;
   seed?: number;
+  /** Repetition penalty on the last 64 tokens, 1 (off) to 5 (default 1.1). */
+  repeat_penalty?: number;
   raw?: boolean;
 }
 
