@@ -936,6 +936,11 @@ pub struct BenchGenerateArgs {
     /// Skip the PyTorch reference.
     #[arg(long)]
     pub no_pytorch: bool,
+    /// Also time Hearth's f32 path (the model training uses, dequantized
+    /// from the GGUF), base and with the same adapter, in the same rounds.
+    /// Its weights count in Hearth's peak RSS.
+    #[arg(long)]
+    pub f32_reference: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use hearth_ml::candle::Device;
-use hearth_ml::generate::{Decoder, Quantized};
+use hearth_ml::generate::{Decoder, Quantized, Reference};
 use hearth_ml::models::quantized::{self, QAdapter, QuantizedLlama};
 use hearth_ml::train::median;
 use hearth_ml::{LoraAdapter, LoraConfig, Target};
@@ -104,7 +104,9 @@ fn prompt_ids(tokenizer: &hearth_ml::TextTokenizer, len: usize) -> Result<Vec<u3
     Ok(ids)
 }
 
-fn adapter(model: &QuantizedLlama, rank: usize) -> Result<QAdapter> {
+/// A LoRA adapter on every projection (random, B not zero), and its
+/// quantized path's form.
+fn adapter(model: &QuantizedLlama, rank: usize) -> Result<(LoraAdapter, QAdapter)> {
     let config = LoraConfig {
         rank,
         alpha: 2.0 * rank as f64,
@@ -124,7 +126,8 @@ fn adapter(model: &QuantizedLlama, rank: usize) -> Result<QAdapter> {
             var.set(&noise)?;
         }
     }
-    Ok(QAdapter::new(&lora, model)?)
+    let quantized = QAdapter::new(&lora, model)?;
+    Ok((lora, quantized))
 }
 
 pub fn run(args: BenchGenerateArgs) -> Result<ExitCode> {
@@ -143,7 +146,7 @@ pub fn run(args: BenchGenerateArgs) -> Result<ExitCode> {
     }
     let start_rss = peak_rss_self_mib();
     let (model, tokenizer) = quantized::load(&path)?;
-    let lora = adapter(&model, args.rank)?;
+    let (f32_lora_adapter, lora) = adapter(&model, args.rank)?;
     let prompt = prompt_ids(&tokenizer, args.prompt_tokens)?;
     let (p, n) = (args.prompt_tokens, args.new_tokens);
     println!(
@@ -166,11 +169,27 @@ pub fn run(args: BenchGenerateArgs) -> Result<ExitCode> {
         adapter: Some(&lora),
     };
     pass(&base, &prompt, n.min(8))?; // warm-up
+    // Hearth's f32 path, loaded only when asked for (its weights would
+    // otherwise count in the quantized path's RSS).
+    let f32_model = if args.f32_reference {
+        Some(hearth_ml::loaders::load(&path, &Device::Cpu)?)
+    } else {
+        None
+    };
+    let (mut f32_base, mut f32_lora) = (Side::default(), Side::default());
     let (mut ours, mut ours_lora, mut llama) = (Side::default(), Side::default(), Side::default());
     let (mut llama_rss, mut llama_import, mut torch) = (0f64, 0f64, Vec::new());
     for round in 1..=args.rounds {
         ours.push(pass(&base, &prompt, n)?);
         ours_lora.push(pass(&adapted, &prompt, n)?);
+        if let Some(loaded) = &f32_model {
+            let reference = |adapter| Reference {
+                model: &loaded.model,
+                adapter,
+            };
+            f32_base.push(pass(&reference(None), &prompt, n)?);
+            f32_lora.push(pass(&reference(Some(&f32_lora_adapter)), &prompt, n)?);
+        }
         if !args.no_llamacpp {
             let r = run_llamacpp(&path, &prompt, n, threads)?;
             llama.push(Pass {
@@ -197,6 +216,15 @@ pub fn run(args: BenchGenerateArgs) -> Result<ExitCode> {
     };
     let ours_all = show("hearth (base)", &ours);
     let ours_lora_all = show("hearth (LoRA r8)", &ours_lora);
+    if f32_model.is_some() {
+        let f32_all = show("hearth f32 (base)", &f32_base);
+        let f32_lora_all = show("hearth f32 (LoRA r8)", &f32_lora);
+        println!(
+            "  quantized/f32 path: end to end {:.2}x base, {:.2}x with LoRA",
+            ours_all / f32_all,
+            ours_lora_all / f32_lora_all
+        );
+    }
     let (_, ours_dec, _) = ours.rates(p, n);
     let (_, ours_lora_dec, _) = ours_lora.rates(p, n);
     println!(
