@@ -135,9 +135,7 @@ pub(super) fn append_entry(tx: &Connection, entry: &LogEntry, at_ms: u64) -> Res
         device,
         version
     ])
-    .map_err(super::sqlite::conflict_on_constraint(
-        "transparency log entry",
-    ))?;
+    .map_err(super::conflict_on_constraint("transparency log entry"))?;
     Ok(Appended {
         index,
         leaf_hash: leaf,

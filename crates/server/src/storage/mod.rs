@@ -783,3 +783,16 @@ pub struct Event {
     /// Details.
     pub detail: serde_json::Value,
 }
+
+/// Turns "a uniqueness rule refused this" into [`StorageError::Conflict`]
+/// (for the SQLite storage and its transparency log alike).
+fn conflict_on_constraint(what: &str) -> impl FnOnce(rusqlite::Error) -> StorageError + '_ {
+    move |e| match &e {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StorageError::Conflict(format!("{what}: {e}"))
+        }
+        _ => StorageError::Sqlite(e),
+    }
+}
