@@ -35,8 +35,9 @@ use hearth_ledger::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::replay::page_leaves;
 use super::wire::{ConsistencyProofResponse, EntriesResponse};
-use super::{AuditError, LogAudit, page_leaves};
+use super::{AuditError, LogAudit};
 use crate::crypto::DeviceId;
 
 /// One federation's enrolled and revoked devices, replayed from the log's

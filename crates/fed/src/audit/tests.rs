@@ -2,7 +2,7 @@
 
 use hearth_ledger::{MemoryStore, MerkleLog, ProofError, SigningKey};
 
-use super::wire::{EntryResponse, InclusionProofResponse};
+use super::wire::{EntriesResponse, EntryResponse, InclusionProofResponse};
 use super::*;
 
 const T0: u64 = 1_700_000_000_000;
