@@ -875,9 +875,21 @@ pub struct BenchEmbedArgs {
     /// Batches run before timing.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Timed batches (the median is reported).
+    /// Timed batches per round (the median over every round's is reported).
     #[arg(long, default_value_t = 8)]
     pub iterations: usize,
+    /// Interleaved rounds: each times every PyTorch variant, then Hearth.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// PyTorch variants to run (the fastest is the reference): functional,
+    /// folded, folded-cl, jit, jit-cl, compile (torch.compile: minutes of
+    /// compilation).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "functional,folded,folded-cl,jit,jit-cl"
+    )]
+    pub variants: Vec<String>,
     /// Skip the PyTorch reference.
     #[arg(long)]
     pub no_reference: bool,
