@@ -882,12 +882,12 @@ pub struct BenchEmbedArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
     /// PyTorch variants to run (the fastest is the reference): functional,
-    /// folded, folded-cl, jit, jit-cl, compile (torch.compile: minutes of
-    /// compilation).
+    /// folded, folded-cl, jit, jit-cl, compile (torch.compile: its first
+    /// run on a machine compiles for minutes, later ones reuse the cache).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "functional,folded,folded-cl,jit,jit-cl"
+        default_value = "functional,folded,folded-cl,jit,jit-cl,compile"
     )]
     pub variants: Vec<String>,
     /// Skip the PyTorch reference.
@@ -898,7 +898,9 @@ pub struct BenchEmbedArgs {
 #[derive(Debug, Args)]
 pub struct BenchTrainArgs {
     /// Base model: registry name or path [default: the default text model
-    /// when present, else random weights of its shape].
+    /// when present, else random weights of its shape]. The PyTorch
+    /// reference loads the same weights (a GGUF file or a Hugging Face
+    /// folder) or the bench fails; other models need --no-reference.
     #[arg(long)]
     pub model: Option<String>,
     /// Sequences per step.

@@ -161,7 +161,7 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     };
 
     println!(
-        "bench train: SmolLM2-135M workload, LoRA r{} on {}, batch {}x{}, f32 CPU, {threads} threads, {} interleaved rounds",
+        "bench train: LoRA r{} on {}, batch {}x{}, f32 CPU, {threads} threads, {} interleaved rounds",
         args.rank,
         names(&targets),
         args.batch,
