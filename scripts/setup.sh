@@ -12,7 +12,8 @@ as_root() {
 }
 
 # dataset-fashion-mnist: real labelled images for `hearth eval photos`.
-apt_packages=(build-essential pkg-config ca-certificates curl python3 dataset-fashion-mnist)
+# python3-venv: the PyTorch venv of the tests' cross-checks (bench/pytorch/venv.sh).
+apt_packages=(build-essential pkg-config ca-certificates curl python3 python3-venv dataset-fashion-mnist)
 # The desktop app (src-tauri/): WebKitGTK and the libraries Tauri links to
 # build it; Xvfb (xauth must be named when recommends are off) and
 # WebKitWebDriver to drive its real window in the end-to-end test.

@@ -7,6 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 scripts/fetch-models.sh
+# The cross-checks against PyTorch (crates/ml: the vision network's logits,
+# the legacy .pth reader) run a Python with torch: a pinned venv made once
+# (bench/pytorch/venv.sh torch, ~4 GB in ~/.cache/hearth/torch-venv). Under
+# CI those tests fail when it is missing; elsewhere they skip.
+if [ -z "${HEARTH_TORCH_PYTHON:-}" ]; then
+    HEARTH_TORCH_PYTHON="$(bash bench/pytorch/venv.sh torch)"
+fi
+export HEARTH_TORCH_PYTHON
 
 # A fresh clone is built once: incremental caches would only fill the disk.
 if [ "${CI:-}" = "true" ]; then

@@ -74,7 +74,10 @@ def parse_args(argv=None):
                    help="Hugging Face LlamaConfig JSON (config.json); default: SmolLM2-135M's shape")
     p.add_argument("--gguf", metavar="PATH",
                    help="GGUF file to load real weights from via transformers (dequantized to f32); "
-                        "falls back to random init if it cannot be loaded")
+                        "if it cannot be loaded the script exits with status 3")
+    p.add_argument("--pretrained", metavar="DIR",
+                   help="Hugging Face model folder (config.json + safetensors) to load real weights from; "
+                        "if it cannot be loaded the script exits with status 3")
     p.add_argument("--rank", type=int, default=8, help="LoRA rank r")
     p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha")
     p.add_argument("--dropout", type=float, default=0.0, help="LoRA dropout")
@@ -97,6 +100,8 @@ def parse_args(argv=None):
             p.error(f"--{name} must be >= 1")
     if a.warmup < 0 or a.generate < 0:
         p.error("--warmup and --generate must be >= 0")
+    if a.gguf and a.pretrained:
+        p.error("--gguf and --pretrained are exclusive")
     a.targets = [t.strip() for t in a.targets.split(",") if t.strip()]
     if not a.targets:
         p.error("--targets is empty")
@@ -114,29 +119,46 @@ def load_config_dict(path):
     return d, path
 
 
+class WeightsError(Exception):
+    """Real weights were asked for and could not be loaded."""
+
+
 def build_model(args, torch, transformers):
-    """Returns (model, weights, note, source). weights is "gguf" or "random"."""
-    note = None
+    """Returns (model, weights, source). weights is "gguf", "pretrained" or "random".
+
+    Random init happens only when no weights were asked for: a file that
+    fails to load raises WeightsError (the bench must not silently time a
+    different model)."""
     if args.gguf:
         gguf_path = os.path.abspath(os.path.expanduser(args.gguf))
+        if not os.path.isfile(gguf_path):
+            raise WeightsError(f"--gguf {gguf_path}: no such file")
+        log(f"loading GGUF weights from {gguf_path} (dequantizing to f32)")
+        t0 = time.perf_counter()
         try:
-            if not os.path.isfile(gguf_path):
-                raise FileNotFoundError(gguf_path)
-            log(f"loading GGUF weights from {gguf_path} (dequantizing to f32)")
-            t0 = time.perf_counter()
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 os.path.dirname(gguf_path),
                 gguf_file=os.path.basename(gguf_path),
                 dtype=torch.float32,
                 local_files_only=True,
             )
-            log(f"GGUF loaded in {time.perf_counter() - t0:.1f} s")
-            if args.model_config:
-                log("note: --model-config is ignored when --gguf loads (the GGUF carries its own config)")
-            return model, "gguf", None, gguf_path
-        except Exception as e:  # noqa: BLE001 - any failure means: fall back to random init
-            note = f"gguf load failed ({type(e).__name__}: {str(e)[:300]}); used random init"
-            log(f"WARNING: {note}")
+        except Exception as e:  # noqa: BLE001 - reported, then the bench fails
+            raise WeightsError(f"--gguf {gguf_path} failed to load ({type(e).__name__}: {str(e)[:300]})") from e
+        log(f"GGUF loaded in {time.perf_counter() - t0:.1f} s")
+        if args.model_config:
+            log("note: --model-config is ignored when --gguf loads (the GGUF carries its own config)")
+        return model, "gguf", gguf_path
+    if args.pretrained:
+        directory = os.path.abspath(os.path.expanduser(args.pretrained))
+        if not os.path.isfile(os.path.join(directory, "config.json")):
+            raise WeightsError(f"--pretrained {directory}: no config.json there")
+        log(f"loading weights from {directory}")
+        try:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                directory, dtype=torch.float32, local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - reported, then the bench fails
+            raise WeightsError(f"--pretrained {directory} failed to load ({type(e).__name__}: {str(e)[:300]})") from e
+        return model, "pretrained", directory
     cfg_dict, source = load_config_dict(args.model_config)
     cfg_dict.pop("torch_dtype", None)
     cfg_dict.pop("dtype", None)
@@ -144,7 +166,7 @@ def build_model(args, torch, transformers):
     torch.manual_seed(args.seed)
     log(f"random init from config: {source}")
     model = transformers.LlamaForCausalLM(config)
-    return model, "random", note, source
+    return model, "random", source
 
 
 def main(argv=None):
@@ -173,7 +195,11 @@ def main(argv=None):
         f"threads {torch.get_num_threads()}; imports {time.perf_counter() - t_import:.1f} s")
 
     import_rss = peak_rss_mb()  # libraries only (torch's Linux wheel maps its CUDA libs too)
-    model, weights, weights_note, weights_source = build_model(args, torch, transformers)
+    try:
+        model, weights, weights_source = build_model(args, torch, transformers)
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 3
     model = model.to(dtype=torch.float32, device="cpu")
     cfg = model.config
     n_params = sum(p.numel() for p in model.parameters())
@@ -287,7 +313,6 @@ def main(argv=None):
         "targets": args.targets,
         "weights": weights,
         "weights_source": weights_source,
-        "weights_note": weights_note,
         "attn_implementation": getattr(cfg, "_attn_implementation", None),
         "layers": cfg.num_hidden_layers,
         "hidden_size": cfg.hidden_size,
@@ -303,6 +328,7 @@ def main(argv=None):
         "loss_last": round(losses[-1], 6),
         "peak_rss_mb": round(train_rss, 1),
         "import_rss_mb": round(import_rss, 1),
+        "net_peak_rss_mb": round(train_rss - import_rss, 1),
         "generate_new_tokens": args.generate if args.generate > 0 else None,
         "generate_prompt_tokens": args.prompt_len if args.generate > 0 else None,
         "generate_ms": round(gen_ms, 3) if gen_ms is not None else None,

@@ -951,9 +951,21 @@ pub struct BenchEmbedArgs {
     /// Batches run before timing.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Timed batches (the median is reported).
+    /// Timed batches per round (the median over every round's is reported).
     #[arg(long, default_value_t = 8)]
     pub iterations: usize,
+    /// Interleaved rounds: each times every PyTorch variant, then Hearth.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// PyTorch variants to run (the fastest is the reference): functional,
+    /// folded, folded-cl, jit, jit-cl, compile (torch.compile: its first
+    /// run on a machine compiles for minutes, later ones reuse the cache).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "functional,folded,folded-cl,jit,jit-cl,compile"
+    )]
+    pub variants: Vec<String>,
     /// Skip the PyTorch reference.
     #[arg(long)]
     pub no_reference: bool,
@@ -962,7 +974,9 @@ pub struct BenchEmbedArgs {
 #[derive(Debug, Args)]
 pub struct BenchTrainArgs {
     /// Base model: registry name or path [default: the default text model
-    /// when present, else random weights of its shape].
+    /// when present, else random weights of its shape]. The PyTorch
+    /// reference loads the same weights (a GGUF file or a Hugging Face
+    /// folder) or the bench fails; other models need --no-reference.
     #[arg(long)]
     pub model: Option<String>,
     /// Sequences per step.

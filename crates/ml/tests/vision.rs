@@ -206,18 +206,14 @@ fn broken_checkpoints_are_clear_errors() {
 /// The network computes what an independent PyTorch implementation of the
 /// same architecture (written from the paper's description with
 /// `torch.nn.functional`, unfolded BatchNorm) computes on the same input:
-/// every one of the 1000 logits, when the project's PyTorch venv is there.
+/// every one of the 1000 logits, when the PyTorch venv is there
+/// (`hearth_testdata::torch_python`: under CI it must be).
 #[test]
 fn matches_an_independent_pytorch_implementation() {
     let Some(path) = weights() else { return };
-    let Some(home) = std::env::var_os("HOME") else {
+    let Some(python) = hearth_testdata::torch_python() else {
         return;
     };
-    let python = Path::new(&home).join(".cache/hearth/pytorch-bench-venv/bin/python");
-    if !python.exists() {
-        eprintln!("skipping: no PyTorch venv at {}", python.display());
-        return;
-    }
     let script = r#"
 import sys, math, json, torch
 import torch.nn.functional as F

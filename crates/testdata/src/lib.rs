@@ -55,6 +55,30 @@ pub fn fetched_model(relative: &str) -> Option<PathBuf> {
     )
 }
 
+/// The Python interpreter of the PyTorch venv the cross-checks against
+/// PyTorch run with, subject to [`require`]: `$HEARTH_TORCH_PYTHON` when
+/// set (scripts/test.sh sets it to the venv it makes with
+/// `bench/pytorch/venv.sh torch`); otherwise that venv's default place,
+/// `~/.cache/hearth/torch-venv`, or else the benchmark's venv
+/// (`bench/pytorch/run.sh`), which has torch too.
+pub fn torch_python() -> Option<PathBuf> {
+    const WHAT: &str = "a Python with torch (HEARTH_TORCH_PYTHON; scripts/test.sh makes one)";
+    if let Some(python) = std::env::var_os("HEARTH_TORCH_PYTHON") {
+        return require(PathBuf::from(python), WHAT);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("hearth");
+    let tests = cache.join("torch-venv/bin/python");
+    let bench = cache.join("pytorch-bench-venv/bin/python");
+    if !tests.exists() && bench.exists() {
+        return Some(bench);
+    }
+    require(tests, WHAT)
+}
+
 /// Writes the first `speeches` speeches of the shared tinyshakespeare text
 /// as one note each (`000.txt`, ...) into `dir/notes`, a stand-in for a
 /// person's notes folder; returns that folder, subject to [`require`].

@@ -3,11 +3,11 @@
 //! to PyTorch + PEFT running the same workload on the same machine
 //! (`bench/pytorch/run.sh`, which installs its own Python environment).
 
-use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use hearth_ml::candle::{DType, Device, Tensor};
 use hearth_ml::candle_nn::VarBuilder;
 use hearth_ml::lora::LoraConfig;
@@ -16,7 +16,7 @@ use hearth_ml::train::{Engine, TrainConfig, measure_steps, median};
 use hearth_ml::{KvCache, Target};
 use serde_json::Value;
 
-use super::peak_rss_self_mib;
+use super::{Memory, reference, vm_hwm_mib};
 use crate::args::BenchTrainArgs;
 
 /// SmolLM2-135M's shape, for random weights when the real ones are absent.
@@ -36,17 +36,6 @@ fn smollm2_shape() -> Config {
     }
 }
 
-/// `bench/pytorch/run.sh`, or `HEARTH_PYTORCH_BENCH`.
-pub(super) fn reference_script() -> PathBuf {
-    match std::env::var_os("HEARTH_PYTORCH_BENCH") {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../bench/pytorch/run.sh"
-        )),
-    }
-}
-
 pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     let device = Device::Cpu;
     let threads = hearth_ml::candle::utils::get_num_threads();
@@ -57,7 +46,13 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
             .ok()
             .and_then(|entry| entry.local_path()),
     };
-    let gguf = model_path.filter(|p| p.extension().is_some_and(|e| e == "gguf"));
+    // Hearth's baseline: the peak before the model loads, measured as the
+    // reference measures its own after its imports (VmHWM).
+    let baseline = vm_hwm_mib();
+    let reference_weights = match &model_path {
+        Some(path) if !args.no_reference => Some(reference_weights(path)?),
+        _ => None,
+    };
     let (model, weights) = match hearth_personalize::load_model(args.model.as_deref(), &device) {
         Ok((name, loaded)) => (
             loaded.model,
@@ -102,19 +97,35 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     let mut ours: Vec<f64> = Vec::new();
     let mut theirs: Vec<f64> = Vec::new();
     let mut reference: Option<Value> = None;
-    let mut torch_rss = 0f64;
+    let mut torch_memory: Option<Memory> = None;
     for round in 1..=args.rounds {
         if !args.no_reference {
             let generate = if round == 1 { args.generate } else { 0 };
-            let result = run_reference(&args, &targets, threads, gguf.as_deref(), generate)?;
+            let result = run_reference(
+                &args,
+                &targets,
+                threads,
+                reference_weights.as_ref(),
+                generate,
+            )?;
+            check_same_shape(model.config(), &result)?;
             let steps = result["ms_per_step"]
                 .as_array()
                 .map(|steps| steps.iter().filter_map(Value::as_f64).collect::<Vec<_>>())
                 .unwrap_or_default();
-            let Some(rss) = result["peak_rss_mb"].as_f64() else {
+            let (Some(peak), Some(imports)) = (
+                result["peak_rss_mb"].as_f64(),
+                result["import_rss_mb"].as_f64(),
+            ) else {
                 bail!("unexpected reference output: {result}");
             };
-            torch_rss = torch_rss.max(rss);
+            // The round that took the most beyond its imports.
+            if torch_memory.is_none_or(|m| peak - imports > m.net()) {
+                torch_memory = Some(Memory {
+                    peak,
+                    baseline: imports,
+                });
+            }
             theirs.extend(steps.iter().map(|ms| ms / 1000.0));
             if reference.is_none() {
                 reference = Some(result);
@@ -137,7 +148,10 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         );
         ours.extend(timings.seconds);
     }
-    let rss = peak_rss_self_mib();
+    let hearth_memory = Memory {
+        peak: vm_hwm_mib(),
+        baseline,
+    };
     let our_median = median(&ours);
     let tokens_per_second = tokens_per_step / our_median;
     let generation = if args.generate > 0 {
@@ -147,7 +161,7 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     };
 
     println!(
-        "bench train: SmolLM2-135M workload, LoRA r{} on {}, batch {}x{}, f32 CPU, {threads} threads, {} interleaved rounds",
+        "bench train: LoRA r{} on {}, batch {}x{}, f32 CPU, {threads} threads, {} interleaved rounds",
         args.rank,
         names(&targets),
         args.batch,
@@ -156,11 +170,11 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     );
     println!("  weights      {weights}");
     println!(
-        "  hearth       {:.0} ms/step (median of {}), {:.1} tokens/s, peak RSS {:.0} MiB  [{}]",
+        "  hearth       {:.0} ms/step (median of {}), {:.1} tokens/s, {}  [{}]",
         our_median * 1000.0,
         ours.len(),
         tokens_per_second,
-        rss,
+        hearth_memory.describe("before the model"),
         if args.autograd {
             "candle autograd"
         } else {
@@ -173,15 +187,16 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
             args.generate
         );
     }
-    let Some(reference) = reference else {
+    let (Some(reference), Some(torch_memory)) = (reference, torch_memory) else {
         return Ok(ExitCode::SUCCESS);
     };
     let torch_median = median(&theirs);
     let torch_tps = tokens_per_step / torch_median;
     println!(
-        "  pytorch      {:.0} ms/step (median of {}), {torch_tps:.1} tokens/s, peak RSS {torch_rss:.0} MiB  [torch {}, peft {}, weights {}]",
+        "  pytorch      {:.0} ms/step (median of {}), {torch_tps:.1} tokens/s, {}  [torch {}, peft {}, weights {}]",
         torch_median * 1000.0,
         theirs.len(),
+        torch_memory.describe("after imports"),
         reference["torch"].as_str().unwrap_or("?"),
         reference["peft"].as_str().unwrap_or("?"),
         reference["weights"].as_str().unwrap_or("?")
@@ -191,28 +206,67 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         println!("  generation   hearth/pytorch = {:.2}x", ours / theirs);
     }
     println!(
-        "  training     hearth/pytorch = {:.2}x tokens/s, {:.2}x peak RSS",
+        "  training     hearth/pytorch = {:.2}x tokens/s, {:.2}x net peak RSS (raw peaks {:.2}x)",
         tokens_per_second / torch_tps,
-        rss / torch_rss
+        hearth_memory.net() / torch_memory.net(),
+        hearth_memory.peak / torch_memory.peak
     );
     Ok(ExitCode::SUCCESS)
 }
 
+/// How the reference gets the weights Hearth trains.
+enum ReferenceWeights {
+    /// A GGUF file (`--gguf`; transformers dequantizes it).
+    Gguf(PathBuf),
+    /// A Hugging Face model folder (`--pretrained`).
+    Pretrained(PathBuf),
+}
+
+/// The reference's weights for `path`, or a refusal: timing a random
+/// SmolLM2 next to another model would compare different work.
+fn reference_weights(path: &Path) -> Result<ReferenceWeights> {
+    if path.extension().is_some_and(|e| e == "gguf") {
+        return Ok(ReferenceWeights::Gguf(path.to_path_buf()));
+    }
+    if path.is_dir() && path.join("config.json").is_file() {
+        return Ok(ReferenceWeights::Pretrained(path.to_path_buf()));
+    }
+    bail!(
+        "the PyTorch reference cannot load {} (it takes a GGUF file or a Hugging Face folder with config.json); run with --no-reference to time Hearth alone",
+        path.display()
+    )
+}
+
+/// The reference's model must have Hearth's shape.
+fn check_same_shape(ours: &Config, result: &Value) -> Result<()> {
+    let theirs = (
+        result["layers"].as_u64(),
+        result["hidden_size"].as_u64(),
+        result["vocab_size"].as_u64(),
+    );
+    let expected = (
+        Some(ours.num_hidden_layers as u64),
+        Some(ours.hidden_size as u64),
+        Some(ours.vocab_size as u64),
+    );
+    if theirs != expected {
+        bail!(
+            "the PyTorch reference built another model (layers, hidden, vocab = {theirs:?}, Hearth's {expected:?})"
+        );
+    }
+    Ok(())
+}
+
 /// Runs `bench/pytorch/run.sh` on the same workload; returns its JSON line.
+/// A reference that cannot load the weights fails the bench.
 fn run_reference(
     args: &BenchTrainArgs,
     targets: &[Target],
     threads: usize,
-    gguf: Option<&std::path::Path>,
+    weights: Option<&ReferenceWeights>,
     generate: usize,
 ) -> Result<Value> {
-    let script = reference_script();
-    if !script.exists() {
-        bail!(
-            "the PyTorch reference {} is missing (set HEARTH_PYTORCH_BENCH)",
-            script.display()
-        );
-    }
+    let script = reference::script()?;
     eprintln!(
         "pytorch: running {} (the first run installs its environment)",
         script.display()
@@ -249,24 +303,16 @@ fn run_reference(
             &args.steps.to_string(),
         ])
         .args(["--generate", &generate.to_string()]);
-    if let Some(gguf) = gguf {
-        command.arg("--gguf").arg(gguf);
+    match weights {
+        Some(ReferenceWeights::Gguf(path)) => {
+            command.arg("--gguf").arg(path);
+        }
+        Some(ReferenceWeights::Pretrained(path)) => {
+            command.arg("--pretrained").arg(path);
+        }
+        None => {}
     }
-    let output = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running the PyTorch reference")?;
-    if !output.status.success() {
-        bail!("the PyTorch reference failed ({})", output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    serde_json::from_str(line).context("reading the PyTorch reference's JSON line")
+    reference::run_json(command, "the PyTorch reference")
 }
 
 fn names(targets: &[Target]) -> String {

@@ -1144,19 +1144,15 @@ mod tests {
         assert!(err.to_string().contains("magic"), "{err}");
     }
 
-    /// Tensors written by PyTorch itself, when the project's PyTorch venv is
-    /// there (the fixture is generated, never committed): dtypes, views with
+    /// Tensors written by PyTorch itself, when the PyTorch venv is there
+    /// (`hearth_testdata::torch_python`: under CI it must be; the fixture is
+    /// generated, never committed): dtypes, views with
     /// offsets, transposes, shared storages and parameters.
     #[test]
     fn reads_what_torch_writes() {
-        let Some(home) = std::env::var_os("HOME") else {
+        let Some(python) = hearth_testdata::torch_python() else {
             return;
         };
-        let python = Path::new(&home).join(".cache/hearth/pytorch-bench-venv/bin/python");
-        if !python.exists() {
-            eprintln!("skipping: no PyTorch venv at {}", python.display());
-            return;
-        }
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("fixture.pth");
         let script = r#"
