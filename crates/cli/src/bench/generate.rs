@@ -307,10 +307,7 @@ fn run_llamacpp(gguf: &Path, prompt: &[u32], new: usize, threads: usize) -> Resu
 /// (tokens/s end to end, peak RSS, import RSS) of PyTorch's generation on
 /// the same GGUF's weights.
 fn run_pytorch(gguf: &Path, prompt: usize, new: usize, threads: usize) -> Result<(f64, f64, f64)> {
-    let script = super::train::reference_script();
-    if !script.exists() {
-        bail!("the PyTorch reference {} is missing", script.display());
-    }
+    let script = super::reference::script()?;
     let output = Command::new("bash")
         .arg(&script)
         .arg("--gguf")
