@@ -10,7 +10,7 @@
 //! load the same weights fails the benchmark: nothing falls back.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -22,6 +22,7 @@ use hearth_ml::{LoraAdapter, LoraConfig, Target};
 use serde_json::Value;
 
 use super::peak_rss_self_mib;
+use super::reference::run_json;
 use crate::args::BenchGenerateArgs;
 
 /// `bench/llamacpp/run.sh`, or `HEARTH_LLAMACPP_BENCH`.
@@ -272,43 +273,28 @@ fn number(v: &Value, key: &str) -> Result<f64> {
         .with_context(|| format!("the reference's JSON has no number {key:?}"))
 }
 
-fn last_json_line(output: &std::process::Output, what: &str) -> Result<Value> {
-    if !output.status.success() {
-        bail!("the {what} reference failed ({})", output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("reading the {what} reference's JSON line"))
-}
-
 fn run_llamacpp(gguf: &Path, prompt: &[u32], new: usize, threads: usize) -> Result<Value> {
     let script = llamacpp_script();
     if !script.exists() {
         bail!("the llama.cpp reference {} is missing", script.display());
     }
     let ids: Vec<String> = prompt.iter().map(u32::to_string).collect();
-    let output = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(&script)
         .arg("--gguf")
         .arg(gguf)
         .args(["--prompt-ids", &ids.join(",")])
-        .args(["--new", &new.to_string(), "--threads", &threads.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running the llama.cpp reference")?;
-    last_json_line(&output, "llama.cpp")
+        .args(["--new", &new.to_string(), "--threads", &threads.to_string()]);
+    run_json(command, "the llama.cpp reference")
 }
 
 /// (tokens/s end to end, peak RSS, import RSS) of PyTorch's generation on
 /// the same GGUF's weights.
 fn run_pytorch(gguf: &Path, prompt: usize, new: usize, threads: usize) -> Result<(f64, f64, f64)> {
     let script = super::reference::script()?;
-    let output = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(&script)
         .arg("--gguf")
         .arg(gguf)
@@ -317,12 +303,8 @@ fn run_pytorch(gguf: &Path, prompt: usize, new: usize, threads: usize) -> Result
         ])
         .args(["--threads", &threads.to_string()])
         .args(["--generate", &new.to_string()])
-        .args(["--prompt-len", &prompt.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running the PyTorch reference")?;
-    let v = last_json_line(&output, "PyTorch")?;
+        .args(["--prompt-len", &prompt.to_string()]);
+    let v = run_json(command, "the PyTorch reference")?;
     Ok((
         number(&v, "generate_tokens_per_s")?,
         number(&v, "generate_peak_rss_mb")?,
