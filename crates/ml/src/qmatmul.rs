@@ -50,17 +50,9 @@ enum QData {
     F32(Vec<f32>),
 }
 
-/// An IEEE half-precision value, widened.
+/// An IEEE half-precision value (little-endian bits), widened.
 fn f16_to_f32(h: u16) -> f32 {
-    let negative = h & 0x8000 != 0;
-    let exponent = u32::from((h >> 10) & 0x1f);
-    let mantissa = u32::from(h & 0x3ff);
-    let magnitude = match exponent {
-        0 => mantissa as f32 * (1.0 / 16_777_216.0),
-        31 => f32::from_bits(0x7f80_0000 | (mantissa << 13)),
-        _ => f32::from_bits(((exponent + 112) << 23) | (mantissa << 13)),
-    };
-    if negative { -magnitude } else { magnitude }
+    half::f16::from_bits(h).to_f32()
 }
 
 impl QWeight {
