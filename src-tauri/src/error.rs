@@ -9,13 +9,12 @@ use hearth_ask::AskError;
 use hearth_fed::client::FedClientError;
 use hearth_personalize::PersonalizeError;
 use hearth_store::StoreError;
-use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::state::JobId;
 
 /// What kind of failure an [`AppError`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request itself was malformed (an empty label, a relative path).
@@ -157,12 +156,30 @@ fn ml_kind(error: &hearth_ml::MlError) -> ErrorKind {
     }
 }
 
+/// What an [`AppError`] looks like to the front end: `{kind, message}`.
+/// Its own type so the TypeScript declaration is generated with the rest
+/// (`AppError` in `ui/src/api/bindings.ts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
+#[ts(rename = "AppError")]
+pub struct ErrorBody {
+    /// Which kind of failure, for the front end to act on.
+    pub kind: ErrorKind,
+    /// The sentence for the person.
+    pub message: String,
+}
+
+impl From<&AppError> for ErrorBody {
+    fn from(error: &AppError) -> Self {
+        ErrorBody {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
+}
+
 impl Serialize for AppError {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("AppError", 2)?;
-        out.serialize_field("kind", &self.kind())?;
-        out.serialize_field("message", &self.to_string())?;
-        out.end()
+        ErrorBody::from(self).serialize(serializer)
     }
 }
 

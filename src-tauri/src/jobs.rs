@@ -20,7 +20,7 @@ use crate::state::{JobId, JobKind, Jobs};
 
 /// One progress event of a job whose result is `T`. Serialized with an
 /// `event` tag: `{"event": "advance", "done": 3}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ts_rs::TS)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum JobEvent<T> {
     /// A task begins (`Scanning`, `Importing`, `Training`, ...).
@@ -59,6 +59,7 @@ pub enum JobEvent<T> {
     /// The job failed; the last event.
     Failed {
         /// Why.
+        #[ts(as = "crate::error::ErrorBody")]
         error: AppError,
     },
 }

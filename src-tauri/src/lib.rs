@@ -23,6 +23,7 @@
 //! paused, so it resumes where it stopped; a federated round is left (the protocol tolerates a
 //! device dropping out) and nothing half-done is recorded.
 
+pub mod bindings;
 pub mod commands;
 pub mod error;
 pub mod jobs;

@@ -65,7 +65,7 @@ pub type JobId = u64;
 /// What a job does; at most one job of each kind runs at a time (two
 /// trainings would halve each other's speed, two imports would race for
 /// the library's import lock).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Importing folders.
@@ -85,7 +85,7 @@ pub enum JobKind {
 }
 
 /// A running job, as `running_jobs` reports it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct JobInfo {
     /// Its id.
     pub id: JobId,

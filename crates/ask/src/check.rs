@@ -30,6 +30,7 @@ pub struct LibraryFacts {
 
 /// A range as written and the days it meant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ResolvedRange {
     /// As written (`last_summer`).
     pub range: String,

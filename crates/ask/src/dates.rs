@@ -26,10 +26,13 @@ use crate::ast::{NamedRange, Range, Season, Unit};
 
 /// Days from `from` to `to`, both included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DateSpan {
     /// First day.
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub from: NaiveDate,
     /// Last day.
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub to: NaiveDate,
 }
 

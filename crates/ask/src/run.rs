@@ -53,6 +53,7 @@ pub struct Scored {
 
 /// One library item an answer came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SourceItem {
     /// Its id in the library.
     pub id: i64,
@@ -68,12 +69,15 @@ pub struct SourceItem {
     pub labels: Vec<String>,
     /// For semantic search: how close it is.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub score: Option<f32>,
 }
 
 /// What a query computed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", ts(rename = "AskValue"))]
 #[non_exhaustive]
 pub enum Value {
     /// `cannot_answer`.
@@ -85,7 +89,8 @@ pub enum Value {
     },
     /// A date.
     Date {
-        /// It.
+        /// It, `YYYY-MM-DD`.
+        #[cfg_attr(feature = "ts", ts(type = "string"))]
         date: NaiveDate,
     },
     /// Items (listed in the answer's sources).

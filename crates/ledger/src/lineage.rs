@@ -23,8 +23,10 @@ use crate::merkle::{
 
 /// The public commitment to a set of items: what lineage records keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ItemSetRoot {
-    /// The Merkle root over the sorted items.
+    /// The Merkle root over the sorted items (hex).
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub root: Hash,
     /// How many distinct items the set holds.
     pub count: u64,

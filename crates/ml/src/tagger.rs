@@ -107,6 +107,7 @@ pub struct Tagger {
 
 /// One suggestion.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Suggestion {
     /// The label.
     pub label: String,

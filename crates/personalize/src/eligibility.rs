@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the device reports about itself now.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Conditions {
     /// On mains power (`None`: cannot tell).
     pub on_power: Option<bool>,
@@ -93,6 +94,7 @@ impl DeviceState for LinuxDeviceState {
 
 /// The person's rules for taking part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct ParticipationPolicy {
     /// Only on mains power.
@@ -116,6 +118,7 @@ impl Default for ParticipationPolicy {
 
 /// The decision, with the reasons against when it is no.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Decision {
     /// Whether the device may take part now.
     pub eligible: bool,

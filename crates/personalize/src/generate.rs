@@ -35,6 +35,7 @@ pub const MAX_NEW_TOKENS: usize = 2048;
 /// same request gives the same text; greedy decoding of a small model
 /// tends to loop on a phrase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct GenerateRequest {
     /// The prompt: a user turn for chat models, raw text with `raw`.
@@ -130,6 +131,7 @@ impl GenerateRequest {
 
 /// Which side a completion is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Pass {
     /// The base model alone.

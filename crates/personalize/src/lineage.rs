@@ -39,6 +39,7 @@ pub(crate) fn lineage_hash(base_sha256: &str, config: &str, item_hashes: &[Strin
 
 /// One item an adapter learned from.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LineageItem {
     /// Its content hash (what the run recorded).
     pub sha256: String,
@@ -48,6 +49,7 @@ pub struct LineageItem {
 
 /// Where an adapter came from.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AdapterLineage {
     /// The adapter.
     pub adapter: Adapter,
@@ -133,6 +135,7 @@ fn run_items(library: &Library, run: RunId) -> Result<(ItemSetRoot, Vec<LineageI
 
 /// Where a photo tagger came from.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TaggerLineage {
     /// The tagger.
     pub tagger: PhotoTagger,

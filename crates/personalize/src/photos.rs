@@ -49,6 +49,7 @@ pub fn load_photo_model(model: Option<&str>, device: &Device) -> Result<PhotoMod
 
 /// What an embedding pass did.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct EmbedSummary {
     /// Photos embedded now.
     pub embedded: usize,
@@ -138,6 +139,7 @@ pub struct PhotoTraining {
 
 /// A trained tagger and how it was trained.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TaggerSummary {
     /// The run recorded for it.
     pub run_id: RunId,

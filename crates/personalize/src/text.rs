@@ -29,6 +29,7 @@ pub struct TextTraining {
 
 /// How a run went.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RunSummary {
     /// The run.
     pub run_id: RunId,

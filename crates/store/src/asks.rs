@@ -17,6 +17,7 @@ pub type AskId = i64;
 
 /// One answered ask.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AskRecord {
     /// Row id.
     pub id: AskId,
@@ -31,6 +32,7 @@ pub struct AskRecord {
 
 /// A correction: the query an ask should have run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AskCorrection {
     /// Row id.
     pub id: i64,

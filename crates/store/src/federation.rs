@@ -35,6 +35,7 @@ pub struct NewMembership {
 
 /// A federation this device joined.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Membership {
     /// Row id.
     pub id: MembershipId,
@@ -83,6 +84,7 @@ pub struct NewUpload {
 
 /// A recorded upload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Upload {
     /// Row id.
     pub id: i64,

@@ -16,6 +16,7 @@ pub type ItemId = i64;
 
 /// What an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum ItemKind {
     /// A still image.
@@ -56,6 +57,7 @@ impl FromStr for ItemKind {
 
 /// One photo or text in the library.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Item {
     /// Row id, stable for the life of the item.
     pub id: ItemId,
@@ -96,6 +98,7 @@ pub struct ItemFilter {
 
 /// Counts and sizes for `hearth library stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LibraryStats {
     /// Number of photos.
     pub photos: u64,

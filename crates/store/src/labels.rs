@@ -13,6 +13,7 @@ const MAX_LABEL_CHARS: usize = 100;
 
 /// A label and how many items carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LabelSummary {
     /// The label as first written.
     pub name: String,

@@ -21,6 +21,7 @@ pub type AdapterId = i64;
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Training now, or interrupted without a chance to say so (resumable).
@@ -143,6 +144,7 @@ pub struct NewRun {
 
 /// A recorded run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Run {
     /// Row id.
     pub id: RunId,
@@ -232,6 +234,7 @@ pub struct NewAdapter {
 
 /// A recorded adapter.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Adapter {
     /// Row id.
     pub id: AdapterId,

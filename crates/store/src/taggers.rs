@@ -29,6 +29,7 @@ pub struct NewPhotoTagger {
 
 /// A recorded photo tagger.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PhotoTagger {
     /// Row id.
     pub id: TaggerId,

@@ -39,22 +39,27 @@ import type {
   SimilarPhoto,
   TaggerSummary,
   TextTrainingRequest,
+  ErrorKind,
+  Request,
 } from "./types";
 
-const KINDS = new Set([
-  "invalid_input",
-  "not_found",
-  "busy",
-  "no_data",
-  "not_resumable",
-  "cancelled",
-  "model_missing",
-  "library",
-  "model",
-  "federation",
-  "privacy_budget",
-  "internal",
-]);
+// Every ErrorKind, checked against the generated union: a kind added or
+// removed in Rust fails the type check here.
+const KIND_NAMES: Record<ErrorKind, true> = {
+  invalid_input: true,
+  not_found: true,
+  busy: true,
+  no_data: true,
+  not_resumable: true,
+  cancelled: true,
+  model_missing: true,
+  library: true,
+  model: true,
+  federation: true,
+  privacy_budget: true,
+  internal: true,
+};
+const KINDS = new Set<string>(Object.keys(KIND_NAMES));
 
 export function isAppError(value: unknown): value is AppError {
   if (typeof value !== "object" || value === null) return false;
@@ -95,7 +100,7 @@ export const api = {
   cancelJob: (id: JobId) => call<void>("cancel_job", { id }),
 
   libraryInfo: () => call<LibraryInfo>("library_info"),
-  listItems: (query: ItemQuery = {}) => call<Item[]>("list_items", { query }),
+  listItems: (query: Request<ItemQuery> = {}) => call<Item[]>("list_items", { query }),
   getItem: (id: number) => call<Item>("get_item", { id }),
   itemText: (id: number) => call<string | null>("item_text", { id }),
   listLabels: () => call<LabelSummary[]>("list_labels"),
@@ -108,19 +113,19 @@ export const api = {
   listModels: () => call<ModelChoice[]>("list_models"),
   listRuns: () => call<Run[]>("list_runs"),
   listAdapters: () => call<Adapter[]>("list_adapters"),
-  startTextTraining: (request: TextTrainingRequest, onEvent: (e: JobEvent<RunSummary>) => void) =>
+  startTextTraining: (request: Request<TextTrainingRequest>, onEvent: (e: JobEvent<RunSummary>) => void) =>
     call<JobId>("start_text_training", { request, onEvent: channel(onEvent) }),
   resumeTextTraining: (run: number, onEvent: (e: JobEvent<RunSummary>) => void) =>
     call<JobId>("resume_text_training", { run, onEvent: channel(onEvent) }),
   discardRun: (run: number) => call<void>("discard_run", { run }),
   embedPhotos: (onEvent: (e: JobEvent<EmbedSummary>) => void) =>
     call<JobId>("embed_photos", { onEvent: channel(onEvent) }),
-  trainPhotoTagger: (request: PhotoTrainingRequest, onEvent: (e: JobEvent<TaggerSummary>) => void) =>
+  trainPhotoTagger: (request: Request<PhotoTrainingRequest>, onEvent: (e: JobEvent<TaggerSummary>) => void) =>
     call<JobId>("train_photo_tagger", { request, onEvent: channel(onEvent) }),
   resumePhotoTagger: (run: number, onEvent: (e: JobEvent<TaggerSummary>) => void) =>
     call<JobId>("resume_photo_tagger", { run, onEvent: channel(onEvent) }),
 
-  generateText: (request: GenerateRequest, onEvent: (e: GenerateEvent) => void) =>
+  generateText: (request: Request<GenerateRequest>, onEvent: (e: GenerateEvent) => void) =>
     call<JobId>("generate_text", { request, onEvent: channel(onEvent) }),
   suggestTags: (all = false) => call<PhotoTags[]>("suggest_tags", { all }),
   similarPhotos: (id: number, k = 8) => call<SimilarPhoto[]>("similar_photos", { id, k }),
@@ -131,7 +136,7 @@ export const api = {
   askQuery: (query: string) => call<AskAnswer>("ask_query", { query }),
   correctAsk: (id: number, query: string) => call<AskCorrectionAnswer>("correct_ask", { id, query }),
   askHistory: () => call<AskHistory>("ask_history"),
-  trainAsk: (request: AskTrainingRequest, onEvent: (e: JobEvent<RunSummary>) => void) =>
+  trainAsk: (request: Request<AskTrainingRequest>, onEvent: (e: JobEvent<RunSummary>) => void) =>
     call<JobId>("train_ask", { request, onEvent: channel(onEvent) }),
 
   federationStatus: () => call<FederationOverview>("federation_status"),
@@ -140,7 +145,7 @@ export const api = {
   federationHistory: () => call<UploadRecord[]>("federation_history"),
   setParticipationPolicy: (membership: number, policy: ParticipationPolicy) =>
     call<number>("set_participation_policy", { membership, policy }),
-  startFederatedRound: (request: FederatedRoundRequest, onEvent: (e: JobEvent<ParticipationSummary>) => void) =>
+  startFederatedRound: (request: Request<FederatedRoundRequest>, onEvent: (e: JobEvent<ParticipationSummary>) => void) =>
     call<JobId>("start_federated_round", { request, onEvent: channel(onEvent) }),
 
   adapterLineage: (adapter: number) => call<AdapterLineage>("adapter_lineage", { adapter }),

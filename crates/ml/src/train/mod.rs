@@ -147,6 +147,8 @@ impl TrainConfig {
 
 /// How a call to [`train`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "TrainingOutcome"))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// All steps done.

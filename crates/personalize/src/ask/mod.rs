@@ -42,6 +42,7 @@ pub struct AskRequest {
 
 /// An answer, computed by code from the library.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AskAnswer {
     /// The recorded ask (correct it with [`correct_ask`]).
     pub ask_id: AskId,
@@ -61,11 +62,14 @@ pub struct AskAnswer {
     pub notes: Vec<String>,
     /// How the model translated the question, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub translation: Option<Translation>,
 }
 
 /// A stored correction and the answer of the corrected query.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "AskCorrectionAnswer"))]
 pub struct Correction {
     /// The correction's id.
     pub correction_id: i64,

@@ -93,6 +93,7 @@ impl std::fmt::Debug for Translator {
 
 /// What the translation of one question cost and produced.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Translation {
     /// The query the model wrote.
     pub query: String,

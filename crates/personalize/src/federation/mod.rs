@@ -74,6 +74,7 @@ pub struct JoinRequest {
 
 /// A membership as the person sees it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MembershipStatus {
     /// The membership (`hearth fed leave ID`).
     pub id: MembershipId,
@@ -106,6 +107,7 @@ pub struct MembershipStatus {
 
 /// One upload, with the federation it went to.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UploadRecord {
     /// The federation.
     pub federation_id: String,
@@ -120,6 +122,7 @@ pub struct UploadRecord {
 
 /// The result of re-verifying one membership's stored log evidence.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AuditOutcome {
     /// The membership.
     pub membership: MembershipId,
@@ -211,6 +214,7 @@ impl Default for Participation {
 
 /// One round this device contributed to.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RoundOutcome {
     /// The round.
     pub round: u64,
@@ -232,6 +236,7 @@ pub struct RoundOutcome {
 
 /// What [`participate`] did.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ParticipationSummary {
     /// The rounds contributed to, verified in the server's log.
     pub rounds: Vec<RoundOutcome>,

@@ -60,6 +60,7 @@ impl Default for ImportOptions {
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Added to the library.
@@ -77,6 +78,7 @@ pub enum Outcome {
 
 /// One file's line in the report.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FileReport {
     /// The file's path (lossily shown if not UTF-8).
     pub path: String,
@@ -84,12 +86,15 @@ pub struct FileReport {
     pub outcome: Outcome,
     /// Photo or text, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub kind: Option<ItemKind>,
     /// The library item it is (or already was).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub item_id: Option<ItemId>,
     /// Why it was skipped or failed, or what it duplicates.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub reason: Option<String>,
 }
 

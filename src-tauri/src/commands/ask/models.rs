@@ -13,7 +13,7 @@ use crate::error::{AppError, Result};
 pub use hearth_personalize::ask::{AskAnswer, Correction};
 
 /// Every ask and every correction, oldest first (`hearth ask history`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct AskHistory {
     /// The asks.
     pub asks: Vec<AskRecord>,
@@ -23,7 +23,7 @@ pub struct AskHistory {
 
 /// A request to train the translator on the corrections. Defaults are
 /// `hearth ask train`'s (the default text model, the one that translates).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct AskTrainingRequest {
     /// Base model: registry name or path (default: the default text model).

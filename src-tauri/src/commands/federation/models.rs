@@ -5,7 +5,7 @@ use hearth_personalize::federation::{DEFAULT_EPSILON_BUDGET, MembershipStatus};
 use serde::{Deserialize, Serialize};
 
 /// Joining a federation, as the person fills it in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
 pub struct JoinFederationRequest {
     /// `https://host:port`.
     pub server_url: String,
@@ -27,7 +27,7 @@ fn default_budget() -> f64 {
 }
 
 /// The Federation screen's state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct FederationOverview {
     /// Active memberships (none: federation is off).
     pub memberships: Vec<MembershipStatus>,
@@ -36,7 +36,7 @@ pub struct FederationOverview {
 }
 
 /// Taking part in rounds. Defaults are `hearth fed run`'s, for one round.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct FederatedRoundRequest {
     /// The membership (the only one when absent).

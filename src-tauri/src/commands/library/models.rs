@@ -4,7 +4,7 @@ use hearth_store::{FileReport, ImportReport, LibraryStats, Outcome};
 use serde::{Deserialize, Serialize};
 
 /// Which items to list.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct ItemQuery {
     /// `photo` or `text`.
@@ -17,7 +17,7 @@ pub struct ItemQuery {
 }
 
 /// Where the library is and what is in it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct LibraryInfo {
     /// The library folder.
     pub path: String,
@@ -38,7 +38,7 @@ pub const MAX_PROBLEMS: usize = 200;
 /// An import's outcome: counts, and the files that were skipped or failed
 /// (the library's full report lists every file, which for a large folder
 /// is more than a screen needs).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ImportSummary {
     /// New items.
     pub imported: u64,

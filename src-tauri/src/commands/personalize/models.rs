@@ -4,7 +4,7 @@ use hearth_ml::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 /// A text training request. Defaults are `hearth train text`'s.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct TextTrainingRequest {
     /// Base model: registry name or path (default: the default text model).
@@ -50,7 +50,7 @@ impl Default for TextTrainingRequest {
 }
 
 /// A base model the person can choose.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ModelChoice {
     /// Registry name.
     pub name: String,
@@ -65,7 +65,7 @@ pub struct ModelChoice {
 }
 
 /// A photo tagger training request.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct PhotoTrainingRequest {
     /// Fine-tune this many of the network's last blocks first (`None`: the

@@ -11,7 +11,7 @@ pub use hearth_personalize::generate::{GenerateRequest, Pass};
 
 /// A generation's events, tagged by `event`: the library's
 /// [`GenerationEvent`]s, then how the job ended.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ts_rs::TS)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum GenerateEvent {
     /// The model is loading.
@@ -47,6 +47,7 @@ pub enum GenerateEvent {
     /// It failed; the last event.
     Failed {
         /// Why.
+        #[ts(as = "crate::error::ErrorBody")]
         error: AppError,
     },
 }
@@ -73,7 +74,7 @@ impl From<GenerationEvent> for GenerateEvent {
 }
 
 /// Tag suggestions for one photo.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct PhotoTags {
     /// The photo (for its thumbnail and labels).
     pub item: Item,
@@ -82,7 +83,7 @@ pub struct PhotoTags {
 }
 
 /// A photo like another.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct SimilarPhoto {
     /// The photo.
     pub item: Item,
