@@ -17,6 +17,13 @@ use ts_rs::{Config, TS, TypeVisitor};
 /// Where the generated file lives, relative to the app crate.
 pub const BINDINGS_PATH: &str = "../ui/src/api/bindings.ts";
 
+/// The front end's tests answer `request_defaults` with this file, written
+/// from [`RequestDefaults::default`] and checked like `bindings.ts`, so they
+/// see the library's real defaults.
+///
+/// [`RequestDefaults::default`]: crate::commands::personalize::models::RequestDefaults
+pub const DEFAULTS_FIXTURE_PATH: &str = "../ui/tests/request-defaults.json";
+
 const HEADER: &str = "\
 // Generated from the Rust types by src-tauri/src/bindings.rs: do not edit.
 // Regenerate with `HEARTH_WRITE_BINDINGS=1 cargo test -p hearth-app bindings`.
@@ -91,7 +98,7 @@ fn roots(collector: &mut Collector) {
     };
     use crate::commands::library::models::{ImportSummary, ItemQuery, LibraryInfo};
     use crate::commands::personalize::models::{
-        ModelChoice, PhotoTrainingRequest, TextTrainingRequest,
+        ModelChoice, PhotoTrainingRequest, RequestDefaults, TextTrainingRequest,
     };
     use crate::commands::try_it::models::{GenerateEvent, PhotoTags, SimilarPhoto};
     use crate::error::{ErrorBody, ErrorKind};
@@ -120,6 +127,7 @@ fn roots(collector: &mut Collector) {
     collector.add::<TextTrainingRequest>();
     collector.add::<PhotoTrainingRequest>();
     collector.add::<ModelChoice>();
+    collector.add::<RequestDefaults>();
     collector.add::<Run>();
     collector.add::<Adapter>();
     collector.add::<RunSummary>();
@@ -167,21 +175,34 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn bindings_ts_is_generated_from_the_rust_types() {
-        let generated = generate().expect("bindings");
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(BINDINGS_PATH);
+    /// Compares `generated` with the checked-in file at `relative`, or
+    /// rewrites the file under `HEARTH_WRITE_BINDINGS`.
+    fn check_generated(relative: &str, generated: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
         if std::env::var_os("HEARTH_WRITE_BINDINGS").is_some() {
-            std::fs::write(&path, &generated).expect("write bindings.ts");
+            std::fs::write(&path, generated).expect("write the generated file");
             return;
         }
         let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             checked_in == generated,
-            "{} is stale: the Rust types changed. Regenerate it with \
+            "{} is stale: the Rust types or defaults changed. Regenerate it with \
              `HEARTH_WRITE_BINDINGS=1 cargo test -p hearth-app bindings` and commit it.",
             path.display()
         );
+    }
+
+    #[test]
+    fn bindings_ts_is_generated_from_the_rust_types() {
+        check_generated(BINDINGS_PATH, &generate().expect("bindings"));
+    }
+
+    #[test]
+    fn the_request_defaults_fixture_is_the_library_defaults() {
+        let defaults = crate::commands::personalize::models::RequestDefaults::default();
+        let mut json = serde_json::to_string_pretty(&defaults).expect("json");
+        json.push('\n');
+        check_generated(DEFAULTS_FIXTURE_PATH, &json);
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn run_app<R: Runtime>(
             commands::library::commands::remove_item,
             commands::library::commands::import_folders,
             commands::personalize::commands::list_models,
+            commands::personalize::commands::request_defaults,
             commands::personalize::commands::list_runs,
             commands::personalize::commands::list_adapters,
             commands::personalize::commands::start_text_training,

@@ -2,6 +2,7 @@ import { fireEvent, render, screen, waitFor, within } from "@testing-library/pre
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { Channel } from "@tauri-apps/api/core";
 import { describe, expect, it } from "vitest";
+import { requestDefaults } from "./fixtures";
 import type { FederationOverview, JobEvent, MembershipStatus, ParticipationSummary, UploadRecord } from "../src/api/types";
 import { Federation } from "../src/screens/Federation";
 
@@ -53,6 +54,8 @@ function backend(start: MembershipStatus[] = []) {
     const args = (payload ?? {}) as Record<string, unknown>;
     calls.push({ cmd, args });
     switch (cmd) {
+      case "request_defaults":
+        return requestDefaults;
       case "federation_status":
         return { memberships, conditions } satisfies FederationOverview;
       case "federation_history":

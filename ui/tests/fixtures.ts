@@ -1,4 +1,9 @@
-import type { Item } from "../src/api/types";
+import type { Item, RequestDefaults } from "../src/api/types";
+// Written by the app's Rust tests from the library's defaults (a stale
+// copy fails them), so these tests see the real defaults.
+import defaults from "./request-defaults.json";
+
+export const requestDefaults: RequestDefaults = defaults;
 
 export function photo(id: number, name: string, labels: string[] = []): Item {
   const sha = `${id.toString(16).padStart(2, "a")}${"0".repeat(62)}`;

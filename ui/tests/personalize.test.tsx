@@ -2,6 +2,7 @@ import { fireEvent, render, screen, waitFor } from "@testing-library/preact";
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { Channel } from "@tauri-apps/api/core";
 import { describe, expect, it } from "vitest";
+import { requestDefaults } from "./fixtures";
 import type { JobEvent, RunSummary, TaggerSummary } from "../src/api/types";
 import { Personalize } from "../src/screens/Personalize";
 
@@ -12,6 +13,8 @@ function backend() {
     const args = (payload ?? {}) as Record<string, unknown>;
     calls.push({ cmd, args });
     switch (cmd) {
+      case "request_defaults":
+        return requestDefaults;
       case "list_runs":
       case "list_labels":
         return [];
@@ -39,13 +42,21 @@ describe("Personalize screen", () => {
   it("starts a run, shows progress and the loss curve, pauses, and reports the result", async () => {
     const fake = backend();
     render(<Personalize active={true} />);
+    // The form shows the library's defaults.
+    await waitFor(() =>
+      expect((screen.getByLabelText("Sequence length") as HTMLInputElement).value).toBe(
+        String(requestDefaults.text_training.seq_len),
+      ),
+    );
     fireEvent.input(screen.getByLabelText("Steps"), { target: { value: "20" } });
-    fireEvent.input(screen.getByLabelText("Base model"), { target: { value: "/models/stories260K.bin" } });
+    fireEvent.input(screen.getByLabelText(/^Base model/), { target: { value: "/models/stories260K.bin" } });
     fireEvent.click(screen.getByRole("button", { name: "Start" }));
     await waitFor(() => expect(fake.started()).toBe(true));
     const request = fake.calls.find((c) => c.cmd === "start_text_training")?.args.request as Record<string, unknown>;
     expect(request.steps).toBe(20);
     expect(request.model).toBe("/models/stories260K.bin");
+    // What the person left alone is the library's default.
+    expect(request.seq_len).toBe(requestDefaults.text_training.seq_len);
 
     fake.send({ event: "metric", name: "validation_loss", step: 0, value: 6.0 });
     fake.send({ event: "begin", task: "Training", total: 20 });

@@ -4,7 +4,7 @@ import type { Channel } from "@tauri-apps/api/core";
 import { describe, expect, it } from "vitest";
 import type { GenerateEvent } from "../src/api/types";
 import { Try } from "../src/screens/Try";
-import { photo } from "./fixtures";
+import { photo, requestDefaults } from "./fixtures";
 
 describe("Try screen", () => {
   it("streams base and personalized completions side by side", async () => {
@@ -15,6 +15,7 @@ describe("Try screen", () => {
       if (cmd === "list_adapters")
         return [{ id: 4, name: "run 2", run_id: 2, source: "trained", base_model: "stories260k", base_model_sha256: null, sha256: "x", rank: 8, alpha: 16, targets: "q_proj", path: "adapters/x", created_at: "" }];
       if (cmd === "list_items") return [];
+      if (cmd === "request_defaults") return requestDefaults;
       if (cmd === "generate_text") {
         channel = args.onEvent as Channel<GenerateEvent>;
         request = args.request as Record<string, unknown>;
@@ -24,10 +25,28 @@ describe("Try screen", () => {
     });
     render(<Try active={true} />);
     await screen.findByText(/Adapter 4/);
+    // Length and temperature are the library's defaults.
+    await waitFor(() =>
+      expect((screen.getByLabelText("Temperature") as HTMLInputElement).value).toBe(
+        String(requestDefaults.generate.temperature),
+      ),
+    );
+    // happy-dom checks `step` with a binary floating-point remainder (0.7,
+    // even 0.5, is "not a multiple" of 0.1, which browsers accept), so the
+    // form would not submit: the test picks greedy decoding (0).
+    fireEvent.input(screen.getByLabelText("Temperature"), { target: { value: "0" } });
     fireEvent.input(screen.getByLabelText("Prompt"), { target: { value: "Once upon a time" } });
-    fireEvent.click(screen.getByRole("button", { name: "Generate" }));
+    const button = screen.getByRole("button", { name: "Generate" }) as HTMLButtonElement;
+    await waitFor(() => expect(button.disabled).toBe(false));
+    fireEvent.click(button);
     await waitFor(() => expect(channel).not.toBeNull());
-    expect(request).toMatchObject({ prompt: "Once upon a time", adapter_id: 4, compare: true });
+    expect(request).toMatchObject({
+      prompt: "Once upon a time",
+      adapter_id: 4,
+      compare: true,
+      max_tokens: requestDefaults.generate.max_tokens,
+      temperature: 0,
+    });
     const send = (e: GenerateEvent) => channel?.onmessage(e);
     send({ event: "loading", model: "stories260k" });
     send({ event: "begin", pass: "base" });

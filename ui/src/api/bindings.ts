@@ -1143,6 +1143,24 @@ fine_tune_blocks: number | null,
 steps: number | null, };
 
 /**
+ * What each form starts with: the library's defaults, so the front end
+ * declares none of its own.
+ */
+export type RequestDefaults = { 
+/**
+ * Training a text adapter (`hearth train text`'s).
+ */
+text_training: TextTrainingRequest, 
+/**
+ * Taking part in a federated round (`hearth fed run`'s, one round).
+ */
+federated_round: FederatedRoundRequest, 
+/**
+ * Generating text (`hearth generate`'s: sampled, seeded).
+ */
+generate: GenerateRequest, };
+
+/**
  * A range as written and the days it meant.
  */
 export type ResolvedRange = { 

@@ -41,6 +41,7 @@ import type {
   TextTrainingRequest,
   ErrorKind,
   Request,
+  RequestDefaults,
 } from "./types";
 
 // Every ErrorKind, checked against the generated union: a kind added or
@@ -111,6 +112,7 @@ export const api = {
     call<JobId>("import_folders", { request: { paths }, onEvent: channel(onEvent) }),
 
   listModels: () => call<ModelChoice[]>("list_models"),
+  requestDefaults: () => call<RequestDefaults>("request_defaults"),
   listRuns: () => call<Run[]>("list_runs"),
   listAdapters: () => call<Adapter[]>("list_adapters"),
   startTextTraining: (request: Request<TextTrainingRequest>, onEvent: (e: JobEvent<RunSummary>) => void) =>

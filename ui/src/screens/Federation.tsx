@@ -438,15 +438,26 @@ function MembershipCard({
 
 function RoundJob({ membership, onFinished }: { membership: MembershipStatus; onFinished: () => void }) {
   const [model, setModel] = useState("");
-  const [steps, setSteps] = useState(20);
-  const [seqLen, setSeqLen] = useState(128);
+  // Steps and sequence length start as the library's defaults
+  // (`request_defaults`); `null` until the person changes them.
+  const defaults = useLoad(() => api.requestDefaults(), []);
+  const [stepsEdit, setSteps] = useState<number | null>(null);
+  const [seqLenEdit, setSeqLen] = useState<number | null>(null);
+  const steps = stepsEdit ?? defaults.value?.federated_round.steps;
+  const seqLen = seqLenEdit ?? defaults.value?.federated_round.seq_len;
   const job = useJob<ParticipationSummary>(() => onFinished());
   const progress = job.progress;
   const result = progress?.result;
   const start = () =>
     void job.start((onEvent) =>
       api.startFederatedRound(
-        { membership: membership.id, model: model || null, steps, seq_len: seqLen, rounds: 1 },
+        {
+          membership: membership.id,
+          model: model || null,
+          ...(steps !== undefined && { steps }),
+          ...(seqLen !== undefined && { seq_len: seqLen }),
+          rounds: 1,
+        },
         onEvent,
       ),
     );

@@ -3,7 +3,7 @@
 // the photo tagger (embed, train, optionally fine-tune the last blocks).
 import { useEffect, useState } from "preact/hooks";
 import { api, toAppError } from "../api/ipc";
-import type { AppError, EmbedSummary, Run, RunSummary, TaggerSummary, TextTrainingRequest } from "../api/types";
+import type { AppError, EmbedSummary, Request, Run, RunSummary, TaggerSummary, TextTrainingRequest } from "../api/types";
 import { ErrorNote } from "../components/ErrorNote";
 import { LossChart } from "../components/LossChart";
 import { ProgressBar } from "../components/ProgressBar";
@@ -26,20 +26,6 @@ export function Personalize({ active }: { active: boolean }) {
   );
 }
 
-/** What the person last typed, kept for the next start. */
-const DEFAULTS: TextTrainingRequest = {
-  model: "",
-  label: "",
-  steps: 100,
-  rank: 8,
-  batch_size: 4,
-  seq_len: 256,
-  learning_rate: 2e-4,
-  eval_every: 25,
-  checkpoint_every: 10,
-  device: "auto",
-};
-
 function totalSteps(run: Run): number | null {
   try {
     const steps = (JSON.parse(run.config) as { steps?: unknown }).steps;
@@ -50,7 +36,11 @@ function totalSteps(run: Run): number | null {
 }
 
 function TextTraining({ runs, onRunsChanged, active }: { runs: Run[]; onRunsChanged: () => void; active: boolean }) {
-  const [request, setRequest] = useState<TextTrainingRequest>(DEFAULTS);
+  // The form starts from the library's defaults (`request_defaults`);
+  // only what the person changes is kept here.
+  const defaults = useLoad(() => api.requestDefaults(), []);
+  const [edits, setEdits] = useState<Request<TextTrainingRequest>>({});
+  const request: Request<TextTrainingRequest> = { ...defaults.value?.text_training, ...edits };
   const [error, setError] = useState<AppError | null>(null);
   const [cancelling, setCancelling] = useState(false);
   const models = useLoad(() => api.listModels(), []);
@@ -69,7 +59,7 @@ function TextTraining({ runs, onRunsChanged, active }: { runs: Run[]; onRunsChan
     setCancelling(false);
   });
   const set = <K extends keyof TextTrainingRequest>(key: K, value: TextTrainingRequest[K]) =>
-    setRequest((r) => ({ ...r, [key]: value }));
+    setEdits((r) => ({ ...r, [key]: value }));
   const number = (key: "steps" | "rank" | "batch_size" | "seq_len", value: string) => {
     const n = Number.parseInt(value, 10);
     if (Number.isFinite(n) && n > 0) set(key, n);

@@ -51,8 +51,13 @@ function Generate({ active }: { active: boolean }) {
   }, [active]);
   const [prompt, setPrompt] = useState("");
   const [adapter, setAdapter] = useState<number | null>(null);
-  const [maxTokens, setMaxTokens] = useState(96);
-  const [temperature, setTemperature] = useState(0);
+  // Length and temperature start as the library's defaults
+  // (`request_defaults`); `null` until the person changes them.
+  const defaults = useLoad(() => api.requestDefaults(), []);
+  const [maxTokensEdit, setMaxTokens] = useState<number | null>(null);
+  const [temperatureEdit, setTemperature] = useState<number | null>(null);
+  const maxTokens = maxTokensEdit ?? defaults.value?.generate.max_tokens;
+  const temperature = temperatureEdit ?? defaults.value?.generate.temperature;
   const [chat, setChat] = useState(true);
   const [sides, setSides] = useState<Record<Pass, Side>>(EMPTY);
   const [status, setStatus] = useState<string | null>(null);
@@ -87,8 +92,8 @@ function Generate({ active }: { active: boolean }) {
             prompt,
             adapter_id: chosen,
             compare: true,
-            max_tokens: maxTokens,
-            temperature,
+            ...(maxTokens !== undefined && { max_tokens: maxTokens }),
+            ...(temperature !== undefined && { temperature }),
             raw: !chat,
           },
           onEvent,

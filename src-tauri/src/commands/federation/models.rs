@@ -1,7 +1,7 @@
 //! Request and response shapes of the federation commands.
 
 use hearth_personalize::eligibility::{Conditions, ParticipationPolicy};
-use hearth_personalize::federation::{DEFAULT_EPSILON_BUDGET, MembershipStatus};
+use hearth_personalize::federation::{DEFAULT_EPSILON_BUDGET, MembershipStatus, Participation};
 use serde::{Deserialize, Serialize};
 
 /// Joining a federation, as the person fills it in.
@@ -36,7 +36,7 @@ pub struct FederationOverview {
 }
 
 /// Taking part in rounds. Defaults are `hearth fed run`'s, for one round.
-#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct FederatedRoundRequest {
     /// The membership (the only one when absent).
@@ -60,16 +60,19 @@ pub struct FederatedRoundRequest {
 }
 
 impl Default for FederatedRoundRequest {
+    /// The library's ([`Participation::default`]), for one round, so the
+    /// app, `hearth fed run` and the library agree.
     fn default() -> Self {
+        let participation = Participation::default();
         FederatedRoundRequest {
-            membership: None,
-            model: None,
-            label: None,
-            steps: 20,
-            batch_size: 4,
-            seq_len: 128,
-            learning_rate: 1e-3,
-            device: "auto".into(),
+            membership: participation.membership,
+            model: participation.model,
+            label: participation.label,
+            steps: participation.steps,
+            batch_size: participation.batch_size,
+            seq_len: participation.seq_len,
+            learning_rate: participation.learning_rate,
+            device: participation.device.to_string(),
             rounds: 1,
         }
     }

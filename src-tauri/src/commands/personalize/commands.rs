@@ -7,7 +7,7 @@ use tauri::State;
 use tauri::ipc::Channel;
 
 use super::helpers;
-use super::models::{ModelChoice, PhotoTrainingRequest, TextTrainingRequest};
+use super::models::{ModelChoice, PhotoTrainingRequest, RequestDefaults, TextTrainingRequest};
 use crate::error::Result;
 use crate::jobs::{JobEvent, spawn_progress_job};
 use crate::state::{JobId, JobKind, Jobs, LibraryLocation};
@@ -16,6 +16,12 @@ use crate::state::{JobId, JobKind, Jobs, LibraryLocation};
 #[tauri::command]
 pub async fn list_models() -> Result<Vec<ModelChoice>> {
     helpers::model_choices()
+}
+
+/// The defaults every form starts with (the library's).
+#[tauri::command]
+pub fn request_defaults() -> RequestDefaults {
+    RequestDefaults::default()
 }
 
 /// Every training run, newest first.

@@ -4,7 +4,7 @@ use hearth_ml::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 /// A text training request. Defaults are `hearth train text`'s.
-#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct TextTrainingRequest {
     /// Base model: registry name or path (default: the default text model).
@@ -73,4 +73,16 @@ pub struct PhotoTrainingRequest {
     pub fine_tune_blocks: Option<usize>,
     /// Fine-tuning steps (default: the library's).
     pub steps: Option<usize>,
+}
+
+/// What each form starts with: the library's defaults, so the front end
+/// declares none of its own.
+#[derive(Debug, Clone, Default, Serialize, ts_rs::TS)]
+pub struct RequestDefaults {
+    /// Training a text adapter (`hearth train text`'s).
+    pub text_training: TextTrainingRequest,
+    /// Taking part in a federated round (`hearth fed run`'s, one round).
+    pub federated_round: crate::commands::federation::models::FederatedRoundRequest,
+    /// Generating text (`hearth generate`'s: sampled, seeded).
+    pub generate: hearth_personalize::generate::GenerateRequest,
 }
