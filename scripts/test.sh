@@ -35,8 +35,9 @@ rustup target list --installed | grep -q '^aarch64-apple-darwin$' || rustup targ
 # (the hub client's, and the federation client's ring in hearth-cli) compile
 # C that needs the macOS SDK, which this machine does not have.
 cargo check --locked --target aarch64-apple-darwin -p hearth-ml --no-default-features --features metal
-echo "== app front end: type check, build, unit tests (vitest, mocked IPC)"
+echo "== app front end: lint (rules of hooks), type check, build, unit tests (vitest, mocked IPC)"
 setup_app
+npm run lint
 npm run ui:build
 npm test
 echo "== app end to end: the real app (debug build, front end embedded) driven by tauri-driver under Xvfb"

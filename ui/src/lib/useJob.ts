@@ -62,21 +62,29 @@ export function useTicker(active: boolean, ms = 1000): number {
   return now;
 }
 
-/** Runs `load` and keeps its result, error and a reload function. */
-export function useLoad<T>(load: () => Promise<T>, deps: unknown[]) {
+/**
+ * Runs `load` and keeps its result, error and a reload function. It loads
+ * again when `deps` change and each time `active` turns true (a screen
+ * being shown), and not while `active` is false.
+ */
+export function useLoad<T>(load: () => Promise<T>, deps: unknown[], active = true) {
   const [value, setValue] = useState<T | null>(null);
   const [error, setError] = useState<AppError | null>(null);
+  // The latest `load`, so `reload` changes only with `deps` (the caller's
+  // statement of what `load` reads), not with every render's new closure.
+  const latest = useRef(load);
+  latest.current = load;
   const reload = useCallback(async () => {
     try {
-      setValue(await load());
+      setValue(await latest.current());
       setError(null);
     } catch (e) {
       setError(toAppError(e));
     }
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- `deps` is the caller's list
   }, deps);
   useEffect(() => {
-    void reload();
-  }, [reload]);
+    if (active) void reload();
+  }, [reload, active]);
   return { value, error, reload };
 }

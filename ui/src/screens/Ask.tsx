@@ -5,7 +5,7 @@
 // edited and run, or kept as the correction of the question's query, which
 // becomes training data for the translator (trained here too). The items
 // an answer came from open as the Library screen shows them.
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { api, toAppError } from "../api/ipc";
 import type {
   AppError,
@@ -83,11 +83,7 @@ export function Ask({ active }: { active: boolean }) {
   const [error, setError] = useState<AppError | null>(null);
   const [kept, setKept] = useState<string | null>(null);
   const [selected, setSelected] = useState<Item | null>(null);
-  const history = useLoad(() => api.askHistory(), []);
-  useEffect(() => {
-    if (active) void history.reload();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [active]);
+  const history = useLoad(() => api.askHistory(), [], active);
 
   const run = async (kind: "question" | "query" | "correct", work: () => Promise<Shown>) => {
     setBusy(kind);

@@ -5,7 +5,7 @@
 // lineage` shows it) and whether the transparency log of
 // every federation this device joined still verifies from what it stored
 // (as `hearth audit` checks).
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, toAppError } from "../api/ipc";
 import type { AdapterLineage, AppError, AuditOutcome, LineageItem, TaggerLineage } from "../api/types";
 import { ErrorNote } from "../components/ErrorNote";
@@ -36,11 +36,11 @@ function useLineage<T extends { id: number }, L>(
   list: () => Promise<T[]>,
   fetch: (id: number) => Promise<L>,
 ) {
-  const entries = useLoad(list, []);
-  useEffect(() => {
-    if (active) void entries.reload();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [active]);
+  const entries = useLoad(list, [], active);
+  // The latest `fetch`: the lineage is fetched again when the choice
+  // changes, not when the caller passes a new closure.
+  const latestFetch = useRef(fetch);
+  latestFetch.current = fetch;
   const [chosen, setChosen] = useState<number | null>(null);
   const [lineage, setLineage] = useState<L | null>(null);
   const [error, setError] = useState<AppError | null>(null);
@@ -54,7 +54,7 @@ function useLineage<T extends { id: number }, L>(
     }
     let current = true;
     setError(null);
-    fetch(id).then(
+    latestFetch.current(id).then(
       (l) => current && setLineage(l),
       (e) => {
         if (!current) return;
@@ -65,7 +65,6 @@ function useLineage<T extends { id: number }, L>(
     return () => {
       current = false;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [id]);
   return { all, id, setChosen, lineage, error: entries.error ?? error };
 }

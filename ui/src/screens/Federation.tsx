@@ -25,16 +25,12 @@ import { useJob, useLoad } from "../lib/useJob";
 export const DEFAULT_POLICY: ParticipationPolicy = { require_power: true, require_idle: true, hours: null };
 
 export function Federation({ active }: { active: boolean }) {
-  const overview = useLoad(() => api.federationStatus(), []);
-  const history = useLoad(() => api.federationHistory(), []);
+  const overview = useLoad(() => api.federationStatus(), [], active);
+  const history = useLoad(() => api.federationHistory(), [], active);
   const reload = () => {
     void overview.reload();
     void history.reload();
   };
-  useEffect(() => {
-    if (active) reload();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [active]);
   const memberships = overview.value?.memberships ?? [];
   const [joining, setJoining] = useState(false);
   const [confirmOff, setConfirmOff] = useState(false);

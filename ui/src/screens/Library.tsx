@@ -1,6 +1,6 @@
 // The Library screen: import folders (native dialog, or a typed path),
 // the photo grid and the text list, labels, search and label filter.
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { open } from "@tauri-apps/plugin-dialog";
 import { api, thumbnailUrl, toAppError } from "../api/ipc";
 import type { AppError, ImportSummary, ItemKind } from "../api/types";
@@ -15,21 +15,18 @@ export function Library({ active }: { active: boolean }) {
   const [label, setLabel] = useState("");
   const [search, setSearch] = useState("");
   const [selected, setSelected] = useState<number | null>(null);
-  const info = useLoad(() => api.libraryInfo(), []);
-  const labels = useLoad(() => api.listLabels(), []);
+  const info = useLoad(() => api.libraryInfo(), [], active);
+  const labels = useLoad(() => api.listLabels(), [], active);
   const items = useLoad(
     () => api.listItems({ kind: kind || undefined, label: label || undefined, search: search || undefined }),
     [kind, label, search],
+    active,
   );
   const refresh = () => {
     void info.reload();
     void labels.reload();
     void items.reload();
   };
-  useEffect(() => {
-    if (active) refresh();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [active]);
 
   const all = items.value ?? [];
   const photos = all.filter((i) => i.kind === "photo");

@@ -1,7 +1,7 @@
 // The Personalize screen: a text adapter (choose the data, start, pause,
 // resume, cancel, progress with ETA, the live loss curve, run history) and
 // the photo tagger (embed, train, optionally fine-tune the last blocks).
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { api, toAppError } from "../api/ipc";
 import type { AppError, EmbedSummary, Request, Run, RunSummary, TaggerSummary, TextTrainingRequest } from "../api/types";
 import { ErrorNote } from "../components/ErrorNote";
@@ -11,11 +11,7 @@ import { fileName } from "../lib/progress";
 import { useJob, useLoad } from "../lib/useJob";
 
 export function Personalize({ active }: { active: boolean }) {
-  const runs = useLoad(() => api.listRuns(), []);
-  useEffect(() => {
-    if (active) void runs.reload();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [active]);
+  const runs = useLoad(() => api.listRuns(), [], active);
   return (
     <section class="screen personalize" aria-labelledby="personalize-title">
       <h2 id="personalize-title">Personalize</h2>
@@ -44,11 +40,7 @@ function TextTraining({ runs, onRunsChanged, active }: { runs: Run[]; onRunsChan
   const [error, setError] = useState<AppError | null>(null);
   const [cancelling, setCancelling] = useState(false);
   const models = useLoad(() => api.listModels(), []);
-  const labels = useLoad(() => api.listLabels(), []);
-  useEffect(() => {
-    if (active) void labels.reload();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [active]);
+  const labels = useLoad(() => api.listLabels(), [], active);
   const job = useJob<RunSummary>(async (progress) => {
     onRunsChanged();
     // Cancel = pause at a checkpoint, then give the run up.

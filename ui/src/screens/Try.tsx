@@ -1,7 +1,7 @@
 // The Try screen: a prompt answered by the base model and the
 // personalized one side by side (streamed as they write), suggested photo
 // tags to accept or reject, and photos like a chosen one.
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { api, thumbnailUrl, toAppError } from "../api/ipc";
 import type { AppError, GenerateEvent, Item, Pass, PhotoTags, SimilarPhoto } from "../api/types";
 import { ErrorNote } from "../components/ErrorNote";
@@ -44,11 +44,7 @@ export function applyGenerateEvent(sides: Record<Pass, Side>, event: GenerateEve
 }
 
 function Generate({ active }: { active: boolean }) {
-  const adapters = useLoad(() => api.listAdapters(), []);
-  useEffect(() => {
-    if (active) void adapters.reload();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [active]);
+  const adapters = useLoad(() => api.listAdapters(), [], active);
   const [prompt, setPrompt] = useState("");
   const [adapter, setAdapter] = useState<number | null>(null);
   // Length and temperature start as the library's defaults
@@ -207,11 +203,7 @@ function PhotoSuggestions({ active }: { active: boolean }) {
   const [similar, setSimilar] = useState<{ of: Item; photos: SimilarPhoto[] } | null>(null);
   const [error, setError] = useState<AppError | null>(null);
   const [loading, setLoading] = useState(false);
-  const photos = useLoad(() => api.listItems({ kind: "photo" }), []);
-  useEffect(() => {
-    if (active) void photos.reload();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [active]);
+  const photos = useLoad(() => api.listItems({ kind: "photo" }), [], active);
 
   const suggest = async () => {
     setLoading(true);
