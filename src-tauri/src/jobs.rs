@@ -8,7 +8,7 @@
 //! [`EventSink`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearth_progress::{CancelToken, Progress};
@@ -16,6 +16,7 @@ use serde::Serialize;
 use tauri::ipc::{Channel, IpcResponse};
 
 use crate::error::{AppError, Result};
+use crate::relay::Relay;
 use crate::state::{JobId, JobKind, Jobs};
 
 /// One progress event of a job whose result is `T`. Serialized with an
@@ -80,6 +81,25 @@ impl<E: IpcResponse + Send + Sync + 'static> EventSink<E> for Channel<E> {
 impl<E: Send + 'static> EventSink<E> for std::sync::mpsc::Sender<E> {
     fn send(&self, event: E) {
         let _ = std::sync::mpsc::Sender::send(self, event);
+    }
+}
+
+/// A sink that also records each event in the job's [`Relay`], so a page
+/// that reloaded can follow the job again (`attach_job`).
+pub struct Relayed<S> {
+    sink: S,
+    relay: Arc<Relay>,
+}
+
+impl<T: Serialize, S: EventSink<JobEvent<T>>> EventSink<JobEvent<T>> for Relayed<S> {
+    fn send(&self, event: JobEvent<T>) {
+        // An event that cannot become JSON fails on the job's own channel
+        // too; a later listener then misses it as well.
+        match serde_json::to_value(&event) {
+            Ok(json) => self.relay.record(json),
+            Err(error) => eprintln!("hearth-app: a job event could not be recorded: {error}"),
+        }
+        self.sink.send(event);
     }
 }
 
@@ -165,11 +185,12 @@ impl<T, S: EventSink<JobEvent<T>>> Progress for SinkProgress<'_, T, S> {
 /// `sink` and ending with `done` or `failed`. Returns the job id at once.
 pub fn spawn_progress_job<T, S, F>(jobs: &Jobs, kind: JobKind, sink: S, work: F) -> Result<JobId>
 where
-    T: Send + 'static,
+    T: Serialize + Send + 'static,
     S: EventSink<JobEvent<T>>,
     F: FnOnce(&dyn Progress, &CancelToken) -> Result<T> + Send + 'static,
 {
-    spawn(jobs, kind, move |cancel| {
+    spawn_relayed(jobs, kind, move |cancel, relay| {
+        let sink = Relayed { sink, relay };
         let progress = SinkProgress::new(&sink);
         let outcome = catch_unwind(AssertUnwindSafe(|| work(&progress, &cancel)));
         sink.send(match outcome {
@@ -192,13 +213,22 @@ pub fn spawn<F>(jobs: &Jobs, kind: JobKind, work: F) -> Result<JobId>
 where
     F: FnOnce(CancelToken) + Send + 'static,
 {
+    spawn_relayed(jobs, kind, move |cancel, _| work(cancel))
+}
+
+/// [`spawn`], with the job's [`Relay`] for the work to record into.
+fn spawn_relayed<F>(jobs: &Jobs, kind: JobKind, work: F) -> Result<JobId>
+where
+    F: FnOnce(CancelToken, Arc<Relay>) + Send + 'static,
+{
     let (id, cancel, guard) = jobs.register(kind)?;
+    let relay = Arc::clone(guard.relay());
     std::thread::Builder::new()
         .name(format!("hearth-job-{id}"))
         .spawn(move || {
             // Unregistered when the thread ends, whatever happens.
             let _guard = guard;
-            let _ = catch_unwind(AssertUnwindSafe(|| work(cancel)));
+            let _ = catch_unwind(AssertUnwindSafe(|| work(cancel, relay)));
         })
         .map_err(|e| AppError::Internal(format!("cannot start a worker thread: {e}")))?;
     Ok(id)
@@ -255,6 +285,44 @@ mod tests {
         assert_eq!(advances.last(), Some(&1000), "the final count goes through");
         assert!(matches!(events.last(), Some(JobEvent::Done { result: 7 })));
         assert!(jobs.wait_idle(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_listener_attached_midway_gets_the_past_events_and_the_result() {
+        let jobs = Jobs::default();
+        let (sender, events) = mpsc::channel::<JobEvent<u32>>();
+        let (go_on, wait) = mpsc::channel::<()>();
+        let id = spawn_progress_job(&jobs, JobKind::TrainText, sender, move |progress, _| {
+            progress.begin("Training", Some(10));
+            progress.advance(3);
+            progress.metric("loss", 3, 2.5);
+            wait.recv().expect("go on");
+            progress.advance(10);
+            progress.end();
+            Ok(42)
+        })
+        .expect("spawns");
+        // The page that started it reloaded: its channel is gone.
+        for _ in 0..3 {
+            events.recv().expect("begin, advance, metric");
+        }
+        drop(events);
+        let (attached, replayed) = mpsc::channel::<serde_json::Value>();
+        jobs.relay(id)
+            .expect("running")
+            .attach(Box::new(move |event| {
+                let _ = attached.send(event.clone());
+            }));
+        go_on.send(()).expect("job waits");
+        let seen: Vec<serde_json::Value> = replayed.iter().collect();
+        let tags: Vec<&str> = seen.iter().filter_map(|e| e["event"].as_str()).collect();
+        assert_eq!(
+            tags,
+            ["begin", "advance", "metric", "advance", "end", "done"]
+        );
+        assert_eq!(seen[5]["result"], 42);
+        assert!(jobs.wait_idle(Duration::from_secs(5)));
+        assert!(matches!(jobs.relay(id), Err(AppError::NoSuchJob(_))));
     }
 
     #[test]

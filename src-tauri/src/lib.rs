@@ -27,6 +27,7 @@ pub mod bindings;
 pub mod commands;
 pub mod error;
 pub mod jobs;
+pub mod relay;
 pub mod state;
 #[cfg(test)]
 mod test_support;
@@ -92,6 +93,7 @@ pub fn run_app<R: Runtime>(
         .invoke_handler(tauri::generate_handler![
             commands::jobs::commands::cancel_job,
             commands::jobs::commands::running_jobs,
+            commands::jobs::commands::attach_job,
             commands::jobs::commands::ping,
             commands::library::commands::library_info,
             commands::library::commands::list_items,

@@ -19,6 +19,7 @@ use hearth_store::Library;
 use serde::Serialize;
 
 use crate::error::{AppError, Result};
+use crate::relay::Relay;
 
 /// The environment variable that puts the library elsewhere (as for the
 /// `hearth` command); the e2e tests point it at a temporary folder.
@@ -99,6 +100,7 @@ pub struct JobInfo {
 struct Running {
     kind: JobKind,
     cancel: CancelToken,
+    relay: Arc<Relay>,
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +121,14 @@ pub struct Jobs(Arc<Registry>);
 pub struct JobGuard {
     jobs: Jobs,
     id: JobId,
+    relay: Arc<Relay>,
+}
+
+impl JobGuard {
+    /// Where the job records its events for later listeners.
+    pub fn relay(&self) -> &Arc<Relay> {
+        &self.relay
+    }
 }
 
 impl Drop for JobGuard {
@@ -155,11 +165,13 @@ impl Jobs {
         }
         let id = self.0.next.fetch_add(1, Ordering::Relaxed) + 1;
         let cancel = CancelToken::new();
+        let relay = Arc::new(Relay::default());
         running.insert(
             id,
             Running {
                 kind,
                 cancel: cancel.clone(),
+                relay: Arc::clone(&relay),
             },
         );
         Ok((
@@ -168,6 +180,7 @@ impl Jobs {
             JobGuard {
                 jobs: self.clone(),
                 id,
+                relay,
             },
         ))
     }
@@ -179,6 +192,14 @@ impl Jobs {
         let job = running.get(&id).ok_or(AppError::NoSuchJob(id))?;
         job.cancel.cancel();
         Ok(())
+    }
+
+    /// Job `id`'s recorded events, to follow it from another channel.
+    /// Fails if no such job is running.
+    pub fn relay(&self, id: JobId) -> Result<Arc<Relay>> {
+        let running = self.lock();
+        let job = running.get(&id).ok_or(AppError::NoSuchJob(id))?;
+        Ok(Arc::clone(&job.relay))
     }
 
     /// Asks every running job to stop; returns how many there were.

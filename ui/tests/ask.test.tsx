@@ -30,6 +30,7 @@ describe("Ask screen", () => {
   it("answers a question with its query, its items and the translation time, and keeps a correction", async () => {
     const calls: { cmd: string; args: Record<string, unknown> }[] = [];
     mockIPC((cmd, payload) => {
+      if (cmd === "running_jobs") return [];
       const args = (payload ?? {}) as Record<string, unknown>;
       calls.push({ cmd, args });
       if (cmd === "ask_history") return EMPTY_HISTORY;
@@ -94,6 +95,7 @@ describe("Ask screen", () => {
 
   it("says when it cannot answer, and offers no correction for a query written by hand", async () => {
     mockIPC((cmd) => {
+      if (cmd === "running_jobs") return [];
       if (cmd === "ask_history") return EMPTY_HISTORY;
       if (cmd === "ask_query") return answer({ ask_id: 5, question: null, canonical: "cannot_answer", value: { type: "refusal" }, sources: [], notes: [], translation: undefined });
       throw { kind: "internal", message: cmd };
@@ -108,6 +110,7 @@ describe("Ask screen", () => {
 
   it("shows why a query does not run, and keeps the query to fix", async () => {
     mockIPC((cmd) => {
+      if (cmd === "running_jobs") return [];
       if (cmd === "ask_history") return EMPTY_HISTORY;
       if (cmd === "ask_query") throw { kind: "invalid_input", message: "the query does not fit your library: unknown label 'Rexx', did you mean 'Rex'?" };
       throw { kind: "internal", message: cmd };
@@ -140,6 +143,7 @@ describe("Ask screen", () => {
       corrections,
     };
     mockIPC((cmd, payload) => {
+      if (cmd === "running_jobs") return [];
       if (cmd === "ask_history") return history;
       if (cmd === "train_ask") {
         channel = (payload as Record<string, unknown>).onEvent as Channel<JobEvent<RunSummary>>;
@@ -165,6 +169,7 @@ describe("Ask screen", () => {
 
   it("cannot train on too few corrections", async () => {
     mockIPC((cmd) => {
+      if (cmd === "running_jobs") return [];
       if (cmd === "ask_history") return EMPTY_HISTORY;
       throw { kind: "internal", message: cmd };
     });

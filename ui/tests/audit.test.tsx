@@ -92,6 +92,7 @@ function backend(audits: AuditOutcome[], taggers: PhotoTagger[] = []) {
   const asked: number[] = [];
   let checks = 0;
   mockIPC((cmd, payload) => {
+    if (cmd === "running_jobs") return [];
     const args = (payload ?? {}) as Record<string, unknown>;
     switch (cmd) {
       case "list_adapters":

@@ -51,6 +51,7 @@ function backend(start: MembershipStatus[] = []) {
   const calls: { cmd: string; args: Record<string, unknown> }[] = [];
   let channel: Channel<JobEvent<ParticipationSummary>> | null = null;
   mockIPC((cmd, payload) => {
+    if (cmd === "running_jobs") return [];
     const args = (payload ?? {}) as Record<string, unknown>;
     calls.push({ cmd, args });
     switch (cmd) {

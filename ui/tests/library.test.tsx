@@ -11,6 +11,7 @@ function backend(items: Item[]) {
   const calls: { cmd: string; args: Record<string, unknown> }[] = [];
   let importChannel: Channel<JobEvent<ImportSummary>> | null = null;
   mockIPC((cmd, payload) => {
+    if (cmd === "running_jobs") return [];
     const args = (payload ?? {}) as Record<string, unknown>;
     calls.push({ cmd, args });
     switch (cmd) {

@@ -10,6 +10,7 @@ function backend() {
   const calls: { cmd: string; args: Record<string, unknown> }[] = [];
   let channel: Channel<JobEvent<RunSummary>> | null = null;
   mockIPC((cmd, payload) => {
+    if (cmd === "running_jobs") return [];
     const args = (payload ?? {}) as Record<string, unknown>;
     calls.push({ cmd, args });
     switch (cmd) {
@@ -116,5 +117,49 @@ describe("Personalize screen", () => {
     const alert = await screen.findByRole("alert");
     expect(alert.textContent).toContain("no text to learn from");
     expect(alert.textContent).toContain("Library");
+  });
+
+  it("follows a training that was running when the page reloaded", async () => {
+    let attached: Channel<JobEvent<RunSummary>> | null = null;
+    const calls: string[] = [];
+    mockIPC((cmd, payload) => {
+      calls.push(cmd);
+      const args = (payload ?? {}) as Record<string, unknown>;
+      switch (cmd) {
+        case "running_jobs":
+          return [{ id: 9, kind: "train_text", cancelling: false }];
+        case "attach_job":
+          expect(args.id).toBe(9);
+          attached = args.onEvent as Channel<JobEvent<RunSummary>>;
+          return null;
+        case "request_defaults":
+          return requestDefaults;
+        case "list_runs":
+        case "list_labels":
+        case "list_models":
+          return [];
+        case "cancel_job":
+          return null;
+        default:
+          throw { kind: "internal", message: `unexpected ${cmd}` };
+      }
+    });
+    render(<Personalize active={true} />);
+    await waitFor(() => expect(attached).not.toBeNull());
+    // The replay: what happened before the reload, then the rest.
+    const send = (e: JobEvent<RunSummary>) => attached?.onmessage(e);
+    send({ event: "begin", task: "Training", total: 40 });
+    send({ event: "advance", done: 12 });
+    send({ event: "metric", name: "loss", step: 12, value: 3.25 });
+    const bar = await screen.findByRole("progressbar", { name: "Training progress" });
+    await waitFor(() => expect(bar.getAttribute("aria-valuenow")).toBe("12"));
+    // It can be paused from the reloaded page.
+    fireEvent.click(screen.getByRole("button", { name: "Pause" }));
+    await waitFor(() => expect(calls).toContain("cancel_job"));
+    send({
+      event: "done",
+      result: { run_id: 3, outcome: "paused", steps: 12, total_steps: 40, base_validation_loss: null, validation_loss: null, tokens_per_second: 90, adapter_id: null, items: 2, tokens: 500 },
+    });
+    expect((await screen.findByRole("status")).textContent).toContain("paused at step 12 of 40");
   });
 });

@@ -11,6 +11,7 @@ describe("Try screen", () => {
     let channel: Channel<GenerateEvent> | null = null;
     let request: Record<string, unknown> = {};
     mockIPC((cmd, payload) => {
+      if (cmd === "running_jobs") return [];
       const args = (payload ?? {}) as Record<string, unknown>;
       if (cmd === "list_adapters")
         return [{ id: 4, name: "run 2", run_id: 2, source: "trained", base_model: "stories260k", base_model_sha256: null, sha256: "x", rank: 8, alpha: 16, targets: "q_proj", path: "adapters/x", created_at: "" }];
@@ -67,6 +68,7 @@ describe("Try screen", () => {
     const calls: { cmd: string; args: Record<string, unknown> }[] = [];
     const bike = photo(5, "motorcycle.png");
     mockIPC((cmd, payload) => {
+      if (cmd === "running_jobs") return [];
       const args = (payload ?? {}) as Record<string, unknown>;
       calls.push({ cmd, args });
       if (cmd === "list_adapters" || cmd === "list_items") return [];

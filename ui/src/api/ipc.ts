@@ -99,6 +99,9 @@ export const api = {
   ping: () => call<string>("ping"),
   runningJobs: () => call<JobInfo[]>("running_jobs"),
   cancelJob: (id: JobId) => call<void>("cancel_job", { id }),
+  /** Follows a running job from its first event (after a page reload). */
+  attachJob: <T>(id: JobId, onEvent: (e: JobEvent<T>) => void) =>
+    call<void>("attach_job", { id, onEvent: channel(onEvent) }),
 
   libraryInfo: () => call<LibraryInfo>("library_info"),
   listItems: (query: Request<ItemQuery> = {}) => call<Item[]>("list_items", { query }),

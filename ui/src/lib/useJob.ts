@@ -3,7 +3,7 @@
 // events, cancel it.
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { api, toAppError } from "../api/ipc";
-import type { AppError, JobEvent, JobId } from "../api/types";
+import type { AppError, JobEvent, JobId, JobKind } from "../api/types";
 import { type JobProgress, reduce, startProgress } from "./progress";
 
 export interface Job<T> {
@@ -15,35 +15,79 @@ export interface Job<T> {
   reset: () => void;
 }
 
-export function useJob<T>(onFinished?: (progress: JobProgress<T>) => void): Job<T> {
+/**
+ * Runs one job at a time. With `kind`, a job of that kind that is already
+ * running when the screen mounts (the page reloaded while it ran) is
+ * followed again: its events so far are replayed, then the rest arrive.
+ */
+export function useJob<T>(onFinished?: (progress: JobProgress<T>) => void, kind?: JobKind): Job<T> {
   const [progress, setProgress] = useState<JobProgress<T> | null>(null);
   const [jobId, setJobId] = useState<JobId | null>(null);
   const finished = useRef(onFinished);
   finished.current = onFinished;
 
+  /** A fresh progress state and the handler that folds events into it. */
+  const follow = useCallback(() => {
+    let state = startProgress<T>();
+    setProgress(state);
+    return (event: JobEvent<T>) => {
+      state = reduce(state, event, Date.now());
+      setProgress(state);
+      if (state.status !== "running") {
+        setJobId(null);
+        finished.current?.(state);
+      }
+    };
+  }, []);
+
   const start = useCallback(
     async (launch: (onEvent: (e: JobEvent<T>) => void) => Promise<JobId>) => {
-      let state = startProgress<T>();
-      setProgress(state);
-      const onEvent = (event: JobEvent<T>) => {
-        state = reduce(state, event, Date.now());
-        setProgress(state);
-        if (state.status !== "running") {
-          setJobId(null);
-          finished.current?.(state);
-        }
-      };
+      const onEvent = follow();
       try {
         setJobId(await launch(onEvent));
       } catch (error) {
         onEvent({ event: "failed", error: toAppError(error) });
       }
     },
-    [],
+    [follow],
   );
 
+  useEffect(() => {
+    if (kind === undefined) return;
+    let mounted = true;
+    void (async () => {
+      const running = (await api.runningJobs()).find((job) => job.kind === kind);
+      if (!running || !mounted) return;
+      const onEvent = follow();
+      setJobId(running.id);
+      try {
+        await api.attachJob<T>(running.id, onEvent);
+      } catch (error) {
+        const appError = toAppError(error);
+        // It ended between the two calls: there is nothing to follow.
+        if (appError.kind === "not_found") {
+          setProgress(null);
+          setJobId(null);
+        } else {
+          onEvent({ event: "failed", error: appError });
+        }
+      }
+    })().catch((error: unknown) => follow()({ event: "failed", error: toAppError(error) }));
+    return () => {
+      mounted = false;
+    };
+  }, [kind, follow]);
+
   const cancel = useCallback(async () => {
-    if (jobId !== null) await api.cancelJob(jobId).catch(() => undefined);
+    if (jobId === null) return;
+    try {
+      await api.cancelJob(jobId);
+    } catch (e) {
+      const error = toAppError(e);
+      // A job that just ended has nothing left to cancel; anything else is
+      // shown with the job.
+      if (error.kind !== "not_found") setProgress((p) => p && { ...p, error });
+    }
   }, [jobId]);
 
   const reset = useCallback(() => setProgress(null), []);

@@ -300,7 +300,7 @@ function correctedQuestions(history: AskHistory | null): number {
 }
 
 function Teach({ history, onTrained }: { history: AskHistory | null; onTrained: () => void }) {
-  const job = useJob<RunSummary>(() => onTrained());
+  const job = useJob<RunSummary>(() => onTrained(), "train_ask");
   const pairs = correctedQuestions(history);
   const result = job.progress?.result;
   return (

@@ -441,7 +441,7 @@ function RoundJob({ membership, onFinished }: { membership: MembershipStatus; on
   const [seqLenEdit, setSeqLen] = useState<number | null>(null);
   const steps = stepsEdit ?? defaults.value?.federated_round.steps;
   const seqLen = seqLenEdit ?? defaults.value?.federated_round.seq_len;
-  const job = useJob<ParticipationSummary>(() => onFinished());
+  const job = useJob<ParticipationSummary>(() => onFinished(), "federate");
   const progress = job.progress;
   const result = progress?.result;
   const start = () =>

@@ -133,7 +133,7 @@ export function Library({ active }: { active: boolean }) {
 function Importer({ onImported }: { onImported: () => void }) {
   const [path, setPath] = useState("");
   const [error, setError] = useState<AppError | null>(null);
-  const job = useJob<ImportSummary>(() => onImported());
+  const job = useJob<ImportSummary>(() => onImported(), "import");
 
   const run = (paths: string[]) => {
     setError(null);

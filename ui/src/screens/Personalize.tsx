@@ -49,7 +49,7 @@ function TextTraining({ runs, onRunsChanged, active }: { runs: Run[]; onRunsChan
       onRunsChanged();
     }
     setCancelling(false);
-  });
+  }, "train_text");
   const set = <K extends keyof TextTrainingRequest>(key: K, value: TextTrainingRequest[K]) =>
     setEdits((r) => ({ ...r, [key]: value }));
   const number = (key: "steps" | "rank" | "batch_size" | "seq_len", value: string) => {
@@ -251,8 +251,8 @@ function TextTraining({ runs, onRunsChanged, active }: { runs: Run[]; onRunsChan
 function PhotoTraining({ runs, onRunsChanged }: { runs: Run[]; onRunsChanged: () => void }) {
   const [fineTune, setFineTune] = useState(false);
   const [blocks, setBlocks] = useState(2);
-  const embed = useJob<EmbedSummary>();
-  const train = useJob<TaggerSummary>(() => onRunsChanged());
+  const embed = useJob<EmbedSummary>(undefined, "embed");
+  const train = useJob<TaggerSummary>(() => onRunsChanged(), "train_photos");
   const busy = embed.running || train.running;
   const tagger = train.progress?.result;
   // Fine-tuning stopped by Cancel or by closing the window, or killed.

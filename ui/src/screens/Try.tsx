@@ -169,7 +169,16 @@ function Generate({ active }: { active: boolean }) {
             Generate
           </button>
           {running !== null && (
-            <button type="button" onClick={() => void api.cancelJob(running).catch(() => undefined)}>
+            <button
+              type="button"
+              onClick={() =>
+                void api.cancelJob(running).catch((e: unknown) => {
+                  // A generation that just ended has nothing to stop.
+                  const failure = toAppError(e);
+                  if (failure.kind !== "not_found") setError(failure);
+                })
+              }
+            >
               Stop
             </button>
           )}

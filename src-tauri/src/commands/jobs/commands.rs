@@ -1,6 +1,7 @@
 //! Job commands.
 
 use tauri::State;
+use tauri::ipc::Channel;
 
 use crate::error::Result;
 use crate::state::{JobId, JobInfo, Jobs};
@@ -16,6 +17,23 @@ pub async fn cancel_job(jobs: State<'_, Jobs>, id: JobId) -> Result<()> {
 #[tauri::command]
 pub async fn running_jobs(jobs: State<'_, Jobs>) -> Result<Vec<JobInfo>> {
     Ok(jobs.list())
+}
+
+/// Follows job `id` on `on_event`: its events so far (advances collapsed
+/// into the latest), then the rest as they come, ending with `done` or
+/// `failed`, as on the channel it was started with. For a page that
+/// reloaded while the job ran (`running_jobs` lists it).
+#[tauri::command]
+pub async fn attach_job(
+    jobs: State<'_, Jobs>,
+    id: JobId,
+    on_event: Channel<serde_json::Value>,
+) -> Result<()> {
+    jobs.relay(id)?.attach(Box::new(move |event| {
+        // A closed page stops listening; the job goes on.
+        let _ = on_event.send(event.clone());
+    }));
+    Ok(())
 }
 
 /// Answers at once; the front end measures round trips with it.
