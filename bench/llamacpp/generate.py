@@ -58,6 +58,14 @@ def main():
         log(f"error: could not load {a.gguf}: {e}")
         sys.exit(1)
 
+    n_vocab = llm.n_vocab()
+
+    def last_logits():
+        # The logits of the batch's last token, straight from the context:
+        # `Llama.scores` is only filled with logits_all, which would compute
+        # the output head for every prompt token (work Hearth does not do).
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
+
     def one_pass():
         llm.reset()
         t0 = time.perf_counter()
@@ -65,10 +73,10 @@ def main():
         t1 = time.perf_counter()
         tokens = []
         for _ in range(a.new - 1):
-            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            nxt = int(np.argmax(last_logits()))
             tokens.append(nxt)
             llm.eval([nxt])
-        tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        tokens.append(int(np.argmax(last_logits())))
         t2 = time.perf_counter()
         return t1 - t0, t2 - t1, tokens
 

@@ -34,10 +34,16 @@ command -v "$PYTHON" >/dev/null 2>&1 || die "'$PYTHON' not found (set HEARTH_PYT
 command -v c++ >/dev/null 2>&1 || die "no C++ compiler (on Debian: apt-get install build-essential)"
 
 # A CPU build for this machine's instruction set: the fairest llama.cpp.
+# Without AMX: in a virtual machine whose CPU reports AMX (as this one's
+# does), llama.cpp's AMX matrix path crashed every batch of more than one
+# token (SIGSEGV in llama_decode, llama-cpp-python 0.3.36); the AVX-512 and
+# weight-repacking paths stay on. GCC's explicit -mno-* flags win over the
+# AMX that -march=native implies.
+NO_AMX_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 CMAKE_ARGS_PINNED="-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
 VENV="${HEARTH_LLAMACPP_VENV:-$SCRIPT_DIR/.venv}"
 STAMP="$VENV/.hearth-requirements.stamp"
-WANT="$(cat "$REQS" "$BUILD" <(echo "$CMAKE_ARGS_PINNED") | sha256sum | cut -d' ' -f1) python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+WANT="$(cat "$REQS" "$BUILD" <(echo "$CMAKE_ARGS_PINNED $NO_AMX_FLAGS") | sha256sum | cut -d' ' -f1) python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 
 venv_ok() {
     [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP" 2>/dev/null)" == "$WANT" ]]
@@ -51,7 +57,8 @@ setup_venv() {
     local pip=("$VENV/bin/python" -m pip install --progress-bar off --no-deps)
     PIP_DISABLE_PIP_VERSION_CHECK=1 "${pip[@]}" --only-binary=:all: -r "$BUILD" >&2 \
         || die "pip install -r $BUILD failed (see above)"
-    CMAKE_ARGS="$CMAKE_ARGS_PINNED" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+    CFLAGS="$NO_AMX_FLAGS" CXXFLAGS="$NO_AMX_FLAGS" \
+        CMAKE_ARGS="$CMAKE_ARGS_PINNED" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
         PIP_DISABLE_PIP_VERSION_CHECK=1 "${pip[@]}" --no-build-isolation \
         --no-binary llama-cpp-python -r "$REQS" >&2 \
         || die "pip install -r $REQS failed (see above); $VENV is incomplete and will be rebuilt on the next run"

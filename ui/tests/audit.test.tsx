@@ -15,7 +15,7 @@ function adapter(id: number): Adapter {
     sha256: `${id}`.repeat(64).slice(0, 64),
     rank: 8,
     alpha: 16,
-    targets: "q_proj,v_proj",
+    targets: ["q_proj", "v_proj"],
     path: `adapters/${id}`,
     created_at: "2026-01-01T10:00:00Z",
   };

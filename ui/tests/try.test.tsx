@@ -14,7 +14,7 @@ describe("Try screen", () => {
       if (cmd === "running_jobs") return [];
       const args = (payload ?? {}) as Record<string, unknown>;
       if (cmd === "list_adapters")
-        return [{ id: 4, name: "run 2", run_id: 2, source: "trained", base_model: "stories260k", base_model_sha256: null, sha256: "x", rank: 8, alpha: 16, targets: "q_proj", path: "adapters/x", created_at: "" }];
+        return [{ id: 4, name: "run 2", run_id: 2, source: "trained", base_model: "stories260k", base_model_sha256: null, sha256: "x", rank: 8, alpha: 16, targets: ["q_proj"], path: "adapters/x", created_at: "" }];
       if (cmd === "list_items") return [];
       if (cmd === "request_defaults") return requestDefaults;
       if (cmd === "generate_text") {

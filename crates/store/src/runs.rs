@@ -254,8 +254,8 @@ pub struct Adapter {
     pub rank: u32,
     /// LoRA alpha.
     pub alpha: f64,
-    /// Adapted projections, comma-separated.
-    pub targets: String,
+    /// Adapted projections (`q_proj`, ...), as the adapter names them.
+    pub targets: Vec<String>,
     /// Folder relative to the library.
     pub path: String,
     /// When it was recorded.
@@ -307,7 +307,13 @@ fn adapter_from_row(row: &Row<'_>) -> rusqlite::Result<Adapter> {
         sha256: row.get(6)?,
         rank: row.get(7)?,
         alpha: row.get(8)?,
-        targets: row.get(9)?,
+        // Stored comma-joined (projection names have no commas).
+        targets: row
+            .get::<_, String>(9)?
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
         path: row.get(10)?,
         created_at: row.get(11)?,
     })
@@ -577,8 +583,11 @@ mod tests {
             .expect("adapter");
         let stored = library.adapter(adapter).expect("adapter");
         assert_eq!(
-            (stored.source.as_str(), stored.targets.as_str()),
-            ("trained", "q_proj,v_proj")
+            (stored.source.as_str(), stored.targets.as_slice()),
+            (
+                "trained",
+                ["q_proj".to_owned(), "v_proj".to_owned()].as_slice()
+            )
         );
         assert_eq!(
             library

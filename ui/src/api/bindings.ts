@@ -42,9 +42,9 @@ rank: number,
  */
 alpha: number, 
 /**
- * Adapted projections, comma-separated.
+ * Adapted projections (`q_proj`, ...), as the adapter names them.
  */
-targets: string, 
+targets: Array<string>, 
 /**
  * Folder relative to the library.
  */

@@ -239,7 +239,7 @@ pub fn adapters(mut library: Library, command: AdaptersCommand) -> Result<ExitCo
                     adapter.source,
                     adapter.rank,
                     short(adapter.base_model.as_deref().unwrap_or("?"), 20),
-                    short(&adapter.targets, 24),
+                    short(&adapter.targets.join(","), 24),
                     adapter.created_at
                 )?;
             }
