@@ -12,7 +12,7 @@
 //! Here a step is what LoRA needs and no more:
 //! - the activations the backward pass reads live in buffers sized once per
 //!   shape and reused by every step (no allocation, no zero-filling);
-//! - every product goes straight to `gemm` ([`crate::matmul`]) on strided
+//! - every product goes straight to `gemm` ([`crate::kernels::gemm`]) on strided
 //!   views (a head inside a `(tokens, heads*dim)` matrix, a transposed
 //!   weight) and writes or accumulates into the buffer it belongs in;
 //! - frozen weights only ever get the input's gradient;
@@ -32,8 +32,8 @@ use rayon::prelude::*;
 
 use crate::error::{MlError, Result};
 use crate::fastmath;
+use crate::kernels::gemm::{Threads, View, product};
 use crate::lora::{Dropout, LoraAdapter, Target, mask_rows};
-use crate::matmul::{Threads, View, product};
 use crate::models::llama::Llama;
 use crate::rng::SplitMix64;
 
