@@ -16,7 +16,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
-use crate::lora::{Dropout, LoraAdapter, Target};
+use crate::lora::{Dropout, LoraAdapter, LoraShape, Target};
 use crate::ops::{self, Mode, Rope};
 
 /// Longest context the rotary tables are built for, whatever the config says.
@@ -48,6 +48,21 @@ pub struct Config {
     /// Whether q/k/v projections carry a bias (Qwen2).
     #[serde(default)]
     pub attention_bias: bool,
+}
+
+/// The sizes a LoRA adapter of this model needs (see [`LoraShape`] for
+/// why the adapter takes these instead of the config).
+impl From<&Config> for LoraShape {
+    fn from(cfg: &Config) -> Self {
+        let head_dim = cfg.head_dim();
+        LoraShape {
+            layers: cfg.num_hidden_layers,
+            hidden: cfg.hidden_size,
+            q_width: cfg.num_attention_heads * head_dim,
+            kv_width: cfg.num_key_value_heads * head_dim,
+            intermediate: cfg.intermediate_size,
+        }
+    }
 }
 
 impl Config {
