@@ -15,7 +15,7 @@ use crate::kernels::gemm::{Threads, View, product};
 
 /// A head's rows `rows` (a `(len, head_dim)` block) inside a
 /// `(tokens, width)` buffer.
-pub(super) fn head_rows(
+fn head_rows(
     data: &[f32],
     d: Dims,
     (batch, head): (usize, usize),
@@ -44,7 +44,7 @@ pub(super) fn query_blocks(seq: usize) -> impl Iterator<Item = std::ops::Range<u
 
 /// `(rows.len(), cols)` block at `rows.start` of a row-major `(seq, seq)`
 /// matrix.
-pub(super) fn square_rows<'a>(
+fn square_rows<'a>(
     square: &'a [f32],
     seq: usize,
     rows: &std::ops::Range<usize>,
@@ -55,13 +55,7 @@ pub(super) fn square_rows<'a>(
 
 /// Copies task-major `(seq, head_dim)` blocks (task `(b, g)`, then its
 /// `per_task` heads) into their columns of a `(tokens, width)` buffer.
-pub(super) fn scatter_heads(
-    dst: &mut [f32],
-    tasks: &[f32],
-    d: Dims,
-    per_task: usize,
-    width: usize,
-) {
+fn scatter_heads(dst: &mut [f32], tasks: &[f32], d: Dims, per_task: usize, width: usize) {
     let block = d.seq * d.head_dim;
     let groups = width / d.head_dim / per_task;
     for (index, block) in tasks.chunks(block).enumerate() {

@@ -12,8 +12,8 @@
 //! Here a step is what LoRA needs and no more:
 //! - the activations the backward pass reads live in buffers sized once per
 //!   shape and reused by every step (no allocation, no zero-filling);
-//! - every product goes straight to `gemm` ([`crate::kernels::gemm`]) on strided
-//!   views (a head inside a `(tokens, heads*dim)` matrix, a transposed
+//! - every product goes straight to `gemm` ([`crate::kernels::gemm`]) on
+//!   strided views (a head inside a `(tokens, heads*dim)` matrix, a transposed
 //!   weight) and writes or accumulates into the buffer it belongs in;
 //! - frozen weights only ever get the input's gradient;
 //! - the output head and the cross-entropy run per chunk of tokens, forward

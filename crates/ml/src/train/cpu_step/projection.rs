@@ -57,7 +57,7 @@ impl Step<'_, '_> {
     }
 
     /// `out (+)= x·Wᵀ (+ b)` for the frozen projection `target` of `layer`.
-    pub(super) fn frozen_forward(
+    fn frozen_forward(
         &self,
         layer: usize,
         target: Target,
@@ -90,7 +90,7 @@ impl Step<'_, '_> {
     }
 
     /// `d_in (+)= d_out·W` through the frozen projection `target`.
-    pub(super) fn frozen_backward(
+    fn frozen_backward(
         &self,
         layer: usize,
         target: Target,
@@ -117,7 +117,7 @@ impl Step<'_, '_> {
     /// `out += s·(dropout(x)·Aᵀ)·Bᵀ`, keeping `dropout(x)·Aᵀ` in `low` and
     /// the mask's start in `mask`.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn lora_forward(
+    fn lora_forward(
         &self,
         pair: Option<&Pair>,
         target: Target,
@@ -179,7 +179,7 @@ impl Step<'_, '_> {
     /// Gradients of `A` and `B` from `d_out`, and `d_in += ` the adapter's
     /// share of the input gradient when `d_in` is given.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn lora_backward(
+    fn lora_backward(
         &self,
         pair: Option<&mut Pair>,
         target: Target,

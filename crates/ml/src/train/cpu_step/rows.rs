@@ -116,7 +116,7 @@ pub(super) fn rope(x: &mut [f32], width: usize, d: Dims, weights: &Weights<'_>, 
 }
 
 /// Elements per rayon task in the element-wise kernels.
-pub(super) const ELEMENTS_PER_TASK: usize = 16_384;
+const ELEMENTS_PER_TASK: usize = 16_384;
 
 /// `out = silu(gate) * up`.
 pub(super) fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
