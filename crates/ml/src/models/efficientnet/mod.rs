@@ -32,7 +32,7 @@
 //! convolution as one convolution per channel, which for EfficientNet's
 //! thousands of depthwise channels is many times slower). The kernels
 //! vectorise for the CPU's widest SIMD, detected at run time; they live in
-//! [`crate::kernels`], one module per kernel family, so this file holds
+//! `crate::kernels`, one module per kernel family, so this file holds
 //! only the model. Inference runs each image of a batch on its own, the
 //! images in parallel, so that activations stay in cache. Other devices use
 //! candle's operations.

@@ -12,7 +12,7 @@
 //! Here a step is what LoRA needs and no more:
 //! - the activations the backward pass reads live in buffers sized once per
 //!   shape and reused by every step (no allocation, no zero-filling);
-//! - every product goes straight to `gemm` ([`crate::kernels::gemm`]) on
+//! - every product goes straight to `gemm` (`crate::kernels::gemm`) on
 //!   strided views (a head inside a `(tokens, heads*dim)` matrix, a transposed
 //!   weight) and writes or accumulates into the buffer it belongs in;
 //! - frozen weights only ever get the input's gradient;
@@ -28,10 +28,10 @@
 //! differences), so a run may use either and resumes the same way.
 
 //!
-//! The step is split by concern: [`buffers`] (what it keeps between steps),
-//! [`block`] (one decoder block, in the order of its layers),
-//! [`projection`] (a frozen linear layer with its adapter), [`attention`]
-//! and [`rows`] (the row-wise kernels); this file sizes the buffers, runs
+//! The step is split by concern: `buffers` (what it keeps between steps),
+//! `block` (one decoder block, in the order of its layers),
+//! `projection` (a frozen linear layer with its adapter), `attention`
+//! and `rows` (the row-wise kernels); this file sizes the buffers, runs
 //! the blocks and the output head, and hands the gradients back as tensors.
 
 mod attention;

@@ -29,8 +29,8 @@
 //! the file before anything is copied.
 //!
 //! Split by concern: this file reads the container (magic number, protocol,
-//! the pickles in order, the storages after them); [`scan`] is the
-//! pre-flight walk over a pickle's opcodes; [`tensors`] turns the unpickled
+//! the pickles in order, the storages after them); `scan` is the
+//! pre-flight walk over a pickle's opcodes; `tensors` turns the unpickled
 //! state dict into tensor references and copies each tensor out of its
 //! storage.
 

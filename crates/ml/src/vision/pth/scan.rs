@@ -1,14 +1,12 @@
 //! The pre-flight scan of a pickle: its opcodes walked as candle's
-//! [`Stack`] would run them, tracking only sizes, so that lengths, nesting
-//! and memo copies are bounded before candle sees untrusted bytes.
+//! [`candle_core::pickle::Stack`] would run them, tracking only sizes, so
+//! that lengths, nesting and memo copies are bounded before candle sees
+//! untrusted bytes.
 //!
 //! Its own module because it is the safety boundary of the format, and
 //! reads best without the container and tensor code around it.
 
 use std::collections::HashMap;
-
-#[cfg(doc)]
-use candle_core::pickle::Stack;
 
 /// Deepest nesting a pickle may build (a state dict needs about 6).
 const MAX_DEPTH: u32 = 64;
@@ -34,8 +32,8 @@ pub(super) const LEAF: Node = Node {
 };
 
 /// Walks the opcodes of the pickle starting at `start` as candle's
-/// [`Stack`] would run them, tracking only sizes; returns the offset just
-/// past its `STOP`.
+/// [`Stack`](candle_core::pickle::Stack) would run them, tracking only
+/// sizes; returns the offset just past its `STOP`.
 pub(super) fn scan_pickle(bytes: &[u8], start: usize) -> std::result::Result<usize, String> {
     let mut pos = start;
     let mut stack: Vec<Node> = Vec::new();
