@@ -16,11 +16,32 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
-use crate::models::llama::Config;
 use crate::rng::SplitMix64;
 
 /// PEFT's prefix for a causal language model's tensors.
 pub const PEFT_PREFIX: &str = "base_model.model.model.layers";
+
+/// The sizes of a model that LoRA needs: its number of layers and the
+/// widths its projections map between.
+///
+/// Adapters take this rather than the model's configuration so that this
+/// module depends on no model: `models::llama` builds its layers around
+/// [`LoraAdapter`], [`Target`] and [`Dropout`], and a `lora -> llama`
+/// import back made the two a cycle. A model converts its own configuration
+/// (`From<&llama::Config>`), so callers still pass `model.config()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoraShape {
+    /// Decoder layers, each with one set of projections.
+    pub layers: usize,
+    /// The residual stream's width.
+    pub hidden: usize,
+    /// Width of all query heads together (`heads * head_dim`).
+    pub q_width: usize,
+    /// Width of all key (or value) heads together (`kv_heads * head_dim`).
+    pub kv_width: usize,
+    /// The MLP's inner width.
+    pub intermediate: usize,
+}
 
 /// A projection LoRA can adapt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -77,18 +98,20 @@ impl Target {
     }
 
     /// `(in_features, out_features)` of this projection in a model.
-    pub fn shape(self, cfg: &Config) -> (usize, usize) {
-        let head_dim = cfg.head_dim();
-        let (q, kv) = (
-            cfg.num_attention_heads * head_dim,
-            cfg.num_key_value_heads * head_dim,
-        );
+    pub fn shape(self, model: impl Into<LoraShape>) -> (usize, usize) {
+        let LoraShape {
+            hidden,
+            q_width: q,
+            kv_width: kv,
+            intermediate,
+            ..
+        } = model.into();
         match self {
-            Target::QProj => (cfg.hidden_size, q),
-            Target::KProj | Target::VProj => (cfg.hidden_size, kv),
-            Target::OProj => (q, cfg.hidden_size),
-            Target::GateProj | Target::UpProj => (cfg.hidden_size, cfg.intermediate_size),
-            Target::DownProj => (cfg.intermediate_size, cfg.hidden_size),
+            Target::QProj => (hidden, q),
+            Target::KProj | Target::VProj => (hidden, kv),
+            Target::OProj => (q, hidden),
+            Target::GateProj | Target::UpProj => (hidden, intermediate),
+            Target::DownProj => (intermediate, hidden),
         }
     }
 
@@ -268,11 +291,17 @@ pub struct LoraAdapter {
 impl LoraAdapter {
     /// A fresh adapter: `A` uniform in `±1/sqrt(in)` (PEFT's Kaiming-uniform
     /// with `a = sqrt(5)`), `B` zero, drawn from `seed`.
-    pub fn new(config: &LoraConfig, model: &Config, seed: u64, device: &Device) -> Result<Self> {
+    pub fn new(
+        config: &LoraConfig,
+        model: impl Into<LoraShape>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let model = model.into();
         config.validate()?;
         let mut rng = SplitMix64::fork(seed, 0x10a4);
-        let mut layers = Vec::with_capacity(model.num_hidden_layers);
-        for _ in 0..model.num_hidden_layers {
+        let mut layers = Vec::with_capacity(model.layers);
+        for _ in 0..model.layers {
             let mut pairs: [Option<LoraPair>; 7] = Default::default();
             for &target in &config.targets {
                 let (fan_in, fan_out) = target.shape(model);
@@ -394,14 +423,15 @@ impl LoraAdapter {
     /// against the model.
     pub fn from_tensors(
         config: &LoraConfig,
-        model: &Config,
+        model: impl Into<LoraShape>,
         tensors: &HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Self> {
+        let model = model.into();
         config.validate()?;
-        let mut layers = Vec::with_capacity(model.num_hidden_layers);
+        let mut layers = Vec::with_capacity(model.layers);
         let mut used = 0;
-        for layer in 0..model.num_hidden_layers {
+        for layer in 0..model.layers {
             let mut pairs: [Option<LoraPair>; 7] = Default::default();
             for &target in &config.targets {
                 let (fan_in, fan_out) = target.shape(model);
@@ -445,6 +475,7 @@ impl LoraAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::llama::Config;
 
     #[test]
     fn targets_parse_short_and_long_names() {

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::error::{MlError, Result};
 use crate::fastmath;
-use crate::matmul::{self, Threads, View};
+use crate::kernels::gemm::{self, Threads, View};
 
 /// Values per quantization block (Q4_1 and Q8_0).
 const BLOCK: usize = 32;
@@ -217,7 +217,7 @@ impl QWeight {
                 QData::F32(v) => std::borrow::Cow::Borrowed(v.as_slice()),
                 _ => std::borrow::Cow::Owned(self.widened()),
             };
-            matmul::product(
+            gemm::product(
                 &mut y,
                 self.rows,
                 View::new(x, tokens, self.cols),

@@ -4,6 +4,9 @@
 //! - [`llama`]: the Llama family (SmolLM2, Llama 2/3, TinyLlama, Mistral
 //!   without sliding windows, Qwen2 with its q/k/v biases), with LoRA and a
 //!   differentiable training forward.
+//! - [`efficientnet`]: EfficientNet-Lite, the photo classifier and embedder
+//!   of [`crate::vision`] (which re-exports it as `vision::efficientnet`).
 
+pub mod efficientnet;
 pub mod llama;
 pub mod quantized;

@@ -32,9 +32,9 @@ use hearth_progress::{CancelToken, Progress};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
-use super::efficientnet::EfficientNet;
 use super::preprocess::{self, augment, to_tensor};
 use crate::error::{MlError, Result};
+use crate::models::efficientnet::EfficientNet;
 use crate::rng::SplitMix64;
 use crate::tagger::{EMBEDDING_SCALE, Known, balanced_bce, balanced_targets};
 use crate::train::checkpoint::{self, Checkpoint, CheckpointState};
@@ -495,7 +495,7 @@ fn gradients_of(grads: &GradStore, vars: &[(String, Var)]) -> Result<Vec<Tensor>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vision::efficientnet::{Config, random_weights};
+    use crate::models::efficientnet::{Config, random_weights};
     use candle_core::Device;
     use candle_nn::VarBuilder;
     use hearth_progress::NoProgress;

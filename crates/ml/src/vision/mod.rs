@@ -2,7 +2,9 @@
 //!
 //! - [`efficientnet`]: EfficientNet-Lite0 (ImageNet-1k), our own candle
 //!   model: a 1280-d embedding per photo, 1000-class logits, and a split
-//!   forward for fine-tuning the last blocks.
+//!   forward for fine-tuning the last blocks. It lives with the other
+//!   architectures in [`crate::models::efficientnet`] and is re-exported
+//!   here, at the path callers have always used.
 //! - [`finetune`]: the last blocks and a multi-label head trained together
 //!   on a few labelled photos, with augmentation.
 //! - [`pth`]: PyTorch's legacy (pre-1.6) checkpoint format, in which the
@@ -14,7 +16,7 @@
 //! `.safetensors` with the same tensor names) and says which file they were,
 //! by sha256, for run records.
 
-pub mod efficientnet;
+pub use crate::models::efficientnet;
 pub mod finetune;
 pub mod preprocess;
 pub mod pth;

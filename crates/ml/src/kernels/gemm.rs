@@ -1,31 +1,72 @@
-//! Strided f32 matrix products on the CPU, straight to `gemm`.
+//! Strided matrix products on the CPU (f32 or f64), straight to `gemm`:
+//! the crate's one safe door to the `gemm` crate.
 //!
 //! candle's own CPU matmul is `gemm` too, but through tensors: every product
 //! allocates and zero-fills a fresh output and needs contiguous (or simply
 //! transposed) operands. Code that keeps its activations in buffers of its
-//! own (the CPU training step) wants products that read any strided view
-//! (a head's columns inside a `(tokens, heads*dim)` matrix, a transposed
-//! weight), write or accumulate into a buffer it already has, and scale on
-//! the way. The `gemm` crate offers exactly that, behind a raw-pointer
-//! interface; this module is its one safe door: every view is checked to
-//! lie inside its slice before the call.
+//! own (the CPU training step, the quantized products, EfficientNet's 1x1
+//! convolutions) wants products that read any strided view (a head's
+//! columns inside a `(tokens, heads*dim)` matrix, a transposed weight),
+//! write or accumulate into a buffer it already has (one holding the bias
+//! already), and scale on the way. The `gemm` crate offers exactly that,
+//! behind a raw-pointer interface.
+//!
+//! This module is the only place that calls it, and the only `unsafe` of
+//! the kernels. The safety argument, in one place:
+//!
+//! - every operand is a slice, described by a [`View`] (rows, columns and
+//!   strides); [`product`] checks, before the call, that the last element
+//!   each view addresses lies inside its slice, and that the destination's
+//!   rows do not overlap (`n <= dst_stride`), so distinct output elements
+//!   are distinct memory;
+//! - the destination is borrowed mutably and the inputs immutably for the
+//!   whole call, so nothing else reads or writes them meanwhile (gemm's
+//!   rayon workers, when it uses them, are joined before it returns);
+//! - the element type is sealed to `f32` and `f64` ([`Element`]), the types
+//!   gemm multiplies natively.
 
 use crate::error::{MlError, Result};
+
+/// The element types a product runs in: `f32` and `f64`, sealed so that
+/// nothing else reaches `gemm` through this module.
+pub(crate) trait Element: Copy + Send + Sync + 'static + sealed::Sealed {
+    /// `0`.
+    const ZERO: Self;
+    /// `1`.
+    const ONE: Self;
+}
+
+impl Element for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+
+impl Element for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+
+mod sealed {
+    /// Keeps [`super::Element`] to the types implemented here.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
 
 /// A read-only `rows x cols` matrix inside a slice: element `(i, j)` is
 /// `data[i * row_stride + j * col_stride]`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct View<'a> {
-    data: &'a [f32],
+pub(crate) struct View<'a, T: Element = f32> {
+    data: &'a [T],
     rows: usize,
     cols: usize,
     row_stride: usize,
     col_stride: usize,
 }
 
-impl<'a> View<'a> {
+impl<'a, T: Element> View<'a, T> {
     /// A row-major matrix at the start of `data`.
-    pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+    pub(crate) fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
         View {
             data,
             rows,
@@ -37,7 +78,7 @@ impl<'a> View<'a> {
 
     /// A matrix whose rows are `row_stride` apart (columns contiguous),
     /// such as one head's slice of a `(tokens, heads*dim)` buffer.
-    pub(crate) fn rows_apart(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+    pub(crate) fn rows_apart(data: &'a [T], rows: usize, cols: usize, row_stride: usize) -> Self {
         View {
             data,
             rows,
@@ -77,12 +118,12 @@ pub(crate) enum Threads {
 
 /// `dst = beta * lhs · rhs` (or `dst += beta * lhs · rhs` when
 /// `accumulate`), where `dst` is row-major with rows `dst_stride` apart.
-pub(crate) fn product(
-    dst: &mut [f32],
+pub(crate) fn product<T: Element>(
+    dst: &mut [T],
     dst_stride: usize,
-    lhs: View<'_>,
-    rhs: View<'_>,
-    beta: f32,
+    lhs: View<'_, T>,
+    rhs: View<'_, T>,
+    beta: T,
     accumulate: bool,
     threads: Threads,
 ) -> Result<()> {
@@ -99,7 +140,7 @@ pub(crate) fn product(
     if k == 0 {
         if !accumulate {
             for row in dst.chunks_mut(dst_stride.max(1)).take(m) {
-                row[..n].fill(0.0);
+                row[..n].fill(T::ZERO);
             }
         }
         return Ok(());
@@ -132,13 +173,13 @@ pub(crate) fn product(
 // raw-pointer interface; strided, accumulating products are what it adds
 // over candle's safe matmul.
 #[allow(unsafe_code)]
-fn gemm_checked(
+fn gemm_checked<T: Element>(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
+    dst: &mut [T],
     dst_stride: usize,
-    lhs: View<'_>,
-    rhs: View<'_>,
-    (beta, accumulate): (f32, bool),
+    lhs: View<'_, T>,
+    rhs: View<'_, T>,
+    (beta, accumulate): (T, bool),
     parallelism: gemm::Parallelism,
 ) {
     // SAFETY: gemm reads lhs.data[i * lhs.row_stride + l * lhs.col_stride]
@@ -164,7 +205,7 @@ fn gemm_checked(
             rhs.data.as_ptr(),
             rhs.col_stride as isize,
             rhs.row_stride as isize,
-            1.0,
+            T::ONE,
             beta,
             false,
             false,

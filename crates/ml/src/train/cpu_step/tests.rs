@@ -13,9 +13,12 @@
 use candle_core::Device;
 use candle_nn::VarBuilder;
 
+use super::attention::{ATTENTION_BLOCK, query_blocks};
 use super::*;
+use crate::error::MlError;
 use crate::lora::LoraConfig;
 use crate::models::llama::{Config, random_weights};
+use crate::rng::SplitMix64;
 use crate::train::data::{DataCursor, TextDataset};
 use crate::train::optim::AdamW;
 use crate::train::{TrainConfig, autograd_loss_and_grads, optimizer_step};
