@@ -38,7 +38,8 @@ command -v c++ >/dev/null 2>&1 || die "no C++ compiler (on Debian: apt-get insta
 # does), llama.cpp's AMX matrix path crashed every batch of more than one
 # token (SIGSEGV in llama_decode, llama-cpp-python 0.3.36); the AVX-512 and
 # weight-repacking paths stay on. GCC's explicit -mno-* flags win over the
-# AMX that -march=native implies.
+# AMX that -march=native implies. The build skips pip's wheel cache, which
+# would otherwise hand back a wheel built with other flags.
 NO_AMX_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 CMAKE_ARGS_PINNED="-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
 VENV="${HEARTH_LLAMACPP_VENV:-$SCRIPT_DIR/.venv}"
@@ -59,7 +60,7 @@ setup_venv() {
         || die "pip install -r $BUILD failed (see above)"
     CFLAGS="$NO_AMX_FLAGS" CXXFLAGS="$NO_AMX_FLAGS" \
         CMAKE_ARGS="$CMAKE_ARGS_PINNED" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-        PIP_DISABLE_PIP_VERSION_CHECK=1 "${pip[@]}" --no-build-isolation \
+        PIP_DISABLE_PIP_VERSION_CHECK=1 "${pip[@]}" --no-build-isolation --no-cache-dir \
         --no-binary llama-cpp-python -r "$REQS" >&2 \
         || die "pip install -r $REQS failed (see above); $VENV is incomplete and will be rebuilt on the next run"
     "$VENV/bin/python" -c 'import llama_cpp; print("llama-cpp-python", llama_cpp.__version__)' >&2 \
