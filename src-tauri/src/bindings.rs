@@ -98,7 +98,7 @@ fn roots(collector: &mut Collector) {
     };
     use crate::commands::library::models::{ImportSummary, ItemQuery, LibraryInfo};
     use crate::commands::personalize::models::{
-        ModelChoice, PhotoTrainingRequest, RequestDefaults, TextTrainingRequest,
+        ModelChoice, PhotoTrainingRequest, RequestDefaults, RunView, TextTrainingRequest,
     };
     use crate::commands::try_it::models::{GenerateEvent, PhotoTags, SimilarPhoto};
     use crate::error::{ErrorBody, ErrorKind};
@@ -129,6 +129,7 @@ fn roots(collector: &mut Collector) {
     collector.add::<ModelChoice>();
     collector.add::<RequestDefaults>();
     collector.add::<Run>();
+    collector.add::<RunView>();
     collector.add::<Adapter>();
     collector.add::<RunSummary>();
     collector.add::<EmbedSummary>();

@@ -53,6 +53,17 @@ pub struct RunSummary {
     pub tokens: usize,
 }
 
+/// The steps a text (or Ask translator) run was asked for, read from its
+/// recorded configuration; `None` for other runs or a configuration this
+/// version cannot read. What "step 40 of 100" needs for a paused run.
+pub fn planned_steps(run: &hearth_store::Run) -> Option<u64> {
+    let trains_text = run.kind == RunKind::Text.as_str() || run.kind == RunKind::Ask.as_str();
+    trains_text
+        .then(|| serde_json::from_str::<TrainConfig>(&run.config).ok())
+        .flatten()
+        .map(|config| config.steps)
+}
+
 /// Loads a base model by registry name or path (the default text model
 /// when `None`); returns the name it was asked by and the model.
 pub fn load_model(model: Option<&str>, device: &Device) -> Result<(String, LoadedModel)> {

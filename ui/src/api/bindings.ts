@@ -1346,6 +1346,96 @@ items: number,
 tokens: number, };
 
 /**
+ * A run as the Personalize screen lists it: the library's record, and
+ * what its JSON configuration says that the screen needs, read in Rust.
+ */
+export type RunView = { 
+/**
+ * Steps it was asked for (text and Ask translator runs).
+ */
+total_steps: number | null, 
+/**
+ * Row id.
+ */
+id: number, 
+/**
+ * `text`, `photos`, `federated` or `ask`.
+ */
+kind: string, 
+/**
+ * Where it stands.
+ */
+status: RunStatus, 
+/**
+ * The base model as named.
+ */
+base_model: string, 
+/**
+ * Its sha256.
+ */
+base_model_sha256: string, 
+/**
+ * Training configuration, JSON.
+ */
+config: string, 
+/**
+ * Data selection label.
+ */
+label: string | null, 
+/**
+ * Items trained on.
+ */
+item_count: number, 
+/**
+ * Tokens of text.
+ */
+token_count: number, 
+/**
+ * Device.
+ */
+device: string, 
+/**
+ * Optimizer steps done.
+ */
+steps_done: number, 
+/**
+ * Last training loss.
+ */
+train_loss: number | null, 
+/**
+ * Held-out loss of the base model.
+ */
+base_validation_loss: number | null, 
+/**
+ * Held-out loss with the adapter.
+ */
+validation_loss: number | null, 
+/**
+ * Training throughput.
+ */
+tokens_per_second: number | null, 
+/**
+ * Why it failed.
+ */
+error: string | null, 
+/**
+ * Start time (UTC).
+ */
+started_at: string, 
+/**
+ * Last update (UTC).
+ */
+updated_at: string, 
+/**
+ * Merkle root (hex) of the sorted sha256s of the items trained on.
+ */
+items_root: string | null, 
+/**
+ * The global adapter a federated round started from.
+ */
+parent_sha256: string | null, };
+
+/**
  * A photo like another.
  */
 export type SimilarPhoto = { 

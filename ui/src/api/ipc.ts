@@ -36,6 +36,7 @@ import type {
   PhotoTrainingRequest,
   Run,
   RunSummary,
+  RunView,
   SimilarPhoto,
   TaggerSummary,
   TextTrainingRequest,
@@ -116,7 +117,7 @@ export const api = {
 
   listModels: () => call<ModelChoice[]>("list_models"),
   requestDefaults: () => call<RequestDefaults>("request_defaults"),
-  listRuns: () => call<Run[]>("list_runs"),
+  listRuns: () => call<RunView[]>("list_runs"),
   listAdapters: () => call<Adapter[]>("list_adapters"),
   startTextTraining: (request: Request<TextTrainingRequest>, onEvent: (e: JobEvent<RunSummary>) => void) =>
     call<JobId>("start_text_training", { request, onEvent: channel(onEvent) }),

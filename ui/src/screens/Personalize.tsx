@@ -3,7 +3,7 @@
 // the photo tagger (embed, train, optionally fine-tune the last blocks).
 import { useState } from "preact/hooks";
 import { api, toAppError } from "../api/ipc";
-import type { AppError, EmbedSummary, Request, Run, RunSummary, TaggerSummary, TextTrainingRequest } from "../api/types";
+import type { AppError, EmbedSummary, Request, RunSummary, RunView, TaggerSummary, TextTrainingRequest } from "../api/types";
 import { ErrorNote } from "../components/ErrorNote";
 import { LossChart } from "../components/LossChart";
 import { ProgressBar } from "../components/ProgressBar";
@@ -22,16 +22,7 @@ export function Personalize({ active }: { active: boolean }) {
   );
 }
 
-function totalSteps(run: Run): number | null {
-  try {
-    const steps = (JSON.parse(run.config) as { steps?: unknown }).steps;
-    return typeof steps === "number" ? steps : null;
-  } catch {
-    return null;
-  }
-}
-
-function TextTraining({ runs, onRunsChanged, active }: { runs: Run[]; onRunsChanged: () => void; active: boolean }) {
+function TextTraining({ runs, onRunsChanged, active }: { runs: RunView[]; onRunsChanged: () => void; active: boolean }) {
   // The form starts from the library's defaults (`request_defaults`);
   // only what the person changes is kept here.
   const defaults = useLoad(() => api.requestDefaults(), []);
@@ -231,7 +222,7 @@ function TextTraining({ runs, onRunsChanged, active }: { runs: Run[]; onRunsChan
             {paused.map((run) => (
               <li key={run.id} class="row">
                 <span class="grow">
-                  Run {run.id}: step {run.steps_done} of {totalSteps(run) ?? "?"} ({run.status}), {fileName(run.base_model)}
+                  Run {run.id}: step {run.steps_done} of {run.total_steps ?? "?"} ({run.status}), {fileName(run.base_model)}
                 </span>
                 <button onClick={() => resume(run.id)} aria-label={`Resume run ${run.id}`}>
                   Resume
@@ -248,7 +239,7 @@ function TextTraining({ runs, onRunsChanged, active }: { runs: Run[]; onRunsChan
   );
 }
 
-function PhotoTraining({ runs, onRunsChanged }: { runs: Run[]; onRunsChanged: () => void }) {
+function PhotoTraining({ runs, onRunsChanged }: { runs: RunView[]; onRunsChanged: () => void }) {
   const [fineTune, setFineTune] = useState(false);
   const [blocks, setBlocks] = useState(2);
   const embed = useJob<EmbedSummary>(undefined, "embed");
@@ -369,7 +360,7 @@ function guessing(tagger: TaggerSummary): boolean {
   return measured.length === tagger.labels.length && measured.every((a) => a <= 0.5);
 }
 
-function RunHistory({ runs, error }: { runs: Run[]; error: AppError | null }) {
+function RunHistory({ runs, error }: { runs: RunView[]; error: AppError | null }) {
   return (
     <div class="card" aria-labelledby="history-title">
       <h3 id="history-title">Run history</h3>
@@ -398,7 +389,7 @@ function RunHistory({ runs, error }: { runs: Run[]; error: AppError | null }) {
                   <td title={run.error ?? undefined}>{run.status.replace("_", " ")}</td>
                   <td>
                     {run.steps_done}
-                    {run.kind === "text" ? ` / ${totalSteps(run) ?? "?"}` : ""}
+                    {run.total_steps !== null ? ` / ${run.total_steps}` : ""}
                   </td>
                   <td>
                     {run.base_validation_loss !== null && run.validation_loss !== null

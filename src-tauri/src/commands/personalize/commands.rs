@@ -2,12 +2,14 @@
 
 use hearth_personalize::RunSummary;
 use hearth_personalize::photos::{EmbedSummary, TaggerSummary};
-use hearth_store::{Adapter, Run, RunId};
+use hearth_store::{Adapter, RunId};
 use tauri::State;
 use tauri::ipc::Channel;
 
 use super::helpers;
-use super::models::{ModelChoice, PhotoTrainingRequest, RequestDefaults, TextTrainingRequest};
+use super::models::{
+    ModelChoice, PhotoTrainingRequest, RequestDefaults, RunView, TextTrainingRequest,
+};
 use crate::error::Result;
 use crate::jobs::{JobEvent, spawn_progress_job};
 use crate::state::{JobId, JobKind, Jobs, LibraryLocation};
@@ -26,8 +28,13 @@ pub fn request_defaults() -> RequestDefaults {
 
 /// Every training run, newest first.
 #[tauri::command]
-pub async fn list_runs(location: State<'_, LibraryLocation>) -> Result<Vec<Run>> {
-    Ok(location.open()?.runs()?)
+pub async fn list_runs(location: State<'_, LibraryLocation>) -> Result<Vec<RunView>> {
+    Ok(location
+        .open()?
+        .runs()?
+        .into_iter()
+        .map(RunView::from)
+        .collect())
 }
 
 /// Every adapter, newest first.

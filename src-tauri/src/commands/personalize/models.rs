@@ -86,3 +86,23 @@ pub struct RequestDefaults {
     /// Generating text (`hearth generate`'s: sampled, seeded).
     pub generate: hearth_personalize::generate::GenerateRequest,
 }
+
+/// A run as the Personalize screen lists it: the library's record, and
+/// what its JSON configuration says that the screen needs, read in Rust.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct RunView {
+    /// The recorded run.
+    #[serde(flatten)]
+    pub run: hearth_store::Run,
+    /// Steps it was asked for (text and Ask translator runs).
+    pub total_steps: Option<u64>,
+}
+
+impl From<hearth_store::Run> for RunView {
+    fn from(run: hearth_store::Run) -> Self {
+        RunView {
+            total_steps: hearth_personalize::planned_steps(&run),
+            run,
+        }
+    }
+}

@@ -99,6 +99,8 @@ fn training_streams_pauses_on_close_resumes_and_stays_responsive() {
     );
     let runs = app.ok("list_runs", json!({}));
     assert_eq!(runs[0]["status"], "paused");
+    // The run as listed carries the steps it was asked for.
+    assert_eq!(runs[0]["total_steps"], 200);
 
     // Only one training at a time; a second start while one runs is busy.
     let (channel, second) = app.channel();
