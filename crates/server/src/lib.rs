@@ -80,12 +80,14 @@ pub(crate) mod testing;
 pub mod tls;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use checkin::{CheckinRequest, CheckinResponse};
 pub use config::{Config, ConfigError, FederationConfig};
 pub use error::{AppError, Error};
 pub use extract::{AppJson, SignedRequest};
+/// The federation's clock (milliseconds since the Unix epoch), defined once
+/// in hearth-fed so the server stamps time as its devices do.
+pub use hearth_fed::clock::now_ms;
 pub use identity::ServerIdentity;
 pub use replay::{ReplayGuard, ReplayLimits};
 pub use rounds::{RoundProtocol, Stage};
@@ -119,11 +121,4 @@ impl AppState {
             .federation(id)
             .ok_or_else(|| AppError::NotFound(format!("no federation {id:?}")))
     }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
