@@ -85,12 +85,13 @@ pub use checkin::{CheckinRequest, CheckinResponse};
 pub use config::{Config, ConfigError, FederationConfig};
 pub use error::{AppError, Error};
 pub use extract::{AppJson, SignedRequest};
+pub use hearth_fed::Stage;
 /// The federation's clock (milliseconds since the Unix epoch), defined once
 /// in hearth-fed so the server stamps time as its devices do.
 pub use hearth_fed::clock::now_ms;
 pub use identity::ServerIdentity;
 pub use replay::{ReplayGuard, ReplayLimits};
-pub use rounds::{RoundProtocol, Stage};
+pub use rounds::RoundProtocol;
 pub use routes::app;
 pub use secagg::SecAggRounds;
 pub use server::{RunningServer, start};

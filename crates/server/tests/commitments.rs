@@ -204,7 +204,7 @@ fn lie_about_round_two(server: &mut Server, devices: &[(Membership, [u8; 32])]) 
                 federation_id: "notes".into(),
                 round: 2,
                 cohort: ids.clone(),
-                stage: Stage::MaskedInput,
+                stage: Stage::CollectingUploads,
                 state: Vec::new(),
                 opened_at_ms: now,
                 stage_deadline_ms: now + 60_000,

@@ -194,7 +194,7 @@ async fn signed_checkins_form_a_round() {
         joined,
         CheckinResponse::Join {
             round: 1,
-            stage: Stage::AdvertiseKeys
+            stage: Stage::CollectingKeys
         }
     );
     // The first device hears about it on its next check-in.

@@ -340,7 +340,7 @@ fn a_server_killed_mid_round_resumes_and_publishes_once() {
     server.kill();
     let round = server.round("notes", 1).expect("round");
     assert_eq!(round.summary.outcome, None);
-    assert_eq!(round.summary.stage, hearth_server::Stage::MaskedInput);
+    assert_eq!(round.summary.stage, hearth_server::Stage::CollectingUploads);
     assert!(
         server
             .block_on(server.storage().latest_global("notes".into()))

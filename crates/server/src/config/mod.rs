@@ -16,7 +16,7 @@ use std::time::Duration;
 use hearth_fed::global::{AdapterError, AdapterLayout, TensorShape};
 use serde::{Deserialize, Serialize};
 
-use crate::rounds::Stage;
+use hearth_fed::Stage;
 
 /// File name `init` writes and commands look for by default.
 pub const CONFIG_FILE: &str = "hearth-server.toml";
@@ -179,7 +179,7 @@ pub struct FederationConfig {
     #[serde(default)]
     pub secagg: SecAggConfig,
     /// Differential privacy settings every client applies.
-    pub dp: DpConfig,
+    pub dp: FederationDp,
     /// Step size applied to the decoded average update.
     #[serde(default = "default_server_learning_rate")]
     pub server_learning_rate: f64,
@@ -258,14 +258,16 @@ impl Default for Deadlines {
 }
 
 impl Deadlines {
-    /// How long `stage` may take.
+    /// How long `stage` may take (nothing for a round that ended: only
+    /// live stages have deadlines).
     pub fn for_stage(&self, stage: Stage) -> Duration {
         let secs = match stage {
-            Stage::AdvertiseKeys => self.advertise_keys_secs,
-            Stage::ShareKeys => self.share_keys_secs,
-            Stage::MaskedInput => self.masked_input_secs,
-            Stage::ConsistencyCheck => self.consistency_check_secs,
+            Stage::CollectingKeys => self.advertise_keys_secs,
+            Stage::SharingKeys => self.share_keys_secs,
+            Stage::CollectingUploads => self.masked_input_secs,
+            Stage::CheckingConsistency => self.consistency_check_secs,
             Stage::Unmasking => self.unmasking_secs,
+            Stage::Done | Stage::Aborted => 0,
         };
         Duration::from_secs(u64::from(secs))
     }
@@ -349,26 +351,59 @@ impl SecAggConfig {
     }
 }
 
-/// Differential privacy applied by every client.
+/// A federation's differential privacy as the operator configures it: the
+/// protocol's policy, [`hearth_fed::DpConfig`] (clip norm and noise
+/// multiplier, defined once in hearth-fed and carried in every round's
+/// parameters), and the δ at which the server states each round's ε.
+///
+/// Why a server type at all: δ is no round parameter (it is not in
+/// `RoundInfo`, whose encoding devices check and the transparency log
+/// commits to), yet the configuration file writes it in the same `dp`
+/// table as the protocol's two numbers. [`DpTable`] is that table's shape;
+/// this type is what the server uses. [`FederationConfig::validate`]
+/// checks the values.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DpConfig {
-    /// L2 norm each client's update is clipped to.
-    pub clip_norm: f64,
-    /// Gaussian noise standard deviation, as a multiple of `clip_norm`.
-    pub noise_multiplier: f64,
+#[serde(from = "DpTable", into = "DpTable")]
+pub struct FederationDp {
+    /// What every client clips and noises with.
+    pub protocol: hearth_fed::DpConfig,
     /// δ at which each round's ε is stated (published with every version
     /// and used by devices for their own accounting).
-    #[serde(default = "default_delta")]
     pub delta: f64,
 }
 
-impl DpConfig {
-    /// The protocol's view: what every client clips and noises with.
-    pub fn protocol(&self) -> hearth_fed::DpConfig {
-        hearth_fed::DpConfig {
-            clip_norm: self.clip_norm,
-            noise_multiplier: self.noise_multiplier,
+/// The `dp` table of a federation's configuration (and of its public
+/// description), flat as operators write it.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct DpTable {
+    /// L2 norm each client's update is clipped to.
+    clip_norm: f64,
+    /// Gaussian noise standard deviation, as a multiple of `clip_norm`.
+    noise_multiplier: f64,
+    /// δ at which each round's ε is stated.
+    #[serde(default = "default_delta")]
+    delta: f64,
+}
+
+impl From<DpTable> for FederationDp {
+    fn from(t: DpTable) -> Self {
+        FederationDp {
+            protocol: hearth_fed::DpConfig {
+                clip_norm: t.clip_norm,
+                noise_multiplier: t.noise_multiplier,
+            },
+            delta: t.delta,
+        }
+    }
+}
+
+impl From<FederationDp> for DpTable {
+    fn from(dp: FederationDp) -> Self {
+        DpTable {
+            clip_norm: dp.protocol.clip_norm,
+            noise_multiplier: dp.protocol.noise_multiplier,
+            delta: dp.delta,
         }
     }
 }
@@ -706,10 +741,12 @@ impl FederationConfig {
             }
         }
         self.validate_secagg(&place)?;
-        if !(self.dp.clip_norm.is_finite() && self.dp.clip_norm > 0.0) {
+        if !(self.dp.protocol.clip_norm.is_finite() && self.dp.protocol.clip_norm > 0.0) {
             return Err(invalid(place("dp.clip_norm"), "must be a positive number"));
         }
-        if !(self.dp.noise_multiplier.is_finite() && self.dp.noise_multiplier >= 0.0) {
+        if !(self.dp.protocol.noise_multiplier.is_finite()
+            && self.dp.protocol.noise_multiplier >= 0.0)
+        {
             return Err(invalid(
                 place("dp.noise_multiplier"),
                 "must be zero or a positive number",

@@ -69,7 +69,7 @@ use hearth_ledger::{Hash, SignedTreeHead};
 use serde::Serialize;
 
 use crate::log::LogKey;
-use crate::rounds::Stage;
+use hearth_fed::Stage;
 
 pub use log::bench_sqlite_log;
 pub use sqlite::{DATABASE_FILE, SqliteStorage};
