@@ -90,6 +90,11 @@ impl SqliteStorage {
         Self::prepare(Connection::open_in_memory()?, None)
     }
 
+    /// The server's one place for connection settings and migrations.
+    /// It does not share hearth-store's (`configure`) although the pragmas
+    /// match: dependencies point `server -> {fed, ledger}` and the server
+    /// must not depend on the personal library's crate; and its in-memory
+    /// database keeps SQLite's default journal.
     fn prepare(mut conn: Connection, path: Option<PathBuf>) -> Result<Self> {
         // Pragmas must run outside any transaction.
         conn.busy_timeout(BUSY_TIMEOUT)?;
