@@ -1,5 +1,6 @@
 //! The live cache against storage: journaled messages, restarts, stale
 //! caches, and round work off the runtime.
+use crate::storage::prelude::*;
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;

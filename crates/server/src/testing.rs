@@ -146,7 +146,8 @@ pub(crate) async fn setup(
     crate::config::FederationConfig,
     Vec<crate::storage::CohortMember>,
 ) {
-    use crate::storage::{Checkin, CohortMember, Enrolment, FederationSync, NewInvite, Storage};
+    use crate::storage::prelude::*;
+    use crate::storage::{Checkin, CohortMember, Enrolment, FederationSync, NewInvite};
     let fed = federation();
     s.sync_federation(FederationSync {
         id: fed.id.clone(),

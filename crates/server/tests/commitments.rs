@@ -13,6 +13,7 @@
 //! signed word.
 
 mod support;
+use hearth_server::storage::prelude::*;
 
 use hearth_fed::audit::uploads::Finding;
 use hearth_fed::audit::wire::{
@@ -25,9 +26,7 @@ use hearth_fed::client::{FedClient, FedClientError, Membership, ParticipationRep
 use hearth_fed::crypto::DeviceIdentity;
 use hearth_ledger::Hash;
 use hearth_server::Stage;
-use hearth_server::storage::{
-    DATABASE_FILE, NewRound, RoundAbort, Storage, UploadCommitment as Logged,
-};
+use hearth_server::storage::{DATABASE_FILE, NewRound, RoundAbort, UploadCommitment as Logged};
 use support::{Raw, Server, TestTrainer, kind, participate};
 
 use std::sync::Arc;

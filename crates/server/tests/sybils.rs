@@ -11,6 +11,7 @@
 //! the log), and takes part with it through the real server.
 
 mod support;
+use hearth_server::storage::prelude::*;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use hearth_fed::audit::AuditError;
 use hearth_fed::client::{FedClientError, Membership};
 use hearth_fed::crypto::DeviceIdentity;
-use hearth_server::storage::{DATABASE_FILE, Storage};
+use hearth_server::storage::DATABASE_FILE;
 use support::{Server, TestTrainer};
 
 #[test]

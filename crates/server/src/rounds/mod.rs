@@ -202,7 +202,7 @@ pub enum Step {
     /// The machine moved on: persist its new state. When the step
     /// accepted a masked upload, its commitment goes into the transparency
     /// log in the same transaction as the state
-    /// ([`Storage::record_upload_commitment`]), so the log shows the upload
+    /// ([`RoundStore::record_upload_commitment`]), so the log shows the upload
     /// if and only if the round holds it.
     Continue {
         /// The new state.
@@ -211,7 +211,7 @@ pub enum Step {
         upload: Option<AcceptedUpload>,
     },
     /// The machine took a message without changing stage: append `entry`
-    /// to the round's journal ([`Storage::append_round_entry`]) rather than
+    /// to the round's journal ([`RoundStore::append_round_entry`]) rather than
     /// storing the state whole, with the upload's commitment when the
     /// message was one (as for [`Step::Continue`]).
     Append {

@@ -1,4 +1,5 @@
 //! The round driver's tests.
+use crate::storage::prelude::*;
 
 use super::*;
 use crate::config::{Config, EXAMPLE_CONFIG};

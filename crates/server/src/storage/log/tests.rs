@@ -1,4 +1,5 @@
 //! The transparency log storage's tests.
+use crate::storage::prelude::*;
 
 use std::sync::Arc;
 
@@ -6,7 +7,7 @@ use hearth_ledger::{MemoryStore, verify_consistency, verify_inclusion};
 
 use super::*;
 use crate::storage::{
-    Enrolment, FederationSync, NewInvite, NewRound, Publication, RoundAbort, RoundUpdate, Storage,
+    Enrolment, FederationSync, NewInvite, NewRound, Publication, RoundAbort, RoundUpdate,
     UploadCommitment,
 };
 use hearth_fed::Stage;
