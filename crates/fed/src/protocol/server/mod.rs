@@ -50,13 +50,15 @@ use crate::wire::{
 
 use super::ConfigError;
 
+mod collecting_keys;
 mod consistency;
-mod keys;
+mod sharing_keys;
 mod unmasking;
 mod uploads;
 
+pub use collecting_keys::CollectingKeys;
 pub use consistency::CheckingConsistency;
-pub use keys::{CollectingKeys, SharingKeys};
+pub use sharing_keys::SharingKeys;
 pub use unmasking::{Done, SumError, Unmasking};
 pub use uploads::CollectingUploads;
 use uploads::check_holders;
