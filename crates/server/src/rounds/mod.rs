@@ -202,7 +202,7 @@ pub enum Step {
     /// The machine moved on: persist its new state. When the step
     /// accepted a masked upload, its commitment goes into the transparency
     /// log in the same transaction as the state
-    /// ([`RoundStore::record_upload_commitment`]), so the log shows the upload
+    /// ([`RoundStore::record_upload_commitment`](crate::storage::RoundStore::record_upload_commitment)), so the log shows the upload
     /// if and only if the round holds it.
     Continue {
         /// The new state.

@@ -13,7 +13,7 @@ pub trait RoundStore: Send + Sync + 'static {
     /// The number of the federation's latest round (0 before the first).
     fn last_round_number(&self, federation_id: String) -> StorageFuture<'_, u64>;
 
-    /// Opens a round with its cohort and first state. [`StorageError::Conflict`]
+    /// Opens a round with its cohort and first state. [`StorageError::Conflict`](super::StorageError::Conflict)
     /// if the federation already has a round in flight or the number is taken.
     fn open_round(&self, round: NewRound) -> StorageFuture<'_, RoundRecord>;
 
@@ -77,10 +77,10 @@ pub trait RoundStore: Send + Sync + 'static {
     /// upload, whatever crashes.
     ///
     /// The round must be in flight and the device in its cohort
-    /// ([`StorageError::NotFound`] / [`StorageError::Conflict`]). A device
+    /// ([`StorageError::NotFound`](super::StorageError::NotFound) / [`StorageError::Conflict`](super::StorageError::Conflict)). A device
     /// commits once per round: the same upload hash again appends nothing
     /// and returns the first receipt; another hash is a
-    /// [`StorageError::Conflict`]. A lost compare-and-swap on `update`
+    /// [`StorageError::Conflict`](super::StorageError::Conflict). A lost compare-and-swap on `update`
     /// appends nothing.
     fn record_upload_commitment(
         &self,

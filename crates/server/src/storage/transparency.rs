@@ -24,7 +24,7 @@ pub trait LogStore: Send + Sync + 'static {
     fn signed_tree_head(&self, key: Arc<LogKey>, now_ms: u64) -> StorageFuture<'_, SignedTreeHead>;
 
     /// The inclusion proof of entry `index` in the tree of `size` entries
-    /// ([`StorageError::OutOfRange`] past the log).
+    /// ([`StorageError::OutOfRange`](super::StorageError::OutOfRange) past the log).
     fn log_inclusion_proof(&self, index: u64, size: u64) -> StorageFuture<'_, LogInclusion>;
 
     /// The inclusion proof of the first entry below `size` whose leaf hash
@@ -36,15 +36,15 @@ pub trait LogStore: Send + Sync + 'static {
     ) -> StorageFuture<'_, Option<LogInclusion>>;
 
     /// The consistency proof from the tree of `old` entries to that of
-    /// `new` ([`StorageError::OutOfRange`] if `old > new` or past the log).
+    /// `new` ([`StorageError::OutOfRange`](super::StorageError::OutOfRange) if `old > new` or past the log).
     fn log_consistency_proof(&self, old: u64, new: u64) -> StorageFuture<'_, Vec<Hash>>;
 
-    /// Entries `start..end` ([`StorageError::OutOfRange`] past the log).
+    /// Entries `start..end` ([`StorageError::OutOfRange`](super::StorageError::OutOfRange) past the log).
     fn log_entries(&self, start: u64, end: u64) -> StorageFuture<'_, Vec<LogLeaf>>;
 
     /// The `adapter_published` entry of a federation's global `version`
     /// with its inclusion proof in the tree of `size` entries; `None` if
-    /// the log has none ([`StorageError::OutOfRange`] if it is at or past
+    /// the log has none ([`StorageError::OutOfRange`](super::StorageError::OutOfRange) if it is at or past
     /// `size`).
     fn log_adapter_entry(
         &self,
