@@ -211,7 +211,7 @@ pub enum Step {
         upload: Option<AcceptedUpload>,
     },
     /// The machine took a message without changing stage: append `entry`
-    /// to the round's journal ([`RoundStore::append_round_entry`]) rather than
+    /// to the round's journal ([`RoundStore::append_round_entry`](crate::storage::RoundStore::append_round_entry)) rather than
     /// storing the state whole, with the upload's commitment when the
     /// message was one (as for [`Step::Continue`]).
     Append {

@@ -14,7 +14,7 @@
 //! Rules every implementation keeps:
 //! - each method is atomic: a multi-row change commits whole or not at all,
 //!   together with its [`Event`] in the append-only log;
-//! - round state is opaque bytes plus a [`Stage`] and a version counter, and
+//! - round state is opaque bytes plus a [`Stage`](hearth_fed::Stage) and a version counter, and
 //!   every change to an in-flight round is a compare-and-swap on that
 //!   version ([`StorageError::Conflict`] when someone else got there first);
 //! - publishing a global adapter version and closing its round are one
