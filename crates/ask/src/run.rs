@@ -10,12 +10,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::NaiveDate;
 use hearth_store::{DATABASE_FILE, ItemKind};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
-use rusqlite::{Connection, OpenFlags, Row, ToSql, params_from_iter};
+use rusqlite::{Connection, Row, ToSql, params_from_iter};
 use serde::Serialize;
 
 use crate::ast::{DateExpr, Filter, Listing, Number, Producer, Query, Set};
@@ -150,12 +149,7 @@ impl AskDb {
         if !path.is_file() {
             return Err(AskError::NoLibrary(path.display().to_string()));
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "query_only", true)?;
+        let conn = hearth_store::open_read_only(&path)?;
         Ok(AskDb { conn })
     }
 

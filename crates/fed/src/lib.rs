@@ -133,6 +133,7 @@ pub mod audit;
 pub mod bench;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod clock;
 pub mod crypto;
 pub mod dp;
 pub mod global;

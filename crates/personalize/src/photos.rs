@@ -3,7 +3,6 @@
 //! person's labels and verdicts, suggestions, questions, and look-alikes.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hearth_ml::candle::{Device, Tensor};
@@ -200,13 +199,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PersonalizeError + '_
 }
 
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new
-/// one, never half of either.
+/// one, never half of either ([`hearth_store::atomic`]).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(bytes).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_error(path))
+    hearth_store::atomic::write_atomically(path, bytes).map_err(io_error(path))
 }
 
 /// The photo model tagging uses now: the default network, with the tail
@@ -652,13 +647,10 @@ fn fine_tuned_tail(
         });
     }
     let tensors: HashMap<String, Tensor> = report.tensors.iter().cloned().collect();
-    let tmp = run_dir.join(format!("{TAIL_FILE}.tmp"));
+    let tmp = hearth_store::atomic::temp_path(&tail_path);
     hearth_ml::candle::safetensors::save(&tensors, &tmp)
         .map_err(|e| PersonalizeError::Inconsistent(format!("{}: {e}", tmp.display())))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_error(&tmp))?;
-    std::fs::rename(&tmp, &tail_path).map_err(io_error(&tail_path))?;
+    hearth_store::atomic::persist(&tmp, &tail_path).map_err(io_error(&tail_path))?;
     let finished = FinishedTail {
         from_block: report.from_block,
         loss: report.probe_loss.zip(report.final_loss),

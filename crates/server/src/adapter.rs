@@ -8,7 +8,7 @@
 //! PEFT's LoRA initialisation), so the server recomputes it (and its
 //! signature, which Ed25519 makes deterministic) whenever no round has
 //! published yet. Every later version is stored by
-//! [`Storage::publish_global`] together with its signed
+//! [`PublishStore::publish_global`](crate::storage::PublishStore::publish_global) together with its signed
 //! [`GlobalStatement`], in the same transaction that closes its round.
 
 use std::sync::Arc;

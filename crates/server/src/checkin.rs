@@ -14,7 +14,9 @@ use crate::cohort::{self, CohortPolicy, Decision};
 use crate::config::{CheckinPacing, FederationConfig};
 use crate::error::AppError;
 use crate::pace::{self, Phase};
-use crate::rounds::{self, RoundError, Stage};
+use hearth_fed::Stage;
+
+use crate::rounds::{self, RoundError};
 use crate::storage::{DeviceRecord, StorageError};
 
 /// What a device says when it checks in.

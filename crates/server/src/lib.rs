@@ -80,15 +80,18 @@ pub(crate) mod testing;
 pub mod tls;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use checkin::{CheckinRequest, CheckinResponse};
 pub use config::{Config, ConfigError, FederationConfig};
 pub use error::{AppError, Error};
 pub use extract::{AppJson, SignedRequest};
+pub use hearth_fed::Stage;
+/// The federation's clock (milliseconds since the Unix epoch), defined once
+/// in hearth-fed so the server stamps time as its devices do.
+pub use hearth_fed::clock::now_ms;
 pub use identity::ServerIdentity;
 pub use replay::{ReplayGuard, ReplayLimits};
-pub use rounds::{RoundProtocol, Stage};
+pub use rounds::RoundProtocol;
 pub use routes::app;
 pub use secagg::SecAggRounds;
 pub use server::{RunningServer, start};
@@ -119,11 +122,4 @@ impl AppState {
             .federation(id)
             .ok_or_else(|| AppError::NotFound(format!("no federation {id:?}")))
     }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

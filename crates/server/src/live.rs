@@ -45,12 +45,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hearth_fed::DeviceId;
+use hearth_fed::{DeviceId, Stage};
 
 use crate::adapter::PublishContext;
 use crate::config::FederationConfig;
 use crate::rounds::{
-    Advanced, Poll, ProtocolError, Rejection, RoundError, RoundInput, SharedProtocol, Stage, Step,
+    Advanced, Poll, ProtocolError, Rejection, RoundError, RoundInput, SharedProtocol, Step,
     StepContext, persist,
 };
 use crate::storage::{RoundSummary, Storage, StorageError};

@@ -1,5 +1,6 @@
 //! The live cache against storage: journaled messages, restarts, stale
 //! caches, and round work off the runtime.
+use crate::storage::prelude::*;
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -100,9 +101,9 @@ async fn messages_are_journaled_and_a_restart_resumes_what_storage_holds() {
     assert_eq!(closed.len(), 1);
     let record = stored(&s, &fed).await;
     assert!(record.journal.is_empty());
-    assert_eq!(record.summary.stage, Stage::ShareKeys);
+    assert_eq!(record.summary.stage, Stage::SharingKeys);
     let whole: crate::testing::CounterState = serde_json::from_slice(&record.state).expect("state");
-    assert_eq!((whole.messages, whole.stage), (4, Stage::ShareKeys));
+    assert_eq!((whole.messages, whole.stage), (4, Stage::SharingKeys));
 }
 
 #[tokio::test]
@@ -235,5 +236,5 @@ async fn health_answers_while_a_stage_close_is_running() {
         .expect("join")
         .expect("sweep");
     assert_eq!(closed.len(), 1);
-    assert!(matches!(closed[0].result, Advanced::Saved(ref s) if s.stage == Stage::ShareKeys));
+    assert!(matches!(closed[0].result, Advanced::Saved(ref s) if s.stage == Stage::SharingKeys));
 }

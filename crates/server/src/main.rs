@@ -223,7 +223,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 match &f.round_in_flight {
                     Some(r) => println!(
                         "  round {} in flight: stage {}, {} members, stage deadline {} ms",
-                        r.round, r.stage, r.cohort_size, r.stage_deadline_ms
+                        r.round,
+                        r.stage.as_str(),
+                        r.cohort_size,
+                        r.stage_deadline_ms
                     ),
                     None => println!("  no round in flight"),
                 }

@@ -13,6 +13,7 @@ use crate::config::{CONFIG_FILE, Config, EXAMPLE_CONFIG};
 use crate::error::Error;
 use crate::identity::ServerIdentity;
 use crate::log::LogKey;
+use crate::storage::prelude::*;
 use crate::storage::{
     DeviceCounts, DeviceRecord, FederationRecord, FederationSync, GlobalVersion, NewInvite,
     RoundSummary, SqliteStorage, Storage,

@@ -40,7 +40,7 @@ use hearth_fed::global::{GlobalStatement, adapter_sha256, apply_mean};
 use hearth_fed::wire::codec;
 use hearth_fed::{
     AggregatorRound, ClientMessage, DeviceId, DeviceStatus, Done, FederationId, GraphSeed, RoundId,
-    RoundInfo, ServerError,
+    RoundInfo, ServerError, Stage,
 };
 use rand::rngs::OsRng;
 
@@ -48,7 +48,7 @@ use crate::adapter::{SIGNATURE_KEY, STATEMENT_KEY};
 use crate::config::FederationConfig;
 use crate::rounds::{
     AcceptedUpload, Incoming, LiveRound, Poll, ProtocolError, PublishStep, Rejection, RoundInput,
-    RoundProtocol, RoundSetup, RoundState, Stage, Step, StepContext,
+    RoundProtocol, RoundSetup, RoundState, Step, StepContext,
 };
 use crate::storage::{RoundParameters, RoundRecord};
 
@@ -57,16 +57,10 @@ use crate::storage::{RoundParameters, RoundRecord};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SecAggRounds;
 
-/// The server stage a hearth-fed stage runs in (`None`: the round ended).
-pub fn server_stage(stage: hearth_fed::Stage) -> Option<Stage> {
-    match stage {
-        hearth_fed::Stage::CollectingKeys => Some(Stage::AdvertiseKeys),
-        hearth_fed::Stage::SharingKeys => Some(Stage::ShareKeys),
-        hearth_fed::Stage::CollectingUploads => Some(Stage::MaskedInput),
-        hearth_fed::Stage::CheckingConsistency => Some(Stage::ConsistencyCheck),
-        hearth_fed::Stage::Unmasking => Some(Stage::Unmasking),
-        hearth_fed::Stage::Done | hearth_fed::Stage::Aborted => None,
-    }
+/// The stage a round in `stage` is kept in flight at (`None`: the round
+/// ended).
+pub fn server_stage(stage: Stage) -> Option<Stage> {
+    stage.is_live().then_some(stage)
 }
 
 /// The parameters every device of a round checks: from the federation's
@@ -93,7 +87,7 @@ pub fn round_info(
         degree: federation.secagg.neighbours,
         threshold: federation.secagg.threshold,
         graph_seed: GraphSeed::random(&mut OsRng),
-        dp: federation.dp.protocol(),
+        dp: federation.dp.protocol,
         threat_model: Some(federation.secagg.threat_model()),
     };
     info.validate()
@@ -315,7 +309,7 @@ impl LiveRound for SecAggLive {
         };
         // Unmasking closes into publication, which needs the current global;
         // without it the state is saved and the sweeper finishes the round.
-        let can_finish = state.stage() != hearth_fed::Stage::Unmasking || ctx.publish.is_some();
+        let can_finish = state.stage() != Stage::Unmasking || ctx.publish.is_some();
         if everyone
             && can_finish
             && let Some(state) = self.state.take()
@@ -327,7 +321,7 @@ impl LiveRound for SecAggLive {
 
     fn close_stage(&mut self, ctx: &StepContext<'_>) -> Result<Step, ProtocolError> {
         let state = self.state()?;
-        if state.stage() == hearth_fed::Stage::Unmasking && ctx.publish.is_none() {
+        if state.stage() == Stage::Unmasking && ctx.publish.is_none() {
             return Ok(Step::Unchanged);
         }
         let state = self

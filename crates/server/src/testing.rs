@@ -7,12 +7,12 @@
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
-use hearth_fed::DeviceId;
+use hearth_fed::{DeviceId, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::live::LiveRound;
 use crate::rounds::{
-    Poll, ProtocolError, Rejection, RoundInput, RoundProtocol, RoundSetup, RoundState, Stage, Step,
+    Poll, ProtocolError, Rejection, RoundInput, RoundProtocol, RoundSetup, RoundState, Step,
     StepContext,
 };
 use crate::storage::RoundRecord;
@@ -67,7 +67,7 @@ impl RoundProtocol for Counter {
             cohort: setup.cohort.iter().map(|m| m.device_id.clone()).collect(),
             neighbours: setup.secagg.neighbours,
             threshold: setup.secagg.threshold,
-            stage: Stage::AdvertiseKeys,
+            stage: Stage::CollectingKeys,
             messages: 0,
         }))
     }
@@ -109,11 +109,16 @@ impl LiveRound for Live {
             let _ = release.recv_timeout(Duration::from_secs(60));
         }
         self.state.stage = match self.state.stage {
-            Stage::AdvertiseKeys => Stage::ShareKeys,
-            Stage::ShareKeys => Stage::MaskedInput,
-            Stage::MaskedInput => Stage::ConsistencyCheck,
-            Stage::ConsistencyCheck => Stage::Unmasking,
+            Stage::CollectingKeys => Stage::SharingKeys,
+            Stage::SharingKeys => Stage::CollectingUploads,
+            Stage::CollectingUploads => Stage::CheckingConsistency,
+            Stage::CheckingConsistency => Stage::Unmasking,
             Stage::Unmasking => return Ok(Step::Abort("a counter has no sum".into())),
+            Stage::Done | Stage::Aborted => {
+                return Err(ProtocolError(
+                    "a counter that ended has no stage to close".into(),
+                ));
+            }
         };
         Ok(Step::Continue {
             state: encode(&self.state),
@@ -141,7 +146,8 @@ pub(crate) async fn setup(
     crate::config::FederationConfig,
     Vec<crate::storage::CohortMember>,
 ) {
-    use crate::storage::{Checkin, CohortMember, Enrolment, FederationSync, NewInvite, Storage};
+    use crate::storage::prelude::*;
+    use crate::storage::{Checkin, CohortMember, Enrolment, FederationSync, NewInvite};
     let fed = federation();
     s.sync_federation(FederationSync {
         id: fed.id.clone(),

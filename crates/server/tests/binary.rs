@@ -4,6 +4,7 @@
 //! process resumes the round and publishes it exactly once.
 
 mod support;
+use hearth_server::storage::prelude::*;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use hearth_fed::DeviceIdentity;
 use hearth_fed::client::{FedClient, Membership};
-use hearth_server::storage::{SqliteStorage, Storage, event_kinds};
+use hearth_server::storage::{SqliteStorage, event_kinds};
 use support::{Gate, TestTrainer, wait_until};
 
 /// The server folder and its configuration, driven through the binary.

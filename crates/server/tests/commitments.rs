@@ -13,6 +13,7 @@
 //! signed word.
 
 mod support;
+use hearth_server::storage::prelude::*;
 
 use hearth_fed::audit::uploads::Finding;
 use hearth_fed::audit::wire::{
@@ -25,9 +26,7 @@ use hearth_fed::client::{FedClient, FedClientError, Membership, ParticipationRep
 use hearth_fed::crypto::DeviceIdentity;
 use hearth_ledger::Hash;
 use hearth_server::Stage;
-use hearth_server::storage::{
-    DATABASE_FILE, NewRound, RoundAbort, Storage, UploadCommitment as Logged,
-};
+use hearth_server::storage::{DATABASE_FILE, NewRound, RoundAbort, UploadCommitment as Logged};
 use support::{Raw, Server, TestTrainer, kind, participate};
 
 use std::sync::Arc;
@@ -204,7 +203,7 @@ fn lie_about_round_two(server: &mut Server, devices: &[(Membership, [u8; 32])]) 
                 federation_id: "notes".into(),
                 round: 2,
                 cohort: ids.clone(),
-                stage: Stage::MaskedInput,
+                stage: Stage::CollectingUploads,
                 state: Vec::new(),
                 opened_at_ms: now,
                 stage_deadline_ms: now + 60_000,

@@ -6,11 +6,11 @@
 
 mod common;
 mod support;
+use hearth_server::storage::prelude::*;
 
 use hearth_fed::audit::wire::{self, GossipPost, GossipResponse, MAX_GOSSIP_HEADS};
 use hearth_fed::audit::{AuditError, LogAudit, audit_all};
 use hearth_fed::client::{FedClientError, Membership, ParticipationReport};
-use hearth_server::storage::Storage;
 use support::{Raw, Server, TestTrainer, kind, participate};
 
 use std::sync::Arc;

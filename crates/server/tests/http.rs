@@ -2,6 +2,7 @@
 //! refusals, body limits, check-in and cohort forming, restart safety.
 
 mod common;
+use hearth_server::storage::prelude::*;
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use common::{TestServer, kind, status_and_json, trusting_client};
 use ed25519_dalek::SigningKey;
 use hearth_fed::global::{AdapterLayout, GlobalStatement};
 use hearth_server::config::Config;
-use hearth_server::storage::{Publication, SqliteStorage, Storage};
+use hearth_server::storage::{Publication, SqliteStorage};
 use hearth_server::{CheckinResponse, Stage, now_ms, ops};
 
 /// The `notes` federation's adapter layout in the test configuration.
@@ -194,7 +195,7 @@ async fn signed_checkins_form_a_round() {
         joined,
         CheckinResponse::Join {
             round: 1,
-            stage: Stage::AdvertiseKeys
+            stage: Stage::CollectingKeys
         }
     );
     // The first device hears about it on its next check-in.

@@ -4,6 +4,7 @@
 //! database, a forked history, a dropped commitment, a wrong key).
 
 mod common;
+use hearth_server::storage::prelude::*;
 
 use std::path::Path;
 
@@ -19,7 +20,7 @@ use hearth_fed::audit::{
 use hearth_fed::global::GlobalStatement;
 use hearth_ledger::{Hash, LogEntry, ProofError, leaf_hash, verify_consistency, verify_inclusion};
 use hearth_server::now_ms;
-use hearth_server::storage::{Publication, SqliteStorage, Storage, UploadCommitment};
+use hearth_server::storage::{Publication, SqliteStorage, UploadCommitment};
 use serde::de::DeserializeOwned;
 
 const CHECKIN: &str = "/v1/federations/notes/checkin";

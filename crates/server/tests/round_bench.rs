@@ -12,6 +12,7 @@
 //! state and save it with the upload's commitment. The masked vectors are
 //! one random vector re-addressed to each device, as in `hearth bench
 //! secagg` (the server's work does not depend on their contents).
+use hearth_server::storage::prelude::*;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,8 +23,7 @@ use hearth_server::config::Config;
 use hearth_server::live::LiveRounds;
 use hearth_server::rounds::{Incoming, RoundInput, Stage};
 use hearth_server::storage::{
-    Enrolment, FederationSync, NewInvite, NewRound, RoundUpdate, SqliteStorage, Storage,
-    UploadCommitment,
+    Enrolment, FederationSync, NewInvite, NewRound, RoundUpdate, SqliteStorage, UploadCommitment,
 };
 use hearth_server::{SecAggRounds, secagg};
 use rand::RngCore;
@@ -137,7 +137,7 @@ async fn round_at_uploads(
             federation_id: fed.id.clone(),
             round: 1,
             cohort: devices.iter().map(|(d, _)| d.clone()).collect(),
-            stage: Stage::MaskedInput,
+            stage: Stage::CollectingUploads,
             state,
             opened_at_ms: 1,
             stage_deadline_ms: u64::MAX / 4,
@@ -228,7 +228,7 @@ async fn round_path_costs() {
                             federation_id: fed.id.clone(),
                             round: 1,
                             expected_version: version,
-                            stage: Stage::MaskedInput,
+                            stage: Stage::CollectingUploads,
                             state: blob,
                             stage_deadline_ms: u64::MAX / 4,
                             at_ms: 2,

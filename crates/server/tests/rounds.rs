@@ -3,6 +3,7 @@
 
 mod common;
 mod support;
+use hearth_server::storage::prelude::*;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use hearth_fed::client::{FedClientError, Membership, ParticipationReport};
 use hearth_fed::dp::centred_lift;
 use hearth_fed::global::apply_mean;
 use hearth_fed::{DistributedDp, DpConfig, FederationId, MaskedUpload, RoundId};
-use hearth_server::storage::{RoundOutcome, Storage, event_kinds};
+use hearth_server::storage::{RoundOutcome, event_kinds};
 use support::{B_START, Gate, PARAMS, Raw, Server, TestTrainer, kind, participate, wait_until};
 
 /// Σ of the devices' quantized updates, mod 2^32.
@@ -340,7 +341,7 @@ fn a_server_killed_mid_round_resumes_and_publishes_once() {
     server.kill();
     let round = server.round("notes", 1).expect("round");
     assert_eq!(round.summary.outcome, None);
-    assert_eq!(round.summary.stage, hearth_server::Stage::MaskedInput);
+    assert_eq!(round.summary.stage, hearth_server::Stage::CollectingUploads);
     assert!(
         server
             .block_on(server.storage().latest_global("notes".into()))

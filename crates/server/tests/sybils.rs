@@ -11,14 +11,15 @@
 //! the log), and takes part with it through the real server.
 
 mod support;
+use hearth_server::storage::prelude::*;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hearth_fed::audit::AuditError;
 use hearth_fed::client::{FedClientError, Membership};
 use hearth_fed::crypto::DeviceIdentity;
-use hearth_server::storage::{DATABASE_FILE, Storage};
+use hearth_server::storage::DATABASE_FILE;
 use support::{Server, TestTrainer};
 
 #[test]
@@ -30,10 +31,7 @@ fn a_cohort_member_the_log_never_enrolled_is_refused_before_any_share_is_sent() 
     // The operator's own device: a key only it holds, in the devices table
     // (so the server authenticates it and puts it in cohorts), never logged.
     let sybil = DeviceIdentity::generate(&mut rand::rngs::OsRng);
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now_ms = hearth_server::now_ms() as i64;
     let db = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).expect("database");
     db.busy_timeout(Duration::from_secs(10)).expect("timeout");
     db.execute(

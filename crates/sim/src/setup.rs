@@ -152,8 +152,8 @@ mod tests {
         let federation = &config.federations[0];
         assert_eq!(federation.id, FEDERATION);
         assert_eq!(federation.min_clients, 4);
-        assert_eq!(federation.dp.noise_multiplier, 0.7);
-        assert_eq!(federation.dp.clip_norm, 2.0);
+        assert_eq!(federation.dp.protocol.noise_multiplier, 0.7);
+        assert_eq!(federation.dp.protocol.clip_norm, 2.0);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use rusqlite_migration::{M, Migrations};
 
 use crate::error::{Result, StoreError};
@@ -130,7 +130,24 @@ impl Library {
     }
 }
 
-/// Per-connection settings. These must run outside any transaction.
+/// Opens a library's database at `path` read-only, for readers outside
+/// this crate (hearth-ask's executor): the same busy timeout as
+/// [`Library::open`]'s connection, and `query_only`, so not even a
+/// statement that slipped past the checks could write. The database must
+/// exist (opened once by [`Library::open`], which migrates it); the
+/// journal mode is the database's own (WAL, set by the writer).
+pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+/// Per-connection settings of the library's own (writing) connection, the
+/// one place they are set. These must run outside any transaction.
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL lets readers (the app, `hearth library list`) see committed items

@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 mod asks;
+pub mod atomic;
 mod db;
 mod embeddings;
 mod error;
@@ -42,7 +43,7 @@ mod taggers;
 mod thumbnails;
 
 pub use asks::{AskCorrection, AskId, AskRecord};
-pub use db::{DATABASE_FILE, Library};
+pub use db::{DATABASE_FILE, Library, open_read_only};
 pub use embeddings::{EmbeddingResult, PhotoEmbedding, Verdict};
 pub use error::{Result, StoreError};
 pub use federation::{Membership, MembershipId, NewMembership, NewUpload, Upload};

@@ -5,42 +5,27 @@
 //! thumbnail that exists under its final name is always complete; rows are
 //! committed only after their thumbnail is in place.
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::atomic::{self, TEMP_PREFIX};
 
 /// Longest side of a thumbnail, in pixels.
 pub const THUMBNAIL_MAX_SIDE: u32 = 256;
 
 const DIR: &str = "thumbnails";
-const TEMP_PREFIX: &str = ".tmp-";
 
 /// The thumbnail's path relative to the library folder.
 pub(crate) fn relative_path(sha256_hex: &str, extension: &str) -> String {
     format!("{DIR}/{}/{sha256_hex}.{extension}", &sha256_hex[..2])
 }
 
-/// Writes `bytes` to `root/relative` atomically.
+/// Writes `bytes` to `root/relative` atomically ([`crate::atomic`]),
+/// creating its folder.
 pub(crate) fn write_atomically(root: &Path, relative: &str, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let target = root.join(relative);
     let dir = target.parent().unwrap_or(root);
     std::fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(
-        "{TEMP_PREFIX}{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, &target)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    atomic::write_atomically(&target, bytes)
 }
 
 /// Removes temporary files a killed import left behind. Call only while

@@ -14,7 +14,7 @@
 use std::cell::Cell;
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hearth_progress::CancelToken;
 use rustls::pki_types::CertificateDer;
@@ -22,6 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use super::{ClientOptions, FedClientError};
+use crate::clock::now_ms;
 use crate::crypto::DeviceIdentity;
 use crate::request_auth::{self, RequestToSign};
 
@@ -150,12 +151,6 @@ fn base_url(url: &str) -> Result<String, FedClientError> {
         )));
     }
     Ok(trimmed.to_owned())
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Sleeps `duration`, returning early with [`FedClientError::Cancelled`].

@@ -17,8 +17,10 @@
 
 use std::sync::Arc;
 
+/// A round's stage: hearth-fed's, the one definition (re-exported here for
+/// the protocol seam's users).
+pub use hearth_fed::Stage;
 use hearth_fed::{ClientMessage, DeviceId, ServerMessage};
-use serde::{Deserialize, Serialize};
 
 use crate::adapter::{self, GlobalError, PublishContext};
 use crate::config::{Config, FederationConfig, SecAggParams};
@@ -28,58 +30,6 @@ use crate::storage::{
     CohortMember, GlobalVersion, NewRound, Publication, RoundAbort, RoundParameters, RoundRecord,
     RoundSummary, RoundUpdate, Storage, StorageError, UploadCommitment,
 };
-
-/// The four SecAgg+ stages a round moves through (Bonawitz et al.; Bell et
-/// al. for the neighbourhood variant). The protocol's own state types map
-/// onto these; deadlines are configured per stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Clients advertise their public keys.
-    AdvertiseKeys,
-    /// Clients exchange encrypted key shares with their neighbours.
-    ShareKeys,
-    /// Clients train and upload masked updates.
-    MaskedInput,
-    /// Uploaders sign the survivor set (the consistency round), so no
-    /// device reveals a share against a set its neighbours did not see.
-    ConsistencyCheck,
-    /// Survivors reveal shares so masks can be removed.
-    Unmasking,
-}
-
-impl Stage {
-    /// Every stage, in protocol order.
-    pub const ALL: [Stage; 5] = [
-        Stage::AdvertiseKeys,
-        Stage::ShareKeys,
-        Stage::MaskedInput,
-        Stage::ConsistencyCheck,
-        Stage::Unmasking,
-    ];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::AdvertiseKeys => "advertise_keys",
-            Stage::ShareKeys => "share_keys",
-            Stage::MaskedInput => "masked_input",
-            Stage::ConsistencyCheck => "consistency_check",
-            Stage::Unmasking => "unmasking",
-        }
-    }
-
-    /// The stage with this name.
-    pub fn parse(name: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A protocol state as the server keeps it: the stage and opaque bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,7 +202,7 @@ pub enum Step {
     /// The machine moved on: persist its new state. When the step
     /// accepted a masked upload, its commitment goes into the transparency
     /// log in the same transaction as the state
-    /// ([`Storage::record_upload_commitment`]), so the log shows the upload
+    /// ([`RoundStore::record_upload_commitment`](crate::storage::RoundStore::record_upload_commitment)), so the log shows the upload
     /// if and only if the round holds it.
     Continue {
         /// The new state.
@@ -261,7 +211,7 @@ pub enum Step {
         upload: Option<AcceptedUpload>,
     },
     /// The machine took a message without changing stage: append `entry`
-    /// to the round's journal ([`Storage::append_round_entry`]) rather than
+    /// to the round's journal ([`RoundStore::append_round_entry`](crate::storage::RoundStore::append_round_entry)) rather than
     /// storing the state whole, with the upload's commitment when the
     /// message was one (as for [`Step::Continue`]).
     Append {

@@ -1,4 +1,5 @@
 //! The round driver's tests.
+use crate::storage::prelude::*;
 
 use super::*;
 use crate::config::{Config, EXAMPLE_CONFIG};
@@ -38,7 +39,7 @@ async fn opening_stores_the_protocol_state_with_the_first_deadline() {
     .await
     .expect("open");
     assert_eq!(round.summary.round, 1);
-    assert_eq!(round.summary.stage, Stage::AdvertiseKeys);
+    assert_eq!(round.summary.stage, Stage::CollectingKeys);
     assert_eq!(
         round.summary.stage_deadline_ms,
         T0 + u64::from(fed.deadlines.advertise_keys_secs) * 1000
@@ -87,7 +88,7 @@ async fn steps_persist_and_stage_changes_start_new_deadlines() {
     let next_stage = advance_round(&s, &fed, 1, T0 + 9, |_| {
         Ok::<_, ()>(Step::Continue {
             state: RoundState {
-                stage: Stage::ShareKeys,
+                stage: Stage::SharingKeys,
                 blob: b"shares".to_vec(),
             },
             upload: None,
@@ -99,7 +100,7 @@ async fn steps_persist_and_stage_changes_start_new_deadlines() {
     let Advanced::Saved(summary) = next_stage else {
         panic!("saved expected");
     };
-    assert_eq!(summary.stage, Stage::ShareKeys);
+    assert_eq!(summary.stage, Stage::SharingKeys);
     assert_eq!(
         summary.stage_deadline_ms,
         T0 + 9 + u64::from(fed.deadlines.share_keys_secs) * 1000
@@ -197,11 +198,11 @@ async fn the_sweeper_closes_stages_past_their_deadline_through_the_protocol() {
     // next stage's deadline.
     let closed = sweep(deadline + 1).await.expect("sweep");
     assert_eq!(closed.len(), 1);
-    assert_eq!(closed[0].stage, Stage::AdvertiseKeys);
+    assert_eq!(closed[0].stage, Stage::CollectingKeys);
     let Advanced::Saved(ref next) = closed[0].result else {
         panic!("saved expected: {closed:?}");
     };
-    assert_eq!(next.stage, Stage::ShareKeys);
+    assert_eq!(next.stage, Stage::SharingKeys);
     assert_eq!(
         next.stage_deadline_ms,
         deadline + 1 + u64::from(fed.deadlines.share_keys_secs) * 1000

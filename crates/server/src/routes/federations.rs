@@ -16,7 +16,7 @@ use hearth_fed::global::format_epsilon;
 use crate::AppState;
 use crate::adapter;
 use crate::checkin::{self, CheckinRequest, CheckinResponse};
-use crate::config::{AdapterShape, BaseModel, Deadlines, DpConfig, SecAggConfig, SecAggParams};
+use crate::config::{AdapterShape, BaseModel, Deadlines, FederationDp, SecAggConfig, SecAggParams};
 use crate::error::AppError;
 use crate::extract::{AppJson, SignedRequest};
 use crate::storage::{Checkin, GlobalVersion};
@@ -36,7 +36,7 @@ pub struct PublicFederation {
     /// Total adapter parameters.
     pub parameters: u64,
     /// Differential privacy every client applies.
-    pub dp: DpConfig,
+    pub dp: FederationDp,
     /// SecAgg+ settings as configured (`null` = automatic).
     pub secagg: SecAggConfig,
     /// `k` and `t` a full cohort runs with.

@@ -130,7 +130,8 @@ mod tests {
     use crate::identity::ServerIdentity;
     use crate::replay::{ReplayGuard, ReplayLimits};
     use crate::secagg::SecAggRounds;
-    use crate::storage::{Enrolment, NewInvite, SqliteStorage, Storage};
+    use crate::storage::prelude::*;
+    use crate::storage::{Enrolment, NewInvite, SqliteStorage};
 
     async fn state_with_device(key: &SigningKey) -> AppState {
         let config = Config::parse(EXAMPLE_CONFIG, std::path::Path::new(".")).expect("config");

@@ -1,6 +1,6 @@
 //! Devices' signed upload commitments, kept for gossip (SQLite side of
-//! [`Storage::record_gossip_commitments`](super::Storage::record_gossip_commitments)
-//! and [`Storage::gossip_commitments`](super::Storage::gossip_commitments)).
+//! [`GossipStore::record_gossip_commitments`](crate::storage::GossipStore::record_gossip_commitments)
+//! and [`GossipStore::gossip_commitments`](crate::storage::GossipStore::gossip_commitments)).
 //!
 //! Each commitment kept is also appended to the transparency log (an
 //! `upload_committed` entry, in the same transaction): the table serves

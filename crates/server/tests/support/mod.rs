@@ -4,6 +4,7 @@
 //! Every wait is bounded.
 
 #![allow(dead_code)]
+use hearth_server::storage::prelude::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,7 +18,7 @@ use hearth_fed::client::{
 use hearth_fed::request_auth::{self, RequestToSign};
 use hearth_progress::{CancelToken, NoProgress};
 use hearth_server::config::Config;
-use hearth_server::storage::{Event, RoundRecord, SqliteStorage, Storage};
+use hearth_server::storage::{Event, RoundRecord, SqliteStorage};
 use hearth_server::{RunningServer, SecAggRounds, now_ms, ops};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;

@@ -50,38 +50,98 @@ use crate::wire::{
 
 use super::ConfigError;
 
+mod collecting_keys;
 mod consistency;
-mod keys;
+mod sharing_keys;
 mod unmasking;
 mod uploads;
 
+pub use collecting_keys::CollectingKeys;
 pub use consistency::CheckingConsistency;
-pub use keys::{CollectingKeys, SharingKeys};
+pub use sharing_keys::SharingKeys;
 pub use unmasking::{Done, SumError, Unmasking};
 pub use uploads::CollectingUploads;
 use uploads::check_holders;
 
-/// Where a round is.
+/// Where a round is: the five SecAgg+ stages (Bonawitz et al.; Bell et al.
+/// for the neighbourhood variant) and the two ends.
+///
+/// The one definition of a round's stage, for the protocol and for the
+/// server that stores it, tells devices about it and gives each live stage
+/// its deadline. It is serialized (and stored) under its wire name,
+/// [`Stage::as_str`] (`advertise_keys`, `share_keys`, `masked_input`,
+/// `consistency_check`, `unmasking`, `done`, `aborted`); the names this
+/// crate serialized before (`collecting_keys`, ...) still deserialize.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Stage {
-    /// Accepting signed key advertisements.
+    /// Accepting signed key advertisements (clients advertise their public
+    /// keys).
+    #[serde(rename = "advertise_keys", alias = "collecting_keys")]
     CollectingKeys,
-    /// Serving neighbour keys; accepting sealed shares.
+    /// Serving neighbour keys; accepting sealed shares (clients exchange
+    /// encrypted key shares with their neighbours).
+    #[serde(rename = "share_keys", alias = "sharing_keys")]
     SharingKeys,
-    /// Serving sealed shares; accepting masked uploads.
+    /// Serving sealed shares; accepting masked uploads (clients train and
+    /// upload masked updates).
+    #[serde(rename = "masked_input", alias = "collecting_uploads")]
     CollectingUploads,
-    /// Serving the survivor set; accepting uploaders' signatures over it.
+    /// Serving the survivor set; accepting uploaders' signatures over it
+    /// (the consistency round, so no device reveals a share against a set
+    /// its neighbours did not see).
+    #[serde(rename = "consistency_check", alias = "checking_consistency")]
     CheckingConsistency,
     /// Serving unmask requests (with neighbours' signatures); accepting
-    /// revealed shares.
+    /// revealed shares (survivors reveal shares so masks can be removed).
+    #[serde(rename = "unmasking")]
     Unmasking,
     /// The sum is known.
+    #[serde(rename = "done")]
     Done,
     /// The round ended without a sum.
+    #[serde(rename = "aborted")]
     Aborted,
 }
 
+impl Stage {
+    /// Every stage, in protocol order, the two ends last.
+    pub const ALL: [Stage; 7] = [
+        Stage::CollectingKeys,
+        Stage::SharingKeys,
+        Stage::CollectingUploads,
+        Stage::CheckingConsistency,
+        Stage::Unmasking,
+        Stage::Done,
+        Stage::Aborted,
+    ];
+
+    /// The stored and wire name (what it serializes as).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CollectingKeys => "advertise_keys",
+            Self::SharingKeys => "share_keys",
+            Self::CollectingUploads => "masked_input",
+            Self::CheckingConsistency => "consistency_check",
+            Self::Unmasking => "unmasking",
+            Self::Done => "done",
+            Self::Aborted => "aborted",
+        }
+    }
+
+    /// The stage with this wire name.
+    pub fn parse(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether a round in this stage is still in flight (not done or
+    /// aborted): the stages a server keeps, with a deadline each.
+    pub fn is_live(self) -> bool {
+        !matches!(self, Self::Done | Self::Aborted)
+    }
+}
+
+/// For people: "collecting keys", "sharing keys", ... (see
+/// [`Stage::as_str`] for the wire name).
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -109,3 +109,16 @@ fn invalid_round_info_is_refused() {
     bad.dp.clip_norm = -1.0;
     assert!(matches!(AggregatorRound::new(bad), Err(ConfigError::Dp(_))));
 }
+
+#[test]
+fn stages_serialize_under_their_wire_names_and_read_the_old_ones() {
+    for stage in Stage::ALL {
+        assert_eq!(Stage::parse(stage.as_str()), Some(stage));
+        let json = serde_json::to_string(&stage).expect("json");
+        assert_eq!(json, format!("\"{}\"", stage.as_str()));
+    }
+    assert_eq!(Stage::parse("gathering"), None);
+    let old: Stage = serde_json::from_str("\"collecting_uploads\"").expect("old name");
+    assert_eq!(old, Stage::CollectingUploads);
+    assert!(Stage::Unmasking.is_live() && !Stage::Done.is_live());
+}

@@ -1,15 +1,16 @@
 //! The transparency log storage's tests.
+use crate::storage::prelude::*;
 
 use std::sync::Arc;
 
 use hearth_ledger::{MemoryStore, verify_consistency, verify_inclusion};
 
 use super::*;
-use crate::rounds::Stage;
 use crate::storage::{
-    Enrolment, FederationSync, NewInvite, NewRound, Publication, RoundAbort, RoundUpdate, Storage,
+    Enrolment, FederationSync, NewInvite, NewRound, Publication, RoundAbort, RoundUpdate,
     UploadCommitment,
 };
+use hearth_fed::Stage;
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -46,7 +47,7 @@ async fn storage_with_round(devices: u8) -> SqliteStorage {
         federation_id: "f".into(),
         round: 1,
         cohort,
-        stage: Stage::MaskedInput,
+        stage: Stage::CollectingUploads,
         state: vec![1],
         opened_at_ms: T0 + 2,
         stage_deadline_ms: T0 + 10_000,
@@ -171,7 +172,7 @@ async fn every_logged_change_appends_its_entry() {
         federation_id: "f".into(),
         round: 2,
         cohort: vec!["dev-1".into()],
-        stage: Stage::MaskedInput,
+        stage: Stage::CollectingUploads,
         state: vec![],
         opened_at_ms: T0 + 20,
         stage_deadline_ms: T0 + 30,
@@ -392,7 +393,7 @@ async fn a_failed_change_appends_nothing() {
         federation_id: "f".into(),
         round: 1,
         expected_version: 7,
-        stage: Stage::MaskedInput,
+        stage: Stage::CollectingUploads,
         state: vec![2],
         stage_deadline_ms: T0 + 10_000,
         at_ms: T0 + 5,
@@ -512,7 +513,7 @@ async fn commitments_are_one_per_device_and_round() {
                 federation_id: "f".into(),
                 round: 1,
                 expected_version: 1,
-                stage: Stage::MaskedInput,
+                stage: Stage::CollectingUploads,
                 state: b"two uploads".to_vec(),
                 stage_deadline_ms: T0 + 10_000,
                 at_ms: T0 + 6,

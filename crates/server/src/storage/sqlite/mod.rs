@@ -24,6 +24,9 @@ use crate::storage::{
     LogLeaf, NewEvent, NewInvite, NewRound, Publication, RoundAbort, RoundRecord, RoundSummary,
     RoundUpdate, Storage, StorageError, StorageFuture, UploadCommitment,
 };
+use crate::storage::{
+    DeviceStore, EventStore, FederationStore, GossipStore, LogStore, PublishStore, RoundStore,
+};
 
 use federations::{create_invite, device, enrol, federation, revoke_device, sync_federation};
 use publish::publish_global;
@@ -90,6 +93,11 @@ impl SqliteStorage {
         Self::prepare(Connection::open_in_memory()?, None)
     }
 
+    /// The server's one place for connection settings and migrations.
+    /// It does not share hearth-store's (`configure`) although the pragmas
+    /// match: dependencies point `server -> {fed, ledger}` and the server
+    /// must not depend on the personal library's crate; and its in-memory
+    /// database keeps SQLite's default journal.
     fn prepare(mut conn: Connection, path: Option<PathBuf>) -> Result<Self> {
         // Pragmas must run outside any transaction.
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -150,7 +158,9 @@ impl Storage for SqliteStorage {
     fn ping(&self) -> StorageFuture<'_, ()> {
         self.call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
     }
+}
 
+impl FederationStore for SqliteStorage {
     fn sync_federation(&self, sync: FederationSync) -> StorageFuture<'_, FederationRecord> {
         self.call(move |conn| sync_federation(conn, sync))
     }
@@ -166,7 +176,9 @@ impl Storage for SqliteStorage {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
+}
 
+impl DeviceStore for SqliteStorage {
     fn create_invite(&self, invite: NewInvite) -> StorageFuture<'_, ()> {
         self.call(move |conn| create_invite(conn, invite))
     }
@@ -252,7 +264,9 @@ impl Storage for SqliteStorage {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
+}
 
+impl RoundStore for SqliteStorage {
     fn last_round_number(&self, federation_id: String) -> StorageFuture<'_, u64> {
         self.call(move |conn| {
             Ok(conn
@@ -342,6 +356,16 @@ impl Storage for SqliteStorage {
         self.call(move |conn| abort_round(conn, abort))
     }
 
+    fn record_upload_commitment(
+        &self,
+        commitment: UploadCommitment,
+        update: Option<RoundUpdate>,
+    ) -> StorageFuture<'_, CommitmentReceipt> {
+        self.call(move |conn| record_upload_commitment(conn, commitment, update))
+    }
+}
+
+impl PublishStore for SqliteStorage {
     fn publish_global(&self, publication: Publication) -> StorageFuture<'_, GlobalVersion> {
         self.call(move |conn| publish_global(conn, publication))
     }
@@ -386,19 +410,36 @@ impl Storage for SqliteStorage {
                 .optional()?)
         })
     }
+}
 
+impl EventStore for SqliteStorage {
     fn append_event(&self, event: NewEvent) -> StorageFuture<'_, u64> {
         self.call(move |conn| log_event(conn, &event))
     }
 
-    fn record_upload_commitment(
-        &self,
-        commitment: UploadCommitment,
-        update: Option<RoundUpdate>,
-    ) -> StorageFuture<'_, CommitmentReceipt> {
-        self.call(move |conn| record_upload_commitment(conn, commitment, update))
+    fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at_ms, federation_id, device_id, round, kind, detail_json \
+                 FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after_seq, limit], |row| {
+                Ok(Event {
+                    seq: row.get(0)?,
+                    at_ms: row.get(1)?,
+                    federation_id: row.get(2)?,
+                    device_id: row.get(3)?,
+                    round: row.get(4)?,
+                    kind: row.get(5)?,
+                    detail: json_at(row, 6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
+}
 
+impl LogStore for SqliteStorage {
     fn log_size(&self) -> StorageFuture<'_, u64> {
         self.call(|conn| tlog::log_size(conn))
     }
@@ -444,7 +485,9 @@ impl Storage for SqliteStorage {
     ) -> StorageFuture<'_, Vec<(LogLeaf, LogInclusion)>> {
         self.call(move |conn| tlog::enrolment_entries(conn, &federation_id, &public_keys, size))
     }
+}
 
+impl GossipStore for SqliteStorage {
     fn record_gossip_head(&self, head: GossipHead) -> StorageFuture<'_, bool> {
         self.call(move |conn| tlog::record_gossip_head(conn, &head))
     }
@@ -471,26 +514,5 @@ impl Storage for SqliteStorage {
         limit: u32,
     ) -> StorageFuture<'_, Vec<GossipCommitment>> {
         self.call(move |conn| super::commitments::page(conn, &federation_id, after, limit))
-    }
-
-    fn events(&self, after_seq: u64, limit: u32) -> StorageFuture<'_, Vec<Event>> {
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, at_ms, federation_id, device_id, round, kind, detail_json \
-                 FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![after_seq, limit], |row| {
-                Ok(Event {
-                    seq: row.get(0)?,
-                    at_ms: row.get(1)?,
-                    federation_id: row.get(2)?,
-                    device_id: row.get(3)?,
-                    round: row.get(4)?,
-                    kind: row.get(5)?,
-                    detail: json_at(row, 6)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
     }
 }

@@ -5,11 +5,11 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
 
 use super::Result;
-use crate::rounds::Stage;
 use crate::storage::{
     DeviceRecord, FederationRecord, GlobalVersion, NewEvent, RoundOutcome, RoundSummary,
     StorageError,
 };
+use hearth_fed::Stage;
 
 pub(super) const FEDERATION_COLUMNS: &str = "SELECT id, config_json, config_sha256, created_at_ms, \
      updated_at_ms, gathering_since_ms FROM federations";
@@ -85,9 +85,11 @@ pub(super) fn global_row(row: &Row<'_>) -> rusqlite::Result<GlobalVersion> {
     })
 }
 
+/// A round's stored stage: always a live one (a round that ended keeps the
+/// stage it ended in, beside its outcome).
 pub(super) fn stage_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Stage> {
     let text: String = row.get(idx)?;
-    Stage::parse(&text).ok_or_else(|| {
+    Stage::parse(&text).filter(|s| s.is_live()).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
             idx,
             Type::Text,

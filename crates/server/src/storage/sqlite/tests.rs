@@ -3,8 +3,8 @@
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::rounds::Stage;
 use crate::storage::{InviteRefusal, RoundOutcome, event_kinds};
+use hearth_fed::Stage;
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -47,7 +47,7 @@ async fn open(s: &SqliteStorage, round: u64, cohort: &[&str]) -> RoundRecord {
         federation_id: "f".into(),
         round,
         cohort: cohort.iter().map(|c| c.to_string()).collect(),
-        stage: Stage::AdvertiseKeys,
+        stage: Stage::CollectingKeys,
         state: vec![1, 2, 3],
         opened_at_ms: T0 + 10,
         stage_deadline_ms: T0 + 1_000,
@@ -271,7 +271,7 @@ async fn rounds_round_trip_and_saves_compare_and_swap() {
             federation_id: "f".into(),
             round: 2,
             cohort: vec![],
-            stage: Stage::AdvertiseKeys,
+            stage: Stage::CollectingKeys,
             state: vec![],
             opened_at_ms: T0,
             stage_deadline_ms: T0,
@@ -284,7 +284,7 @@ async fn rounds_round_trip_and_saves_compare_and_swap() {
         federation_id: "f".into(),
         round: 1,
         expected_version,
-        stage: Stage::ShareKeys,
+        stage: Stage::SharingKeys,
         state,
         stage_deadline_ms: T0 + 2_000,
         at_ms: T0 + 20,
@@ -315,7 +315,7 @@ async fn rounds_round_trip_and_saves_compare_and_swap() {
             .count(),
         1
     );
-    assert_eq!(saved.stage, Stage::ShareKeys);
+    assert_eq!(saved.stage, Stage::SharingKeys);
     // A writer that computed from version 1 lost the race.
     let stale = s.save_round(update(1, vec![5])).await;
     assert!(
