@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use hearth_ml::DeviceChoice;
+use hearth_personalize::federation::Participation;
 
 use super::parse_device;
 
@@ -87,16 +88,16 @@ pub struct FedRunArgs {
     #[arg(long)]
     pub label: Option<String>,
     /// Local training steps per round.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = Participation::default().steps)]
     pub steps: u64,
     /// Sequences per step.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = Participation::default().batch_size)]
     pub batch: usize,
     /// Tokens per sequence.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = Participation::default().seq_len)]
     pub seq: usize,
     /// Local learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = Participation::default().learning_rate)]
     pub learning_rate: f64,
     /// auto, cpu, cuda or metal.
     #[arg(long, value_parser = parse_device, default_value = "auto")]

@@ -178,24 +178,30 @@ impl Progress for RunProgress {
     }
 }
 
+/// The workflow's request for `hearth fed run`'s flags (whose defaults are
+/// [`Participation::default`]'s).
+fn participation(args: FedRunArgs) -> Participation {
+    Participation {
+        model: args.model,
+        label: args.label,
+        steps: args.steps,
+        batch_size: args.batch,
+        seq_len: args.seq,
+        learning_rate: args.learning_rate,
+        device: args.device,
+        rounds: args.rounds,
+        once: args.once,
+        ..Participation::default()
+    }
+}
+
 fn run(library: &mut Library, args: FedRunArgs) -> Result<ExitCode> {
     let cancel = CancelToken::new();
     let on_interrupt = cancel.clone();
     let _ = ctrlc::set_handler(move || on_interrupt.cancel());
     let summary = federation::participate(
         library,
-        &Participation {
-            model: args.model,
-            label: args.label,
-            steps: args.steps,
-            batch_size: args.batch,
-            seq_len: args.seq,
-            learning_rate: args.learning_rate,
-            device: args.device,
-            rounds: args.rounds,
-            once: args.once,
-            ..Participation::default()
-        },
+        &participation(args),
         &LinuxDeviceState::default(),
         &RunProgress(Bar::new(false)),
         &cancel,
@@ -269,4 +275,28 @@ pub fn audit(mut library: Library) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    #[test]
+    fn fed_run_without_flags_is_the_libraries_default_participation() {
+        let cli = Cli::try_parse_from(["hearth", "fed", "run"]).expect("parses");
+        let Command::Fed(FedCommand::Run(args)) = cli.command else {
+            panic!("not fed run");
+        };
+        let (parsed, default) = (participation(args), Participation::default());
+        assert_eq!(
+            (parsed.steps, parsed.batch_size, parsed.seq_len),
+            (default.steps, default.batch_size, default.seq_len)
+        );
+        assert_eq!(parsed.learning_rate, default.learning_rate);
+        assert_eq!(parsed.device, default.device);
+        assert_eq!((parsed.rounds, parsed.once), (default.rounds, default.once));
+    }
 }
