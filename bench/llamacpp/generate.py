@@ -19,6 +19,16 @@ import time
 
 
 def peak_rss_mb():
+    # VmHWM is this process's own peak (reset at exec); ru_maxrss also
+    # carries the peak of the process that spawned it (Hearth's bench), which
+    # would hide llama.cpp's smaller peak behind Hearth's.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

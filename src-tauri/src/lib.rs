@@ -44,15 +44,22 @@ pub use state::{Jobs, LibraryLocation};
 /// point (a training step on the default model takes seconds).
 const CLOSE_WAIT: Duration = Duration::from_secs(120);
 
-/// Starts the app with the library from `$HEARTH_LIBRARY` or the platform
-/// data folder.
+/// Starts the app with the library from `$HEARTH_LIBRARY`, else on a
+/// desktop the platform data folder (the one the `hearth` command uses, so
+/// both open one library), else on a phone the app's own data folder as
+/// Tauri resolves it: `dirs`' data folder on Android is `$HOME/.local/share`,
+/// outside the app's sandbox.
 #[cfg_attr(mobile, tauri::mobile_entry_point)]
 pub fn run() {
-    let location = match LibraryLocation::from_environment() {
-        Ok(location) => location,
-        Err(error) => {
-            eprintln!("hearth-app: {error}");
-            std::process::exit(1);
+    let location = if cfg!(mobile) {
+        LibraryLocation::from_variable()
+    } else {
+        match LibraryLocation::from_environment() {
+            Ok(location) => Some(location),
+            Err(error) => {
+                eprintln!("hearth-app: {error}");
+                std::process::exit(1);
+            }
         }
     };
     if let Err(error) = run_app(tauri::Builder::default(), location).run(tauri::generate_context!())
@@ -63,21 +70,31 @@ pub fn run() {
 }
 
 /// Configures `builder` with Hearth's plugins, state, thumbnail scheme,
-/// close behaviour and commands.
+/// close behaviour and commands. Without a `location` the library is
+/// `library/` in the app's data folder (Tauri's path resolver).
 pub fn run_app<R: Runtime>(
     builder: tauri::Builder<R>,
-    location: LibraryLocation,
+    location: Option<LibraryLocation>,
 ) -> tauri::Builder<R> {
-    let thumbnails_of = location.path().to_path_buf();
+    // Known now, it is managed now (commands may run before `setup`, as in
+    // the tests' mock runtime); otherwise `setup` resolves it.
+    let resolve_in_setup = location.is_none();
+    let builder = match location {
+        Some(location) => builder.manage(location),
+        None => builder,
+    };
     builder
         .plugin(tauri_plugin_dialog::init())
-        .manage(location)
         .manage(Jobs::default())
         .manage(commands::ask::models::AskTranslator::default())
         .register_asynchronous_uri_scheme_protocol(
             thumbnails::SCHEME,
-            move |_, request, responder| {
-                let library = thumbnails_of.clone();
+            move |context, request, responder| {
+                let library = context
+                    .app_handle()
+                    .state::<LibraryLocation>()
+                    .path()
+                    .to_path_buf();
                 let path = request.uri().path().to_owned();
                 // File reads stay off the main thread.
                 tauri::async_runtime::spawn_blocking(move || {
@@ -85,7 +102,11 @@ pub fn run_app<R: Runtime>(
                 });
             },
         )
-        .setup(|app| {
+        .setup(move |app| {
+            if resolve_in_setup {
+                let folder = app.path().app_data_dir()?.join("library");
+                app.manage(LibraryLocation::new(folder));
+            }
             lean_webview(app);
             Ok(())
         })

@@ -35,10 +35,17 @@ impl LibraryLocation {
         LibraryLocation(path.into())
     }
 
+    /// `$HEARTH_LIBRARY`, when it is set.
+    pub fn from_variable() -> Option<Self> {
+        std::env::var_os(LIBRARY_ENV)
+            .filter(|p| !p.is_empty())
+            .map(|path| LibraryLocation(PathBuf::from(path)))
+    }
+
     /// `$HEARTH_LIBRARY`, else the platform data folder (as the CLI does).
     pub fn from_environment() -> Result<Self> {
-        if let Some(path) = std::env::var_os(LIBRARY_ENV).filter(|p| !p.is_empty()) {
-            return Ok(LibraryLocation(PathBuf::from(path)));
+        if let Some(location) = Self::from_variable() {
+            return Ok(location);
         }
         Library::default_location()
             .map(LibraryLocation)

@@ -55,9 +55,12 @@ impl TestApp {
                 .push(value);
             true
         });
-        let app = crate::run_app(builder, LibraryLocation::new(dir.path().join("library")))
-            .build(mock_context(noop_assets()))
-            .expect("mock app builds");
+        let app = crate::run_app(
+            builder,
+            Some(LibraryLocation::new(dir.path().join("library"))),
+        )
+        .build(mock_context(noop_assets()))
+        .expect("mock app builds");
         let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
             .build()
             .expect("mock window");
