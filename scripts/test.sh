@@ -35,6 +35,15 @@ rustup target list --installed | grep -q '^aarch64-apple-darwin$' || rustup targ
 # (the hub client's, and the federation client's ring in hearth-cli) compile
 # C that needs the macOS SDK, which this machine does not have.
 cargo check --locked --target aarch64-apple-darwin -p hearth-ml --no-default-features --features metal
+echo "== phone build check (aarch64-linux-android, aarch64-apple-ios): the library crates that need no C toolchain for the target"
+for target in aarch64-linux-android aarch64-apple-ios; do
+    rustup target list --installed | grep -q "^$target\$" || rustup target add "$target"
+done
+# Left out (docs/mobile.md): on Android, hearth-store compiles its bundled
+# SQLite and, with the app and hearth-personalize, the federation client's
+# ring, which need the NDK's clang; on iOS, ring needs Xcode's SDK.
+cargo check --locked --target aarch64-linux-android -p hearth-progress -p hearth-ledger -p hearth-fed -p hearth-ml
+cargo check --locked --target aarch64-apple-ios -p hearth-progress -p hearth-ledger -p hearth-fed -p hearth-ml -p hearth-store -p hearth-ask
 echo "== app front end: lint (rules of hooks), type check, build, unit tests (vitest, mocked IPC)"
 setup_app
 npm run lint

@@ -142,6 +142,7 @@ pub enum Pass {
 
 /// What a generation reports as it goes, tagged by `event` in serde.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum GenerationEvent {
     /// The model is loading.

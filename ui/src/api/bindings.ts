@@ -505,46 +505,20 @@ item_id?: number,
 reason?: string, };
 
 /**
- * A generation's events, tagged by `event`: the library's
- * [`GenerationEvent`]s, then how the job ended.
+ * How a generation job ended.
  */
-export type GenerateEvent = { "event": "loading", 
-/**
- * Its name or path.
- */
-model: string, } | { "event": "begin", 
-/**
- * Which.
- */
-pass: Pass, } | { "event": "text", 
-/**
- * Which.
- */
-pass: Pass, 
-/**
- * The new piece.
- */
-text: string, } | { "event": "end", 
-/**
- * Which.
- */
-pass: Pass, 
-/**
- * Prompt tokens.
- */
-prompt_tokens: number, 
-/**
- * New tokens.
- */
-new_tokens: number, 
-/**
- * Decoding speed.
- */
-tokens_per_second: number, } | { "event": "done" } | { "event": "failed", 
+export type GenerateEnd = { "event": "done" } | { "event": "failed", 
 /**
  * Why.
  */
 error: AppError, };
+
+/**
+ * A generation's events, each tagged by `event`: the library's
+ * [`GenerationEvent`]s as they are (`loading`, `begin`, `text`, `end`),
+ * then how the job ended.
+ */
+export type GenerateEvent = GenerationEvent | GenerateEnd;
 
 /**
  * A generation request. Its [`Default`] is what a person gets without
@@ -595,6 +569,43 @@ repeat_penalty: number,
  * Continue the prompt as raw text, without the chat template.
  */
 raw: boolean, };
+
+/**
+ * What a generation reports as it goes, tagged by `event` in serde.
+ */
+export type GenerationEvent = { "event": "loading", 
+/**
+ * Its name or path.
+ */
+model: string, } | { "event": "begin", 
+/**
+ * Which.
+ */
+pass: Pass, } | { "event": "text", 
+/**
+ * Which.
+ */
+pass: Pass, 
+/**
+ * The new piece.
+ */
+text: string, } | { "event": "end", 
+/**
+ * Which.
+ */
+pass: Pass, 
+/**
+ * Prompt tokens.
+ */
+prompt_tokens: number, 
+/**
+ * New tokens.
+ */
+new_tokens: number, 
+/**
+ * Decoding speed.
+ */
+tokens_per_second: number, };
 
 /**
  * An import's outcome: counts, and the files that were skipped or failed

@@ -7,7 +7,7 @@ use tauri::State;
 use tauri::ipc::Channel;
 
 use super::helpers;
-use super::models::{GenerateEvent, GenerateRequest, PhotoTags, SimilarPhoto};
+use super::models::{GenerateEnd, GenerateEvent, GenerateRequest, PhotoTags, SimilarPhoto};
 use crate::error::{AppError, Result};
 use crate::jobs::{EventSink, blocking, panic_message, spawn};
 use crate::state::{JobId, JobKind, Jobs, LibraryLocation};
@@ -29,14 +29,14 @@ pub async fn generate_text(
         EventSink::send(
             &on_event,
             match outcome {
-                Ok(Ok(())) => GenerateEvent::Done,
-                Ok(Err(error)) => GenerateEvent::Failed { error },
-                Err(panic) => GenerateEvent::Failed {
+                Ok(Ok(())) => GenerateEvent::Finished(GenerateEnd::Done),
+                Ok(Err(error)) => GenerateEvent::Finished(GenerateEnd::Failed { error }),
+                Err(panic) => GenerateEvent::Finished(GenerateEnd::Failed {
                     error: AppError::Internal(format!(
                         "generation stopped unexpectedly: {}",
                         panic_message(&panic)
                     )),
-                },
+                }),
             },
         );
     })

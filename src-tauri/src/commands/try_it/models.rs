@@ -9,42 +9,25 @@ use crate::error::AppError;
 
 pub use hearth_personalize::generate::{GenerateRequest, Pass};
 
-/// A generation's events, tagged by `event`: the library's
-/// [`GenerationEvent`]s, then how the job ended.
+/// A generation's events, each tagged by `event`: the library's
+/// [`GenerationEvent`]s as they are (`loading`, `begin`, `text`, `end`),
+/// then how the job ended.
+#[derive(Debug, Serialize, ts_rs::TS)]
+#[serde(untagged)]
+pub enum GenerateEvent {
+    /// What the library reports as it goes.
+    Progress(GenerationEvent),
+    /// How the job ended; the last event.
+    Finished(GenerateEnd),
+}
+
+/// How a generation job ended.
 #[derive(Debug, Serialize, ts_rs::TS)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum GenerateEvent {
-    /// The model is loading.
-    Loading {
-        /// Its name or path.
-        model: String,
-    },
-    /// A pass begins.
-    Begin {
-        /// Which.
-        pass: Pass,
-    },
-    /// New text of a pass.
-    Text {
-        /// Which.
-        pass: Pass,
-        /// The new piece.
-        text: String,
-    },
-    /// A pass ended.
-    End {
-        /// Which.
-        pass: Pass,
-        /// Prompt tokens.
-        prompt_tokens: usize,
-        /// New tokens.
-        new_tokens: usize,
-        /// Decoding speed.
-        tokens_per_second: f64,
-    },
-    /// Everything is done; the last event.
+pub enum GenerateEnd {
+    /// Everything is done.
     Done,
-    /// It failed; the last event.
+    /// It failed.
     Failed {
         /// Why.
         #[ts(as = "crate::error::ErrorBody")]
@@ -54,22 +37,7 @@ pub enum GenerateEvent {
 
 impl From<GenerationEvent> for GenerateEvent {
     fn from(event: GenerationEvent) -> Self {
-        match event {
-            GenerationEvent::Loading { model } => GenerateEvent::Loading { model },
-            GenerationEvent::Begin { pass } => GenerateEvent::Begin { pass },
-            GenerationEvent::Text { pass, text } => GenerateEvent::Text { pass, text },
-            GenerationEvent::End {
-                pass,
-                prompt_tokens,
-                new_tokens,
-                tokens_per_second,
-            } => GenerateEvent::End {
-                pass,
-                prompt_tokens,
-                new_tokens,
-                tokens_per_second,
-            },
-        }
+        GenerateEvent::Progress(event)
     }
 }
 
