@@ -92,26 +92,23 @@ impl TypeVisitor for Collector {
 /// The types the commands take and return (everything they reach is
 /// declared too).
 fn roots(collector: &mut Collector) {
-    use crate::commands::ask::models::{AskHistory, AskTrainingRequest};
-    use crate::commands::federation::models::{
-        FederatedRoundRequest, FederationOverview, JoinFederationRequest,
-    };
+    use crate::commands::ask::models::AskHistory;
+    use crate::commands::federation::models::FederationOverview;
     use crate::commands::library::models::{ImportSummary, ItemQuery, LibraryInfo};
-    use crate::commands::personalize::models::{
-        ModelChoice, PhotoTrainingRequest, RequestDefaults, RunView, TextTrainingRequest,
-    };
+    use crate::commands::personalize::models::{ModelChoice, RequestDefaults, RunView};
     use crate::commands::try_it::models::{GenerateEvent, PhotoTags, SimilarPhoto};
     use crate::error::{ErrorBody, ErrorKind};
     use crate::jobs::JobEvent;
     use crate::state::{JobInfo, JobKind};
-    use hearth_personalize::RunSummary;
-    use hearth_personalize::ask::{AskAnswer, Correction};
+    use hearth_personalize::ask::{AskAnswer, AskTrainingRequest, Correction};
     use hearth_personalize::federation::{
-        AuditOutcome, MembershipStatus, ParticipationSummary, UploadRecord,
+        AuditOutcome, FederatedRoundRequest, JoinFederationRequest, MembershipStatus,
+        ParticipationSummary, UploadRecord,
     };
     use hearth_personalize::generate::GenerateRequest;
     use hearth_personalize::lineage::{AdapterLineage, TaggerLineage};
-    use hearth_personalize::photos::{EmbedSummary, TaggerSummary};
+    use hearth_personalize::photos::{EmbedSummary, PhotoTrainingRequest, TaggerSummary};
+    use hearth_personalize::{RunSummary, TextTrainingRequest};
     use hearth_store::{Adapter, Item, LabelSummary, Membership, Run};
 
     collector.add::<ErrorBody>();

@@ -1,9 +1,28 @@
-import type { Item, RequestDefaults } from "../src/api/types";
+import type { Item, RequestDefaults, Target } from "../src/api/types";
 // Written by the app's Rust tests from the library's defaults (a stale
 // copy fails them), so these tests see the real defaults.
 import defaults from "./request-defaults.json";
 
-export const requestDefaults: RequestDefaults = defaults;
+// JSON imports type string unions as plain strings: the LoRA targets are
+// checked against the generated union rather than cast.
+const TARGETS: Record<Target, true> = {
+  q_proj: true,
+  k_proj: true,
+  v_proj: true,
+  o_proj: true,
+  gate_proj: true,
+  up_proj: true,
+  down_proj: true,
+};
+function target(name: string): Target {
+  if (!(name in TARGETS)) throw new Error(`request-defaults.json: unknown LoRA target ${name}`);
+  return name as Target;
+}
+
+export const requestDefaults: RequestDefaults = {
+  ...defaults,
+  text_training: { ...defaults.text_training, targets: defaults.text_training.targets.map(target) },
+};
 
 export function photo(id: number, name: string, labels: string[] = []): Item {
   const sha = `${id.toString(16).padStart(2, "a")}${"0".repeat(62)}`;

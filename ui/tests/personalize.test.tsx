@@ -87,6 +87,7 @@ describe("Personalize screen", () => {
       model_sha256: "ab".repeat(32),
       fine_tune_loss: null,
       path: "/library/taggers/ab.json",
+      newly_embedded: 0,
     });
     const fake = backend();
     const { unmount } = render(<Personalize active={true} />);

@@ -39,6 +39,6 @@ mod text;
 pub use adapters::{export_adapter, import_adapter, load_adapter};
 pub use error::{PersonalizeError, Result};
 pub use text::{
-    EvalReport, RunSummary, TextTraining, evaluate, load_model, planned_steps, resume_text,
-    train_text,
+    EvalReport, RunSummary, TextTraining, TextTrainingRequest, evaluate, load_model, planned_steps,
+    resume_text, train_text,
 };

@@ -238,8 +238,9 @@ query: string,
 asked_at: string, };
 
 /**
- * A request to train the translator on the corrections. Defaults are
- * `hearth ask train`'s (the default text model, the one that translates).
+ * A translator training as a person asks for it (the app's button,
+ * `hearth ask train`'s flags); absent fields are [`AskTraining`]'s
+ * defaults.
  */
 export type AskTrainingRequest = { 
 /**
@@ -426,7 +427,8 @@ cancelled: boolean, };
 export type ErrorKind = "invalid_input" | "not_found" | "busy" | "no_data" | "not_resumable" | "cancelled" | "model_missing" | "library" | "model" | "federation" | "privacy_budget" | "internal";
 
 /**
- * Taking part in rounds. Defaults are `hearth fed run`'s, for one round.
+ * Taking part in rounds. Defaults are [`Participation::default`]'s, for
+ * one round.
  */
 export type FederatedRoundRequest = { 
 /**
@@ -462,9 +464,13 @@ learning_rate: number,
  */
 device: string, 
 /**
- * Rounds to take part in before the job ends.
+ * Rounds to take part in before stopping (`None`: until cancelled).
  */
-rounds: number, };
+rounds: number | null, 
+/**
+ * Check in once; stop when there is no round for this device now.
+ */
+once: boolean, };
 
 /**
  * The Federation screen's state.
@@ -814,8 +820,7 @@ server_url: string,
  */
 invite: string, 
 /**
- * The server's certificate file (PEM) from the operator: an absolute
- * path (the folder picker gives one).
+ * The server's certificate file (PEM) from the operator.
  */
 certificate_path: string, 
 /**
@@ -1140,7 +1145,8 @@ item: Item,
 suggestions: Array<Suggestion>, };
 
 /**
- * A photo tagger training request.
+ * A photo tagger training request; absent fields are the library's
+ * defaults.
  */
 export type PhotoTrainingRequest = { 
 /**
@@ -1149,7 +1155,7 @@ export type PhotoTrainingRequest = {
  */
 fine_tune_blocks: number | null, 
 /**
- * Fine-tuning steps (default: the library's).
+ * Fine-tuning steps (default: [`FineTuneConfig::default`]'s).
  */
 steps: number | null, };
 
@@ -1580,10 +1586,21 @@ fine_tune_loss: [number, number] | null,
 /**
  * Where the head was saved.
  */
-path: string, };
+path: string, 
+/**
+ * Photos embedded with the base network just before this training
+ * ([`train_new_tagger`]; 0 otherwise).
+ */
+newly_embedded: number, };
 
 /**
- * A text training request. Defaults are `hearth train text`'s.
+ * A projection LoRA can adapt.
+ */
+export type Target = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
+
+/**
+ * A text training request. Every field has the library's default
+ * ([`TrainConfig::default`]), so a face sends only what the person chose.
  */
 export type TextTrainingRequest = { 
 /**
@@ -1603,7 +1620,19 @@ steps: number,
  */
 rank: number, 
 /**
- * Sequences per step.
+ * LoRA alpha (the update is scaled by alpha / rank).
+ */
+alpha: number, 
+/**
+ * LoRA dropout.
+ */
+dropout: number, 
+/**
+ * Projections to adapt.
+ */
+targets: Array<Target>, 
+/**
+ * Sequences per micro-batch.
  */
 batch_size: number, 
 /**
@@ -1611,17 +1640,38 @@ batch_size: number,
  */
 seq_len: number, 
 /**
+ * Micro-batches per step.
+ */
+grad_accumulation: number, 
+/**
  * Peak learning rate.
  */
 learning_rate: number, 
+/**
+ * Warm-up steps (at most `steps`).
+ */
+warmup_steps: number, 
 /**
  * Steps between held-out evaluations.
  */
 eval_every: number, 
 /**
+ * Stop after this many evaluations without improvement (never when
+ * absent).
+ */
+patience: number | null, 
+/**
  * Steps between checkpoints.
  */
 checkpoint_every: number, 
+/**
+ * Seed for initialisation, data order and dropout.
+ */
+seed: number, 
+/**
+ * How the frozen base weights are held: `f32`, `bf16` or `f16`.
+ */
+base_dtype: string, 
 /**
  * `auto`, `cpu`, `cuda` or `metal`.
  */

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use hearth_ml::DeviceChoice;
-use hearth_personalize::federation::Participation;
+use hearth_personalize::federation::{DEFAULT_EPSILON_BUDGET, FederatedRoundRequest};
 
 use super::parse_device;
 
@@ -46,7 +46,7 @@ pub struct FedJoinArgs {
     pub cert: PathBuf,
     /// Total privacy budget (epsilon, at delta 1e-5); rounds past it are
     /// refused.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = DEFAULT_EPSILON_BUDGET)]
     pub epsilon_budget: f64,
     /// Only between these local hours, e.g. 22-6.
     #[arg(long, value_parser = parse_hours)]
@@ -78,7 +78,7 @@ pub struct FedRunArgs {
     /// Check in once and stop when there is no round for this device.
     #[arg(long)]
     pub once: bool,
-    /// Stop after this many rounds.
+    /// Stop after this many rounds [default: until Ctrl-C].
     #[arg(long)]
     pub rounds: Option<usize>,
     /// The base model (the federation's): registry name or path.
@@ -88,16 +88,16 @@ pub struct FedRunArgs {
     #[arg(long)]
     pub label: Option<String>,
     /// Local training steps per round.
-    #[arg(long, default_value_t = Participation::default().steps)]
+    #[arg(long, default_value_t = FederatedRoundRequest::default().steps)]
     pub steps: u64,
     /// Sequences per step.
-    #[arg(long, default_value_t = Participation::default().batch_size)]
+    #[arg(long, default_value_t = FederatedRoundRequest::default().batch_size)]
     pub batch: usize,
     /// Tokens per sequence.
-    #[arg(long, default_value_t = Participation::default().seq_len)]
+    #[arg(long, default_value_t = FederatedRoundRequest::default().seq_len)]
     pub seq: usize,
     /// Local learning rate.
-    #[arg(long, default_value_t = Participation::default().learning_rate)]
+    #[arg(long, default_value_t = FederatedRoundRequest::default().learning_rate)]
     pub learning_rate: f64,
     /// auto, cpu, cuda or metal.
     #[arg(long, value_parser = parse_device, default_value = "auto")]

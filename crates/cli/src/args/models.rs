@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use hearth_ml::DeviceChoice;
-use hearth_ml::train::TrainConfig;
+use hearth_personalize::TextTrainingRequest;
 use hearth_personalize::generate::GenerateRequest;
 
 use super::{Targets, parse_device, parse_targets};
@@ -48,50 +48,50 @@ pub struct TrainTextArgs {
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// Optimizer steps.
-    #[arg(long, default_value_t = TrainConfig::default().steps)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().steps)]
     pub steps: u64,
     /// LoRA rank.
-    #[arg(long, default_value_t = TrainConfig::default().lora.rank)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().rank)]
     pub rank: usize,
     /// LoRA alpha (the update is scaled by alpha / rank).
-    #[arg(long, default_value_t = TrainConfig::default().lora.alpha)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().alpha)]
     pub alpha: f64,
     /// LoRA dropout.
-    #[arg(long, default_value_t = TrainConfig::default().lora.dropout)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().dropout)]
     pub dropout: f32,
     /// Projections to adapt, comma-separated (q,k,v,o,gate,up,down).
-    #[arg(long, value_parser = parse_targets, default_value_t = Targets(TrainConfig::default().lora.targets))]
+    #[arg(long, value_parser = parse_targets, default_value_t = Targets(TextTrainingRequest::default().targets))]
     pub targets: Targets,
     /// Sequences per micro-batch.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().batch_size)]
     pub batch_size: usize,
     /// Tokens per sequence.
-    #[arg(long, default_value_t = TrainConfig::default().seq_len)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().seq_len)]
     pub seq_len: usize,
     /// Micro-batches per step.
-    #[arg(long, default_value_t = TrainConfig::default().grad_accumulation)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().grad_accumulation)]
     pub grad_accumulation: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().learning_rate)]
     pub lr: f64,
     /// Warm-up steps.
-    #[arg(long, default_value_t = TrainConfig::default().warmup_steps)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().warmup_steps)]
     pub warmup: u64,
     /// Steps between held-out evaluations.
-    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().eval_every)]
     pub eval_every: u64,
     /// Stop after this many evaluations without improvement.
     #[arg(long)]
     pub patience: Option<u64>,
     /// Steps between checkpoints.
-    #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().checkpoint_every)]
     pub checkpoint_every: u64,
     /// Seed for initialisation, data order and dropout.
-    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    #[arg(long, default_value_t = TextTrainingRequest::default().seed)]
     pub seed: u64,
     /// Hold the frozen base weights as f32, or bf16 / f16 to halve their
     /// memory (computation stays f32).
-    #[arg(long, default_value_t = TrainConfig::default().base_dtype, value_parser = ["f32", "bf16", "f16"])]
+    #[arg(long, default_value_t = TextTrainingRequest::default().base_dtype, value_parser = ["f32", "bf16", "f16"])]
     pub base_dtype: String,
     /// auto, cpu, cuda or metal.
     #[arg(long, value_parser = parse_device, default_value = "auto")]

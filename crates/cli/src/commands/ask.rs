@@ -8,7 +8,7 @@ use hearth_ml::DeviceChoice;
 use hearth_ml::train::Outcome;
 use hearth_personalize::PersonalizeError;
 use hearth_personalize::ask::{
-    self, AskError, AskRequest, AskTraining, NaiveDate, ResolvedRange, SourceItem, Value,
+    self, AskError, AskRequest, AskTrainingRequest, NaiveDate, ResolvedRange, SourceItem, Value,
     ask_question,
 };
 use hearth_store::Library;
@@ -211,15 +211,12 @@ fn train(
     device: DeviceChoice,
     json: bool,
 ) -> Result<()> {
-    let mut request = AskTraining {
+    let request = AskTrainingRequest {
         model,
-        device,
-        ..AskTraining::default()
-    };
-    if let Some(steps) = steps {
-        request.config.steps = steps;
-        request.config.warmup_steps = request.config.warmup_steps.min(steps);
+        steps,
+        device: Some(device.to_string()),
     }
+    .training()?;
     let pairs = ask::training_pairs(library)?.len();
     let cancel = ctrl_c_token()?;
     let summary = ask::train_ask(library, &request, &Bar::new(json), &cancel)?;

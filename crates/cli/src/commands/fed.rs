@@ -12,9 +12,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hearth_personalize::eligibility::{LinuxDeviceState, ParticipationPolicy};
-use hearth_personalize::federation::{self, JoinRequest, Participation};
+use hearth_personalize::federation::{self, FederatedRoundRequest, JoinFederationRequest};
 use hearth_progress::{CancelToken, Progress};
 use hearth_store::Library;
 
@@ -40,22 +40,18 @@ pub fn fed(mut library: Library, command: FedCommand) -> Result<ExitCode> {
 }
 
 fn join(library: &mut Library, args: FedJoinArgs) -> Result<ExitCode> {
-    let certificate_pem = std::fs::read_to_string(&args.cert)
-        .with_context(|| format!("reading the server certificate {}", args.cert.display()))?;
-    let membership = federation::join(
-        library,
-        &JoinRequest {
-            server_url: args.url,
-            certificate_pem,
-            invite: args.invite,
-            epsilon_budget: args.epsilon_budget,
-            policy: ParticipationPolicy {
-                require_power: !args.any_power,
-                require_idle: !args.any_load,
-                hours: args.hours,
-            },
+    let request = JoinFederationRequest {
+        server_url: args.url,
+        invite: args.invite,
+        certificate_path: args.cert,
+        epsilon_budget: args.epsilon_budget,
+        policy: ParticipationPolicy {
+            require_power: !args.any_power,
+            require_idle: !args.any_load,
+            hours: args.hours,
         },
-    )?;
+    };
+    let membership = federation::join(library, &request.join_request()?)?;
     println!(
         "joined federation {} at {} as device {} (membership {})",
         membership.federation_id, membership.server_url, membership.device_id, membership.id
@@ -178,20 +174,21 @@ impl Progress for RunProgress {
     }
 }
 
-/// The workflow's request for `hearth fed run`'s flags (whose defaults are
-/// [`Participation::default`]'s).
-fn participation(args: FedRunArgs) -> Participation {
-    Participation {
+/// The library's request for `hearth fed run`'s flags (whose defaults are
+/// [`FederatedRoundRequest::default`]'s, except that the command takes
+/// part until Ctrl-C unless given `--rounds`).
+fn request(args: FedRunArgs) -> FederatedRoundRequest {
+    FederatedRoundRequest {
+        membership: None,
         model: args.model,
         label: args.label,
         steps: args.steps,
         batch_size: args.batch,
         seq_len: args.seq,
         learning_rate: args.learning_rate,
-        device: args.device,
+        device: args.device.to_string(),
         rounds: args.rounds,
         once: args.once,
-        ..Participation::default()
     }
 }
 
@@ -199,9 +196,10 @@ fn run(library: &mut Library, args: FedRunArgs) -> Result<ExitCode> {
     let cancel = CancelToken::new();
     let on_interrupt = cancel.clone();
     let _ = ctrlc::set_handler(move || on_interrupt.cancel());
+    let participation = request(args).participation()?;
     let summary = federation::participate(
         library,
-        &participation(args),
+        &participation,
         &LinuxDeviceState::default(),
         &RunProgress(Bar::new(false)),
         &cancel,
@@ -280,6 +278,7 @@ pub fn audit(mut library: Library) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use hearth_personalize::federation::Participation;
 
     use super::*;
     use crate::args::{Cli, Command};
@@ -290,7 +289,8 @@ mod tests {
         let Command::Fed(FedCommand::Run(args)) = cli.command else {
             panic!("not fed run");
         };
-        let (parsed, default) = (participation(args), Participation::default());
+        let parsed = request(args).participation().expect("valid");
+        let default = Participation::default();
         assert_eq!(
             (parsed.steps, parsed.batch_size, parsed.seq_len),
             (default.steps, default.batch_size, default.seq_len)

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use hearth_ml::tagger::TaggerConfig;
 use hearth_ml::vision::finetune::FineTuneConfig;
 use hearth_personalize::lineage::photo_tagger_lineage;
 use hearth_personalize::photos::{self, PhotoSuggestions};
@@ -56,31 +55,25 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
                     photos::resume_tagger(&mut library, &base, run, &Bar::new(false), &cancel)
                 }
                 None => {
-                    let embedded =
-                        photos::embed_photos(&mut library, &base, 16, &Bar::new(false), &cancel)?;
-                    if embedded.cancelled {
-                        eprintln!("cancelled while embedding new photos; nothing was trained");
-                        return Ok(ExitCode::from(130));
-                    }
-                    if embedded.embedded > 0 {
-                        eprintln!("embedded {} new photos first", embedded.embedded);
-                    }
-                    let training = photos::PhotoTraining {
-                        tagger: TaggerConfig::default(),
-                        fine_tune: fine_tune_blocks.map(|blocks| {
-                            let defaults = FineTuneConfig::default();
-                            FineTuneConfig {
-                                blocks,
-                                steps: steps.unwrap_or(defaults.steps),
-                                ..defaults
-                            }
-                        }),
+                    let request = photos::PhotoTrainingRequest {
+                        fine_tune_blocks,
+                        steps,
                     };
-                    photos::train_tagger(&mut library, &base, &training, &Bar::new(false), &cancel)
+                    photos::train_new_tagger(
+                        &mut library,
+                        &base,
+                        &request,
+                        &Bar::new(false),
+                        &cancel,
+                    )
                 }
             };
             let summary = match trained {
                 Ok(summary) => summary,
+                Err(hearth_personalize::PersonalizeError::Cancelled) => {
+                    eprintln!("cancelled; nothing was trained");
+                    return Ok(ExitCode::from(130));
+                }
                 Err(hearth_personalize::PersonalizeError::Paused {
                     run_id,
                     steps_done,
@@ -93,6 +86,9 @@ pub fn photos(mut library: Library, command: PhotosCommand) -> Result<ExitCode> 
                 }
                 Err(error) => return Err(error.into()),
             };
+            if summary.newly_embedded > 0 {
+                eprintln!("embedded {} new photos first", summary.newly_embedded);
+            }
             if json {
                 output::json(&summary)?;
             } else {

@@ -5,10 +5,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use hearth_ml::lora::LoraConfig;
-use hearth_ml::train::{Outcome, TrainConfig};
+use hearth_ml::train::Outcome;
 use hearth_personalize::generate::{GenerateRequest, GenerationEvent, Pass, generate_text};
-use hearth_personalize::{RunSummary, TextTraining};
+use hearth_personalize::{RunSummary, TextTrainingRequest};
 use hearth_progress::CancelToken;
 use hearth_store::Library;
 
@@ -43,13 +42,8 @@ pub fn train(mut library: Library, command: TrainCommand) -> Result<ExitCode> {
             hearth_personalize::resume_text(&mut library, run, args.device, &bar, &cancel)?
         }
         None => {
-            let request = TextTraining {
-                model: args.model.clone(),
-                label: args.label.clone(),
-                config: train_config(&args),
-                device: args.device,
-            };
-            hearth_personalize::train_text(&mut library, &request, &bar, &cancel)?
+            let training = request(&args).training()?;
+            hearth_personalize::train_text(&mut library, &training, &bar, &cancel)?
         }
     };
     if args.json {
@@ -60,26 +54,28 @@ pub fn train(mut library: Library, command: TrainCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn train_config(args: &TrainTextArgs) -> TrainConfig {
-    TrainConfig {
-        lora: LoraConfig {
-            rank: args.rank,
-            alpha: args.alpha,
-            dropout: args.dropout,
-            targets: args.targets.0.clone(),
-        },
+/// The library's request for `hearth train text`'s flags (whose defaults
+/// are [`TextTrainingRequest::default`]'s).
+fn request(args: &TrainTextArgs) -> TextTrainingRequest {
+    TextTrainingRequest {
+        model: args.model.clone(),
+        label: args.label.clone(),
         steps: args.steps,
+        rank: args.rank,
+        alpha: args.alpha,
+        dropout: args.dropout,
+        targets: args.targets.0.clone(),
         batch_size: args.batch_size,
         seq_len: args.seq_len,
         grad_accumulation: args.grad_accumulation,
         learning_rate: args.lr,
-        warmup_steps: args.warmup.min(args.steps),
+        warmup_steps: args.warmup,
         eval_every: args.eval_every,
-        early_stopping_patience: args.patience,
+        patience: args.patience,
         checkpoint_every: args.checkpoint_every,
         seed: args.seed,
         base_dtype: args.base_dtype.clone(),
-        ..TrainConfig::default()
+        device: args.device.to_string(),
     }
 }
 
@@ -140,15 +136,17 @@ pub fn runs(library: Library, command: RunsCommand) -> Result<ExitCode> {
                     (Some(a), Some(b)) => format!("{a:.3} -> {b:.3}"),
                     _ => String::new(),
                 };
-                let total = serde_json::from_str::<TrainConfig>(&run.config)
-                    .map(|c| c.steps)
-                    .unwrap_or(0);
+                // Photo runs have no planned step count.
+                let steps = match hearth_personalize::planned_steps(&run) {
+                    Some(total) => format!("{}/{total}", run.steps_done),
+                    None => run.steps_done.to_string(),
+                };
                 writeln!(
                     out,
                     "{:>4}  {:<13}  {:>9}  {:>15}  {:<20}  {:<10}  {}",
                     run.id,
                     run.status.as_str(),
-                    format!("{}/{total}", run.steps_done),
+                    steps,
                     losses,
                     short(&run.base_model, 20),
                     run.label.as_deref().unwrap_or("(all)"),
@@ -361,6 +359,8 @@ mod tests {
         let Command::Train(TrainCommand::Text(args)) = cli.command else {
             panic!("not train text");
         };
-        assert_eq!(train_config(&args), TrainConfig::default());
+        assert_eq!(request(&args), TextTrainingRequest::default());
+        let training = request(&args).training().expect("valid");
+        assert_eq!(training.config, hearth_ml::train::TrainConfig::default());
     }
 }

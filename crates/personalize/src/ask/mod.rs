@@ -22,7 +22,8 @@ pub mod train;
 pub mod translate;
 
 pub use train::{
-    AskTraining, MIN_PAIRS, ask_adapter, library_translator, train_ask, training_pairs,
+    AskTraining, AskTrainingRequest, MIN_PAIRS, ask_adapter, library_translator, train_ask,
+    training_pairs,
 };
 pub use translate::{Translation, Translator};
 

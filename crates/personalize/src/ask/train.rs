@@ -16,11 +16,12 @@ use hearth_ml::train::data::TextDataset;
 use hearth_ml::{DeviceChoice, LoraAdapter};
 use hearth_progress::{CancelToken, Progress};
 use hearth_store::{AdapterId, Library, NewRun, RunKind, RunStatus};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::translate::{Translator, examples, pair_text};
 use crate::error::{PersonalizeError, Result};
-use crate::text::{Prepared, RunSummary, hold_weights_in, load_model};
+use crate::text::{Prepared, RunSummary, hold_weights_in, load_model, non_blank, parse_device};
 
 /// Fewest corrected pairs worth training on.
 pub const MIN_PAIRS: usize = 4;
@@ -61,6 +62,45 @@ impl AskTraining {
             checkpoint_every: 20,
             ..TrainConfig::default()
         }
+    }
+}
+
+/// A translator training as a person asks for it (the app's button,
+/// `hearth ask train`'s flags); absent fields are [`AskTraining`]'s
+/// defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(default)]
+pub struct AskTrainingRequest {
+    /// Base model: registry name or path (default: the default text model).
+    pub model: Option<String>,
+    /// Optimizer steps (default: [`AskTraining::default_config`]'s).
+    pub steps: Option<u64>,
+    /// `auto`, `cpu`, `cuda` or `metal` (default `auto`).
+    pub device: Option<String>,
+}
+
+impl AskTrainingRequest {
+    /// The training this asks for; zero steps or an unknown device are
+    /// [`PersonalizeError::Invalid`].
+    pub fn training(&self) -> Result<AskTraining> {
+        let mut training = AskTraining {
+            model: non_blank(&self.model),
+            ..AskTraining::default()
+        };
+        if let Some(device) = &self.device {
+            training.device = parse_device(device)?;
+        }
+        if let Some(steps) = self.steps {
+            if steps == 0 {
+                return Err(PersonalizeError::Invalid(
+                    "train for at least one step".into(),
+                ));
+            }
+            training.config.steps = steps;
+            training.config.warmup_steps = training.config.warmup_steps.min(steps);
+        }
+        Ok(training)
     }
 }
 
@@ -187,4 +227,35 @@ pub fn library_translator(
         translator.set_adapter(Some(weights));
     }
     Ok((translator, adapter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_request_is_the_default_ask_training() {
+        let training = AskTrainingRequest::default()
+            .training()
+            .expect("valid request");
+        assert_eq!(training.config, AskTraining::default_config());
+        assert_eq!(training.device, DeviceChoice::Auto);
+    }
+
+    #[test]
+    fn fewer_steps_cap_the_warm_up_and_zero_steps_are_invalid() {
+        let few = AskTrainingRequest {
+            steps: Some(2),
+            ..AskTrainingRequest::default()
+        };
+        let config = few.training().expect("valid request").config;
+        assert_eq!((config.steps, config.warmup_steps), (2, 2));
+        for bad in [r#"{"steps": 0}"#, r#"{"device": "gpu9"}"#] {
+            let request: AskTrainingRequest = serde_json::from_str(bad).expect("well-formed JSON");
+            assert!(matches!(
+                request.training(),
+                Err(PersonalizeError::Invalid(_))
+            ));
+        }
+    }
 }

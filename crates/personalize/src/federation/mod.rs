@@ -37,11 +37,13 @@ use crate::eligibility::{Decision, DeviceState, ParticipationPolicy};
 use crate::error::{PersonalizeError, Result};
 
 mod audit;
+mod request;
 mod round;
 #[cfg(test)]
 mod tests;
 
 pub use audit::audit;
+pub use request::{FederatedRoundRequest, JoinFederationRequest};
 pub use round::participate;
 
 /// The privacy budget a membership gets unless the person sets another:

@@ -8,7 +8,9 @@ use tauri::State;
 use tauri::ipc::Channel;
 
 use super::helpers;
-use super::models::{AskAnswer, AskHistory, AskTrainingRequest, AskTranslator, Correction};
+use hearth_personalize::ask::AskTrainingRequest;
+
+use super::models::{AskAnswer, AskHistory, AskTranslator, Correction};
 use crate::error::Result;
 use crate::jobs::{JobEvent, blocking, spawn_progress_job};
 use crate::state::{JobId, JobKind, Jobs, LibraryLocation};

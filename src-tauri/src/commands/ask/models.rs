@@ -3,12 +3,11 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hearth_personalize::ask::{AskTraining, Translator};
+use hearth_personalize::ask::Translator;
 use hearth_store::{AdapterId, AskCorrection, AskRecord, Library};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::commands::personalize::helpers::device;
-use crate::error::{AppError, Result};
+use crate::error::Result;
 
 pub use hearth_personalize::ask::{AskAnswer, Correction};
 
@@ -19,38 +18,6 @@ pub struct AskHistory {
     pub asks: Vec<AskRecord>,
     /// The corrections, each naming its ask.
     pub corrections: Vec<AskCorrection>,
-}
-
-/// A request to train the translator on the corrections. Defaults are
-/// `hearth ask train`'s (the default text model, the one that translates).
-#[derive(Debug, Clone, Default, Deserialize, ts_rs::TS)]
-#[serde(default)]
-pub struct AskTrainingRequest {
-    /// Base model: registry name or path (default: the default text model).
-    pub model: Option<String>,
-    /// Optimizer steps (default: [`AskTraining::default_config`]'s).
-    pub steps: Option<u64>,
-    /// `auto`, `cpu`, `cuda` or `metal` (default `auto`).
-    pub device: Option<String>,
-}
-
-impl AskTrainingRequest {
-    /// The training, as `hearth ask train` builds it from its flags.
-    pub fn training(&self) -> Result<AskTraining> {
-        let mut training = AskTraining {
-            model: self.model.clone().filter(|m| !m.trim().is_empty()),
-            device: device(self.device.as_deref().unwrap_or("auto"))?,
-            ..AskTraining::default()
-        };
-        if let Some(steps) = self.steps {
-            if steps == 0 {
-                return Err(AppError::InvalidInput("train for at least one step".into()));
-            }
-            training.config.steps = steps;
-            training.config.warmup_steps = training.config.warmup_steps.min(steps);
-        }
-        Ok(training)
-    }
 }
 
 /// The translator questions are asked through: the default text model

@@ -7,7 +7,9 @@ use tauri::State;
 use tauri::ipc::Channel;
 
 use super::helpers;
-use super::models::{FederatedRoundRequest, FederationOverview, JoinFederationRequest};
+use hearth_personalize::federation::{FederatedRoundRequest, JoinFederationRequest};
+
+use super::models::FederationOverview;
 use crate::error::{AppError, Result};
 use crate::jobs::{JobEvent, spawn_progress_job};
 use crate::state::{JobId, JobKind, Jobs, LibraryLocation};
@@ -78,7 +80,7 @@ pub async fn start_federated_round(
     request: Option<FederatedRoundRequest>,
     on_event: Channel<JobEvent<ParticipationSummary>>,
 ) -> Result<JobId> {
-    let participation = helpers::participation(&request.unwrap_or_default())?;
+    let participation = request.unwrap_or_default().participation()?;
     let location = location.inner().clone();
     spawn_progress_job(
         &jobs,

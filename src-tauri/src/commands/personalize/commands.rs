@@ -1,15 +1,13 @@
 //! Personalization commands: thin wrappers over [`super::helpers`].
 
-use hearth_personalize::RunSummary;
-use hearth_personalize::photos::{EmbedSummary, TaggerSummary};
+use hearth_personalize::photos::{EmbedSummary, PhotoTrainingRequest, TaggerSummary};
+use hearth_personalize::{RunSummary, TextTrainingRequest};
 use hearth_store::{Adapter, RunId};
 use tauri::State;
 use tauri::ipc::Channel;
 
 use super::helpers;
-use super::models::{
-    ModelChoice, PhotoTrainingRequest, RequestDefaults, RunView, TextTrainingRequest,
-};
+use super::models::{ModelChoice, RequestDefaults, RunView};
 use crate::error::Result;
 use crate::jobs::{JobEvent, spawn_progress_job};
 use crate::state::{JobId, JobKind, Jobs, LibraryLocation};
@@ -53,7 +51,7 @@ pub async fn start_text_training(
     request: TextTrainingRequest,
     on_event: Channel<JobEvent<RunSummary>>,
 ) -> Result<JobId> {
-    let training = helpers::text_training(&request)?;
+    let training = request.training()?;
     let location = location.inner().clone();
     spawn_progress_job(
         &jobs,
@@ -114,6 +112,7 @@ pub async fn train_photo_tagger(
     on_event: Channel<JobEvent<TaggerSummary>>,
 ) -> Result<JobId> {
     let request = request.unwrap_or_default();
+    request.training()?;
     let location = location.inner().clone();
     spawn_progress_job(
         &jobs,

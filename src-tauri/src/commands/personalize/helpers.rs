@@ -2,59 +2,18 @@
 //! calls `hearth train text`, `hearth runs` and `hearth photos` make).
 
 use hearth_ml::DeviceChoice;
-use hearth_ml::lora::LoraConfig;
-use hearth_ml::tagger::TaggerConfig;
-use hearth_ml::train::TrainConfig;
-use hearth_ml::vision::finetune::FineTuneConfig;
-use hearth_personalize::photos::{self, EmbedSummary, PhotoTraining, TaggerSummary};
+use hearth_personalize::photos::{self, EmbedSummary, PhotoTrainingRequest, TaggerSummary};
 use hearth_personalize::{RunSummary, TextTraining};
 use hearth_progress::{CancelToken, Progress};
 use hearth_store::{RunId, RunStatus, RunUpdate};
 
-use super::models::{ModelChoice, PhotoTrainingRequest, TextTrainingRequest};
+use super::models::ModelChoice;
 use crate::error::{AppError, Result};
 use crate::state::LibraryLocation;
 
 /// Parses a device name.
 pub fn device(name: &str) -> Result<DeviceChoice> {
     name.parse().map_err(AppError::InvalidInput)
-}
-
-/// The training configuration for a request, built as `hearth train text`
-/// builds it from its flags.
-pub fn train_config(request: &TextTrainingRequest) -> TrainConfig {
-    TrainConfig {
-        lora: LoraConfig {
-            rank: request.rank,
-            ..LoraConfig::default()
-        },
-        steps: request.steps,
-        batch_size: request.batch_size,
-        seq_len: request.seq_len,
-        learning_rate: request.learning_rate,
-        warmup_steps: TrainConfig::default().warmup_steps.min(request.steps),
-        eval_every: request.eval_every,
-        checkpoint_every: request.checkpoint_every,
-        ..TrainConfig::default()
-    }
-}
-
-/// The library's [`TextTraining`] for a request.
-pub fn text_training(request: &TextTrainingRequest) -> Result<TextTraining> {
-    let config = train_config(request);
-    config.validate()?;
-    let blank = |s: &Option<String>| {
-        s.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    Ok(TextTraining {
-        model: blank(&request.model),
-        label: blank(&request.label),
-        config,
-        device: device(&request.device)?,
-    })
 }
 
 /// Trains a new text adapter.
@@ -181,25 +140,10 @@ pub fn train_photos(
 ) -> Result<TaggerSummary> {
     let mut library = location.open()?;
     let base = photos::load_photo_model(None, &DeviceChoice::Auto.open()?)?;
-    let embedded = photos::embed_photos(&mut library, &base, 16, progress, cancel)?;
-    if embedded.cancelled {
-        return Err(hearth_personalize::PersonalizeError::Cancelled.into());
-    }
-    let training = PhotoTraining {
-        tagger: TaggerConfig::default(),
-        fine_tune: request.fine_tune_blocks.map(|blocks| {
-            let defaults = FineTuneConfig::default();
-            FineTuneConfig {
-                blocks,
-                steps: request.steps.unwrap_or(defaults.steps),
-                ..defaults
-            }
-        }),
-    };
-    Ok(photos::train_tagger(
+    Ok(photos::train_new_tagger(
         &mut library,
         &base,
-        &training,
+        request,
         progress,
         cancel,
     )?)

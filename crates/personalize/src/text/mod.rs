@@ -13,6 +13,11 @@ use serde::Serialize;
 use crate::adapters::{load_adapter, store_trained};
 use crate::error::{PersonalizeError, Result};
 
+mod request;
+
+pub use request::TextTrainingRequest;
+pub(crate) use request::{non_blank, parse_device};
+
 /// What to train.
 #[derive(Debug, Clone)]
 pub struct TextTraining {

@@ -21,6 +21,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{PersonalizeError, Result};
 
+mod request;
+
+pub use request::{PhotoTrainingRequest, train_new_tagger};
+
 /// The registry name of the default photo model.
 pub const VISION_MODEL: &str = "efficientnet-lite0";
 
@@ -159,6 +163,9 @@ pub struct TaggerSummary {
     pub fine_tune_loss: Option<(f32, f32)>,
     /// Where the head was saved.
     pub path: PathBuf,
+    /// Photos embedded with the base network just before this training
+    /// ([`train_new_tagger`]; 0 otherwise).
+    pub newly_embedded: usize,
 }
 
 fn taggers_dir(library: &Library) -> PathBuf {
@@ -585,6 +592,7 @@ fn train_run(
         model_sha256,
         fine_tune_loss,
         path,
+        newly_embedded: 0,
     })
 }
 
