@@ -5,6 +5,7 @@
 //! - [`train_text`] / [`resume_text`]: train a LoRA adapter on the
 //!   library's texts (all, or those with a label), record the run with the
 //!   items it used, and store the adapter in PEFT layout in the library.
+//!   [`discard_run`] gives up a paused or interrupted run.
 //! - [`load_model`], [`load_adapter`]: a base model by registry name or
 //!   path; a library adapter checked against it.
 //! - [`evaluate`]: held-out perplexity, base versus adapter.
@@ -38,6 +39,7 @@ mod text;
 
 pub use adapters::{export_adapter, import_adapter, load_adapter};
 pub use error::{PersonalizeError, Result};
+pub use runs::discard_run;
 pub use text::{
     EvalReport, RunSummary, TextTraining, TextTrainingRequest, evaluate, load_model, planned_steps,
     resume_text, train_text,

@@ -117,6 +117,17 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Gives up a paused or interrupted run: it is marked failed
+    /// ("cancelled by you"); its checkpoint stays, so `hearth train text
+    /// --resume` can still continue it.
+    Discard {
+        /// The run's id.
+        id: i64,
+        /// The run is marked running, but no hearth is training it (it was
+        /// killed): discard it anyway.
+        #[arg(long)]
+        interrupted: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use hearth_ml::train::Outcome;
 use hearth_personalize::generate::{GenerateRequest, GenerationEvent, Pass, generate_text};
 use hearth_personalize::{RunSummary, TextTrainingRequest};
 use hearth_progress::CancelToken;
-use hearth_store::Library;
+use hearth_store::{Library, RunStatus};
 
 use crate::args::{
     AdaptersCommand, EvalArgs, GenerateArgs, RunsCommand, TrainCommand, TrainTextArgs,
@@ -117,7 +117,7 @@ fn print_summary(summary: &RunSummary) -> Result<()> {
     Ok(())
 }
 
-pub fn runs(library: Library, command: RunsCommand) -> Result<ExitCode> {
+pub fn runs(mut library: Library, command: RunsCommand) -> Result<ExitCode> {
     match command {
         RunsCommand::List { json } => {
             let runs = library.runs()?;
@@ -194,6 +194,17 @@ pub fn runs(library: Library, command: RunsCommand) -> Result<ExitCode> {
                 writeln!(out, "updated     {}", run.updated_at)?;
                 writeln!(out, "config      {}", run.config)?;
             }
+        }
+        RunsCommand::Discard { id, interrupted } => {
+            // Another hearth may be training a run marked running; only the
+            // person can say it was killed instead.
+            if library.run(id)?.status == RunStatus::Running && !interrupted {
+                bail!(
+                    "run {id} is marked running: pause it first, or, if no hearth is training it (it was killed), pass --interrupted"
+                );
+            }
+            hearth_personalize::discard_run(&mut library, id)?;
+            println!("run {id} cancelled; `hearth train text --resume {id}` can still continue it");
         }
     }
     Ok(ExitCode::SUCCESS)

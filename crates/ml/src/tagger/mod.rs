@@ -596,29 +596,15 @@ impl Tagger {
             .fold(f32::INFINITY, f32::min))
     }
 
-    /// Writes the head as JSON.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        use std::io::Write;
-        let json =
-            serde_json::to_vec(self).map_err(|e| MlError::io(path, std::io::Error::other(e)))?;
-        // Written beside its place, synced, then renamed over it: a crash
-        // leaves the previous head or the new one, never part of one.
-        let mut temp = path.as_os_str().to_owned();
-        temp.push(format!(".tmp-{}", std::process::id()));
-        let temp = std::path::PathBuf::from(temp);
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(&json)?;
-            file.sync_all()?;
-            std::fs::rename(&temp, path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            MlError::io(path, e)
+    /// The head as JSON, for the caller to write (hearth-personalize
+    /// writes it atomically with the library's one atomic writer).
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| {
+            MlError::InvalidRequest(format!("tagger head cannot be written as JSON: {e}"))
         })
     }
 
-    /// Reads a head written by [`Tagger::save`].
+    /// Reads a head written from [`Tagger::to_json`].
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| MlError::io(path, e))?;
         let tagger: Tagger = serde_json::from_slice(&bytes)

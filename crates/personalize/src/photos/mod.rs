@@ -564,8 +564,8 @@ fn train_run(
     let tagger = Tagger::train(labels, &embeddings, &targets, &training.tagger)?;
     let file = tagger_file(run_id);
     let path = library.root().join(&file);
-    tagger.save(&path)?;
-    let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+    let bytes = tagger.to_json()?;
+    write_atomically(&path, &bytes)?;
     let tagger_id = library.record_photo_tagger(&NewPhotoTagger {
         run_id,
         model_sha256: model_sha256.clone(),

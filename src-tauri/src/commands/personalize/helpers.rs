@@ -5,7 +5,7 @@ use hearth_ml::DeviceChoice;
 use hearth_personalize::photos::{self, EmbedSummary, PhotoTrainingRequest, TaggerSummary};
 use hearth_personalize::{RunSummary, TextTraining};
 use hearth_progress::{CancelToken, Progress};
-use hearth_store::{RunId, RunStatus, RunUpdate};
+use hearth_store::{RunId, RunStatus};
 
 use super::models::ModelChoice;
 use crate::error::{AppError, Result};
@@ -69,32 +69,17 @@ pub fn resume_photos(
     )?)
 }
 
-/// Gives up a paused run: it is marked failed ("cancelled"), so it no
-/// longer offers itself for resuming in the app. Its checkpoint stays, so
-/// `hearth train text --resume` can still continue it.
+/// Gives up a paused run ([`hearth_personalize::discard_run`]), unless
+/// the run is marked running while this app trains text: then it may be
+/// the run being trained.
 pub fn discard_run(location: &LibraryLocation, run: RunId, training_now: bool) -> Result<()> {
     let mut library = location.open()?;
-    let record = library.run(run)?;
-    if record.status == RunStatus::Running && training_now {
+    if training_now && library.run(run)?.status == RunStatus::Running {
         return Err(AppError::Busy(format!(
             "run {run} is training now; pause it first"
         )));
     }
-    if !record.status.resumable() {
-        return Err(AppError::InvalidInput(format!(
-            "run {run} is {}; only paused or interrupted runs can be cancelled",
-            record.status
-        )));
-    }
-    library.update_run(
-        run,
-        &RunUpdate {
-            status: Some(RunStatus::Failed),
-            error: Some("cancelled by you".into()),
-            ..RunUpdate::default()
-        },
-    )?;
-    Ok(())
+    Ok(hearth_personalize::discard_run(&mut library, run)?)
 }
 
 /// Every registry model and whether it is on this machine.
