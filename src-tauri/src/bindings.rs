@@ -124,6 +124,7 @@ fn roots(collector: &mut Collector) {
     collector.add::<TextTrainingRequest>();
     collector.add::<PhotoTrainingRequest>();
     collector.add::<ModelChoice>();
+    collector.add::<hearth_ml::registry::Installed>();
     collector.add::<RequestDefaults>();
     collector.add::<Run>();
     collector.add::<RunView>();

@@ -8,8 +8,9 @@
 //!   IPC layer on the mock runtime.
 //! - [`commands`]: one folder per screen (library, personalize, try, ask,
 //!   federation, audit) plus job control.
-//! - [`state`]: the library's location and the registry of running jobs,
-//!   two separately managed pieces; the Ask screen's translator
+//! - [`state`]: the library's location, where power and idleness are
+//!   read (on Android through `device_state`, the app's battery plugin),
+//!   and the registry of running jobs, separately managed pieces; the Ask screen's translator
 //!   ([`commands::ask::models::AskTranslator`]) is a third, loaded on the
 //!   first question.
 //! - [`jobs`]: long work on its own thread, progress over a typed
@@ -25,6 +26,8 @@
 
 pub mod bindings;
 pub mod commands;
+#[cfg(target_os = "android")]
+pub mod device_state;
 pub mod error;
 pub mod jobs;
 pub mod relay;
@@ -38,7 +41,7 @@ use std::time::Duration;
 use tauri::{Manager, Runtime, Window, WindowEvent};
 
 pub use error::{AppError, ErrorKind};
-pub use state::{Jobs, LibraryLocation};
+pub use state::{DeviceConditions, Jobs, LibraryLocation};
 
 /// How long closing the window waits for running jobs to reach a safe
 /// point (a training step on the default model takes seconds).
@@ -83,6 +86,12 @@ pub fn run_app<R: Runtime>(
         Some(location) => builder.manage(location),
         None => builder,
     };
+    // Power and idleness: the platform's reader, or on Android the app's
+    // battery plugin (which manages its own).
+    #[cfg(not(target_os = "android"))]
+    let builder = builder.manage(DeviceConditions::platform());
+    #[cfg(target_os = "android")]
+    let builder = builder.plugin(device_state::init());
     builder
         .plugin(tauri_plugin_dialog::init())
         .manage(Jobs::default())
@@ -106,6 +115,12 @@ pub fn run_app<R: Runtime>(
             if resolve_in_setup {
                 let folder = app.path().app_data_dir()?.join("library");
                 app.manage(LibraryLocation::new(folder));
+            }
+            // On phones models live in the app's sandbox too (installed
+            // there from a copy the person picks: `install_model`).
+            if cfg!(mobile) {
+                let models = app.path().app_local_data_dir()?.join("models");
+                hearth_ml::registry::set_models_dir(models);
             }
             lean_webview(app);
             Ok(())
@@ -132,6 +147,7 @@ pub fn run_app<R: Runtime>(
             commands::personalize::commands::start_text_training,
             commands::personalize::commands::resume_text_training,
             commands::personalize::commands::discard_run,
+            commands::personalize::commands::install_model,
             commands::personalize::commands::embed_photos,
             commands::personalize::commands::train_photo_tagger,
             commands::personalize::commands::resume_photo_tagger,

@@ -1,9 +1,11 @@
-//! The app's state, two explicit pieces managed separately (no god object):
+//! The app's state, explicit pieces managed separately (no god object):
 //!
 //! - [`LibraryLocation`]: which library folder the app works on. It never
 //!   changes while the app runs, so it needs no lock; each command opens
 //!   its own connection (SQLite in WAL mode lets a command read while a
 //!   job writes), which keeps long jobs from blocking short commands.
+//! - [`DeviceConditions`]: where power and idleness are read, per
+//!   platform.
 //! - [`Jobs`]: the long work that is running (import, embedding, training,
 //!   generation), each with the [`CancelToken`] that stops it, so
 //!   `cancel_job` and closing the window can reach it.
@@ -14,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use hearth_personalize::eligibility::{self, DeviceState};
 use hearth_progress::CancelToken;
 use hearth_store::Library;
 use serde::Serialize;
@@ -67,6 +70,30 @@ impl LibraryLocation {
     }
 }
 
+/// Where the device's power and idle state come from (the federation's
+/// eligibility): the platform's reader on desktops
+/// ([`eligibility::platform_device_state`]), the app's battery plugin on
+/// Android ([`crate::device_state`]).
+#[derive(Clone)]
+pub struct DeviceConditions(Arc<dyn DeviceState>);
+
+impl DeviceConditions {
+    /// Conditions from `source`.
+    pub fn new(source: Arc<dyn DeviceState>) -> Self {
+        DeviceConditions(source)
+    }
+
+    /// This platform's reader.
+    pub fn platform() -> Self {
+        DeviceConditions(Arc::from(eligibility::platform_device_state()))
+    }
+
+    /// The source.
+    pub fn source(&self) -> &dyn DeviceState {
+        &*self.0
+    }
+}
+
 /// A job's id, unique for the life of the app.
 pub type JobId = u64;
 
@@ -90,6 +117,8 @@ pub enum JobKind {
     Generate,
     /// Taking part in federated rounds.
     Federate,
+    /// Installing a model from the person's copy.
+    InstallModel,
 }
 
 /// A running job, as `running_jobs` reports it.

@@ -649,6 +649,24 @@ cancelled: boolean,
 problems: Array<FileReport>, };
 
 /**
+ * A model installed into the Hearth model cache.
+ */
+export type Installed = { 
+/**
+ * The registry name.
+ */
+name: string, 
+/**
+ * Where it now is: the model file, or the folder of a several-file
+ * model.
+ */
+path: string, 
+/**
+ * Bytes copied.
+ */
+bytes: number, };
+
+/**
  * One photo or text in the library.
  */
 export type Item = { 
@@ -805,7 +823,7 @@ cancelling: boolean, };
  * trainings would halve each other's speed, two imports would race for
  * the library's import lock).
  */
-export type JobKind = "import" | "embed" | "train_text" | "train_photos" | "train_ask" | "generate" | "federate";
+export type JobKind = "import" | "embed" | "train_text" | "train_photos" | "train_ask" | "generate" | "federate" | "install_model";
 
 /**
  * Joining a federation, as the person fills it in.
@@ -1038,7 +1056,16 @@ default: boolean,
 /**
  * Whether its files are on this machine.
  */
-present: boolean, };
+present: boolean, 
+/**
+ * Whether it can be installed from a copy the person has
+ * (`install_model`): the registry pins its files.
+ */
+installable: boolean, 
+/**
+ * Whether that copy is a folder of several files (else one file).
+ */
+folder: boolean, };
 
 /**
  * What happened to one file.
@@ -1168,6 +1195,10 @@ export type RequestDefaults = {
  * Training a text adapter (`hearth train text`'s).
  */
 text_training: TextTrainingRequest, 
+/**
+ * Joining a federation (`hearth fed join`'s budget and policy).
+ */
+join_federation: JoinFederationRequest, 
 /**
  * Taking part in a federated round (`hearth fed run`'s, one round).
  */

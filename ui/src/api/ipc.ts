@@ -24,6 +24,7 @@ import type {
   GenerateEvent,
   GenerateRequest,
   ImportSummary,
+  Installed,
   Item,
   ItemQuery,
   JobEvent,
@@ -124,6 +125,8 @@ export const api = {
   resumeTextTraining: (run: number, onEvent: (e: JobEvent<RunSummary>) => void) =>
     call<JobId>("resume_text_training", { run, onEvent: channel(onEvent) }),
   discardRun: (run: number) => call<void>("discard_run", { run }),
+  installModel: (name: string, path: string, onEvent: (e: JobEvent<Installed>) => void) =>
+    call<JobId>("install_model", { name, path, onEvent: channel(onEvent) }),
   embedPhotos: (onEvent: (e: JobEvent<EmbedSummary>) => void) =>
     call<JobId>("embed_photos", { onEvent: channel(onEvent) }),
   trainPhotoTagger: (request: Request<PhotoTrainingRequest>, onEvent: (e: JobEvent<TaggerSummary>) => void) =>
@@ -146,7 +149,7 @@ export const api = {
     call<JobId>("train_ask", { request, onEvent: channel(onEvent) }),
 
   federationStatus: () => call<FederationOverview>("federation_status"),
-  joinFederation: (request: JoinFederationRequest) => call<Membership>("join_federation", { request }),
+  joinFederation: (request: Request<JoinFederationRequest>) => call<Membership>("join_federation", { request }),
   leaveFederation: (membership: number) => call<Membership>("leave_federation", { membership }),
   federationHistory: () => call<UploadRecord[]>("federation_history"),
   setParticipationPolicy: (membership: number, policy: ParticipationPolicy) =>

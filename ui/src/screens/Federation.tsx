@@ -21,8 +21,6 @@ import { ProgressBar } from "../components/ProgressBar";
 import { formatBytes, plural } from "../lib/progress";
 import { useJob, useLoad } from "../lib/useJob";
 
-/** Until the person changes them: only on power, only when idle, any hour. */
-export const DEFAULT_POLICY: ParticipationPolicy = { require_power: true, require_idle: true, hours: null };
 
 export function Federation({ active }: { active: boolean }) {
   const overview = useLoad(() => api.federationStatus(), [], active);
@@ -204,8 +202,13 @@ function JoinForm({ onJoined, onCancel }: { onJoined: () => void; onCancel: () =
   const [url, setUrl] = useState("");
   const [invite, setInvite] = useState("");
   const [certificate, setCertificate] = useState("");
-  const [budget, setBudget] = useState(8);
-  const [policy, setPolicy] = useState<ParticipationPolicy>(DEFAULT_POLICY);
+  // The budget and policy start as the library's defaults
+  // (`request_defaults`); `null` until the person changes them.
+  const defaults = useLoad(() => api.requestDefaults(), []);
+  const [budgetEdit, setBudget] = useState<number | null>(null);
+  const [policyEdit, setPolicy] = useState<ParticipationPolicy | null>(null);
+  const budget = budgetEdit ?? defaults.value?.join_federation.epsilon_budget;
+  const policy = policyEdit ?? defaults.value?.join_federation.policy;
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<AppError | null>(null);
 
@@ -225,8 +228,8 @@ function JoinForm({ onJoined, onCancel }: { onJoined: () => void; onCancel: () =
         server_url: url,
         invite,
         certificate_path: certificate,
-        epsilon_budget: budget,
-        policy,
+        ...(budget !== undefined && { epsilon_budget: budget }),
+        ...(policy !== undefined && { policy }),
       });
       onJoined();
     } catch (e) {
@@ -280,7 +283,7 @@ function JoinForm({ onJoined, onCancel }: { onJoined: () => void; onCancel: () =
           type="number"
           min={0.1}
           step="any"
-          value={budget}
+          value={budget ?? ""}
           onInput={(e) => {
             const v = Number.parseFloat(e.currentTarget.value);
             if (v > 0) setBudget(v);
@@ -292,7 +295,7 @@ function JoinForm({ onJoined, onCancel }: { onJoined: () => void; onCancel: () =
         spend more.
       </p>
       <div class="span">
-        <PolicyFields policy={policy} onChange={setPolicy} prefix="join-policy" />
+        {policy && <PolicyFields policy={policy} onChange={setPolicy} prefix="join-policy" />}
       </div>
       <div class="row span">
         <button id="fed-join" class="primary" type="submit" disabled={busy}>

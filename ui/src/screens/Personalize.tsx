@@ -5,6 +5,7 @@ import { useState } from "preact/hooks";
 import { api, toAppError } from "../api/ipc";
 import type { AppError, EmbedSummary, Request, RunSummary, RunView, TaggerSummary, TextTrainingRequest } from "../api/types";
 import { ErrorNote } from "../components/ErrorNote";
+import { ModelSetup } from "../components/ModelSetup";
 import { LossChart } from "../components/LossChart";
 import { ProgressBar } from "../components/ProgressBar";
 import { fileName } from "../lib/progress";
@@ -15,6 +16,7 @@ export function Personalize({ active }: { active: boolean }) {
   return (
     <section class="screen personalize" aria-labelledby="personalize-title">
       <h2 id="personalize-title">Personalize</h2>
+      <ModelSetup />
       <TextTraining runs={runs.value ?? []} onRunsChanged={() => void runs.reload()} active={active} />
       <PhotoTraining runs={runs.value ?? []} onRunsChanged={() => void runs.reload()} />
       <RunHistory runs={runs.value ?? []} error={runs.error} />

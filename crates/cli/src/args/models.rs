@@ -19,6 +19,16 @@ pub enum ModelCommand {
         /// Registry name, e.g. smollm2-135m-instruct.
         name: String,
     },
+    /// Install a model from a copy you have (downloaded elsewhere, or from
+    /// another device): each file is checked against the registry's
+    /// sha256 before it is kept.
+    Install {
+        /// Registry name, e.g. smollm2-135m-instruct.
+        name: String,
+        /// The model file, or for a model of several files the folder
+        /// holding them.
+        from: PathBuf,
+    },
     /// ImageNet top-5 of photos with the photo model (a sanity tool).
     Classify {
         /// Image files.

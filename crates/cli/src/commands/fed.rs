@@ -13,7 +13,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use hearth_personalize::eligibility::{LinuxDeviceState, ParticipationPolicy};
+use hearth_personalize::eligibility::{ParticipationPolicy, platform_device_state};
 use hearth_personalize::federation::{self, FederatedRoundRequest, JoinFederationRequest};
 use hearth_progress::{CancelToken, Progress};
 use hearth_store::Library;
@@ -68,7 +68,7 @@ public log.",
 }
 
 fn status(library: &Library, json: bool) -> Result<ExitCode> {
-    let rows = federation::status(library, &LinuxDeviceState::default())?;
+    let rows = federation::status(library, &*platform_device_state())?;
     if json {
         output::json(&rows)?;
         return Ok(ExitCode::SUCCESS);
@@ -200,7 +200,7 @@ fn run(library: &mut Library, args: FedRunArgs) -> Result<ExitCode> {
     let summary = federation::participate(
         library,
         &participation,
-        &LinuxDeviceState::default(),
+        &*platform_device_state(),
         &RunProgress(Bar::new(false)),
         &cancel,
     )?;

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hearth_ml::registry;
+use hearth_progress::CancelToken;
 
 use crate::args::ModelCommand;
 
@@ -25,6 +26,29 @@ pub fn model(command: ModelCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Pull { name } => pull(&name),
+        ModelCommand::Install { name, from } => {
+            let bar = crate::progress_bar::Bar::new(false);
+            // Ctrl-C stops the copy and removes what it wrote.
+            let cancel = CancelToken::new();
+            let on_interrupt = cancel.clone();
+            ctrlc::set_handler(move || on_interrupt.cancel())
+                .context("installing the Ctrl-C handler")?;
+            match registry::install_from(&name, &from, &bar, &cancel)? {
+                Some(installed) => {
+                    println!(
+                        "installed {} ({} bytes, sha256 checked): {}",
+                        installed.name,
+                        installed.bytes,
+                        installed.path.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("cancelled; nothing was kept");
+                    Ok(ExitCode::from(130))
+                }
+            }
+        }
         ModelCommand::Classify { files } => {
             let device = hearth_ml::candle::Device::Cpu;
             let model = hearth_personalize::photos::load_photo_model(None, &device)?;

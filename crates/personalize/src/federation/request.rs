@@ -40,6 +40,20 @@ fn default_budget() -> f64 {
     DEFAULT_EPSILON_BUDGET
 }
 
+/// The form before the person fills it in: no server, the default budget
+/// and policy.
+impl Default for JoinFederationRequest {
+    fn default() -> Self {
+        JoinFederationRequest {
+            server_url: String::new(),
+            invite: String::new(),
+            certificate_path: PathBuf::new(),
+            epsilon_budget: DEFAULT_EPSILON_BUDGET,
+            policy: ParticipationPolicy::default(),
+        }
+    }
+}
+
 impl JoinFederationRequest {
     /// The workflow's request: the certificate read (at most 256 KiB, PEM)
     /// and the text fields trimmed. An unreadable or foreign file and a

@@ -1,6 +1,6 @@
 //! Federation commands: thin wrappers over [`super::helpers`].
 
-use hearth_personalize::eligibility::{LinuxDeviceState, ParticipationPolicy};
+use hearth_personalize::eligibility::ParticipationPolicy;
 use hearth_personalize::federation::{self, ParticipationSummary, UploadRecord};
 use hearth_store::{Membership, MembershipId};
 use tauri::State;
@@ -12,12 +12,15 @@ use hearth_personalize::federation::{FederatedRoundRequest, JoinFederationReques
 use super::models::FederationOverview;
 use crate::error::{AppError, Result};
 use crate::jobs::{JobEvent, spawn_progress_job};
-use crate::state::{JobId, JobKind, Jobs, LibraryLocation};
+use crate::state::{DeviceConditions, JobId, JobKind, Jobs, LibraryLocation};
 
 /// Memberships (none: federation is off), privacy spent, eligibility now.
 #[tauri::command]
-pub async fn federation_status(location: State<'_, LibraryLocation>) -> Result<FederationOverview> {
-    helpers::overview(&location, &LinuxDeviceState::default())
+pub async fn federation_status(
+    location: State<'_, LibraryLocation>,
+    device: State<'_, DeviceConditions>,
+) -> Result<FederationOverview> {
+    helpers::overview(&location, device.source())
 }
 
 /// Joins a federation with an invite; enrolment talks to the server, so it
@@ -77,15 +80,19 @@ pub async fn set_participation_policy(
 pub async fn start_federated_round(
     location: State<'_, LibraryLocation>,
     jobs: State<'_, Jobs>,
+    device: State<'_, DeviceConditions>,
     request: Option<FederatedRoundRequest>,
     on_event: Channel<JobEvent<ParticipationSummary>>,
 ) -> Result<JobId> {
     let participation = request.unwrap_or_default().participation()?;
     let location = location.inner().clone();
+    let device = device.inner().clone();
     spawn_progress_job(
         &jobs,
         JobKind::Federate,
         on_event,
-        move |progress, cancel| helpers::federate(&location, &participation, progress, cancel),
+        move |progress, cancel| {
+            helpers::federate(&location, &participation, device.source(), progress, cancel)
+        },
     )
 }

@@ -1,7 +1,7 @@
 //! The federation commands' logic, over `hearth_personalize::federation`
 //! (the calls `hearth fed join|status|history|leave|run` make).
 
-use hearth_personalize::eligibility::{DeviceState, LinuxDeviceState};
+use hearth_personalize::eligibility::DeviceState;
 use hearth_personalize::federation::{
     self, JoinFederationRequest, Participation, ParticipationSummary,
 };
@@ -43,6 +43,7 @@ pub fn overview(
 pub fn federate(
     location: &LibraryLocation,
     participation: &Participation,
+    device: &dyn DeviceState,
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<ParticipationSummary> {
@@ -50,7 +51,7 @@ pub fn federate(
     Ok(federation::participate(
         &mut library,
         participation,
-        &LinuxDeviceState::default(),
+        device,
         progress,
         cancel,
     )?)

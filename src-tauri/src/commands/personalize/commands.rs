@@ -1,5 +1,6 @@
 //! Personalization commands: thin wrappers over [`super::helpers`].
 
+use hearth_ml::registry::Installed;
 use hearth_personalize::photos::{EmbedSummary, PhotoTrainingRequest, TaggerSummary};
 use hearth_personalize::{RunSummary, TextTrainingRequest};
 use hearth_store::{Adapter, RunId};
@@ -77,6 +78,24 @@ pub async fn resume_text_training(
         JobKind::TrainText,
         on_event,
         move |progress, cancel| helpers::resume_text(&location, run, device, progress, cancel),
+    )
+}
+
+/// Starts installing a registry model from the person's copy (a file, or
+/// a folder for a model of several files), checked against the registry.
+#[tauri::command]
+pub async fn install_model(
+    jobs: State<'_, Jobs>,
+    name: String,
+    path: String,
+    on_event: Channel<JobEvent<Installed>>,
+) -> Result<JobId> {
+    let path = helpers::model_copy_path(&path)?;
+    spawn_progress_job(
+        &jobs,
+        JobKind::InstallModel,
+        on_event,
+        move |progress, cancel| helpers::install_model(&name, &path, progress, cancel),
     )
 }
 

@@ -1,9 +1,12 @@
 //! The personalization commands' logic, over `hearth_personalize` (the
 //! calls `hearth train text`, `hearth runs` and `hearth photos` make).
 
+use std::path::{Path, PathBuf};
+
 use hearth_ml::DeviceChoice;
+use hearth_ml::registry::Installed;
 use hearth_personalize::photos::{self, EmbedSummary, PhotoTrainingRequest, TaggerSummary};
-use hearth_personalize::{RunSummary, TextTraining};
+use hearth_personalize::{PersonalizeError, RunSummary, TextTraining};
 use hearth_progress::{CancelToken, Progress};
 use hearth_store::{RunId, RunStatus};
 
@@ -88,12 +91,39 @@ pub fn model_choices() -> Result<Vec<ModelChoice>> {
         .into_iter()
         .map(|entry| ModelChoice {
             present: entry.local_path().is_some(),
+            installable: entry.package.is_some(),
+            folder: entry.package.as_ref().is_some_and(|p| p.is_folder()),
             name: entry.name,
             kind: entry.kind,
             description: entry.description,
             default: entry.default,
         })
         .collect())
+}
+
+/// Installs registry model `name` from the person's copy at `path` (the
+/// call `hearth model install` makes); cancelled, it keeps nothing.
+pub fn install_model(
+    name: &str,
+    path: &Path,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Installed> {
+    hearth_ml::registry::install_from(name, path, progress, cancel)?
+        .ok_or(AppError::Personalize(PersonalizeError::Cancelled))
+}
+
+/// The copy a model is installed from: an absolute path (what the file
+/// dialog gives).
+pub fn model_copy_path(path: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(path.trim());
+    if !path.is_absolute() {
+        return Err(AppError::InvalidInput(format!(
+            "{} is not an absolute path",
+            path.display()
+        )));
+    }
+    Ok(path)
 }
 
 /// Embeds every photo not yet embedded by the active photo model (the

@@ -3,7 +3,7 @@
 //! [`hearth_personalize::photos::PhotoTrainingRequest`]).
 
 use hearth_personalize::TextTrainingRequest;
-use hearth_personalize::federation::FederatedRoundRequest;
+use hearth_personalize::federation::{FederatedRoundRequest, JoinFederationRequest};
 use hearth_personalize::generate::GenerateRequest;
 use serde::Serialize;
 
@@ -20,6 +20,11 @@ pub struct ModelChoice {
     pub default: bool,
     /// Whether its files are on this machine.
     pub present: bool,
+    /// Whether it can be installed from a copy the person has
+    /// (`install_model`): the registry pins its files.
+    pub installable: bool,
+    /// Whether that copy is a folder of several files (else one file).
+    pub folder: bool,
 }
 
 /// What each form starts with: the library's defaults, so the front end
@@ -28,6 +33,8 @@ pub struct ModelChoice {
 pub struct RequestDefaults {
     /// Training a text adapter (`hearth train text`'s).
     pub text_training: TextTrainingRequest,
+    /// Joining a federation (`hearth fed join`'s budget and policy).
+    pub join_federation: JoinFederationRequest,
     /// Taking part in a federated round (`hearth fed run`'s, one round).
     pub federated_round: FederatedRoundRequest,
     /// Generating text (`hearth generate`'s: sampled, seeded).

@@ -182,3 +182,42 @@ fn training_without_texts_fails_with_no_data() {
             .is_some_and(|m| m.iter().any(|m| m["name"] == "stories260k"))
     );
 }
+
+#[test]
+fn installing_a_model_from_the_wrong_kind_of_copy_fails_with_the_reason() {
+    let app = TestApp::new();
+    let models = app.ok("list_models", json!({}));
+    let minilm = models
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|m| m["name"] == "all-minilm-l6-v2")
+        .expect("in the registry");
+    assert_eq!(minilm["installable"], true);
+    assert_eq!(minilm["folder"], true);
+
+    // A relative path is refused before any job starts.
+    let (channel, _) = app.channel();
+    let refused = app
+        .invoke(
+            "install_model",
+            json!({"name": "all-minilm-l6-v2", "path": "model.zip", "onEvent": channel}),
+        )
+        .expect_err("a relative path");
+    assert_eq!(refused["kind"], "invalid_input");
+
+    // A file where the model is a folder: the job fails, saying so, and
+    // nothing is written to the model cache.
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let (channel, id) = app.channel();
+    app.ok(
+        "install_model",
+        json!({"name": "all-minilm-l6-v2", "path": file.path(), "onEvent": channel}),
+    );
+    let events = app.finish(id, TIMEOUT);
+    let last = events.last().expect("event");
+    assert_eq!(last["event"], "failed");
+    assert_eq!(last["error"]["kind"], "model_missing");
+    let message = last["error"]["message"].as_str().expect("message");
+    assert!(message.contains("choose the folder"), "{message}");
+}

@@ -9,7 +9,11 @@ use serde::Deserialize;
 use crate::error::{MlError, Result};
 use crate::loaders::sha256_file;
 
-const REGISTRY: &str = include_str!("../../../models/registry.toml");
+mod install;
+
+pub use install::{Installed, install_from};
+
+const REGISTRY: &str = include_str!("../../../../models/registry.toml");
 
 /// One registry entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -185,8 +189,23 @@ pub fn default_model(kind: &str) -> Result<ModelEntry> {
         .ok_or_else(|| MlError::Registry(format!("no default {kind} model")))
 }
 
-/// The Hearth model cache: `$HEARTH_MODELS`, or `~/.cache/hearth/models`.
+/// The model cache an app chose for this process ([`set_models_dir`]).
+static MODELS_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Puts the Hearth model cache at `dir` for the rest of this process,
+/// before anything looks for a model; on phones the app passes a folder
+/// inside its sandbox (the platform cache folder of `dirs` is outside it
+/// on Android). `false` when a folder was already set.
+pub fn set_models_dir(dir: PathBuf) -> bool {
+    MODELS_DIR.set(dir).is_ok()
+}
+
+/// The Hearth model cache: the folder an app set ([`set_models_dir`]),
+/// else `$HEARTH_MODELS`, else `~/.cache/hearth/models`.
 pub fn models_dir() -> PathBuf {
+    if let Some(dir) = MODELS_DIR.get() {
+        return dir.clone();
+    }
     if let Some(dir) = std::env::var_os("HEARTH_MODELS") {
         return PathBuf::from(dir);
     }

@@ -7,8 +7,6 @@
 //! battery and activity APIs), the decision from a [`ParticipationPolicy`]
 //! the person sets.
 
-use std::path::PathBuf;
-
 use chrono::Timelike;
 use serde::{Deserialize, Serialize};
 
@@ -24,72 +22,49 @@ pub struct Conditions {
     pub local_hour: u8,
 }
 
+mod linux;
+mod macos;
+
+pub use linux::LinuxDeviceState;
+pub use macos::MacDeviceState;
+
 /// Where conditions come from: a trait so mobile platforms plug in theirs.
 pub trait DeviceState: Send + Sync {
     /// The conditions now.
     fn conditions(&self) -> Conditions;
 }
 
-/// Linux: `/sys/class/power_supply` and `/proc/loadavg`.
-#[derive(Debug, Clone)]
-pub struct LinuxDeviceState {
-    /// The power-supply class folder.
-    pub power_supply: PathBuf,
-    /// The load-average file.
-    pub loadavg: PathBuf,
-    /// Idle means a one-minute load average below this share of the cores.
-    pub idle_load_per_core: f64,
-}
-
-impl Default for LinuxDeviceState {
-    fn default() -> Self {
-        LinuxDeviceState {
-            power_supply: PathBuf::from("/sys/class/power_supply"),
-            loadavg: PathBuf::from("/proc/loadavg"),
-            idle_load_per_core: 0.5,
-        }
+/// This platform's source of conditions: sysfs and the load average on
+/// Linux, `pmset` and `sysctl` on macOS. Elsewhere (Windows; phones,
+/// where the app plugs in the platform's battery API itself) both read
+/// as unknown, which the default policy counts against taking part.
+pub fn platform_device_state() -> Box<dyn DeviceState> {
+    if cfg!(target_os = "linux") {
+        Box::new(LinuxDeviceState::default())
+    } else if cfg!(target_os = "macos") {
+        Box::new(MacDeviceState::default())
+    } else {
+        Box::new(UnknownDeviceState)
     }
 }
 
-impl LinuxDeviceState {
-    /// Mains power: any supply of type `Mains` online. A machine with no
-    /// battery at all (a desktop) is on mains by definition; one whose
-    /// supplies cannot be read is unknown.
-    fn on_power(&self) -> Option<bool> {
-        let entries = std::fs::read_dir(&self.power_supply).ok()?;
-        let mut has_battery = false;
-        let mut mains_online = false;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let kind = std::fs::read_to_string(path.join("type")).unwrap_or_default();
-            match kind.trim() {
-                "Mains" | "USB" => {
-                    let online = std::fs::read_to_string(path.join("online")).unwrap_or_default();
-                    mains_online |= online.trim() == "1";
-                }
-                "Battery" => has_battery = true,
-                _ => {}
-            }
-        }
-        Some(mains_online || !has_battery)
-    }
+/// A device that reports neither power nor idleness.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnknownDeviceState;
 
-    fn idle(&self) -> Option<bool> {
-        let text = std::fs::read_to_string(&self.loadavg).ok()?;
-        let load: f64 = text.split_whitespace().next()?.parse().ok()?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        Some(load < self.idle_load_per_core * cores)
-    }
-}
-
-impl DeviceState for LinuxDeviceState {
+impl DeviceState for UnknownDeviceState {
     fn conditions(&self) -> Conditions {
         Conditions {
-            on_power: self.on_power(),
-            idle: self.idle(),
-            local_hour: chrono::Local::now().hour() as u8,
+            on_power: None,
+            idle: None,
+            local_hour: local_hour(),
         }
     }
+}
+
+/// The local hour, 0..24.
+pub(crate) fn local_hour() -> u8 {
+    chrono::Local::now().hour() as u8
 }
 
 /// The person's rules for taking part.
@@ -134,13 +109,13 @@ impl ParticipationPolicy {
         if self.require_power && conditions.on_power != Some(true) {
             reasons.push(match conditions.on_power {
                 Some(false) => "on battery".to_owned(),
-                _ => "cannot tell whether the device is on power".to_owned(),
+                _ => "cannot tell whether the device is on power (it does not report it to Hearth; allow taking part on battery to go ahead)".to_owned(),
             });
         }
         if self.require_idle && conditions.idle != Some(true) {
             reasons.push(match conditions.idle {
                 Some(false) => "the machine is busy".to_owned(),
-                _ => "cannot tell whether the machine is idle".to_owned(),
+                _ => "cannot tell whether the machine is idle (it does not report it to Hearth; allow taking part while in use to go ahead)".to_owned(),
             });
         }
         if let Some((start, end)) = self.hours {
@@ -164,39 +139,6 @@ impl ParticipationPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn supply(dir: &std::path::Path, name: &str, kind: &str, online: Option<&str>) {
-        let path = dir.join(name);
-        std::fs::create_dir_all(&path).expect("mkdir");
-        std::fs::write(path.join("type"), format!("{kind}\n")).expect("type");
-        if let Some(online) = online {
-            std::fs::write(path.join("online"), format!("{online}\n")).expect("online");
-        }
-    }
-
-    #[test]
-    fn reads_power_and_load_from_sysfs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = LinuxDeviceState {
-            power_supply: dir.path().join("power_supply"),
-            loadavg: dir.path().join("loadavg"),
-            idle_load_per_core: 0.5,
-        };
-        assert_eq!(state.on_power(), None, "unreadable: unknown");
-        std::fs::create_dir_all(&state.power_supply).expect("mkdir");
-        assert_eq!(state.on_power(), Some(true), "no battery: a desktop");
-        supply(&state.power_supply, "BAT0", "Battery", None);
-        supply(&state.power_supply, "AC", "Mains", Some("0"));
-        assert_eq!(state.on_power(), Some(false));
-        supply(&state.power_supply, "AC", "Mains", Some("1"));
-        assert_eq!(state.on_power(), Some(true));
-        std::fs::write(&state.loadavg, "0.01 0.05 0.10 1/123 4567\n").expect("load");
-        assert_eq!(state.idle(), Some(true));
-        std::fs::write(&state.loadavg, "64.0 0.05 0.10 1/123 4567\n").expect("load");
-        assert_eq!(state.idle(), Some(false));
-        std::fs::write(&state.loadavg, "garbage").expect("load");
-        assert_eq!(state.idle(), None);
-    }
 
     #[test]
     fn decides_with_reasons() {
