@@ -116,6 +116,7 @@ fn roots(collector: &mut Collector) {
     collector.add::<JobEvent<()>>();
     collector.add::<JobInfo>();
     collector.add::<JobKind>();
+    collector.add::<crate::commands::jobs::commands::AppPlatform>();
     collector.add::<Item>();
     collector.add::<ItemQuery>();
     collector.add::<LibraryInfo>();

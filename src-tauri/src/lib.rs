@@ -131,6 +131,7 @@ pub fn run_app<R: Runtime>(
             commands::jobs::commands::running_jobs,
             commands::jobs::commands::attach_job,
             commands::jobs::commands::ping,
+            commands::jobs::commands::app_platform,
             commands::library::commands::library_info,
             commands::library::commands::list_items,
             commands::library::commands::get_item,

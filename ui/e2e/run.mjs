@@ -576,17 +576,51 @@ try {
     if (runSql("SELECT count(*) FROM fed_memberships WHERE left_at IS NULL") !== "0") throw new Error("still a member");
   });
 
+  // A phone held upright: every screen fits the width (no sideways
+  // scrolling) and every visible control is at least 44 px high (a
+  // checkbox counts by its label), with a screenshot of each.
   await check("phone-layout", async () => {
     await browser.setWindowSize(390, 844);
-    await (await browser.$("#tab-federation")).click();
-    await browser.pause(500);
-    await shot("phone-federation");
-    await (await browser.$("#tab-audit")).click();
-    await browser.pause(500);
-    await shot("phone-audit");
+    const problems = [];
+    for (const tab of ["library", "personalize", "try", "ask", "federation", "audit"]) {
+      await (await browser.$(`#tab-${tab}`)).click();
+      await browser.pause(500);
+      const found = await browser.execute(() => {
+        const out = [];
+        const width = document.documentElement.clientWidth;
+        if (document.documentElement.scrollWidth > width + 1) {
+          // Name the outermost elements that stick out (inside a
+          // sideways-scrolling box, such as a wide table's, is fine).
+          const wide = [...document.body.querySelectorAll("*")].filter((el) => {
+            const right = el.getBoundingClientRect().right;
+            const parent = el.parentElement;
+            if (right <= width + 1 || parent === null || parent.getBoundingClientRect().right > width + 1) return false;
+            for (let box = parent; box !== null; box = box.parentElement) {
+              if (["auto", "scroll", "hidden"].includes(getComputedStyle(box).overflowX)) return false;
+            }
+            return true;
+          });
+          const names = wide.slice(0, 5).map((el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ""}.${[...el.classList].join(".")}`);
+          out.push(`page is ${document.documentElement.scrollWidth} px wide in a ${width} px window (${names.join(", ")})`);
+        }
+        const controls = document.querySelectorAll('button, input, select, summary, [role="tab"], a[href]');
+        for (const el of controls) {
+          const box = el.getBoundingClientRect();
+          if (box.width === 0 || box.height === 0 || el.closest("[hidden]") || el.closest(".visually-hidden")) continue;
+          if (el.closest(".skip-link")) continue;
+          const target = ["checkbox", "radio"].includes(el.type) ? (el.closest("label") ?? el) : el;
+          const height = target.getBoundingClientRect().height;
+          if (height < 44) out.push(`${el.id || el.textContent?.trim().slice(0, 30) || el.tagName} is ${height.toFixed(0)} px high`);
+          if (box.right > width + 1) out.push(`${el.id || el.tagName} reaches ${box.right.toFixed(0)} px, past the ${width} px edge`);
+        }
+        return out;
+      });
+      problems.push(...found.map((p) => `${tab}: ${p}`));
+      await shot(`phone-${tab}`);
+    }
     await (await browser.$("#tab-library")).click();
-    await browser.pause(500);
     await browser.setWindowSize(1280, 800);
+    if (problems.length > 0) throw new Error(`not phone-sized:\n  ${problems.join("\n  ")}`);
   });
 
   // Last: closing the window ends the app. A run going on must be paused

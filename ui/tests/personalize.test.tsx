@@ -164,3 +164,65 @@ describe("Personalize screen", () => {
     expect((await screen.findByRole("status")).textContent).toContain("paused at step 12 of 40");
   });
 });
+
+describe("Personalize screen on a phone", () => {
+  it("pauses training when the app goes to the background and continues it on return", async () => {
+    const calls: { cmd: string; args: Record<string, unknown> }[] = [];
+    const channels: Channel<JobEvent<RunSummary>>[] = [];
+    mockIPC((cmd, payload) => {
+      const args = (payload ?? {}) as Record<string, unknown>;
+      calls.push({ cmd, args });
+      switch (cmd) {
+        case "running_jobs":
+          return [];
+        case "app_platform":
+          return { mobile: true };
+        case "request_defaults":
+          return requestDefaults;
+        case "list_runs":
+        case "list_labels":
+          return [];
+        case "list_models":
+          return [{ name: "stories260k", kind: "text", description: "tiny", default: true, present: true, installable: false, folder: false }];
+        case "start_text_training":
+        case "resume_text_training":
+          channels.push(args.onEvent as Channel<JobEvent<RunSummary>>);
+          return channels.length;
+        case "cancel_job":
+          return null;
+        default:
+          throw { kind: "internal", message: `unexpected ${cmd}` };
+      }
+    });
+    let hidden = false;
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+    try {
+      render(<Personalize active={true} />);
+      await waitFor(() => expect(calls.some((c) => c.cmd === "app_platform")).toBe(true));
+      await waitFor(() => expect(calls.some((c) => c.cmd === "request_defaults")).toBe(true));
+      fireEvent.click(screen.getByRole("button", { name: "Start" }));
+      await waitFor(() => expect(channels.length).toBe(1));
+      // Hidden at once: the pause waits for the job's id.
+      channels[0]?.onmessage({ event: "begin", task: "Training", total: 200 });
+
+      hidden = true;
+      document.dispatchEvent(new Event("visibilitychange"));
+      await waitFor(() => expect(calls.find((c) => c.cmd === "cancel_job")?.args).toEqual({ id: 1 }));
+      channels[0]?.onmessage({
+        event: "done",
+        result: { run_id: 9, outcome: "paused", steps: 40, total_steps: 200, base_validation_loss: 6, validation_loss: null, tokens_per_second: 100, adapter_id: null, items: 4, tokens: 900 },
+      });
+      // Nothing continues while the app is in the background.
+      await new Promise((r) => setTimeout(r, 20));
+      expect(calls.some((c) => c.cmd === "resume_text_training")).toBe(false);
+
+      hidden = false;
+      document.dispatchEvent(new Event("visibilitychange"));
+      await waitFor(() => expect(calls.find((c) => c.cmd === "resume_text_training")?.args.run).toBe(9));
+      // The paused run is continued, not given up.
+      expect(calls.some((c) => c.cmd === "discard_run")).toBe(false);
+    } finally {
+      Reflect.deleteProperty(document, "hidden");
+    }
+  });
+});

@@ -13,6 +13,12 @@ use crate::error::{Result, StoreError};
 /// The database file inside a library folder.
 pub const DATABASE_FILE: &str = "library.sqlite3";
 const IMPORT_LOCK_FILE: &str = "import.lock";
+/// Held while the schema is brought up to date: two connections that both
+/// read an old `user_version` would otherwise both run the same migration
+/// (SQLite's deferred transaction reads the version before it writes), and
+/// the second fails with "table already exists". The app's first start
+/// opens a fresh library from several commands at once.
+const MIGRATION_LOCK_FILE: &str = "migration.lock";
 
 /// How long a statement waits for another connection's write lock before
 /// giving up (an import in another process commits in small batches).
@@ -85,12 +91,25 @@ impl Library {
                 known: known_schema_version(),
             });
         }
-        // Foreign-key enforcement cannot change inside a transaction, and
-        // the migrations run in one: switch it off around them.
-        conn.pragma_update(None, "foreign_keys", false)?;
-        let migrated = migrations().to_latest(&mut conn);
-        conn.pragma_update(None, "foreign_keys", true)?;
-        migrated?;
+        if found < known_schema_version() {
+            // One migrator at a time; the others wait, then find the schema
+            // current (`to_latest` reads the version again) and do nothing.
+            let lock_path = root.join(MIGRATION_LOCK_FILE);
+            let lock = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| StoreError::io(&lock_path, e))?;
+            lock.lock().map_err(|e| StoreError::io(&lock_path, e))?;
+            // Foreign-key enforcement cannot change inside a transaction,
+            // and the migrations run in one: switch it off around them.
+            conn.pragma_update(None, "foreign_keys", false)?;
+            let migrated = migrations().to_latest(&mut conn);
+            conn.pragma_update(None, "foreign_keys", true)?;
+            migrated?;
+            // The lock is released as `lock` drops (or the process dies).
+        }
         Ok(Library { root, conn })
     }
 
@@ -292,5 +311,34 @@ mod tests {
         ));
         drop(held);
         library.lock_for_import().expect("lock again after release");
+    }
+}
+
+#[cfg(test)]
+mod concurrent_open_tests {
+    use super::*;
+
+    /// The app's first start opens a fresh library from several commands
+    /// at once; each must find it migrated, none may fail with "table
+    /// already exists".
+    #[test]
+    fn a_fresh_library_opened_from_many_threads_at_once_migrates_once() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let root = dir.path().to_path_buf();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Library::open(&root).map(|_| ())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().expect("no panic").expect("opens");
+            }
+        }
     }
 }

@@ -100,6 +100,16 @@ kind: ErrorKind,
 message: string, };
 
 /**
+ * What the app runs on, for what the front end does differently on a
+ * phone (pausing training when the app goes to the background).
+ */
+export type AppPlatform = { 
+/**
+ * Android or iOS.
+ */
+mobile: boolean, };
+
+/**
  * An answer, computed by code from the library.
  */
 export type AskAnswer = { 

@@ -23,6 +23,7 @@ import type {
   EmbedSummary,
   GenerateEvent,
   GenerateRequest,
+  AppPlatform,
   ImportSummary,
   Installed,
   Item,
@@ -99,6 +100,7 @@ export function thumbnailUrl(item: Pick<Item, "thumbnail">): string | null {
 
 export const api = {
   ping: () => call<string>("ping"),
+  appPlatform: () => call<AppPlatform>("app_platform"),
   runningJobs: () => call<JobInfo[]>("running_jobs"),
   cancelJob: (id: JobId) => call<void>("cancel_job", { id }),
   /** Follows a running job from its first event (after a page reload). */

@@ -22,7 +22,13 @@ export interface Job<T> {
  */
 export function useJob<T>(onFinished?: (progress: JobProgress<T>) => void, kind?: JobKind): Job<T> {
   const [progress, setProgress] = useState<JobProgress<T> | null>(null);
-  const [jobId, setJobId] = useState<JobId | null>(null);
+  const [jobId, setJobIdState] = useState<JobId | null>(null);
+  // The id as of now, for a cancel that comes before the next render.
+  const currentId = useRef<JobId | null>(null);
+  const setJobId = useCallback((id: JobId | null) => {
+    currentId.current = id;
+    setJobIdState(id);
+  }, []);
   const finished = useRef(onFinished);
   finished.current = onFinished;
 
@@ -38,18 +44,27 @@ export function useJob<T>(onFinished?: (progress: JobProgress<T>) => void, kind?
         finished.current?.(state);
       }
     };
-  }, []);
+  }, [setJobId]);
+
+  // A cancel asked for before the start call answered with the job's id.
+  const cancelOnStart = useRef(false);
 
   const start = useCallback(
     async (launch: (onEvent: (e: JobEvent<T>) => void) => Promise<JobId>) => {
       const onEvent = follow();
+      cancelOnStart.current = false;
       try {
-        setJobId(await launch(onEvent));
+        const id = await launch(onEvent);
+        setJobId(id);
+        if (cancelOnStart.current) {
+          cancelOnStart.current = false;
+          await api.cancelJob(id).catch(() => undefined);
+        }
       } catch (error) {
         onEvent({ event: "failed", error: toAppError(error) });
       }
     },
-    [follow],
+    [follow, setJobId],
   );
 
   useEffect(() => {
@@ -76,10 +91,14 @@ export function useJob<T>(onFinished?: (progress: JobProgress<T>) => void, kind?
     return () => {
       mounted = false;
     };
-  }, [kind, follow]);
+  }, [kind, follow, setJobId]);
 
   const cancel = useCallback(async () => {
-    if (jobId === null) return;
+    const jobId = currentId.current;
+    if (jobId === null) {
+      cancelOnStart.current = true;
+      return;
+    }
     try {
       await api.cancelJob(jobId);
     } catch (e) {
@@ -88,7 +107,7 @@ export function useJob<T>(onFinished?: (progress: JobProgress<T>) => void, kind?
       // shown with the job.
       if (error.kind !== "not_found") setProgress((p) => p && { ...p, error });
     }
-  }, [jobId]);
+  }, []);
 
   const reset = useCallback(() => setProgress(null), []);
 

@@ -9,6 +9,7 @@ import { ModelSetup } from "../components/ModelSetup";
 import { LossChart } from "../components/LossChart";
 import { ProgressBar } from "../components/ProgressBar";
 import { fileName } from "../lib/progress";
+import { usePauseInBackground } from "../lib/usePauseInBackground";
 import { useJob, useLoad } from "../lib/useJob";
 
 export function Personalize({ active }: { active: boolean }) {
@@ -62,6 +63,11 @@ function TextTraining({ runs, onRunsChanged, active }: { runs: RunView[]; onRuns
     setCancelling(true);
     void job.cancel();
   };
+  usePauseInBackground(
+    job,
+    (result) => resume(result.run_id),
+    (result) => result.outcome === "paused",
+  );
   const discard = async (run: number) => {
     try {
       await api.discardRun(run);
@@ -321,30 +327,32 @@ function PhotoTraining({ runs, onRunsChanged }: { runs: RunView[]; onRunsChanged
       {train.progress && <ProgressBar progress={train.progress} label="Photo label training progress" />}
       <ErrorNote error={train.progress?.error ?? null} />
       {tagger && (
-        <table class="table" id="tagger-result">
-          <caption>Learned from {tagger.examples} photos</caption>
-          <thead>
-            <tr>
-              <th scope="col">Label</th>
-              <th scope="col">Held-out accuracy</th>
-            </tr>
-          </thead>
-          <tbody>
-            {tagger.labels.map((label, i) => {
-              const accuracy = tagger.held_out_accuracy[i];
-              return (
-                <tr key={label}>
-                  <td>{label}</td>
-                  <td>
-                    {accuracy === null || accuracy === undefined
-                      ? "too few photos to tell"
-                      : `${Math.round(accuracy * 100)}%${accuracy <= 0.5 ? " (no better than chance: not suggested yet)" : ""}`}
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        <div class="table-scroll">
+          <table class="table" id="tagger-result">
+            <caption>Learned from {tagger.examples} photos</caption>
+            <thead>
+              <tr>
+                <th scope="col">Label</th>
+                <th scope="col">Held-out accuracy</th>
+              </tr>
+            </thead>
+            <tbody>
+              {tagger.labels.map((label, i) => {
+                const accuracy = tagger.held_out_accuracy[i];
+                return (
+                  <tr key={label}>
+                    <td>{label}</td>
+                    <td>
+                      {accuracy === null || accuracy === undefined
+                        ? "too few photos to tell"
+                        : `${Math.round(accuracy * 100)}%${accuracy <= 0.5 ? " (no better than chance: not suggested yet)" : ""}`}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
       )}
       {tagger && guessing(tagger) && (
         <p class="muted" id="tagger-guessing" role="note">

@@ -36,6 +36,22 @@ pub async fn attach_job(
     Ok(())
 }
 
+/// What the app runs on, for what the front end does differently on a
+/// phone (pausing training when the app goes to the background).
+#[derive(Debug, Clone, Copy, serde::Serialize, ts_rs::TS)]
+pub struct AppPlatform {
+    /// Android or iOS.
+    pub mobile: bool,
+}
+
+/// The platform the app was built for.
+#[tauri::command]
+pub fn app_platform() -> AppPlatform {
+    AppPlatform {
+        mobile: cfg!(mobile),
+    }
+}
+
 /// Answers at once; the front end measures round trips with it.
 #[tauri::command]
 pub fn ping() -> &'static str {
