@@ -7,11 +7,12 @@ import { Library } from "../src/screens/Library";
 import { photo, text } from "./fixtures";
 
 /** A fake backend: a library of items, recording every call. */
-function backend(items: Item[]) {
+function backend(items: Item[], mobile = false) {
   const calls: { cmd: string; args: Record<string, unknown> }[] = [];
   let importChannel: Channel<JobEvent<ImportSummary>> | null = null;
   mockIPC((cmd, payload) => {
     if (cmd === "running_jobs") return [];
+    if (cmd === "app_platform") return { mobile };
     const args = (payload ?? {}) as Record<string, unknown>;
     calls.push({ cmd, args });
     switch (cmd) {
@@ -28,6 +29,8 @@ function backend(items: Item[]) {
         item.labels = [...item.labels, args.name as string];
         return item;
       }
+      case "plugin:dialog|open":
+        return mobile ? ["file:///var/mobile/Media/DCIM/rex.jpg", "file:///var/mobile/notes.txt"] : ["/home/me/Pictures"];
       case "import_folders":
         importChannel = args.onEvent as Channel<JobEvent<ImportSummary>>;
         return 1;
@@ -88,5 +91,17 @@ describe("Library screen", () => {
       expect(calls.some((c) => c.cmd === "list_items" && (c.args.query as { search?: string }).search === "rex")).toBe(true),
     );
     await waitFor(() => expect(screen.getByRole("list", { name: "Photos" }).querySelectorAll("img")).toHaveLength(1));
+  });
+
+  it("on a phone, picks photos and notes as files (there is no folder picker)", async () => {
+    const fake = backend([], true);
+    render(<Library active={true} />);
+    fireEvent.click(await screen.findByRole("button", { name: "Choose photos and notes…" }));
+    await waitFor(() => expect(fake.channel()).not.toBeNull());
+    const dialog = fake.calls.find((c) => c.cmd === "plugin:dialog|open")?.args.options as Record<string, unknown>;
+    expect(dialog.directory).toBe(false);
+    expect(dialog.multiple).toBe(true);
+    const request = fake.calls.find((c) => c.cmd === "import_folders")?.args.request as { paths: string[] };
+    expect(request.paths).toEqual(["file:///var/mobile/Media/DCIM/rex.jpg", "file:///var/mobile/notes.txt"]);
   });
 });

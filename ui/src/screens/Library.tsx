@@ -139,9 +139,16 @@ function Importer({ onImported }: { onImported: () => void }) {
     setError(null);
     void job.start((onEvent) => api.importFolders(paths, onEvent));
   };
+  // Phones have no folder picker: photos and notes are picked as files.
+  const platform = useLoad(() => api.appPlatform(), []);
+  const mobile = platform.value?.mobile ?? false;
   const choose = async () => {
     try {
-      const picked = await open({ directory: true, multiple: true, title: "Choose folders to import" });
+      const picked = await open(
+        mobile
+          ? { directory: false, multiple: true, title: "Choose photos and notes to import" }
+          : { directory: true, multiple: true, title: "Choose folders to import" },
+      );
       if (picked === null) return;
       run(Array.isArray(picked) ? picked : [picked]);
     } catch (e) {
@@ -154,7 +161,7 @@ function Importer({ onImported }: { onImported: () => void }) {
       <h3>Import</h3>
       <div class="row">
         <button class="primary" onClick={() => void choose()} disabled={job.running}>
-          Choose folder…
+          {mobile ? "Choose photos and notes…" : "Choose folder…"}
         </button>
         <form
           class="row grow"

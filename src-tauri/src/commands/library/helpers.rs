@@ -46,7 +46,9 @@ pub fn list_items(library: &Library, query: &ItemQuery) -> Result<Vec<Item>> {
 }
 
 /// Checks the paths the front end sent: absolute, existing. (The dialog
-/// only returns such paths; the typed-path field may not.)
+/// only returns such paths; the typed-path field may not.) On phones the
+/// file picker answers with addresses: `file://` ones (iOS) are files;
+/// Android's `content://` ones are not, and are refused with the reason.
 pub fn import_paths(paths: &[String]) -> Result<Vec<PathBuf>> {
     if paths.is_empty() {
         return Err(AppError::InvalidInput("choose a folder to import".into()));
@@ -54,7 +56,7 @@ pub fn import_paths(paths: &[String]) -> Result<Vec<PathBuf>> {
     paths
         .iter()
         .map(|path| {
-            let path = PathBuf::from(path.trim());
+            let path = picked_path(path.trim())?;
             if !path.is_absolute() {
                 return Err(AppError::InvalidInput(format!(
                     "{} is not an absolute path",
@@ -72,6 +74,22 @@ pub fn import_paths(paths: &[String]) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// A path, or the file a `file://` address names.
+fn picked_path(picked: &str) -> Result<PathBuf> {
+    let Some((scheme, _)) = picked.split_once("://") else {
+        return Ok(PathBuf::from(picked));
+    };
+    if scheme != "file" {
+        return Err(AppError::InvalidInput(format!(
+            "{picked} is offered by another app ({scheme}://), which Hearth cannot import from yet; save the files to the device's storage first"
+        )));
+    }
+    tauri::Url::parse(picked)
+        .ok()
+        .and_then(|url| url.to_file_path().ok())
+        .ok_or_else(|| AppError::InvalidInput(format!("{picked} is not a file address")))
+}
+
 /// Imports `paths` into the library (the call `hearth import` makes).
 pub fn import(
     location: &LibraryLocation,
@@ -82,4 +100,28 @@ pub fn import(
     let mut library = location.open()?;
     let report = library.import(paths, &ImportOptions::default(), progress, cancel)?;
     Ok(report.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picked_files_are_paths_or_file_addresses_and_others_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let photo = dir.path().join("a photo.jpg");
+        std::fs::write(&photo, b"x").expect("write");
+        let address = tauri::Url::from_file_path(&photo)
+            .expect("address")
+            .to_string();
+        assert!(address.contains("%20"), "{address}");
+        let paths = import_paths(&[photo.display().to_string(), address]).expect("both");
+        assert_eq!(paths, vec![photo.clone(), photo]);
+
+        let refused = import_paths(&["content://media/external/images/media/31".into()])
+            .expect_err("content address");
+        assert!(refused.to_string().contains("another app"), "{refused}");
+        assert!(import_paths(&["relative/path".into()]).is_err());
+        assert!(import_paths(&[]).is_err());
+    }
 }
