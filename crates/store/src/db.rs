@@ -13,11 +13,12 @@ use crate::error::{Result, StoreError};
 /// The database file inside a library folder.
 pub const DATABASE_FILE: &str = "library.sqlite3";
 const IMPORT_LOCK_FILE: &str = "import.lock";
-/// Held while the schema is brought up to date: two connections that both
-/// read an old `user_version` would otherwise both run the same migration
-/// (SQLite's deferred transaction reads the version before it writes), and
-/// the second fails with "table already exists". The app's first start
-/// opens a fresh library from several commands at once.
+/// Held while a connection is set up and the schema brought up to date:
+/// two connections that both read an old `user_version` would otherwise
+/// both run the same migration (SQLite's deferred transaction reads the
+/// version before it writes), and the second fails with "table already
+/// exists". The app's first start opens a fresh library from several
+/// commands at once.
 const MIGRATION_LOCK_FILE: &str = "migration.lock";
 
 /// How long a statement waits for another connection's write lock before
@@ -80,9 +81,24 @@ impl Library {
         // never import its own thumbnails.
         let root = std::fs::canonicalize(given).map_err(|e| StoreError::io(given, e))?;
         let db_path = root.join(DATABASE_FILE);
+        // One opener at a time sets the journal mode and migrates: on a
+        // fresh file, switching to WAL and the first migration both need
+        // the exclusive lock, and SQLite answers a second connection that
+        // already holds a read lock with "database is locked" at once
+        // instead of waiting (its busy handler would deadlock there). The
+        // lock is held only for this setup and released as `guard` drops
+        // (or the process dies).
+        let lock_path = root.join(MIGRATION_LOCK_FILE);
+        let guard = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        guard.lock().map_err(|e| StoreError::io(&lock_path, e))?;
+
         let mut conn = Connection::open(&db_path)?;
         configure(&conn)?;
-
         let found: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
         if found > known_schema_version() {
             return Err(StoreError::NewerSchema {
@@ -92,24 +108,14 @@ impl Library {
             });
         }
         if found < known_schema_version() {
-            // One migrator at a time; the others wait, then find the schema
-            // current (`to_latest` reads the version again) and do nothing.
-            let lock_path = root.join(MIGRATION_LOCK_FILE);
-            let lock = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(|e| StoreError::io(&lock_path, e))?;
-            lock.lock().map_err(|e| StoreError::io(&lock_path, e))?;
             // Foreign-key enforcement cannot change inside a transaction,
             // and the migrations run in one: switch it off around them.
             conn.pragma_update(None, "foreign_keys", false)?;
             let migrated = migrations().to_latest(&mut conn);
             conn.pragma_update(None, "foreign_keys", true)?;
             migrated?;
-            // The lock is released as `lock` drops (or the process dies).
         }
+        drop(guard);
         Ok(Library { root, conn })
     }
 
@@ -323,10 +329,10 @@ mod concurrent_open_tests {
     /// already exists".
     #[test]
     fn a_fresh_library_opened_from_many_threads_at_once_migrates_once() {
-        for _ in 0..5 {
+        for _ in 0..40 {
             let dir = tempfile::tempdir().expect("temp dir");
-            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
-            let openers: Vec<_> = (0..8)
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+            let openers: Vec<_> = (0..16)
                 .map(|_| {
                     let root = dir.path().to_path_buf();
                     let barrier = barrier.clone();
