@@ -11,8 +11,6 @@ use hearth_personalize::PersonalizeError;
 use hearth_store::StoreError;
 use serde::{Serialize, Serializer};
 
-use crate::state::JobId;
-
 /// What kind of failure an [`AppError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
@@ -62,7 +60,7 @@ pub enum AppError {
     InvalidInput(String),
     /// No job with this id is running.
     #[error("no job {0} is running")]
-    NoSuchJob(JobId),
+    NoSuchJob(u64),
     /// Another job of the same kind is running.
     #[error("{0}")]
     Busy(String),

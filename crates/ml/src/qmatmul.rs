@@ -5,14 +5,13 @@
 //! a multiple of the k-quants' 256-value super-blocks), which candle
 //! multiplies one scalar at a time. These kernels keep the weights in the
 //! file's blocks (Q4_1 nibbles, Q8_0 bytes; scales widened to f32) and
-//! compute with f32 activations, in loops written to vectorise under
-//! [`crate::fastmath::vectorized`]:
-//!
-//! - one token (decoding): a matrix-vector product straight from the
-//!   blocks, rows split over rayon's threads: memory-bound, reading 5 bits a
-//!   weight instead of 32;
-//! - several tokens (a prompt): each weight is widened to f32 once and
-//!   multiplied by the `gemm` crate, so prompts run at matrix-product speed.
+//! multiply them in integers: each token's activations quantized to 16
+//! bits per block, integer dot products per block ([`integer`]), rows
+//! split over rayon's threads. Several tokens (a prompt) go through each row
+//! while its blocks are in cache, so a prompt reads the weights once.
+//! Plain f32 weights (other GGUF types, widened at load) use `gemm`.
+
+mod integer;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use rayon::prelude::*;
@@ -20,11 +19,12 @@ use rayon::prelude::*;
 use crate::error::{MlError, Result};
 use crate::fastmath;
 use crate::kernels::gemm::{self, Threads, View};
+use integer::{Kernel, QVector};
 
 /// Values per quantization block (Q4_1 and Q8_0).
 const BLOCK: usize = 32;
 
-/// From this many tokens on, products widen the weight and use `gemm`.
+/// From this many tokens on, products with f32 weights use `gemm`.
 const GEMM_FROM_TOKENS: usize = 4;
 
 /// A `rows x cols` weight (`y = W·x`), in the blocks it was stored in.
@@ -193,15 +193,6 @@ impl QWeight {
         }
     }
 
-    /// The whole weight widened to f32, row-major.
-    fn widened(&self) -> Vec<f32> {
-        let mut out = vec![0f32; self.rows * self.cols];
-        out.par_chunks_mut(self.cols)
-            .enumerate()
-            .for_each(|(row, o)| fastmath::vectorized(|| self.row_into(row, o)));
-        out
-    }
-
     /// `y = x·Wᵀ` for `x` `(tokens, cols)` row-major; `y` is `(tokens, rows)`.
     pub(crate) fn forward(&self, x: &[f32], tokens: usize) -> Result<Vec<f32>> {
         if x.len() != tokens * self.cols {
@@ -212,108 +203,146 @@ impl QWeight {
             )));
         }
         let mut y = vec![0f32; tokens * self.rows];
-        if tokens >= GEMM_FROM_TOKENS {
-            let w = match &self.data {
-                QData::F32(v) => std::borrow::Cow::Borrowed(v.as_slice()),
-                _ => std::borrow::Cow::Owned(self.widened()),
-            };
-            gemm::product(
+        match &self.data {
+            QData::Q4_1 { d, m, qs } => self.product_int8(
+                &quantized_tokens(x, self.cols),
+                &mut y,
+                Blocks::Q4_1 { d, m, qs },
+            ),
+            QData::Q8_0 { d, qs } => self.product_int8(
+                &quantized_tokens(x, self.cols),
+                &mut y,
+                Blocks::Q8_0 { d, qs },
+            ),
+            QData::F32(v) if tokens >= GEMM_FROM_TOKENS => gemm::product(
                 &mut y,
                 self.rows,
                 View::new(x, tokens, self.cols),
-                View::new(&w, self.rows, self.cols).t(),
+                View::new(v, self.rows, self.cols).t(),
                 1.0,
                 false,
                 Threads::All,
-            )?;
-            return Ok(y);
-        }
-        for (t, y) in y.chunks_mut(self.rows).enumerate() {
-            self.matvec(&x[t * self.cols..][..self.cols], y);
+            )?,
+            QData::F32(v) => {
+                for (t, y) in y.chunks_mut(self.rows).enumerate() {
+                    matvec_f32(v, self.cols, &x[t * self.cols..][..self.cols], y);
+                }
+            }
         }
         Ok(y)
     }
 
-    /// `y = W·x` for one token, rows split over rayon's threads.
-    fn matvec(&self, x: &[f32], y: &mut [f32]) {
+    /// `y[t][row] = W[row]·xs[t]` for every token and row: rows split
+    /// over rayon's threads, each row taken through the tokens four at a
+    /// time (each block unpacked once for four) while its blocks are in
+    /// cache. Tasks write a `(rows, tokens)` buffer, transposed into `y`
+    /// `(tokens, rows)` at the end (for one token the two are the same).
+    fn product_int8(&self, xs: &[QVector], y: &mut [f32], blocks: Blocks<'_>) {
+        let (rows, tokens) = (self.rows, xs.len());
         let nb = self.cols / BLOCK;
-        // Rows per task: enough work to pay for the hand-off.
-        let chunk = (self.rows / (4 * rayon::current_num_threads().max(1))).clamp(16, 1024);
-        match &self.data {
-            QData::Q4_1 { d, m, qs } => {
-                // Σ_j (d·q_j + m)·x_j = d·Σ q_j·x_j + m·Σ x_j, per block.
-                let sums: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
-                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
-                    fastmath::vectorized(
-                        #[inline(always)]
-                        || {
-                            for (i, out) in ys.iter_mut().enumerate() {
-                                let row = c * chunk + i;
-                                let (d, m) = (&d[row * nb..][..nb], &m[row * nb..][..nb]);
-                                let qs = &qs[row * nb * 16..][..nb * 16];
-                                *out = dot_q4_1(qs, d, x) + fastmath::dot(m, &sums);
+        let kernel = Kernel::detect();
+        let chunk = rows_per_task(rows);
+        let mut by_row = vec![0f32; if tokens == 1 { 0 } else { rows * tokens }];
+        let out = if tokens == 1 {
+            &mut *y
+        } else {
+            &mut by_row[..]
+        };
+        out.par_chunks_mut(chunk * tokens)
+            .enumerate()
+            .for_each(|(c, outs)| {
+                kernel.run(
+                    #[inline(always)]
+                    |k| {
+                        for (i, row_out) in outs.chunks_mut(tokens).enumerate() {
+                            let row = c * chunk + i;
+                            let (fours, rest) = xs.as_chunks::<4>();
+                            let (out_fours, out_rest) = row_out.as_chunks_mut::<4>();
+                            for (o, x) in out_fours.iter_mut().zip(fours) {
+                                *o = blocks.row_dots(k, row, nb, [&x[0], &x[1], &x[2], &x[3]]);
                             }
-                        },
-                    )
-                });
-            }
-            QData::Q8_0 { d, qs } => {
-                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
-                    fastmath::vectorized(
-                        #[inline(always)]
-                        || {
-                            for (i, out) in ys.iter_mut().enumerate() {
-                                let row = c * chunk + i;
-                                let d = &d[row * nb..][..nb];
-                                let qs = &qs[row * nb * 32..][..nb * 32];
-                                *out = dot_q8_0(qs, d, x);
+                            for (o, x) in out_rest.iter_mut().zip(rest) {
+                                [*o] = blocks.row_dots(k, row, nb, [x]);
                             }
-                        },
-                    )
-                });
-            }
-            QData::F32(v) => {
-                let cols = self.cols;
-                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
-                    fastmath::vectorized(
-                        #[inline(always)]
-                        || {
-                            for (i, out) in ys.iter_mut().enumerate() {
-                                let row = c * chunk + i;
-                                *out = fastmath::dot(&v[row * cols..][..cols], x);
-                            }
-                        },
-                    )
-                });
+                        }
+                    },
+                )
+            });
+        if tokens > 1 {
+            for (row, values) in by_row.chunks_exact(tokens).enumerate() {
+                for (t, &v) in values.iter().enumerate() {
+                    y[t * rows + row] = v;
+                }
             }
         }
     }
 }
 
-/// `Σ_b d_b · Σ_j q_bj · x_bj` over one Q4_1 row (the `m` term is added by
-/// the caller).
-#[inline(always)]
-fn dot_q4_1(qs: &[u8], d: &[f32], x: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    for ((q, &scale), x) in qs.chunks_exact(16).zip(d).zip(x.chunks_exact(BLOCK)) {
-        let (lo, hi) = x.split_at(16);
-        for j in 0..16 {
-            lanes[j] += scale * (f32::from(q[j] & 15) * lo[j] + f32::from(q[j] >> 4) * hi[j]);
-        }
-    }
-    lanes.iter().sum()
+/// A quantized weight's blocks, as [`QWeight::product_int8`] multiplies them.
+#[derive(Clone, Copy)]
+enum Blocks<'a> {
+    Q4_1 {
+        d: &'a [f32],
+        m: &'a [f32],
+        qs: &'a [u8],
+    },
+    Q8_0 {
+        d: &'a [f32],
+        qs: &'a [i8],
+    },
 }
 
-/// `Σ_b d_b · Σ_j q_bj · x_bj` over one Q8_0 row.
-#[inline(always)]
-fn dot_q8_0(qs: &[i8], d: &[f32], x: &[f32]) -> f32 {
-    let mut lanes = [0f32; 32];
-    for ((q, &scale), x) in qs.chunks_exact(32).zip(d).zip(x.chunks_exact(BLOCK)) {
-        for j in 0..32 {
-            lanes[j] += scale * (f32::from(q[j]) * x[j]);
+impl Blocks<'_> {
+    /// Row `row` (`nb` blocks) times each of `xs`.
+    #[inline(always)]
+    fn row_dots<const N: usize>(
+        self,
+        k: Kernel,
+        row: usize,
+        nb: usize,
+        xs: [&QVector; N],
+    ) -> [f32; N] {
+        match self {
+            Blocks::Q4_1 { d, m, qs } => {
+                let (d, m) = (&d[row * nb..][..nb], &m[row * nb..][..nb]);
+                let mut dots = k.dot_q4_1(&qs[row * nb * 16..][..nb * 16], d, xs);
+                for (dot, x) in dots.iter_mut().zip(xs) {
+                    *dot += fastmath::dot(m, x.sums());
+                }
+                dots
+            }
+            Blocks::Q8_0 { d, qs } => {
+                k.dot_q8_0(&qs[row * nb * 32..][..nb * 32], &d[row * nb..][..nb], xs)
+            }
         }
     }
-    lanes.iter().sum()
+}
+
+/// Each token's activations (`cols` wide) quantized to 8 bits per block.
+fn quantized_tokens(x: &[f32], cols: usize) -> Vec<QVector> {
+    x.chunks_exact(cols).map(QVector::quantize).collect()
+}
+
+/// Rows per rayon task: enough work to pay for the hand-off, several
+/// tasks per thread so uneven threads even out.
+fn rows_per_task(rows: usize) -> usize {
+    (rows / (4 * rayon::current_num_threads().max(1))).clamp(16, 1024)
+}
+
+/// `y = W·x` for one token and a row-major f32 `W` of width `cols`.
+fn matvec_f32(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
+    let chunk = rows_per_task(y.len());
+    y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+        fastmath::vectorized(
+            #[inline(always)]
+            || {
+                for (i, out) in ys.iter_mut().enumerate() {
+                    let row = c * chunk + i;
+                    *out = fastmath::dot(&w[row * cols..][..cols], x);
+                }
+            },
+        )
+    });
 }
 
 #[cfg(test)]
@@ -335,6 +364,15 @@ mod tests {
         (QWeight::from_qtensor(&q).expect("weight"), exact)
     }
 
+    /// The activations a product with `dtype` weights multiplies: the
+    /// 16-bit blocks for quantized weights, the values themselves for f32.
+    fn as_multiplied(dtype: GgmlDType, x: &[f32]) -> Vec<f32> {
+        match dtype {
+            GgmlDType::F32 => x.to_vec(),
+            _ => QVector::quantize(x).dequantized(),
+        }
+    }
+
     #[test]
     fn products_match_the_dequantized_weight() {
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::F32] {
@@ -346,10 +384,9 @@ mod tests {
                     .collect();
                 let y = w.forward(&x, tokens).expect("forward");
                 for t in 0..tokens {
+                    let xt = as_multiplied(dtype, &x[t * cols..][..cols]);
                     for r in 0..rows {
-                        let want: f32 = (0..cols)
-                            .map(|c| exact[r * cols + c] * x[t * cols + c])
-                            .sum();
+                        let want: f32 = (0..cols).map(|c| exact[r * cols + c] * xt[c]).sum();
                         let got = y[t * rows + r];
                         assert!(
                             (got - want).abs() < 1e-4,
@@ -365,6 +402,50 @@ mod tests {
             let p = w.permute_rows(&order).expect("permute");
             p.row_into(rows - 4, &mut row);
             assert_eq!(row, exact[3 * cols..4 * cols]);
+        }
+    }
+
+    /// At SmolLM2's shapes (576 -> 1536 and back, a prompt and one token),
+    /// every product is within the bound the activations' rounding allows
+    /// of the exact f32 product: `Σ_j |w_j|·d_x/2`, `d_x` the scale of the
+    /// block holding `x_j`.
+    #[test]
+    fn quantized_products_stay_within_the_activation_rounding_bound() {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            for (rows, cols) in [(1536, 576), (576, 1536)] {
+                let (w, exact) = weight(dtype, rows, cols);
+                for tokens in [1, 9] {
+                    let x: Vec<f32> = (0..tokens * cols)
+                        .map(|i| (i as f32 * 0.61).sin() * (1.0 + (i % 7) as f32))
+                        .collect();
+                    let y = w.forward(&x, tokens).expect("forward");
+                    for t in 0..tokens {
+                        let xt = &x[t * cols..][..cols];
+                        let steps: Vec<f32> = xt
+                            .chunks(BLOCK)
+                            .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())) / 32767.0)
+                            .collect();
+                        for r in 0..rows {
+                            let wr = &exact[r * cols..][..cols];
+                            let want: f64 = wr
+                                .iter()
+                                .zip(xt)
+                                .map(|(&w, &x)| f64::from(w) * f64::from(x))
+                                .sum();
+                            let bound: f64 = wr
+                                .iter()
+                                .enumerate()
+                                .map(|(c, w)| f64::from(w.abs() * steps[c / BLOCK] / 2.0))
+                                .sum();
+                            let got = f64::from(y[t * rows + r]);
+                            assert!(
+                                (got - want).abs() <= bound * 1.001 + 1e-4,
+                                "{dtype:?} {rows}x{cols} token {t} row {r}: {got} vs {want} (bound {bound})"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

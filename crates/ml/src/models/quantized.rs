@@ -73,14 +73,16 @@ impl QCache {
     }
 }
 
-/// One adapted projection: `A` `(rank, in)`, `B` `(out, rank)`, the rank.
+/// One adapted projection: `A` `(rank, in)`, `Bᵀ` `(rank, out)`, the rank.
+/// `B` is kept transposed so its product is `rank` vectorised row updates
+/// of the output instead of one rank-long dot product per output value.
 type Pair = (Vec<f32>, Vec<f32>, usize);
 
 /// A LoRA adapter's matrices as plain f32, ready for [`QuantizedLlama`].
 #[derive(Debug, Clone)]
 pub struct QAdapter {
     scale: f32,
-    /// Per layer, per target: `A` `(rank, in)` and `B` `(out, rank)`.
+    /// Per layer, per target: `A` `(rank, in)` and `Bᵀ` `(rank, out)`.
     layers: Vec<Vec<Option<Pair>>>,
 }
 
@@ -109,7 +111,7 @@ impl QAdapter {
                 let flat = |t: &candle_core::Tensor| -> Result<Vec<f32>> {
                     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
                 };
-                pairs.push(Some((flat(a)?, flat(b)?, rank)));
+                pairs.push(Some((flat(a)?, flat(&b.t()?.contiguous()?)?, rank)));
             }
             layers.push(pairs);
         }
@@ -288,6 +290,20 @@ impl QuantizedLlama {
         cache: &mut QCache,
         adapter: Option<&QAdapter>,
     ) -> Result<Vec<f32>> {
+        // The whole pass runs on one of rayon's threads: each projection's
+        // parallel loop then starts from inside the pool, where the caller
+        // works on it too, instead of handing every one of the ~240 loops
+        // of a token over from outside and sleeping until it is done.
+        rayon::scope(|_| self.forward_in_pool(tokens, cache, adapter))
+    }
+
+    /// [`Self::forward`]'s work, on a thread of rayon's pool.
+    fn forward_in_pool(
+        &self,
+        tokens: &[u32],
+        cache: &mut QCache,
+        adapter: Option<&QAdapter>,
+    ) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         let (t, h) = (tokens.len(), cfg.hidden_size);
         let offset = cache.len;
@@ -347,20 +363,17 @@ impl QuantizedLlama {
             }
         }
         if let Some(adapter) = adapter
-            && let Some(Some((a, b, rank))) = adapter.layers.get(layer).map(|l| &l[target.index()])
+            && let Some(Some((a, bt, _))) = adapter.layers.get(layer).map(|l| &l[target.index()])
         {
             // y += scale · (x·Aᵀ)·Bᵀ: two thin products, rank wide.
-            let (fan_in, fan_out, rank) = (w.cols(), w.rows(), *rank);
+            let (fan_in, fan_out) = (w.cols(), w.rows());
             fastmath::vectorized(
                 #[inline(always)]
                 || {
-                    let mut low = vec![0f32; rank];
                     for (x, y) in x.chunks_exact(fan_in).zip(y.chunks_exact_mut(fan_out)) {
-                        for (l, a) in low.iter_mut().zip(a.chunks_exact(fan_in)) {
-                            *l = fastmath::dot(a, x) * adapter.scale;
-                        }
-                        for (y, b) in y.iter_mut().zip(b.chunks_exact(rank)) {
-                            *y += fastmath::dot(b, &low);
+                        for (a, b) in a.chunks_exact(fan_in).zip(bt.chunks_exact(fan_out)) {
+                            let low = fastmath::dot(a, x) * adapter.scale;
+                            y.iter_mut().zip(b).for_each(|(y, b)| *y += low * b);
                         }
                     }
                 },

@@ -81,13 +81,12 @@ use error::conflict_on_constraint;
 pub use error::{InviteRefusal, StorageError};
 pub use events::{Event, EventStore, NewEvent, event_kinds};
 pub use federations::{FederationRecord, FederationStore, FederationSync};
-pub use log::bench_sqlite_log;
 pub use publish::{GlobalVersion, Publication, PublishStore};
 pub use rounds::{
     CommitmentReceipt, NewRound, RoundAbort, RoundOutcome, RoundParameters, RoundRecord,
     RoundStore, RoundSummary, RoundUpdate, UploadCommitment,
 };
-pub use sqlite::{DATABASE_FILE, SqliteStorage};
+pub use sqlite::{DATABASE_FILE, SqliteStorage, bench_sqlite_log};
 pub use transparency::{
     GossipCommitment, GossipHead, GossipStore, LogInclusion, LogLeaf, LogStore,
 };

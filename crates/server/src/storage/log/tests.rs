@@ -8,7 +8,7 @@ use hearth_ledger::{MemoryStore, verify_consistency, verify_inclusion};
 use super::*;
 use crate::storage::{
     Enrolment, FederationSync, NewInvite, NewRound, Publication, RoundAbort, RoundUpdate,
-    UploadCommitment,
+    SqliteStorage, UploadCommitment, bench_sqlite_log,
 };
 use hearth_fed::Stage;
 

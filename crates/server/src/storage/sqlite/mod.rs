@@ -28,6 +28,7 @@ use crate::storage::{
     DeviceStore, EventStore, FederationStore, GossipStore, LogStore, PublishStore, RoundStore,
 };
 
+pub use bench::bench_sqlite_log;
 use federations::{create_invite, device, enrol, federation, revoke_device, sync_federation};
 use publish::publish_global;
 use rounds::{
@@ -39,6 +40,7 @@ use rows::{
     SUMMARY_COLUMNS, device_row, federation_row, global_row, json_at, log_event, summary_row,
 };
 
+mod bench;
 mod federations;
 mod publish;
 mod rounds;
