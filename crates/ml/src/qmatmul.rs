@@ -195,27 +195,114 @@ impl QWeight {
 
     /// `y = x·Wᵀ` for `x` `(tokens, cols)` row-major; `y` is `(tokens, rows)`.
     pub(crate) fn forward(&self, x: &[f32], tokens: usize) -> Result<Vec<f32>> {
-        if x.len() != tokens * self.cols {
+        let [y] = Self::forward_group([self], x, tokens)?;
+        Ok(y)
+    }
+
+    /// [`Self::forward`] of several weights with the same input width on
+    /// the same `x` (a layer's q, k and v; its gate and up): the input is
+    /// quantized once and all their rows share one parallel loop, so a
+    /// decoding step pays for fewer hand-offs between threads.
+    pub(crate) fn forward_group<const N: usize>(
+        weights: [&Self; N],
+        x: &[f32],
+        tokens: usize,
+    ) -> Result<[Vec<f32>; N]> {
+        let cols = weights.first().map_or(0, |w| w.cols);
+        if let Some(w) = weights
+            .iter()
+            .find(|w| w.cols != cols)
+            .or_else(|| weights.first().filter(|_| x.len() != tokens * cols))
+        {
             return Err(MlError::InvalidRequest(format!(
                 "{} inputs for {tokens} tokens of width {}",
                 x.len(),
-                self.cols
+                w.cols
             )));
         }
-        let mut y = vec![0f32; tokens * self.rows];
+        let mut ys = weights.map(|w| vec![0f32; tokens * w.rows]);
+        if weights.iter().any(|w| w.blocks().is_none()) {
+            // Plain f32 among them (a GGUF type widened at load): each on
+            // its own.
+            for (w, y) in weights.iter().zip(&mut ys) {
+                match w.blocks() {
+                    None => w.forward_f32(x, tokens, y)?,
+                    Some(_) => [*y] = Self::forward_group([*w], x, tokens)?,
+                }
+            }
+            return Ok(ys);
+        }
+        let xs: Vec<QVector> = x.chunks_exact(cols).map(QVector::quantize).collect();
+        // Products land in (rows, tokens) order, one token's row after
+        // another's, and are transposed at the end (for one token the two
+        // orders are the same).
+        let mut by_row = if tokens == 1 {
+            None
+        } else {
+            Some(weights.map(|w| vec![0f32; tokens * w.rows]))
+        };
+        let outs: Vec<&mut Vec<f32>> = match &mut by_row {
+            Some(buffers) => buffers.iter_mut().collect(),
+            None => ys.iter_mut().collect(),
+        };
+        let chunk = rows_per_task(weights.iter().map(|w| w.rows).sum());
+        let tasks: Vec<(Blocks<'_>, usize, &mut [f32])> = weights
+            .iter()
+            .zip(outs)
+            .flat_map(|(w, out)| {
+                let blocks = w.blocks();
+                out.chunks_mut(chunk * tokens)
+                    .enumerate()
+                    .map(move |(c, o)| (blocks, c * chunk, o))
+            })
+            .filter_map(|(blocks, first, o)| blocks.map(|b| (b, first, o)))
+            .collect();
+        let (nb, kernel) = (cols / BLOCK, Kernel::detect());
+        tasks.into_par_iter().for_each(|(blocks, first, outs)| {
+            kernel.run(
+                #[inline(always)]
+                |k| {
+                    for (i, row_out) in outs.chunks_mut(tokens).enumerate() {
+                        let row = first + i;
+                        let (fours, rest) = xs.as_chunks::<4>();
+                        let (out_fours, out_rest) = row_out.as_chunks_mut::<4>();
+                        for (o, x) in out_fours.iter_mut().zip(fours) {
+                            *o = blocks.row_dots(k, row, nb, [&x[0], &x[1], &x[2], &x[3]]);
+                        }
+                        for (o, x) in out_rest.iter_mut().zip(rest) {
+                            [*o] = blocks.row_dots(k, row, nb, [x]);
+                        }
+                    }
+                },
+            )
+        });
+        if let Some(buffers) = by_row {
+            for ((w, by_row), y) in weights.iter().zip(&buffers).zip(&mut ys) {
+                for (row, values) in by_row.chunks_exact(tokens).enumerate() {
+                    for (t, &v) in values.iter().enumerate() {
+                        y[t * w.rows + row] = v;
+                    }
+                }
+            }
+        }
+        Ok(ys)
+    }
+
+    /// The blocks of a quantized weight; `None` for plain f32.
+    fn blocks(&self) -> Option<Blocks<'_>> {
         match &self.data {
-            QData::Q4_1 { d, m, qs } => self.product_int8(
-                &quantized_tokens(x, self.cols),
-                &mut y,
-                Blocks::Q4_1 { d, m, qs },
-            ),
-            QData::Q8_0 { d, qs } => self.product_int8(
-                &quantized_tokens(x, self.cols),
-                &mut y,
-                Blocks::Q8_0 { d, qs },
-            ),
+            QData::Q4_1 { d, m, qs } => Some(Blocks::Q4_1 { d, m, qs }),
+            QData::Q8_0 { d, qs } => Some(Blocks::Q8_0 { d, qs }),
+            QData::F32(_) => None,
+        }
+    }
+
+    /// `y = x·Wᵀ` for plain f32 weights (`gemm` from a few tokens on);
+    /// only called for them.
+    fn forward_f32(&self, x: &[f32], tokens: usize, y: &mut [f32]) -> Result<()> {
+        match &self.data {
             QData::F32(v) if tokens >= GEMM_FROM_TOKENS => gemm::product(
-                &mut y,
+                y,
                 self.rows,
                 View::new(x, tokens, self.cols),
                 View::new(v, self.rows, self.cols).t(),
@@ -228,57 +315,13 @@ impl QWeight {
                     matvec_f32(v, self.cols, &x[t * self.cols..][..self.cols], y);
                 }
             }
+            _ => {}
         }
-        Ok(y)
-    }
-
-    /// `y[t][row] = W[row]·xs[t]` for every token and row: rows split
-    /// over rayon's threads, each row taken through the tokens four at a
-    /// time (each block unpacked once for four) while its blocks are in
-    /// cache. Tasks write a `(rows, tokens)` buffer, transposed into `y`
-    /// `(tokens, rows)` at the end (for one token the two are the same).
-    fn product_int8(&self, xs: &[QVector], y: &mut [f32], blocks: Blocks<'_>) {
-        let (rows, tokens) = (self.rows, xs.len());
-        let nb = self.cols / BLOCK;
-        let kernel = Kernel::detect();
-        let chunk = rows_per_task(rows);
-        let mut by_row = vec![0f32; if tokens == 1 { 0 } else { rows * tokens }];
-        let out = if tokens == 1 {
-            &mut *y
-        } else {
-            &mut by_row[..]
-        };
-        out.par_chunks_mut(chunk * tokens)
-            .enumerate()
-            .for_each(|(c, outs)| {
-                kernel.run(
-                    #[inline(always)]
-                    |k| {
-                        for (i, row_out) in outs.chunks_mut(tokens).enumerate() {
-                            let row = c * chunk + i;
-                            let (fours, rest) = xs.as_chunks::<4>();
-                            let (out_fours, out_rest) = row_out.as_chunks_mut::<4>();
-                            for (o, x) in out_fours.iter_mut().zip(fours) {
-                                *o = blocks.row_dots(k, row, nb, [&x[0], &x[1], &x[2], &x[3]]);
-                            }
-                            for (o, x) in out_rest.iter_mut().zip(rest) {
-                                [*o] = blocks.row_dots(k, row, nb, [x]);
-                            }
-                        }
-                    },
-                )
-            });
-        if tokens > 1 {
-            for (row, values) in by_row.chunks_exact(tokens).enumerate() {
-                for (t, &v) in values.iter().enumerate() {
-                    y[t * rows + row] = v;
-                }
-            }
-        }
+        Ok(())
     }
 }
 
-/// A quantized weight's blocks, as [`QWeight::product_int8`] multiplies them.
+/// A quantized weight's blocks, as [`QWeight::forward_group`] multiplies them.
 #[derive(Clone, Copy)]
 enum Blocks<'a> {
     Q4_1 {
@@ -316,11 +359,6 @@ impl Blocks<'_> {
             }
         }
     }
-}
-
-/// Each token's activations (`cols` wide) quantized to 8 bits per block.
-fn quantized_tokens(x: &[f32], cols: usize) -> Vec<QVector> {
-    x.chunks_exact(cols).map(QVector::quantize).collect()
 }
 
 /// Rows per rayon task: enough work to pay for the hand-off, several

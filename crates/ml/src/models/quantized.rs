@@ -340,46 +340,50 @@ impl QuantizedLlama {
         self.head.as_ref().unwrap_or(&self.embed).forward(&last, 1)
     }
 
-    /// One projection of `x` `(t, in)`, plus the adapter's update.
-    fn project(
+    /// Projections of the same `x` `(t, in)` (one parallel product for
+    /// all), each with its bias and the adapter's update.
+    fn project<const N: usize>(
         &self,
         layer: usize,
         block: &QBlock,
-        target: Target,
+        targets: [Target; N],
         x: &[f32],
         t: usize,
         adapter: Option<&QAdapter>,
-    ) -> Result<Vec<f32>> {
-        let w = &block.proj[target.index()];
-        let mut y = w.forward(x, t)?;
-        if let Some(bias) = match target {
-            Target::QProj => block.bias[0].as_ref(),
-            Target::KProj => block.bias[1].as_ref(),
-            Target::VProj => block.bias[2].as_ref(),
-            _ => None,
-        } {
-            for row in y.chunks_mut(w.rows()) {
-                row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+    ) -> Result<[Vec<f32>; N]> {
+        let weights = targets.map(|target| &block.proj[target.index()]);
+        let mut ys = QWeight::forward_group(weights, x, t)?;
+        for ((target, w), y) in targets.into_iter().zip(weights).zip(&mut ys) {
+            if let Some(bias) = match target {
+                Target::QProj => block.bias[0].as_ref(),
+                Target::KProj => block.bias[1].as_ref(),
+                Target::VProj => block.bias[2].as_ref(),
+                _ => None,
+            } {
+                for row in y.chunks_mut(w.rows()) {
+                    row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+                }
+            }
+            if let Some(adapter) = adapter
+                && let Some(Some((a, bt, _))) =
+                    adapter.layers.get(layer).map(|l| &l[target.index()])
+            {
+                // y += scale · (x·Aᵀ)·Bᵀ: two thin products, rank wide.
+                let (fan_in, fan_out) = (w.cols(), w.rows());
+                fastmath::vectorized(
+                    #[inline(always)]
+                    || {
+                        for (x, y) in x.chunks_exact(fan_in).zip(y.chunks_exact_mut(fan_out)) {
+                            for (a, b) in a.chunks_exact(fan_in).zip(bt.chunks_exact(fan_out)) {
+                                let low = fastmath::dot(a, x) * adapter.scale;
+                                y.iter_mut().zip(b).for_each(|(y, b)| *y += low * b);
+                            }
+                        }
+                    },
+                );
             }
         }
-        if let Some(adapter) = adapter
-            && let Some(Some((a, bt, _))) = adapter.layers.get(layer).map(|l| &l[target.index()])
-        {
-            // y += scale · (x·Aᵀ)·Bᵀ: two thin products, rank wide.
-            let (fan_in, fan_out) = (w.cols(), w.rows());
-            fastmath::vectorized(
-                #[inline(always)]
-                || {
-                    for (x, y) in x.chunks_exact(fan_in).zip(y.chunks_exact_mut(fan_out)) {
-                        for (a, b) in a.chunks_exact(fan_in).zip(bt.chunks_exact(fan_out)) {
-                            let low = fastmath::dot(a, x) * adapter.scale;
-                            y.iter_mut().zip(b).for_each(|(y, b)| *y += low * b);
-                        }
-                    }
-                },
-            );
-        }
-        Ok(y)
+        Ok(ys)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -405,9 +409,14 @@ impl QuantizedLlama {
         for row in normed.chunks_mut(h) {
             rms_norm(row, &block.input_norm, eps);
         }
-        let mut q = self.project(layer, block, Target::QProj, &normed, t, adapter)?;
-        let mut k = self.project(layer, block, Target::KProj, &normed, t, adapter)?;
-        let v = self.project(layer, block, Target::VProj, &normed, t, adapter)?;
+        let [mut q, mut k, v] = self.project(
+            layer,
+            block,
+            [Target::QProj, Target::KProj, Target::VProj],
+            &normed,
+            t,
+            adapter,
+        )?;
         for i in 0..t {
             self.rope(&mut q[i * heads * dim..][..heads * dim], offset + i);
             self.rope(&mut k[i * kv_width..][..kv_width], offset + i);
@@ -424,48 +433,62 @@ impl QuantizedLlama {
         let group = heads / kv_heads;
         let scale = 1.0 / (dim as f32).sqrt();
         let mut attended = vec![0f32; t * heads * dim];
-        attended
-            .par_chunks_mut(dim)
-            .enumerate()
-            .for_each(|(task, out)| {
-                let (i, head) = (task / heads, task % heads);
-                let kv = head / group;
-                let query = &q[(i * heads + head) * dim..][..dim];
-                let seen = offset + i + 1;
-                fastmath::vectorized(
-                    #[inline(always)]
-                    || {
-                        let mut scores: Vec<f32> = (0..seen)
-                            .map(|p| {
-                                fastmath::dot(query, &keys[p * kv_width + kv * dim..][..dim])
-                                    * scale
-                            })
-                            .collect();
-                        let top = fastmath::max(&scores);
-                        let mut total = 0f32;
-                        for s in &mut scores {
-                            *s = fastmath::exp(*s - top);
-                            total += *s;
+        let attend = |task: usize, out: &mut [f32]| {
+            let (i, head) = (task / heads, task % heads);
+            let kv = head / group;
+            let query = &q[(i * heads + head) * dim..][..dim];
+            let seen = offset + i + 1;
+            fastmath::vectorized(
+                #[inline(always)]
+                || {
+                    let mut scores: Vec<f32> = (0..seen)
+                        .map(|p| {
+                            fastmath::dot(query, &keys[p * kv_width + kv * dim..][..dim]) * scale
+                        })
+                        .collect();
+                    let top = fastmath::max(&scores);
+                    let mut total = 0f32;
+                    for s in &mut scores {
+                        *s = fastmath::exp(*s - top);
+                        total += *s;
+                    }
+                    let inverse = 1.0 / total;
+                    for (p, &w) in scores.iter().enumerate() {
+                        let value = &values[p * kv_width + kv * dim..][..dim];
+                        for (o, v) in out.iter_mut().zip(value) {
+                            *o += w * inverse * v;
                         }
-                        let inverse = 1.0 / total;
-                        for (p, &w) in scores.iter().enumerate() {
-                            let value = &values[p * kv_width + kv * dim..][..dim];
-                            for (o, v) in out.iter_mut().zip(value) {
-                                *o += w * inverse * v;
-                            }
-                        }
-                    },
-                )
-            });
-        let o = self.project(layer, block, Target::OProj, &attended, t, adapter)?;
+                    }
+                },
+            )
+        };
+        // One token's heads are too little work to share between threads.
+        if t == 1 {
+            attended
+                .chunks_mut(dim)
+                .enumerate()
+                .for_each(|(task, out)| attend(task, out));
+        } else {
+            attended
+                .par_chunks_mut(dim)
+                .enumerate()
+                .for_each(|(task, out)| attend(task, out));
+        }
+        let [o] = self.project(layer, block, [Target::OProj], &attended, t, adapter)?;
         x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 
         let mut normed = x.to_vec();
         for row in normed.chunks_mut(h) {
             rms_norm(row, &block.post_norm, eps);
         }
-        let mut gate = self.project(layer, block, Target::GateProj, &normed, t, adapter)?;
-        let up = self.project(layer, block, Target::UpProj, &normed, t, adapter)?;
+        let [mut gate, up] = self.project(
+            layer,
+            block,
+            [Target::GateProj, Target::UpProj],
+            &normed,
+            t,
+            adapter,
+        )?;
         fastmath::vectorized(
             #[inline(always)]
             || {
@@ -474,7 +497,7 @@ impl QuantizedLlama {
                 }
             },
         );
-        let down = self.project(layer, block, Target::DownProj, &gate, t, adapter)?;
+        let [down] = self.project(layer, block, [Target::DownProj], &gate, t, adapter)?;
         x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
         Ok(())
     }
