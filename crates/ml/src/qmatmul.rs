@@ -221,6 +221,9 @@ impl QWeight {
             )));
         }
         let mut ys = weights.map(|w| vec![0f32; tokens * w.rows]);
+        if tokens == 0 {
+            return Ok(ys);
+        }
         if weights.iter().any(|w| w.blocks().is_none()) {
             // Plain f32 among them (a GGUF type widened at load): each on
             // its own.
@@ -441,6 +444,32 @@ mod tests {
             p.row_into(rows - 4, &mut row);
             assert_eq!(row, exact[3 * cols..4 * cols]);
         }
+    }
+
+    /// A group gives each weight's own product, whatever its storage, and
+    /// refuses inputs of the wrong width.
+    #[test]
+    fn a_group_multiplies_each_weight_as_alone() {
+        let cols = 64;
+        let weights = [
+            weight(GgmlDType::Q4_1, 40, cols).0,
+            weight(GgmlDType::F32, 24, cols).0,
+            weight(GgmlDType::Q8_0, 8, cols).0,
+        ];
+        for tokens in [0, 1, 6] {
+            let x: Vec<f32> = (0..tokens * cols)
+                .map(|i| (i as f32 * 0.23).cos())
+                .collect();
+            let group = QWeight::forward_group([&weights[0], &weights[1], &weights[2]], &x, tokens)
+                .expect("group");
+            for (w, y) in weights.iter().zip(&group) {
+                assert_eq!(y, &w.forward(&x, tokens).expect("alone"));
+                assert_eq!(y.len(), tokens * w.rows());
+            }
+        }
+        assert!(QWeight::forward_group([&weights[0]], &[0.0; 10], 1).is_err());
+        let narrow = weight(GgmlDType::Q4_1, 8, 32).0;
+        assert!(QWeight::forward_group([&weights[0], &narrow], &[0.0; 64], 1).is_err());
     }
 
     /// At SmolLM2's shapes (576 -> 1536 and back, a prompt and one token),

@@ -250,9 +250,9 @@ mod avx2 {
         x: &[i16; BLOCK],
         scale: f32,
     ) -> __m256 {
-        let [x_low, x_high]: [[i16; 16]; 2] = pulp::cast(*x);
-        let low = simd.avx2._mm256_madd_epi16(w_low, pulp::cast(x_low));
-        let high = simd.avx2._mm256_madd_epi16(w_high, pulp::cast(x_high));
+        let [x_low, x_high]: [__m256i; 2] = pulp::cast(*x);
+        let low = simd.avx2._mm256_madd_epi16(w_low, x_low);
+        let high = simd.avx2._mm256_madd_epi16(w_high, x_high);
         let sums = simd
             .avx
             ._mm256_cvtepi32_ps(simd.avx2._mm256_add_epi32(low, high));
@@ -275,10 +275,10 @@ mod avx2 {
         dw: f32,
         b: usize,
         xq: &[&[[i16; BLOCK]]; N],
-        xs: &[&QVector; N],
+        xd: &[&[f32]; N],
     ) {
         for t in 0..N {
-            acc[t] = block(simd, acc[t], w, &xq[t][b], dw * xs[t].d[b]);
+            acc[t] = block(simd, acc[t], w, &xq[t][b], dw * xd[t][b]);
         }
     }
 
@@ -290,9 +290,16 @@ mod avx2 {
         xs: [&QVector; N],
         unpack: impl Fn(V3, &W) -> Widened,
     ) -> [f32; N] {
+        // Every vector cut to the row's length up front, so the indexing
+        // below needs no checks.
+        let nb = blocks.len();
         let xq = xs.map(
             #[inline(always)]
-            |x| x.qs.as_chunks::<BLOCK>().0,
+            |x| &x.qs.as_chunks::<BLOCK>().0[..nb],
+        );
+        let xd = xs.map(
+            #[inline(always)]
+            |x| &x.d[..nb],
         );
         let zero = simd.avx._mm256_setzero_ps();
         let (mut even, mut odd) = ([zero; N], [zero; N]);
@@ -302,7 +309,7 @@ mod avx2 {
             // One vector (decoding): every slice walked in step, without
             // index checks.
             let (xq, _) = xq[0].as_chunks::<2>();
-            let (xd, _) = xs[0].d.as_chunks::<2>();
+            let (xd, _) = xd[0].as_chunks::<2>();
             for ((([w0, w1], [d0, d1]), [x0, x1]), [e0, e1]) in
                 pairs.iter().zip(scales).zip(xq).zip(xd)
             {
@@ -312,13 +319,13 @@ mod avx2 {
         } else {
             for (p, ([w0, w1], [d0, d1])) in pairs.iter().zip(scales).enumerate() {
                 let b = 2 * p;
-                accumulate(simd, &mut even, unpack(simd, w0), *d0, b, &xq, &xs);
-                accumulate(simd, &mut odd, unpack(simd, w1), *d1, b + 1, &xq, &xs);
+                accumulate(simd, &mut even, unpack(simd, w0), *d0, b, &xq, &xd);
+                accumulate(simd, &mut odd, unpack(simd, w1), *d1, b + 1, &xq, &xd);
             }
         }
         if let [w] = last {
             let b = 2 * pairs.len();
-            accumulate(simd, &mut even, unpack(simd, w), d[b], b, &xq, &xs);
+            accumulate(simd, &mut even, unpack(simd, w), d[b], b, &xq, &xd);
         }
         let mut dots = [0f32; N];
         for t in 0..N {
@@ -376,10 +383,10 @@ mod avx512 {
         dw: f32,
         b: usize,
         xq: &[&[[i16; BLOCK]]; N],
-        xs: &[&QVector; N],
+        xd: &[&[f32]; N],
     ) {
         for t in 0..N {
-            acc[t] = one(simd, acc[t], w, &xq[t][b], dw * xs[t].d[b]);
+            acc[t] = one(simd, acc[t], w, &xq[t][b], dw * xd[t][b]);
         }
     }
 
@@ -391,9 +398,16 @@ mod avx512 {
         xs: [&QVector; N],
         unpack: impl Fn(V4, &W) -> __m512i,
     ) -> [f32; N] {
+        // Every vector cut to the row's length up front, so the indexing
+        // below needs no checks.
+        let nb = blocks.len();
         let xq = xs.map(
             #[inline(always)]
-            |x| x.qs.as_chunks::<BLOCK>().0,
+            |x| &x.qs.as_chunks::<BLOCK>().0[..nb],
+        );
+        let xd = xs.map(
+            #[inline(always)]
+            |x| &x.d[..nb],
         );
         let zero = simd.avx512f._mm512_setzero_ps();
         let (mut even, mut odd) = ([zero; N], [zero; N]);
@@ -403,7 +417,7 @@ mod avx512 {
             // One vector (decoding): every slice walked in step, without
             // index checks.
             let (xq, _) = xq[0].as_chunks::<2>();
-            let (xd, _) = xs[0].d.as_chunks::<2>();
+            let (xd, _) = xd[0].as_chunks::<2>();
             for ((([w0, w1], [d0, d1]), [x0, x1]), [e0, e1]) in
                 pairs.iter().zip(scales).zip(xq).zip(xd)
             {
@@ -413,13 +427,13 @@ mod avx512 {
         } else {
             for (p, ([w0, w1], [d0, d1])) in pairs.iter().zip(scales).enumerate() {
                 let b = 2 * p;
-                accumulate(simd, &mut even, unpack(simd, w0), *d0, b, &xq, &xs);
-                accumulate(simd, &mut odd, unpack(simd, w1), *d1, b + 1, &xq, &xs);
+                accumulate(simd, &mut even, unpack(simd, w0), *d0, b, &xq, &xd);
+                accumulate(simd, &mut odd, unpack(simd, w1), *d1, b + 1, &xq, &xd);
             }
         }
         if let [w] = last {
             let b = 2 * pairs.len();
-            accumulate(simd, &mut even, unpack(simd, w), d[b], b, &xq, &xs);
+            accumulate(simd, &mut even, unpack(simd, w), d[b], b, &xq, &xd);
         }
         let mut dots = [0f32; N];
         for t in 0..N {
