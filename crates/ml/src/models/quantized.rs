@@ -132,31 +132,39 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
         .map_err(|e| MlError::bad_model(path, format!("GGUF header: {e}")))?;
     let header = loader::header(&content, file_len).map_err(|r| MlError::bad_model(path, r))?;
     let cfg = header.config;
-    let mut tensor = |name: &str| -> Result<candle_core::quantized::QTensor> {
-        content
-            .tensor(&mut reader, name, &Device::Cpu)
-            .map_err(|e| MlError::bad_model(path, format!("tensor {name}: {e}")))
-    };
+    let tensor =
+        |reader: &mut BufReader<File>, name: &str| -> Result<candle_core::quantized::QTensor> {
+            content
+                .tensor(reader, name, &Device::Cpu)
+                .map_err(|e| MlError::bad_model(path, format!("tensor {name}: {e}")))
+        };
     let vector = |t: candle_core::quantized::QTensor| -> Result<Vec<f32>> {
         Ok(t.dequantize(&Device::Cpu)?
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1()?)
     };
-    let embed = QWeight::from_qtensor(&tensor("token_embd.weight")?)?;
+    let weight = |reader: &mut BufReader<File>, name: &str| -> Result<QWeight> {
+        let info = content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| MlError::bad_model(path, format!("no tensor {name}")))?;
+        QWeight::read_gguf(path, reader, name, info, content.tensor_data_offset)
+    };
+    let embed = weight(&mut reader, "token_embd.weight")?;
     let head = if content.tensor_infos.contains_key("output.weight") && !cfg.tie_word_embeddings {
-        Some(QWeight::from_qtensor(&tensor("output.weight")?)?)
+        Some(weight(&mut reader, "output.weight")?)
     } else {
         None
     };
-    let norm = vector(tensor("output_norm.weight")?)?;
+    let norm = vector(tensor(&mut reader, "output_norm.weight")?)?;
     let llama_order = header.architecture == "llama";
     let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
     for layer in 0..cfg.num_hidden_layers {
         let name = |n: &str| format!("blk.{layer}.{n}");
         let mut proj = Vec::with_capacity(Target::ALL.len());
         for target in Target::ALL {
-            let mut w = QWeight::from_qtensor(&tensor(&name(gguf_name(target)))?)?;
+            let mut w = weight(&mut reader, &name(gguf_name(target)))?;
             let (fan_in, fan_out) = target.shape(&cfg);
             if (w.cols(), w.rows()) != (fan_in, fan_out) {
                 return Err(MlError::bad_model(
@@ -183,12 +191,12 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
                 .iter_mut()
                 .zip(["attn_q.bias", "attn_k.bias", "attn_v.bias"])
             {
-                *slot = Some(vector(tensor(&name(n))?)?);
+                *slot = Some(vector(tensor(&mut reader, &name(n))?)?);
             }
         }
         blocks.push(QBlock {
-            input_norm: vector(tensor(&name("attn_norm.weight"))?)?,
-            post_norm: vector(tensor(&name("ffn_norm.weight"))?)?,
+            input_norm: vector(tensor(&mut reader, &name("attn_norm.weight"))?)?,
+            post_norm: vector(tensor(&mut reader, &name("ffn_norm.weight"))?)?,
             proj,
             bias,
         });
