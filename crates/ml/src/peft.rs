@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{MlError, Result};
 use crate::loaders::{LoadedModel, ModelInfo, sha256_file};
 use crate::lora::{LoraAdapter, LoraConfig, Target};
+use crate::models::llama::Config;
 
 /// The weights file.
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -205,15 +206,27 @@ pub fn read_files(dir: &Path) -> Result<AdapterFiles> {
 /// Loads the adapter in `dir` for `model`, refusing one trained on another
 /// base model or shaped for another architecture.
 pub fn load(dir: &Path, model: &LoadedModel) -> Result<(LoraAdapter, AdapterFiles)> {
+    load_for(dir, &model.info, model.model.config(), model.model.device())
+}
+
+/// [`load`] for a base model known by its identity and configuration
+/// rather than loaded (generation on the quantized weights never builds
+/// the f32 model).
+pub fn load_for(
+    dir: &Path,
+    info: &ModelInfo,
+    config: &Config,
+    device: &Device,
+) -> Result<(LoraAdapter, AdapterFiles)> {
     let files = read_files(dir)?;
     if let Some(base) = &files.base_model_sha256
-        && base != &model.info.sha256
+        && base != &info.sha256
     {
         return Err(MlError::AdapterMismatch(format!(
             "it was trained on base model {} (sha256 {base}), not {} (sha256 {})",
             files.base_model_name.as_deref().unwrap_or("?"),
-            model.info.name,
-            model.info.sha256
+            info.name,
+            info.sha256
         )));
     }
     let tensors = candle_core::safetensors::load(dir.join(WEIGHTS_FILE), &Device::Cpu)?;
@@ -228,11 +241,6 @@ pub fn load(dir: &Path, model: &LoadedModel) -> Result<(LoraAdapter, AdapterFile
             )
         })
         .collect();
-    let adapter = LoraAdapter::from_tensors(
-        &files.config,
-        model.model.config(),
-        &tensors,
-        model.model.device(),
-    )?;
+    let adapter = LoraAdapter::from_tensors(&files.config, config, &tensors, device)?;
     Ok((adapter, files))
 }

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use hearth_ml::candle::Device;
 use hearth_ml::peft::{self, AdapterFiles};
-use hearth_ml::{LoadedModel, LoraAdapter, ModelInfo};
+use hearth_ml::{Config, LoadedModel, LoraAdapter, ModelInfo};
 use hearth_store::{AdapterId, Library, NewAdapter, RunId};
 
 use crate::error::{PersonalizeError, Result};
@@ -85,8 +86,27 @@ fn record(
 
 /// Loads a library adapter for `model`, refusing one made for another base.
 pub fn load_adapter(library: &Library, id: AdapterId, model: &LoadedModel) -> Result<LoraAdapter> {
+    load_adapter_for(
+        library,
+        id,
+        &model.info,
+        model.model.config(),
+        model.model.device(),
+    )
+}
+
+/// [`load_adapter`] for a base model known by its identity and
+/// configuration (generation on quantized weights, which never builds the
+/// f32 model).
+pub(crate) fn load_adapter_for(
+    library: &Library,
+    id: AdapterId,
+    info: &ModelInfo,
+    config: &Config,
+    device: &Device,
+) -> Result<LoraAdapter> {
     let record = library.adapter(id)?;
-    let (adapter, _) = peft::load(&library.adapter_path(&record), model)?;
+    let (adapter, _) = peft::load_for(&library.adapter_path(&record), info, config, device)?;
     Ok(adapter)
 }
 

@@ -9,14 +9,19 @@
 //! [`GenerationEvent`]s to whatever renders them (stdout, a Tauri
 //! channel).
 
+use std::path::Path;
+
 use hearth_ml::candle::Device;
 use hearth_ml::generate::{Generation, Quantized, Sampling, generate, generate_with};
-use hearth_ml::models::quantized::{self, QAdapter};
+use hearth_ml::models::quantized::{self, QAdapter, QuantizedLlama};
+use hearth_ml::{LoadedModel, LoraAdapter, ModelInfo, TextTokenizer};
 use hearth_progress::CancelToken;
 use hearth_store::{AdapterId, Library};
 use serde::{Deserialize, Serialize};
 
-use crate::{PersonalizeError, Result, load_adapter, load_model};
+use crate::adapters::load_adapter_for;
+use crate::text::resolve_model;
+use crate::{PersonalizeError, Result, load_adapter};
 
 /// Longest prompt accepted, in characters (the models' contexts are far
 /// shorter; this only keeps a pasted book out of the tokenizer).
@@ -208,32 +213,23 @@ pub fn generate_text(
     on_event(GenerationEvent::Loading {
         model: model.clone().unwrap_or_else(|| "default text model".into()),
     });
-    let (_, loaded) = load_model(model.as_deref(), device)?;
-    let adapter = request
-        .adapter_id
-        .map(|id| load_adapter(library, id, &loaded))
-        .transpose()?;
-    let text = match (request.raw, loaded.tokenizer.chat_prompt(&request.prompt)?) {
+    let (_, path) = resolve_model(model.as_deref())?;
+    let engine = Engine::load(library, &path, request.adapter_id, device)?;
+    let tokenizer = engine.tokenizer();
+    let text = match (request.raw, tokenizer.chat_prompt(&request.prompt)?) {
         (false, Some(chat)) => chat,
         _ => request.prompt.clone(),
     };
-    let prompt = loaded.tokenizer.encode(&text, true)?;
+    let prompt = tokenizer.encode(&text, true)?;
     let sampling = request.sampling();
-    // On a CPU, a GGUF model generates from its quantized weights (several
-    // times faster than the f32 copy training uses; same logits within
-    // rounding, see hearth-ml's tests/quantized.rs).
-    let fast = match (loaded.info.format, device, loaded.info.files.first()) {
-        ("gguf", Device::Cpu, Some(path)) => Some(quantized::load(path)?.0),
-        _ => None,
-    };
     let mut passes = Vec::new();
-    if request.compare || adapter.is_none() {
-        passes.push((Pass::Base, None));
+    if request.compare || request.adapter_id.is_none() {
+        passes.push(Pass::Base);
     }
-    if let Some(adapter) = adapter.as_ref() {
-        passes.push((Pass::Personalized, Some(adapter)));
+    if request.adapter_id.is_some() {
+        passes.push(Pass::Personalized);
     }
-    for (pass, adapter) in passes {
+    for pass in passes {
         if cancel.is_cancelled() {
             return Err(PersonalizeError::Cancelled);
         }
@@ -244,23 +240,8 @@ pub fn generate_text(
                 text: piece.to_owned(),
             });
         };
-        let result: Generation = match &fast {
-            Some(model) => {
-                let adapter = adapter.map(|a| QAdapter::new(a, model)).transpose()?;
-                let decoder = Quantized {
-                    model,
-                    adapter: adapter.as_ref(),
-                };
-                generate_with(
-                    &decoder,
-                    &loaded.tokenizer,
-                    &prompt,
-                    &sampling,
-                    &mut on_text,
-                )?
-            }
-            None => generate(&loaded, adapter, &prompt, &sampling, &mut on_text)?,
-        };
+        let personalized = pass == Pass::Personalized;
+        let result = engine.generate(personalized, &prompt, &sampling, &mut on_text)?;
         on_event(GenerationEvent::End {
             pass,
             prompt_tokens: result.prompt_tokens,
@@ -269,6 +250,96 @@ pub fn generate_text(
         });
     }
     Ok(())
+}
+
+/// The model a request generates with, and its adapter if one is named.
+enum Engine {
+    /// On a CPU, a GGUF generates from its quantized weights: several
+    /// times faster than the f32 copy training uses, with logits within
+    /// 2e-2 of it (hearth-ml's tests/quantized.rs), and without building
+    /// that copy (four times the file in memory, and its load time).
+    Quantized {
+        model: QuantizedLlama,
+        tokenizer: TextTokenizer,
+        adapter: Option<QAdapter>,
+    },
+    /// Any other model or device: the f32 model.
+    Reference {
+        loaded: LoadedModel,
+        adapter: Option<LoraAdapter>,
+    },
+}
+
+impl Engine {
+    fn load(
+        library: &Library,
+        path: &Path,
+        adapter_id: Option<AdapterId>,
+        device: &Device,
+    ) -> Result<Self> {
+        let gguf = path.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        if gguf && matches!(device, Device::Cpu) {
+            let (model, tokenizer) = quantized::load(path)?;
+            let adapter = match adapter_id {
+                Some(id) => {
+                    let info = ModelInfo::of_gguf(path)?;
+                    let lora = load_adapter_for(library, id, &info, model.config(), device)?;
+                    Some(QAdapter::new(&lora, &model)?)
+                }
+                None => None,
+            };
+            return Ok(Engine::Quantized {
+                model,
+                tokenizer,
+                adapter,
+            });
+        }
+        let loaded = hearth_ml::load(path, device)?;
+        let adapter = adapter_id
+            .map(|id| load_adapter(library, id, &loaded))
+            .transpose()?;
+        Ok(Engine::Reference { loaded, adapter })
+    }
+
+    fn tokenizer(&self) -> &TextTokenizer {
+        match self {
+            Engine::Quantized { tokenizer, .. } => tokenizer,
+            Engine::Reference { loaded, .. } => &loaded.tokenizer,
+        }
+    }
+
+    /// One pass, with the adapter when `personalized`.
+    fn generate(
+        &self,
+        personalized: bool,
+        prompt: &[u32],
+        sampling: &Sampling,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation> {
+        Ok(match self {
+            Engine::Quantized {
+                model,
+                tokenizer,
+                adapter,
+            } => {
+                let decoder = Quantized {
+                    model,
+                    adapter: adapter.as_ref().filter(|_| personalized),
+                };
+                generate_with(&decoder, tokenizer, prompt, sampling, on_text)?
+            }
+            Engine::Reference { loaded, adapter } => generate(
+                loaded,
+                adapter.as_ref().filter(|_| personalized),
+                prompt,
+                sampling,
+                on_text,
+            )?,
+        })
+    }
 }
 
 #[cfg(test)]

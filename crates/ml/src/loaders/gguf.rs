@@ -84,20 +84,27 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     let model = Llama::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, device))
         .map_err(|e| MlError::bad_model(path, e.to_string()))?;
     let tokenizer = TextTokenizer::from_gguf_vocabulary(&vocabulary)?;
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
     Ok(LoadedModel {
         model,
         tokenizer,
-        info: ModelInfo {
-            name,
+        info: ModelInfo::of_gguf(path)?,
+    })
+}
+
+impl ModelInfo {
+    /// The identity of the GGUF file at `path` (its name, and the sha256
+    /// adapters record), without loading it.
+    pub fn of_gguf(path: &Path) -> Result<Self> {
+        Ok(ModelInfo {
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             format: "gguf",
             sha256: sha256_file(path)?,
             files: vec![path.to_path_buf()],
-        },
-    })
+        })
+    }
 }
 
 /// Refuses a file whose tensors extend past its end (a truncated download)

@@ -72,6 +72,14 @@ pub fn planned_steps(run: &hearth_store::Run) -> Option<u64> {
 /// Loads a base model by registry name or path (the default text model
 /// when `None`); returns the name it was asked by and the model.
 pub fn load_model(model: Option<&str>, device: &Device) -> Result<(String, LoadedModel)> {
+    let (name, path) = resolve_model(model)?;
+    Ok((name, hearth_ml::load(&path, device)?))
+}
+
+/// Where a base model named by registry name or path is (the default text
+/// model when `None`), with the name it was asked by; a model that came
+/// in a package is checked against its recorded sha256 first.
+pub(crate) fn resolve_model(model: Option<&str>) -> Result<(String, std::path::PathBuf)> {
     let name = match model {
         Some(model) => model.to_owned(),
         None => registry::default_model("text")?.name,
@@ -82,7 +90,7 @@ pub fn load_model(model: Option<&str>, device: &Device) -> Result<(String, Loade
     {
         entry.verify_package_file(&path)?;
     }
-    Ok((name, hearth_ml::load(&path, device)?))
+    Ok((name, path))
 }
 
 /// Narrows the frozen weights as the configuration asks (bf16/f16).
