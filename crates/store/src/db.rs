@@ -89,12 +89,7 @@ impl Library {
         // lock is held only for this setup and released as `guard` drops
         // (or the process dies).
         let lock_path = root.join(MIGRATION_LOCK_FILE);
-        let guard = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::io(&lock_path, e))?;
+        let guard = lock_file(&lock_path)?;
         guard.lock().map_err(|e| StoreError::io(&lock_path, e))?;
 
         let mut conn = Connection::open(&db_path)?;
@@ -141,18 +136,24 @@ impl Library {
     /// process dies, however it dies).
     pub(crate) fn lock_for_import(&self) -> Result<File> {
         let path = self.root.join(IMPORT_LOCK_FILE);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
+        let file = lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(TryLockError::WouldBlock) => Err(StoreError::Busy(self.root.clone())),
             Err(TryLockError::Error(e)) => Err(StoreError::io(path, e)),
         }
     }
+}
+
+/// The lock file at `path`, created if missing (its content is never
+/// used; only its advisory lock is).
+fn lock_file(path: &Path) -> Result<File> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))
 }
 
 /// Opens a library's database at `path` read-only, for readers outside
