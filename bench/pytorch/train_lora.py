@@ -3,13 +3,15 @@
 
 Measures LoRA fine-tuning step time (forward + backward + AdamW step +
 zero_grad) of a Llama-architecture model (default: SmolLM2-135M's shape) on
-the CPU in f32, and optionally greedy KV-cached generation speed of the base
-model. Prints exactly one JSON line on stdout; everything else goes to stderr.
+the CPU in f32 (or, with --dtype bf16, a bf16 base under torch.autocast),
+and optionally greedy KV-cached generation speed of the base model. Prints
+exactly one JSON line on stdout; everything else goes to stderr.
 
 Run it through bench/pytorch/run.sh, which provides the pinned environment.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -94,6 +96,9 @@ def parse_args(argv=None):
     p.add_argument("--prompt-len", type=int, default=PROMPT_LEN,
                    help="prompt tokens for --generate (hearth bench generate sets it)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and token ids")
+    p.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                   help="type of the frozen base weights; bf16 also runs the forward pass under "
+                        "torch.autocast(bfloat16) (the LoRA weights and optimizer stay f32)")
     a = p.parse_args(argv)
     for name in ("rank", "threads", "batch", "seq", "steps"):
         if getattr(a, name) < 1:
@@ -200,7 +205,8 @@ def main(argv=None):
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 3
-    model = model.to(dtype=torch.float32, device="cpu")
+    base_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    model = model.to(dtype=base_dtype, device="cpu")
     cfg = model.config
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, vocab {cfg.vocab_size}, "
@@ -222,7 +228,14 @@ def main(argv=None):
     if n_trainable == 0:
         raise SystemExit(f"no LoRA parameters: none of --targets {args.targets} matched a module")
     log(f"LoRA r={args.rank} alpha={args.alpha} on {args.targets}: {n_trainable} trainable params")
-    assert all(p.dtype == torch.float32 for p in pmodel.parameters()), "expected f32 parameters"
+    # PEFT keeps the adapter in f32 over a bf16 base (autocast_adapter_dtype).
+    assert all(p.dtype == torch.float32 for p in trainable), "expected f32 adapter parameters"
+    if args.dtype == "bf16":
+        def autocast():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+    else:
+        def autocast():
+            return contextlib.nullcontext()
 
     opt = torch.optim.AdamW(trainable, lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
@@ -235,7 +248,8 @@ def main(argv=None):
     total = args.warmup + args.steps
     for i in range(total):
         t0 = time.perf_counter()
-        out = pmodel(input_ids=input_ids, attention_mask=attention_mask, labels=input_ids, use_cache=False)
+        with autocast():
+            out = pmodel(input_ids=input_ids, attention_mask=attention_mask, labels=input_ids, use_cache=False)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -302,7 +316,7 @@ def main(argv=None):
         "peft": peft.__version__,
         "python": platform.python_version(),
         "device": "cpu",
-        "dtype": "f32",
+        "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "batch": args.batch,
         "seq": args.seq,

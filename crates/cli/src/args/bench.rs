@@ -165,6 +165,12 @@ pub struct BenchTrainArgs {
     /// step (for comparison).
     #[arg(long)]
     pub autograd: bool,
+    /// The type the frozen base weights are held in, on both sides (the
+    /// adapter stays f32): Hearth trains as `hearth train text
+    /// --base-dtype` does; PyTorch holds the base in that type and runs its
+    /// forward pass under `torch.autocast`.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub base_dtype: String,
     /// Interleaved rounds: each runs the reference, then Hearth, for
     /// `--steps` timed steps; medians are over every round's steps.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]

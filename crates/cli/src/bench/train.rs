@@ -56,7 +56,7 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     let (model, weights) = match hearth_personalize::load_model(args.model.as_deref(), &device) {
         Ok((name, loaded)) => (
             loaded.model,
-            format!("{name} ({}, dequantized to f32)", loaded.info.format),
+            format!("{name} ({}, dequantized)", loaded.info.format),
         ),
         Err(error) if args.model.is_none() => {
             eprintln!("default model not present ({error}); using random weights of its shape");
@@ -67,6 +67,13 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         }
         Err(error) => return Err(error.into()),
     };
+    let base_dtype = hearth_ml::train::parse_base_dtype(&args.base_dtype)?;
+    let model = if base_dtype == model.weight_dtype() {
+        model
+    } else {
+        model.with_weight_dtype(base_dtype)?
+    };
+    let dtype_name = args.base_dtype.as_str();
 
     let config = TrainConfig {
         lora: LoraConfig {
@@ -82,6 +89,7 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         warmup_steps: 0,
         // The reference does not clip; neither does this measurement.
         max_grad_norm: 0.0,
+        base_dtype: args.base_dtype.clone(),
         ..TrainConfig::default()
     };
     let engine = if args.autograd {
@@ -132,7 +140,7 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
             }
         }
         eprintln!(
-            "hearth: round {round}/{}: {} steps ({} warm-up) of LoRA r{} on {} projections, batch {}x{}, f32, {threads} threads, {weights}",
+            "hearth: round {round}/{}: {} steps ({} warm-up) of LoRA r{} on {} projections, batch {}x{}, {dtype_name} base, {threads} threads, {weights}",
             args.rounds,
             args.warmup + args.steps,
             args.warmup,
@@ -161,7 +169,7 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     };
 
     println!(
-        "bench train: LoRA r{} on {}, batch {}x{}, f32 CPU, {threads} threads, {} interleaved rounds",
+        "bench train: LoRA r{} on {}, batch {}x{}, {dtype_name} base weights on the CPU, {threads} threads, {} interleaved rounds",
         args.rank,
         names(&targets),
         args.batch,
@@ -177,6 +185,8 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         hearth_memory.describe("before the model"),
         if args.autograd {
             "candle autograd"
+        } else if model.weight_dtype() != DType::F32 {
+            "candle autograd: the CPU training step is f32-only"
         } else {
             "CPU training step"
         }
@@ -302,7 +312,8 @@ fn run_reference(
             "--steps",
             &args.steps.to_string(),
         ])
-        .args(["--generate", &generate.to_string()]);
+        .args(["--generate", &generate.to_string()])
+        .args(["--dtype", &args.base_dtype]);
     match weights {
         Some(ReferenceWeights::Gguf(path)) => {
             command.arg("--gguf").arg(path);

@@ -51,8 +51,12 @@ use crate::kernels::gemm::{Threads, View, product};
 use crate::lora::{Dropout, LoraAdapter, Target};
 use crate::models::llama::Llama;
 
-/// Tokens whose logits exist at once in the output head.
-const HEAD_CHUNK: usize = 128;
+/// Tokens whose logits exist at once in the output head: 256 tokens of
+/// SmolLM2's 49,152-word vocabulary are 50 MB of logits, which their
+/// gradient then overwrites. Measured on the default 4 x 256 batch: 5%
+/// faster per step than 128 (wider products in the head's `gemm`) for 24
+/// MiB more peak RSS; 512 was no faster and took 71 MiB more than 128.
+const HEAD_CHUNK: usize = 256;
 
 /// Whether [`CpuStep`] can train `adapter` on `model`: CPU, f32 weights and
 /// adapter, contiguous tensors. Otherwise the general path trains it.
