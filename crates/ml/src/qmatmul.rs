@@ -31,6 +31,18 @@ const BLOCK: usize = 32;
 /// From this many tokens on, products with f32 weights use `gemm`.
 const GEMM_FROM_TOKENS: usize = 4;
 
+/// From this many tokens on (a prompt), quantized weights are widened to
+/// f32 a tile of rows at a time and multiplied with `gemm`: once the
+/// widening is shared by enough tokens, f32 multiply-adds at `gemm`'s
+/// rate beat the integer products, which spend a conversion and a scaled
+/// add per block and token.
+const WIDENED_FROM_TOKENS: usize = 16;
+
+/// Rows of a quantized weight widened at once for a prompt: 64 rows of
+/// 1536 are 384 KiB of f32, which stay in a core's L2 cache while `gemm`
+/// runs over them.
+const WIDENED_TILE_ROWS: usize = 64;
+
 /// A `rows x cols` weight (`y = W·x`), in the blocks it was stored in.
 #[derive(Debug, Clone)]
 pub(crate) struct QWeight {
@@ -247,6 +259,7 @@ impl QWeight {
     }
 
     /// Row `row`, widened to f32, into `out` (`cols` long).
+    #[inline(always)]
     pub(crate) fn row_into(&self, row: usize, out: &mut [f32]) {
         let (cols, nb) = (self.cols, self.cols / BLOCK);
         match &self.data {
@@ -316,6 +329,9 @@ impl QWeight {
             }
             return Ok(ys);
         }
+        if tokens >= WIDENED_FROM_TOKENS {
+            return Self::forward_group_widened(weights, x, tokens, ys);
+        }
         let xs: Vec<QVector> = x.chunks_exact(cols).map(QVector::quantize).collect();
         // Products land in (rows, tokens) order, one token's row after
         // another's, and are transposed at the end (for one token the two
@@ -366,6 +382,62 @@ impl QWeight {
                     for (t, &v) in values.iter().enumerate() {
                         y[t * w.rows + row] = v;
                     }
+                }
+            }
+        }
+        Ok(ys)
+    }
+
+    /// [`Self::forward_group`] of quantized weights for a prompt: each
+    /// rayon task widens [`WIDENED_TILE_ROWS`] rows of one weight to f32
+    /// and multiplies them with every token in one `gemm` on its own
+    /// thread, writing `(rows, tokens)`, transposed into `ys` at the end.
+    /// The activations stay f32, so this is the f32 product of the
+    /// dequantized weights, up to summation order.
+    fn forward_group_widened<const N: usize>(
+        weights: [&Self; N],
+        x: &[f32],
+        tokens: usize,
+        mut ys: [Vec<f32>; N],
+    ) -> Result<[Vec<f32>; N]> {
+        let cols = weights.first().map_or(0, |w| w.cols);
+        let mut by_row = weights.map(|w| vec![0f32; tokens * w.rows]);
+        let tasks: Vec<(&Self, usize, &mut [f32])> = weights
+            .iter()
+            .zip(by_row.iter_mut())
+            .flat_map(|(w, out)| {
+                out.chunks_mut(WIDENED_TILE_ROWS * tokens)
+                    .enumerate()
+                    .map(move |(c, o)| (*w, c * WIDENED_TILE_ROWS, o))
+            })
+            .collect();
+        tasks
+            .into_par_iter()
+            .try_for_each_init(Vec::new, |tile, (w, first, out)| {
+                let rows = out.len() / tokens;
+                tile.resize(rows * cols, 0f32);
+                fastmath::vectorized(
+                    #[inline(always)]
+                    || {
+                        for (i, row) in tile.chunks_exact_mut(cols).enumerate() {
+                            w.row_into(first + i, row);
+                        }
+                    },
+                );
+                gemm::product(
+                    out,
+                    tokens,
+                    View::new(tile, rows, cols),
+                    View::new(x, tokens, cols).t(),
+                    1.0,
+                    false,
+                    Threads::One,
+                )
+            })?;
+        for ((w, by_row), y) in weights.iter().zip(&by_row).zip(&mut ys) {
+            for (row, values) in by_row.chunks_exact(tokens).enumerate() {
+                for (t, &v) in values.iter().enumerate() {
+                    y[t * w.rows + row] = v;
                 }
             }
         }
@@ -500,13 +572,19 @@ mod tests {
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::F32] {
             let (rows, cols) = (70, 96);
             let (w, exact) = weight(dtype, rows, cols);
-            for tokens in [1, 2, 5] {
+            // From WIDENED_FROM_TOKENS on the activations are not rounded;
+            // 70 rows make two tiles, the second partial.
+            for tokens in [1, 2, 5, WIDENED_FROM_TOKENS + 3] {
                 let x: Vec<f32> = (0..tokens * cols)
                     .map(|i| (i as f32 * 0.37).sin())
                     .collect();
                 let y = w.forward(&x, tokens).expect("forward");
                 for t in 0..tokens {
-                    let xt = as_multiplied(dtype, &x[t * cols..][..cols]);
+                    let xt = if tokens >= WIDENED_FROM_TOKENS {
+                        x[t * cols..][..cols].to_vec()
+                    } else {
+                        as_multiplied(dtype, &x[t * cols..][..cols])
+                    };
                     for r in 0..rows {
                         let want: f32 = (0..cols).map(|c| exact[r * cols + c] * xt[c]).sum();
                         let got = y[t * rows + r];
@@ -537,7 +615,7 @@ mod tests {
             weight(GgmlDType::F32, 24, cols).0,
             weight(GgmlDType::Q8_0, 8, cols).0,
         ];
-        for tokens in [0, 1, 6] {
+        for tokens in [0, 1, 6, WIDENED_FROM_TOKENS + 1] {
             let x: Vec<f32> = (0..tokens * cols)
                 .map(|i| (i as f32 * 0.23).cos())
                 .collect();
@@ -562,7 +640,7 @@ mod tests {
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
             for (rows, cols) in [(1536, 576), (576, 1536)] {
                 let (w, exact) = weight(dtype, rows, cols);
-                for tokens in [1, 9] {
+                for tokens in [1, 9, WIDENED_FROM_TOKENS + 4] {
                     let x: Vec<f32> = (0..tokens * cols)
                         .map(|i| (i as f32 * 0.61).sin() * (1.0 + (i % 7) as f32))
                         .collect();
