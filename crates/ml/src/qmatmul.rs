@@ -36,7 +36,7 @@ const GEMM_FROM_TOKENS: usize = 4;
 /// widening is shared by enough tokens, f32 multiply-adds at `gemm`'s
 /// rate beat the integer products, which spend a conversion and a scaled
 /// add per block and token.
-const WIDENED_FROM_TOKENS: usize = 16;
+pub(crate) const WIDENED_FROM_TOKENS: usize = 16;
 
 /// Rows of a quantized weight widened at once for a prompt: 64 rows of
 /// 1536 are 384 KiB of f32, which stay in a core's L2 cache while `gemm`

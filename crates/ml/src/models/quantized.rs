@@ -21,10 +21,11 @@ use rayon::prelude::*;
 
 use crate::error::{MlError, Result};
 use crate::fastmath;
+use crate::kernels::gemm::{self, Threads, View};
 use crate::loaders::gguf as loader;
 use crate::lora::{LoraAdapter, Target};
 use crate::models::llama::Config;
-use crate::qmatmul::QWeight;
+use crate::qmatmul::{QWeight, WIDENED_FROM_TOKENS};
 use crate::tokenizer::TextTokenizer;
 
 /// One decoder block's weights.
@@ -413,11 +414,37 @@ impl QuantizedLlama {
                 }
             }
             if let Some(adapter) = adapter
-                && let Some(Some((a, bt, _))) =
+                && let Some(Some((a, bt, rank))) =
                     adapter.layers.get(layer).map(|l| &l[target.index()])
             {
                 // y += scale · (x·Aᵀ)·Bᵀ: two thin products, rank wide.
                 let (fan_in, fan_out) = (w.cols(), w.rows());
+                if t >= WIDENED_FROM_TOKENS {
+                    // A prompt: both halves as `gemm`s on f32 copies,
+                    // which every token then shares.
+                    let widened = |m: &[u16]| m.iter().map(|&v| widen(v)).collect::<Vec<f32>>();
+                    let (a, bt) = (widened(a), widened(bt));
+                    let mut low = vec![0f32; t * rank];
+                    gemm::product(
+                        &mut low,
+                        *rank,
+                        View::new(x, t, fan_in),
+                        View::new(&a, *rank, fan_in).t(),
+                        1.0,
+                        false,
+                        Threads::One,
+                    )?;
+                    gemm::product(
+                        y,
+                        fan_out,
+                        View::new(&low, t, *rank),
+                        View::new(&bt, *rank, fan_out),
+                        adapter.scale,
+                        true,
+                        Threads::One,
+                    )?;
+                    continue;
+                }
                 fastmath::vectorized(
                     #[inline(always)]
                     || {
