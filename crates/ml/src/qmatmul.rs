@@ -7,8 +7,10 @@
 //! file's blocks (Q4_1 nibbles, Q8_0 bytes; scales widened to f32) and
 //! multiply them in integers: each token's activations quantized to 16
 //! bits per block, integer dot products per block ([`integer`]), rows
-//! split over rayon's threads. Several tokens (a prompt) go through each row
-//! while its blocks are in cache, so a prompt reads the weights once.
+//! split over rayon's threads. A few tokens go through each row while its
+//! blocks are in cache, so they read the weights once; a prompt (from
+//! [`WIDENED_FROM_TOKENS`] tokens) widens tiles of rows to f32 instead and
+//! multiplies them with `gemm`.
 //! Plain f32 weights (other GGUF types, widened at load) use `gemm`.
 
 mod integer;
@@ -39,8 +41,8 @@ const GEMM_FROM_TOKENS: usize = 4;
 pub(crate) const WIDENED_FROM_TOKENS: usize = 16;
 
 /// Rows of a quantized weight widened at once for a prompt: 64 rows of
-/// 1536 are 384 KiB of f32, which stay in a core's L2 cache while `gemm`
-/// runs over them.
+/// 1536 are 384 KiB of f32, small enough to stay in a core's L2 cache
+/// while `gemm` runs over them.
 const WIDENED_TILE_ROWS: usize = 64;
 
 /// A `rows x cols` weight (`y = W·x`), in the blocks it was stored in.
@@ -377,13 +379,7 @@ impl QWeight {
             )
         });
         if let Some(buffers) = by_row {
-            for ((w, by_row), y) in weights.iter().zip(&buffers).zip(&mut ys) {
-                for (row, values) in by_row.chunks_exact(tokens).enumerate() {
-                    for (t, &v) in values.iter().enumerate() {
-                        y[t * w.rows + row] = v;
-                    }
-                }
-            }
+            from_rows(&buffers, &mut ys, tokens);
         }
         Ok(ys)
     }
@@ -434,13 +430,7 @@ impl QWeight {
                     Threads::One,
                 )
             })?;
-        for ((w, by_row), y) in weights.iter().zip(&by_row).zip(&mut ys) {
-            for (row, values) in by_row.chunks_exact(tokens).enumerate() {
-                for (t, &v) in values.iter().enumerate() {
-                    y[t * w.rows + row] = v;
-                }
-            }
-        }
+        from_rows(&by_row, &mut ys, tokens);
         Ok(ys)
     }
 
@@ -512,6 +502,22 @@ impl Blocks<'_> {
             }
             Blocks::Q8_0 { d, qs } => {
                 k.dot_q8_0(&qs[row * nb * 32..][..nb * 32], &d[row * nb..][..nb], xs)
+            }
+        }
+    }
+}
+
+/// Products computed in (rows, tokens) order, each into its `y` in
+/// (tokens, rows) order.
+fn from_rows(by_row: &[Vec<f32>], ys: &mut [Vec<f32>], tokens: usize) {
+    if tokens == 0 {
+        return;
+    }
+    for (by_row, y) in by_row.iter().zip(ys) {
+        let rows = by_row.len() / tokens;
+        for (row, values) in by_row.chunks_exact(tokens).enumerate() {
+            for (t, &v) in values.iter().enumerate() {
+                y[t * rows + row] = v;
             }
         }
     }
