@@ -67,12 +67,8 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
         }
         Err(error) => return Err(error.into()),
     };
-    let base_dtype = hearth_ml::train::parse_base_dtype(&args.base_dtype)?;
-    let model = if base_dtype == model.weight_dtype() {
-        model
-    } else {
-        model.with_weight_dtype(base_dtype)?
-    };
+    // Unchanged tensors are only re-referenced (candle's `to_dtype`).
+    let model = model.with_weight_dtype(hearth_ml::train::parse_base_dtype(&args.base_dtype)?)?;
     let dtype_name = args.base_dtype.as_str();
 
     let config = TrainConfig {
