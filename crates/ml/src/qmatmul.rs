@@ -46,6 +46,11 @@ pub(crate) const WIDENED_FROM_TOKENS: usize = 16;
 const WIDENED_TILE_ROWS: usize = 64;
 
 /// A `rows x cols` weight (`y = W·x`), in the blocks it was stored in.
+///
+/// Block scales stay in the file's f16: decoding reads every weight once a
+/// token, so bytes are time, and f32 scales made Q4_1 24 bytes a block
+/// instead of 20. Each product widens a row's scales once (exactly) before
+/// its blocks.
 #[derive(Debug, Clone)]
 pub(crate) struct QWeight {
     rows: usize,
@@ -55,22 +60,48 @@ pub(crate) struct QWeight {
 
 #[derive(Debug, Clone)]
 enum QData {
-    /// `w = d·q + m`, `q` in 0..16: per block `d`, `m` and 16 bytes of
-    /// nibbles (low nibbles are the block's first 16 values).
+    /// `w = d·q + m`, `q` in 0..16: per block `d`, `m` (f16 bits) and 16
+    /// bytes of nibbles (low nibbles are the block's first 16 values).
     Q4_1 {
-        d: Vec<f32>,
-        m: Vec<f32>,
+        d: Vec<u16>,
+        m: Vec<u16>,
         qs: Vec<u8>,
     },
-    /// `w = d·q`, `q` an i8: per block `d` and 32 bytes.
-    Q8_0 { d: Vec<f32>, qs: Vec<i8> },
+    /// `w = d·q`, `q` an i8: per block `d` (f16 bits) and 32 bytes.
+    Q8_0 { d: Vec<u16>, qs: Vec<i8> },
     /// Plain f32, row-major.
     F32(Vec<f32>),
 }
 
-/// An IEEE half-precision value (little-endian bits), widened.
+/// An IEEE half-precision value (its bits), widened exactly.
+///
+/// Branch-free integer and float steps, so that widening a row of scales
+/// vectorises (`half`'s conversion without `std` is a scalar loop, and
+/// pulp's AVX2 level does not include F16C): the exponent and mantissa
+/// shifted into f32's places and multiplied by 2¹¹² rebias the exponent,
+/// which also scales subnormals right; infinities and NaNs (exponent 31)
+/// are put back by hand.
+#[inline(always)]
 fn f16_to_f32(h: u16) -> f32 {
-    half::f16::from_bits(h).to_f32()
+    let h = u32::from(h);
+    let sign = (h & 0x8000) << 16;
+    let magnitude = (h & 0x7fff) << 13;
+    let finite = (f32::from_bits(magnitude) * f32::from_bits(0x7780_0000)).to_bits();
+    let special = 0x7f80_0000 | (magnitude & 0x007f_ffff);
+    let bits = if h & 0x7c00 == 0x7c00 {
+        special
+    } else {
+        finite
+    };
+    f32::from_bits(sign | bits)
+}
+
+/// Widens f16 scales (bits) into `out`, one per input.
+#[inline(always)]
+fn widen_scales(halves: &[u16], out: &mut [f32]) {
+    for (o, &h) in out.iter_mut().zip(halves) {
+        *o = f16_to_f32(h);
+    }
 }
 
 impl QWeight {
@@ -101,8 +132,8 @@ impl QWeight {
                     Vec::with_capacity(blocks * 16),
                 );
                 for block in bytes.chunks_exact(20) {
-                    d.push(f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
-                    m.push(f16_to_f32(u16::from_le_bytes([block[2], block[3]])));
+                    d.push(u16::from_le_bytes([block[0], block[1]]));
+                    m.push(u16::from_le_bytes([block[2], block[3]]));
                     qs.extend_from_slice(&block[4..]);
                 }
                 QData::Q4_1 { d, m, qs }
@@ -117,7 +148,7 @@ impl QWeight {
                 }
                 let (mut d, mut qs) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks * 32));
                 for block in bytes.chunks_exact(34) {
-                    d.push(f16_to_f32(u16::from_le_bytes([block[0], block[1]])));
+                    d.push(u16::from_le_bytes([block[0], block[1]]));
                     qs.extend(block[2..].iter().map(|&b| b as i8));
                 }
                 QData::Q8_0 { d, qs }
@@ -185,7 +216,7 @@ impl QWeight {
             .map_err(|e| MlError::io(path, e))?;
         let mut block = [0u8; 34];
         let block = &mut block[..block_bytes as usize];
-        let half = |b: &[u8]| f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+        let half = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
         let data = if info.ggml_dtype == GgmlDType::Q4_1 {
             let (mut d, mut m, mut qs) = (
                 Vec::with_capacity(blocks),
@@ -224,8 +255,8 @@ impl QWeight {
     /// Stored bytes (for memory figures).
     pub(crate) fn bytes(&self) -> usize {
         match &self.data {
-            QData::Q4_1 { d, m, qs } => 4 * (d.len() + m.len()) + qs.len(),
-            QData::Q8_0 { d, qs } => 4 * d.len() + qs.len(),
+            QData::Q4_1 { d, m, qs } => 2 * (d.len() + m.len()) + qs.len(),
+            QData::Q8_0 { d, qs } => 2 * d.len() + qs.len(),
             QData::F32(v) => 4 * v.len(),
         }
     }
@@ -267,7 +298,7 @@ impl QWeight {
         match &self.data {
             QData::Q4_1 { d, m, qs } => {
                 for b in 0..nb {
-                    let (scale, min) = (d[row * nb + b], m[row * nb + b]);
+                    let (scale, min) = (f16_to_f32(d[row * nb + b]), f16_to_f32(m[row * nb + b]));
                     let q = &qs[(row * nb + b) * 16..][..16];
                     let o = &mut out[b * BLOCK..][..BLOCK];
                     for j in 0..16 {
@@ -278,7 +309,7 @@ impl QWeight {
             }
             QData::Q8_0 { d, qs } => {
                 for b in 0..nb {
-                    let scale = d[row * nb + b];
+                    let scale = f16_to_f32(d[row * nb + b]);
                     let q = &qs[(row * nb + b) * 32..][..32];
                     for (o, &q) in out[b * BLOCK..][..BLOCK].iter_mut().zip(q) {
                         *o = scale * f32::from(q);
@@ -364,15 +395,16 @@ impl QWeight {
             kernel.run(
                 #[inline(always)]
                 |k| {
+                    let mut scales = vec![0f32; 2 * nb];
                     for (i, row_out) in outs.chunks_mut(tokens).enumerate() {
-                        let row = first + i;
+                        let row = blocks.widen_scales(first + i, nb, &mut scales);
                         let (fours, rest) = xs.as_chunks::<4>();
                         let (out_fours, out_rest) = row_out.as_chunks_mut::<4>();
                         for (o, x) in out_fours.iter_mut().zip(fours) {
-                            *o = blocks.row_dots(k, row, nb, [&x[0], &x[1], &x[2], &x[3]]);
+                            *o = row.dots(k, [&x[0], &x[1], &x[2], &x[3]]);
                         }
                         for (o, x) in out_rest.iter_mut().zip(rest) {
-                            [*o] = blocks.row_dots(k, row, nb, [x]);
+                            [*o] = row.dots(k, [x]);
                         }
                     }
                 },
@@ -471,38 +503,70 @@ impl QWeight {
 #[derive(Clone, Copy)]
 enum Blocks<'a> {
     Q4_1 {
-        d: &'a [f32],
-        m: &'a [f32],
+        d: &'a [u16],
+        m: &'a [u16],
         qs: &'a [u8],
     },
     Q8_0 {
-        d: &'a [f32],
+        d: &'a [u16],
         qs: &'a [i8],
     },
 }
 
-impl Blocks<'_> {
-    /// Row `row` (`nb` blocks) times each of `xs`.
+impl<'a> Blocks<'a> {
+    /// Row `row` (`nb` blocks), its scales widened into `scales` (`2·nb`
+    /// long: `d` then Q4_1's `m`) once for all the tokens it meets.
     #[inline(always)]
-    fn row_dots<const N: usize>(
-        self,
-        k: Kernel,
-        row: usize,
-        nb: usize,
-        xs: [&QVector; N],
-    ) -> [f32; N] {
+    fn widen_scales<'s>(self, row: usize, nb: usize, scales: &'s mut [f32]) -> Row<'a, 's> {
+        let (d_out, m_out) = scales.split_at_mut(nb);
         match self {
             Blocks::Q4_1 { d, m, qs } => {
-                let (d, m) = (&d[row * nb..][..nb], &m[row * nb..][..nb]);
-                let mut dots = k.dot_q4_1(&qs[row * nb * 16..][..nb * 16], d, xs);
+                widen_scales(&d[row * nb..][..nb], d_out);
+                widen_scales(&m[row * nb..][..nb], m_out);
+                Row::Q4_1 {
+                    d: d_out,
+                    m: m_out,
+                    qs: &qs[row * nb * 16..][..nb * 16],
+                }
+            }
+            Blocks::Q8_0 { d, qs } => {
+                widen_scales(&d[row * nb..][..nb], d_out);
+                Row::Q8_0 {
+                    d: d_out,
+                    qs: &qs[row * nb * 32..][..nb * 32],
+                }
+            }
+        }
+    }
+}
+
+/// One row of a quantized weight with its scales widened to f32.
+#[derive(Clone, Copy)]
+enum Row<'a, 's> {
+    Q4_1 {
+        d: &'s [f32],
+        m: &'s [f32],
+        qs: &'a [u8],
+    },
+    Q8_0 {
+        d: &'s [f32],
+        qs: &'a [i8],
+    },
+}
+
+impl Row<'_, '_> {
+    /// This row times each of `xs`.
+    #[inline(always)]
+    fn dots<const N: usize>(self, k: Kernel, xs: [&QVector; N]) -> [f32; N] {
+        match self {
+            Row::Q4_1 { d, m, qs } => {
+                let mut dots = k.dot_q4_1(qs, d, xs);
                 for (dot, x) in dots.iter_mut().zip(xs) {
                     *dot += fastmath::dot(m, x.sums());
                 }
                 dots
             }
-            Blocks::Q8_0 { d, qs } => {
-                k.dot_q8_0(&qs[row * nb * 32..][..nb * 32], &d[row * nb..][..nb], xs)
-            }
+            Row::Q8_0 { d, qs } => k.dot_q8_0(qs, d, xs),
         }
     }
 }
@@ -741,5 +805,17 @@ mod tests {
             assert_eq!(f16_to_f32(bits), value);
         }
         assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+
+    #[test]
+    fn every_half_widens_as_the_reference_does() {
+        for bits in 0..=u16::MAX {
+            let (ours, reference) = (f16_to_f32(bits), half::f16::from_bits(bits).to_f32());
+            if reference.is_nan() {
+                assert!(ours.is_nan(), "{bits:#06x}");
+            } else {
+                assert_eq!(ours.to_bits(), reference.to_bits(), "{bits:#06x}");
+            }
+        }
     }
 }
