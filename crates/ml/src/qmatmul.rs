@@ -4,7 +4,7 @@
 //! and the k-quants only; SmolLM2's GGUF is Q4_1 (its 576-wide rows are not
 //! a multiple of the k-quants' 256-value super-blocks), which candle
 //! multiplies one scalar at a time. These kernels keep the weights in the
-//! file's blocks (Q4_1 nibbles, Q8_0 bytes; scales widened to f32) and
+//! file's blocks (Q4_1 nibbles, Q8_0 bytes, f16 scales) and
 //! multiply them in integers: each token's activations quantized to 16
 //! bits per block, integer dot products per block ([`integer`]), rows
 //! split over rayon's threads. A few tokens go through each row while its
