@@ -37,6 +37,7 @@
 mod attention;
 mod block;
 mod buffers;
+mod low_rank;
 mod projection;
 mod rows;
 

@@ -7,6 +7,7 @@
 
 use super::Step;
 use super::buffers::{LoraScratch, Pair};
+use super::low_rank;
 use crate::error::Result;
 use crate::kernels::gemm::{Threads, View, product};
 use crate::lora::{Target, mask_rows};
@@ -200,25 +201,16 @@ impl Step<'_, '_> {
         } = scratch;
         let d = self.dims;
         let (fan_in, fan_out) = d.shape(target);
-        let s = self.lora_scale;
-        product(
+        let d_low = &mut d_low[..d.tokens * d.rank];
+        low_rank::out_side(
+            &d_out[..d.tokens * fan_out],
+            &low[..d.tokens * d.rank],
+            &pair.b,
+            self.lora_scale,
+            (fan_out, d.rank),
             d_low,
-            d.rank,
-            View::new(d_out, d.tokens, fan_out),
-            View::new(&pair.b, fan_out, d.rank),
-            s,
-            false,
-            Threads::All,
-        )?;
-        product(
             &mut pair.grad_b,
-            d.rank,
-            View::new(d_out, d.tokens, fan_out).t(),
-            View::new(low, d.tokens, d.rank),
-            s,
-            false,
-            Threads::All,
-        )?;
+        );
         let masked = match (self.dropout, mask) {
             (Some(dropout), Some(start)) => Some((dropout.probability(), start)),
             _ => None,
@@ -235,15 +227,12 @@ impl Step<'_, '_> {
             }
             None => x,
         };
-        product(
+        low_rank::in_side(
+            d_low,
+            &input[..d.tokens * fan_in],
+            (fan_in, d.rank),
             &mut pair.grad_a,
-            fan_in,
-            View::new(d_low, d.tokens, d.rank).t(),
-            View::new(input, d.tokens, fan_in),
-            1.0,
-            false,
-            Threads::All,
-        )?;
+        );
         let Some(d_in) = d_in else {
             return Ok(());
         };

@@ -467,10 +467,14 @@ fn accumulated_micro_batches_sum_to_the_full_batch_gradient() {
 /// 2.3e-3 to 0.9.
 const CURVE_TOLERANCE: f64 = 1e-6;
 /// Largest relative difference between the two trained adapters (per
-/// tensor, as [`GRAD_TOLERANCE`]). Measured: 1.2e-5 (AdamW divides by the
-/// gradients' running RMS, so small gradient differences move the weights
-/// relatively more than the loss).
-const ADAPTER_TOLERANCE: f64 = 1e-4;
+/// tensor, as [`GRAD_TOLERANCE`]). AdamW divides by the gradients' running
+/// RMS, so small gradient differences move the weights relatively more
+/// than the loss, and the order of f32 summation shows: measured 1.2e-5
+/// with the adapter's gradients from `gemm`, 1.05e-4 to 1.25e-4 with
+/// [`super::low_rank`]'s (32 to 128 tokens per partial sum; 4.4e-5 with
+/// f64 partials), while both agree with the f64 gradients of one step to
+/// 1e-6 (the tests above).
+const ADAPTER_TOLERANCE: f64 = 3e-4;
 
 /// Twenty optimizer steps of the trainer's own step (two micro-batches of
 /// 2 x 256 tokens, dropout, clipping, warm-up then cosine decay, AdamW)
