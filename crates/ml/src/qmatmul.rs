@@ -396,8 +396,18 @@ impl QWeight {
                 #[inline(always)]
                 |k| {
                     let mut scales = vec![0f32; 2 * nb];
+                    if let [x] = xs.as_slice() {
+                        // Decoding: one token, its block scales multiplied
+                        // into each row's as they are widened.
+                        for (i, out) in outs.iter_mut().enumerate() {
+                            let row =
+                                blocks.widen_scales(first + i, nb, &mut scales, Some(x.scales()));
+                            *out = row.scaled_dot(k, x);
+                        }
+                        return;
+                    }
                     for (i, row_out) in outs.chunks_mut(tokens).enumerate() {
-                        let row = blocks.widen_scales(first + i, nb, &mut scales);
+                        let row = blocks.widen_scales(first + i, nb, &mut scales, None);
                         let (fours, rest) = xs.as_chunks::<4>();
                         let (out_fours, out_rest) = row_out.as_chunks_mut::<4>();
                         for (o, x) in out_fours.iter_mut().zip(fours) {
@@ -515,13 +525,26 @@ enum Blocks<'a> {
 
 impl<'a> Blocks<'a> {
     /// Row `row` (`nb` blocks), its scales widened into `scales` (`2·nb`
-    /// long: `d` then Q4_1's `m`) once for all the tokens it meets.
+    /// long: `d` then Q4_1's `m`) once for all the tokens it meets; with
+    /// `times`, each `d` multiplied by it (one token's block scales).
     #[inline(always)]
-    fn widen_scales<'s>(self, row: usize, nb: usize, scales: &'s mut [f32]) -> Row<'a, 's> {
+    fn widen_scales<'s>(
+        self,
+        row: usize,
+        nb: usize,
+        scales: &'s mut [f32],
+        times: Option<&[f32]>,
+    ) -> Row<'a, 's> {
         let (d_out, m_out) = scales.split_at_mut(nb);
+        let widen_d = |d: &[u16], out: &mut [f32]| {
+            widen_scales(&d[row * nb..][..nb], out);
+            if let Some(times) = times {
+                out.iter_mut().zip(times).for_each(|(o, t)| *o *= t);
+            }
+        };
         match self {
             Blocks::Q4_1 { d, m, qs } => {
-                widen_scales(&d[row * nb..][..nb], d_out);
+                widen_d(d, d_out);
                 widen_scales(&m[row * nb..][..nb], m_out);
                 Row::Q4_1 {
                     d: d_out,
@@ -530,7 +553,7 @@ impl<'a> Blocks<'a> {
                 }
             }
             Blocks::Q8_0 { d, qs } => {
-                widen_scales(&d[row * nb..][..nb], d_out);
+                widen_d(d, d_out);
                 Row::Q8_0 {
                     d: d_out,
                     qs: &qs[row * nb * 32..][..nb * 32],
@@ -567,6 +590,18 @@ impl Row<'_, '_> {
                 dots
             }
             Row::Q8_0 { d, qs } => k.dot_q8_0(qs, d, xs),
+        }
+    }
+
+    /// This row times `x`, as [`Self::dots`] of one vector does, for a
+    /// row whose `d` was widened with `x`'s scales multiplied in
+    /// ([`Blocks::widen_scales`]), which takes that multiply out of the
+    /// dot product's loop.
+    #[inline(always)]
+    fn scaled_dot(self, k: Kernel, x: &QVector) -> f32 {
+        match self {
+            Row::Q4_1 { d, m, qs } => k.dot_q4_1_scaled(qs, d, x) + fastmath::dot(m, x.sums()),
+            Row::Q8_0 { d, qs } => k.dot_q8_0_scaled(qs, d, x),
         }
     }
 }

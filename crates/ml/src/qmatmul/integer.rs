@@ -72,6 +72,11 @@ impl QVector {
         &self.sum
     }
 
+    /// The scale `d` per block.
+    pub(crate) fn scales(&self) -> &[f32] {
+        &self.d
+    }
+
     /// The values this vector stands for, `d·q`.
     #[cfg(test)]
     pub(crate) fn dequantized(&self) -> Vec<f32> {
@@ -200,6 +205,61 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// `Σ_b s_b·Σ_j q_bj·q_x,bj` over one Q4_1 row and one vector `x`,
+    /// with each block's two scales already multiplied into `s`
+    /// (`d_b·d_x,b`): decoding's product, where the multiply per block
+    /// would otherwise sit in the loop. The offset term is the caller's.
+    #[inline(always)]
+    pub(crate) fn dot_q4_1_scaled(self, qs: &[u8], s: &[f32], x: &QVector) -> f32 {
+        let (qs, _) = qs.as_chunks::<16>();
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(simd) => avx512::dot_scaled(simd, qs, s, &x.qs, avx512::unpack_q4_1),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(simd) => avx2::dot_scaled(simd, qs, s, &x.qs, avx2::unpack_q4_1),
+            Kernel::Portable => {
+                let (xq, _) = x.qs.as_chunks::<BLOCK>();
+                let mut total = 0f32;
+                for ((q, &s), xq) in qs.iter().zip(s).zip(xq) {
+                    let mut sum = 0i32;
+                    for j in 0..16 {
+                        sum += i32::from(q[j] & 15) * i32::from(xq[j])
+                            + i32::from(q[j] >> 4) * i32::from(xq[j + 16]);
+                    }
+                    total += s * sum as f32;
+                }
+                total
+            }
+        }
+    }
+
+    /// [`Self::dot_q4_1_scaled`] for a Q8_0 row.
+    #[inline(always)]
+    pub(crate) fn dot_q8_0_scaled(self, qs: &[i8], s: &[f32], x: &QVector) -> f32 {
+        let (qs, _) = qs.as_chunks::<BLOCK>();
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(simd) => avx512::dot_scaled(simd, qs, s, &x.qs, avx512::unpack_q8_0),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(simd) => avx2::dot_scaled(simd, qs, s, &x.qs, avx2::unpack_q8_0),
+            Kernel::Portable => {
+                let (xq, _) = x.qs.as_chunks::<BLOCK>();
+                let mut total = 0f32;
+                for ((q, &s), xq) in qs.iter().zip(s).zip(xq) {
+                    let sum: i32 = q
+                        .iter()
+                        .zip(xq)
+                        .map(|(&w, &x)| i32::from(w) * i32::from(x))
+                        .sum();
+                    total += s * sum as f32;
+                }
+                total
+            }
+        }
+    }
+}
+
 /// The AVX2 dot products, in pulp's safe intrinsics (the token proves the
 /// CPU has the instructions; loads are `pulp::cast`s of arrays). A block's
 /// 32 products: weights widened to 16 bits, `vpmaddwd` against the
@@ -264,6 +324,36 @@ mod avx2 {
     #[inline(always)]
     fn one(simd: V3, acc: __m256, w: Widened, x: &[i16; BLOCK], scale: f32) -> __m256 {
         block(simd, acc, w, x, scale)
+    }
+
+    /// One row times one vector, each block's scales multiplied together
+    /// beforehand in `s`.
+    #[inline(always)]
+    pub(super) fn dot_scaled<W>(
+        simd: V3,
+        blocks: &[W],
+        s: &[f32],
+        xq: &[i16],
+        unpack: impl Fn(V3, &W) -> Widened,
+    ) -> f32 {
+        let nb = blocks.len();
+        let (xq, _) = xq.as_chunks::<BLOCK>();
+        let (xq, s) = (&xq[..nb], &s[..nb]);
+        let zero = simd.avx._mm256_setzero_ps();
+        let (mut even, mut odd) = (zero, zero);
+        let (pairs, last) = blocks.as_chunks::<2>();
+        let (scales, _) = s.as_chunks::<2>();
+        let (xs, _) = xq.as_chunks::<2>();
+        for (([w0, w1], [s0, s1]), [x0, x1]) in pairs.iter().zip(scales).zip(xs) {
+            even = one(simd, even, unpack(simd, w0), x0, *s0);
+            odd = one(simd, odd, unpack(simd, w1), x1, *s1);
+        }
+        if let [w] = last {
+            let b = 2 * pairs.len();
+            even = one(simd, even, unpack(simd, w), &xq[b], s[b]);
+        }
+        let lanes: [f32; 8] = pulp::cast(simd.avx._mm256_add_ps(even, odd));
+        lanes.iter().sum()
     }
 
     /// Adds block `b` (weights `w`, scale `dw`) times each vector to `acc`.
@@ -339,6 +429,37 @@ mod avx2 {
 /// The AVX-512 dot products: as [`avx2`]'s, a whole block per `vpmaddwd`.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    /// One row times one vector, each block's scales multiplied together
+    /// beforehand in `s`: the loop's scale is a broadcast load folded into
+    /// the multiply-add.
+    #[inline(always)]
+    pub(super) fn dot_scaled<W>(
+        simd: V4,
+        blocks: &[W],
+        s: &[f32],
+        xq: &[i16],
+        unpack: impl Fn(V4, &W) -> __m512i,
+    ) -> f32 {
+        let nb = blocks.len();
+        let (xq, _) = xq.as_chunks::<BLOCK>();
+        let (xq, s) = (&xq[..nb], &s[..nb]);
+        let zero = simd.avx512f._mm512_setzero_ps();
+        let (mut even, mut odd) = (zero, zero);
+        let (pairs, last) = blocks.as_chunks::<2>();
+        let (scales, _) = s.as_chunks::<2>();
+        let (xs, _) = xq.as_chunks::<2>();
+        for (([w0, w1], [s0, s1]), [x0, x1]) in pairs.iter().zip(scales).zip(xs) {
+            even = one(simd, even, unpack(simd, w0), x0, *s0);
+            odd = one(simd, odd, unpack(simd, w1), x1, *s1);
+        }
+        if let [w] = last {
+            let b = 2 * pairs.len();
+            even = one(simd, even, unpack(simd, w), &xq[b], s[b]);
+        }
+        simd.avx512f
+            ._mm512_reduce_add_ps(simd.avx512f._mm512_add_ps(even, odd))
+    }
+
     use core::arch::x86_64::{__m128i, __m256i, __m512, __m512i};
     use pulp::x86::V4;
 
@@ -517,11 +638,14 @@ mod tests {
                 Kernel::Portable.dot_q4_1(&nibbles, &d, [&x])[0],
                 Kernel::Portable.dot_q8_0(&bytes, &d, [&x])[0],
             );
+            // Decoding's form: the two scales multiplied beforehand.
+            let scaled: Vec<f32> = d.iter().zip(x.scales()).map(|(a, b)| a * b).collect();
             for kernel in kernels() {
-                // One vector, and the same vector among four others.
+                // One vector, the same vector among four others, and one
+                // with premultiplied scales.
                 let other = QVector::quantize(&values(cols, 7));
                 let four = [&other, &x, &other, &other];
-                let (one, many) = kernel.run(
+                let (one, many, premultiplied) = kernel.run(
                     #[inline(always)]
                     |k| {
                         (
@@ -533,10 +657,14 @@ mod tests {
                                 k.dot_q4_1(&nibbles, &d, four)[1],
                                 k.dot_q8_0(&bytes, &d, four)[1],
                             ),
+                            (
+                                k.dot_q4_1_scaled(&nibbles, &scaled, &x),
+                                k.dot_q8_0_scaled(&bytes, &scaled, &x),
+                            ),
                         )
                     },
                 );
-                for fast in [one, many] {
+                for fast in [one, many, premultiplied] {
                     for (a, b) in [(portable.0, fast.0), (portable.1, fast.1)] {
                         assert!(
                             (a - b).abs() <= 1e-5 * a.abs().max(1.0),
