@@ -416,8 +416,35 @@ impl QuantizedLlama {
         adapter: Option<&QAdapter>,
     ) -> Result<[Vec<f32>; N]> {
         let weights = targets.map(|target| &block.proj[target.index()]);
-        let mut ys = QWeight::forward_group(weights, x, t)?;
-        for ((target, w), y) in targets.into_iter().zip(weights).zip(&mut ys) {
+        let pairs = targets.map(|target| {
+            adapter
+                .and_then(|adapter| adapter.layers.get(layer))
+                .and_then(|pairs| pairs[target.index()].as_ref())
+        });
+        let scale = adapter.map_or(0.0, |adapter| adapter.scale);
+        // Decoding: the adapter's few products run beside the quantized
+        // ones (on whichever thread is free) instead of after them on one.
+        let (ys, mut updates) = if t < WIDENED_FROM_TOKENS && pairs.iter().any(Option::is_some) {
+            let (ys, updates) = rayon::join(
+                || QWeight::forward_group(weights, x, t),
+                || {
+                    std::array::from_fn(|i| {
+                        let shape = (weights[i].cols(), weights[i].rows());
+                        pairs[i].map(|(a, bt, _)| small_update(a, bt, x, shape, scale))
+                    })
+                },
+            );
+            (ys?, updates)
+        } else {
+            (QWeight::forward_group(weights, x, t)?, [const { None }; N])
+        };
+        let mut ys = ys;
+        for (((target, w), y), (pair, update)) in targets
+            .into_iter()
+            .zip(weights)
+            .zip(&mut ys)
+            .zip(pairs.into_iter().zip(&mut updates))
+        {
             if let Some(bias) = match target {
                 Target::QProj => block.bias[0].as_ref(),
                 Target::KProj => block.bias[1].as_ref(),
@@ -428,49 +455,33 @@ impl QuantizedLlama {
                     row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
                 }
             }
-            if let Some(adapter) = adapter
-                && let Some(Some((a, bt, rank))) =
-                    adapter.layers.get(layer).map(|l| &l[target.index()])
-            {
-                // y += scale · (x·Aᵀ)·Bᵀ: two thin products, rank wide.
+            if let Some(update) = update.take() {
+                y.iter_mut().zip(&update).for_each(|(y, u)| *y += u);
+            } else if let Some((a, bt, rank)) = pair {
+                // A prompt: y += scale · (x·Aᵀ)·Bᵀ as two `gemm`s on f32
+                // copies of the adapter, which every token then shares.
                 let (fan_in, fan_out) = (w.cols(), w.rows());
-                if t >= WIDENED_FROM_TOKENS {
-                    // A prompt: both halves as `gemm`s on f32 copies,
-                    // which every token then shares.
-                    let widened = |m: &[u16]| m.iter().map(|&v| widen(v)).collect::<Vec<f32>>();
-                    let (a, bt) = (widened(a), widened(bt));
-                    let mut low = vec![0f32; t * rank];
-                    gemm::product(
-                        &mut low,
-                        *rank,
-                        View::new(x, t, fan_in),
-                        View::new(&a, *rank, fan_in).t(),
-                        1.0,
-                        false,
-                        Threads::One,
-                    )?;
-                    gemm::product(
-                        y,
-                        fan_out,
-                        View::new(&low, t, *rank),
-                        View::new(&bt, *rank, fan_out),
-                        adapter.scale,
-                        true,
-                        Threads::One,
-                    )?;
-                    continue;
-                }
-                fastmath::vectorized(
-                    #[inline(always)]
-                    || {
-                        for (x, y) in x.chunks_exact(fan_in).zip(y.chunks_exact_mut(fan_out)) {
-                            for (a, b) in a.chunks_exact(fan_in).zip(bt.chunks_exact(fan_out)) {
-                                let low = dot_bf16(a, x) * adapter.scale;
-                                y.iter_mut().zip(b).for_each(|(y, &b)| *y += low * widen(b));
-                            }
-                        }
-                    },
-                );
+                let widened = |m: &[u16]| m.iter().map(|&v| widen(v)).collect::<Vec<f32>>();
+                let (a, bt) = (widened(a), widened(bt));
+                let mut low = vec![0f32; t * rank];
+                gemm::product(
+                    &mut low,
+                    *rank,
+                    View::new(x, t, fan_in),
+                    View::new(&a, *rank, fan_in).t(),
+                    1.0,
+                    false,
+                    Threads::One,
+                )?;
+                gemm::product(
+                    y,
+                    fan_out,
+                    View::new(&low, t, *rank),
+                    View::new(&bt, *rank, fan_out),
+                    scale,
+                    true,
+                    Threads::One,
+                )?;
             }
         }
         Ok(ys)
@@ -607,6 +618,30 @@ impl QuantizedLlama {
             }
         }
     }
+}
+
+/// `scale · (x·Aᵀ)·Bᵀ` for a few tokens `x` `(t, in)`, from the bf16
+/// `A` `(rank, in)` and `Bᵀ` `(rank, out)`: two thin products, rank wide.
+fn small_update(
+    a: &[u16],
+    bt: &[u16],
+    x: &[f32],
+    (fan_in, fan_out): (usize, usize),
+    scale: f32,
+) -> Vec<f32> {
+    let mut y = vec![0f32; x.len() / fan_in.max(1) * fan_out];
+    fastmath::vectorized(
+        #[inline(always)]
+        || {
+            for (x, y) in x.chunks_exact(fan_in).zip(y.chunks_exact_mut(fan_out)) {
+                for (a, b) in a.chunks_exact(fan_in).zip(bt.chunks_exact(fan_out)) {
+                    let low = dot_bf16(a, x) * scale;
+                    y.iter_mut().zip(b).for_each(|(y, &b)| *y += low * widen(b));
+                }
+            }
+        },
+    );
+    y
 }
 
 /// Runs the pool's work as it appears until `done`, never sleeping.
