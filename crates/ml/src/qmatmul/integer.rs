@@ -260,6 +260,38 @@ impl Kernel {
     }
 }
 
+/// The loop of a one-vector product with premultiplied block scales `s`,
+/// for either instruction set's accumulator: `step` adds one block (its
+/// weights, the vector's 32 values and the block's scale) to an
+/// accumulator; even and odd blocks go to two, returned, so consecutive
+/// multiply-adds do not wait on each other.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn scaled_pairs<W, A: Copy>(
+    blocks: &[W],
+    s: &[f32],
+    xq: &[i16],
+    zero: A,
+    step: impl Fn(A, &W, &[i16; BLOCK], f32) -> A,
+) -> (A, A) {
+    let nb = blocks.len();
+    let (xq, _) = xq.as_chunks::<BLOCK>();
+    let (xq, s) = (&xq[..nb], &s[..nb]);
+    let (mut even, mut odd) = (zero, zero);
+    let (pairs, last) = blocks.as_chunks::<2>();
+    let (scales, _) = s.as_chunks::<2>();
+    let (xs, _) = xq.as_chunks::<2>();
+    for (([w0, w1], [s0, s1]), [x0, x1]) in pairs.iter().zip(scales).zip(xs) {
+        even = step(even, w0, x0, *s0);
+        odd = step(odd, w1, x1, *s1);
+    }
+    if let [w] = last {
+        let b = 2 * pairs.len();
+        even = step(even, w, &xq[b], s[b]);
+    }
+    (even, odd)
+}
+
 /// The AVX2 dot products, in pulp's safe intrinsics (the token proves the
 /// CPU has the instructions; loads are `pulp::cast`s of arrays). A block's
 /// 32 products: weights widened to 16 bits, `vpmaddwd` against the
@@ -336,22 +368,14 @@ mod avx2 {
         xq: &[i16],
         unpack: impl Fn(V3, &W) -> Widened,
     ) -> f32 {
-        let nb = blocks.len();
-        let (xq, _) = xq.as_chunks::<BLOCK>();
-        let (xq, s) = (&xq[..nb], &s[..nb]);
-        let zero = simd.avx._mm256_setzero_ps();
-        let (mut even, mut odd) = (zero, zero);
-        let (pairs, last) = blocks.as_chunks::<2>();
-        let (scales, _) = s.as_chunks::<2>();
-        let (xs, _) = xq.as_chunks::<2>();
-        for (([w0, w1], [s0, s1]), [x0, x1]) in pairs.iter().zip(scales).zip(xs) {
-            even = one(simd, even, unpack(simd, w0), x0, *s0);
-            odd = one(simd, odd, unpack(simd, w1), x1, *s1);
-        }
-        if let [w] = last {
-            let b = 2 * pairs.len();
-            even = one(simd, even, unpack(simd, w), &xq[b], s[b]);
-        }
+        let (even, odd) = super::scaled_pairs(
+            blocks,
+            s,
+            xq,
+            simd.avx._mm256_setzero_ps(),
+            #[inline(always)]
+            |acc, w, x, scale| one(simd, acc, unpack(simd, w), x, scale),
+        );
         let lanes: [f32; 8] = pulp::cast(simd.avx._mm256_add_ps(even, odd));
         lanes.iter().sum()
     }
@@ -440,22 +464,14 @@ mod avx512 {
         xq: &[i16],
         unpack: impl Fn(V4, &W) -> __m512i,
     ) -> f32 {
-        let nb = blocks.len();
-        let (xq, _) = xq.as_chunks::<BLOCK>();
-        let (xq, s) = (&xq[..nb], &s[..nb]);
-        let zero = simd.avx512f._mm512_setzero_ps();
-        let (mut even, mut odd) = (zero, zero);
-        let (pairs, last) = blocks.as_chunks::<2>();
-        let (scales, _) = s.as_chunks::<2>();
-        let (xs, _) = xq.as_chunks::<2>();
-        for (([w0, w1], [s0, s1]), [x0, x1]) in pairs.iter().zip(scales).zip(xs) {
-            even = one(simd, even, unpack(simd, w0), x0, *s0);
-            odd = one(simd, odd, unpack(simd, w1), x1, *s1);
-        }
-        if let [w] = last {
-            let b = 2 * pairs.len();
-            even = one(simd, even, unpack(simd, w), &xq[b], s[b]);
-        }
+        let (even, odd) = super::scaled_pairs(
+            blocks,
+            s,
+            xq,
+            simd.avx512f._mm512_setzero_ps(),
+            #[inline(always)]
+            |acc, w, x, scale| one(simd, acc, unpack(simd, w), x, scale),
+        );
         simd.avx512f
             ._mm512_reduce_add_ps(simd.avx512f._mm512_add_ps(even, odd))
     }
