@@ -355,9 +355,10 @@ impl QuantizedLlama {
                     poll_for_work(done);
                 }
             });
-            let logits = self.forward_in_pool(tokens, cache, adapter);
-            done.store(true, Ordering::Release);
-            logits
+            // Set however the pass ends, a panic included: the scope waits
+            // for the polling threads before it returns or unwinds.
+            let _stop = StopPolling(done);
+            self.forward_in_pool(tokens, cache, adapter)
         })
     }
 
@@ -424,7 +425,8 @@ impl QuantizedLlama {
         let scale = adapter.map_or(0.0, |adapter| adapter.scale);
         // Decoding: the adapter's few products run beside the quantized
         // ones (on whichever thread is free) instead of after them on one.
-        let (ys, mut updates) = if t < WIDENED_FROM_TOKENS && pairs.iter().any(Option::is_some) {
+        let (mut ys, mut updates) = if t < WIDENED_FROM_TOKENS && pairs.iter().any(Option::is_some)
+        {
             let (ys, updates) = rayon::join(
                 || QWeight::forward_group(weights, x, t),
                 || {
@@ -438,7 +440,6 @@ impl QuantizedLlama {
         } else {
             (QWeight::forward_group(weights, x, t)?, [const { None }; N])
         };
-        let mut ys = ys;
         for (((target, w), y), (pair, update)) in targets
             .into_iter()
             .zip(weights)
@@ -642,6 +643,15 @@ fn small_update(
         },
     );
     y
+}
+
+/// Ends [`poll_for_work`] when dropped.
+struct StopPolling<'a>(&'a AtomicBool);
+
+impl Drop for StopPolling<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// Runs the pool's work as it appears until `done`, never sleeping.
