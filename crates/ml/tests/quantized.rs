@@ -13,7 +13,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use hearth_ml::generate::{Decoder, Quantized, Reference, Sampling, generate_with};
-use hearth_ml::models::quantized::{self, QAdapter, QuantizedLlama};
+use hearth_ml::models::quantized::{self, QAdapter, QCache, QuantizedLlama};
 use hearth_ml::{LoraAdapter, LoraConfig, Target};
 
 const TOLERANCE: f32 = 2e-2;
@@ -150,4 +150,44 @@ fn quantized_generation_is_seeded_and_says_paris() {
     let a = generate_with(&decoder, &tokenizer, &prompt, &sampled, |_| {}).expect("sampled");
     let b = generate_with(&decoder, &tokenizer, &prompt, &sampled, |_| {}).expect("sampled");
     assert_eq!(a.text, b.text, "the same seed gives the same text");
+}
+
+/// A forward pass does not wait for pool threads busy with other work:
+/// the threads that poll for its products during the pass are not joined.
+/// One of two threads is held until the pass has returned (or a minute has
+/// passed, which only a pass that waited for it would need).
+#[test]
+fn a_forward_pass_finishes_while_another_pool_thread_is_busy() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let Some(path) = smollm2() else { return };
+    let (model, tokenizer) = quantized::load(&path).expect("load quantized");
+    let prompt = tokenizer
+        .encode("The quick brown fox", false)
+        .expect("encode");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("pool");
+    let (started, blocked) = mpsc::channel();
+    let (release, held) = mpsc::channel::<()>();
+    let (waited_out, outcome) = mpsc::channel();
+    pool.spawn(move || {
+        started.send(()).expect("started");
+        let timed_out = held.recv_timeout(Duration::from_secs(60)).is_err();
+        waited_out.send(timed_out).expect("outcome");
+    });
+    blocked.recv().expect("a pool thread is busy");
+    let logits = pool.install(|| {
+        let mut cache = QCache::default();
+        model.forward(&prompt, &mut cache, None)
+    });
+    // The holder is gone already when it timed out.
+    let _ = release.send(());
+    assert_eq!(logits.expect("forward").len(), model.config().vocab_size);
+    assert!(
+        !outcome.recv().expect("outcome"),
+        "the pass returned only after the busy thread was freed by its timeout"
+    );
 }

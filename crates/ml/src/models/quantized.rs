@@ -14,6 +14,7 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::quantized::gguf_file::Content;
@@ -345,19 +346,20 @@ impl QuantizedLlama {
         // works on it too, instead of handing every one of the ~120 loops
         // of a token over from outside and sleeping until it is done.
         // The pool's other threads poll for the loops' work until the pass
-        // ends (see `poll_for_work`).
-        let done = AtomicBool::new(false);
-        rayon::scope(|scope| {
+        // ends (see `poll_for_work`). They are not waited for: a thread
+        // busy with other work (an import beside a chat) takes its turn to
+        // poll when it is free, and by then the pass may be over.
+        rayon::scope(|_| {
+            let done = Arc::new(AtomicBool::new(false));
             let pass_thread = rayon::current_thread_index();
-            let done = &done;
-            scope.spawn_broadcast(move |_, thread| {
+            let flag = Arc::clone(&done);
+            rayon::spawn_broadcast(move |thread| {
                 if Some(thread.index()) != pass_thread {
-                    poll_for_work(done);
+                    poll_for_work(&flag);
                 }
             });
-            // Set however the pass ends, a panic included: the scope waits
-            // for the polling threads before it returns or unwinds.
-            let _stop = StopPolling(done);
+            // Set however the pass ends, a panic included.
+            let _stop = StopPolling(&done);
             self.forward_in_pool(tokens, cache, adapter)
         })
     }
