@@ -420,7 +420,8 @@ mod avx2 {
         let (pairs, last) = blocks.as_chunks::<2>();
         let (scales, _) = d.as_chunks::<2>();
         if N == 1 {
-            // One vector (decoding): every slice walked in step, without
+            // One vector (a few tokens' last one; decoding takes
+            // `dot_scaled`): every slice walked in step, without
             // index checks.
             let (xq, _) = xq[0].as_chunks::<2>();
             let (xd, _) = xd[0].as_chunks::<2>();
@@ -551,7 +552,8 @@ mod avx512 {
         let (pairs, last) = blocks.as_chunks::<2>();
         let (scales, _) = d.as_chunks::<2>();
         if N == 1 {
-            // One vector (decoding): every slice walked in step, without
+            // One vector (a few tokens' last one; decoding takes
+            // `dot_scaled`): every slice walked in step, without
             // index checks.
             let (xq, _) = xq[0].as_chunks::<2>();
             let (xd, _) = xd[0].as_chunks::<2>();
