@@ -13,7 +13,7 @@ use super::gemm::Element;
 pub(super) const PARALLEL_WORK: usize = 1 << 16;
 
 /// Element types the kernels run in.
-pub(super) trait Float:
+pub(crate) trait Float:
     WithDType
     + Element
     + Copy
@@ -24,17 +24,32 @@ pub(super) trait Float:
 {
     /// `min(max(x, 0), 6)`.
     fn relu6(self) -> Self;
+
+    /// `self * a + b` in one rounding: one instruction where the CPU has
+    /// fused multiply-add (inside [`vectorized`] on x86-64 it does), a
+    /// slow library call where it does not.
+    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 impl Float for f32 {
     #[inline(always)]
     fn relu6(self) -> Self {
         self.clamp(0.0, 6.0)
     }
+
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
+    }
 }
 impl Float for f64 {
     #[inline(always)]
     fn relu6(self) -> Self {
         self.clamp(0.0, 6.0)
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
     }
 }
 

@@ -21,6 +21,7 @@
 //! operations elsewhere.
 
 pub(crate) mod bias_act;
+pub(crate) mod channels_last;
 pub(crate) mod common;
 pub(crate) mod depthwise;
 pub(crate) mod gemm;

@@ -48,6 +48,9 @@ use crate::error::{MlError, Result};
 pub use crate::kernels::geometry::same_padding;
 use crate::kernels::{bias_act::bias_act, depthwise, patches::patches, pointwise};
 use crate::rng::SplitMix64;
+use channels_last::Until;
+
+mod channels_last;
 
 /// One stage of MBConv blocks (the first block of a stage may change the
 /// resolution and width; the repeats keep them).
@@ -503,6 +506,9 @@ impl EfficientNet {
     pub fn features_until(&self, x: &Tensor, k: usize) -> Result<Tensor> {
         self.check_input(x)?;
         self.check_block(k)?;
+        if let Some(features) = self.channels_last(x, Until::Block(k))? {
+            return Ok(features);
+        }
         per_image(x, |x| self.stem_and_blocks(x, k))
     }
 
@@ -542,6 +548,14 @@ impl EfficientNet {
     /// (224x224 for Lite0, prepared by [`crate::vision::preprocess()`]).
     pub fn embed(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
+        if let Some(embedding) = self.channels_last(x, Until::Embedding)? {
+            return Ok(embedding);
+        }
+        self.embed_differentiably(x)
+    }
+
+    /// [`Self::embed`] through the differentiable layers.
+    fn embed_differentiably(&self, x: &Tensor) -> Result<Tensor> {
         per_image(x, |x| self.forward_tail(&self.stem_and_blocks(x, 0)?, 0))
     }
 

@@ -56,10 +56,17 @@ fn shapes_and_split_forward_agree() {
     assert_eq!(logits.dims(), &[2, 5]);
     let embedding = model.embed(&x).expect("embed");
     assert_eq!(embedding.dims(), &[2, 24]);
+    // The prefix runs channels last, the tail through the differentiable
+    // layers: the same function, summed in another order.
     for k in 0..=model.num_blocks() {
         let h = model.features_until(&x, k).expect("features");
         let tail = model.forward_tail(&h, k).expect("tail");
-        assert_eq!(values(&tail), values(&embedding), "split at {k}");
+        for (a, b) in values(&tail).iter().zip(values(&embedding)) {
+            assert!(
+                (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                "split at {k}: {a} vs {b}"
+            );
+        }
     }
     assert!(model.features_until(&x, 5).is_err());
     assert!(
@@ -71,6 +78,78 @@ fn shapes_and_split_forward_agree() {
     assert_eq!(top.len(), 2);
     assert_eq!(top[0].len(), 3);
     assert!(top[0][0].probability >= top[0][1].probability);
+}
+
+/// The channels-last pass (embeddings, fine-tuning's frozen prefix)
+/// computes what the differentiable layers compute, at Lite0's real
+/// shapes (224x224, every block kind and width) in f64, and in f32 as the
+/// app runs it.
+#[test]
+fn the_channels_last_pass_matches_the_differentiable_one_at_lite0() {
+    let cfg = Config::lite0();
+    let weights = random_weights(&cfg, 3, &Device::Cpu).expect("weights");
+    for (dtype, tolerance) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
+        let vb = VarBuilder::from_tensors(weights.clone(), dtype, &Device::Cpu);
+        let model = EfficientNet::new(&cfg, vb).expect("model");
+        let x = random_input(&[2, 3, 224, 224], 8, dtype);
+        let fast = values(&model.embed(&x).expect("embed"));
+        let reference = values(&model.embed_differentiably(&x).expect("reference"));
+        assert_eq!(fast.len(), 2 * 1280);
+        let scale = reference.iter().fold(0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 1e-3, "degenerate embedding");
+        for (a, b) in fast.iter().zip(&reference) {
+            assert!((a - b).abs() <= tolerance * scale, "{dtype:?}: {a} vs {b}");
+        }
+        let k = 9;
+        let features = model
+            .channels_last(&x, Until::Block(k))
+            .expect("features")
+            .expect("applies");
+        let reference = per_image(&x, |x| model.stem_and_blocks(x, k)).expect("reference");
+        assert_eq!(features.dims(), reference.dims());
+        let (fast, reference) = (values(&features), values(&reference));
+        let scale = reference.iter().fold(0f64, |m, v| m.max(v.abs()));
+        for (a, b) in fast.iter().zip(&reference) {
+            assert!(
+                (a - b).abs() <= tolerance * scale,
+                "{dtype:?} block {k}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+/// With a trainable weight or an input being differentiated, embeddings
+/// go through the differentiable layers, so gradients reach them.
+#[test]
+fn gradients_still_flow_through_embed() {
+    let mut model = tiny_model(DType::F32);
+    let x = random_input(&[1, 3, 12, 12], 2, DType::F32);
+    assert!(
+        model
+            .channels_last(&x, Until::Embedding)
+            .expect("plain")
+            .is_some()
+    );
+    let vars = model.make_trainable(3).expect("trainable");
+    assert!(
+        model
+            .channels_last(&x, Until::Embedding)
+            .expect("tail")
+            .is_none()
+    );
+    let grads = model
+        .embed(&x)
+        .and_then(|e| Ok(e.sum_all()?.backward()?))
+        .expect("backward");
+    assert!(vars.iter().all(|(_, v)| grads.get(v.as_tensor()).is_some()));
+    model.freeze();
+    let input = Var::from_tensor(&x).expect("var");
+    assert!(
+        model
+            .channels_last(&input, Until::Embedding)
+            .expect("input")
+            .is_none()
+    );
 }
 
 /// Folding BatchNorm into the convolution computes what an unfolded

@@ -1,0 +1,204 @@
+//! EfficientNet's forward pass when nothing needs a gradient (embedding
+//! photos, the frozen prefix of fine-tuning), channels last on the CPU.
+//!
+//! The differentiable pass in `mod.rs` keeps candle tensors in NCHW and
+//! kernels with backward passes; this one borrows the same folded weights
+//! and runs each image through `crate::kernels::channels_last`, where the
+//! depthwise convolutions vectorise across channels instead of along
+//! 7-pixel rows (see that module for the numbers). Both compute the same
+//! function; `tests.rs` checks them against each other at Lite0's shapes.
+
+use candle_core::{DType, Layout, Storage, Tensor};
+use rayon::prelude::*;
+
+use super::{ConvBn, ConvKind, EfficientNet};
+use crate::error::{MlError, Result};
+use crate::kernels::channels_last::{Element, Pixels, depthwise, patches, pointwise};
+use crate::kernels::common::Float;
+
+/// What the pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Until {
+    /// The pooled `(batch, head_channels)` embedding.
+    Embedding,
+    /// The `(batch, c, h, w)` input of block `k`.
+    Block(usize),
+}
+
+/// A convolution's folded weight and bias, borrowed from its tensors.
+#[derive(Clone, Copy)]
+struct Conv<'a, T> {
+    weight: &'a [T],
+    bias: &'a [T],
+    k: usize,
+    stride: usize,
+}
+
+impl EfficientNet {
+    /// The pass for `x` `(batch, c, h, w)`, or `None` where it does not
+    /// apply: off the CPU, outside f32/f64, or when `x` or a weight is
+    /// being differentiated (fine-tuning's trainable tail).
+    pub(super) fn channels_last(&self, x: &Tensor, until: Until) -> Result<Option<Tensor>> {
+        let convs = self.convs();
+        let same_kind = |t: &Tensor| t.dtype() == x.dtype() && t.device().is_cpu();
+        let applies = x.device().is_cpu()
+            && matches!(x.dtype(), DType::F32 | DType::F64)
+            && !x.track_op()
+            && convs
+                .iter()
+                .all(|c| same_kind(&c.weight) && same_kind(&c.bias))
+            && convs
+                .iter()
+                .all(|c| !c.weight.track_op() && !c.bias.track_op());
+        if !applies {
+            return Ok(None);
+        }
+        Ok(Some(match x.dtype() {
+            DType::F64 => self.run::<f64>(x, &convs, until)?,
+            _ => self.run::<f32>(x, &convs, until)?,
+        }))
+    }
+
+    /// Every convolution in the order the pass reads them.
+    fn convs(&self) -> Vec<&ConvBn> {
+        let mut convs = vec![&self.stem];
+        for block in &self.blocks {
+            convs.extend(&block.expand);
+            convs.push(&block.depthwise);
+            convs.push(&block.project);
+        }
+        convs.push(&self.head);
+        convs
+    }
+
+    fn run<T: Element>(&self, x: &Tensor, convs: &[&ConvBn], until: Until) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        let (batch, c, h, w) = x.dims4()?;
+        let guards: Vec<_> = convs
+            .iter()
+            .flat_map(|c| [c.weight.storage_and_layout(), c.bias.storage_and_layout()])
+            .collect();
+        let slices = guards
+            .iter()
+            .map(|(storage, layout)| cpu_slice::<T>(storage, layout))
+            .collect::<Result<Vec<_>>>()?;
+        // The products' weights `(in, out)`, as the product reads them.
+        let transposed: Vec<Option<Vec<T>>> = convs
+            .iter()
+            .zip(slices.chunks_exact(2))
+            .map(|(conv, pair)| {
+                (conv.kind != ConvKind::Depthwise).then(|| {
+                    let (weight, out) = (pair[0], pair[1].len());
+                    let inputs = weight.len() / out.max(1);
+                    let mut t = vec![T::default(); weight.len()];
+                    for (o, row) in weight.chunks_exact(inputs.max(1)).enumerate() {
+                        for (i, &v) in row.iter().enumerate() {
+                            t[i * out + o] = v;
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        let layers = convs
+            .iter()
+            .zip(slices.chunks_exact(2))
+            .zip(&transposed)
+            .map(|((conv, pair), transposed)| {
+                Ok(Conv {
+                    weight: transposed.as_deref().unwrap_or(pair[0]),
+                    bias: pair[1],
+                    k: conv.weight.dim(3)?,
+                    stride: conv.stride,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (input, input_layout) = x.storage_and_layout();
+        let input = cpu_slice::<T>(&input, input_layout)?;
+        let per_image = c * h * w;
+        let outputs = input
+            .par_chunks(per_image.max(1))
+            .take(batch)
+            .map(|image| self.image(&layers, image, (c, h, w), until))
+            .collect::<Result<Vec<_>>>()?;
+        let shape: Vec<usize> = match (until, outputs.first()) {
+            (Until::Embedding, _) => vec![batch, self.cfg.head_channels],
+            (Until::Block(_), Some(first)) => vec![batch, first.channels, first.h, first.w],
+            (Until::Block(_), None) => vec![0, 0, 0, 0],
+        };
+        let values: Vec<T> = outputs
+            .into_iter()
+            .flat_map(|out| match until {
+                Until::Embedding => out.mean(),
+                Until::Block(_) => out.to_planes(),
+            })
+            .collect();
+        Ok(Tensor::from_vec(values, shape, x.device())?)
+    }
+
+    /// One `(c, h, w)` image through the stem and the blocks (and the
+    /// head, for an embedding).
+    fn image<T: Element>(
+        &self,
+        layers: &[Conv<'_, T>],
+        image: &[T],
+        size: (usize, usize, usize),
+        until: Until,
+    ) -> Result<Pixels<T>> {
+        let mut layers = layers.iter();
+        let mut next = || {
+            layers
+                .next()
+                .copied()
+                .ok_or_else(|| MlError::InvalidRequest("a convolution is missing".into()))
+        };
+        let stem = next()?;
+        let mut h = pointwise(
+            &patches(image, size, stem.k, stem.stride)?,
+            stem.weight,
+            stem.bias,
+            None,
+            true,
+        )?;
+        let last = match until {
+            Until::Embedding => self.blocks.len(),
+            Until::Block(k) => k,
+        };
+        for (i, block) in self.blocks.iter().enumerate() {
+            let expand = block.expand.as_ref().map(|_| next()).transpose()?;
+            let (dw, project) = (next()?, next()?);
+            if i >= last {
+                continue;
+            }
+            let expanded = match expand {
+                Some(e) => Some(pointwise(&h, e.weight, e.bias, None, true)?),
+                None => None,
+            };
+            let mid = depthwise(
+                expanded.as_ref().unwrap_or(&h),
+                dw.weight,
+                dw.bias,
+                dw.k,
+                dw.stride,
+                true,
+            )?;
+            let residual = block.residual.then_some(&h);
+            h = pointwise(&mid, project.weight, project.bias, residual, false)?;
+        }
+        if until == Until::Embedding {
+            let head = next()?;
+            h = pointwise(&h, head.weight, head.bias, None, true)?;
+        }
+        Ok(h)
+    }
+}
+
+/// A CPU tensor's values, borrowed.
+fn cpu_slice<'g, T: Float>(storage: &'g Storage, layout: &Layout) -> Result<&'g [T]> {
+    let (Storage::Cpu(cpu), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+        return Err(MlError::InvalidRequest(
+            "the channels-last pass needs contiguous CPU tensors".into(),
+        ));
+    };
+    Ok(&cpu.as_slice::<T>()?[start..end])
+}
