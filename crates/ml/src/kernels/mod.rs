@@ -16,6 +16,9 @@
 //!   [`depthwise`] and [`patches`] share.
 //! - [`depthwise`]: depthwise convolutions with bias and ReLU6.
 //! - [`patches`]: im2col, so a dense convolution runs as a 1x1 one.
+//! - [`channels_last`]: the same convolutions without backward passes,
+//!   channels last, for inference (embeddings, fine-tuning's frozen
+//!   prefix): depthwise and the stem with explicit SIMD across channels.
 //!
 //! Each runs natively on the CPU in f32 and f64 and falls back to candle's
 //! operations elsewhere.

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::{ConvBn, ConvKind, EfficientNet};
 use crate::error::{MlError, Result};
-use crate::kernels::channels_last::{Element, Pixels, depthwise, patches, pointwise};
+use crate::kernels::channels_last::{Element, Pixels, dense, depthwise, pointwise};
 use crate::kernels::common::Float;
 
 /// What the pass returns.
@@ -153,11 +153,12 @@ impl EfficientNet {
                 .ok_or_else(|| MlError::InvalidRequest("a convolution is missing".into()))
         };
         let stem = next()?;
-        let mut h = pointwise(
-            &patches(image, size, stem.k, stem.stride)?,
+        let mut h = dense(
+            image,
+            size,
             stem.weight,
             stem.bias,
-            None,
+            (stem.k, stem.stride),
             true,
         )?;
         let last = match until {

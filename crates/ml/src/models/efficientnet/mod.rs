@@ -33,9 +33,16 @@
 //! thousands of depthwise channels is many times slower). The kernels
 //! vectorise for the CPU's widest SIMD, detected at run time; they live in
 //! `crate::kernels`, one module per kernel family, so this file holds
-//! only the model. Inference runs each image of a batch on its own, the
-//! images in parallel, so that activations stay in cache. Other devices use
-//! candle's operations.
+//! only the model. Other devices use candle's operations.
+//!
+//! When nothing needs a gradient (embeddings, the frozen prefix of
+//! fine-tuning), the CPU runs a second pass over the same folded weights,
+//! channels last and without autograd (`channels_last.rs`): depthwise
+//! convolutions vectorise across channels there instead of along rows as
+//! short as 7 pixels, which made embeddings ~1.45x faster. It runs each
+//! image of a batch on its own, the images in parallel, so that
+//! activations stay in cache. Tests check both passes against each other
+//! at Lite0's shapes.
 
 use std::collections::HashMap;
 
