@@ -50,10 +50,20 @@ pub struct QuantizedLlama {
     head: Option<QWeight>,
     norm: Vec<f32>,
     blocks: Vec<QBlock>,
-    /// `cos` and `sin` of position × frequency, `(positions, head_dim/2)`.
-    rope_cos: Vec<f32>,
-    rope_sin: Vec<f32>,
+    /// The rotary frequencies, `head_dim/2` of them. Each forward pass
+    /// computes the `cos` and `sin` of its own positions (a few dozen per
+    /// token) instead of the model holding tables for its whole context
+    /// (2 MiB for SmolLM2's 8192 positions, resident for nothing).
+    rope_frequencies: Vec<f64>,
     positions: usize,
+}
+
+/// `cos` and `sin` of position × frequency for one forward pass's
+/// positions, `(tokens, head_dim/2)`.
+struct RopeTable {
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
 }
 
 /// Keys and values of every layer for the positions run so far.
@@ -288,26 +298,16 @@ impl QuantizedLlama {
     ) -> Self {
         let positions = cfg.max_position_embeddings.min(32_768);
         let (head_dim, half) = (cfg.head_dim(), cfg.head_dim() / 2);
-        let inverse: Vec<f64> = (0..half)
+        let rope_frequencies: Vec<f64> = (0..half)
             .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / head_dim as f64))
             .collect();
-        let mut rope_cos = Vec::with_capacity(positions * half);
-        let mut rope_sin = Vec::with_capacity(positions * half);
-        for p in 0..positions {
-            for f in &inverse {
-                let angle = (p as f64 * f) as f32;
-                rope_cos.push(angle.cos());
-                rope_sin.push(angle.sin());
-            }
-        }
         QuantizedLlama {
             cfg,
             embed,
             head,
             norm,
             blocks,
-            rope_cos,
-            rope_sin,
+            rope_frequencies,
             positions,
         }
     }
@@ -398,8 +398,9 @@ impl QuantizedLlama {
         for (&id, row) in tokens.iter().zip(x.chunks_mut(h)) {
             self.embed.row_into(id as usize, row);
         }
+        let rope = self.rope_table(offset, t);
         for (layer, block) in self.blocks.iter().enumerate() {
-            self.block(layer, block, &mut x, t, offset, cache, adapter)?;
+            self.block(layer, block, &mut x, (t, offset), &rope, cache, adapter)?;
         }
         cache.len += t;
         let mut last = x[(t - 1) * h..].to_vec();
@@ -496,8 +497,8 @@ impl QuantizedLlama {
         layer: usize,
         block: &QBlock,
         x: &mut [f32],
-        t: usize,
-        offset: usize,
+        (t, offset): (usize, usize),
+        rope: &RopeTable,
         cache: &mut QCache,
         adapter: Option<&QAdapter>,
     ) -> Result<()> {
@@ -522,13 +523,14 @@ impl QuantizedLlama {
             adapter,
         )?;
         for i in 0..t {
-            self.rope(&mut q[i * heads * dim..][..heads * dim], offset + i);
-            self.rope(&mut k[i * kv_width..][..kv_width], offset + i);
+            rope.apply(&mut q[i * heads * dim..][..heads * dim], i);
+            rope.apply(&mut k[i * kv_width..][..kv_width], i);
         }
         let keys = &mut cache.keys[layer];
         let values = &mut cache.values[layer];
         keys.truncate(offset * kv_width);
         values.truncate(offset * kv_width);
+
         keys.extend_from_slice(&k);
         values.extend_from_slice(&v);
         let (keys, values) = (&keys[..], &values[..]);
@@ -606,12 +608,32 @@ impl QuantizedLlama {
         Ok(())
     }
 
-    /// Rotary positions on one token's heads (Hugging Face's half-split
-    /// layout), in place.
-    fn rope(&self, heads: &mut [f32], position: usize) {
-        let half = self.cfg.head_dim() / 2;
-        let cos = &self.rope_cos[position * half..][..half];
-        let sin = &self.rope_sin[position * half..][..half];
+    /// The rotary table of positions `offset..offset + t`.
+    fn rope_table(&self, offset: usize, t: usize) -> RopeTable {
+        let half = self.rope_frequencies.len();
+        let mut table = RopeTable {
+            half,
+            cos: Vec::with_capacity(t * half),
+            sin: Vec::with_capacity(t * half),
+        };
+        for p in offset..offset + t {
+            for f in &self.rope_frequencies {
+                let angle = (p as f64 * f) as f32;
+                table.cos.push(angle.cos());
+                table.sin.push(angle.sin());
+            }
+        }
+        table
+    }
+}
+
+impl RopeTable {
+    /// Rotary positions on the heads of the pass's token `i` (Hugging
+    /// Face's half-split layout), in place.
+    fn apply(&self, heads: &mut [f32], i: usize) {
+        let half = self.half;
+        let cos = &self.cos[i * half..][..half];
+        let sin = &self.sin[i * half..][..half];
         for head in heads.chunks_exact_mut(2 * half) {
             let (a, b) = head.split_at_mut(half);
             for i in 0..half {
