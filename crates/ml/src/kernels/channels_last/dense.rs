@@ -16,7 +16,7 @@ use crate::kernels::common::Float;
 /// `image` `(channels, h, w)` convolved with `weight` `(channels * k * k,
 /// out)` (row-major: input channel `i`, tap `(ky, kx)` in row `(i * k +
 /// ky) * k + kx`, the transpose of a PyTorch weight), TensorFlow SAME
-/// padding, plus `bias` `(out,)`, then ReLU6 if `relu6`.
+/// padding, plus `bias` `(out,)`, then ReLU6 if `relu6`, into `buffer`.
 pub(crate) fn dense<T: Element>(
     image: &[T],
     (channels, h, w): (usize, usize, usize),
@@ -24,6 +24,7 @@ pub(crate) fn dense<T: Element>(
     bias: &[T],
     (k, stride): (usize, usize),
     relu6: bool,
+    buffer: Vec<T>,
 ) -> Result<Pixels<T>> {
     let outs = bias.len();
     if image.len() != channels * h * w || weight.len() != channels * k * k * outs || stride == 0 {
@@ -42,7 +43,9 @@ pub(crate) fn dense<T: Element>(
         window,
         relu6,
     };
-    let data = window.rows_of(window.out_w * outs, |oy, out| T::dense_row(&conv, oy, out));
+    let data = window.rows_of(window.out_w * outs, buffer, |oy, out| {
+        T::dense_row(&conv, oy, out)
+    });
     Ok(Pixels {
         data,
         h: window.out_h,

@@ -10,7 +10,7 @@ use crate::kernels::common::Float;
 
 /// `x` convolved channel by channel with `weight` `(channels, k * k)`,
 /// TensorFlow SAME padding, plus `bias` `(channels,)`, then ReLU6 if
-/// `relu6`.
+/// `relu6`, into `buffer`.
 pub(crate) fn depthwise<T: Element>(
     x: &Pixels<T>,
     weight: &[T],
@@ -18,6 +18,7 @@ pub(crate) fn depthwise<T: Element>(
     k: usize,
     stride: usize,
     relu6: bool,
+    buffer: Vec<T>,
 ) -> Result<Pixels<T>> {
     let (c, taps) = (x.channels, k * k);
     if weight.len() != c * taps || bias.len() != c || stride == 0 || x.data.len() != x.h * x.w * c {
@@ -45,7 +46,7 @@ pub(crate) fn depthwise<T: Element>(
         window,
         relu6,
     };
-    let data = window.rows_of(window.out_w * c, |oy, out| {
+    let data = window.rows_of(window.out_w * c, buffer, |oy, out| {
         T::depthwise_row(&filter, oy, out)
     });
     Ok(Pixels {

@@ -16,13 +16,14 @@ const BLOCK_BYTES: usize = 256 << 10;
 /// `x` through the 1x1 convolution `weight` `(channels, out)` (row-major:
 /// the transpose of a PyTorch weight),
 /// plus `bias` `(out,)`, plus `residual` (`out` channels, `x`'s size) if
-/// given, then ReLU6 if `relu6`.
+/// given, then ReLU6 if `relu6`, into `buffer`.
 pub(crate) fn pointwise<T: Float>(
     x: &Pixels<T>,
     weight: &[T],
     bias: &[T],
     residual: Option<&Pixels<T>>,
     relu6: bool,
+    buffer: Vec<T>,
 ) -> Result<Pixels<T>> {
     let (c, out, pixels) = (x.channels, bias.len(), x.h * x.w);
     let residual_fits = residual.is_none_or(|r| {
@@ -45,13 +46,9 @@ pub(crate) fn pointwise<T: Float>(
         });
     }
     let block = (BLOCK_BYTES / size_of::<T>() / out.max(c).max(1)).max(16);
-    // Each pixel's outputs start as the bias (and the residual): a block
-    // of bias rows is copied in one go.
-    let bias_rows = if residual.is_none() {
-        bias.repeat(block.min(pixels))
-    } else {
-        Vec::new()
-    };
+    // Each pixel's outputs start as the bias (and the residual): one row
+    // written, then copied onto itself in doubling runs (a few long
+    // copies of values in cache instead of one per pixel).
     let start_rows = |y: &mut Vec<T>, first: usize, rows: usize| match residual {
         Some(r) => {
             for pixel in r.data[first * out..(first + rows) * out].chunks_exact(out) {
@@ -59,8 +56,11 @@ pub(crate) fn pointwise<T: Float>(
             }
         }
         None => {
-            for chunk in (0..rows).step_by(block) {
-                y.extend_from_slice(&bias_rows[..block.min(rows - chunk) * out]);
+            let at = y.len();
+            y.extend_from_slice(bias);
+            while y.len() < at + rows * out {
+                let copy = (y.len() - at).min(at + rows * out - y.len());
+                y.extend_from_within(at..at + copy);
             }
         }
     };
@@ -86,7 +86,9 @@ pub(crate) fn pointwise<T: Float>(
             },
         )
     };
-    let mut y = Vec::with_capacity(pixels * out);
+    let mut y = buffer;
+    y.clear();
+    y.reserve(pixels * out);
     if inside_pool() || pixels <= block {
         for first in (0..pixels).step_by(block) {
             let rows = block.min(pixels - first);

@@ -90,9 +90,11 @@ fn channels_last_kernels_agree_with_the_planar_ones() {
                 for stride in [1, 2] {
                     let wt = random(c * k * k, &mut rng);
                     let b = random(c, &mut rng);
-                    let ours = depthwise(&x, &wt, &b, k, stride, relu6).expect("depthwise");
-                    let ours32 = depthwise(&x32, &f32s(&wt), &f32s(&b), k, stride, relu6)
-                        .expect("depthwise f32");
+                    let ours =
+                        depthwise(&x, &wt, &b, k, stride, relu6, Vec::new()).expect("depthwise");
+                    let ours32 =
+                        depthwise(&x32, &f32s(&wt), &f32s(&b), k, stride, relu6, Vec::new())
+                            .expect("depthwise f32");
                     let wt = Tensor::from_vec(wt, (c, 1, k, k), &Device::Cpu).expect("w");
                     let b = Tensor::from_vec(b, c, &Device::Cpu).expect("b");
                     let reference =
@@ -104,8 +106,16 @@ fn channels_last_kernels_agree_with_the_planar_ones() {
                     let b = random(outs, &mut rng);
                     let by_tap = transpose(&wt, outs, c * k * k);
                     let image = x.to_planes();
-                    let ours =
-                        dense(&image, (c, h, w), &by_tap, &b, (k, stride), relu6).expect("dense");
+                    let ours = dense(
+                        &image,
+                        (c, h, w),
+                        &by_tap,
+                        &b,
+                        (k, stride),
+                        relu6,
+                        Vec::new(),
+                    )
+                    .expect("dense");
                     let ours32 = dense(
                         &f32s(&image),
                         (c, h, w),
@@ -113,6 +123,7 @@ fn channels_last_kernels_agree_with_the_planar_ones() {
                         &f32s(&b),
                         (k, stride),
                         relu6,
+                        Vec::new(),
                     )
                     .expect("dense f32");
                     let weight =
@@ -132,9 +143,17 @@ fn channels_last_kernels_agree_with_the_planar_ones() {
             let residual = Pixels::from_planes(&random(out * h * w, &mut rng), (out, h, w));
             let residual32 = Pixels::from_planes(&f32s(&residual.to_planes()), (out, h, w));
             let by_input = transpose(&wt, out, c);
-            let ours = pointwise(&x, &by_input, &b, Some(&residual), relu6).expect("pointwise");
-            let ours32 = pointwise(&x32, &f32s(&by_input), &f32s(&b), Some(&residual32), relu6)
-                .expect("pointwise f32");
+            let ours = pointwise(&x, &by_input, &b, Some(&residual), relu6, Vec::new())
+                .expect("pointwise");
+            let ours32 = pointwise(
+                &x32,
+                &f32s(&by_input),
+                &f32s(&b),
+                Some(&residual32),
+                relu6,
+                Vec::new(),
+            )
+            .expect("pointwise f32");
             let wt = Tensor::from_vec(wt, (out, c, 1, 1), &Device::Cpu).expect("w");
             let b = Tensor::from_vec(b, out, &Device::Cpu).expect("b");
             let reference = planar_pointwise::conv(&planes, &wt, &b, false)
@@ -162,13 +181,14 @@ fn kernels_agree_inside_and_outside_the_pool() {
         .num_threads(2)
         .build()
         .expect("pool");
-    let outside = pointwise(&x, &wt, &b, None, true).expect("outside");
-    let inside = pool.install(|| pointwise(&x, &wt, &b, None, true).expect("inside"));
+    let outside = pointwise(&x, &wt, &b, None, true, Vec::new()).expect("outside");
+    let inside = pool.install(|| pointwise(&x, &wt, &b, None, true, Vec::new()).expect("inside"));
     assert_eq!(outside, inside);
     let depthwise_outside =
-        depthwise(&x32, &f32s(&dw), &f32s(&b[..c]), 3, 1, true).expect("outside");
-    let depthwise_inside =
-        pool.install(|| depthwise(&x32, &f32s(&dw), &f32s(&b[..c]), 3, 1, true).expect("inside"));
+        depthwise(&x32, &f32s(&dw), &f32s(&b[..c]), 3, 1, true, Vec::new()).expect("outside");
+    let depthwise_inside = pool.install(|| {
+        depthwise(&x32, &f32s(&dw), &f32s(&b[..c]), 3, 1, true, Vec::new()).expect("inside")
+    });
     assert_eq!(depthwise_outside, depthwise_inside);
     let mut expected = vec![0f64; h * w * out];
     for p in 0..h * w {
@@ -188,9 +208,9 @@ fn kernels_agree_inside_and_outside_the_pool() {
 #[test]
 fn mismatched_sizes_are_errors() {
     let x = Pixels::from_planes(&[0.0f64; 12], (3, 2, 2));
-    assert!(pointwise(&x, &[0.0; 5], &[0.0; 2], None, false).is_err());
-    assert!(depthwise(&x, &[0.0; 26], &[0.0; 3], 3, 1, false).is_err());
-    assert!(depthwise(&x, &[0.0; 27], &[0.0; 3], 3, 0, false).is_err());
+    assert!(pointwise(&x, &[0.0; 5], &[0.0; 2], None, false, Vec::new()).is_err());
+    assert!(depthwise(&x, &[0.0; 26], &[0.0; 3], 3, 1, false, Vec::new()).is_err());
+    assert!(depthwise(&x, &[0.0; 27], &[0.0; 3], 3, 0, false, Vec::new()).is_err());
     assert!(
         dense(
             &[0.0f64; 11],
@@ -198,7 +218,8 @@ fn mismatched_sizes_are_errors() {
             &[0.0; 54],
             &[0.0; 2],
             (3, 2),
-            false
+            false,
+            Vec::new()
         )
         .is_err()
     );
@@ -209,7 +230,8 @@ fn mismatched_sizes_are_errors() {
             &[0.0; 53],
             &[0.0; 2],
             (3, 2),
-            false
+            false,
+            Vec::new()
         )
         .is_err()
     );
@@ -219,4 +241,63 @@ fn mismatched_sizes_are_errors() {
 fn mean_pools_every_pixel() {
     let x = Pixels::from_planes(&[1.0f64, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 10.0], (2, 2, 2));
     assert_eq!(x.mean(), vec![2.5, 10.0]);
+}
+
+/// A recycled buffer's old contents (here NaN, longer or shorter than the
+/// output) never reach an output.
+#[test]
+fn recycled_buffers_give_the_same_outputs() {
+    let mut rng = SplitMix64::new(13);
+    let (c, h, w, out) = (32, 9, 10, 16);
+    let x = Pixels::from_planes(&f32s(&random(c * h * w, &mut rng)), (c, h, w));
+    let (wt, b) = (
+        f32s(&random(c * out, &mut rng)),
+        f32s(&random(out, &mut rng)),
+    );
+    let dw = f32s(&random(c * 25, &mut rng));
+    let image = f32s(&random(3 * h * w, &mut rng));
+    let stem = f32s(&random(27 * out, &mut rng));
+    for len in [0, 7, 100_000] {
+        let garbage = || vec![f32::NAN; len];
+        assert_eq!(
+            pointwise(&x, &wt, &b, Some(&x_out(&x, out)), true, garbage()).expect("pointwise"),
+            pointwise(&x, &wt, &b, Some(&x_out(&x, out)), true, Vec::new()).expect("pointwise"),
+        );
+        assert_eq!(
+            depthwise(
+                &x,
+                &dw,
+                &f32s(&random(c, &mut SplitMix64::new(1))),
+                5,
+                2,
+                false,
+                garbage()
+            )
+            .expect("depthwise"),
+            depthwise(
+                &x,
+                &dw,
+                &f32s(&random(c, &mut SplitMix64::new(1))),
+                5,
+                2,
+                false,
+                Vec::new()
+            )
+            .expect("depthwise"),
+        );
+        assert_eq!(
+            dense(&image, (3, h, w), &stem, &b, (3, 2), true, garbage()).expect("dense"),
+            dense(&image, (3, h, w), &stem, &b, (3, 2), true, Vec::new()).expect("dense"),
+        );
+    }
+}
+
+/// A residual of `out` channels the size of `x`.
+fn x_out(x: &Pixels<f32>, out: usize) -> Pixels<f32> {
+    Pixels {
+        data: (0..x.h * x.w * out).map(|i| (i % 7) as f32 - 3.0).collect(),
+        h: x.h,
+        w: x.w,
+        channels: out,
+    }
 }

@@ -82,22 +82,13 @@ impl EfficientNet {
             .iter()
             .map(|(storage, layout)| cpu_slice::<T>(storage, layout))
             .collect::<Result<Vec<_>>>()?;
-        // The products' weights `(in, out)`, as the product reads them.
+        // The products' weights `(in, out)`, as the product reads them
+        // (cheaper than the product packing them on every call).
         let transposed: Vec<Option<Vec<T>>> = convs
             .iter()
             .zip(slices.chunks_exact(2))
             .map(|(conv, pair)| {
-                (conv.kind != ConvKind::Depthwise).then(|| {
-                    let (weight, out) = (pair[0], pair[1].len());
-                    let inputs = weight.len() / out.max(1);
-                    let mut t = vec![T::default(); weight.len()];
-                    for (o, row) in weight.chunks_exact(inputs.max(1)).enumerate() {
-                        for (i, &v) in row.iter().enumerate() {
-                            t[i * out + o] = v;
-                        }
-                    }
-                    t
-                })
+                (conv.kind != ConvKind::Depthwise).then(|| transpose(pair[0], pair[1].len()))
             })
             .collect();
         let layers = convs
@@ -116,23 +107,29 @@ impl EfficientNet {
         let (input, input_layout) = x.storage_and_layout();
         let input = cpu_slice::<T>(&input, input_layout)?;
         let per_image = c * h * w;
+        // The output is reduced on the thread that made it, so that only
+        // the small result leaves it and the activations go back to its
+        // buffers.
         let outputs = input
             .par_chunks(per_image.max(1))
             .take(batch)
-            .map(|image| self.image(&layers, image, (c, h, w), until))
+            .map_init(Buffers::default, |buffers, image| {
+                let out = self.image(&layers, image, (c, h, w), until, buffers)?;
+                let values = match until {
+                    Until::Embedding => out.mean(),
+                    Until::Block(_) => out.to_planes(),
+                };
+                let shape = (out.channels, out.h, out.w);
+                buffers.give(out);
+                Ok((values, shape))
+            })
             .collect::<Result<Vec<_>>>()?;
         let shape: Vec<usize> = match (until, outputs.first()) {
             (Until::Embedding, _) => vec![batch, self.cfg.head_channels],
-            (Until::Block(_), Some(first)) => vec![batch, first.channels, first.h, first.w],
+            (Until::Block(_), Some((_, (c, h, w)))) => vec![batch, *c, *h, *w],
             (Until::Block(_), None) => vec![0, 0, 0, 0],
         };
-        let values: Vec<T> = outputs
-            .into_iter()
-            .flat_map(|out| match until {
-                Until::Embedding => out.mean(),
-                Until::Block(_) => out.to_planes(),
-            })
-            .collect();
+        let values: Vec<T> = outputs.into_iter().flat_map(|(v, _)| v).collect();
         Ok(Tensor::from_vec(values, shape, x.device())?)
     }
 
@@ -144,6 +141,7 @@ impl EfficientNet {
         image: &[T],
         size: (usize, usize, usize),
         until: Until,
+        buffers: &mut Buffers<T>,
     ) -> Result<Pixels<T>> {
         let mut layers = layers.iter();
         let mut next = || {
@@ -160,6 +158,7 @@ impl EfficientNet {
             stem.bias,
             (stem.k, stem.stride),
             true,
+            buffers.take(),
         )?;
         let last = match until {
             Until::Embedding => self.blocks.len(),
@@ -172,7 +171,7 @@ impl EfficientNet {
                 continue;
             }
             let expanded = match expand {
-                Some(e) => Some(pointwise(&h, e.weight, e.bias, None, true)?),
+                Some(e) => Some(pointwise(&h, e.weight, e.bias, None, true, buffers.take())?),
                 None => None,
             };
             let mid = depthwise(
@@ -182,16 +181,70 @@ impl EfficientNet {
                 dw.k,
                 dw.stride,
                 true,
+                buffers.take(),
             )?;
+            if let Some(expanded) = expanded {
+                buffers.give(expanded);
+            }
             let residual = block.residual.then_some(&h);
-            h = pointwise(&mid, project.weight, project.bias, residual, false)?;
+            let out = pointwise(
+                &mid,
+                project.weight,
+                project.bias,
+                residual,
+                false,
+                buffers.take(),
+            )?;
+            buffers.give(mid);
+            buffers.give(std::mem::replace(&mut h, out));
         }
         if until == Until::Embedding {
             let head = next()?;
-            h = pointwise(&h, head.weight, head.bias, None, true)?;
+            let out = pointwise(&h, head.weight, head.bias, None, true, buffers.take())?;
+            buffers.give(std::mem::replace(&mut h, out));
         }
         Ok(h)
     }
+}
+
+/// Allocations of activations a thread no longer needs, for its next
+/// layers and images: the kernels write into a given buffer, so that a
+/// thread's few multi-megabyte buffers are mapped once, not once a layer.
+struct Buffers<T>(Vec<Vec<T>>);
+
+impl<T> Default for Buffers<T> {
+    fn default() -> Self {
+        Buffers(Vec::new())
+    }
+}
+
+impl<T> Buffers<T> {
+    /// The largest buffer kept (or a new one).
+    fn take(&mut self) -> Vec<T> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    /// Keeps `pixels`' allocation, the largest last.
+    fn give(&mut self, pixels: Pixels<T>) {
+        self.0.push(pixels.data);
+        self.0.sort_by_key(Vec::capacity);
+    }
+}
+
+/// `(rows, len / rows)` row-major to its transpose, in tiles of 16 rows
+/// so that both sides stream through the cache.
+fn transpose<T: Element>(m: &[T], rows: usize) -> Vec<T> {
+    let cols = m.len() / rows.max(1);
+    let mut t = vec![T::default(); m.len()];
+    for first in (0..rows).step_by(16) {
+        let tile = 16.min(rows - first);
+        for c in 0..cols {
+            for r in first..first + tile {
+                t[c * rows + r] = m[r * cols + c];
+            }
+        }
+    }
+    t
 }
 
 /// A CPU tensor's values, borrowed.
