@@ -9,7 +9,7 @@
 
 use pulp::{Simd, WithSimd};
 
-use super::{Element, Pixels, Window, load, store};
+use super::{Element, Pixels, RowRun, Window, load, store, walk_row};
 use crate::error::{MlError, Result};
 use crate::kernels::common::Float;
 
@@ -112,9 +112,8 @@ impl WithSimd for SimdRow<'_, '_> {
     }
 }
 
-/// Output row `oy` of a `K x K` convolution at stride `STRIDE`: a
-/// register's worth of output channels at a time, the pixels whose windows
-/// lie inside the image in groups, those at the edges one by one; output
+/// Output row `oy` of a `K x K` convolution at stride `STRIDE`, a
+/// register's worth of output channels at a time ([`walk_row`]); output
 /// channels past the last whole register take the plain loop.
 #[inline(always)]
 fn simd_row<S: Simd, const K: usize, const STRIDE: usize>(
@@ -124,10 +123,9 @@ fn simd_row<S: Simd, const K: usize, const STRIDE: usize>(
     out: &mut [f32],
 ) {
     let (outs, lanes, g) = (conv.bias.len(), S::F32_LANES, &conv.window);
-    let (inner_lo, inner_hi) = g.interior_columns();
     let whole = outs - outs % lanes;
     for first in (0..whole).step_by(lanes) {
-        let run = Run {
+        let run = Run::<S, K, STRIDE> {
             simd,
             conv,
             oy,
@@ -135,15 +133,7 @@ fn simd_row<S: Simd, const K: usize, const STRIDE: usize>(
             bias: load::<S>(&conv.bias[first..]),
             first,
         };
-        for ox in 0..inner_lo {
-            run.edge::<K>(ox, out);
-        }
-        let mut ox = inner_lo;
-        run.pixels::<K, STRIDE, 8>(&mut ox, inner_hi, out);
-        run.pixels::<K, STRIDE, 1>(&mut ox, inner_hi, out);
-        for ox in inner_hi..g.out_w {
-            run.edge::<K>(ox, out);
-        }
+        walk_row(&run, g, out);
     }
     if whole < outs {
         conv.channels_of_row(oy, out, whole);
@@ -151,7 +141,7 @@ fn simd_row<S: Simd, const K: usize, const STRIDE: usize>(
 }
 
 /// A register's worth of output channels of one output row.
-struct Run<'a, 'f, S: Simd> {
+struct Run<'a, 'f, S: Simd, const K: usize, const STRIDE: usize> {
     simd: S,
     conv: &'a Dense<'f, f32>,
     oy: usize,
@@ -161,23 +151,20 @@ struct Run<'a, 'f, S: Simd> {
     first: usize,
 }
 
-impl<S: Simd> Run<'_, '_, S> {
+impl<S: Simd, const K: usize, const STRIDE: usize> Run<'_, '_, S, K, STRIDE> {
     /// The weights of tap `(c, ky, kx)` for this run's output channels.
     #[inline(always)]
-    fn weights<const K: usize>(&self, c: usize, ky: usize, kx: usize) -> S::f32s {
+    fn weights(&self, c: usize, ky: usize, kx: usize) -> S::f32s {
         let outs = self.conv.bias.len();
         load::<S>(&self.conv.weights[((c * K + ky) * K + kx) * outs + self.first..])
     }
+}
 
-    /// Pixels from `*ox` on in groups of `P` while whole groups fit before
-    /// `end` (all of their columns inside the image).
+impl<S: Simd, const K: usize, const STRIDE: usize> RowRun for Run<'_, '_, S, K, STRIDE> {
+    /// Each input value broadcast to the register of weights it
+    /// multiplies.
     #[inline(always)]
-    fn pixels<const K: usize, const STRIDE: usize, const P: usize>(
-        &self,
-        ox: &mut usize,
-        end: usize,
-        out: &mut [f32],
-    ) {
+    fn pixels<const P: usize>(&self, ox: &mut usize, end: usize, out: &mut [f32]) {
         let (simd, conv) = (self.simd, self.conv);
         let (g, outs) = (&conv.window, conv.bias.len());
         while *ox + P <= end {
@@ -187,7 +174,7 @@ impl<S: Simd> Run<'_, '_, S> {
                     let iy = self.oy * STRIDE + ky - g.top;
                     let row = &plane[iy * g.w + *ox * STRIDE - g.left..];
                     for kx in 0..K {
-                        let w = self.weights::<K>(c, ky, kx);
+                        let w = self.weights(c, ky, kx);
                         for (p, acc) in acc.iter_mut().enumerate() {
                             let v = simd.splat_f32s(row[p * STRIDE + kx]);
                             *acc = simd.mul_add_f32s(w, v, *acc);
@@ -207,9 +194,8 @@ impl<S: Simd> Run<'_, '_, S> {
         }
     }
 
-    /// Pixel `ox`, whose window may reach past the image's sides.
     #[inline(always)]
-    fn edge<const K: usize>(&self, ox: usize, out: &mut [f32]) {
+    fn edge(&self, ox: usize, out: &mut [f32]) {
         let conv = self.conv;
         let (g, outs) = (&conv.window, conv.bias.len());
         let (kx_lo, kx_hi) = g.columns(ox);
@@ -220,7 +206,7 @@ impl<S: Simd> Run<'_, '_, S> {
                 for kx in kx_lo..kx_hi {
                     let ix = ox * g.stride + kx - g.left;
                     let v = self.simd.splat_f32s(plane[iy * g.w + ix]);
-                    acc = self.simd.mul_add_f32s(self.weights::<K>(c, ky, kx), v, acc);
+                    acc = self.simd.mul_add_f32s(self.weights(c, ky, kx), v, acc);
                 }
             }
         }

@@ -4,7 +4,7 @@
 
 use pulp::{Simd, WithSimd};
 
-use super::{Element, Pixels, Window, load, store};
+use super::{Element, Pixels, RowRun, Window, load, store, walk_row};
 use crate::error::{MlError, Result};
 use crate::kernels::common::Float;
 
@@ -118,10 +118,8 @@ impl WithSimd for SimdRow<'_, '_> {
 }
 
 /// Output row `oy` of a `K x K` filter at stride `STRIDE`, a register's
-/// worth of channels at a time: the pixels whose windows lie inside the
-/// input in groups ([`Run::pixels`]), those at the edges one by one
-/// ([`Run::edge`]). The channels past the last whole register take the
-/// plain loop.
+/// worth of channels at a time ([`walk_row`]); the channels past the last
+/// whole register take the plain loop.
 #[inline(always)]
 fn simd_row<S: Simd, const K: usize, const STRIDE: usize>(
     simd: S,
@@ -130,10 +128,9 @@ fn simd_row<S: Simd, const K: usize, const STRIDE: usize>(
     out: &mut [f32],
 ) {
     let (c, lanes, g) = (filter.x.channels, S::F32_LANES, &filter.window);
-    let (inner_lo, inner_hi) = g.interior_columns();
     let whole = c - c % lanes;
     for first in (0..whole).step_by(lanes) {
-        let run = Run {
+        let run = Run::<S, K, STRIDE> {
             simd,
             filter,
             oy,
@@ -141,20 +138,7 @@ fn simd_row<S: Simd, const K: usize, const STRIDE: usize>(
             bias: load::<S>(&filter.bias[first..]),
             first,
         };
-        for ox in 0..inner_lo {
-            run.edge::<K>(ox, out);
-        }
-        // Eight pixels at a time: independent chains of fused
-        // multiply-adds, enough to keep both FMA units busy; then four,
-        // two, one for the rest.
-        let mut ox = inner_lo;
-        run.pixels::<K, STRIDE, 8>(&mut ox, inner_hi, out);
-        run.pixels::<K, STRIDE, 4>(&mut ox, inner_hi, out);
-        run.pixels::<K, STRIDE, 2>(&mut ox, inner_hi, out);
-        run.pixels::<K, STRIDE, 1>(&mut ox, inner_hi, out);
-        for ox in inner_hi..g.out_w {
-            run.edge::<K>(ox, out);
-        }
+        walk_row(&run, g, out);
     }
     if whole < c {
         filter.channels_of_row(oy, out, whole);
@@ -162,7 +146,7 @@ fn simd_row<S: Simd, const K: usize, const STRIDE: usize>(
 }
 
 /// A register's worth of channels of one output row.
-struct Run<'a, 'f, S: Simd> {
+struct Run<'a, 'f, S: Simd, const K: usize, const STRIDE: usize> {
     simd: S,
     filter: &'a Filter<'f, f32>,
     oy: usize,
@@ -172,25 +156,19 @@ struct Run<'a, 'f, S: Simd> {
     first: usize,
 }
 
-impl<S: Simd> Run<'_, '_, S> {
+impl<S: Simd, const K: usize, const STRIDE: usize> Run<'_, '_, S, K, STRIDE> {
     /// Where input row `iy`, column `ix`, channel `first` is.
     #[inline(always)]
     fn at(&self, iy: usize, ix: usize) -> usize {
         let x = self.filter.x;
         (iy * x.w + ix) * x.channels + self.first
     }
+}
 
-    /// Pixels from `*ox` on in groups of `P` while whole groups fit
-    /// before `end` (all of their columns inside the input): every
-    /// pixel's accumulator a register, each tap's weights loaded once
-    /// per group.
+impl<S: Simd, const K: usize, const STRIDE: usize> RowRun for Run<'_, '_, S, K, STRIDE> {
+    /// Each tap's weights loaded once per group.
     #[inline(always)]
-    fn pixels<const K: usize, const STRIDE: usize, const P: usize>(
-        &self,
-        ox: &mut usize,
-        end: usize,
-        out: &mut [f32],
-    ) {
+    fn pixels<const P: usize>(&self, ox: &mut usize, end: usize, out: &mut [f32]) {
         let (simd, f) = (self.simd, self.filter);
         let (c, g) = (f.x.channels, &f.window);
         while *ox + P <= end {
@@ -213,9 +191,8 @@ impl<S: Simd> Run<'_, '_, S> {
         }
     }
 
-    /// Pixel `ox`, whose window may reach past the input's sides.
     #[inline(always)]
-    fn edge<const K: usize>(&self, ox: usize, out: &mut [f32]) {
+    fn edge(&self, ox: usize, out: &mut [f32]) {
         let f = self.filter;
         let (c, g) = (f.x.channels, &f.window);
         let (kx_lo, kx_hi) = g.columns(ox);

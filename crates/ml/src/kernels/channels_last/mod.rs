@@ -236,6 +236,38 @@ impl Element for f32 {
     }
 }
 
+/// A register's worth of channels of one output row, as the SIMD kernels
+/// compute it ([`walk_row`]).
+trait RowRun {
+    /// Output pixel `ox`, whose window may reach past the input's sides.
+    fn edge(&self, ox: usize, out: &mut [f32]);
+
+    /// Output pixels from `*ox` on in groups of `P`, while whole groups
+    /// fit before `end` (all of their windows inside the input), each
+    /// pixel's accumulator a register.
+    fn pixels<const P: usize>(&self, ox: &mut usize, end: usize, out: &mut [f32]);
+}
+
+/// One run of an output row: the pixels at the edges one by one, those
+/// whose windows lie inside the input eight at a time (independent chains
+/// of fused multiply-adds, enough to keep both FMA units busy), then four,
+/// two and one for the rest.
+#[inline(always)]
+fn walk_row(run: &impl RowRun, window: &Window, out: &mut [f32]) {
+    let (inner_lo, inner_hi) = window.interior_columns();
+    for ox in 0..inner_lo {
+        run.edge(ox, out);
+    }
+    let mut ox = inner_lo;
+    run.pixels::<8>(&mut ox, inner_hi, out);
+    run.pixels::<4>(&mut ox, inner_hi, out);
+    run.pixels::<2>(&mut ox, inner_hi, out);
+    run.pixels::<1>(&mut ox, inner_hi, out);
+    for ox in inner_hi..window.out_w {
+        run.edge(ox, out);
+    }
+}
+
 /// The register's worth of values at the start of `values` (which holds
 /// at least that many; indexing panics otherwise, as a slice would).
 #[inline(always)]
