@@ -530,7 +530,6 @@ impl QuantizedLlama {
         let values = &mut cache.values[layer];
         keys.truncate(offset * kv_width);
         values.truncate(offset * kv_width);
-
         keys.extend_from_slice(&k);
         values.extend_from_slice(&v);
         let (keys, values) = (&keys[..], &values[..]);

@@ -8,7 +8,9 @@ use super::{Element, Pixels, RowRun, Window, load, store, walk_row};
 use crate::error::{MlError, Result};
 use crate::kernels::common::Float;
 
-/// `x` convolved channel by channel with `weight` `(channels, k * k)`,
+/// `x` convolved channel by channel with `weight` `(k * k, channels)`
+/// (tap-major, [`super::transpose`] of a PyTorch weight, so that a tap's
+/// weights for a run of channels are contiguous like a pixel's values),
 /// TensorFlow SAME padding, plus `bias` `(channels,)`, then ReLU6 if
 /// `relu6`, into `buffer`.
 pub(crate) fn depthwise<T: Element>(
@@ -30,18 +32,10 @@ pub(crate) fn depthwise<T: Element>(
             bias.len()
         )));
     }
-    // Tap-major, so that a tap's weights for a run of channels are
-    // contiguous like a pixel's values.
-    let mut by_tap = vec![T::default(); weight.len()];
-    for (channel, filter) in weight.chunks_exact(taps.max(1)).enumerate() {
-        for (tap, &v) in filter.iter().enumerate() {
-            by_tap[tap * c + channel] = v;
-        }
-    }
     let window = Window::new(x.h, x.w, k, stride);
     let filter = Filter {
         x,
-        weights: &by_tap,
+        weights: weight,
         bias,
         window,
         relu6,

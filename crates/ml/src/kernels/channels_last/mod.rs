@@ -107,6 +107,24 @@ impl<T: Float> Pixels<T> {
     }
 }
 
+/// `(rows, len / rows)` row-major to its transpose, in tiles of 16 rows
+/// so that both sides stream through the cache: PyTorch's `(out, in)`
+/// and `(channels, taps)` weights to the `(in, out)` and `(taps,
+/// channels)` these kernels read.
+pub(crate) fn transpose<T: Float>(m: &[T], rows: usize) -> Vec<T> {
+    let cols = m.len() / rows.max(1);
+    let mut t = vec![T::default(); m.len()];
+    for first in (0..rows).step_by(16) {
+        let tile = 16.min(rows - first);
+        for c in 0..cols {
+            for r in first..first + tile {
+                t[c * rows + r] = m[r * cols + c];
+            }
+        }
+    }
+    t
+}
+
 /// Where the `k x k` SAME-padded windows of a convolution fall on an
 /// `h x w` input. The padding is never materialised: a window's taps
 /// outside the input are skipped.

@@ -13,10 +13,10 @@ use crate::kernels::gemm::{self, Threads, View};
 /// still in the core's L2 cache when it is clamped.
 const BLOCK_BYTES: usize = 256 << 10;
 
-/// `x` through the 1x1 convolution `weight` `(channels, out)` (row-major:
-/// the transpose of a PyTorch weight),
-/// plus `bias` `(out,)`, plus `residual` (`out` channels, `x`'s size) if
-/// given, then ReLU6 if `relu6`, into `buffer`.
+/// `x` through the 1x1 convolution `weight` `(channels, out)`
+/// ([`super::transpose`] of a PyTorch weight), plus `bias` `(out,)`, plus
+/// `residual` (`out` channels, `x`'s size) if given, then ReLU6 if
+/// `relu6`, into `buffer`.
 pub(crate) fn pointwise<T: Float>(
     x: &Pixels<T>,
     weight: &[T],
@@ -26,9 +26,8 @@ pub(crate) fn pointwise<T: Float>(
     buffer: Vec<T>,
 ) -> Result<Pixels<T>> {
     let (c, out, pixels) = (x.channels, bias.len(), x.h * x.w);
-    let residual_fits = residual.is_none_or(|r| {
-        (r.h, r.w, r.channels, r.data.len()) == (x.h, x.w, out, x.data.len() / c.max(1) * out)
-    });
+    let residual_fits = residual
+        .is_none_or(|r| (r.h, r.w, r.channels, r.data.len()) == (x.h, x.w, out, pixels * out));
     if weight.len() != out * c || x.data.len() != pixels * c || !residual_fits {
         return Err(MlError::InvalidRequest(format!(
             "1x1 convolution of {}x{}x{c} pixels with {} weights, {out} biases",

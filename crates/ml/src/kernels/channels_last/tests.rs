@@ -16,17 +16,6 @@ fn random(n: usize, rng: &mut SplitMix64) -> Vec<f64> {
         .collect()
 }
 
-/// `(rows, cols)` row-major to `(cols, rows)`.
-fn transpose(m: &[f64], rows: usize, cols: usize) -> Vec<f64> {
-    let mut t = vec![0.0; m.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = m[r * cols + c];
-        }
-    }
-    t
-}
-
 fn f32s(values: &[f64]) -> Vec<f32> {
     values.iter().map(|&v| v as f32).collect()
 }
@@ -90,11 +79,19 @@ fn channels_last_kernels_agree_with_the_planar_ones() {
                 for stride in [1, 2] {
                     let wt = random(c * k * k, &mut rng);
                     let b = random(c, &mut rng);
-                    let ours =
-                        depthwise(&x, &wt, &b, k, stride, relu6, Vec::new()).expect("depthwise");
-                    let ours32 =
-                        depthwise(&x32, &f32s(&wt), &f32s(&b), k, stride, relu6, Vec::new())
-                            .expect("depthwise f32");
+                    let by_tap = transpose(&wt, c);
+                    let ours = depthwise(&x, &by_tap, &b, k, stride, relu6, Vec::new())
+                        .expect("depthwise");
+                    let ours32 = depthwise(
+                        &x32,
+                        &f32s(&by_tap),
+                        &f32s(&b),
+                        k,
+                        stride,
+                        relu6,
+                        Vec::new(),
+                    )
+                    .expect("depthwise f32");
                     let wt = Tensor::from_vec(wt, (c, 1, k, k), &Device::Cpu).expect("w");
                     let b = Tensor::from_vec(b, c, &Device::Cpu).expect("b");
                     let reference =
@@ -104,7 +101,7 @@ fn channels_last_kernels_agree_with_the_planar_ones() {
                     let outs = 20;
                     let wt = random(outs * c * k * k, &mut rng);
                     let b = random(outs, &mut rng);
-                    let by_tap = transpose(&wt, outs, c * k * k);
+                    let by_tap = transpose(&wt, outs);
                     let image = x.to_planes();
                     let ours = dense(
                         &image,
@@ -142,7 +139,7 @@ fn channels_last_kernels_agree_with_the_planar_ones() {
             let b = random(out, &mut rng);
             let residual = Pixels::from_planes(&random(out * h * w, &mut rng), (out, h, w));
             let residual32 = Pixels::from_planes(&f32s(&residual.to_planes()), (out, h, w));
-            let by_input = transpose(&wt, out, c);
+            let by_input = transpose(&wt, out);
             let ours = pointwise(&x, &by_input, &b, Some(&residual), relu6, Vec::new())
                 .expect("pointwise");
             let ours32 = pointwise(

@@ -11,9 +11,9 @@
 use candle_core::{DType, Layout, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::{ConvBn, ConvKind, EfficientNet};
+use super::{ConvBn, EfficientNet};
 use crate::error::{MlError, Result};
-use crate::kernels::channels_last::{Element, Pixels, dense, depthwise, pointwise};
+use crate::kernels::channels_last::{Element, Pixels, dense, depthwise, pointwise, transpose};
 use crate::kernels::common::Float;
 
 /// What the pass returns.
@@ -82,22 +82,20 @@ impl EfficientNet {
             .iter()
             .map(|(storage, layout)| cpu_slice::<T>(storage, layout))
             .collect::<Result<Vec<_>>>()?;
-        // The products' weights `(in, out)`, as the product reads them
-        // (cheaper than the product packing them on every call).
-        let transposed: Vec<Option<Vec<T>>> = convs
-            .iter()
-            .zip(slices.chunks_exact(2))
-            .map(|(conv, pair)| {
-                (conv.kind != ConvKind::Depthwise).then(|| transpose(pair[0], pair[1].len()))
-            })
+        // Every weight `(out, ...)` transposed to the layout the kernels
+        // read (`(in, out)`, or `(taps, channels)` for a depthwise one),
+        // once for the batch.
+        let transposed: Vec<Vec<T>> = slices
+            .chunks_exact(2)
+            .map(|pair| transpose(pair[0], pair[1].len()))
             .collect();
         let layers = convs
             .iter()
             .zip(slices.chunks_exact(2))
             .zip(&transposed)
-            .map(|((conv, pair), transposed)| {
+            .map(|((conv, pair), weight)| {
                 Ok(Conv {
-                    weight: transposed.as_deref().unwrap_or(pair[0]),
+                    weight,
                     bias: pair[1],
                     k: conv.weight.dim(3)?,
                     stride: conv.stride,
@@ -229,22 +227,6 @@ impl<T> Buffers<T> {
         self.0.push(pixels.data);
         self.0.sort_by_key(Vec::capacity);
     }
-}
-
-/// `(rows, len / rows)` row-major to its transpose, in tiles of 16 rows
-/// so that both sides stream through the cache.
-fn transpose<T: Element>(m: &[T], rows: usize) -> Vec<T> {
-    let cols = m.len() / rows.max(1);
-    let mut t = vec![T::default(); m.len()];
-    for first in (0..rows).step_by(16) {
-        let tile = 16.min(rows - first);
-        for c in 0..cols {
-            for r in first..first + tile {
-                t[c * rows + r] = m[r * cols + c];
-            }
-        }
-    }
-    t
 }
 
 /// A CPU tensor's values, borrowed.
