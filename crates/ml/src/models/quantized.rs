@@ -16,6 +16,7 @@ use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{DType, Device};
@@ -355,7 +356,7 @@ impl QuantizedLlama {
             let flag = Arc::clone(&done);
             rayon::spawn_broadcast(move |thread| {
                 if Some(thread.index()) != pass_thread {
-                    poll_for_work(&flag);
+                    poll_for_work(&flag, POLL_IDLE_LIMIT);
                 }
             });
             // Set however the pass ends, a panic included.
@@ -677,7 +678,16 @@ impl Drop for StopPolling<'_> {
     }
 }
 
-/// Runs the pool's work as it appears until `done`, never sleeping.
+/// How long [`poll_for_work`] spins without finding work before it leaves
+/// the thread to rayon's own idling. A decoding step's serial stretches
+/// between parallel loops (norms, one token's attention) last tens of
+/// microseconds, so a pass in progress keeps its pollers; a pass whose
+/// thread was preempted, or a poller that cannot see the work it waits
+/// for, lets go within this bound.
+const POLL_IDLE_LIMIT: Duration = Duration::from_micros(500);
+
+/// Runs the pool's work as it appears until `done`, never sleeping, and
+/// returns early once `idle_limit` passes without any work found.
 ///
 /// Between a token's parallel loops the pass runs short serial steps
 /// (norms, attention, the adapter); left alone, rayon's idle threads fall
@@ -686,11 +696,24 @@ impl Drop for StopPolling<'_> {
 /// llama.cpp's threads spin between operations for the same reason. The
 /// polling lasts one forward pass, and a thread polling still runs any
 /// work the pool has, the pass's or anyone else's.
-fn poll_for_work(done: &AtomicBool) {
+///
+/// The bound is what keeps this from deadlocking. A thread waiting inside
+/// a job (for the stolen half of a `join`) runs whatever it finds, the
+/// broadcast poller included, on top of its stack: if that job was a
+/// piece of the pass, the pass cannot end (so `done` is never set) until
+/// the poller returns and the piece beneath it finishes. Seen as a hang
+/// of `bench generate` under load before the bound existed.
+fn poll_for_work(done: &AtomicBool, idle_limit: Duration) {
+    let mut idle_since: Option<Instant> = None;
     while !done.load(Ordering::Acquire) {
         match rayon::yield_now() {
-            Some(rayon::Yield::Executed) => {}
-            Some(rayon::Yield::Idle) => std::hint::spin_loop(),
+            Some(rayon::Yield::Executed) => idle_since = None,
+            Some(rayon::Yield::Idle) => {
+                if idle_since.get_or_insert_with(Instant::now).elapsed() >= idle_limit {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
             None => return,
         }
     }
@@ -734,6 +757,56 @@ mod tests {
         let bits: Vec<u16> = a.iter().map(|&v| to_bf16(v)).collect();
         let want: f32 = bits.iter().zip(&x).map(|(&a, x)| widen(a) * x).sum();
         assert!((dot_bf16(&bits, &x) - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_poller_whose_pass_never_ends_lets_go_once_idle() {
+        // The deadlock's shape: the flag is never set while the poller
+        // runs (the pass waits on work beneath it). Unbounded, this spun
+        // forever; a watchdog turns that into a failure, not a hung run.
+        let (sent, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .expect("a pool of two threads");
+            let never = AtomicBool::new(false);
+            let start = Instant::now();
+            pool.install(|| poll_for_work(&never, Duration::from_millis(5)));
+            let _ = sent.send(start.elapsed());
+        });
+        let waited = received
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the poller never let go of its thread");
+        assert!(waited >= Duration::from_millis(5), "left after {waited:?}");
+    }
+
+    #[test]
+    fn a_poller_still_runs_the_pools_work_and_stops_when_done() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("a pool of two threads");
+        let done = AtomicBool::new(false);
+        let ran = std::sync::atomic::AtomicUsize::new(0);
+        pool.in_place_scope(|scope| {
+            scope.spawn(|_| {
+                // Generous bound: only `done` may end this poll.
+                poll_for_work(&done, Duration::from_secs(60));
+            });
+            for _ in 0..64 {
+                scope.spawn(|_| {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            scope.spawn(|_| {
+                while ran.load(Ordering::Relaxed) < 64 {
+                    std::hint::spin_loop();
+                }
+                done.store(true, Ordering::Release);
+            });
+        });
+        assert_eq!(ran.load(Ordering::Relaxed), 64);
     }
 
     #[test]
