@@ -76,6 +76,20 @@ pub struct QCache {
 }
 
 impl QCache {
+    /// Room for `t` more positions in each of `layers` layers of
+    /// `width`-wide keys and values (amortized, as `Vec` grows).
+    fn reserve(&mut self, layers: usize, t: usize, width: usize) {
+        if self.keys.len() != layers {
+            self.keys = vec![Vec::new(); layers];
+            self.values = vec![Vec::new(); layers];
+        }
+        let needed = (self.len + t) * width;
+        for cached in self.keys.iter_mut().chain(&mut self.values) {
+            cached.truncate(self.len * width);
+            cached.reserve(needed - cached.len());
+        }
+    }
+
     /// Positions cached.
     pub fn len(&self) -> usize {
         self.len
@@ -163,7 +177,9 @@ impl QAdapter {
                 }
                 let flat = |t: &candle_core::Tensor| -> Result<Vec<u16>> {
                     let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                    Ok(values.into_iter().map(to_bf16).collect())
+                    // Not `into_iter`: collecting in place would keep the
+                    // f32 buffer, twice the bf16 values' size.
+                    Ok(values.iter().map(|&v| to_bf16(v)).collect())
                 };
                 pairs.push(Some((flat(a)?, flat(&b.t()?.contiguous()?)?, rank)));
             }
@@ -182,10 +198,21 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
     let file = File::open(path).map_err(|e| MlError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| MlError::io(path, e))?.len();
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader)
+    let mut content = Content::read(&mut reader)
         .map_err(|e| MlError::bad_model(path, format!("GGUF header: {e}")))?;
     let header = loader::header(&content, file_len).map_err(|r| MlError::bad_model(path, r))?;
-    let cfg = header.config;
+    // The vocabulary becomes the tokenizer, and the metadata (some 100k
+    // small strings, twice over) is freed, before any weight is read: the
+    // weights' smaller buffers then reuse the freed memory instead of
+    // leaving it stranded between them for the process's lifetime.
+    let tokenizer = TextTokenizer::from_gguf_vocabulary(&header.vocabulary)?;
+    let loader::Header {
+        architecture,
+        config: cfg,
+        ..
+    } = header;
+    content.metadata.clear();
+    content.metadata.shrink_to_fit();
     let tensor =
         |reader: &mut BufReader<File>, name: &str| -> Result<candle_core::quantized::QTensor> {
             content
@@ -212,7 +239,7 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
         None
     };
     let norm = vector(tensor(&mut reader, "output_norm.weight")?)?;
-    let llama_order = header.architecture == "llama";
+    let llama_order = architecture == "llama";
     let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
     for layer in 0..cfg.num_hidden_layers {
         let name = |n: &str| format!("blk.{layer}.{n}");
@@ -255,7 +282,6 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
             bias,
         });
     }
-    let tokenizer = TextTokenizer::from_gguf_vocabulary(&header.vocabulary)?;
     Ok((
         QuantizedLlama::new(cfg, embed, head, norm, blocks),
         tokenizer,
@@ -342,6 +368,33 @@ impl QuantizedLlama {
         cache: &mut QCache,
         adapter: Option<&QAdapter>,
     ) -> Result<Vec<f32>> {
+        let offset = cache.len;
+        if tokens.is_empty() {
+            return Err(MlError::InvalidRequest("no tokens to run".into()));
+        }
+        if offset + tokens.len() > self.positions {
+            return Err(MlError::InvalidRequest(format!(
+                "{} tokens do not fit this model's context of {} tokens",
+                offset + tokens.len(),
+                self.positions
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.embed.rows()) {
+            return Err(MlError::InvalidRequest(format!(
+                "token {bad} is outside the vocabulary of {}",
+                self.embed.rows()
+            )));
+        }
+        // The cache grows here, on the caller's thread, not on whichever of
+        // the pool's threads runs the pass: passes land on different
+        // threads, and each thread allocates from its own malloc arena, so
+        // a cache grown inside the pool leaves its outgrown buffers behind
+        // in every arena in turn.
+        cache.reserve(
+            self.blocks.len(),
+            tokens.len(),
+            self.cfg.num_key_value_heads * self.cfg.head_dim(),
+        );
         // The whole pass runs on one of rayon's threads: each projection's
         // parallel loop then starts from inside the pool, where the caller
         // works on it too, instead of handing every one of the ~120 loops
@@ -375,26 +428,6 @@ impl QuantizedLlama {
         let cfg = &self.cfg;
         let (t, h) = (tokens.len(), cfg.hidden_size);
         let offset = cache.len;
-        if t == 0 {
-            return Err(MlError::InvalidRequest("no tokens to run".into()));
-        }
-        if offset + t > self.positions {
-            return Err(MlError::InvalidRequest(format!(
-                "{} tokens do not fit this model's context of {} tokens",
-                offset + t,
-                self.positions
-            )));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.embed.rows()) {
-            return Err(MlError::InvalidRequest(format!(
-                "token {bad} is outside the vocabulary of {}",
-                self.embed.rows()
-            )));
-        }
-        if cache.keys.len() != self.blocks.len() {
-            cache.keys = vec![Vec::new(); self.blocks.len()];
-            cache.values = vec![Vec::new(); self.blocks.len()];
-        }
         let mut x = vec![0f32; t * h];
         for (&id, row) in tokens.iter().zip(x.chunks_mut(h)) {
             self.embed.row_into(id as usize, row);
@@ -704,12 +737,17 @@ const POLL_IDLE_LIMIT: Duration = Duration::from_micros(500);
 /// the poller returns and the piece beneath it finishes. Seen as a hang
 /// of `bench generate` under load before the bound existed.
 fn poll_for_work(done: &AtomicBool, idle_limit: Duration) {
-    let mut idle_since: Option<Instant> = None;
+    // The clock is read every `CHECK_EVERY` idle rounds, not every round.
+    const CHECK_EVERY: u32 = 64;
+    let (mut idle_since, mut idle_rounds) = (None::<Instant>, 0u32);
     while !done.load(Ordering::Acquire) {
         match rayon::yield_now() {
-            Some(rayon::Yield::Executed) => idle_since = None,
+            Some(rayon::Yield::Executed) => (idle_since, idle_rounds) = (None, 0),
             Some(rayon::Yield::Idle) => {
-                if idle_since.get_or_insert_with(Instant::now).elapsed() >= idle_limit {
+                idle_rounds = idle_rounds.wrapping_add(1);
+                if idle_rounds % CHECK_EVERY == 1
+                    && idle_since.get_or_insert_with(Instant::now).elapsed() >= idle_limit
+                {
                     return;
                 }
                 std::hint::spin_loop();
