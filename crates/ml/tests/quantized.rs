@@ -191,3 +191,89 @@ fn a_forward_pass_finishes_while_another_pool_thread_is_busy() {
         "the pass returned only after the busy thread was freed by its timeout"
     );
 }
+
+/// Passes on a pool that is also running other parallel loops (an import
+/// beside a chat) all finish. A pool thread can pick up a pass's polling
+/// job while it waits inside a piece of that same pass; the poller then
+/// sat on top of the piece, the pass waited for the piece, and both spun
+/// forever (seen as `bench generate` hanging under load). With the
+/// pollers unbounded this test hung until its watchdog fired; bounded, its
+/// 20 prompts and 1280 decoding steps took 35 s on a 2-core machine. The
+/// loops are bounded; the watchdog turns a hang into a failure.
+#[test]
+fn passes_finish_beside_other_parallel_work() {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, mpsc};
+    use std::time::Duration;
+
+    let Some(path) = smollm2() else { return };
+    let (model, tokenizer) = quantized::load(&path).expect("load quantized");
+    let prompt = tokenizer
+        .encode("The quick brown fox jumps over the lazy dog", false)
+        .expect("encode");
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool"),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (pool, stop) = (Arc::clone(&pool), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut rounds = 0u32;
+            while !stop.load(Ordering::Relaxed) && rounds < 100_000 {
+                let sum: f64 = pool.install(|| {
+                    (0..20_000u32)
+                        .into_par_iter()
+                        .with_min_len(64)
+                        .map(|i| f64::from(i).sqrt())
+                        .sum()
+                });
+                std::hint::black_box(sum);
+                rounds += 1;
+            }
+        })
+    };
+    // Threads outside the pool keep the cores oversubscribed, so the
+    // pool's threads are preempted at arbitrary points, as under load.
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let (sent, finished) = mpsc::channel();
+    let passes = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            pool.install(|| {
+                for _ in 0..20 {
+                    let mut cache = QCache::default();
+                    let mut logits = model.forward(&prompt, &mut cache, None).expect("prompt");
+                    for _ in 0..64 {
+                        let next = argmax(&logits) as u32;
+                        logits = model.forward(&[next], &mut cache, None).expect("step");
+                    }
+                }
+            });
+            let _ = sent.send(());
+        })
+    };
+    let outcome = finished.recv_timeout(Duration::from_secs(300));
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        outcome.is_ok(),
+        "the passes did not finish within five minutes beside other parallel work"
+    );
+    passes.join().expect("passes");
+    busy.join().expect("busy loop");
+    for spinner in spinners {
+        spinner.join().expect("spinner");
+    }
+}
