@@ -198,7 +198,7 @@ fn a_forward_pass_finishes_while_another_pool_thread_is_busy() {
 /// sat on top of the piece, the pass waited for the piece, and both spun
 /// forever (seen as `bench generate` hanging under load). With the
 /// pollers unbounded this test hung until its watchdog fired; bounded, its
-/// 20 prompts and 1280 decoding steps took 35 s on a 2-core machine. The
+/// 20 prompts and 1280 decoding steps took 35-55 s on a 2-core machine. The
 /// loops are bounded; the watchdog turns a hang into a failure.
 #[test]
 fn passes_finish_beside_other_parallel_work() {

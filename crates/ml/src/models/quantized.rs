@@ -714,10 +714,11 @@ impl Drop for StopPolling<'_> {
 /// How long [`poll_for_work`] spins without finding work before it leaves
 /// the thread to rayon's own idling. A decoding step's serial stretches
 /// between parallel loops (norms, one token's attention) last tens of
-/// microseconds, so a pass in progress keeps its pollers; a pass whose
-/// thread was preempted, or a poller that cannot see the work it waits
-/// for, lets go within this bound.
-const POLL_IDLE_LIMIT: Duration = Duration::from_micros(500);
+/// microseconds, far below this, so a pass in progress keeps its pollers
+/// even when its thread is preempted for a scheduler tick or two; a poller
+/// that cannot see the work it waits for (see [`poll_for_work`]) costs
+/// its pass this long, once.
+const POLL_IDLE_LIMIT: Duration = Duration::from_millis(5);
 
 /// Runs the pool's work as it appears until `done`, never sleeping, and
 /// returns early once `idle_limit` passes without any work found.
