@@ -96,9 +96,10 @@ fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(sign | bits)
 }
 
-/// Widens f16 scales (bits) into `out`, one per input.
+/// Widens f16 values (bits: block scales, cached keys and values) into
+/// `out`, one per input.
 #[inline(always)]
-fn widen_scales(halves: &[u16], out: &mut [f32]) {
+pub(crate) fn widen_halves(halves: &[u16], out: &mut [f32]) {
     for (o, &h) in out.iter_mut().zip(halves) {
         *o = f16_to_f32(h);
     }
@@ -537,7 +538,7 @@ impl<'a> Blocks<'a> {
     ) -> Row<'a, 's> {
         let (d_out, m_out) = scales.split_at_mut(nb);
         let widen_d = |d: &[u16], out: &mut [f32]| {
-            widen_scales(&d[row * nb..][..nb], out);
+            widen_halves(&d[row * nb..][..nb], out);
             if let Some(times) = times {
                 out.iter_mut().zip(times).for_each(|(o, t)| *o *= t);
             }
@@ -545,7 +546,7 @@ impl<'a> Blocks<'a> {
         match self {
             Blocks::Q4_1 { d, m, qs } => {
                 widen_d(d, d_out);
-                widen_scales(&m[row * nb..][..nb], m_out);
+                widen_halves(&m[row * nb..][..nb], m_out);
                 Row::Q4_1 {
                     d: d_out,
                     m: m_out,

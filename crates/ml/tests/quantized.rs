@@ -5,8 +5,8 @@
 //! a message when the model is absent; a failure under CI=true.
 //!
 //! Both paths compute with the same dequantized weights; they differ in
-//! summation order, the fast `exp`, and the quantized path's 16-bit
-//! activations (8 bits, as llama.cpp uses, moved the logits by 0.7 and
+//! summation order, the fast `exp`, the quantized path's f16 key/value
+//! cache and its 16-bit activations (8 bits, as llama.cpp uses, moved the logits by 0.7 and
 //! changed the greedy answer of the Paris test below). Tolerance: every logit within
 //! 2e-2 of the reference (logits span about ±30), the same greedy token at
 //! every step, and an adapter whose effect is far above that tolerance.

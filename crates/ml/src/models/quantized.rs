@@ -28,7 +28,7 @@ use crate::kernels::gemm::{self, Threads, View};
 use crate::loaders::gguf as loader;
 use crate::lora::{LoraAdapter, Target};
 use crate::models::llama::Config;
-use crate::qmatmul::{QWeight, WIDENED_FROM_TOKENS};
+use crate::qmatmul::{QWeight, WIDENED_FROM_TOKENS, widen_halves};
 use crate::tokenizer::TextTokenizer;
 
 /// One decoder block's weights.
@@ -67,11 +67,15 @@ struct RopeTable {
     sin: Vec<f32>,
 }
 
-/// Keys and values of every layer for the positions run so far.
+/// Keys and values of every layer for the positions run so far, in IEEE
+/// half precision (their bits), as llama.cpp keeps them by default: half
+/// the memory of f32 (SmolLM2 at 2048 positions: 45 instead of 90 MiB),
+/// and attention reads half the bytes. Rounding a key or value to f16
+/// moves it by at most 2⁻¹¹ of itself.
 #[derive(Debug, Clone, Default)]
 pub struct QCache {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
+    keys: Vec<Vec<u16>>,
+    values: Vec<Vec<u16>>,
     len: usize,
 }
 
@@ -564,8 +568,8 @@ impl QuantizedLlama {
         let values = &mut cache.values[layer];
         keys.truncate(offset * kv_width);
         values.truncate(offset * kv_width);
-        keys.extend_from_slice(&k);
-        values.extend_from_slice(&v);
+        keys.extend(k.iter().map(|&k| half::f16::from_f32(k).to_bits()));
+        values.extend(v.iter().map(|&v| half::f16::from_f32(v).to_bits()));
         let (keys, values) = (&keys[..], &values[..]);
 
         // Attention: every (token, head) on its own, causal over the cache.
@@ -580,9 +584,12 @@ impl QuantizedLlama {
             fastmath::vectorized(
                 #[inline(always)]
                 || {
+                    // One cached row at a time, widened to f32.
+                    let mut row = vec![0f32; dim];
                     let mut scores: Vec<f32> = (0..seen)
                         .map(|p| {
-                            fastmath::dot(query, &keys[p * kv_width + kv * dim..][..dim]) * scale
+                            widen_halves(&keys[p * kv_width + kv * dim..][..dim], &mut row);
+                            fastmath::dot(query, &row) * scale
                         })
                         .collect();
                     let top = fastmath::max(&scores);
@@ -593,8 +600,8 @@ impl QuantizedLlama {
                     }
                     let inverse = 1.0 / total;
                     for (p, &w) in scores.iter().enumerate() {
-                        let value = &values[p * kv_width + kv * dim..][..dim];
-                        for (o, v) in out.iter_mut().zip(value) {
+                        widen_halves(&values[p * kv_width + kv * dim..][..dim], &mut row);
+                        for (o, v) in out.iter_mut().zip(&row) {
                             *o += w * inverse * v;
                         }
                     }
