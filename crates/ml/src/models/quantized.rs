@@ -71,7 +71,8 @@ struct RopeTable {
 /// half precision (their bits), as llama.cpp keeps them by default: half
 /// the memory of f32 (SmolLM2 at 2048 positions: 45 instead of 90 MiB),
 /// and attention reads half the bytes. Rounding a key or value to f16
-/// moves it by at most 2⁻¹¹ of itself.
+/// moves it by at most 2⁻¹¹ of itself (within f16's range, ±65504, which
+/// llama.cpp's f16 default relies on too).
 #[derive(Debug, Clone, Default)]
 pub struct QCache {
     keys: Vec<Vec<u16>>,
@@ -81,7 +82,8 @@ pub struct QCache {
 
 impl QCache {
     /// Room for `t` more positions in each of `layers` layers of
-    /// `width`-wide keys and values (amortized, as `Vec` grows).
+    /// `width`-wide keys and values (amortized, as `Vec` grows), after
+    /// dropping whatever a pass that failed part-way appended past `len`.
     fn reserve(&mut self, layers: usize, t: usize, width: usize) {
         if self.keys.len() != layers {
             self.keys = vec![Vec::new(); layers];
@@ -564,10 +566,9 @@ impl QuantizedLlama {
             rope.apply(&mut q[i * heads * dim..][..heads * dim], i);
             rope.apply(&mut k[i * kv_width..][..kv_width], i);
         }
+        // `forward` reserved room and cut both to `offset` positions.
         let keys = &mut cache.keys[layer];
         let values = &mut cache.values[layer];
-        keys.truncate(offset * kv_width);
-        values.truncate(offset * kv_width);
         keys.extend(k.iter().map(|&k| half::f16::from_f32(k).to_bits()));
         values.extend(v.iter().map(|&v| half::f16::from_f32(v).to_bits()));
         let (keys, values) = (&keys[..], &values[..]);
