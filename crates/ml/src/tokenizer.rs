@@ -61,18 +61,27 @@ impl TextTokenizer {
 
     /// Rebuilds a GPT-2-style byte-level BPE tokenizer from GGUF metadata
     /// (`tokenizer.ggml.tokens`, `.merges`, `.token_type`, `.pre`).
-    pub fn from_gguf_vocabulary(vocabulary: &GgufVocabulary) -> Result<Self> {
+    pub fn from_gguf_vocabulary(vocabulary: GgufVocabulary) -> Result<Self> {
         if vocabulary.model != "gpt2" {
             return Err(MlError::Tokenizer(format!(
                 "GGUF tokenizer model {:?} is not supported (only byte-level BPE, \"gpt2\")",
                 vocabulary.model
             )));
         }
-        let vocab: tokenizers::models::bpe::Vocab = vocabulary
+        // Control (3) and user-defined (4) tokens are matched whole.
+        let specials: Vec<AddedToken> = vocabulary
             .tokens
             .iter()
+            .zip(&vocabulary.token_types)
+            .filter(|(_, kind)| matches!(kind, 3 | 4))
+            .map(|(token, _)| AddedToken::from(token.clone(), true))
+            .collect();
+        // The token strings move into the BPE's map (no copy of ~50k).
+        let vocab: tokenizers::models::bpe::Vocab = vocabulary
+            .tokens
+            .into_iter()
             .enumerate()
-            .map(|(id, token)| (token.clone(), id as u32))
+            .map(|(id, token)| (token, id as u32))
             .collect();
         let merges = vocabulary
             .merges
@@ -103,14 +112,6 @@ impl TextTokenizer {
             tokenizer.with_pre_tokenizer(Some(byte_level));
         }
         tokenizer.with_decoder(Some(ByteLevel::default()));
-        // Control (3) and user-defined (4) tokens are matched whole.
-        let specials: Vec<AddedToken> = vocabulary
-            .tokens
-            .iter()
-            .zip(&vocabulary.token_types)
-            .filter(|(_, kind)| matches!(kind, 3 | 4))
-            .map(|(token, _)| AddedToken::from(token.clone(), true))
-            .collect();
         tokenizer
             .add_special_tokens(specials)
             .map_err(tokenizer_error)?;
@@ -118,7 +119,7 @@ impl TextTokenizer {
             tokenizer,
             vocabulary.bos,
             vocabulary.eos.into_iter().collect(),
-            vocabulary.chat_template.clone(),
+            vocabulary.chat_template,
         ))
     }
 

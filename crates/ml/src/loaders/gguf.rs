@@ -29,10 +29,12 @@ pub(crate) struct Header {
 }
 
 /// Reads and checks the header of a GGUF file `file_len` bytes long: a
-/// Llama-family model whose tensors lie inside the file.
-pub(crate) fn header(content: &Content, file_len: u64) -> Result<Header, String> {
+/// Llama-family model whose tensors lie inside the file. The vocabulary's
+/// token and merge strings are moved out of `content`'s metadata, not
+/// copied (some 100k small strings).
+pub(crate) fn header(content: &mut Content, file_len: u64) -> Result<Header, String> {
     check_extent(content, file_len)?;
-    let metadata = &content.metadata;
+    let metadata = &mut content.metadata;
     let architecture = string(metadata, "general.architecture")?;
     if !matches!(architecture.as_str(), "llama" | "qwen2") {
         return Err(format!(
@@ -40,7 +42,12 @@ pub(crate) fn header(content: &Content, file_len: u64) -> Result<Header, String>
         ));
     }
     let vocabulary = vocabulary(metadata)?;
-    let config = config(metadata, &architecture, content, vocabulary.tokens.len())?;
+    let config = config(
+        &content.metadata,
+        &architecture,
+        content,
+        vocabulary.tokens.len(),
+    )?;
     Ok(Header {
         architecture,
         vocabulary,
@@ -53,13 +60,13 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     let file = File::open(path).map_err(|e| MlError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| MlError::io(path, e))?.len();
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader)
+    let mut content = Content::read(&mut reader)
         .map_err(|e| MlError::bad_model(path, format!("GGUF header: {e}")))?;
     let Header {
         architecture,
         vocabulary,
         config: cfg,
-    } = header(&content, file_len).map_err(|reason| MlError::bad_model(path, reason))?;
+    } = header(&mut content, file_len).map_err(|reason| MlError::bad_model(path, reason))?;
 
     let mut weights = HashMap::new();
     for (name, _) in content.tensor_infos.iter() {
@@ -83,7 +90,7 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     }
     let model = Llama::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, device))
         .map_err(|e| MlError::bad_model(path, e.to_string()))?;
-    let tokenizer = TextTokenizer::from_gguf_vocabulary(&vocabulary)?;
+    let tokenizer = TextTokenizer::from_gguf_vocabulary(vocabulary)?;
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -211,17 +218,24 @@ fn config(
     Ok(cfg)
 }
 
-fn strings(metadata: &HashMap<String, Value>, key: &str) -> Result<Vec<String>, String> {
-    get(metadata, key)?
-        .to_vec()
-        .map_err(|e| format!("{key}: {e}"))?
-        .iter()
-        .map(|v| v.to_string().cloned().map_err(|e| format!("{key}: {e}")))
-        .collect()
+/// The array of strings at `key`, moved out of `metadata`.
+fn take_strings(metadata: &mut HashMap<String, Value>, key: &str) -> Result<Vec<String>, String> {
+    match metadata.remove(key) {
+        None => Err(format!("metadata {key} is missing")),
+        Some(Value::Array(values)) => values
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(format!("{key}: {:?} is not a string", other.value_type())),
+            })
+            .collect(),
+        Some(other) => Err(format!("{key}: {:?} is not an array", other.value_type())),
+    }
 }
 
-fn vocabulary(metadata: &HashMap<String, Value>) -> Result<GgufVocabulary, String> {
-    let tokens = strings(metadata, "tokenizer.ggml.tokens")?;
+fn vocabulary(metadata: &mut HashMap<String, Value>) -> Result<GgufVocabulary, String> {
+    let tokens = take_strings(metadata, "tokenizer.ggml.tokens")?;
+    let merges = take_strings(metadata, "tokenizer.ggml.merges").unwrap_or_default();
     let token_types = match metadata.get("tokenizer.ggml.token_type") {
         Some(value) => value
             .to_vec()
@@ -235,7 +249,7 @@ fn vocabulary(metadata: &HashMap<String, Value>) -> Result<GgufVocabulary, Strin
     Ok(GgufVocabulary {
         model: string(metadata, "tokenizer.ggml.model")?,
         pre: string(metadata, "tokenizer.ggml.pre").unwrap_or_default(),
-        merges: strings(metadata, "tokenizer.ggml.merges").unwrap_or_default(),
+        merges,
         bos: id("tokenizer.ggml.bos_token_id"),
         eos: id("tokenizer.ggml.eos_token_id"),
         chat_template: string(metadata, "tokenizer.chat_template").ok(),

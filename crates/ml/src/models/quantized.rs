@@ -206,17 +206,16 @@ pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
     let mut reader = BufReader::new(file);
     let mut content = Content::read(&mut reader)
         .map_err(|e| MlError::bad_model(path, format!("GGUF header: {e}")))?;
-    let header = loader::header(&content, file_len).map_err(|r| MlError::bad_model(path, r))?;
-    // The vocabulary becomes the tokenizer, and the metadata (some 100k
-    // small strings, twice over) is freed, before any weight is read: the
-    // weights' smaller buffers then reuse the freed memory instead of
-    // leaving it stranded between them for the process's lifetime.
-    let tokenizer = TextTokenizer::from_gguf_vocabulary(&header.vocabulary)?;
     let loader::Header {
         architecture,
+        vocabulary,
         config: cfg,
-        ..
-    } = header;
+    } = loader::header(&mut content, file_len).map_err(|r| MlError::bad_model(path, r))?;
+    // The vocabulary becomes the tokenizer, and the rest of the metadata
+    // is freed, before any weight is read: the weights' smaller buffers
+    // then reuse the freed memory instead of leaving it stranded between
+    // them for the process's lifetime.
+    let tokenizer = TextTokenizer::from_gguf_vocabulary(vocabulary)?;
     content.metadata.clear();
     content.metadata.shrink_to_fit();
     let tensor =
