@@ -69,6 +69,16 @@ fn pass<D: Decoder>(decoder: &D, prompt: &[u32], new: usize) -> Result<Pass> {
     })
 }
 
+/// Whose turn it is within a round.
+#[derive(Debug, Clone, Copy)]
+enum Turn {
+    HearthBase,
+    HearthLora,
+    HearthF32,
+    LlamaCpp,
+    PyTorch,
+}
+
 /// Median figures of one side.
 #[derive(Debug, Default)]
 struct Side {
@@ -183,28 +193,46 @@ pub fn run(args: BenchGenerateArgs) -> Result<ExitCode> {
     let (mut f32_base, mut f32_lora) = (Side::default(), Side::default());
     let (mut ours, mut ours_lora, mut llama) = (Side::default(), Side::default(), Side::default());
     let (mut llama_rss, mut llama_import, mut torch) = (0f64, 0f64, Vec::new());
+    // Each round starts with a different side. In a fixed order Hearth's
+    // base side always ran right after the PyTorch reference (a 1.4 GB
+    // process, 14 s of GGUF loading) and measured 0.91x-1.24x llama.cpp
+    // from run to run, against 1.10x-1.20x without PyTorch in the rounds.
+    let mut order = vec![Turn::HearthBase, Turn::HearthLora];
+    if f32_model.is_some() {
+        order.push(Turn::HearthF32);
+    }
+    if !args.no_llamacpp {
+        order.push(Turn::LlamaCpp);
+    }
+    if !args.no_pytorch {
+        order.push(Turn::PyTorch);
+    }
     for round in 1..=args.rounds {
-        ours.push(pass(&base, &prompt, n)?);
-        ours_lora.push(pass(&adapted, &prompt, n)?);
-        if let Some(loaded) = &f32_model {
-            let reference = |adapter| Reference {
-                model: &loaded.model,
-                adapter,
-            };
-            f32_base.push(pass(&reference(None), &prompt, n)?);
-            f32_lora.push(pass(&reference(f32_lora_adapter.as_ref()), &prompt, n)?);
-        }
-        if !args.no_llamacpp {
-            let r = run_llamacpp(&path, &prompt, n, threads)?;
-            llama.push(Pass {
-                prompt: number(&r, "prompt_s")?,
-                decode: number(&r, "decode_s")?,
-            });
-            llama_rss = llama_rss.max(number(&r, "peak_rss_mb")?);
-            llama_import = number(&r, "import_rss_mb")?;
-        }
-        if !args.no_pytorch {
-            torch.push(run_pytorch(&path, p, n, threads)?);
+        for side in order.iter().cycle().skip(round - 1).take(order.len()) {
+            match side {
+                Turn::HearthBase => ours.push(pass(&base, &prompt, n)?),
+                Turn::HearthLora => ours_lora.push(pass(&adapted, &prompt, n)?),
+                Turn::HearthF32 => {
+                    if let Some(loaded) = &f32_model {
+                        let reference = |adapter| Reference {
+                            model: &loaded.model,
+                            adapter,
+                        };
+                        f32_base.push(pass(&reference(None), &prompt, n)?);
+                        f32_lora.push(pass(&reference(f32_lora_adapter.as_ref()), &prompt, n)?);
+                    }
+                }
+                Turn::LlamaCpp => {
+                    let r = run_llamacpp(&path, &prompt, n, threads)?;
+                    llama.push(Pass {
+                        prompt: number(&r, "prompt_s")?,
+                        decode: number(&r, "decode_s")?,
+                    });
+                    llama_rss = llama_rss.max(number(&r, "peak_rss_mb")?);
+                    llama_import = number(&r, "import_rss_mb")?;
+                }
+                Turn::PyTorch => torch.push(run_pytorch(&path, p, n, threads)?),
+            }
         }
         eprintln!("round {round}/{} done", args.rounds);
     }
