@@ -6,8 +6,9 @@
 //!
 //! Every side processes a prompt of the same length in one batch, then
 //! decodes greedily the same number of new tokens, never stopping early.
-//! Rounds are interleaved; medians are reported. A reference that cannot
-//! load the same weights fails the benchmark: nothing falls back.
+//! Rounds are interleaved, each starting with a different side; medians
+//! are reported. A reference that cannot load the same weights fails the
+//! benchmark: nothing falls back.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
