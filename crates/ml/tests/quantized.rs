@@ -277,3 +277,47 @@ fn passes_finish_beside_other_parallel_work() {
         spinner.join().expect("spinner");
     }
 }
+
+/// Bad input to a pass gets a clear error before anything is reserved or
+/// run, and leaves the cache as it was: no tokens, a token outside the
+/// vocabulary, and more tokens than the model's context (refused, not
+/// allocated).
+#[test]
+fn a_pass_refuses_bad_tokens_and_keeps_its_cache() {
+    let Some(path) = smollm2() else { return };
+    let (model, tokenizer) = quantized::load(&path).expect("load quantized");
+    let prompt = tokenizer
+        .encode("The quick brown fox", false)
+        .expect("encode");
+    let mut cache = QCache::default();
+    let first = model.forward(&prompt, &mut cache, None).expect("prompt");
+    let cached = cache.len();
+    assert_eq!(cached, prompt.len());
+
+    let vocab = model.config().vocab_size as u32;
+    let too_long = vec![0u32; 1 << 20];
+    for (tokens, says) in [
+        (&[][..], "no tokens"),
+        (&[vocab + 7][..], "outside the vocabulary"),
+        (&too_long[..], "do not fit"),
+    ] {
+        let error = model
+            .forward(tokens, &mut cache, None)
+            .expect_err("bad input is refused")
+            .to_string();
+        assert!(error.contains(says), "{error:?} should say {says:?}");
+        assert_eq!(cache.len(), cached, "a refused pass leaves the cache");
+    }
+
+    // The cache still continues the prompt exactly as a fresh one does.
+    let next = argmax(&first) as u32;
+    let continued = model.forward(&[next], &mut cache, None).expect("step");
+    let mut fresh = QCache::default();
+    let mut whole = prompt.clone();
+    whole.push(next);
+    let again = model.forward(&whole, &mut fresh, None).expect("whole");
+    assert!(
+        max_diff(&continued, &again) < TOLERANCE,
+        "continuing after refusals matches a fresh pass"
+    );
+}
