@@ -96,45 +96,53 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
     let tokens_per_step = (args.batch * args.seq) as f64;
 
     // Interleaved rounds, so a slow spell of a shared machine falls on
-    // both sides alike. The reference reports its own peak RSS (VmHWM,
-    // which does not count this process's memory at fork).
+    // both sides alike, and the side that goes first alternates: a side
+    // that always runs right after the other's multi-GB process starts on
+    // a machine still settling from it (in `bench generate`, Hearth's side
+    // that always followed the PyTorch reference swung from 0.91x to
+    // 1.24x llama.cpp between runs). The reference reports its own peak
+    // RSS (VmHWM, which does not count this process's memory at fork).
     let mut ours: Vec<f64> = Vec::new();
     let mut theirs: Vec<f64> = Vec::new();
     let mut reference: Option<Value> = None;
     let mut torch_memory: Option<Memory> = None;
-    for round in 1..=args.rounds {
-        if !args.no_reference {
-            let generate = if round == 1 { args.generate } else { 0 };
-            let result = run_reference(
-                &args,
-                &targets,
-                threads,
-                reference_weights.as_ref(),
-                generate,
-            )?;
-            check_same_shape(model.config(), &result)?;
-            let steps = result["ms_per_step"]
-                .as_array()
-                .map(|steps| steps.iter().filter_map(Value::as_f64).collect::<Vec<_>>())
-                .unwrap_or_default();
-            let (Some(peak), Some(imports)) = (
-                result["peak_rss_mb"].as_f64(),
-                result["import_rss_mb"].as_f64(),
-            ) else {
-                bail!("unexpected reference output: {result}");
-            };
-            // The round that took the most beyond its imports.
-            if torch_memory.is_none_or(|m| peak - imports > m.net()) {
-                torch_memory = Some(Memory {
-                    peak,
-                    baseline: imports,
-                });
-            }
-            theirs.extend(steps.iter().map(|ms| ms / 1000.0));
-            if reference.is_none() {
-                reference = Some(result);
-            }
+    let mut reference_round = |round: u32| -> Result<()> {
+        if args.no_reference {
+            return Ok(());
         }
+        let generate = if round == 1 { args.generate } else { 0 };
+        let result = run_reference(
+            &args,
+            &targets,
+            threads,
+            reference_weights.as_ref(),
+            generate,
+        )?;
+        check_same_shape(model.config(), &result)?;
+        let steps = result["ms_per_step"]
+            .as_array()
+            .map(|steps| steps.iter().filter_map(Value::as_f64).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let (Some(peak), Some(imports)) = (
+            result["peak_rss_mb"].as_f64(),
+            result["import_rss_mb"].as_f64(),
+        ) else {
+            bail!("unexpected reference output: {result}");
+        };
+        // The round that took the most beyond its imports.
+        if torch_memory.is_none_or(|m| peak - imports > m.net()) {
+            torch_memory = Some(Memory {
+                peak,
+                baseline: imports,
+            });
+        }
+        theirs.extend(steps.iter().map(|ms| ms / 1000.0));
+        if reference.is_none() {
+            reference = Some(result);
+        }
+        Ok(())
+    };
+    let mut hearth_round = |round: u32| -> Result<()> {
         eprintln!(
             "hearth: round {round}/{}: {} steps ({} warm-up) of LoRA r{} on {} projections, batch {}x{}, {dtype_name} base, {threads} threads, {weights}",
             args.rounds,
@@ -151,6 +159,16 @@ pub fn run(args: BenchTrainArgs) -> Result<ExitCode> {
             timings.median() * 1000.0
         );
         ours.extend(timings.seconds);
+        Ok(())
+    };
+    for round in 1..=args.rounds {
+        if round % 2 == 1 {
+            reference_round(round)?;
+            hearth_round(round)?;
+        } else {
+            hearth_round(round)?;
+            reference_round(round)?;
+        }
     }
     let hearth_memory = Memory {
         peak: vm_hwm_mib(),
