@@ -209,8 +209,8 @@ pub fn run(args: BenchGenerateArgs) -> Result<ExitCode> {
         order.push(Turn::PyTorch);
     }
     for round in 1..=args.rounds {
-        for side in order.iter().cycle().skip(round - 1).take(order.len()) {
-            match side {
+        for turn in order.iter().cycle().skip(round - 1).take(order.len()) {
+            match turn {
                 Turn::HearthBase => ours.push(pass(&base, &prompt, n)?),
                 Turn::HearthLora => ours_lora.push(pass(&adapted, &prompt, n)?),
                 Turn::HearthF32 => {
