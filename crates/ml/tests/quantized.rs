@@ -22,6 +22,14 @@ fn smollm2() -> Option<std::path::PathBuf> {
     hearth_testdata::fetched_model("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+/// The quantized model and `text` encoded, or `None` (skipped) without it.
+fn model_and_prompt(text: &str) -> Option<(QuantizedLlama, Vec<u32>)> {
+    let path = smollm2()?;
+    let (model, tokenizer) = quantized::load(&path).expect("load quantized");
+    let prompt = tokenizer.encode(text, false).expect("encode");
+    Some((model, prompt))
+}
+
 /// An adapter on every projection with small random `B` (a fresh adapter's
 /// `B` is zero, which would change nothing).
 fn adapter(cfg: &hearth_ml::Config) -> LoraAdapter {
@@ -161,11 +169,9 @@ fn a_forward_pass_finishes_while_another_pool_thread_is_busy() {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    let Some(path) = smollm2() else { return };
-    let (model, tokenizer) = quantized::load(&path).expect("load quantized");
-    let prompt = tokenizer
-        .encode("The quick brown fox", false)
-        .expect("encode");
+    let Some((model, prompt)) = model_and_prompt("The quick brown fox") else {
+        return;
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
@@ -207,11 +213,10 @@ fn passes_finish_beside_other_parallel_work() {
     use std::sync::{Arc, mpsc};
     use std::time::Duration;
 
-    let Some(path) = smollm2() else { return };
-    let (model, tokenizer) = quantized::load(&path).expect("load quantized");
-    let prompt = tokenizer
-        .encode("The quick brown fox jumps over the lazy dog", false)
-        .expect("encode");
+    let Some((model, prompt)) = model_and_prompt("The quick brown fox jumps over the lazy dog")
+    else {
+        return;
+    };
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
             .num_threads(2)
@@ -284,11 +289,9 @@ fn passes_finish_beside_other_parallel_work() {
 /// allocated).
 #[test]
 fn a_pass_refuses_bad_tokens_and_keeps_its_cache() {
-    let Some(path) = smollm2() else { return };
-    let (model, tokenizer) = quantized::load(&path).expect("load quantized");
-    let prompt = tokenizer
-        .encode("The quick brown fox", false)
-        .expect("encode");
+    let Some((model, prompt)) = model_and_prompt("The quick brown fox") else {
+        return;
+    };
     let mut cache = QCache::default();
     let first = model.forward(&prompt, &mut cache, None).expect("prompt");
     let cached = cache.len();
