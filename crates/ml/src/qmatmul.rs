@@ -167,21 +167,46 @@ impl QWeight {
     }
 
     /// The weight `name` of the GGUF file at `path`, read from `reader`
-    /// (`info` and `data_offset` from its header). Q4_1 and Q8_0 blocks go
-    /// from the file straight into this layout, a block at a time: going
-    /// through candle's reader held each tensor three times over (the
-    /// bytes, candle's blocks, these), which for the 30 MB embedding set
-    /// the load's peak and left the freed copies in the heap. Other types
-    /// go through candle and are widened to f32.
+    /// (`info` and `data_offset` from its header), its rows put in `order`
+    /// when one is given (row `k` is the file's row `order[k]`). Q4_1 and
+    /// Q8_0 blocks go from the file straight into their place in this
+    /// layout, a block at a time: going through candle's reader held each
+    /// tensor three times over (the bytes, candle's blocks, these), and
+    /// reordering a copy afterwards freed the first one. Freed buffers
+    /// below glibc's (by then raised) mmap threshold stay stranded between
+    /// the weights for the life of the process: ~10 MiB for SmolLM2's 30
+    /// query projections. Other types go through candle and are widened to
+    /// f32.
     pub(crate) fn read_gguf<R: Read + Seek>(
         path: &Path,
         reader: &mut R,
         name: &str,
         info: &TensorInfo,
         data_offset: u64,
+        order: Option<&[usize]>,
     ) -> Result<Self> {
         let bad = |why: String| MlError::bad_model(path, format!("tensor {name}: {why}"));
         let (rows, cols) = info.shape.dims2().map_err(|e| bad(e.to_string()))?;
+        // Where each of the file's rows goes.
+        let destination: Vec<usize> = match order {
+            None => (0..rows).collect(),
+            Some(order) => {
+                let mut destination = vec![usize::MAX; rows];
+                if order.len() != rows {
+                    return Err(bad(format!(
+                        "a row order of {} for {rows} rows",
+                        order.len()
+                    )));
+                }
+                for (k, &r) in order.iter().enumerate() {
+                    match destination.get_mut(r) {
+                        Some(slot) if *slot == usize::MAX => *slot = k,
+                        _ => return Err(bad("the row order is not a permutation".into())),
+                    }
+                }
+                destination
+            }
+        };
         let block_bytes = match info.ggml_dtype {
             GgmlDType::Q4_1 => 20,
             GgmlDType::Q8_0 => 34,
@@ -189,7 +214,11 @@ impl QWeight {
                 let tensor = info
                     .read(reader, data_offset, &candle_core::Device::Cpu)
                     .map_err(|e| bad(e.to_string()))?;
-                return Self::from_qtensor(&tensor);
+                let weight = Self::from_qtensor(&tensor)?;
+                return match order {
+                    Some(order) => weight.permute_rows(order),
+                    None => Ok(weight),
+                };
             }
         };
         if !cols.is_multiple_of(BLOCK) {
@@ -197,8 +226,9 @@ impl QWeight {
                 "{cols} columns do not split into blocks of {BLOCK}"
             )));
         }
+        let nb = cols / BLOCK;
         let blocks = rows
-            .checked_mul(cols / BLOCK)
+            .checked_mul(nb)
             .ok_or_else(|| bad(format!("{rows}x{cols} is too large")))?;
         let start = data_offset
             .checked_add(info.offset)
@@ -218,25 +248,29 @@ impl QWeight {
         let mut block = [0u8; 34];
         let block = &mut block[..block_bytes as usize];
         let half = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
+        let mut read =
+            |block: &mut [u8]| reader.read_exact(block).map_err(|e| MlError::io(path, e));
         let data = if info.ggml_dtype == GgmlDType::Q4_1 {
-            let (mut d, mut m, mut qs) = (
-                Vec::with_capacity(blocks),
-                Vec::with_capacity(blocks),
-                Vec::with_capacity(blocks * 16),
-            );
-            for _ in 0..blocks {
-                reader.read_exact(block).map_err(|e| MlError::io(path, e))?;
-                d.push(half(&block[0..2]));
-                m.push(half(&block[2..4]));
-                qs.extend_from_slice(&block[4..]);
+            let (mut d, mut m, mut qs) = (vec![0; blocks], vec![0; blocks], vec![0; blocks * 16]);
+            for &row in &destination {
+                for i in row * nb..(row + 1) * nb {
+                    read(block)?;
+                    d[i] = half(&block[0..2]);
+                    m[i] = half(&block[2..4]);
+                    qs[i * 16..][..16].copy_from_slice(&block[4..]);
+                }
             }
             QData::Q4_1 { d, m, qs }
         } else {
-            let (mut d, mut qs) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks * 32));
-            for _ in 0..blocks {
-                reader.read_exact(block).map_err(|e| MlError::io(path, e))?;
-                d.push(half(&block[0..2]));
-                qs.extend(block[2..].iter().map(|&b| b as i8));
+            let (mut d, mut qs) = (vec![0; blocks], vec![0i8; blocks * 32]);
+            for &row in &destination {
+                for i in row * nb..(row + 1) * nb {
+                    read(block)?;
+                    d[i] = half(&block[0..2]);
+                    for (q, &b) in qs[i * 32..][..32].iter_mut().zip(&block[2..]) {
+                        *q = b as i8;
+                    }
+                }
             }
             QData::Q8_0 { d, qs }
         };
@@ -810,22 +844,41 @@ mod tests {
         let content = Content::read(&mut reader).expect("header");
         for (name, tensor) in &tensors {
             let info = &content.tensor_infos[name];
+            let offset = content.tensor_data_offset;
             let read =
-                QWeight::read_gguf(path, &mut reader, name, info, content.tensor_data_offset)
-                    .expect("read");
+                QWeight::read_gguf(path, &mut reader, name, info, offset, None).expect("read");
             let through_candle = QWeight::from_qtensor(tensor).expect("candle");
+            // A rotation of each head's rows, as the loader's unpermuting.
+            let order: Vec<usize> = (0..24).map(|k| (k / 8) * 8 + (k * 3 + 1) % 8).collect();
+            let reordered = QWeight::read_gguf(path, &mut reader, name, info, offset, Some(&order))
+                .expect("read in order");
             let (mut a, mut b) = (vec![0f32; 64], vec![0f32; 64]);
-            for row in 0..24 {
+            for (row, &from) in order.iter().enumerate() {
                 read.row_into(row, &mut a);
                 through_candle.row_into(row, &mut b);
                 assert_eq!(a, b, "{name} row {row}");
+                reordered.row_into(row, &mut a);
+                through_candle.row_into(from, &mut b);
+                assert_eq!(a, b, "{name} row {row} in order");
+            }
+            for bad in [vec![0; 24], (0..23).collect(), (1..25).collect()] {
+                let err = QWeight::read_gguf(path, &mut reader, name, info, offset, Some(&bad))
+                    .expect_err("not a permutation of the rows");
+                assert!(err.to_string().contains("order"), "{err}");
             }
         }
         let last = &content.tensor_infos["w1"];
         let cut = (content.tensor_data_offset + last.offset + 100) as usize;
         let mut short = Cursor::new(bytes[..cut].to_vec());
-        let err = QWeight::read_gguf(path, &mut short, "w1", last, content.tensor_data_offset)
-            .expect_err("cut short");
+        let err = QWeight::read_gguf(
+            path,
+            &mut short,
+            "w1",
+            last,
+            content.tensor_data_offset,
+            None,
+        )
+        .expect_err("cut short");
         assert!(err.to_string().contains("w1"), "{err}");
     }
 

@@ -82,7 +82,15 @@ fn run<D: Decoder>(decoder: &D, prompt: &[u32], steps: usize) -> Vec<Vec<f32>> {
 fn quantized_path_matches_the_reference_with_and_without_an_adapter() {
     let Some(path) = smollm2() else { return };
     let loaded = hearth_ml::load(&path, &Device::Cpu).expect("load f32");
-    let (model, tokenizer): (QuantizedLlama, _) = quantized::load(&path).expect("load quantized");
+    let lora = adapter(loaded.model.config());
+    // The adapter as the app loads one: built between the header and the
+    // weights, from the configuration the header gives.
+    let (model, tokenizer, qlora): (QuantizedLlama, _, _) = quantized::load_with(&path, |cfg| {
+        let tensors = lora.tensors()?;
+        LoraAdapter::from_tensors(lora.config(), cfg, &tensors, &Device::Cpu).map(Some)
+    })
+    .expect("load quantized");
+    let qlora = qlora.expect("the adapter");
     assert_eq!(model.config(), loaded.model.config());
     let text = tokenizer
         .chat_prompt("Write a short note about the weather in spring.")
@@ -92,8 +100,6 @@ fn quantized_path_matches_the_reference_with_and_without_an_adapter() {
     assert!(prompt.len() > 20, "a prompt of several gemm-sized tokens");
     let steps = 6;
 
-    let lora = adapter(loaded.model.config());
-    let qlora = QAdapter::new(&lora, &model).expect("quantized adapter");
     let mut results = Vec::new();
     for with_adapter in [false, true] {
         let reference = run(
@@ -127,6 +133,33 @@ fn quantized_path_matches_the_reference_with_and_without_an_adapter() {
         effect > 20.0 * TOLERANCE,
         "the adapter changes the logits by {effect}, no more than the paths differ"
     );
+}
+
+/// `load_with` hands on the adapter closure's error, and refuses an
+/// adapter shaped for another model, before reading any weight.
+#[test]
+fn loading_with_an_adapter_refuses_what_does_not_fit() {
+    let Some(path) = smollm2() else { return };
+    let refused = quantized::load_with(&path, |_| {
+        Err::<Option<LoraAdapter>, _>(hearth_ml::MlError::InvalidRequest("no adapter".into()))
+    });
+    assert!(
+        matches!(&refused, Err(hearth_ml::MlError::InvalidRequest(why)) if why == "no adapter"),
+        "{:?}",
+        refused.err()
+    );
+    let wrong = quantized::load_with(&path, |cfg| {
+        let mut other = cfg.clone();
+        other.intermediate_size += 32;
+        Ok::<_, hearth_ml::MlError>(Some(adapter(&other)))
+    });
+    let err = wrong.err().expect("an adapter for another model");
+    assert!(err.to_string().contains("does not fit"), "{err}");
+    let (model, _, none) =
+        quantized::load_with(&path, |_| Ok::<_, hearth_ml::MlError>(None)).expect("load");
+    assert!(none.is_none());
+    let lora = adapter(model.config());
+    QAdapter::new(&lora, &model).expect("an adapter for this model fits");
 }
 
 #[test]

@@ -282,15 +282,14 @@ impl Engine {
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
         if gguf && matches!(device, Device::Cpu) {
-            let (model, tokenizer) = quantized::load(path)?;
-            let adapter = match adapter_id {
-                Some(id) => {
-                    let info = ModelInfo::of_gguf(path)?;
-                    let lora = load_adapter_for(library, id, &info, model.config(), device)?;
-                    Some(QAdapter::new(&lora, &model)?)
-                }
-                None => None,
-            };
+            let (model, tokenizer, adapter) = quantized::load_with(path, |config| {
+                adapter_id
+                    .map(|id| {
+                        let info = ModelInfo::of_gguf(path)?;
+                        load_adapter_for(library, id, &info, config, device)
+                    })
+                    .transpose()
+            })?;
             return Ok(Engine::Quantized {
                 model,
                 tokenizer,

@@ -17,7 +17,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use hearth_ml::candle::Device;
 use hearth_ml::generate::{Decoder, Quantized, Reference};
-use hearth_ml::models::quantized::{self, QAdapter, QuantizedLlama};
+use hearth_ml::models::llama::Config;
+use hearth_ml::models::quantized;
 use hearth_ml::train::median;
 use hearth_ml::{LoraAdapter, LoraConfig, Target};
 use serde_json::Value;
@@ -116,16 +117,16 @@ fn prompt_ids(tokenizer: &hearth_ml::TextTokenizer, len: usize) -> Result<Vec<u3
     Ok(ids)
 }
 
-/// A LoRA adapter on every projection (random, B not zero), and its
-/// quantized path's form.
-fn adapter(model: &QuantizedLlama, rank: usize) -> Result<(LoraAdapter, QAdapter)> {
+/// A LoRA adapter on every projection of a model configured by `cfg`
+/// (random, B not zero).
+fn adapter(cfg: &Config, rank: usize) -> Result<LoraAdapter> {
     let config = LoraConfig {
         rank,
         alpha: 2.0 * rank as f64,
         targets: Target::ALL.to_vec(),
         ..LoraConfig::default()
     };
-    let lora = LoraAdapter::new(&config, model.config(), 5, &Device::Cpu)?;
+    let lora = LoraAdapter::new(&config, cfg, 5, &Device::Cpu)?;
     // A trained adapter's B is not zero; the cost does not depend on values.
     for (name, var) in lora.named_vars() {
         if name.contains("lora_B") {
@@ -138,8 +139,7 @@ fn adapter(model: &QuantizedLlama, rank: usize) -> Result<(LoraAdapter, QAdapter
             var.set(&noise)?;
         }
     }
-    let quantized = QAdapter::new(&lora, model)?;
-    Ok((lora, quantized))
+    Ok(lora)
 }
 
 pub fn run(args: BenchGenerateArgs) -> Result<ExitCode> {
@@ -157,11 +157,21 @@ pub fn run(args: BenchGenerateArgs) -> Result<ExitCode> {
         bail!("{} is not a GGUF file", path.display());
     }
     let start_rss = peak_rss_self_mib();
-    let (model, tokenizer) = quantized::load(&path)?;
-    let (f32_lora_adapter, lora) = adapter(&model, args.rank)?;
-    // The app keeps only the quantized path's form of an adapter; so does
-    // the bench, unless the f32 reference needs the other.
-    let f32_lora_adapter = args.f32_reference.then_some(f32_lora_adapter);
+    // The adapter is built as the app builds one it loads: between the
+    // model's header and its weights. The app keeps only the quantized
+    // path's form; so does the bench, unless the f32 reference needs a
+    // copy of the other.
+    let mut f32_lora_adapter = None;
+    let (model, tokenizer, lora) = quantized::load_with(&path, |cfg| {
+        let lora = adapter(cfg, args.rank)?;
+        if args.f32_reference {
+            let tensors = lora.tensors()?;
+            let copy = LoraAdapter::from_tensors(lora.config(), cfg, &tensors, &Device::Cpu)?;
+            f32_lora_adapter = Some(copy);
+        }
+        anyhow::Ok(Some(lora))
+    })?;
+    let lora = lora.context("the bench's adapter was not built")?;
     let prompt = prompt_ids(&tokenizer, args.prompt_tokens)?;
     let (p, n) = (args.prompt_tokens, args.new_tokens);
     println!(

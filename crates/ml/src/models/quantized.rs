@@ -11,25 +11,25 @@
 //! [`super::llama::Llama::forward_cached`] on the real default model in
 //! `tests/quantized.rs`.
 
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use candle_core::quantized::gguf_file::Content;
-use candle_core::{DType, Device};
 use rayon::prelude::*;
 
 use crate::error::{MlError, Result};
 use crate::fastmath;
 use crate::kernels::gemm::{self, Threads, View};
-use crate::loaders::gguf as loader;
-use crate::lora::{LoraAdapter, Target};
+use crate::lora::Target;
 use crate::models::llama::Config;
 use crate::qmatmul::{QWeight, WIDENED_FROM_TOKENS, widen_halves};
-use crate::tokenizer::TextTokenizer;
+
+mod adapter;
+mod load;
+
+pub use adapter::QAdapter;
+use adapter::{small_update, widen};
+pub use load::{load, load_with};
 
 /// One decoder block's weights.
 #[derive(Debug, Clone)]
@@ -105,219 +105,6 @@ impl QCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-}
-
-/// One adapted projection: `A` `(rank, in)`, `Bᵀ` `(rank, out)` as bf16
-/// bits, the rank. `B` is kept transposed so its product is `rank`
-/// vectorised row updates of the output instead of one rank-long dot
-/// product per output value. bf16 because decoding reads every adapter
-/// matrix once a token and is bound by memory: SmolLM2's adapter at rank
-/// 8 on all seven projections is 9.8 MB a token in f32, a tenth of the
-/// Q4_1 weights; in bf16 decoding with the adapter was 7 to 11% faster.
-/// bf16 keeps f32's range; rounding each adapter weight to 8 significant
-/// bits moves it by at most 2⁻⁸ of itself, which `tests/quantized.rs`
-/// checks on the logits against the f32 model with the f32 adapter.
-type Pair = (Vec<u16>, Vec<u16>, usize);
-
-/// `v` rounded to bf16 (to nearest, ties to even), as bits.
-fn to_bf16(v: f32) -> u16 {
-    half::bf16::from_f32(v).to_bits()
-}
-
-/// A bf16 value (its bits) widened to f32, exactly: a shift, which
-/// vectorises (half's own conversion branches on NaN).
-#[inline(always)]
-fn widen(bits: u16) -> f32 {
-    f32::from_bits(u32::from(bits) << 16)
-}
-
-/// `Σ a[i]·x[i]` of bf16 `a` and f32 `x`, over the shorter of the two.
-#[inline(always)]
-fn dot_bf16(a: &[u16], x: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut lanes = [0f32; LANES];
-    let (a_chunks, x_chunks) = (a.chunks_exact(LANES), x.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(x_chunks.remainder())
-        .map(|(&a, x)| widen(a) * x)
-        .sum();
-    for (a, x) in a_chunks.zip(x_chunks) {
-        for ((lane, &a), x) in lanes.iter_mut().zip(a).zip(x) {
-            *lane += widen(a) * x;
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// A LoRA adapter's matrices in bf16, ready for [`QuantizedLlama`].
-#[derive(Debug, Clone)]
-pub struct QAdapter {
-    scale: f32,
-    /// Per layer, per target: `A` `(rank, in)` and `Bᵀ` `(rank, out)`.
-    layers: Vec<Vec<Option<Pair>>>,
-}
-
-impl QAdapter {
-    /// The matrices of `adapter`, checked against `model`'s shapes.
-    pub fn new(adapter: &LoraAdapter, model: &QuantizedLlama) -> Result<Self> {
-        let cfg = &model.cfg;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for layer in 0..cfg.num_hidden_layers {
-            let mut pairs = Vec::with_capacity(Target::ALL.len());
-            for target in Target::ALL {
-                let Some(pair) = adapter.pair(layer, target) else {
-                    pairs.push(None);
-                    continue;
-                };
-                let (a, b) = (pair.a.as_tensor(), pair.b.as_tensor());
-                let (rank, fan_in) = a.dims2()?;
-                let (fan_out, rank_b) = b.dims2()?;
-                if (fan_in, fan_out) != target.shape(cfg) || rank != rank_b {
-                    return Err(MlError::InvalidRequest(format!(
-                        "adapter {} of layer {layer} is {rank}x{fan_in} and {fan_out}x{rank_b}, \
-                         which does not fit the model",
-                        target.name()
-                    )));
-                }
-                let flat = |t: &candle_core::Tensor| -> Result<Vec<u16>> {
-                    let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                    // Not `into_iter`: collecting in place would keep the
-                    // f32 buffer, twice the bf16 values' size.
-                    Ok(values.iter().map(|&v| to_bf16(v)).collect())
-                };
-                pairs.push(Some((flat(a)?, flat(&b.t()?.contiguous()?)?, rank)));
-            }
-            layers.push(pairs);
-        }
-        Ok(QAdapter {
-            scale: adapter.config().scale() as f32,
-            layers,
-        })
-    }
-}
-
-/// The model of a GGUF file on its quantized weights, its tokenizer and
-/// its configuration.
-pub fn load(path: &Path) -> Result<(QuantizedLlama, TextTokenizer)> {
-    let file = File::open(path).map_err(|e| MlError::io(path, e))?;
-    let file_len = file.metadata().map_err(|e| MlError::io(path, e))?.len();
-    let mut reader = BufReader::new(file);
-    let mut content = Content::read(&mut reader)
-        .map_err(|e| MlError::bad_model(path, format!("GGUF header: {e}")))?;
-    let loader::Header {
-        architecture,
-        vocabulary,
-        config: cfg,
-    } = loader::header(&mut content, file_len).map_err(|r| MlError::bad_model(path, r))?;
-    // The vocabulary becomes the tokenizer, and the rest of the metadata
-    // is freed, before any weight is read: the weights' smaller buffers
-    // then reuse the freed memory instead of leaving it stranded between
-    // them for the process's lifetime.
-    let tokenizer = TextTokenizer::from_gguf_vocabulary(vocabulary)?;
-    content.metadata.clear();
-    content.metadata.shrink_to_fit();
-    let tensor =
-        |reader: &mut BufReader<File>, name: &str| -> Result<candle_core::quantized::QTensor> {
-            content
-                .tensor(reader, name, &Device::Cpu)
-                .map_err(|e| MlError::bad_model(path, format!("tensor {name}: {e}")))
-        };
-    let vector = |t: candle_core::quantized::QTensor| -> Result<Vec<f32>> {
-        Ok(t.dequantize(&Device::Cpu)?
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1()?)
-    };
-    let weight = |reader: &mut BufReader<File>, name: &str| -> Result<QWeight> {
-        let info = content
-            .tensor_infos
-            .get(name)
-            .ok_or_else(|| MlError::bad_model(path, format!("no tensor {name}")))?;
-        QWeight::read_gguf(path, reader, name, info, content.tensor_data_offset)
-    };
-    let embed = weight(&mut reader, "token_embd.weight")?;
-    let head = if content.tensor_infos.contains_key("output.weight") && !cfg.tie_word_embeddings {
-        Some(weight(&mut reader, "output.weight")?)
-    } else {
-        None
-    };
-    let norm = vector(tensor(&mut reader, "output_norm.weight")?)?;
-    let llama_order = architecture == "llama";
-    let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
-    for layer in 0..cfg.num_hidden_layers {
-        let name = |n: &str| format!("blk.{layer}.{n}");
-        let mut proj = Vec::with_capacity(Target::ALL.len());
-        for target in Target::ALL {
-            let mut w = weight(&mut reader, &name(gguf_name(target)))?;
-            let (fan_in, fan_out) = target.shape(&cfg);
-            if (w.cols(), w.rows()) != (fan_in, fan_out) {
-                return Err(MlError::bad_model(
-                    path,
-                    format!("{} of layer {layer} has the wrong shape", target.name()),
-                ));
-            }
-            if llama_order {
-                match target {
-                    Target::QProj => {
-                        w = w.permute_rows(&hf_rows(fan_out, cfg.num_attention_heads))?
-                    }
-                    Target::KProj => {
-                        w = w.permute_rows(&hf_rows(fan_out, cfg.num_key_value_heads))?
-                    }
-                    _ => {}
-                }
-            }
-            proj.push(w);
-        }
-        let mut bias: [Option<Vec<f32>>; 3] = [None, None, None];
-        if cfg.attention_bias {
-            for (slot, n) in bias
-                .iter_mut()
-                .zip(["attn_q.bias", "attn_k.bias", "attn_v.bias"])
-            {
-                *slot = Some(vector(tensor(&mut reader, &name(n))?)?);
-            }
-        }
-        blocks.push(QBlock {
-            input_norm: vector(tensor(&mut reader, &name("attn_norm.weight"))?)?,
-            post_norm: vector(tensor(&mut reader, &name("ffn_norm.weight"))?)?,
-            proj,
-            bias,
-        });
-    }
-    Ok((
-        QuantizedLlama::new(cfg, embed, head, norm, blocks),
-        tokenizer,
-    ))
-}
-
-/// The GGUF tensor name of a projection (without `blk.N.`).
-fn gguf_name(target: Target) -> &'static str {
-    match target {
-        Target::QProj => "attn_q.weight",
-        Target::KProj => "attn_k.weight",
-        Target::VProj => "attn_v.weight",
-        Target::OProj => "attn_output.weight",
-        Target::GateProj => "ffn_gate.weight",
-        Target::UpProj => "ffn_up.weight",
-        Target::DownProj => "ffn_down.weight",
-    }
-}
-
-/// For Q/K weights stored permuted by llama.cpp: the stored row holding each
-/// Hugging Face row (see [`crate::loaders::unpermute_rotary_rows`]).
-fn hf_rows(rows: usize, heads: usize) -> Vec<usize> {
-    let head_dim = rows / heads;
-    let half = head_dim / 2;
-    (0..rows)
-        .map(|r| {
-            let (h, within) = (r / head_dim, r % head_dim);
-            let (j, i) = (within / half, within % half);
-            h * head_dim + i * 2 + j
-        })
-        .collect()
 }
 
 impl QuantizedLlama {
@@ -685,30 +472,6 @@ impl RopeTable {
     }
 }
 
-/// `scale · (x·Aᵀ)·Bᵀ` for a few tokens `x` `(t, in)`, from the bf16
-/// `A` `(rank, in)` and `Bᵀ` `(rank, out)`: two thin products, rank wide.
-fn small_update(
-    a: &[u16],
-    bt: &[u16],
-    x: &[f32],
-    (fan_in, fan_out): (usize, usize),
-    scale: f32,
-) -> Vec<f32> {
-    let mut y = vec![0f32; x.len() / fan_in.max(1) * fan_out];
-    fastmath::vectorized(
-        #[inline(always)]
-        || {
-            for (x, y) in x.chunks_exact(fan_in).zip(y.chunks_exact_mut(fan_out)) {
-                for (a, b) in a.chunks_exact(fan_in).zip(bt.chunks_exact(fan_out)) {
-                    let low = dot_bf16(a, x) * scale;
-                    y.iter_mut().zip(b).for_each(|(y, &b)| *y += low * widen(b));
-                }
-            }
-        },
-    );
-    y
-}
-
 /// Ends [`poll_for_work`] when dropped.
 struct StopPolling<'a>(&'a AtomicBool);
 
@@ -779,33 +542,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bf16_rounds_to_nearest_and_widens_exactly() {
-        for v in [
-            0.0f32,
-            1.0,
-            -2.5,
-            2f32.powi(-20),
-            2f32.powi(100),
-            f32::INFINITY,
-        ] {
-            assert_eq!(widen(to_bf16(v)), v, "{v} is a bf16 value");
-        }
-        // Seven stored mantissa bits: 1 + 2⁻⁸ is halfway, ties to the
-        // even 1.0; a little more rounds up to 1 + 2⁻⁷.
-        assert_eq!(widen(to_bf16(1.0 + 2f32.powi(-8))), 1.0);
-        assert_eq!(
-            widen(to_bf16(1.0 + 1.5 * 2f32.powi(-8))),
-            1.0 + 2f32.powi(-7)
-        );
-        assert!(widen(to_bf16(f32::NAN)).is_nan());
-        let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin()).collect();
-        let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.3).cos()).collect();
-        let bits: Vec<u16> = a.iter().map(|&v| to_bf16(v)).collect();
-        let want: f32 = bits.iter().zip(&x).map(|(&a, x)| widen(a) * x).sum();
-        assert!((dot_bf16(&bits, &x) - want).abs() < 1e-5);
-    }
-
-    #[test]
     fn a_poller_whose_pass_never_ends_lets_go_once_idle() {
         // The deadlock's shape: the flag is never set while the poller
         // runs (the pass waits on work beneath it). Unbounded, this spun
@@ -853,11 +589,5 @@ mod tests {
             });
         });
         assert_eq!(ran.load(Ordering::Relaxed), 64);
-    }
-
-    #[test]
-    fn hf_rows_invert_the_llama_cpp_permutation() {
-        // Two heads of width 4: stored rows interleave the halves.
-        assert_eq!(hf_rows(8, 2), vec![0, 2, 1, 3, 4, 6, 5, 7]);
     }
 }
