@@ -25,6 +25,13 @@ pub trait Decoder {
     /// Logits `(vocab,)` after the last of `tokens`, appending them to
     /// `cache`.
     fn next_logits(&self, tokens: &[u32], cache: &mut Self::Cache) -> Result<Vec<f32>>;
+    /// An empty cache with room for `positions` positions, for a
+    /// generation whose length is known up front (an empty one by
+    /// default).
+    fn cache_for(&self, positions: usize) -> Self::Cache {
+        let _ = positions;
+        Self::Cache::default()
+    }
     /// Longest sequence it accepts.
     fn max_sequence(&self) -> usize;
 }
@@ -69,6 +76,10 @@ impl Decoder for Quantized<'_> {
 
     fn next_logits(&self, tokens: &[u32], cache: &mut QCache) -> Result<Vec<f32>> {
         self.model.forward(tokens, cache, self.adapter)
+    }
+
+    fn cache_for(&self, positions: usize) -> QCache {
+        self.model.cache_for(positions)
     }
 
     fn max_sequence(&self) -> usize {
@@ -246,7 +257,7 @@ fn run<D: Decoder>(
         )));
     }
     let mut processor = processor(sampling);
-    let mut cache = D::Cache::default();
+    let mut cache = decoder.cache_for(prompt.len() + budget);
     let mut generated: Vec<u32> = Vec::new();
     let mut shown = 0;
     let mut input = prompt.to_vec();

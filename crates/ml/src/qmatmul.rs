@@ -356,6 +356,7 @@ impl QWeight {
     }
 
     /// `y = x·Wᵀ` for `x` `(tokens, cols)` row-major; `y` is `(tokens, rows)`.
+    #[cfg(test)]
     pub(crate) fn forward(&self, x: &[f32], tokens: usize) -> Result<Vec<f32>> {
         let [y] = Self::forward_group([self], x, tokens)?;
         Ok(y)
@@ -365,11 +366,36 @@ impl QWeight {
     /// the same `x` (a layer's q, k and v; its gate and up): the input is
     /// quantized once and all their rows share one parallel loop, so a
     /// decoding step pays for fewer hand-offs between threads.
+    #[cfg(test)]
     pub(crate) fn forward_group<const N: usize>(
         weights: [&Self; N],
         x: &[f32],
         tokens: usize,
     ) -> Result<[Vec<f32>; N]> {
+        let mut ys = weights.map(|w| vec![0f32; tokens * w.rows]);
+        Self::forward_group_into(
+            weights,
+            x,
+            tokens,
+            ys.each_mut().map(|y| &mut y[..]),
+            &mut Vec::new(),
+        )?;
+        Ok(ys)
+    }
+
+    /// [`Self::forward_group`] into `ys`, one `(tokens, rows)` buffer per
+    /// weight (overwritten), with `by_row` as room for the products of
+    /// several tokens before they are transposed into `ys`. A caller that
+    /// keeps `by_row` (and `ys`) between calls, grown on its own thread,
+    /// spares the pool's threads the allocations (see
+    /// [`crate::models::quantized::QCache`]).
+    pub(crate) fn forward_group_into<const N: usize>(
+        weights: [&Self; N],
+        x: &[f32],
+        tokens: usize,
+        mut ys: [&mut [f32]; N],
+        by_row: &mut Vec<f32>,
+    ) -> Result<()> {
         let cols = weights.first().map_or(0, |w| w.cols);
         if let Some(w) = weights
             .iter()
@@ -382,41 +408,69 @@ impl QWeight {
                 w.cols
             )));
         }
-        let mut ys = weights.map(|w| vec![0f32; tokens * w.rows]);
+        if let Some((w, y)) = weights
+            .iter()
+            .zip(&ys)
+            .find(|(w, y)| y.len() != tokens * w.rows)
+        {
+            return Err(MlError::InvalidRequest(format!(
+                "room for {} outputs, not {tokens} tokens of {} rows",
+                y.len(),
+                w.rows
+            )));
+        }
         if tokens == 0 {
-            return Ok(ys);
+            return Ok(());
         }
         if weights.iter().any(|w| w.blocks().is_none()) {
             // Plain f32 among them (a GGUF type widened at load): each on
             // its own.
-            for (w, y) in weights.iter().zip(&mut ys) {
+            for (w, y) in weights.iter().zip(ys) {
                 match w.blocks() {
                     None => w.forward_f32(x, tokens, y)?,
-                    Some(_) => [*y] = Self::forward_group([*w], x, tokens)?,
+                    Some(_) => Self::forward_group_into([*w], x, tokens, [y], by_row)?,
                 }
             }
-            return Ok(ys);
+            return Ok(());
         }
-        if tokens >= WIDENED_FROM_TOKENS {
-            return Self::forward_group_widened(weights, x, tokens, ys);
-        }
-        let xs: Vec<QVector> = x.chunks_exact(cols).map(QVector::quantize).collect();
         // Products land in (rows, tokens) order, one token's row after
         // another's, and are transposed at the end (for one token the two
         // orders are the same).
-        let mut by_row = if tokens == 1 {
-            None
-        } else {
-            Some(weights.map(|w| vec![0f32; tokens * w.rows]))
+        let products = |outs: &mut [&mut [f32]]| {
+            if tokens >= WIDENED_FROM_TOKENS {
+                Self::products_widened(&weights, x, tokens, outs)
+            } else {
+                Self::products_integer(&weights, x, tokens, outs);
+                Ok(())
+            }
         };
-        let outs: Vec<&mut Vec<f32>> = match &mut by_row {
-            Some(buffers) => buffers.iter_mut().collect(),
-            None => ys.iter_mut().collect(),
-        };
+        if tokens == 1 {
+            let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut **y).collect();
+            return products(&mut outs);
+        }
+        by_row.resize(weights.iter().map(|w| w.rows).sum::<usize>() * tokens, 0.0);
+        let mut rest = &mut by_row[..];
+        let mut outs: Vec<&mut [f32]> = Vec::with_capacity(N);
+        for w in &weights {
+            let (out, after) = std::mem::take(&mut rest).split_at_mut(w.rows * tokens);
+            rest = after;
+            outs.push(out);
+        }
+        products(&mut outs)?;
+        from_rows(&outs, &mut ys, tokens);
+        Ok(())
+    }
+
+    /// The products of quantized `weights` and a few tokens `x`, in
+    /// integers, into `outs` (`(rows, tokens)` each; `(tokens, rows)` is
+    /// the same for one token).
+    fn products_integer(weights: &[&Self], x: &[f32], tokens: usize, outs: &mut [&mut [f32]]) {
+        let cols = weights.first().map_or(0, |w| w.cols);
+        let xs: Vec<QVector> = x.chunks_exact(cols).map(QVector::quantize).collect();
         let chunk = rows_per_task(weights.iter().map(|w| w.rows).sum());
         let tasks: Vec<(Blocks<'_>, usize, &mut [f32])> = weights
             .iter()
-            .zip(outs)
+            .zip(outs.iter_mut())
             .flat_map(|(w, out)| {
                 let blocks = w.blocks();
                 out.chunks_mut(chunk * tokens)
@@ -455,29 +509,24 @@ impl QWeight {
                 },
             )
         });
-        if let Some(buffers) = by_row {
-            from_rows(&buffers, &mut ys, tokens);
-        }
-        Ok(ys)
     }
 
-    /// [`Self::forward_group`] of quantized weights for a prompt: each
-    /// rayon task widens [`WIDENED_TILE_ROWS`] rows of one weight to f32
-    /// and multiplies them with every token in one `gemm` on its own
-    /// thread, writing `(rows, tokens)`, transposed into `ys` at the end.
-    /// The activations stay f32, so this is the f32 product of the
-    /// dequantized weights, up to summation order.
-    fn forward_group_widened<const N: usize>(
-        weights: [&Self; N],
+    /// The products of quantized `weights` and a prompt `x`, into `outs`
+    /// (`(rows, tokens)` each): each rayon task widens
+    /// [`WIDENED_TILE_ROWS`] rows of one weight to f32 and multiplies them
+    /// with every token in one `gemm` on its own thread. The activations
+    /// stay f32, so this is the f32 product of the dequantized weights,
+    /// up to summation order.
+    fn products_widened(
+        weights: &[&Self],
         x: &[f32],
         tokens: usize,
-        mut ys: [Vec<f32>; N],
-    ) -> Result<[Vec<f32>; N]> {
+        outs: &mut [&mut [f32]],
+    ) -> Result<()> {
         let cols = weights.first().map_or(0, |w| w.cols);
-        let mut by_row = weights.map(|w| vec![0f32; tokens * w.rows]);
         let tasks: Vec<(&Self, usize, &mut [f32])> = weights
             .iter()
-            .zip(by_row.iter_mut())
+            .zip(outs.iter_mut())
             .flat_map(|(w, out)| {
                 out.chunks_mut(WIDENED_TILE_ROWS * tokens)
                     .enumerate()
@@ -506,9 +555,7 @@ impl QWeight {
                     false,
                     Threads::One,
                 )
-            })?;
-        from_rows(&by_row, &mut ys, tokens);
-        Ok(ys)
+            })
     }
 
     /// The blocks of a quantized weight; `None` for plain f32.
@@ -643,7 +690,7 @@ impl Row<'_, '_> {
 
 /// Products computed in (rows, tokens) order, each into its `y` in
 /// (tokens, rows) order.
-fn from_rows(by_row: &[Vec<f32>], ys: &mut [Vec<f32>], tokens: usize) {
+fn from_rows(by_row: &[&mut [f32]], ys: &mut [&mut [f32]], tokens: usize) {
     if tokens == 0 {
         return;
     }

@@ -69,7 +69,16 @@ fn argmax(v: &[f32]) -> usize {
 
 /// Logits after the prompt and after each of `steps` greedy tokens.
 fn run<D: Decoder>(decoder: &D, prompt: &[u32], steps: usize) -> Vec<Vec<f32>> {
-    let mut cache = D::Cache::default();
+    run_in(decoder, prompt, steps, D::Cache::default())
+}
+
+/// [`run`] from `cache`.
+fn run_in<D: Decoder>(
+    decoder: &D,
+    prompt: &[u32],
+    steps: usize,
+    mut cache: D::Cache,
+) -> Vec<Vec<f32>> {
     let mut out = vec![decoder.next_logits(prompt, &mut cache).expect("prompt")];
     for _ in 0..steps {
         let next = argmax(out.last().expect("logits")) as u32;
@@ -153,7 +162,7 @@ fn loading_with_an_adapter_refuses_what_does_not_fit() {
         other.intermediate_size += 32;
         Ok::<_, hearth_ml::MlError>(Some(adapter(&other)))
     });
-    let err = wrong.err().expect("an adapter for another model");
+    let err = wrong.expect_err("an adapter for another model");
     assert!(err.to_string().contains("does not fit"), "{err}");
     let (model, _, none) =
         quantized::load_with(&path, |_| Ok::<_, hearth_ml::MlError>(None)).expect("load");
@@ -356,4 +365,31 @@ fn a_pass_refuses_bad_tokens_and_keeps_its_cache() {
         max_diff(&continued, &again) < TOLERANCE,
         "continuing after refusals matches a fresh pass"
     );
+}
+
+/// A cache made with room for a whole generation (as `generate_with`
+/// makes one) gives exactly the logits of one grown pass by pass, with
+/// and without an adapter.
+#[test]
+fn a_cache_with_room_gives_the_same_logits() {
+    let Some((model, prompt)) = model_and_prompt("Once upon a time, in a small village") else {
+        return;
+    };
+    let lora = adapter(model.config());
+    let qlora = QAdapter::new(&lora, &model).expect("quantized adapter");
+    let steps = 5;
+    for adapter in [None, Some(&qlora)] {
+        let decoder = Quantized {
+            model: &model,
+            adapter,
+        };
+        let grown = run(&decoder, &prompt, steps);
+        let roomy = run_in(
+            &decoder,
+            &prompt,
+            steps,
+            decoder.cache_for(prompt.len() + steps),
+        );
+        assert_eq!(grown, roomy, "adapter {}", adapter.is_some());
+    }
 }

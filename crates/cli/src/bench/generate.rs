@@ -56,7 +56,7 @@ fn pass<D: Decoder>(decoder: &D, prompt: &[u32], new: usize) -> Result<Pass> {
             )
             .0 as u32
     };
-    let mut cache = D::Cache::default();
+    let mut cache = decoder.cache_for(prompt.len() + new);
     let start = Instant::now();
     let mut logits = decoder.next_logits(prompt, &mut cache)?;
     let prompt_s = start.elapsed().as_secs_f64();

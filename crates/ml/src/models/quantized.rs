@@ -78,6 +78,65 @@ pub struct QCache {
     keys: Vec<Vec<u16>>,
     values: Vec<Vec<u16>>,
     len: usize,
+    /// The passes' activations, kept between passes.
+    scratch: Scratch,
+}
+
+/// Room for a forward pass's activations, owned by the cache and grown on
+/// the caller's thread before the pass starts. A pass runs on whichever
+/// of rayon's threads takes it, and each thread allocates from its own
+/// malloc arena: activations allocated inside the pass were freed and
+/// allocated anew in every arena in turn, which left each pool thread's
+/// arena holding a pass's worth of freed memory (5 MiB net RSS of
+/// SmolLM2's generation). Buffers are sized for the pass's tokens; a
+/// decoding step after a prompt reuses the prompt's.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// The residual stream, `(t, hidden)`.
+    x: Vec<f32>,
+    /// The normed stream, `(t, hidden)`.
+    normed: Vec<f32>,
+    /// Queries and attention's output, `(t, heads·dim)`.
+    q: Vec<f32>,
+    attended: Vec<f32>,
+    /// Keys and values of the pass, `(t, kv_heads·dim)`.
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// The output projection's and the down projection's output.
+    out: Vec<f32>,
+    /// The MLP's gate and up projections, `(t, intermediate)`.
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    /// The products of a projection group before they are transposed.
+    by_row: Vec<f32>,
+}
+
+impl Scratch {
+    /// Sizes every buffer for `t` tokens of a model configured by `cfg`.
+    fn size_for(&mut self, cfg: &Config, t: usize) {
+        let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
+        let (qw, kvw) = (
+            cfg.num_attention_heads * cfg.head_dim(),
+            cfg.num_key_value_heads * cfg.head_dim(),
+        );
+        for (buffer, width) in [
+            (&mut self.x, h),
+            (&mut self.normed, h),
+            (&mut self.q, qw),
+            (&mut self.attended, qw),
+            (&mut self.k, kvw),
+            (&mut self.v, kvw),
+            (&mut self.out, h),
+            (&mut self.gate, inter),
+            (&mut self.up, inter),
+        ] {
+            buffer.resize(t * width, 0.0);
+        }
+        // Filled by the products themselves: only the room is made here.
+        let group_rows = (qw + 2 * kvw).max(2 * inter).max(h);
+        self.by_row.clear();
+        self.by_row.reserve(t * group_rows);
+    }
 }
 
 impl QCache {
@@ -93,6 +152,24 @@ impl QCache {
         for cached in self.keys.iter_mut().chain(&mut self.values) {
             cached.truncate(self.len * width);
             cached.reserve(needed - cached.len());
+        }
+    }
+
+    /// An empty cache with room for `positions` positions in each of
+    /// `layers` layers of `width`-wide keys and values. Room reserved but
+    /// never written costs address space, not memory; growing by doubling
+    /// instead held up to twice the positions used, and both the old and
+    /// the new buffers of every layer at each doubling.
+    fn with_room(layers: usize, positions: usize, width: usize) -> Self {
+        let room = || {
+            (0..layers)
+                .map(|_| Vec::with_capacity(positions * width))
+                .collect()
+        };
+        QCache {
+            keys: room(),
+            values: room(),
+            ..QCache::default()
         }
     }
 
@@ -152,6 +229,16 @@ impl QuantizedLlama {
                 .sum::<usize>()
     }
 
+    /// An empty cache with room for `positions` positions (at most the
+    /// model's context), which a generation of known length never grows.
+    pub fn cache_for(&self, positions: usize) -> QCache {
+        QCache::with_room(
+            self.blocks.len(),
+            positions.min(self.positions),
+            self.cfg.num_key_value_heads * self.cfg.head_dim(),
+        )
+    }
+
     /// Logits `(vocab,)` of the last of `tokens`, appending their keys and
     /// values to `cache`.
     pub fn forward(
@@ -187,6 +274,8 @@ impl QuantizedLlama {
             tokens.len(),
             self.cfg.num_key_value_heads * self.cfg.head_dim(),
         );
+        cache.scratch.size_for(&self.cfg, tokens.len());
+        let mut logits = vec![0f32; self.head.as_ref().unwrap_or(&self.embed).rows()];
         // The whole pass runs on one of rayon's threads: each projection's
         // parallel loop then starts from inside the pool, where the caller
         // works on it too, instead of handing every one of the ~120 loops
@@ -206,36 +295,48 @@ impl QuantizedLlama {
             });
             // Set however the pass ends, a panic included.
             let _stop = StopPolling(&done);
-            self.forward_in_pool(tokens, cache, adapter)
-        })
+            self.forward_in_pool(tokens, cache, adapter, &mut logits)
+        })?;
+        Ok(logits)
     }
 
-    /// [`Self::forward`]'s work, on a thread of rayon's pool.
+    /// [`Self::forward`]'s work, on a thread of rayon's pool: the logits
+    /// of the last token into `logits`, in buffers `cache` holds.
     fn forward_in_pool(
         &self,
         tokens: &[u32],
         cache: &mut QCache,
         adapter: Option<&QAdapter>,
-    ) -> Result<Vec<f32>> {
+        logits: &mut [f32],
+    ) -> Result<()> {
         let cfg = &self.cfg;
         let (t, h) = (tokens.len(), cfg.hidden_size);
-        let offset = cache.len;
-        let mut x = vec![0f32; t * h];
-        for (&id, row) in tokens.iter().zip(x.chunks_mut(h)) {
+        let QCache {
+            keys,
+            values,
+            len,
+            scratch,
+        } = cache;
+        let offset = *len;
+        for (&id, row) in tokens.iter().zip(scratch.x.chunks_mut(h)) {
             self.embed.row_into(id as usize, row);
         }
         let rope = self.rope_table(offset, t);
         for (layer, block) in self.blocks.iter().enumerate() {
-            self.block(layer, block, &mut x, (t, offset), &rope, cache, adapter)?;
+            let cached = (&mut keys[layer], &mut values[layer]);
+            self.block(layer, block, (t, offset), &rope, cached, scratch, adapter)?;
         }
-        cache.len += t;
-        let mut last = x[(t - 1) * h..].to_vec();
-        rms_norm(&mut last, &self.norm, cfg.rms_norm_eps as f32);
-        self.head.as_ref().unwrap_or(&self.embed).forward(&last, 1)
+        *len += t;
+        let last = &mut scratch.normed[..h];
+        last.copy_from_slice(&scratch.x[(t - 1) * h..][..h]);
+        rms_norm(last, &self.norm, cfg.rms_norm_eps as f32);
+        let head = self.head.as_ref().unwrap_or(&self.embed);
+        QWeight::forward_group_into([head], last, 1, [logits], &mut scratch.by_row)
     }
 
     /// Projections of the same `x` `(t, in)` (one parallel product for
     /// all), each with its bias and the adapter's update.
+    #[allow(clippy::too_many_arguments)]
     fn project<const N: usize>(
         &self,
         layer: usize,
@@ -244,7 +345,9 @@ impl QuantizedLlama {
         x: &[f32],
         t: usize,
         adapter: Option<&QAdapter>,
-    ) -> Result<[Vec<f32>; N]> {
+        mut ys: [&mut [f32]; N],
+        by_row: &mut Vec<f32>,
+    ) -> Result<()> {
         let weights = targets.map(|target| &block.proj[target.index()]);
         let pairs = targets.map(|target| {
             adapter
@@ -254,10 +357,12 @@ impl QuantizedLlama {
         let scale = adapter.map_or(0.0, |adapter| adapter.scale);
         // Decoding: the adapter's few products run beside the quantized
         // ones (on whichever thread is free) instead of after them on one.
-        let (mut ys, mut updates) = if t < WIDENED_FROM_TOKENS && pairs.iter().any(Option::is_some)
-        {
-            let (ys, updates) = rayon::join(
-                || QWeight::forward_group(weights, x, t),
+        let products = |ys: &mut [&mut [f32]; N], by_row: &mut Vec<f32>| -> Result<()> {
+            QWeight::forward_group_into(weights, x, t, ys.each_mut().map(|y| &mut **y), by_row)
+        };
+        let mut updates = if t < WIDENED_FROM_TOKENS && pairs.iter().any(Option::is_some) {
+            let (done, updates) = rayon::join(
+                || products(&mut ys, by_row),
                 || {
                     std::array::from_fn(|i| {
                         let shape = (weights[i].cols(), weights[i].rows());
@@ -265,9 +370,11 @@ impl QuantizedLlama {
                     })
                 },
             );
-            (ys?, updates)
+            done?;
+            updates
         } else {
-            (QWeight::forward_group(weights, x, t)?, [const { None }; N])
+            products(&mut ys, by_row)?;
+            [const { None }; N]
         };
         for (((target, w), y), (pair, update)) in targets
             .into_iter()
@@ -314,20 +421,34 @@ impl QuantizedLlama {
                 )?;
             }
         }
-        Ok(ys)
+        Ok(())
     }
 
+    /// One decoder block on the stream `scratch.x` of `t` tokens from
+    /// position `offset`, appending to the layer's cached keys and values.
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         layer: usize,
         block: &QBlock,
-        x: &mut [f32],
         (t, offset): (usize, usize),
         rope: &RopeTable,
-        cache: &mut QCache,
+        (keys, values): (&mut Vec<u16>, &mut Vec<u16>),
+        scratch: &mut Scratch,
         adapter: Option<&QAdapter>,
     ) -> Result<()> {
+        let Scratch {
+            x,
+            normed,
+            q,
+            attended,
+            k,
+            v,
+            out,
+            gate,
+            up,
+            by_row,
+        } = scratch;
         let cfg = &self.cfg;
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps as f32);
         let (heads, kv_heads, dim) = (
@@ -336,25 +457,25 @@ impl QuantizedLlama {
             cfg.head_dim(),
         );
         let kv_width = kv_heads * dim;
-        let mut normed = x.to_vec();
+        normed.copy_from_slice(x);
         for row in normed.chunks_mut(h) {
             rms_norm(row, &block.input_norm, eps);
         }
-        let [mut q, mut k, v] = self.project(
+        self.project(
             layer,
             block,
             [Target::QProj, Target::KProj, Target::VProj],
-            &normed,
+            normed,
             t,
             adapter,
+            [q, k, v],
+            by_row,
         )?;
         for i in 0..t {
             rope.apply(&mut q[i * heads * dim..][..heads * dim], i);
             rope.apply(&mut k[i * kv_width..][..kv_width], i);
         }
         // `forward` reserved room and cut both to `offset` positions.
-        let keys = &mut cache.keys[layer];
-        let values = &mut cache.values[layer];
         keys.extend(k.iter().map(|&k| half::f16::from_f32(k).to_bits()));
         values.extend(v.iter().map(|&v| half::f16::from_f32(v).to_bits()));
         let (keys, values) = (&keys[..], &values[..]);
@@ -362,7 +483,7 @@ impl QuantizedLlama {
         // Attention: every (token, head) on its own, causal over the cache.
         let group = heads / kv_heads;
         let scale = 1.0 / (dim as f32).sqrt();
-        let mut attended = vec![0f32; t * heads * dim];
+        attended.fill(0.0);
         let attend = |task: usize, out: &mut [f32]| {
             let (i, head) = (task / heads, task % heads);
             let kv = head / group;
@@ -407,31 +528,53 @@ impl QuantizedLlama {
                 .enumerate()
                 .for_each(|(task, out)| attend(task, out));
         }
-        let [o] = self.project(layer, block, [Target::OProj], &attended, t, adapter)?;
-        x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+        let o = [&mut out[..]];
+        self.project(
+            layer,
+            block,
+            [Target::OProj],
+            attended,
+            t,
+            adapter,
+            o,
+            by_row,
+        )?;
+        x.iter_mut().zip(&*out).for_each(|(x, o)| *x += o);
 
-        let mut normed = x.to_vec();
+        normed.copy_from_slice(x);
         for row in normed.chunks_mut(h) {
             rms_norm(row, &block.post_norm, eps);
         }
-        let [mut gate, up] = self.project(
+        self.project(
             layer,
             block,
             [Target::GateProj, Target::UpProj],
-            &normed,
+            normed,
             t,
             adapter,
+            [gate, up],
+            by_row,
         )?;
         fastmath::vectorized(
             #[inline(always)]
             || {
-                for (g, u) in gate.iter_mut().zip(&up) {
+                for (g, u) in gate.iter_mut().zip(&*up) {
                     *g = *g * fastmath::sigmoid(*g) * u;
                 }
             },
         );
-        let [down] = self.project(layer, block, [Target::DownProj], &gate, t, adapter)?;
-        x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
+        let down = [&mut out[..]];
+        self.project(
+            layer,
+            block,
+            [Target::DownProj],
+            gate,
+            t,
+            adapter,
+            down,
+            by_row,
+        )?;
+        x.iter_mut().zip(&*out).for_each(|(x, d)| *x += d);
         Ok(())
     }
 
@@ -540,6 +683,32 @@ fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cache_with_room_never_moves_within_it() {
+        let (layers, width) = (2, 4);
+        let mut cache = QCache::with_room(layers, 10, width);
+        let buffers = |cache: &QCache| -> Vec<(*const u16, usize)> {
+            cache
+                .keys
+                .iter()
+                .chain(&cache.values)
+                .map(|v| (v.as_ptr(), v.capacity()))
+                .collect()
+        };
+        let before = buffers(&cache);
+        for t in [6, 1, 3] {
+            cache.reserve(layers, t, width);
+            for cached in cache.keys.iter_mut().chain(&mut cache.values) {
+                cached.extend(std::iter::repeat_n(1u16, t * width));
+            }
+            cache.len += t;
+            assert_eq!(buffers(&cache), before, "after {} positions", cache.len);
+        }
+        // Past its room it grows as any cache does.
+        cache.reserve(layers, 1, width);
+        assert!(cache.keys.iter().all(|k| k.capacity() >= 11 * width));
+    }
 
     #[test]
     fn a_poller_whose_pass_never_ends_lets_go_once_idle() {
