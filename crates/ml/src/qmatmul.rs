@@ -17,6 +17,7 @@ mod integer;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Mutex;
 
 use candle_core::quantized::gguf_file::TensorInfo;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -44,6 +45,79 @@ pub(crate) const WIDENED_FROM_TOKENS: usize = 16;
 /// 1536 are 384 KiB of f32, small enough to stay in a core's L2 cache
 /// while `gemm` runs over them.
 const WIDENED_TILE_ROWS: usize = 64;
+
+/// A prompt's tokens are padded to a multiple of this for `gemm` (zeros,
+/// whose products are dropped): the SIMD width of its f32 microkernel on
+/// AVX-512. With a column-major operand of such a length, `gemm` reads it
+/// in place; otherwise it packs a copy into memory it allocates for every
+/// product (see [`Workspace`]).
+const WIDENED_TOKEN_MULTIPLE: usize = 16;
+
+/// Room the products of a group of weights work in, kept by the caller
+/// between calls and grown on the caller's thread ([`Self::reserve`]).
+///
+/// The products run on rayon's threads, and each thread allocates from its
+/// own malloc arena: a prompt's widened tiles and `gemm`'s packed copies,
+/// allocated and freed inside the tasks, left each pool thread's arena
+/// holding several MiB of freed memory (SmolLM2's generation: 4.5 and 2.1
+/// MiB resident, 2 MiB of it in use). Here a prompt's tokens are
+/// transposed once, padded, into `columns`, which `gemm` reads as they
+/// are, and each pool thread widens its tiles into its own `tiles` slot.
+#[derive(Debug, Default)]
+pub(crate) struct Workspace {
+    /// The products of several tokens, `(rows, stride)` per weight, before
+    /// they are transposed into the outputs.
+    by_row: Vec<f32>,
+    /// A prompt's activations transposed, `(cols, padded tokens)`.
+    columns: Vec<f32>,
+    /// One tile of widened weight rows per thread of rayon's pool, by
+    /// thread index. A task holds its slot's lock for as long as it runs
+    /// and never yields to other tasks meanwhile, so the lock is only ever
+    /// taken uncontended; a task that finds it taken, or runs in another
+    /// pool, widens into a tile of its own.
+    tiles: Vec<Mutex<Vec<f32>>>,
+}
+
+/// A copy is a fresh workspace: its buffers are room, not state.
+impl Clone for Workspace {
+    fn clone(&self) -> Self {
+        Workspace::default()
+    }
+}
+
+impl Workspace {
+    /// Room for the products of `tokens` tokens with a group of weights of
+    /// `rows` rows in all and at most `cols` columns.
+    pub(crate) fn reserve(&mut self, tokens: usize, rows: usize, cols: usize) {
+        let stride = product_stride(tokens);
+        self.by_row.clear();
+        self.by_row.reserve(rows * stride);
+        if tokens < WIDENED_FROM_TOKENS {
+            return;
+        }
+        self.columns.clear();
+        self.columns.reserve(cols * stride);
+        let threads = rayon::current_num_threads();
+        self.tiles.truncate(threads);
+        self.tiles.resize_with(threads, || Mutex::new(Vec::new()));
+        for tile in &mut self.tiles {
+            if let Ok(tile) = tile.get_mut() {
+                // Written now, so its pages are this thread's.
+                tile.resize(WIDENED_TILE_ROWS * cols, 0.0);
+            }
+        }
+    }
+}
+
+/// Products of `tokens` tokens are laid out `stride` apart: a prompt's
+/// padded to [`WIDENED_TOKEN_MULTIPLE`].
+fn product_stride(tokens: usize) -> usize {
+    if tokens >= WIDENED_FROM_TOKENS {
+        tokens.next_multiple_of(WIDENED_TOKEN_MULTIPLE)
+    } else {
+        tokens
+    }
+}
 
 /// A `rows x cols` weight (`y = W·x`), in the blocks it was stored in.
 ///
@@ -378,23 +452,21 @@ impl QWeight {
             x,
             tokens,
             ys.each_mut().map(|y| &mut y[..]),
-            &mut Vec::new(),
+            &mut Workspace::default(),
         )?;
         Ok(ys)
     }
 
     /// [`Self::forward_group`] into `ys`, one `(tokens, rows)` buffer per
-    /// weight (overwritten), with `by_row` as room for the products of
-    /// several tokens before they are transposed into `ys`. A caller that
-    /// keeps `by_row` (and `ys`) between calls, grown on its own thread,
-    /// spares the pool's threads the allocations (see
-    /// [`crate::models::quantized::QCache`]).
+    /// weight (overwritten), working in `work`. A caller that keeps `work`
+    /// (and `ys`) between calls, reserved on its own thread, spares the
+    /// pool's threads the allocations (see [`Workspace`]).
     pub(crate) fn forward_group_into<const N: usize>(
         weights: [&Self; N],
         x: &[f32],
         tokens: usize,
         mut ys: [&mut [f32]; N],
-        by_row: &mut Vec<f32>,
+        work: &mut Workspace,
     ) -> Result<()> {
         let cols = weights.first().map_or(0, |w| w.cols);
         if let Some(w) = weights
@@ -428,7 +500,7 @@ impl QWeight {
             for (w, y) in weights.iter().zip(ys) {
                 match w.blocks() {
                     None => w.forward_f32(x, tokens, y)?,
-                    Some(_) => Self::forward_group_into([*w], x, tokens, [y], by_row)?,
+                    Some(_) => Self::forward_group_into([*w], x, tokens, [y], work)?,
                 }
             }
             return Ok(());
@@ -436,28 +508,38 @@ impl QWeight {
         // Products land in (rows, tokens) order, one token's row after
         // another's, and are transposed at the end (for one token the two
         // orders are the same).
-        let products = |outs: &mut [&mut [f32]]| {
-            if tokens >= WIDENED_FROM_TOKENS {
-                Self::products_widened(&weights, x, tokens, outs)
-            } else {
-                Self::products_integer(&weights, x, tokens, outs);
-                Ok(())
-            }
-        };
         if tokens == 1 {
             let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut **y).collect();
-            return products(&mut outs);
+            Self::products_integer(&weights, x, tokens, &mut outs);
+            return Ok(());
         }
-        by_row.resize(weights.iter().map(|w| w.rows).sum::<usize>() * tokens, 0.0);
+        let stride = product_stride(tokens);
+        let Workspace {
+            by_row,
+            columns,
+            tiles,
+        } = work;
+        by_row.resize(weights.iter().map(|w| w.rows).sum::<usize>() * stride, 0.0);
         let mut rest = &mut by_row[..];
         let mut outs: Vec<&mut [f32]> = Vec::with_capacity(N);
         for w in &weights {
-            let (out, after) = std::mem::take(&mut rest).split_at_mut(w.rows * tokens);
+            let (out, after) = std::mem::take(&mut rest).split_at_mut(w.rows * stride);
             rest = after;
             outs.push(out);
         }
-        products(&mut outs)?;
-        from_rows(&outs, &mut ys, tokens);
+        if tokens >= WIDENED_FROM_TOKENS {
+            columns.clear();
+            columns.resize(cols * stride, 0.0);
+            for (t, token) in x.chunks_exact(cols).enumerate() {
+                for (c, &v) in token.iter().enumerate() {
+                    columns[c * stride + t] = v;
+                }
+            }
+            Self::products_widened(&weights, columns, stride, &mut outs, tiles)?;
+        } else {
+            Self::products_integer(&weights, x, tokens, &mut outs);
+        }
+        from_rows(&outs, &mut ys, tokens, stride);
         Ok(())
     }
 
@@ -511,33 +593,37 @@ impl QWeight {
         });
     }
 
-    /// The products of quantized `weights` and a prompt `x`, into `outs`
-    /// (`(rows, tokens)` each): each rayon task widens
-    /// [`WIDENED_TILE_ROWS`] rows of one weight to f32 and multiplies them
-    /// with every token in one `gemm` on its own thread. The activations
-    /// stay f32, so this is the f32 product of the dequantized weights,
-    /// up to summation order.
+    /// The products of quantized `weights` and a prompt, given as
+    /// `columns` `(cols, stride)` (its tokens transposed, padded with
+    /// zeros), into `outs` (`(rows, stride)` each): each rayon task widens
+    /// [`WIDENED_TILE_ROWS`] rows of one weight to f32, into its thread's
+    /// slot of `tiles`, and multiplies them with every token in one `gemm`
+    /// on its own thread. The activations stay f32, so this is the f32
+    /// product of the dequantized weights, up to summation order.
     fn products_widened(
         weights: &[&Self],
-        x: &[f32],
-        tokens: usize,
+        columns: &[f32],
+        stride: usize,
         outs: &mut [&mut [f32]],
+        tiles: &[Mutex<Vec<f32>>],
     ) -> Result<()> {
         let cols = weights.first().map_or(0, |w| w.cols);
         let tasks: Vec<(&Self, usize, &mut [f32])> = weights
             .iter()
             .zip(outs.iter_mut())
             .flat_map(|(w, out)| {
-                out.chunks_mut(WIDENED_TILE_ROWS * tokens)
+                out.chunks_mut(WIDENED_TILE_ROWS * stride)
                     .enumerate()
                     .map(move |(c, o)| (*w, c * WIDENED_TILE_ROWS, o))
             })
             .collect();
-        tasks
-            .into_par_iter()
-            .try_for_each_init(Vec::new, |tile, (w, first, out)| {
-                let rows = out.len() / tokens;
-                tile.resize(rows * cols, 0f32);
+        tasks.into_par_iter().try_for_each(|(w, first, out)| {
+            let rows = out.len() / stride;
+            let mut multiply = |tile: &mut Vec<f32>| {
+                if tile.len() < rows * cols {
+                    tile.resize(rows * cols, 0f32);
+                }
+                let tile = &mut tile[..rows * cols];
                 fastmath::vectorized(
                     #[inline(always)]
                     || {
@@ -546,16 +632,25 @@ impl QWeight {
                         }
                     },
                 );
+                // `columns` is column-major for `gemm` (which computes the
+                // transposed product of a row-major destination) and its
+                // length a multiple of its SIMD width: read in place.
                 gemm::product(
                     out,
-                    tokens,
+                    stride,
                     View::new(tile, rows, cols),
-                    View::new(x, tokens, cols).t(),
+                    View::new(columns, cols, stride),
                     1.0,
                     false,
                     Threads::One,
                 )
-            })
+            };
+            let slot = rayon::current_thread_index().and_then(|i| tiles.get(i));
+            match slot.map(Mutex::try_lock) {
+                Some(Ok(mut tile)) => multiply(&mut tile),
+                _ => multiply(&mut Vec::new()),
+            }
+        })
     }
 
     /// The blocks of a quantized weight; `None` for plain f32.
@@ -688,16 +783,16 @@ impl Row<'_, '_> {
     }
 }
 
-/// Products computed in (rows, tokens) order, each into its `y` in
-/// (tokens, rows) order.
-fn from_rows(by_row: &[&mut [f32]], ys: &mut [&mut [f32]], tokens: usize) {
+/// Products computed in (rows, tokens) order, `stride` apart, each into
+/// its `y` in (tokens, rows) order.
+fn from_rows(by_row: &[&mut [f32]], ys: &mut [&mut [f32]], tokens: usize, stride: usize) {
     if tokens == 0 {
         return;
     }
     for (by_row, y) in by_row.iter().zip(ys) {
-        let rows = by_row.len() / tokens;
-        for (row, values) in by_row.chunks_exact(tokens).enumerate() {
-            for (t, &v) in values.iter().enumerate() {
+        let rows = by_row.len() / stride;
+        for (row, values) in by_row.chunks_exact(stride).enumerate() {
+            for (t, &v) in values[..tokens].iter().enumerate() {
                 y[t * rows + row] = v;
             }
         }
@@ -816,6 +911,60 @@ mod tests {
         assert!(QWeight::forward_group([&weights[0]], &[0.0; 10], 1).is_err());
         let narrow = weight(GgmlDType::Q4_1, 8, 32).0;
         assert!(QWeight::forward_group([&weights[0], &narrow], &[0.0; 64], 1).is_err());
+    }
+
+    /// A workspace kept across calls of every shape (prompts padded or
+    /// not, single tokens, other widths), its buffers left full of NaN,
+    /// gives exactly the products a fresh one does, on a pool whose
+    /// threads widen into their own tiles.
+    #[test]
+    fn a_kept_workspace_gives_the_products_of_a_fresh_one() {
+        let q4 = weight(GgmlDType::Q4_1, 70, 96).0;
+        let q8 = weight(GgmlDType::Q8_0, 40, 96).0;
+        let narrow = weight(GgmlDType::Q4_1, 130, 64).0;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        pool.install(|| {
+            let mut work = Workspace::default();
+            work.reserve(40, 130, 96);
+            assert_eq!(work.tiles.len(), 2);
+            work.by_row.resize(work.by_row.capacity(), f32::NAN);
+            work.columns.resize(work.columns.capacity(), f32::NAN);
+            for tile in &mut work.tiles {
+                tile.get_mut().expect("tile").fill(f32::NAN);
+            }
+            let calls: [(&[&QWeight], usize); 6] = [
+                (&[&q4, &q8], 40),
+                (&[&q4], 1),
+                (&[&narrow], 17),
+                (&[&q4, &q8], 19),
+                (&[&q8, &q4], 5),
+                (&[&narrow], 48),
+            ];
+            for (weights, tokens) in calls {
+                let cols = weights[0].cols();
+                let x: Vec<f32> = (0..tokens * cols)
+                    .map(|i| (i as f32 * 0.41).sin())
+                    .collect();
+                let mut ys: Vec<Vec<f32>> = weights
+                    .iter()
+                    .map(|w| vec![f32::NAN; tokens * w.rows()])
+                    .collect();
+                match (weights, &mut ys[..]) {
+                    ([a], [ya]) => QWeight::forward_group_into([*a], &x, tokens, [ya], &mut work),
+                    ([a, b], [ya, yb]) => {
+                        QWeight::forward_group_into([*a, *b], &x, tokens, [ya, yb], &mut work)
+                    }
+                    _ => unreachable!("one or two weights"),
+                }
+                .expect("kept workspace");
+                for (w, y) in weights.iter().zip(&ys) {
+                    assert_eq!(y, &w.forward(&x, tokens).expect("fresh"), "{tokens} tokens");
+                }
+            }
+        });
     }
 
     /// At SmolLM2's shapes (576 -> 1536 and back, a prompt and one token),

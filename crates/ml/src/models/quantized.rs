@@ -19,16 +19,15 @@ use rayon::prelude::*;
 
 use crate::error::{MlError, Result};
 use crate::fastmath;
-use crate::kernels::gemm::{self, Threads, View};
 use crate::lora::Target;
 use crate::models::llama::Config;
-use crate::qmatmul::{QWeight, WIDENED_FROM_TOKENS, widen_halves};
+use crate::qmatmul::{QWeight, WIDENED_FROM_TOKENS, Workspace, widen_halves};
 
 mod adapter;
 mod load;
 
 pub use adapter::QAdapter;
-use adapter::{small_update, widen};
+use adapter::{add_update, small_update};
 pub use load::{load, load_with};
 
 /// One decoder block's weights.
@@ -107,8 +106,8 @@ struct Scratch {
     /// The MLP's gate and up projections, `(t, intermediate)`.
     gate: Vec<f32>,
     up: Vec<f32>,
-    /// The products of a projection group before they are transposed.
-    by_row: Vec<f32>,
+    /// Where the projections' products work.
+    work: Workspace,
 }
 
 impl Scratch {
@@ -132,10 +131,8 @@ impl Scratch {
         ] {
             buffer.resize(t * width, 0.0);
         }
-        // Filled by the products themselves: only the room is made here.
         let group_rows = (qw + 2 * kvw).max(2 * inter).max(h);
-        self.by_row.clear();
-        self.by_row.reserve(t * group_rows);
+        self.work.reserve(t, group_rows, h.max(qw).max(inter));
     }
 }
 
@@ -331,7 +328,7 @@ impl QuantizedLlama {
         last.copy_from_slice(&scratch.x[(t - 1) * h..][..h]);
         rms_norm(last, &self.norm, cfg.rms_norm_eps as f32);
         let head = self.head.as_ref().unwrap_or(&self.embed);
-        QWeight::forward_group_into([head], last, 1, [logits], &mut scratch.by_row)
+        QWeight::forward_group_into([head], last, 1, [logits], &mut scratch.work)
     }
 
     /// Projections of the same `x` `(t, in)` (one parallel product for
@@ -346,7 +343,7 @@ impl QuantizedLlama {
         t: usize,
         adapter: Option<&QAdapter>,
         mut ys: [&mut [f32]; N],
-        by_row: &mut Vec<f32>,
+        work: &mut Workspace,
     ) -> Result<()> {
         let weights = targets.map(|target| &block.proj[target.index()]);
         let pairs = targets.map(|target| {
@@ -357,12 +354,12 @@ impl QuantizedLlama {
         let scale = adapter.map_or(0.0, |adapter| adapter.scale);
         // Decoding: the adapter's few products run beside the quantized
         // ones (on whichever thread is free) instead of after them on one.
-        let products = |ys: &mut [&mut [f32]; N], by_row: &mut Vec<f32>| -> Result<()> {
-            QWeight::forward_group_into(weights, x, t, ys.each_mut().map(|y| &mut **y), by_row)
+        let products = |ys: &mut [&mut [f32]; N], work: &mut Workspace| -> Result<()> {
+            QWeight::forward_group_into(weights, x, t, ys.each_mut().map(|y| &mut **y), work)
         };
         let mut updates = if t < WIDENED_FROM_TOKENS && pairs.iter().any(Option::is_some) {
             let (done, updates) = rayon::join(
-                || products(&mut ys, by_row),
+                || products(&mut ys, work),
                 || {
                     std::array::from_fn(|i| {
                         let shape = (weights[i].cols(), weights[i].rows());
@@ -373,7 +370,7 @@ impl QuantizedLlama {
             done?;
             updates
         } else {
-            products(&mut ys, by_row)?;
+            products(&mut ys, work)?;
             [const { None }; N]
         };
         for (((target, w), y), (pair, update)) in targets
@@ -394,31 +391,13 @@ impl QuantizedLlama {
             }
             if let Some(update) = update.take() {
                 y.iter_mut().zip(&update).for_each(|(y, u)| *y += u);
-            } else if let Some((a, bt, rank)) = pair {
-                // A prompt: y += scale · (x·Aᵀ)·Bᵀ as two `gemm`s on f32
-                // copies of the adapter, which every token then shares.
-                let (fan_in, fan_out) = (w.cols(), w.rows());
-                let widened = |m: &[u16]| m.iter().map(|&v| widen(v)).collect::<Vec<f32>>();
-                let (a, bt) = (widened(a), widened(bt));
-                let mut low = vec![0f32; t * rank];
-                gemm::product(
-                    &mut low,
-                    *rank,
-                    View::new(x, t, fan_in),
-                    View::new(&a, *rank, fan_in).t(),
-                    1.0,
-                    false,
-                    Threads::One,
-                )?;
-                gemm::product(
-                    y,
-                    fan_out,
-                    View::new(&low, t, *rank),
-                    View::new(&bt, *rank, fan_out),
-                    scale,
-                    true,
-                    Threads::One,
-                )?;
+            } else if let Some((a, bt, _)) = pair {
+                // A prompt: each task adds the update of a few tokens
+                // straight into their outputs (nothing allocated).
+                let shape = (w.cols(), w.rows());
+                y.par_chunks_mut(shape.1 * UPDATE_TOKENS_PER_TASK)
+                    .zip(x.par_chunks(shape.0 * UPDATE_TOKENS_PER_TASK))
+                    .for_each(|(y, x)| add_update(a, bt, x, shape, scale, y));
             }
         }
         Ok(())
@@ -447,7 +426,7 @@ impl QuantizedLlama {
             out,
             gate,
             up,
-            by_row,
+            work,
         } = scratch;
         let cfg = &self.cfg;
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps as f32);
@@ -469,7 +448,7 @@ impl QuantizedLlama {
             t,
             adapter,
             [q, k, v],
-            by_row,
+            work,
         )?;
         for i in 0..t {
             rope.apply(&mut q[i * heads * dim..][..heads * dim], i);
@@ -529,16 +508,7 @@ impl QuantizedLlama {
                 .for_each(|(task, out)| attend(task, out));
         }
         let o = [&mut out[..]];
-        self.project(
-            layer,
-            block,
-            [Target::OProj],
-            attended,
-            t,
-            adapter,
-            o,
-            by_row,
-        )?;
+        self.project(layer, block, [Target::OProj], attended, t, adapter, o, work)?;
         x.iter_mut().zip(&*out).for_each(|(x, o)| *x += o);
 
         normed.copy_from_slice(x);
@@ -553,7 +523,7 @@ impl QuantizedLlama {
             t,
             adapter,
             [gate, up],
-            by_row,
+            work,
         )?;
         fastmath::vectorized(
             #[inline(always)]
@@ -572,7 +542,7 @@ impl QuantizedLlama {
             t,
             adapter,
             down,
-            by_row,
+            work,
         )?;
         x.iter_mut().zip(&*out).for_each(|(x, d)| *x += d);
         Ok(())
@@ -623,6 +593,10 @@ impl Drop for StopPolling<'_> {
         self.0.store(true, Ordering::Release);
     }
 }
+
+/// Tokens of a prompt per rayon task of an adapter's update: 64 tokens
+/// make 16 tasks, enough for threads that finish their share unevenly.
+const UPDATE_TOKENS_PER_TASK: usize = 4;
 
 /// How long [`poll_for_work`] spins without finding work before it leaves
 /// the thread to rayon's own idling. A decoding step's serial stretches

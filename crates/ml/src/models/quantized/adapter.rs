@@ -30,7 +30,7 @@ fn to_bf16(v: f32) -> u16 {
 /// A bf16 value (its bits) widened to f32, exactly: a shift, which
 /// vectorises (half's own conversion branches on NaN).
 #[inline(always)]
-pub(super) fn widen(bits: u16) -> f32 {
+fn widen(bits: u16) -> f32 {
     f32::from_bits(u32::from(bits) << 16)
 }
 
@@ -112,10 +112,27 @@ pub(super) fn small_update(
     a: &[u16],
     bt: &[u16],
     x: &[f32],
-    (fan_in, fan_out): (usize, usize),
+    shape: (usize, usize),
     scale: f32,
 ) -> Vec<f32> {
-    let mut y = vec![0f32; x.len() / fan_in.max(1) * fan_out];
+    let mut y = vec![0f32; x.len() / shape.0.max(1) * shape.1];
+    add_update(a, bt, x, shape, scale, &mut y);
+    y
+}
+
+/// `y += scale · (x·Aᵀ)·Bᵀ` for tokens `x` `(t, in)` and `y` `(t, out)`,
+/// token by token: per token, `rank` dot products with `A`'s rows and
+/// `rank` scaled additions of `Bᵀ`'s. At rank 8 that is 16 multiply-adds
+/// per weight of the projection's pair, read from bf16 without an f32
+/// copy (a prompt's tokens share the pair while it stays in cache).
+pub(super) fn add_update(
+    a: &[u16],
+    bt: &[u16],
+    x: &[f32],
+    (fan_in, fan_out): (usize, usize),
+    scale: f32,
+    y: &mut [f32],
+) {
     fastmath::vectorized(
         #[inline(always)]
         || {
@@ -127,7 +144,6 @@ pub(super) fn small_update(
             }
         },
     );
-    y
 }
 
 #[cfg(test)]
