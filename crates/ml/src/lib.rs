@@ -6,6 +6,7 @@
 //!   a fused flavour for inference.
 #![deny(missing_docs)]
 
+mod busy_pool;
 pub mod constrain;
 pub mod device;
 pub mod embed;

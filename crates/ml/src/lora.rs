@@ -7,10 +7,10 @@
 //! q_proj.lora_A.weight`), so adapters move between Hearth and the wider
 //! ecosystem unchanged.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -203,11 +203,13 @@ pub struct LoraPair {
     pub b: Var,
 }
 
-/// Dropout with a generator whose state is saved with the run.
+/// Dropout with a generator whose state is saved with the run. The
+/// generator sits behind a lock so that a training step can run on
+/// rayon's threads; only one of them draws at a time.
 #[derive(Debug)]
 pub struct Dropout {
     p: f32,
-    rng: Cell<SplitMix64>,
+    rng: Mutex<SplitMix64>,
 }
 
 impl Dropout {
@@ -215,13 +217,21 @@ impl Dropout {
     pub fn new(p: f32, rng: SplitMix64) -> Self {
         Dropout {
             p,
-            rng: Cell::new(rng),
+            rng: Mutex::new(rng),
         }
     }
 
     /// The generator's current state (for checkpoints).
     pub fn rng(&self) -> SplitMix64 {
-        self.rng.get()
+        *self.generator()
+    }
+
+    /// The generator, whole even if a thread panicked while holding it
+    /// (each update is one store).
+    fn generator(&self) -> std::sync::MutexGuard<'_, SplitMix64> {
+        self.rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The drop probability.
@@ -233,8 +243,9 @@ impl Dropout {
     /// the draws [`Dropout::apply`] would make) and returns the generator
     /// state the mask starts from, for [`mask_rows`].
     pub(crate) fn claim(&self, len: usize) -> SplitMix64 {
-        let start = self.rng.get();
-        self.rng.set(start.skipped(len as u64));
+        let mut rng = self.generator();
+        let start = *rng;
+        *rng = start.skipped(len as u64);
         start
     }
 
@@ -242,12 +253,13 @@ impl Dropout {
         if self.p == 0.0 {
             return Ok(x.clone());
         }
-        let mut rng = self.rng.get();
         let keep = 1.0 / (1.0 - self.p);
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| if rng.next_f32() < self.p { 0.0 } else { keep })
-            .collect();
-        self.rng.set(rng);
+        let mask: Vec<f32> = {
+            let mut rng = self.generator();
+            (0..x.elem_count())
+                .map(|_| if rng.next_f32() < self.p { 0.0 } else { keep })
+                .collect()
+        };
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok((x * mask)?)
     }

@@ -46,6 +46,7 @@ use rayon::prelude::*;
 
 use self::buffers::{BlockWeights, Buffers, Dims, Pair, Weights, f32_slice, next};
 use self::rows::{rms_norm, rms_norm_backward, softmax_cross_entropy};
+use crate::busy_pool;
 use crate::error::{MlError, Result};
 use crate::fastmath;
 use crate::kernels::gemm::{Threads, View, product};
@@ -269,7 +270,9 @@ impl CpuStep {
             dropout: dropout.filter(|d| d.probability() > 0.0),
             weights: &weights,
         };
-        let loss = step.run(buffers, &mut pairs, inputs, targets, scale)?;
+        // ~2000 parallel loops a step: see `busy_pool`.
+        let loss =
+            busy_pool::with_pollers(|| step.run(buffers, &mut pairs, inputs, targets, scale))?;
 
         let mut grads = Vec::new();
         for row in pairs {
