@@ -21,7 +21,8 @@ const ROUNDER: f32 = 12_582_912.0;
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUNDER) - ROUNDER;
+    let shifted = x * LOG2E + ROUNDER;
+    let n = shifted - ROUNDER;
     let r = x - n * LN2_HI - n * LN2_LO;
     let r2 = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
@@ -29,8 +30,13 @@ pub(crate) fn exp(x: f32) -> f32 {
         * r
         + 0.5;
     let y = p * r2 + r + 1.0;
-    // n is an integer in [-126, 127] here, so this is 2^n exactly.
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // n is an integer in [-126, 127] here, and `shifted` holds it in its
+    // low mantissa bits (1.5·2²³ + n, one unit per ulp), so its bits less
+    // ROUNDER's are n itself: integer arithmetic that vectorises, where
+    // `n as i32` (a saturating conversion) went one lane at a time and
+    // cost more than the rest of `exp`. This is 2^n exactly.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUNDER.to_bits());
+    y * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 /// `1 / (1 + e^-x)`.
@@ -128,6 +134,40 @@ mod tests {
         assert!(exp(f32::NAN).is_nan());
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
         assert!(sigmoid(-200.0) < 1e-37 && sigmoid(200.0) == 1.0);
+    }
+
+    /// The power of two read from the rounding's bits is the one the
+    /// integer conversion gives, for every exponent and both infinities.
+    #[test]
+    fn the_power_of_two_from_the_bits_is_the_converted_one() {
+        let by_conversion = |x: f32| {
+            let x = x.clamp(-87.0, 88.0);
+            let n = (x * LOG2E + ROUNDER) - ROUNDER;
+            let r = x - n * LN2_HI - n * LN2_LO;
+            let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r
+                + 4.166_579_6e-2)
+                * r
+                + 1.666_666_5e-1)
+                * r
+                + 0.5;
+            let r2 = r * r;
+            (p * r2 + r + 1.0) * f32::from_bits(((n as i32 + 127) as u32) << 23)
+        };
+        let mut x = -100.0f32;
+        while x < 100.0 {
+            assert_eq!(exp(x).to_bits(), by_conversion(x).to_bits(), "exp({x})");
+            x += 0.001_7;
+        }
+        for x in [
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            88.0,
+            -87.0,
+            87.999,
+            -86.999,
+        ] {
+            assert_eq!(exp(x).to_bits(), by_conversion(x).to_bits(), "exp({x})");
+        }
     }
 
     #[test]
