@@ -39,6 +39,15 @@ pub(crate) fn exp(x: f32) -> f32 {
     y * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
+/// `x` rounded to the nearest integer (ties to even), for `|x| < 2²²`:
+/// adding 1.5·2²³ leaves the integer in the low mantissa bits, read off as
+/// in [`exp`]. Unlike `x.round() as i32` (a libm call and a saturating
+/// conversion, one lane at a time) it vectorises.
+#[inline(always)]
+pub(crate) fn round_small(x: f32) -> i32 {
+    ((x + ROUNDER).to_bits().wrapping_sub(ROUNDER.to_bits())) as i32
+}
+
 /// `1 / (1 + e^-x)`.
 #[inline(always)]
 pub(crate) fn sigmoid(x: f32) -> f32 {
@@ -167,6 +176,26 @@ mod tests {
             -86.999,
         ] {
             assert_eq!(exp(x).to_bits(), by_conversion(x).to_bits(), "exp({x})");
+        }
+    }
+
+    #[test]
+    fn small_values_round_to_the_nearest_integer() {
+        let mut x = -40_000.0f32;
+        while x < 40_000.0 {
+            let want = x.round_ties_even();
+            assert_eq!(round_small(x) as f32, want, "{x}");
+            x += 0.37;
+        }
+        for (x, want) in [
+            (0.5, 0),
+            (1.5, 2),
+            (-0.5, 0),
+            (-2.5, -2),
+            (-0.0, 0),
+            (32767.4, 32767),
+        ] {
+            assert_eq!(round_small(x), want, "{x}");
         }
     }
 

@@ -452,12 +452,15 @@ impl QuantizedLlama {
                 || {
                     // One cached row at a time, widened to f32.
                     let mut row = vec![0f32; dim];
-                    let mut scores: Vec<f32> = (0..seen)
-                        .map(|p| {
-                            widen_halves(&keys[p * kv_width + kv * dim..][..dim], &mut row);
-                            fastmath::dot(query, &row) * scale
-                        })
-                        .collect();
+                    // A plain loop, not `map().collect()`: the collecting
+                    // is compiled out of line, without the vector
+                    // instructions `vectorized` enables, and the widening
+                    // and dot products inside it with it.
+                    let mut scores = vec![0f32; seen];
+                    for (p, score) in scores.iter_mut().enumerate() {
+                        widen_halves(&keys[p * kv_width + kv * dim..][..dim], &mut row);
+                        *score = fastmath::dot(query, &row) * scale;
+                    }
                     let top = fastmath::max(&scores);
                     let mut total = 0f32;
                     for s in &mut scores {
