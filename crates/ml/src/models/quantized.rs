@@ -342,7 +342,7 @@ impl QuantizedLlama {
                 || {
                     std::array::from_fn(|i| {
                         let shape = (weights[i].cols(), weights[i].rows());
-                        pairs[i].map(|(a, bt, _)| small_update(a, bt, x, shape, scale))
+                        pairs[i].map(|(a, bt)| small_update(a, bt, x, shape, scale))
                     })
                 },
             );
@@ -370,7 +370,7 @@ impl QuantizedLlama {
             }
             if let Some(update) = update.take() {
                 y.iter_mut().zip(&update).for_each(|(y, u)| *y += u);
-            } else if let Some((a, bt, _)) = pair {
+            } else if let Some((a, bt)) = pair {
                 // A prompt: each task adds the update of a few tokens
                 // straight into their outputs (nothing allocated).
                 let shape = (w.cols(), w.rows());

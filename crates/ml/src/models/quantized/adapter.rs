@@ -10,8 +10,8 @@ use crate::fastmath;
 use crate::lora::{LoraAdapter, Target};
 use crate::models::llama::Config;
 
-/// One adapted projection: `A` `(rank, in)`, `Bᵀ` `(rank, out)` as bf16
-/// bits, the rank. `B` is kept transposed so its product is `rank`
+/// One adapted projection: `A` `(rank, in)` and `Bᵀ` `(rank, out)` as
+/// bf16 bits. `B` is kept transposed so its product is `rank`
 /// vectorised row updates of the output instead of one rank-long dot
 /// product per output value. bf16 because decoding reads every adapter
 /// matrix once a token and is bound by memory: SmolLM2's adapter at rank
@@ -20,7 +20,7 @@ use crate::models::llama::Config;
 /// bf16 keeps f32's range; rounding each adapter weight to 8 significant
 /// bits moves it by at most 2⁻⁸ of itself, which `tests/quantized.rs`
 /// checks on the logits against the f32 model with the f32 adapter.
-pub(super) type Pair = (Vec<u16>, Vec<u16>, usize);
+pub(super) type Pair = (Vec<u16>, Vec<u16>);
 
 /// `v` rounded to bf16 (to nearest, ties to even), as bits.
 fn to_bf16(v: f32) -> u16 {
@@ -95,7 +95,7 @@ impl QAdapter {
                     // f32 buffer, twice the bf16 values' size.
                     Ok(values.iter().map(|&v| to_bf16(v)).collect())
                 };
-                pairs.push(Some((flat(a)?, flat(&b.t()?.contiguous()?)?, rank)));
+                pairs.push(Some((flat(a)?, flat(&b.t()?.contiguous()?)?)));
             }
             layers.push(pairs);
         }
