@@ -39,8 +39,9 @@ pub(crate) struct QVector {
 impl QVector {
     /// `x` (a whole number of blocks) quantized: per block the scale that
     /// maps the largest magnitude to [`QMAX`], values rounded to the nearest
-    /// step (ties to even). A block holding a NaN or an infinity gets a NaN scale, so the
-    /// products it enters are NaN, as the f32 product's would be.
+    /// step (ties to even). A block holding a NaN or an infinity gets a NaN
+    /// scale, so the products it enters are NaN, as the f32 product's
+    /// would be.
     pub(crate) fn quantize(x: &[f32]) -> Self {
         let blocks = x.len() / BLOCK;
         let mut d = Vec::with_capacity(blocks);
